@@ -1,0 +1,159 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "elfsym.h"
+
+struct elfsym_file {
+	int fd;
+	Elf *elf;
+};
+
+int elfsym_open(const char *path, struct elfsym_file **out)
+{
+	struct elfsym_file *f;
+
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		return -EINVAL;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (f->fd < 0) {
+		int err = -errno;
+
+		free(f);
+		return err;
+	}
+	f->elf = elf_begin(f->fd, ELF_C_READ_MMAP, NULL);
+	if (!f->elf || elf_kind(f->elf) != ELF_K_ELF) {
+		elfsym_close(f);
+		return -ENOEXEC;
+	}
+	*out = f;
+	return 0;
+}
+
+void elfsym_close(struct elfsym_file *f)
+{
+	if (!f)
+		return;
+	if (f->elf)
+		elf_end(f->elf);
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f);
+}
+
+static int vaddr_to_offset(struct elfsym_file *f, uint64_t vaddr, uint64_t *off, uint64_t *avail)
+{
+	size_t n, i;
+
+	if (elf_getphdrnum(f->elf, &n))
+		return -ENOEXEC;
+	for (i = 0; i < n; i++) {
+		GElf_Phdr ph;
+
+		if (!gelf_getphdr(f->elf, i, &ph) || ph.p_type != PT_LOAD)
+			continue;
+		if (vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr + ph.p_filesz) {
+			*off = vaddr - ph.p_vaddr + ph.p_offset;
+			if (avail)
+				*avail = ph.p_vaddr + ph.p_filesz - vaddr;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static int lookup_in(struct elfsym_file *f, Elf_Scn *scn, GElf_Shdr *sh, const char *name,
+		     struct elfsym *out)
+{
+	Elf_Data *data = elf_getdata(scn, NULL);
+	size_t len = strlen(name), i, n;
+
+	if (!data || !sh->sh_entsize)
+		return -ENOENT;
+	n = sh->sh_size / sh->sh_entsize;
+	for (i = 0; i < n; i++) {
+		GElf_Sym sym;
+		const char *s;
+
+		if (!gelf_getsym(data, i, &sym) || GELF_ST_TYPE(sym.st_info) != STT_FUNC ||
+		    sym.st_shndx == SHN_UNDEF || !sym.st_value)
+			continue;
+		s = elf_strptr(f->elf, sh->sh_link, sym.st_name);
+		if (!s || strncmp(s, name, len) || (s[len] && s[len] != '@'))
+			continue;
+		out->vaddr = sym.st_value;
+		out->size = sym.st_size;
+		return vaddr_to_offset(f, sym.st_value, &out->file_offset, NULL);
+	}
+	return -ENOENT;
+}
+
+int elfsym_lookup(struct elfsym_file *f, const char *name, struct elfsym *out)
+{
+	static const Elf64_Word types[] = {SHT_SYMTAB, SHT_DYNSYM};
+	size_t t;
+
+	for (t = 0; t < 2; t++) {
+		Elf_Scn *scn = NULL;
+
+		while ((scn = elf_nextscn(f->elf, scn))) {
+			GElf_Shdr sh;
+
+			if (!gelf_getshdr(scn, &sh) || sh.sh_type != types[t])
+				continue;
+			if (!lookup_in(f, scn, &sh, name, out))
+				return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+int elfsym_read(struct elfsym_file *f, uint64_t vaddr, void *buf, uint64_t size)
+{
+	uint64_t off, avail;
+	ssize_t n;
+
+	if (vaddr_to_offset(f, vaddr, &off, &avail) || avail < size)
+		return -ENOENT;
+	n = pread(f->fd, buf, size, (off_t)off);
+	if (n < 0)
+		return -errno;
+	return (uint64_t)n == size ? 0 : -EIO;
+}
+
+uint64_t elfsym_first_load_vaddr(struct elfsym_file *f)
+{
+	size_t n, i;
+
+	if (elf_getphdrnum(f->elf, &n))
+		return 0;
+	for (i = 0; i < n; i++) {
+		GElf_Phdr ph;
+
+		if (gelf_getphdr(f->elf, i, &ph) && ph.p_type == PT_LOAD)
+			return ph.p_vaddr & ~(uint64_t)0xfff;
+	}
+	return 0;
+}
+
+bool elfsym_has_interp(struct elfsym_file *f)
+{
+	size_t n, i;
+
+	if (elf_getphdrnum(f->elf, &n))
+		return false;
+	for (i = 0; i < n; i++) {
+		GElf_Phdr ph;
+
+		if (gelf_getphdr(f->elf, i, &ph) && ph.p_type == PT_INTERP)
+			return true;
+	}
+	return false;
+}

@@ -1,0 +1,32 @@
+/* Symbols of an ELF file on disk: where a function lives, as a file offset
+ * (what uprobes take) and as a link-time address. */
+#ifndef TRACER_ELFSYM_H
+#define TRACER_ELFSYM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct elfsym_file;
+
+struct elfsym {
+	uint64_t vaddr;	      /* st_value */
+	uint64_t file_offset; /* where the code is in the file */
+	uint64_t size;
+};
+
+/* Opens path; returns 0 or a negative errno (-ENOEXEC: not an ELF file). */
+int elfsym_open(const char *path, struct elfsym_file **out);
+void elfsym_close(struct elfsym_file *f);
+
+/* A function defined in the file (.symtab first, then .dynsym; symbol
+ * versions ignored). Returns 0 or -ENOENT. */
+int elfsym_lookup(struct elfsym_file *f, const char *name, struct elfsym *out);
+
+/* Reads size bytes of the file at a link-time address. 0 or -errno. */
+int elfsym_read(struct elfsym_file *f, uint64_t vaddr, void *buf, uint64_t size);
+
+/* The link-time address of the first PT_LOAD segment (0 for PIE and DSOs). */
+uint64_t elfsym_first_load_vaddr(struct elfsym_file *f);
+bool elfsym_has_interp(struct elfsym_file *f);
+
+#endif

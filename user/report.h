@@ -1,0 +1,30 @@
+/* Reports of a snapshot for people (tracemalloc's text formats) and for
+ * scripts (JSON). Knows nothing of BPF. */
+#ifndef TRACER_REPORT_H
+#define TRACER_REPORT_H
+
+#include <stdio.h>
+#include "snapshot.h"
+#include "stats.h"
+
+enum report_format {
+	REPORT_TEXT,
+	REPORT_JSON,
+};
+
+struct report_options {
+	enum report_format format;
+	enum stats_key key;
+	bool cumulative;
+	int top;	     /* how many statistics; <= 0 means all */
+	int traceback_limit; /* Traceback.format(limit) for 'traceback'; 0 = all */
+};
+
+/* Header (target, nframe, traced memory current/peak, tracer memory, events,
+ * every counter) then the top statistics. Returns 0 or a negative errno. */
+int report_snapshot(FILE *out, const struct snapshot *s, const struct report_options *o);
+/* compare_to report: header of both snapshots, then StatisticDiff lines. */
+int report_compare(FILE *out, const struct snapshot *old_snap, const struct snapshot *new_snap,
+		   const struct report_options *o);
+
+#endif

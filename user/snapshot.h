@@ -1,0 +1,128 @@
+/* The snapshot model: every live trace of one moment, as tracemalloc's
+ * Snapshot holds them, plus what tracer knows about the target and its own
+ * losses. Strings, frames and tracebacks are interned in tables owned by the
+ * snapshot; everything refers to them by index. Knows nothing of BPF. */
+#ifndef TRACER_SNAPSHOT_H
+#define TRACER_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Domains: 0 is tracemalloc's (Python allocators); PyTraceMalloc_Track may
+ * use any other number; tracer's own domains sit at the top of the range. */
+#define SNAPSHOT_DOMAIN_PYTHON 0u
+#define SNAPSHOT_DOMAIN_LIBC 0xfffffff0u
+
+/* tracemalloc's limit for total_nframe */
+#define SNAPSHOT_MAX_TOTAL_NFRAME 65535u
+
+/* One frame. filename/function are string indices; SNAPSHOT_NO_STRING for
+ * "none". A native frame without line information has lineno 0 and a
+ * filename of the form "/path/to/binary+0x1a2b". */
+#define SNAPSHOT_NO_STRING UINT32_MAX
+struct snapshot_frame {
+	uint32_t filename;
+	uint32_t lineno;
+	uint32_t function;
+};
+
+/* A traceback: frames[first .. first+nframe) of the frame_ids array, most
+ * recent first (tracemalloc's C order). total_nframe counts every frame the
+ * stack had, saturated at 65535; nframe <= total_nframe. */
+struct snapshot_traceback {
+	uint32_t first;
+	uint32_t nframe;
+	uint32_t total_nframe;
+};
+
+struct snapshot_trace {
+	uint64_t address;
+	uint64_t size;
+	uint32_t domain;
+	uint32_t traceback;
+};
+
+/* A named loss or event counter ("allocs table full", "stack truncated" ...).
+ * Names are static strings or owned by the snapshot's string table. */
+struct snapshot_counter {
+	uint32_t name; /* string index */
+	uint64_t value;
+};
+
+struct snapshot_target {
+	int32_t pid;
+	uint32_t command;     /* string index: the command line or comm */
+	uint64_t start_time;  /* target start, seconds since the epoch (0 unknown) */
+	uint32_t host;        /* string index: hostname */
+};
+
+struct snapshot {
+	/* header */
+	uint32_t traceback_limit; /* nframe */
+	uint64_t traced_current;  /* bytes, get_traced_memory()[0] */
+	uint64_t traced_peak;     /* bytes, get_traced_memory()[1] */
+	uint64_t tracer_memory;   /* bytes, get_tracemalloc_memory() */
+	uint64_t taken_at;        /* seconds since the epoch */
+	uint64_t duration_ns;     /* how long tracing ran */
+	uint64_t alloc_events;
+	uint64_t free_events;
+	struct snapshot_target target;
+
+	/* interned tables */
+	char **strings;
+	uint32_t nstrings, cap_strings;
+	struct snapshot_frame *frames;
+	uint32_t nframes, cap_frames;
+	uint32_t *frame_ids;
+	uint32_t nframe_ids, cap_frame_ids;
+	struct snapshot_traceback *tracebacks;
+	uint32_t ntracebacks, cap_tracebacks;
+
+	struct snapshot_trace *traces;
+	uint64_t ntraces, cap_traces;
+
+	struct snapshot_counter *counters;
+	uint32_t ncounters, cap_counters;
+
+	/* hash indices for interning (private to snapshot.c) */
+	void *intern;
+};
+
+/* Lifecycle. snapshot_new returns NULL on ENOMEM. */
+struct snapshot *snapshot_new(void);
+void snapshot_free(struct snapshot *s);
+
+/* Interning; each returns an index, or a negative errno. Equal inputs give
+ * equal indices. frames are most recent first. */
+int64_t snapshot_intern_string(struct snapshot *s, const char *str);
+int64_t snapshot_intern_frame(struct snapshot *s, const char *filename, uint32_t lineno,
+			      const char *function);
+int64_t snapshot_intern_traceback(struct snapshot *s, const uint32_t *frame_ids, uint32_t nframe,
+				  uint32_t total_nframe);
+
+/* Adds a trace; returns 0 or a negative errno. */
+int snapshot_add_trace(struct snapshot *s, uint64_t address, uint64_t size, uint32_t domain,
+		       uint32_t traceback);
+
+/* Sets (adds or replaces) a counter by name. */
+int snapshot_set_counter(struct snapshot *s, const char *name, uint64_t value);
+
+static inline const char *snapshot_string(const struct snapshot *s, uint32_t idx)
+{
+	return idx < s->nstrings ? s->strings[idx] : NULL;
+}
+
+static inline const struct snapshot_frame *snapshot_frame_at(const struct snapshot *s,
+							     const struct snapshot_traceback *tb,
+							     uint32_t i)
+{
+	return &s->frames[s->frame_ids[tb->first + i]];
+}
+
+/* "python", "libc" or the decimal number; buf must hold 16 bytes. */
+const char *snapshot_domain_name(uint32_t domain, char *buf);
+/* Parses a domain name or number; returns 0 or -EINVAL. */
+int snapshot_parse_domain(const char *name, uint32_t *domain);
+
+#endif

@@ -1,0 +1,52 @@
+/* tracemalloc's Snapshot.statistics() and compare_to(): grouping by
+ * filename, lineno or traceback, plain or cumulative, sorted exactly as
+ * tracemalloc sorts (../shared/TRACEMALLOC.md section 4). */
+#ifndef TRACER_STATS_H
+#define TRACER_STATS_H
+
+#include "snapshot.h"
+
+enum stats_key {
+	STATS_KEY_FILENAME,
+	STATS_KEY_LINENO,
+	STATS_KEY_TRACEBACK,
+};
+
+/* One frame of a group key. Strings point into the snapshot(s) the list was
+ * computed from, which must outlive the list. lineno is 0 for 'filename'. */
+struct stats_frame {
+	const char *filename;
+	uint32_t lineno;
+	const char *function; /* for display only; NULL when unknown */
+};
+
+/* A Statistic (or StatisticDiff when from stats_compare). key holds nkey
+ * frames, most recent first; 'lineno' and 'filename' keys have one. */
+struct stats_entry {
+	struct stats_frame *key;
+	uint32_t nkey;
+	uint64_t size;
+	uint64_t count;
+	int64_t size_diff;  /* compare only */
+	int64_t count_diff; /* compare only */
+};
+
+struct stats_list {
+	struct stats_entry *entries;
+	size_t n;
+	void *storage; /* private */
+};
+
+/* Returns 0 or a negative errno; -EINVAL for cumulative with 'traceback'. */
+int stats_compute(const struct snapshot *s, enum stats_key key, bool cumulative,
+		  struct stats_list *out);
+/* compare_to(old): entries of new against old, zero diffs kept. */
+int stats_compare(const struct snapshot *new_snap, const struct snapshot *old_snap,
+		  enum stats_key key, bool cumulative, struct stats_list *out);
+void stats_list_free(struct stats_list *l);
+
+/* "filename", "lineno", "traceback" -> key; returns 0 or -EINVAL. */
+int stats_parse_key(const char *name, enum stats_key *key);
+const char *stats_key_name(enum stats_key key);
+
+#endif
