@@ -1,0 +1,349 @@
+/* Probe placement on hand-assembled prologues, on functions assembled into
+ * this test binary, and on the machine's libc. */
+#include <errno.h>
+#include <gnu/libc-version.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "elfsym.h"
+#include "placement.h"
+
+/* Two functions in this binary's .symtab: free's prologue shape, and one
+ * where a later branch lands on the would-be probe point. */
+__asm__(".text\n"
+	".globl tp_free_like\n .type tp_free_like,@function\n"
+	"tp_free_like:\n test %rdi,%rdi\n je 1f\n push %rbx\n pop %rbx\n 1: ret\n"
+	".size tp_free_like, .-tp_free_like\n"
+	".globl tp_loop_to_je\n .type tp_loop_to_je,@function\n"
+	"tp_loop_to_je:\n test %rdi,%rdi\n 2: je 1f\n dec %rdi\n jmp 2b\n 1: ret\n"
+	".size tp_loop_to_je, .-tp_loop_to_je\n");
+
+static struct placement place(const uint8_t *code, size_t size)
+{
+	struct placement pl;
+
+	assert_int_equal(placement_decode(code, size, &pl), 0);
+	return pl;
+}
+
+#define PLACE(...)                                                                                 \
+	({                                                                                         \
+		static const uint8_t c_[] = {__VA_ARGS__};                                         \
+		place(c_, sizeof(c_));                                                             \
+	})
+
+static void test_free_shape(void **state)
+{
+	/* test %rdi,%rdi; je +1; push %rbx; ret; ret */
+	struct placement pl = PLACE(0x48, 0x85, 0xff, 0x74, 0x02, 0x53, 0xc3, 0xc3);
+
+	assert_int_equal(pl.offset, 3);
+	assert_int_equal(pl.insn_len, 2);
+	assert_true(pl.emulated);
+	assert_false(pl.entry_emulated);
+	assert_int_equal(pl.stack_adjust, 0);
+	assert_string_equal(pl.insn, "je 7");
+}
+
+static void test_push_at_entry(void **state)
+{
+	/* push %r12; push %rbp: the entry is emulated already */
+	struct placement pl = PLACE(0x41, 0x54, 0x55, 0xc3);
+
+	assert_int_equal(pl.offset, 0);
+	assert_true(pl.emulated);
+	assert_true(pl.entry_emulated);
+	assert_string_equal(pl.insn, "push r12");
+}
+
+static void test_endbr64_then_push(void **state)
+{
+	struct placement pl = PLACE(0xf3, 0x0f, 0x1e, 0xfa, 0x55, 0x48, 0x89, 0xe5, 0xc3);
+
+	assert_int_equal(pl.offset, 4);
+	assert_string_equal(pl.insn, "push rbp");
+	assert_false(pl.entry_emulated);
+}
+
+static void test_argument_written_first(void **state)
+{
+	/* mov %rsi,%rdi; push %rbp: rdi changed before the push */
+	struct placement pl = PLACE(0x48, 0x89, 0xf7, 0x55, 0xc3);
+
+	assert_int_equal(pl.offset, 0);
+	assert_false(pl.emulated);
+	assert_string_equal(pl.insn, "mov rdi, rsi");
+	/* xor %edx,%edx (rdx is the third argument) */
+	pl = PLACE(0x31, 0xd2, 0x55, 0xc3);
+	assert_int_equal(pl.offset, 0);
+	/* mul %rdx writes rdx implicitly (libc reallocarray) */
+	pl = PLACE(0x48, 0x89, 0xf0, 0x48, 0xf7, 0xe2, 0x55, 0xc3);
+	assert_int_equal(pl.offset, 0);
+	/* each argument register and its parts */
+	pl = PLACE(0x41, 0x89, 0xc1, 0x55, 0xc3); /* mov %eax,%r9d */
+	assert_int_equal(pl.offset, 0);
+	pl = PLACE(0x88, 0xc1, 0x55, 0xc3); /* mov %al,%cl */
+	assert_int_equal(pl.offset, 0);
+}
+
+static void test_scratch_register_written(void **state)
+{
+	/* mov %rdi,%rbx and xor %eax,%eax leave the arguments alone */
+	struct placement pl = PLACE(0x48, 0x89, 0xfb, 0x31, 0xc0, 0x55, 0xc3);
+
+	assert_int_equal(pl.offset, 5);
+	assert_string_equal(pl.insn, "push rbp");
+}
+
+static void test_stack_and_frame_pointer(void **state)
+{
+	/* sub $8,%rsp; push %rbp */
+	struct placement pl = PLACE(0x48, 0x83, 0xec, 0x08, 0x55, 0xc3);
+
+	assert_int_equal(pl.offset, 0);
+	/* mov %rsp,%rbp before any push: the frame-pointer walk would change */
+	pl = PLACE(0x48, 0x89, 0xe5, 0x53, 0xc3);
+	assert_int_equal(pl.offset, 0);
+}
+
+static void test_pushes_not_emulated_count(void **state)
+{
+	/* push $0 (68 imm32) and push %rax with REX.W are single-stepped pushes */
+	struct placement pl = PLACE(0x68, 0x00, 0x00, 0x00, 0x00, 0x48, 0x50, 0x74, 0x00, 0xc3);
+
+	assert_int_equal(pl.offset, 7);
+	assert_int_equal(pl.stack_adjust, 16);
+	assert_string_equal(pl.insn, "je 9");
+	/* push 8(%rdi) */
+	pl = PLACE(0xff, 0x77, 0x08, 0xeb, 0x00, 0xc3);
+	assert_int_equal(pl.offset, 3);
+	assert_int_equal(pl.stack_adjust, 8);
+	assert_string_equal(pl.insn, "jmp 5");
+}
+
+static void test_branch_into_skipped_bytes(void **state)
+{
+	/* test; je +3; ret; jmp back to the je (offset 3): the probe would fire again */
+	struct placement pl = PLACE(0x48, 0x85, 0xff, 0x74, 0x03, 0xc3, 0xeb, 0xfb, 0xc3);
+
+	assert_int_equal(pl.offset, 0);
+	/* the same jumping into the middle of the test */
+	pl = PLACE(0x48, 0x85, 0xff, 0x74, 0x03, 0xc3, 0xeb, 0xf9, 0xc3);
+	assert_int_equal(pl.offset, 0);
+	/* a loop back to the entry itself does not matter */
+	pl = PLACE(0x48, 0x85, 0xff, 0x74, 0x03, 0xc3, 0xeb, 0xf8, 0xc3);
+	assert_int_equal(pl.offset, 3);
+	/* nor a call or jump beyond the probe point */
+	pl = PLACE(0x48, 0x85, 0xff, 0x74, 0x03, 0xe8, 0x00, 0x00, 0x00, 0x00, 0xc3);
+	assert_int_equal(pl.offset, 3);
+}
+
+static void test_control_flow_ends_prologue(void **state)
+{
+	/* jmp *%rax; push %rbp */
+	struct placement pl = PLACE(0xff, 0xe0, 0x55);
+
+	assert_int_equal(pl.offset, 0);
+	assert_false(pl.emulated);
+	/* ret */
+	pl = PLACE(0xc3, 0x55);
+	assert_int_equal(pl.offset, 0);
+	/* a jcc with a cs: hint prefix is refused by the kernel: not a probe point */
+	pl = PLACE(0x48, 0x85, 0xff, 0x2e, 0x74, 0x00, 0x55, 0xc3);
+	assert_int_equal(pl.offset, 0);
+}
+
+static void test_nops(void **state)
+{
+	/* pause is rep nop: single-stepped, changes nothing, so pass it */
+	struct placement pl = PLACE(0xf3, 0x90, 0x55, 0xc3);
+
+	assert_int_equal(pl.offset, 2);
+	/* nopl (nop5) is single-stepped on 6.18; xchg %ax,%ax (66 90) is emulated */
+	pl = PLACE(0x0f, 0x1f, 0x44, 0x00, 0x00, 0x66, 0x90, 0xc3);
+	assert_int_equal(pl.offset, 5);
+	assert_int_equal(pl.insn_len, 2);
+	assert_false(pl.entry_emulated);
+}
+
+static void test_prologue_limit(void **state)
+{
+	uint8_t code[80];
+	struct placement pl;
+	int i;
+
+	/* 31 x (xor %eax,%eax) then push: the 32nd instruction is still looked at */
+	for (i = 0; i < 31; i++)
+		code[2 * i] = 0x31, code[2 * i + 1] = 0xc0;
+	code[62] = 0x55, code[63] = 0xc3;
+	pl = place(code, 64);
+	assert_int_equal(pl.offset, 62);
+	/* 32 of them: the push is the 33rd, too far */
+	code[62] = 0x31, code[63] = 0xc0, code[64] = 0x55, code[65] = 0xc3;
+	pl = place(code, 66);
+	assert_int_equal(pl.offset, 0);
+}
+
+static void test_end_of_bytes(void **state)
+{
+	/* the prologue runs off the function's end: stay at the entry */
+	struct placement pl = PLACE(0x48, 0x85, 0xff);
+
+	assert_int_equal(pl.offset, 0);
+}
+
+static void test_bad_input(void **state)
+{
+	static const uint8_t invalid[] = {0x06}; /* push %es: invalid in 64-bit mode */
+	struct placement pl;
+
+	assert_int_equal(placement_decode(invalid, 0, &pl), -EINVAL);
+	assert_int_equal(placement_decode(invalid, sizeof(invalid), &pl), -EINVAL);
+	assert_int_equal(placement_file("/nonexistent/x", 0, 16, &pl), -ENOENT);
+	assert_int_equal(placement_symbol("/nonexistent/x", "f", NULL, &pl), -ENOENT);
+}
+
+static void test_insn_emulated(void **state)
+{
+	static const struct {
+		uint8_t b[6];
+		size_t n;
+		bool emulated;
+	} t[] = {
+	    {{0x55}, 1, true},				/* push %rbp */
+	    {{0x41, 0x57}, 2, true},			/* push %r15 */
+	    {{0x48, 0x50}, 2, false},			/* rex.w push %rax */
+	    {{0x90}, 1, true},				/* nop */
+	    {{0xf3, 0x90}, 2, false},			/* pause */
+	    {{0x0f, 0x1f, 0x44, 0x00, 0x00}, 5, false}, /* nop5 */
+	    {{0xeb, 0x00}, 2, true},			/* jmp rel8 */
+	    {{0xe9, 0, 0, 0, 0}, 5, true},		/* jmp rel32 */
+	    {{0xe8, 0, 0, 0, 0}, 5, true},		/* call rel32 */
+	    {{0x0f, 0x84, 0, 0, 0, 0}, 6, true},	/* je rel32 */
+	    {{0x7f, 0x00}, 2, true},			/* jg rel8 */
+	    {{0x2e, 0x74, 0x00}, 3, false},		/* cs: je */
+	    {{0xff, 0xe0}, 2, false},			/* jmp *%rax */
+	    {{0xc3}, 1, false},				/* ret */
+	    {{0x48, 0x85, 0xff}, 3, false},		/* test %rdi,%rdi */
+	    {{0xf3, 0x0f, 0x1e, 0xfa}, 4, false},	/* endbr64 */
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		if (placement_insn_emulated(t[i].b, t[i].n) != t[i].emulated)
+			fail_msg("instruction %zu: expected emulated=%d", i, t[i].emulated);
+	}
+}
+
+static void test_from_file(void **state)
+{
+	static const uint8_t fn[] = {0x48, 0x85, 0xff, 0x74, 0x02, 0x53, 0xc3, 0xc3};
+	char path[] = "/tmp/test_placement.XXXXXX";
+	uint8_t junk[100];
+	struct placement pl;
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	memset(junk, 0xcc, sizeof(junk));
+	assert_int_equal(write(fd, junk, sizeof(junk)), sizeof(junk));
+	assert_int_equal(write(fd, fn, sizeof(fn)), sizeof(fn));
+	close(fd);
+	assert_int_equal(placement_file(path, 100, sizeof(fn), &pl), 0);
+	assert_int_equal(pl.offset, 3);
+	/* a symbol without a size: the entry, as decoded */
+	assert_int_equal(placement_file(path, 100, 0, &pl), 0);
+	assert_int_equal(pl.offset, 0);
+	assert_string_equal(pl.insn, "test rdi, rdi");
+	/* past the end of the file */
+	assert_int_equal(placement_file(path, 4096, 8, &pl), -EIO);
+	unlink(path);
+}
+
+static void test_symbols_of_this_binary(void **state)
+{
+	struct placement pl;
+	struct elfsym sym;
+
+	assert_int_equal(placement_symbol("/proc/self/exe", "tp_free_like", &sym, &pl), 0);
+	assert_int_equal(sym.size, 8);
+	assert_int_equal(pl.offset, 3);
+	assert_string_equal(pl.insn, "je 7");
+	assert_int_equal(placement_symbol("/proc/self/exe", "tp_loop_to_je", &sym, &pl), 0);
+	assert_int_equal(pl.offset, 0);
+	assert_int_equal(placement_symbol("/proc/self/exe", "tp_no_such_function", NULL, &pl),
+			 -ENOENT);
+}
+
+/* Debian 12's glibc 2.36 (libc6 2.36-9+deb12u*); other builds lay out their
+ * prologues differently, so the exact figures are checked only there. */
+#define LIBC "/lib/x86_64-linux-gnu/libc.so.6"
+
+static void test_libc(void **state)
+{
+	static const struct {
+		const char *name;
+		uint64_t offset;
+		const char *insn;
+		bool entry_emulated;
+	} want[] = {
+	    {"malloc", 0, "push r12", true},
+	    {"free", 3, "je 0xc8", false},
+	    {"calloc", 0, "push r13", true},
+	    {"realloc", 0, "push r15", true},
+	    {"reallocarray", 0, "mov rax, rsi", false},
+	    {"aligned_alloc", 7, "je 0x10", false},
+	    {"memalign", 7, "je 0x10", false},
+	    {"valloc", 7, "push rbx", false},
+	    {"pvalloc", 7, "push rbx", false},
+	    {"posix_memalign", 7, "push r12", false},
+	};
+	struct elfsym sym;
+	struct placement pl;
+	size_t i;
+
+	if (strcmp(gnu_get_libc_version(), "2.36") || access(LIBC, R_OK) ||
+	    placement_symbol(LIBC, "free", &sym, &pl) || sym.size != 257)
+		skip();
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		assert_int_equal(placement_symbol(LIBC, want[i].name, &sym, &pl), 0);
+		if (pl.offset != want[i].offset || strcmp(pl.insn, want[i].insn) ||
+		    pl.entry_emulated != want[i].entry_emulated)
+			fail_msg("%s: +%llu %s (entry emulated %d)", want[i].name,
+				 (unsigned long long)pl.offset, pl.insn, pl.entry_emulated);
+		assert_int_equal(pl.stack_adjust, 0);
+		assert_int_equal(pl.emulated, strcmp(want[i].name, "reallocarray") != 0);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_free_shape),
+	    cmocka_unit_test(test_push_at_entry),
+	    cmocka_unit_test(test_endbr64_then_push),
+	    cmocka_unit_test(test_argument_written_first),
+	    cmocka_unit_test(test_scratch_register_written),
+	    cmocka_unit_test(test_stack_and_frame_pointer),
+	    cmocka_unit_test(test_pushes_not_emulated_count),
+	    cmocka_unit_test(test_branch_into_skipped_bytes),
+	    cmocka_unit_test(test_control_flow_ends_prologue),
+	    cmocka_unit_test(test_nops),
+	    cmocka_unit_test(test_prologue_limit),
+	    cmocka_unit_test(test_end_of_bytes),
+	    cmocka_unit_test(test_bad_input),
+	    cmocka_unit_test(test_insn_emulated),
+	    cmocka_unit_test(test_from_file),
+	    cmocka_unit_test(test_symbols_of_this_binary),
+	    cmocka_unit_test(test_libc),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,45 @@
+/* Probe placement: where in a function's prologue an entry uprobe costs least.
+ *
+ * The kernel emulates a few x86 instructions at a uprobe (push reg, nop/nopl,
+ * jmp/call/jcc rel) and single-steps every other one, which in a VM costs a
+ * trap into the hypervisor (~10 us against ~0.75 us, DESIGN.md). An entry probe
+ * can move forward to the first emulated instruction of a straight-line
+ * prologue as long as the arguments and the stack still read as at the entry. */
+#ifndef TRACER_PLACEMENT_H
+#define TRACER_PLACEMENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct elfsym;
+
+struct placement {
+	uint64_t offset;       /* probe point: bytes from the function's first byte */
+	uint32_t stack_adjust; /* bytes pushed before the probe point: the return
+				* address is at sp + stack_adjust there */
+	uint32_t insn_len;     /* length of the probed instruction */
+	bool emulated;	       /* the kernel emulates the probed instruction */
+	bool entry_emulated;   /* ... the function's first instruction */
+	char insn[64];	       /* the probed instruction, targets relative to the entry */
+};
+
+/* Chooses the probe point for the function whose code is code[0..size). Every
+ * direct branch in those bytes is checked, so pass the whole function.
+ * Returns 0, -EINVAL (no bytes, or the first instruction does not decode) or
+ * -ENOMEM. */
+int placement_decode(const uint8_t *code, size_t size, struct placement *out);
+
+/* The same for the function at file_offset (size bytes) of the file at path;
+ * size 0 (an assembler symbol without a size) yields the entry. */
+int placement_file(const char *path, uint64_t file_offset, uint64_t size, struct placement *out);
+
+/* The same for a function found by name in the ELF file at path (.symtab, then
+ * .dynsym). sym may be NULL. 0, -ENOENT, -ENOEXEC or -errno. */
+int placement_symbol(const char *path, const char *name, struct elfsym *sym, struct placement *out);
+
+/* Whether the kernel emulates the instruction at code (len bytes available),
+ * rather than single-stepping it. False also where it refuses a probe. */
+bool placement_insn_emulated(const uint8_t *code, size_t len);
+
+#endif
