@@ -3,6 +3,10 @@
 #ifndef TRACER_BPF_SHARED_H
 #define TRACER_BPF_SHARED_H
 
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
 /* The kernel's user stack walk stops at perf_event_max_stack (127). */
 #define TRACER_MAX_NFRAME 127
 

@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: GPL-2.0
+/* tracer's probes: allocator entries stash their arguments per thread, the
+ * return probes record the block with its call site and stack, free removes
+ * it. Only the outermost allocator call of a thread is recorded (like
+ * tracemalloc's reentrancy flag), so realloc(NULL, n) -> malloc or a Python
+ * allocator -> libc malloc counts once. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "tracer.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by user space before load. */
+const volatile bool probe_only = false;	  /* the floor: probes that do nothing */
+const volatile bool filter_pids = false;  /* --follow: trace tgids in traced_pids */
+const volatile bool capture_stack = false; /* nframe > 1 */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 20); /* --max-allocs */
+	__type(key, struct tracer_alloc_key);
+	__type(value, struct tracer_alloc_info);
+} allocs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 1); /* sized by user space when nframe > 1 */
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u64)); /* nframe * 8, set by user space */
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct tracer_proc_stats);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} traced_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tracer_counters);
+} counters SEC(".maps");
+
+/* The allocator call in flight on a thread. */
+struct pending {
+	__u64 outer_sp; /* stack pointer at the outermost entry */
+	__u64 size;
+	__u64 oldptr; /* realloc: the block being replaced */
+	__u64 memptr; /* posix_memalign: where the block is written */
+	__u32 depth;  /* nesting of allocator calls; 0 = idle */
+	__u32 domain;
+	__u32 kind;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pending);
+} pendings SEC(".maps");
+
+static __always_inline void count(enum tracer_counter c, __u64 n)
+{
+	__u32 zero = 0;
+	struct tracer_counters *cs = bpf_map_lookup_elem(&counters, &zero);
+
+	if (cs && c < TRACER_CNT_MAX)
+		cs->c[c] += n;
+}
+
+static __always_inline bool traced(__u32 tgid)
+{
+	return !filter_pids || bpf_map_lookup_elem(&traced_pids, &tgid);
+}
+
+static __always_inline struct tracer_proc_stats *proc_stats(__u32 tgid)
+{
+	struct tracer_proc_stats *st = bpf_map_lookup_elem(&procs, &tgid);
+	struct tracer_proc_stats zero = {};
+
+	if (st)
+		return st;
+	bpf_map_update_elem(&procs, &tgid, &zero, BPF_NOEXIST); /* may race: fine */
+	st = bpf_map_lookup_elem(&procs, &tgid);
+	if (!st)
+		count(TRACER_CNT_PROCS_FULL, 1);
+	return st;
+}
+
+/* Entry of an allocator: the outermost call of the thread stashes its
+ * arguments; nested calls only deepen. A stash whose outer frame lies below
+ * the current stack pointer belongs to a call that never returned through
+ * our probe (attached mid-call, longjmp): start afresh. */
+static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 kind, __u64 size,
+				       __u64 oldptr, __u64 memptr)
+{
+	struct pending *p;
+	__u64 sp = PT_REGS_SP(ctx);
+
+	if (probe_only)
+		return 0;
+	if (!traced(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!p) {
+		count(TRACER_CNT_THREAD_LOST, 1);
+		return 0;
+	}
+	if (p->depth && sp <= p->outer_sp) {
+		p->depth++;
+		return 0;
+	}
+	p->outer_sp = sp;
+	p->size = size;
+	p->oldptr = oldptr;
+	p->memptr = memptr;
+	p->domain = domain;
+	p->kind = kind;
+	p->depth = 1;
+	return 0;
+}
+
+static __always_inline void add_current(struct tracer_proc_stats *st, __s64 delta)
+{
+	__s64 cur, peak;
+	int i;
+
+	cur = __sync_add_and_fetch(&st->current, delta);
+	if (delta <= 0)
+		return;
+	peak = st->peak;
+	for (i = 0; i < 8 && cur > peak; i++) {
+		__s64 old = __sync_val_compare_and_swap(&st->peak, peak, cur);
+
+		if (old == peak)
+			break;
+		peak = old;
+	}
+}
+
+static __always_inline void forget(__u32 tgid, __u64 addr, struct tracer_proc_stats *st)
+{
+	struct tracer_alloc_key key = {.tgid = tgid, .addr = addr};
+	struct tracer_alloc_info *info;
+	__u64 size;
+
+	info = bpf_map_lookup_elem(&allocs, &key);
+	if (!info) {
+		count(TRACER_CNT_UNKNOWN_FREES, 1);
+		return;
+	}
+	size = info->size;
+	if (bpf_map_delete_elem(&allocs, &key))
+		return; /* another thread freed it first */
+	if (st) {
+		add_current(st, -(__s64)size);
+		__sync_fetch_and_add(&st->frees, 1);
+	}
+}
+
+/* Return of an allocator: the outermost call records its block. */
+static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
+{
+	struct tracer_alloc_key key = {};
+	struct tracer_alloc_info info = {};
+	struct tracer_proc_stats *st;
+	struct pending *p;
+	__u64 addr = ret;
+	__u32 tgid;
+
+	if (probe_only)
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!traced(tgid))
+		return 0;
+	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0, 0);
+	if (!p || !p->depth) {
+		count(TRACER_CNT_RETURN_UNMATCHED, 1);
+		return 0;
+	}
+	if (--p->depth)
+		return 0;
+
+	if (p->kind == TRACER_KIND_MEMALIGN) {
+		addr = 0;
+		if (ret == 0 && bpf_probe_read_user(&addr, sizeof(addr), (void *)p->memptr))
+			addr = 0;
+	}
+	st = proc_stats(tgid);
+	if (p->kind == TRACER_KIND_REALLOC && p->oldptr && (addr || p->size == 0))
+		forget(tgid, p->oldptr, st); /* moved, grown in place or freed by size 0 */
+	if (!addr) {
+		if (p->size || p->kind != TRACER_KIND_REALLOC)
+			count(TRACER_CNT_FAILED_ALLOCS, 1);
+		return 0;
+	}
+
+	key.tgid = tgid;
+	key.addr = addr;
+	info.size = p->size;
+	info.domain = p->domain;
+	/* At a return probe the IP is the caller's return address: frame 0. */
+	info.ip = PT_REGS_IP(ctx);
+	info.stack_id = -1;
+	if (capture_stack) {
+		info.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+		if (info.stack_id < 0)
+			count(TRACER_CNT_STACK_LOST, 1);
+	}
+	if (bpf_map_update_elem(&allocs, &key, &info, BPF_ANY)) {
+		count(TRACER_CNT_ALLOCS_FULL, 1);
+		count(TRACER_CNT_ALLOCS_FULL_BYTES, p->size);
+		return 0;
+	}
+	if (st) {
+		add_current(st, p->size);
+		__sync_fetch_and_add(&st->allocs, 1);
+	}
+	return 0;
+}
+
+static __always_inline int free_enter(__u64 ptr)
+{
+	__u32 tgid;
+
+	if (probe_only || !ptr)
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!traced(tgid))
+		return 0;
+	forget(tgid, ptr, bpf_map_lookup_elem(&procs, &tgid));
+	return 0;
+}
+
+/* libc's allocator family. Arguments are read from the registers, which the
+ * probe placement guarantees are untouched at the probed instruction. */
+SEC("uprobe")
+int BPF_KPROBE(malloc_enter, __u64 size)
+{
+	return alloc_enter(ctx, TRACER_DOMAIN_LIBC, TRACER_KIND_MALLOC, size, 0, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(calloc_enter, __u64 nmemb, __u64 size)
+{
+	return alloc_enter(ctx, TRACER_DOMAIN_LIBC, TRACER_KIND_MALLOC, nmemb * size, 0, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(realloc_enter, __u64 ptr, __u64 size)
+{
+	return alloc_enter(ctx, TRACER_DOMAIN_LIBC, TRACER_KIND_REALLOC, size, ptr, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(reallocarray_enter, __u64 ptr, __u64 nmemb, __u64 size)
+{
+	return alloc_enter(ctx, TRACER_DOMAIN_LIBC, TRACER_KIND_REALLOC, nmemb * size, ptr, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(memalign_enter, __u64 alignment, __u64 size)
+{
+	return alloc_enter(ctx, TRACER_DOMAIN_LIBC, TRACER_KIND_MALLOC, size, 0, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(posix_memalign_enter, __u64 memptr, __u64 alignment, __u64 size)
+{
+	return alloc_enter(ctx, TRACER_DOMAIN_LIBC, TRACER_KIND_MEMALIGN, size, 0, memptr);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(alloc_return, __u64 ret)
+{
+	return alloc_exit(ctx, ret);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(free_enter_prog, __u64 ptr)
+{
+	return free_enter(ptr);
+}
+
+/* --follow: children of traced processes are traced too. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	__u32 ctgid = BPF_CORE_READ(child, tgid);
+	__u8 one = 1;
+
+	if (!filter_pids || ptgid == ctgid || !bpf_map_lookup_elem(&traced_pids, &ptgid))
+		return 0;
+	bpf_map_update_elem(&traced_pids, &ctgid, &one, BPF_ANY);
+	return 0;
+}

@@ -1,0 +1,187 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "elfsym.h"
+#include "placement.h"
+#include "probes.h"
+#include "target.h"
+
+enum probe_shape {
+	ALLOC_RETURNS, /* entry stashes arguments, return records the block */
+	FREE_ONLY,     /* entry only, may move past the prologue */
+};
+
+struct probe_spec {
+	const char *name;
+	enum probe_shape shape;
+};
+
+static const struct probe_spec specs[] = {
+	{"malloc", ALLOC_RETURNS},
+	{"calloc", ALLOC_RETURNS},
+	{"realloc", ALLOC_RETURNS},
+	{"reallocarray", ALLOC_RETURNS},
+	{"posix_memalign", ALLOC_RETURNS},
+	{"aligned_alloc", ALLOC_RETURNS},
+	{"memalign", ALLOC_RETURNS},
+	{"valloc", ALLOC_RETURNS},
+	{"pvalloc", ALLOC_RETURNS},
+	/* C++: operator new and new[] (plain, nothrow, aligned) so that the
+	 * traceback starts at the C++ call site, not inside libstdc++. */
+	{"_Znwm", ALLOC_RETURNS},
+	{"_Znam", ALLOC_RETURNS},
+	{"_ZnwmRKSt9nothrow_t", ALLOC_RETURNS},
+	{"_ZnamRKSt9nothrow_t", ALLOC_RETURNS},
+	{"_ZnwmSt11align_val_t", ALLOC_RETURNS},
+	{"_ZnamSt11align_val_t", ALLOC_RETURNS},
+	{"_ZnwmSt11align_val_tRKSt9nothrow_t", ALLOC_RETURNS},
+	{"_ZnamSt11align_val_tRKSt9nothrow_t", ALLOC_RETURNS},
+	{"free", FREE_ONLY},
+};
+
+static struct bpf_program *entry_prog(struct tracer_bpf *skel, const char *name)
+{
+	if (!strcmp(name, "calloc"))
+		return skel->progs.calloc_enter;
+	if (!strcmp(name, "realloc"))
+		return skel->progs.realloc_enter;
+	if (!strcmp(name, "reallocarray"))
+		return skel->progs.reallocarray_enter;
+	if (!strcmp(name, "posix_memalign"))
+		return skel->progs.posix_memalign_enter;
+	if (!strcmp(name, "aligned_alloc") || !strcmp(name, "memalign"))
+		return skel->progs.memalign_enter;
+	if (!strcmp(name, "free"))
+		return skel->progs.free_enter_prog;
+	return skel->progs.malloc_enter; /* (size, ...) */
+}
+
+static int add_link(struct probes *p, struct bpf_link *l)
+{
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 32;
+		void *n = realloc(p->links, cap * sizeof(*p->links));
+
+		if (!n)
+			return -ENOMEM;
+		p->links = n;
+		p->cap = cap;
+	}
+	p->links[p->n++] = l;
+	return 0;
+}
+
+static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const char *path,
+		  uint64_t off, bool retprobe)
+{
+	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = retprobe);
+	struct bpf_link *l = bpf_program__attach_uprobe_opts(prog, pid, path, off, &opts);
+
+	if (!l)
+		return -errno;
+	return add_link(p, l);
+}
+
+int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, const char *path,
+		       bool verbose)
+{
+	uint64_t done[sizeof(specs) / sizeof(specs[0])];
+	struct elfsym_file *f;
+	size_t i, j, ndone = 0;
+	int err = 0, count = 0;
+
+	err = elfsym_open(path, &f);
+	if (err)
+		return err;
+	for (i = 0; i < sizeof(specs) / sizeof(specs[0]) && !err; i++) {
+		struct bpf_program *prog;
+		struct placement pl = {};
+		struct elfsym sym;
+		uint64_t off;
+
+		if (elfsym_lookup(f, specs[i].name, &sym))
+			continue;
+		/* Aliases (memalign = aligned_alloc) share one probe. */
+		for (j = 0; j < ndone && done[j] != sym.file_offset; j++)
+			;
+		if (j < ndone)
+			continue;
+		done[ndone++] = sym.file_offset;
+		prog = entry_prog(skel, specs[i].name);
+		off = sym.file_offset;
+		if (specs[i].shape == FREE_ONLY) {
+			if (!placement_file(path, sym.file_offset, sym.size, &pl))
+				off += pl.offset;
+			err = attach(p, prog, pid, path, off, false);
+		} else {
+			/* A return probe must sit on the first byte: the kernel
+			 * swaps the return address at [rsp]. The entry probe shares
+			 * that breakpoint. */
+			err = attach(p, prog, pid, path, off, false);
+			if (!err)
+				err = attach(p, skel->progs.alloc_return, pid, path, off, true);
+		}
+		if (err)
+			break;
+		if (verbose)
+			fprintf(stderr, "tracer: probe %s %s+0x%llx%s\n", specs[i].name, path,
+				(unsigned long long)off,
+				specs[i].shape == FREE_ONLY ? "" : " (entry and return)");
+		count++;
+	}
+	elfsym_close(f);
+	if (err)
+		return err;
+	if (count) {
+		p->files++;
+		p->functions += count;
+	}
+	return count;
+}
+
+int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
+			  bool verbose)
+{
+	struct target_maps maps;
+	size_t i, j;
+	int err, total = 0;
+
+	err = target_read_maps(pid, &maps);
+	if (err)
+		return err;
+	for (i = 0; i < maps.n; i++) {
+		char file[4200];
+		int n;
+
+		if (!maps.m[i].exec || !maps.m[i].path)
+			continue;
+		for (j = 0; j < i; j++)
+			if (maps.m[j].exec && maps.m[j].path && !strcmp(maps.m[j].path, maps.m[i].path))
+				break;
+		if (j < i)
+			continue;
+		target_file_path(pid, maps.m[i].path, file, sizeof(file));
+		n = probes_attach_file(skel, p, attach_pid, file, verbose);
+		if (n == -ENOEXEC || n == -ENOENT || n == -EACCES)
+			continue; /* not an ELF file, or gone */
+		if (n < 0) {
+			err = n;
+			break;
+		}
+		total += n;
+	}
+	target_maps_free(&maps);
+	return err ? err : total;
+}
+
+void probes_detach(struct probes *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->n; i++)
+		bpf_link__destroy(p->links[i]);
+	free(p->links);
+	memset(p, 0, sizeof(*p));
+}

@@ -1,0 +1,30 @@
+/* Where the allocator probes go: every ELF object the target maps that
+ * defines a function of the malloc family (libc, a static executable,
+ * libstdc++'s operator new, an allocator library), each function once. */
+#ifndef TRACER_PROBES_H
+#define TRACER_PROBES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "tracer.skel.h"
+
+struct probes {
+	struct bpf_link **links;
+	size_t n, cap;
+	size_t functions; /* functions probed */
+	size_t files;	  /* files that define at least one */
+};
+
+/* Attaches to the functions defined in the file at path (as the target sees
+ * it) for process pid (-1: every process, filtered in BPF). Returns the
+ * number of functions probed there, or a negative errno. */
+int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, const char *path,
+		       bool verbose);
+/* All files of a running process (from /proc/PID/maps). */
+int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
+			  bool verbose);
+void probes_detach(struct probes *p);
+
+#endif

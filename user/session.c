@@ -1,0 +1,548 @@
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "probes.h"
+#include "session.h"
+#include "snapshot.h"
+#include "symbolize.h"
+#include "target.h"
+#include "tracer.h"
+#include "tracer.skel.h"
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_WARN && getenv("TRACER_DEBUG"))
+		return vfprintf(stderr, fmt, ap);
+	return 0;
+}
+
+static const char *const counter_names[TRACER_CNT_MAX] = {
+	[TRACER_CNT_ALLOCS_FULL] = "allocs table full",
+	[TRACER_CNT_ALLOCS_FULL_BYTES] = "allocs table full (bytes)",
+	[TRACER_CNT_STACK_LOST] = "stack table full or collision",
+	[TRACER_CNT_THREAD_LOST] = "thread slot unavailable",
+	[TRACER_CNT_RETURN_UNMATCHED] = "return without entry",
+	[TRACER_CNT_PROCS_FULL] = "process table full",
+	[TRACER_CNT_FAILED_ALLOCS] = "failed allocations (NULL)",
+	[TRACER_CNT_UNKNOWN_FREES] = "frees of untraced blocks",
+};
+
+struct session {
+	const struct session_options *o;
+	struct tracer_bpf *skel;
+	struct probes probes;
+	struct symbolizer *sym;
+	pid_t pid;
+	char command[4096];
+	uint64_t start_time;
+	double started;
+	uint64_t truncated; /* tracebacks cut at an address outside any code */
+};
+
+static void read_counters(struct session *s, struct tracer_counters *sum)
+{
+	int ncpu = libbpf_num_possible_cpus(), i, c;
+	struct tracer_counters *per;
+	__u32 zero = 0;
+
+	memset(sum, 0, sizeof(*sum));
+	if (ncpu <= 0)
+		return;
+	per = calloc(ncpu, sizeof(*per));
+	if (!per)
+		return;
+	if (!bpf_map_lookup_elem(bpf_map__fd(s->skel->maps.counters), &zero, per))
+		for (i = 0; i < ncpu; i++)
+			for (c = 0; c < TRACER_CNT_MAX; c++)
+				sum->c[c] += per[i].c[c];
+	free(per);
+}
+
+/* Kernel memory of the maps (as the kernel accounts it) plus our own RSS. */
+static uint64_t tracer_memory(struct session *s)
+{
+	struct bpf_map *m;
+	uint64_t total = 0;
+	char path[64], line[256];
+	long rss_pages = 0;
+	FILE *f;
+
+	bpf_object__for_each_map(m, s->skel->obj)
+	{
+		int fd = bpf_map__fd(m);
+
+		if (fd < 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f)) {
+			unsigned long long v;
+
+			if (sscanf(line, "memlock: %llu", &v) == 1)
+				total += v;
+		}
+		fclose(f);
+	}
+	f = fopen("/proc/self/statm", "re");
+	if (f) {
+		if (fscanf(f, "%*d %ld", &rss_pages) != 1)
+			rss_pages = 0;
+		fclose(f);
+	}
+	return total + (uint64_t)rss_pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Frames of one trace: frame 0 from the return probe, deeper ones from the
+ * stack map; cut at the first address outside the target's code. */
+static int64_t intern_traceback(struct session *s, struct snapshot *snap,
+				const struct tracer_alloc_info *info, const __u64 *stack)
+{
+	uint32_t ids[TRACER_MAX_NFRAME];
+	uint32_t n = 0, i, limit = s->o->nframe;
+	bool cut = false;
+
+	for (i = 0; i < limit; i++) {
+		uint64_t ip = i == 0 ? info->ip : (stack ? stack[i] : 0);
+		struct symbolize_frame f;
+		int64_t id;
+
+		if (!ip)
+			break;
+		if (!symbolize_valid_ip(s->sym, ip)) {
+			symbolize_refresh(s->sym);
+			if (!symbolize_valid_ip(s->sym, ip)) {
+				cut = true;
+				break;
+			}
+		}
+		if (symbolize_return_address(s->sym, ip, &f))
+			return -ENOMEM;
+		id = snapshot_intern_frame(snap, f.filename, f.lineno, f.function);
+		if (id < 0)
+			return id;
+		ids[n++] = (uint32_t)id;
+	}
+	if (cut)
+		s->truncated++;
+	if (n == 0) {
+		int64_t id = snapshot_intern_frame(snap, "<unknown>", 0, NULL);
+
+		if (id < 0)
+			return id;
+		ids[n++] = (uint32_t)id;
+	}
+	return snapshot_intern_traceback(snap, ids, n, n);
+}
+
+static int fill_traces(struct session *s, struct snapshot *snap)
+{
+	int afd = bpf_map__fd(s->skel->maps.allocs), sfd = bpf_map__fd(s->skel->maps.stacks);
+	uint32_t batch = 4096, count, i;
+	struct tracer_alloc_key *keys = calloc(batch, sizeof(*keys));
+	struct tracer_alloc_info *vals = calloc(batch, sizeof(*vals));
+	__u64 *stack = calloc(TRACER_MAX_NFRAME, sizeof(__u64));
+	struct tracer_alloc_key out_batch;
+	bool first = true;
+	int err = 0;
+
+	if (!keys || !vals || !stack) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		int r;
+
+		count = batch;
+		r = bpf_map_lookup_batch(afd, first ? NULL : &out_batch, &out_batch, keys, vals,
+					 &count, &opts);
+		if (r && errno != ENOENT) {
+			err = -errno;
+			break;
+		}
+		first = false;
+		for (i = 0; i < count; i++) {
+			bool has_stack;
+			int64_t tb;
+
+			if (!s->o->follow && keys[i].tgid != (uint32_t)s->pid)
+				continue;
+			has_stack = vals[i].stack_id >= 0 &&
+				    !bpf_map_lookup_elem(sfd, &vals[i].stack_id, stack);
+			tb = intern_traceback(s, snap, &vals[i], has_stack ? stack : NULL);
+			if (tb < 0) {
+				err = (int)tb;
+				goto out;
+			}
+			err = snapshot_add_trace(snap, keys[i].addr, vals[i].size, vals[i].domain,
+						 (uint32_t)tb);
+			if (err)
+				goto out;
+		}
+		if (r)
+			break; /* ENOENT: that was the last batch */
+	}
+out:
+	free(keys);
+	free(vals);
+	free(stack);
+	return err;
+}
+
+static struct snapshot *take_snapshot(struct session *s)
+{
+	int pfd = bpf_map__fd(s->skel->maps.procs);
+	struct tracer_counters cnt;
+	struct snapshot *snap = snapshot_new();
+	struct tracer_proc_stats st;
+	char host[256] = "";
+	__u32 key, next, *prev = NULL;
+	int c, err;
+
+	if (!snap)
+		return NULL;
+	symbolize_refresh(s->sym);
+	snap->traceback_limit = s->o->nframe;
+	snap->taken_at = (uint64_t)time(NULL);
+	snap->duration_ns = (uint64_t)((now_s() - s->started) * 1e9);
+	snap->target.pid = s->pid;
+	snap->target.start_time = s->start_time;
+	gethostname(host, sizeof(host) - 1);
+	if (snapshot_intern_string(snap, s->command) < 0 || snapshot_intern_string(snap, host) < 0)
+		goto fail;
+	snap->target.command = (uint32_t)snapshot_intern_string(snap, s->command);
+	snap->target.host = (uint32_t)snapshot_intern_string(snap, host);
+
+	/* traced memory: the target's own, or every traced process with --follow */
+	while (!bpf_map_get_next_key(pfd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (!s->o->follow && key != (uint32_t)s->pid)
+			continue;
+		if (bpf_map_lookup_elem(pfd, &key, &st))
+			continue;
+		snap->traced_current += st.current > 0 ? (uint64_t)st.current : 0;
+		snap->traced_peak += st.peak > 0 ? (uint64_t)st.peak : 0;
+		snap->alloc_events += st.allocs;
+		snap->free_events += st.frees;
+	}
+	err = fill_traces(s, snap);
+	if (err)
+		goto fail;
+	read_counters(s, &cnt);
+	for (c = 0; c < TRACER_CNT_MAX; c++)
+		if (snapshot_set_counter(snap, counter_names[c], cnt.c[c]))
+			goto fail;
+	if (snapshot_set_counter(snap, "stack truncated (address outside code)", s->truncated))
+		goto fail;
+	snap->tracer_memory = tracer_memory(s);
+	return snap;
+fail:
+	snapshot_free(snap);
+	return NULL;
+}
+
+static int report(struct session *s, unsigned seq)
+{
+	struct snapshot *snap;
+	int err;
+
+	(void)seq;
+	s->truncated = 0;
+	snap = take_snapshot(s);
+	if (!snap) {
+		fprintf(stderr, "tracer: cannot take a snapshot: out of memory\n");
+		return -ENOMEM;
+	}
+	err = report_snapshot(stdout, snap, &s->o->report);
+	fflush(stdout);
+	snapshot_free(snap);
+	return err;
+}
+
+static int setup_bpf(struct session *s)
+{
+	const struct session_options *o = s->o;
+	int err;
+
+	s->skel = tracer_bpf__open();
+	if (!s->skel) {
+		fprintf(stderr, "tracer: cannot open the BPF object: %s\n", strerror(errno));
+		return -errno;
+	}
+	s->skel->rodata->probe_only = o->probe_only;
+	s->skel->rodata->filter_pids = o->follow;
+	s->skel->rodata->capture_stack = o->nframe > 1;
+	bpf_map__set_max_entries(s->skel->maps.allocs, o->max_allocs);
+	if (o->nframe > 1) {
+		bpf_map__set_value_size(s->skel->maps.stacks, o->nframe * sizeof(__u64));
+		bpf_map__set_max_entries(s->skel->maps.stacks, o->max_stacks);
+	}
+	if (!o->follow)
+		bpf_program__set_autoload(s->skel->progs.follow_fork, false);
+	err = tracer_bpf__load(s->skel);
+	if (err) {
+		fprintf(stderr, "tracer: cannot load the BPF programs: %s\n", strerror(-err));
+		return err;
+	}
+	if (o->follow) {
+		err = tracer_bpf__attach(s->skel);
+		if (err) {
+			fprintf(stderr, "tracer: cannot attach the fork tracepoint: %s\n",
+				strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+static int add_traced_pid(struct session *s, pid_t pid)
+{
+	__u32 key = (uint32_t)pid;
+	__u8 one = 1;
+
+	return bpf_map_update_elem(bpf_map__fd(s->skel->maps.traced_pids), &key, &one, BPF_ANY)
+		       ? -errno
+		       : 0;
+}
+
+/* The files a launched command will map are not known before it runs: probe
+ * the C library this system uses (ours) and the executable itself, which
+ * defines malloc when it is linked statically. */
+static int attach_launch(struct session *s, pid_t attach_pid)
+{
+	struct target_maps self;
+	char exe[PATH_MAX];
+	size_t i;
+	int err, n = 0, r;
+
+	err = target_read_maps(getpid(), &self);
+	if (err)
+		return err;
+	for (i = 0; i < self.n && !err; i++) {
+		const char *p = self.m[i].path;
+		const char *base = p ? strrchr(p, '/') + 1 : NULL;
+
+		if (!self.m[i].exec || !p || (strncmp(base, "libc.so", 7) && strncmp(base, "libc-", 5)))
+			continue;
+		r = probes_attach_file(s->skel, &s->probes, attach_pid, p, s->o->verbose);
+		if (r < 0)
+			err = r;
+		else
+			n += r;
+		break;
+	}
+	target_maps_free(&self);
+	if (err)
+		return err;
+	/* resolve the command like execvp does */
+	if (strchr(s->o->argv[0], '/')) {
+		snprintf(exe, sizeof(exe), "%s", s->o->argv[0]);
+	} else {
+		const char *path = getenv("PATH");
+		char *dup = strdup(path ? path : "/usr/bin:/bin"), *save = NULL, *dir;
+
+		exe[0] = '\0';
+		for (dir = strtok_r(dup, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+			snprintf(exe, sizeof(exe), "%s/%s", dir, s->o->argv[0]);
+			if (access(exe, X_OK) == 0)
+				break;
+			exe[0] = '\0';
+		}
+		free(dup);
+	}
+	if (exe[0]) {
+		r = probes_attach_file(s->skel, &s->probes, attach_pid, exe, s->o->verbose);
+		if (r > 0)
+			n += r;
+	}
+	return n;
+}
+
+static int wait_loop(struct session *s, struct target_launch *launch, int *exit_status)
+{
+	const struct session_options *o = s->o;
+	double next_report = o->interval > 0 ? s->started + o->interval : 0;
+	double next_refresh = s->started + 0.05;
+	unsigned seq = 0;
+	int err;
+
+	for (;;) {
+		double t = now_s();
+		int status;
+
+		if (stop_signal)
+			return 0;
+		if (o->duration > 0 && t - s->started >= o->duration)
+			return 0;
+		if (launch) {
+			pid_t r = waitpid(s->pid, &status, WNOHANG);
+
+			if (r == s->pid && (WIFEXITED(status) || WIFSIGNALED(status))) {
+				*exit_status = status;
+				return 0;
+			}
+			if (r == s->pid && WIFSTOPPED(status)) {
+				int sig = WSTOPSIG(status);
+
+				if (status >> 8 == (SIGTRAP | (PTRACE_EVENT_EXIT << 8))) {
+					/* exiting: its mappings are still there */
+					symbolize_refresh(s->sym);
+					sig = 0;
+				}
+				ptrace(PTRACE_CONT, s->pid, NULL, (void *)(long)sig);
+				continue;
+			}
+		} else if (!target_alive(s->pid)) {
+			return 0;
+		}
+		if (t >= next_refresh) {
+			symbolize_refresh(s->sym);
+			next_refresh = t + 0.25;
+		}
+		if (next_report && t >= next_report) {
+			err = report(s, seq++);
+			if (err)
+				return err;
+			next_report += o->interval;
+		}
+		poll(NULL, 0, 20);
+	}
+}
+
+int session_run(const struct session_options *o)
+{
+	struct session s = {.o = o};
+	struct target_launch launch = {.go_fd = -1, .err_fd = -1};
+	struct sigaction sa = {.sa_handler = on_signal};
+	int exit_status = -1, err, rc = 1, n;
+	bool launched = false, released = false;
+
+	libbpf_set_print(libbpf_quiet);
+	if (geteuid() != 0) {
+		fprintf(stderr, "tracer: must run as root (BPF and uprobes need it)\n");
+		return 2;
+	}
+	if (o->pid) {
+		if (target_check(o->pid) || !target_alive(o->pid)) {
+			fprintf(stderr, "tracer: no such process: %d\n", o->pid);
+			return 2;
+		}
+		s.pid = o->pid;
+	}
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (setup_bpf(&s))
+		goto out;
+
+	if (o->argv) {
+		err = target_launch_prepare(o->argv, NULL, &launch);
+		if (err) {
+			fprintf(stderr, "tracer: cannot start %s: %s\n", o->argv[0], strerror(-err));
+			goto out;
+		}
+		launched = true;
+		s.pid = launch.pid;
+		if (o->follow)
+			add_traced_pid(&s, s.pid);
+		n = attach_launch(&s, o->follow ? -1 : s.pid);
+	} else {
+		if (o->follow)
+			add_traced_pid(&s, s.pid);
+		n = probes_attach_process(s.skel, &s.probes, s.pid, o->follow ? -1 : s.pid,
+					  o->verbose);
+	}
+	if (n < 0) {
+		fprintf(stderr, "tracer: cannot attach probes to process %d: %s\n", s.pid,
+			strerror(-n));
+		rc = n == -ESRCH || n == -ENOENT ? 2 : 1;
+		goto out;
+	}
+	if (n == 0) {
+		fprintf(stderr, "tracer: process %d maps no allocator that can be probed "
+				"(no malloc symbol: a stripped static executable?)\n",
+			s.pid);
+		rc = 2;
+		goto out;
+	}
+	if (launched) {
+		/* A launched command is ours: stop it at its exit for a last look
+		 * at its mappings, so that short-lived programs get their frames. */
+		if (ptrace(PTRACE_SEIZE, s.pid, NULL, (void *)PTRACE_O_TRACEEXIT))
+			fprintf(stderr, "tracer: warning: cannot watch %d's exit (%s)\n", s.pid,
+				strerror(errno));
+		err = target_launch_go(&launch);
+		released = true;
+		if (err) {
+			fprintf(stderr, "tracer: cannot execute %s: %s\n", o->argv[0],
+				strerror(-err));
+			waitpid(s.pid, NULL, 0);
+			launched = false;
+			rc = 2;
+			goto out;
+		}
+	} else if (!target_alive(s.pid)) {
+		fprintf(stderr, "tracer: process %d exited before the probes were attached\n",
+			s.pid);
+		rc = 2;
+		goto out;
+	}
+	target_command(s.pid, s.command, sizeof(s.command));
+	s.start_time = target_start_time(s.pid);
+	s.started = now_s();
+	if (symbolize_open(s.pid, &s.sym)) {
+		fprintf(stderr, "tracer: out of memory\n");
+		goto out;
+	}
+	if (o->verbose)
+		fprintf(stderr, "tracer: tracing pid %d with %zu probes in %zu files\n", s.pid,
+			s.probes.functions, s.probes.files);
+
+	err = wait_loop(&s, launched ? &launch : NULL, &exit_status);
+	if (!err)
+		err = report(&s, 0);
+	rc = err ? 1 : 0;
+out:
+	/* detach first: the target runs untraced from here on */
+	probes_detach(&s.probes);
+	if (launched && !released) {
+		/* never let it run untraced when we failed before its exec */
+		kill(s.pid, SIGKILL);
+		waitpid(s.pid, NULL, 0);
+	}
+	symbolize_close(s.sym);
+	tracer_bpf__destroy(s.skel);
+	return rc;
+}

@@ -1,0 +1,35 @@
+/* One tracing session: load the BPF object, place the probes in the target,
+ * wait (duration, interval, signals, target exit), then drain the maps into
+ * snapshots and hand them to reports and files. */
+#ifndef TRACER_SESSION_H
+#define TRACER_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "report.h"
+
+#define SESSION_DEFAULT_MAX_ALLOCS (1u << 20)
+#define SESSION_DEFAULT_MAX_STACKS (1u << 14)
+
+struct session_options {
+	pid_t pid;	     /* -p, or 0 */
+	char **argv;	     /* -- CMD ..., or NULL */
+	bool follow;	     /* --follow: children too */
+	uint32_t nframe;     /* -n */
+	double duration;     /* -d seconds, 0 = until Ctrl-C or target exit */
+	double interval;     /* -i seconds, 0 = report at the end only */
+	uint32_t max_allocs; /* --max-allocs */
+	uint32_t max_stacks; /* --max-stacks */
+	bool probe_only;     /* --probe-only: the floor, nothing recorded */
+	bool verbose;
+	const char *output;  /* -o FILE pattern, or NULL */
+	struct report_options report;
+};
+
+/* Runs the session; returns the process exit status (0, 1 runtime error,
+ * 2 bad input), having printed one line for any error. */
+int session_run(const struct session_options *o);
+
+#endif

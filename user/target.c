@@ -1,0 +1,246 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "target.h"
+
+int target_check(pid_t pid)
+{
+	char path[64];
+
+	if (pid <= 0)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	return access(path, F_OK) ? -ESRCH : 0;
+}
+
+bool target_alive(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	bool alive = false;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (fgets(buf, sizeof(buf), f)) {
+		p = strrchr(buf, ')');
+		alive = p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+	}
+	fclose(f);
+	return alive;
+}
+
+int target_command(pid_t pid, char *buf, size_t len)
+{
+	char path[64];
+	ssize_t n, i;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	while (n > 0 && buf[n - 1] == '\0')
+		n--;
+	for (i = 0; i < n; i++)
+		if (buf[i] == '\0')
+			buf[i] = ' ';
+	buf[n] = '\0';
+	if (n == 0) {
+		snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		n = read(fd, buf, len - 1);
+		close(fd);
+		if (n < 0)
+			return -errno;
+		while (n > 0 && buf[n - 1] == '\n')
+			n--;
+		buf[n] = '\0';
+	}
+	return 0;
+}
+
+uint64_t target_start_time(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ticks = 0;
+	struct timespec now, up;
+	FILE *f;
+	int i;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	fclose(f);
+	if (!p)
+		return 0;
+	/* field 22 (starttime); p points at the end of field 2 */
+	for (i = 2; i < 22 && p; i++)
+		p = strchr(p + 1, ' ');
+	if (!p || sscanf(p + 1, "%llu", &ticks) != 1)
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &now);
+	clock_gettime(CLOCK_BOOTTIME, &up);
+	return (uint64_t)(now.tv_sec - up.tv_sec) + ticks / (uint64_t)sysconf(_SC_CLK_TCK);
+}
+
+int target_read_maps(pid_t pid, struct target_maps *out)
+{
+	char path[64], *line = NULL;
+	size_t cap = 0, lcap = 0;
+	FILE *f;
+	int err = 0;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (getline(&line, &lcap, f) > 0) {
+		unsigned long long start, end, off;
+		char perms[8];
+		int pos = 0;
+		struct target_mapping *m;
+		char *name;
+
+		if (sscanf(line, "%llx-%llx %7s %llx %*s %*s%n", &start, &end, perms, &off, &pos) < 4)
+			continue;
+		if (out->n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			void *p = realloc(out->m, ncap * sizeof(*out->m));
+
+			if (!p) {
+				err = -ENOMEM;
+				break;
+			}
+			out->m = p;
+			cap = ncap;
+		}
+		m = &out->m[out->n++];
+		m->start = start;
+		m->end = end;
+		m->offset = off;
+		m->exec = perms[2] == 'x';
+		name = line + pos;
+		while (*name == ' ')
+			name++;
+		name[strcspn(name, "\n")] = '\0';
+		m->path = *name == '/' ? strdup(name) : NULL;
+	}
+	free(line);
+	fclose(f);
+	if (err)
+		target_maps_free(out);
+	return err;
+}
+
+void target_maps_free(struct target_maps *maps)
+{
+	size_t i;
+
+	for (i = 0; i < maps->n; i++)
+		free(maps->m[i].path);
+	free(maps->m);
+	maps->m = NULL;
+	maps->n = 0;
+}
+
+const struct target_mapping *target_maps_find(const struct target_maps *maps, uint64_t addr)
+{
+	size_t lo = 0, hi = maps->n;
+
+	while (lo < hi) { /* /proc/PID/maps is sorted by address */
+		size_t mid = (lo + hi) / 2;
+
+		if (addr < maps->m[mid].start)
+			hi = mid;
+		else if (addr >= maps->m[mid].end)
+			lo = mid + 1;
+		else
+			return &maps->m[mid];
+	}
+	return NULL;
+}
+
+void target_file_path(pid_t pid, const char *path, char *buf, size_t len)
+{
+	char root[64], self[64];
+	struct stat a, b;
+
+	/* Same root as ours: use the path as is, so messages stay readable. */
+	snprintf(root, sizeof(root), "/proc/%d/root", pid);
+	snprintf(self, sizeof(self), "/proc/self/root");
+	if (pid > 0 && stat(root, &a) == 0 && stat(self, &b) == 0 &&
+	    (a.st_dev != b.st_dev || a.st_ino != b.st_ino))
+		snprintf(buf, len, "%s%s", root, path);
+	else
+		snprintf(buf, len, "%s", path);
+}
+
+int target_launch_prepare(char *const argv[], char *const envp_extra[], struct target_launch *l)
+{
+	int go[2], errp[2];
+	pid_t pid;
+
+	if (pipe2(go, O_CLOEXEC) || pipe2(errp, O_CLOEXEC))
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		char c;
+		int e;
+
+		close(go[1]);
+		close(errp[0]);
+		/* wait until the tracer has its probes in place */
+		while (read(go[0], &c, 1) < 0 && errno == EINTR)
+			;
+		for (; envp_extra && *envp_extra; envp_extra++)
+			putenv(*envp_extra);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		execvp(argv[0], argv);
+		e = errno;
+		if (write(errp[1], &e, sizeof(e)) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(go[0]);
+	close(errp[1]);
+	l->pid = pid;
+	l->go_fd = go[1];
+	l->err_fd = errp[0];
+	return 0;
+}
+
+int target_launch_go(struct target_launch *l)
+{
+	ssize_t n;
+	int e = 0;
+
+	close(l->go_fd);
+	l->go_fd = -1;
+	do
+		n = read(l->err_fd, &e, sizeof(e));
+	while (n < 0 && errno == EINTR);
+	close(l->err_fd);
+	l->err_fd = -1;
+	return n == sizeof(e) ? -e : 0;
+}
