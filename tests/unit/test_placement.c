@@ -1,7 +1,9 @@
 /* Probe placement on hand-assembled prologues, on functions assembled into
  * this test binary, and on the machine's libc. */
+#include <asm/perf_regs.h>
 #include <errno.h>
 #include <gnu/libc-version.h>
+#include <linux/perf_event.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -24,7 +29,13 @@ __asm__(".text\n"
 	".size tp_free_like, .-tp_free_like\n"
 	".globl tp_loop_to_je\n .type tp_loop_to_je,@function\n"
 	"tp_loop_to_je:\n test %rdi,%rdi\n 2: je 1f\n dec %rdi\n jmp 2b\n 1: ret\n"
-	".size tp_loop_to_je, .-tp_loop_to_je\n");
+	".size tp_loop_to_je, .-tp_loop_to_je\n"
+	".globl tp_push_imm\n .type tp_push_imm,@function\n"
+	"tp_push_imm:\n .byte 0x68,0,0,0,0\n jmp 1f\n 1: add $8,%rsp\n ret\n"
+	".size tp_push_imm, .-tp_push_imm\n");
+
+void tp_free_like(void *p);
+void tp_push_imm(long a, long b);
 
 static struct placement place(const uint8_t *code, size_t size)
 {
@@ -323,6 +334,181 @@ static void test_libc(void **state)
 	}
 }
 
+/* The kernel's view: perf uprobe events at the entry and at the moved probe
+ * point sample rdi, rsi and rsp at every hit; the moved probe must read the
+ * same arguments, with rsp lower by exactly stack_adjust. */
+#define RING_PAGES 16
+
+struct sampler {
+	int fd;
+	struct perf_event_mmap_page *meta;
+	size_t len;
+};
+
+struct regs3 {
+	uint64_t si, di, sp;
+};
+
+static int uprobe_type(void)
+{
+	FILE *f = fopen("/sys/bus/event_source/devices/uprobe/type", "r");
+	int t = -1;
+
+	if (f) {
+		if (fscanf(f, "%d", &t) != 1)
+			t = -1;
+		fclose(f);
+	}
+	return t;
+}
+
+static int sampler_open(struct sampler *s, const char *path, uint64_t off)
+{
+	struct perf_event_attr attr;
+	long page = sysconf(_SC_PAGESIZE);
+	int type = uprobe_type();
+
+	if (type < 0)
+		return -ENOENT;
+	memset(&attr, 0, sizeof(attr));
+	attr.size = sizeof(attr);
+	attr.type = (uint32_t)type;
+	attr.config1 = (uint64_t)(uintptr_t)path;
+	attr.config2 = off;
+	attr.sample_period = 1;
+	attr.sample_type = PERF_SAMPLE_REGS_USER;
+	attr.sample_regs_user =
+	    (1ull << PERF_REG_X86_SI) | (1ull << PERF_REG_X86_DI) | (1ull << PERF_REG_X86_SP);
+	attr.disabled = 1;
+	s->fd = (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+	if (s->fd < 0)
+		return -errno;
+	s->len = (size_t)page * (RING_PAGES + 1);
+	s->meta = mmap(NULL, s->len, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	if (s->meta == MAP_FAILED) {
+		close(s->fd);
+		return -errno;
+	}
+	return 0;
+}
+
+/* Reads up to max samples (regs in the order of their bit numbers). */
+static size_t sampler_read(struct sampler *s, struct regs3 *out, size_t max)
+{
+	const uint8_t *data = (const uint8_t *)s->meta + s->meta->data_offset;
+	uint64_t size = s->meta->data_size,
+		 head = __atomic_load_n(&s->meta->data_head, __ATOMIC_ACQUIRE);
+	uint64_t tail = s->meta->data_tail;
+	size_t n = 0;
+
+	while (tail < head) {
+		struct perf_event_header h;
+		uint64_t rec[6];
+		size_t i;
+
+		for (i = 0; i < sizeof(h); i++)
+			((uint8_t *)&h)[i] = data[(tail + i) % size];
+		if (h.type == PERF_RECORD_SAMPLE && h.size >= sizeof(h) + sizeof(uint64_t) * 4 &&
+		    n < max) {
+			for (i = 0; i < sizeof(uint64_t) * 4; i++)
+				((uint8_t *)rec)[i] = data[(tail + sizeof(h) + i) % size];
+			/* rec[0] is the regs ABI; then si, di, sp */
+			out[n].si = rec[1], out[n].di = rec[2], out[n].sp = rec[3];
+			n++;
+		}
+		tail += h.size;
+	}
+	__atomic_store_n(&s->meta->data_tail, tail, __ATOMIC_RELEASE);
+	return n;
+}
+
+static void sampler_close(struct sampler *s)
+{
+	munmap(s->meta, s->len);
+	close(s->fd);
+}
+
+/* Attaches at the entry and at the chosen point of name in path, runs call,
+ * and compares what the two probes saw. */
+static void check_same_args(const char *path, const char *name, void (*call)(void),
+			    size_t want_hits, uint32_t want_adjust)
+{
+	struct regs3 a[256], b[256];
+	struct sampler entry, moved;
+	struct placement pl;
+	struct elfsym sym;
+	size_t na, nb, i;
+	int err;
+
+	assert_int_equal(placement_symbol(path, name, &sym, &pl), 0);
+	assert_true(pl.offset > 0);
+	assert_int_equal(pl.stack_adjust, want_adjust);
+	err = sampler_open(&entry, path, sym.file_offset);
+	if (err == -EACCES || err == -EPERM || err == -ENOENT || err == -EOPNOTSUPP)
+		skip(); /* not root, or no uprobe PMU */
+	assert_int_equal(err, 0);
+	assert_int_equal(sampler_open(&moved, path, sym.file_offset + pl.offset), 0);
+	ioctl(entry.fd, PERF_EVENT_IOC_ENABLE, 0);
+	ioctl(moved.fd, PERF_EVENT_IOC_ENABLE, 0);
+	call();
+	ioctl(entry.fd, PERF_EVENT_IOC_DISABLE, 0);
+	ioctl(moved.fd, PERF_EVENT_IOC_DISABLE, 0);
+	na = sampler_read(&entry, a, 256);
+	nb = sampler_read(&moved, b, 256);
+	sampler_close(&entry);
+	sampler_close(&moved);
+	assert_int_equal(na, want_hits);
+	assert_int_equal(nb, want_hits);
+	for (i = 0; i < na; i++) {
+		assert_int_equal(a[i].di, b[i].di);
+		assert_int_equal(a[i].si, b[i].si);
+		assert_int_equal(a[i].sp - b[i].sp, want_adjust);
+	}
+}
+
+static void call_free_like(void)
+{
+	uintptr_t i;
+
+	for (i = 0; i < 100; i++)
+		tp_free_like((void *)(i * 4096)); /* i = 0 takes the je */
+}
+
+static void call_push_imm(void)
+{
+	long i;
+
+	for (i = 0; i < 50; i++)
+		tp_push_imm(i * 3, -i);
+}
+
+static void test_moved_probe_reads_same_args(void **state)
+{
+	check_same_args("/proc/self/exe", "tp_free_like", call_free_like, 100, 0);
+	check_same_args("/proc/self/exe", "tp_push_imm", call_push_imm, 50, 8);
+}
+
+static void *volatile sink;
+
+static void call_libc_free(void)
+{
+	int i;
+
+	for (i = 0; i < 64; i++) {
+		sink = malloc(32 + (size_t)i);
+		free(sink);
+	}
+	sink = NULL;
+	free(sink); /* free(NULL) passes the moved probe too */
+}
+
+static void test_libc_free_moved_probe(void **state)
+{
+	if (access(LIBC, R_OK))
+		skip();
+	check_same_args(LIBC, "free", call_libc_free, 65, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -343,6 +529,8 @@ int main(void)
 	    cmocka_unit_test(test_from_file),
 	    cmocka_unit_test(test_symbols_of_this_binary),
 	    cmocka_unit_test(test_libc),
+	    cmocka_unit_test(test_moved_probe_reads_same_args),
+	    cmocka_unit_test(test_libc_free_moved_probe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
