@@ -11,7 +11,7 @@ BUILD    := build
 CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
             -std=gnu11 -D_GNU_SOURCE -I$(BUILD) -Ibpf -Iuser
-LDLIBS   := -lbpf -ldw -lelf -lcapstone -lz -lpthread
+LDLIBS   := -lbpf -ldw -lelf -lcapstone -lz -lpthread -lstdc++
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))

@@ -1,0 +1,169 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "format.h"
+
+const char *format_size(char *buf, size_t len, double size, bool sign)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	int u;
+
+	for (u = 0; u < 5; u++) {
+		double a = size < 0 ? -size : size;
+
+		if (a < 100 && u > 0) {
+			snprintf(buf, len, sign ? "%+.1f %s" : "%.1f %s", size, units[u]);
+			return buf;
+		}
+		if (a < 10 * 1024 || u == 4) {
+			snprintf(buf, len, sign ? "%+.0f %s" : "%.0f %s", size, units[u]);
+			return buf;
+		}
+		size /= 1024;
+	}
+	return buf;
+}
+
+/* str(Traceback) is str of its oldest frame: "file:line". */
+static void print_oldest(FILE *out, const struct stats_entry *e)
+{
+	if (!e->nkey) {
+		fputs("<unknown>:0", out);
+		return;
+	}
+	fprintf(out, "%s:%u", e->key[e->nkey - 1].filename, e->key[e->nkey - 1].lineno);
+}
+
+void format_statistic(FILE *out, const struct stats_entry *e, bool diff)
+{
+	char a[32], b[32];
+
+	print_oldest(out, e);
+	if (diff)
+		fprintf(out, ": size=%s (%s), count=%llu (%+lld)",
+			format_size(a, sizeof(a), (double)e->size, false),
+			format_size(b, sizeof(b), (double)e->size_diff, true),
+			(unsigned long long)e->count, (long long)e->count_diff);
+	else
+		fprintf(out, ": size=%s, count=%llu", format_size(a, sizeof(a), (double)e->size, false),
+			(unsigned long long)e->count);
+	if (e->count)
+		fprintf(out, ", average=%s",
+			format_size(a, sizeof(a), (double)e->size / (double)e->count, false));
+}
+
+/* linecache.getline(filename, lineno).strip(), with a small cache. */
+struct cached_file {
+	char *name;
+	char *text;
+	size_t len;
+};
+
+static struct cached_file files[16];
+static unsigned next_file;
+
+static const struct cached_file *load_file(const char *name)
+{
+	struct cached_file *c;
+	FILE *f;
+	long n;
+	unsigned i;
+
+	for (i = 0; i < 16; i++)
+		if (files[i].name && !strcmp(files[i].name, name))
+			return &files[i];
+	c = &files[next_file++ % 16];
+	free(c->name);
+	free(c->text);
+	memset(c, 0, sizeof(*c));
+	c->name = strdup(name);
+	f = fopen(name, "re");
+	if (!f)
+		return c;
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && n < (64 << 20) &&
+	    fseek(f, 0, SEEK_SET) == 0) {
+		c->text = malloc((size_t)n);
+		if (c->text && fread(c->text, 1, (size_t)n, f) == (size_t)n)
+			c->len = (size_t)n;
+	}
+	fclose(f);
+	return c;
+}
+
+static void print_source_line(FILE *out, const char *filename, uint32_t lineno)
+{
+	const struct cached_file *c;
+	const char *p, *end, *eol;
+	uint32_t line = 1;
+
+	if (!lineno || !filename[0] || filename[0] == '<')
+		return;
+	c = load_file(filename);
+	if (!c->text)
+		return;
+	p = c->text;
+	end = c->text + c->len;
+	while (line < lineno && p < end) {
+		eol = memchr(p, '\n', (size_t)(end - p));
+		if (!eol)
+			return;
+		p = eol + 1;
+		line++;
+	}
+	if (p >= end)
+		return;
+	eol = memchr(p, '\n', (size_t)(end - p));
+	if (!eol)
+		eol = end;
+	while (p < eol && strchr(" \t\r\f\v", *p))
+		p++;
+	while (eol > p && strchr(" \t\r\f\v", eol[-1]))
+		eol--;
+	if (eol > p)
+		fprintf(out, "    %.*s\n", (int)(eol - p), p);
+}
+
+void format_traceback(FILE *out, const struct stats_frame *frames, uint32_t n, int limit,
+		      bool most_recent_first)
+{
+	/* oldest first: index k is frames[n - 1 - k] */
+	long start = 0, stop = n, k;
+
+	if (limit > 0) {
+		if ((long)limit < (long)n)
+			start = (long)n - limit;
+	} else if (limit < 0) {
+		stop = (long)n + limit;
+		if (stop < 0)
+			stop = 0;
+	} else {
+		stop = 0;
+	}
+	for (k = 0; k < stop - start; k++) {
+		long idx = most_recent_first ? stop - 1 - k : start + k;
+		const struct stats_frame *f = &frames[n - 1 - idx];
+
+		fprintf(out, "  File \"%s\", line %u\n", f->filename, f->lineno);
+		print_source_line(out, f->filename, f->lineno);
+	}
+}
+
+void format_json_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c == '\n')
+			fputs("\\n", out);
+		else if (c == '\t')
+			fputs("\\t", out);
+		else if (c < 0x20)
+			fprintf(out, "\\u%04x", c);
+		else
+			fputc(c, out);
+	}
+	fputc('"', out);
+}

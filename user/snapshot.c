@@ -1,0 +1,337 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "snapshot.h"
+
+/* Open-addressing index from a 64-bit hash to an entry index (+1; 0 empty). */
+struct index {
+	uint64_t *hash;
+	uint32_t *slot;
+	size_t cap, n;
+};
+
+struct intern {
+	struct index strings, frames, tracebacks;
+};
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+	h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+	return h * 0xff51afd7ed558ccdull;
+}
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static int index_grow(struct index *x)
+{
+	size_t cap = x->cap ? x->cap * 2 : 256, i;
+	uint64_t *hash = calloc(cap, sizeof(*hash));
+	uint32_t *slot = calloc(cap, sizeof(*slot));
+
+	if (!hash || !slot) {
+		free(hash);
+		free(slot);
+		return -ENOMEM;
+	}
+	for (i = 0; i < x->cap; i++) {
+		size_t j;
+
+		if (!x->slot[i])
+			continue;
+		for (j = x->hash[i] & (cap - 1); slot[j]; j = (j + 1) & (cap - 1))
+			;
+		hash[j] = x->hash[i];
+		slot[j] = x->slot[i];
+	}
+	free(x->hash);
+	free(x->slot);
+	x->hash = hash;
+	x->slot = slot;
+	x->cap = cap;
+	return 0;
+}
+
+typedef bool (*index_eq)(const struct snapshot *s, uint32_t idx, const void *key);
+
+/* Finds key; returns its index, or -1 with *pos set to the free slot. */
+static int64_t index_find(const struct snapshot *s, struct index *x, uint64_t h, index_eq eq,
+			  const void *key, size_t *pos)
+{
+	size_t j;
+
+	for (j = h & (x->cap - 1); x->slot[j]; j = (j + 1) & (x->cap - 1))
+		if (x->hash[j] == h && eq(s, x->slot[j] - 1, key))
+			return x->slot[j] - 1;
+	*pos = j;
+	return -1;
+}
+
+static int index_reserve(struct index *x)
+{
+	return (x->n + 1) * 4 >= x->cap * 3 ? index_grow(x) : 0;
+}
+
+static void index_put(struct index *x, size_t pos, uint64_t h, uint32_t idx)
+{
+	x->hash[pos] = h;
+	x->slot[pos] = idx + 1;
+	x->n++;
+}
+
+static void index_free(struct index *x)
+{
+	free(x->hash);
+	free(x->slot);
+}
+
+static int grow(void **arr, uint32_t *cap, size_t elem, uint64_t need)
+{
+	uint64_t ncap;
+	void *p;
+
+	if (need <= *cap)
+		return 0;
+	ncap = *cap ? (uint64_t)*cap * 2 : 64;
+	while (ncap < need)
+		ncap *= 2;
+	if (ncap > UINT32_MAX)
+		return -E2BIG;
+	p = realloc(*arr, ncap * elem);
+	if (!p)
+		return -ENOMEM;
+	*arr = p;
+	*cap = (uint32_t)ncap;
+	return 0;
+}
+
+struct snapshot *snapshot_new(void)
+{
+	struct snapshot *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->intern = calloc(1, sizeof(struct intern));
+	if (!s->intern) {
+		free(s);
+		return NULL;
+	}
+	s->traceback_limit = 1;
+	return s;
+}
+
+void snapshot_free(struct snapshot *s)
+{
+	struct intern *in;
+	uint32_t i;
+
+	if (!s)
+		return;
+	in = s->intern;
+	if (in) {
+		index_free(&in->strings);
+		index_free(&in->frames);
+		index_free(&in->tracebacks);
+		free(in);
+	}
+	for (i = 0; i < s->nstrings; i++)
+		free(s->strings[i]);
+	free(s->strings);
+	free(s->frames);
+	free(s->frame_ids);
+	free(s->tracebacks);
+	free(s->traces);
+	free(s->counters);
+	free(s);
+}
+
+static bool string_eq(const struct snapshot *s, uint32_t idx, const void *key)
+{
+	return !strcmp(s->strings[idx], key);
+}
+
+int64_t snapshot_intern_string(struct snapshot *s, const char *str)
+{
+	struct intern *in = s->intern;
+	uint64_t h = hash_str(str);
+	size_t pos;
+	int64_t idx;
+	int err;
+
+	if ((err = index_reserve(&in->strings)))
+		return err;
+	idx = index_find(s, &in->strings, h, string_eq, str, &pos);
+	if (idx >= 0)
+		return idx;
+	if ((err = grow((void **)&s->strings, &s->cap_strings, sizeof(char *), s->nstrings + 1ull)))
+		return err;
+	s->strings[s->nstrings] = strdup(str);
+	if (!s->strings[s->nstrings])
+		return -ENOMEM;
+	index_put(&in->strings, pos, h, s->nstrings);
+	return s->nstrings++;
+}
+
+static bool frame_eq(const struct snapshot *s, uint32_t idx, const void *key)
+{
+	return !memcmp(&s->frames[idx], key, sizeof(struct snapshot_frame));
+}
+
+int64_t snapshot_intern_frame(struct snapshot *s, const char *filename, uint32_t lineno,
+			      const char *function)
+{
+	struct intern *in = s->intern;
+	struct snapshot_frame f = {.lineno = lineno, .function = SNAPSHOT_NO_STRING};
+	int64_t idx;
+	uint64_t h;
+	size_t pos;
+	int err;
+
+	idx = snapshot_intern_string(s, filename ? filename : "<unknown>");
+	if (idx < 0)
+		return idx;
+	f.filename = (uint32_t)idx;
+	if (function) {
+		idx = snapshot_intern_string(s, function);
+		if (idx < 0)
+			return idx;
+		f.function = (uint32_t)idx;
+	}
+	h = mix(mix(mix(0, f.filename), f.lineno), f.function);
+	if ((err = index_reserve(&in->frames)))
+		return err;
+	idx = index_find(s, &in->frames, h, frame_eq, &f, &pos);
+	if (idx >= 0)
+		return idx;
+	if ((err = grow((void **)&s->frames, &s->cap_frames, sizeof(f), s->nframes + 1ull)))
+		return err;
+	s->frames[s->nframes] = f;
+	index_put(&in->frames, pos, h, s->nframes);
+	return s->nframes++;
+}
+
+struct tb_key {
+	const uint32_t *ids;
+	uint32_t n, total;
+};
+
+static bool traceback_eq(const struct snapshot *s, uint32_t idx, const void *key)
+{
+	const struct tb_key *k = key;
+	const struct snapshot_traceback *tb = &s->tracebacks[idx];
+
+	return tb->nframe == k->n && tb->total_nframe == k->total &&
+	       !memcmp(&s->frame_ids[tb->first], k->ids, k->n * sizeof(uint32_t));
+}
+
+int64_t snapshot_intern_traceback(struct snapshot *s, const uint32_t *frame_ids, uint32_t nframe,
+				  uint32_t total_nframe)
+{
+	struct intern *in = s->intern;
+	struct tb_key k = {frame_ids, nframe, total_nframe};
+	uint64_t h = mix(0, total_nframe);
+	size_t pos;
+	int64_t idx;
+	uint32_t i;
+	int err;
+
+	for (i = 0; i < nframe; i++) {
+		if (frame_ids[i] >= s->nframes)
+			return -EINVAL;
+		h = mix(h, frame_ids[i]);
+	}
+	if ((err = index_reserve(&in->tracebacks)))
+		return err;
+	idx = index_find(s, &in->tracebacks, h, traceback_eq, &k, &pos);
+	if (idx >= 0)
+		return idx;
+	if ((err = grow((void **)&s->frame_ids, &s->cap_frame_ids, sizeof(uint32_t),
+			(uint64_t)s->nframe_ids + nframe)) ||
+	    (err = grow((void **)&s->tracebacks, &s->cap_tracebacks,
+			sizeof(struct snapshot_traceback), s->ntracebacks + 1ull)))
+		return err;
+	memcpy(&s->frame_ids[s->nframe_ids], frame_ids, nframe * sizeof(uint32_t));
+	s->tracebacks[s->ntracebacks] = (struct snapshot_traceback){
+		.first = s->nframe_ids, .nframe = nframe, .total_nframe = total_nframe};
+	s->nframe_ids += nframe;
+	index_put(&in->tracebacks, pos, h, s->ntracebacks);
+	return s->ntracebacks++;
+}
+
+int snapshot_add_trace(struct snapshot *s, uint64_t address, uint64_t size, uint32_t domain,
+		       uint32_t traceback)
+{
+	if (traceback >= s->ntracebacks)
+		return -EINVAL;
+	if (s->ntraces == s->cap_traces) {
+		uint64_t cap = s->cap_traces ? s->cap_traces * 2 : 1024;
+		void *p = realloc(s->traces, cap * sizeof(*s->traces));
+
+		if (!p)
+			return -ENOMEM;
+		s->traces = p;
+		s->cap_traces = cap;
+	}
+	s->traces[s->ntraces++] = (struct snapshot_trace){
+		.address = address, .size = size, .domain = domain, .traceback = traceback};
+	return 0;
+}
+
+int snapshot_set_counter(struct snapshot *s, const char *name, uint64_t value)
+{
+	int64_t idx = snapshot_intern_string(s, name);
+	uint32_t i;
+	int err;
+
+	if (idx < 0)
+		return (int)idx;
+	for (i = 0; i < s->ncounters; i++)
+		if (s->counters[i].name == (uint32_t)idx) {
+			s->counters[i].value = value;
+			return 0;
+		}
+	if ((err = grow((void **)&s->counters, &s->cap_counters, sizeof(struct snapshot_counter),
+			s->ncounters + 1ull)))
+		return err;
+	s->counters[s->ncounters++] = (struct snapshot_counter){.name = (uint32_t)idx, .value = value};
+	return 0;
+}
+
+const char *snapshot_domain_name(uint32_t domain, char *buf)
+{
+	if (domain == SNAPSHOT_DOMAIN_PYTHON)
+		return "python";
+	if (domain == SNAPSHOT_DOMAIN_LIBC)
+		return "libc";
+	snprintf(buf, 16, "%u", domain);
+	return buf;
+}
+
+int snapshot_parse_domain(const char *name, uint32_t *domain)
+{
+	char *end;
+	unsigned long v;
+
+	if (!strcmp(name, "python")) {
+		*domain = SNAPSHOT_DOMAIN_PYTHON;
+		return 0;
+	}
+	if (!strcmp(name, "libc")) {
+		*domain = SNAPSHOT_DOMAIN_LIBC;
+		return 0;
+	}
+	errno = 0;
+	v = strtoul(name, &end, 10);
+	if (errno || end == name || *end || v > UINT32_MAX || name[0] == '-')
+		return -EINVAL;
+	*domain = (uint32_t)v;
+	return 0;
+}

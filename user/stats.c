@@ -1,0 +1,382 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stats.h"
+
+struct group {
+	uint64_t hash;
+	struct stats_frame *key;
+	uint32_t nkey;
+	uint64_t size, count;		/* new (or only) snapshot */
+	uint64_t old_size, old_count;	/* compare: old snapshot */
+};
+
+struct grouping {
+	struct group *groups;
+	size_t n, cap;
+	uint32_t *table; /* open addressing: group index + 1 */
+	size_t tcap;
+	struct stats_frame **pool; /* key arrays, freed with the list */
+	size_t npool, cappool;
+};
+
+static uint64_t hash_frame(uint64_t h, const char *filename, uint32_t lineno)
+{
+	for (; *filename; filename++)
+		h = (h ^ (unsigned char)*filename) * 1099511628211ull;
+	h = (h ^ lineno) * 0x9e3779b97f4a7c15ull;
+	return h ^ (h >> 29);
+}
+
+static bool key_eq(const struct group *g, const struct stats_frame *key, uint32_t n)
+{
+	uint32_t i;
+
+	if (g->nkey != n)
+		return false;
+	for (i = 0; i < n; i++)
+		if (g->key[i].lineno != key[i].lineno || strcmp(g->key[i].filename, key[i].filename))
+			return false;
+	return true;
+}
+
+static int table_grow(struct grouping *gr)
+{
+	size_t cap = gr->tcap ? gr->tcap * 2 : 1024, i;
+	uint32_t *t = calloc(cap, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	for (i = 0; i < gr->n; i++) {
+		size_t j = gr->groups[i].hash & (cap - 1);
+
+		while (t[j])
+			j = (j + 1) & (cap - 1);
+		t[j] = (uint32_t)i + 1;
+	}
+	free(gr->table);
+	gr->table = t;
+	gr->tcap = cap;
+	return 0;
+}
+
+/* The group of key (n frames, most recent first); created when new. */
+static int64_t group_of(struct grouping *gr, const struct stats_frame *key, uint32_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+	struct stats_frame *copy;
+	struct group *g;
+	uint32_t i;
+	size_t j;
+
+	for (i = 0; i < n; i++)
+		h = hash_frame(h, key[i].filename, key[i].lineno);
+	if ((gr->n + 1) * 2 >= gr->tcap && table_grow(gr))
+		return -ENOMEM;
+	for (j = h & (gr->tcap - 1); gr->table[j]; j = (j + 1) & (gr->tcap - 1)) {
+		g = &gr->groups[gr->table[j] - 1];
+		if (g->hash == h && key_eq(g, key, n))
+			return gr->table[j] - 1;
+	}
+	if (gr->n == gr->cap) {
+		size_t cap = gr->cap ? gr->cap * 2 : 256;
+		void *p = realloc(gr->groups, cap * sizeof(*gr->groups));
+
+		if (!p)
+			return -ENOMEM;
+		gr->groups = p;
+		gr->cap = cap;
+	}
+	if (gr->npool == gr->cappool) {
+		size_t cap = gr->cappool ? gr->cappool * 2 : 256;
+		void *p = realloc(gr->pool, cap * sizeof(*gr->pool));
+
+		if (!p)
+			return -ENOMEM;
+		gr->pool = p;
+		gr->cappool = cap;
+	}
+	copy = malloc((n ? n : 1) * sizeof(*copy));
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, key, n * sizeof(*copy));
+	gr->pool[gr->npool++] = copy;
+	g = &gr->groups[gr->n];
+	memset(g, 0, sizeof(*g));
+	g->hash = h;
+	g->key = copy;
+	g->nkey = n;
+	gr->table[j] = (uint32_t)gr->n + 1;
+	return (int64_t)gr->n++;
+}
+
+static struct stats_frame key_frame(const struct snapshot *s, const struct snapshot_frame *f,
+				    enum stats_key key)
+{
+	struct stats_frame k = {
+		.filename = s->strings[f->filename],
+		.lineno = key == STATS_KEY_FILENAME ? 0 : f->lineno,
+		.function = key == STATS_KEY_FILENAME ? NULL : snapshot_string(s, f->function),
+	};
+	return k;
+}
+
+/* Adds every trace of s to its group(s); old selects the columns. */
+static int add_snapshot(struct grouping *gr, const struct snapshot *s, enum stats_key key,
+			bool cumulative, bool old)
+{
+	uint64_t *tb_size = calloc(s->ntracebacks ? s->ntracebacks : 1, sizeof(uint64_t));
+	uint64_t *tb_count = calloc(s->ntracebacks ? s->ntracebacks : 1, sizeof(uint64_t));
+	struct stats_frame *kf = NULL;
+	uint32_t t, i, cap = 0;
+	uint64_t k;
+	int err = 0;
+
+	if (!tb_size || !tb_count) {
+		err = -ENOMEM;
+		goto out;
+	}
+	/* traces with the same traceback group together whatever the key */
+	for (k = 0; k < s->ntraces; k++) {
+		tb_size[s->traces[k].traceback] += s->traces[k].size;
+		tb_count[s->traces[k].traceback]++;
+	}
+	for (t = 0; t < s->ntracebacks; t++) {
+		const struct snapshot_traceback *tb = &s->tracebacks[t];
+		uint32_t nk;
+
+		if (!tb_count[t])
+			continue;
+		if (tb->nframe > cap) {
+			cap = tb->nframe;
+			free(kf);
+			kf = malloc(cap * sizeof(*kf));
+			if (!kf) {
+				err = -ENOMEM;
+				goto out;
+			}
+		}
+		if (key == STATS_KEY_TRACEBACK) {
+			for (i = 0; i < tb->nframe; i++)
+				kf[i] = key_frame(s, snapshot_frame_at(s, tb, i), key);
+			nk = tb->nframe;
+		} else {
+			nk = tb->nframe ? (cumulative ? tb->nframe : 1) : 0;
+			for (i = 0; i < nk; i++)
+				kf[i] = key_frame(s, snapshot_frame_at(s, tb, i), key);
+		}
+		if (key == STATS_KEY_TRACEBACK || !cumulative) {
+			int64_t g = group_of(gr, kf, key == STATS_KEY_TRACEBACK ? nk : (nk ? 1 : 0));
+
+			if (g < 0) {
+				err = (int)g;
+				goto out;
+			}
+			if (old) {
+				gr->groups[g].old_size += tb_size[t];
+				gr->groups[g].old_count += tb_count[t];
+			} else {
+				gr->groups[g].size += tb_size[t];
+				gr->groups[g].count += tb_count[t];
+			}
+			continue;
+		}
+		/* cumulative: every stored frame counts, duplicates included */
+		for (i = 0; i < nk; i++) {
+			int64_t g = group_of(gr, &kf[i], 1);
+
+			if (g < 0) {
+				err = (int)g;
+				goto out;
+			}
+			if (old) {
+				gr->groups[g].old_size += tb_size[t];
+				gr->groups[g].old_count += tb_count[t];
+			} else {
+				gr->groups[g].size += tb_size[t];
+				gr->groups[g].count += tb_count[t];
+			}
+		}
+	}
+out:
+	free(kf);
+	free(tb_size);
+	free(tb_count);
+	return err;
+}
+
+/* Oldest-first tuple comparison of (filename, lineno) pairs. */
+static int cmp_traceback(const struct stats_entry *a, const struct stats_entry *b)
+{
+	uint32_t i, n = a->nkey < b->nkey ? a->nkey : b->nkey;
+
+	for (i = 0; i < n; i++) {
+		const struct stats_frame *x = &a->key[a->nkey - 1 - i], *y = &b->key[b->nkey - 1 - i];
+		int c = strcmp(x->filename, y->filename);
+
+		if (c)
+			return c;
+		if (x->lineno != y->lineno)
+			return x->lineno < y->lineno ? -1 : 1;
+	}
+	return a->nkey < b->nkey ? -1 : a->nkey > b->nkey;
+}
+
+#define CMP(x, y)                                                                                  \
+	do {                                                                                       \
+		if ((x) != (y))                                                                    \
+			return (x) < (y) ? 1 : -1; /* descending */                               \
+	} while (0)
+
+static int cmp_stat(const void *pa, const void *pb)
+{
+	const struct stats_entry *a = pa, *b = pb;
+
+	CMP(a->size, b->size);
+	CMP(a->count, b->count);
+	return -cmp_traceback(a, b);
+}
+
+static uint64_t uabs(int64_t v)
+{
+	return v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+}
+
+static int cmp_diff(const void *pa, const void *pb)
+{
+	const struct stats_entry *a = pa, *b = pb;
+
+	CMP(uabs(a->size_diff), uabs(b->size_diff));
+	CMP(a->size, b->size);
+	CMP(uabs(a->count_diff), uabs(b->count_diff));
+	CMP(a->count, b->count);
+	return -cmp_traceback(a, b);
+}
+
+struct storage {
+	struct stats_frame **pool;
+	size_t npool;
+};
+
+static int finish(struct grouping *gr, bool diff, struct stats_list *out)
+{
+	struct storage *st = malloc(sizeof(*st));
+	size_t i;
+
+	free(gr->table);
+	memset(out, 0, sizeof(*out));
+	out->entries = calloc(gr->n ? gr->n : 1, sizeof(*out->entries));
+	if (!st || !out->entries) {
+		free(st);
+		free(out->entries);
+		for (i = 0; i < gr->npool; i++)
+			free(gr->pool[i]);
+		free(gr->pool);
+		free(gr->groups);
+		return -ENOMEM;
+	}
+	for (i = 0; i < gr->n; i++) {
+		struct group *g = &gr->groups[i];
+		struct stats_entry *e = &out->entries[i];
+
+		e->key = g->key;
+		e->nkey = g->nkey;
+		e->size = g->size;
+		e->count = g->count;
+		if (diff) {
+			e->size_diff = (int64_t)g->size - (int64_t)g->old_size;
+			e->count_diff = (int64_t)g->count - (int64_t)g->old_count;
+		}
+	}
+	out->n = gr->n;
+	qsort(out->entries, out->n, sizeof(*out->entries), diff ? cmp_diff : cmp_stat);
+	st->pool = gr->pool;
+	st->npool = gr->npool;
+	out->storage = st;
+	free(gr->groups);
+	return 0;
+}
+
+static void grouping_free(struct grouping *gr)
+{
+	size_t i;
+
+	for (i = 0; i < gr->npool; i++)
+		free(gr->pool[i]);
+	free(gr->pool);
+	free(gr->groups);
+	free(gr->table);
+}
+
+int stats_compute(const struct snapshot *s, enum stats_key key, bool cumulative,
+		  struct stats_list *out)
+{
+	struct grouping gr = {};
+	int err;
+
+	if (cumulative && key == STATS_KEY_TRACEBACK)
+		return -EINVAL;
+	err = add_snapshot(&gr, s, key, cumulative, false);
+	if (err) {
+		grouping_free(&gr);
+		return err;
+	}
+	return finish(&gr, false, out);
+}
+
+int stats_compare(const struct snapshot *new_snap, const struct snapshot *old_snap,
+		  enum stats_key key, bool cumulative, struct stats_list *out)
+{
+	struct grouping gr = {};
+	int err;
+
+	if (cumulative && key == STATS_KEY_TRACEBACK)
+		return -EINVAL;
+	err = add_snapshot(&gr, new_snap, key, cumulative, false);
+	if (!err)
+		err = add_snapshot(&gr, old_snap, key, cumulative, true);
+	if (err) {
+		grouping_free(&gr);
+		return err;
+	}
+	return finish(&gr, true, out);
+}
+
+void stats_list_free(struct stats_list *l)
+{
+	struct storage *st = l->storage;
+	size_t i;
+
+	if (st) {
+		for (i = 0; i < st->npool; i++)
+			free(st->pool[i]);
+		free(st->pool);
+		free(st);
+	}
+	free(l->entries);
+	memset(l, 0, sizeof(*l));
+}
+
+static const char *const key_names[] = {
+	[STATS_KEY_FILENAME] = "filename",
+	[STATS_KEY_LINENO] = "lineno",
+	[STATS_KEY_TRACEBACK] = "traceback",
+};
+
+int stats_parse_key(const char *name, enum stats_key *key)
+{
+	int i;
+
+	for (i = 0; i < 3; i++)
+		if (!strcmp(name, key_names[i])) {
+			*key = (enum stats_key)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *stats_key_name(enum stats_key key)
+{
+	return key <= STATS_KEY_TRACEBACK ? key_names[key] : "?";
+}
