@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -156,4 +157,42 @@ bool elfsym_has_interp(struct elfsym_file *f)
 			return true;
 	}
 	return false;
+}
+
+int elfsym_needed(struct elfsym_file *f, void (*cb)(const char *name, void *arg), void *arg,
+		  char *runpath, size_t runpath_len)
+{
+	Elf_Scn *scn = NULL;
+
+	if (runpath_len)
+		runpath[0] = '\0';
+	while ((scn = elf_nextscn(f->elf, scn))) {
+		GElf_Shdr sh;
+		Elf_Data *data;
+		size_t i;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNAMIC || !sh.sh_entsize)
+			continue;
+		data = elf_getdata(scn, NULL);
+		for (i = 0; data && i < sh.sh_size / sh.sh_entsize; i++) {
+			GElf_Dyn dyn;
+			const char *s;
+
+			if (!gelf_getdyn(data, (int)i, &dyn))
+				break;
+			if (dyn.d_tag != DT_NEEDED && dyn.d_tag != DT_RUNPATH && dyn.d_tag != DT_RPATH)
+				continue;
+			s = elf_strptr(f->elf, sh.sh_link, dyn.d_un.d_val);
+			if (!s)
+				continue;
+			if (dyn.d_tag == DT_NEEDED) {
+				if (cb)
+					cb(s, arg);
+			}
+			else if (runpath_len)
+				snprintf(runpath, runpath_len, "%s", s);
+		}
+		return 0;
+	}
+	return -ENOENT;
 }

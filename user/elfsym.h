@@ -29,4 +29,9 @@ int elfsym_read(struct elfsym_file *f, uint64_t vaddr, void *buf, uint64_t size)
 uint64_t elfsym_first_load_vaddr(struct elfsym_file *f);
 bool elfsym_has_interp(struct elfsym_file *f);
 
+/* The DT_NEEDED names and the DT_RUNPATH/DT_RPATH string (NULL if none) of
+ * a dynamic object, from its dynamic section. Calls cb once per name. */
+int elfsym_needed(struct elfsym_file *f, void (*cb)(const char *name, void *arg), void *arg,
+		  char *runpath, size_t runpath_len);
+
 #endif

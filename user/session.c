@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "elfsym.h"
 #include "probes.h"
 #include "session.h"
 #include "snapshot.h"
@@ -338,6 +339,8 @@ static int add_traced_pid(struct session *s, pid_t pid)
 /* The files a launched command will map are not known before it runs: probe
  * the C library this system uses (ours) and the executable itself, which
  * defines malloc when it is linked statically. */
+static void attach_needed(struct session *s, const char *exe, pid_t attach_pid);
+
 static int attach_launch(struct session *s, pid_t attach_pid)
 {
 	struct target_maps self;
@@ -384,8 +387,67 @@ static int attach_launch(struct session *s, pid_t attach_pid)
 		r = probes_attach_file(s->skel, &s->probes, attach_pid, exe, s->o->verbose);
 		if (r > 0)
 			n += r;
+		attach_needed(s, exe, attach_pid);
 	}
 	return n;
+}
+
+struct needed_ctx {
+	struct session *s;
+	pid_t attach_pid;
+	char dirs[8192]; /* ':'-separated search path */
+	int probed;
+};
+
+/* Finds a needed library the way the dynamic linker would (RUNPATH,
+ * LD_LIBRARY_PATH, the system directories) and probes it when it defines
+ * allocator functions (libstdc++'s operator new, an allocator library). */
+static void probe_needed(const char *name, void *arg)
+{
+	struct needed_ctx *c = arg;
+	char *dirs = strdup(c->dirs), *save = NULL, *dir, path[PATH_MAX];
+
+	if (!dirs || !strncmp(name, "libc.so", 7))
+		goto out;
+	for (dir = strtok_r(dirs, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+		int r;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		if (access(path, R_OK))
+			continue;
+		r = probes_attach_file(c->s->skel, &c->s->probes, c->attach_pid, path,
+				       c->s->o->verbose);
+		if (r > 0)
+			c->probed += r;
+		break;
+	}
+out:
+	free(dirs);
+}
+
+static void attach_needed(struct session *s, const char *exe, pid_t attach_pid)
+{
+	struct needed_ctx c = {.s = s, .attach_pid = attach_pid};
+	struct elfsym_file *f;
+	char runpath[4096], origin[PATH_MAX], *slash;
+	const char *llp = getenv("LD_LIBRARY_PATH");
+
+	if (elfsym_open(exe, &f))
+		return;
+	elfsym_needed(f, NULL, NULL, runpath, sizeof(runpath));
+	snprintf(origin, sizeof(origin), "%s", exe);
+	slash = strrchr(origin, '/');
+	if (slash)
+		*slash = '\0';
+	if (!strncmp(runpath, "$ORIGIN", 7))
+		snprintf(c.dirs, sizeof(c.dirs), "%s%s:", origin, runpath + 7);
+	else if (runpath[0])
+		snprintf(c.dirs, sizeof(c.dirs), "%s:", runpath);
+	snprintf(c.dirs + strlen(c.dirs), sizeof(c.dirs) - strlen(c.dirs),
+		 "%s%s/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/lib64:/usr/lib64:/lib:/usr/lib",
+		 llp ? llp : "", llp ? ":" : "");
+	elfsym_needed(f, probe_needed, &c, NULL, 0);
+	elfsym_close(f);
 }
 
 static int wait_loop(struct session *s, struct target_launch *launch, int *exit_status)

@@ -1,0 +1,205 @@
+"""The tracer on C and C++ workloads with known allocation sites: exact
+counts and bytes per line, launch and attach modes, tracebacks, bad input."""
+import os
+import signal
+import subprocess
+import time
+
+from conftest import by_line, run_tracer, site, trace_json, workload, TRACER
+
+SRC = "native.c"
+
+# (site, size per block, live blocks) in native.c
+EXPECTED = {
+    "malloc": (4096, 1000),
+    "calloc": (1000, 200),
+    "realloc": (65536, 1),
+    "memalign": (1000, 100),
+    "freed": (300, 250),
+    "thread": (512, 800),
+    "deep": (2048, 10),
+}
+
+
+def check_sites(lines):
+    for name, (size, count) in EXPECTED.items():
+        assert lines.get(site(SRC, name)) == (size * count, count), name
+
+
+def test_launch_exact_counts():
+    report, _ = trace_json(["--", workload("native")])
+    lines = by_line(report, SRC)
+    check_sites(lines)
+    assert site(SRC, "before") not in lines
+    total = sum(s * c for s, c in EXPECTED.values())
+    assert report["traced_memory"]["current"] >= total
+    assert report["traced_memory"]["peak"] >= report["traced_memory"]["current"]
+    counters = report["counters"]
+    for lost in ("allocs table full", "stack table full or collision", "thread slot unavailable",
+                 "return without entry"):
+        assert counters[lost] == 0, lost
+
+
+def test_frees_remove_exactly_what_they_free():
+    report, _ = trace_json(["--", workload("native")])
+    # 500 blocks of 300 B allocated, every second one freed
+    assert by_line(report, SRC)[site(SRC, "freed")] == (250 * 300, 250)
+    assert report["events"]["frees"] >= 250 + 10  # + realloc moves
+
+
+def test_nframe_5_gives_callers_in_order():
+    report, _ = trace_json(["-n", "5", "-k", "traceback", "--", workload("native")])
+    deep = [s for s in report["statistics"]
+            if s["frames"][0]["lineno"] == site(SRC, "deep")
+            and s["frames"][0]["filename"].endswith(SRC)]
+    assert len(deep) == 1 and deep[0]["count"] == 10 and deep[0]["size"] == 20480
+    frames = deep[0]["frames"]
+    assert [f["function"] for f in frames[:4]] == ["deep_c", "deep_b", "deep_a", "main"]
+    assert [f["lineno"] for f in frames[:4]] == [
+        site(SRC, "deep"), site(SRC, "deep_b"), site(SRC, "deep_a"), site(SRC, "deep_main")]
+    assert report["nframe"] == 5
+
+
+def test_nframe_1_gives_only_the_call_site():
+    report, _ = trace_json(["-n", "1", "-k", "traceback", "--", workload("native")])
+    for st in report["statistics"]:
+        assert len(st["frames"]) == 1
+
+
+def test_cumulative_counts_callers():
+    report, _ = trace_json(["-n", "5", "--cumulative", "--", workload("native")])
+    lines = by_line(report, SRC)
+    # deep_b's call line carries deep_c's 10 blocks
+    assert lines[site(SRC, "deep_b")] == (20480, 10)
+    assert lines[site(SRC, "deep_a")] == (20480, 10)
+
+
+def test_text_report_format():
+    p = run_tracer(["-t", "3", "--", workload("native")])
+    out = p.stdout.splitlines()
+    assert any(l.startswith("traced memory: current ") for l in out)
+    assert any(l.startswith("lost: allocs table full 0") for l in out)
+    line = "%s:%d: size=4000 KiB, count=1000, average=4096 B" % (SRC, site(SRC, "malloc"))
+    assert any(l.endswith(line) for l in out), out
+
+
+def test_cxx_new_at_call_site():
+    report, _ = trace_json(["--", workload("cxx")])
+    lines = by_line(report, "cxx.cc")
+    assert lines[site("cxx.cc", "new")] == (300 * 96, 300)
+    assert lines[site("cxx.cc", "new_array")] == (50 * 4000, 50)
+    assert site("cxx.cc", "deleted") not in lines
+
+
+def start_waiting():
+    p = subprocess.Popen([workload("native"), "wait"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    return p
+
+
+def attach(pid, extra=()):
+    t = subprocess.Popen([TRACER, "-v", "--format", "json", "-t", "0", "-p", str(pid)] + list(extra),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while True:  # wait until the probes are in place
+        line = t.stderr.readline()
+        assert line, "tracer ended early"
+        if "tracing pid" in line:
+            return t
+
+
+def test_attach_counts_only_later_allocations():
+    import json
+    w = start_waiting()
+    try:
+        t = attach(w.pid)
+        w.stdin.write("go\n")
+        w.stdin.flush()
+        assert w.stdout.readline().strip() == "done"
+        t.send_signal(signal.SIGINT)
+        out, err = t.communicate(timeout=60)
+        assert t.returncode == 0, err
+        report = json.loads(out.splitlines()[-1])
+        lines = by_line(report, SRC)
+        check_sites(lines)
+        assert site(SRC, "before") not in lines
+        assert report["target"]["pid"] == w.pid
+    finally:
+        w.stdin.close()
+        w.wait(timeout=30)
+    assert w.returncode == 0
+
+
+def test_target_exit_while_traced_still_reports():
+    import json
+    w = start_waiting()
+    t = attach(w.pid)
+    w.stdin.write("go\n")
+    w.stdin.flush()
+    assert w.stdout.readline().strip() == "done"
+    w.stdin.close()  # the workload exits; the tracer notices and reports
+    w.wait(timeout=30)
+    out, err = t.communicate(timeout=60)
+    assert t.returncode == 0, err
+    report = json.loads(out.splitlines()[-1])
+    check_sites(by_line(report, SRC))
+
+
+def test_tracer_killed_leaves_target_unharmed():
+    w = start_waiting()
+    t = attach(w.pid)
+    t.kill()
+    t.wait()
+    w.stdin.write("go\n")
+    w.stdin.flush()
+    assert w.stdout.readline().strip() == "done"
+    w.stdin.close()
+    assert w.wait(timeout=30) == 0
+
+
+def bad(args):
+    p = run_tracer(args, check=False)
+    assert p.returncode == 2, (args, p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tracer: "), p.stderr
+    return lines[0]
+
+
+def test_bad_input():
+    assert "no such process" in bad(["-p", "999999999"])
+    assert "invalid PID" in bad(["-p", "abc"])
+    assert "range [1; 127]" in bad(["-n", "0", "-p", "1"])
+    assert "range [1; 127]" in bad(["-n", "128", "-p", "1"])
+    assert "cannot execute" in bad(["--", "/nonexistent/program"])
+    assert "unknown key_type" in bad(["-k", "bogus", "-p", "1"])
+    assert "unknown format" in bad(["--format", "xml", "-p", "1"])
+    assert "nothing to trace" in bad([])
+    assert "cumulative mode cannot by used" in bad(["-k", "traceback", "--cumulative", "-p", "1"])
+    assert "invalid duration" in bad(["-d", "-1", "-p", "1"])
+
+
+def test_bad_nframe_env():
+    p = subprocess.run([TRACER, "-p", "1"], env=dict(os.environ, TRACER_NFRAME="0"),
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "range [1; 127]" in p.stderr
+
+
+def test_exited_before_attach():
+    p = subprocess.Popen(["true"])
+    p.wait()
+    assert "no such process" in bad(["-p", str(p.pid)])
+
+
+def test_not_root():
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        TRACER, "-p", "1"], capture_output=True, text=True)
+    assert p.returncode == 2 and "must run as root" in p.stderr
+
+
+def test_nothing_left_attached():
+    import glob
+    before = subprocess.run(["bpftool", "link", "list"], capture_output=True, text=True).stdout
+    trace_json(["--", workload("native")])
+    bad(["--", "/nonexistent/program"])
+    after = subprocess.run(["bpftool", "link", "list"], capture_output=True, text=True).stdout
+    assert before.count("perf_event") == after.count("perf_event")
