@@ -117,7 +117,7 @@ int main(int argc, char **argv)
 
 	if (env && *env && parse_nframe(env, &o.nframe))
 		return 2;
-	while ((c = getopt_long(argc, argv, "+p:n:d:i:t:k:l:o:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:n:d:i:t:k:l:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_long(optarg, 1, INT_MAX, &v))
@@ -150,9 +150,6 @@ int main(int argc, char **argv)
 			if (parse_long(optarg, INT_MIN, INT_MAX, &v))
 				return bad("invalid traceback limit '%s'", optarg);
 			o.report.traceback_limit = (int)v;
-			break;
-		case 'o':
-			o.output = optarg;
 			break;
 		case OPT_CUMULATIVE:
 			o.report.cumulative = true;
