@@ -59,7 +59,12 @@ struct session {
 	const struct session_options *o;
 	struct tracer_bpf *skel;
 	struct probes probes;
-	struct symbolizer *sym;
+	struct symbolizer *sym; /* the target's */
+	struct proc_sym {
+		pid_t pid;
+		struct symbolizer *sym;
+	} *children; /* --follow: one symbolizer per traced process */
+	size_t nchildren;
 	pid_t pid;
 	char command[4096];
 	uint64_t start_time;
@@ -124,8 +129,53 @@ static uint64_t tracer_memory(struct session *s)
 
 /* Frames of one trace: frame 0 from the return probe, deeper ones from the
  * stack map; cut at the first address outside the target's code. */
+static struct symbolizer *sym_for(struct session *s, pid_t pid)
+{
+	struct symbolizer *sym;
+	struct proc_sym *p;
+	size_t i;
+
+	if (pid == s->pid)
+		return s->sym;
+	for (i = 0; i < s->nchildren; i++)
+		if (s->children[i].pid == pid)
+			return s->children[i].sym;
+	p = realloc(s->children, (s->nchildren + 1) * sizeof(*p));
+	if (!p)
+		return NULL;
+	s->children = p;
+	if (symbolize_open(pid, &sym))
+		return NULL;
+	p[s->nchildren].pid = pid;
+	p[s->nchildren].sym = sym;
+	s->nchildren++;
+	return sym;
+}
+
+/* Reads the mappings of every traced process while they live, so that
+ * their frames resolve after they exit. */
+static void refresh_all(struct session *s)
+{
+	int fd = bpf_map__fd(s->skel->maps.traced_pids);
+	__u32 key, next, *prev = NULL;
+	size_t i;
+
+	symbolize_refresh(s->sym);
+	if (!s->o->follow)
+		return;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (target_alive((pid_t)key))
+			sym_for(s, (pid_t)key);
+	}
+	for (i = 0; i < s->nchildren; i++)
+		symbolize_refresh(s->children[i].sym);
+}
+
 static int64_t intern_traceback(struct session *s, struct snapshot *snap,
-				const struct tracer_alloc_info *info, const __u64 *stack)
+				const struct tracer_alloc_info *info, const __u64 *stack,
+				struct symbolizer *sym)
 {
 	uint32_t ids[TRACER_MAX_NFRAME];
 	uint32_t n = 0, i, limit = s->o->nframe;
@@ -138,14 +188,15 @@ static int64_t intern_traceback(struct session *s, struct snapshot *snap,
 
 		if (!ip)
 			break;
-		if (!symbolize_valid_ip(s->sym, ip)) {
-			symbolize_refresh(s->sym);
-			if (!symbolize_valid_ip(s->sym, ip)) {
+		if (!sym || !symbolize_valid_ip(sym, ip)) {
+			if (sym)
+				symbolize_refresh(sym);
+			if (!sym || !symbolize_valid_ip(sym, ip)) {
 				cut = true;
 				break;
 			}
 		}
-		if (symbolize_return_address(s->sym, ip, &f))
+		if (symbolize_return_address(sym, ip, &f))
 			return -ENOMEM;
 		id = snapshot_intern_frame(snap, f.filename, f.lineno, f.function);
 		if (id < 0)
@@ -199,7 +250,8 @@ static int fill_traces(struct session *s, struct snapshot *snap)
 				continue;
 			has_stack = vals[i].stack_id >= 0 &&
 				    !bpf_map_lookup_elem(sfd, &vals[i].stack_id, stack);
-			tb = intern_traceback(s, snap, &vals[i], has_stack ? stack : NULL);
+			tb = intern_traceback(s, snap, &vals[i], has_stack ? stack : NULL,
+					      sym_for(s, (pid_t)keys[i].tgid));
 			if (tb < 0) {
 				err = (int)tb;
 				goto out;
@@ -231,7 +283,7 @@ static struct snapshot *take_snapshot(struct session *s)
 
 	if (!snap)
 		return NULL;
-	symbolize_refresh(s->sym);
+	refresh_all(s);
 	snap->traceback_limit = s->o->nframe;
 	snap->taken_at = (uint64_t)time(NULL);
 	snap->duration_ns = (uint64_t)((now_s() - s->started) * 1e9);
@@ -450,6 +502,49 @@ static void attach_needed(struct session *s, const char *exe, pid_t attach_pid)
 	elfsym_close(f);
 }
 
+/* Launched commands (and with --follow their children) are ptrace-seized
+ * for one reason: to stop at their exit while their mappings still exist.
+ * Every other stop is resumed at once, with its signal. Returns true when
+ * the launched command itself has ended. */
+static bool reap_traced(struct session *s, int *exit_status)
+{
+	int status;
+	pid_t r;
+
+	while ((r = waitpid(-1, &status, WNOHANG | __WALL)) > 0) {
+		int sig, event;
+
+		if (WIFEXITED(status) || WIFSIGNALED(status)) {
+			if (r == s->pid) {
+				*exit_status = status;
+				return true;
+			}
+			continue;
+		}
+		if (!WIFSTOPPED(status))
+			continue;
+		sig = WSTOPSIG(status);
+		event = status >> 16;
+		if (event == PTRACE_EVENT_EXIT) {
+			struct symbolizer *sym = sym_for(s, r);
+
+			if (sym)
+				symbolize_refresh(sym);
+			sig = 0;
+		} else if (event == PTRACE_EVENT_STOP) {
+			if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
+				ptrace(PTRACE_LISTEN, r, NULL, NULL); /* a real group stop */
+				continue;
+			}
+			sig = 0;
+		} else if (event) {
+			sig = 0; /* fork, vfork, exec */
+		}
+		ptrace(PTRACE_CONT, r, NULL, (void *)(long)sig);
+	}
+	return false;
+}
+
 static int wait_loop(struct session *s, struct target_launch *launch, int *exit_status)
 {
 	const struct session_options *o = s->o;
@@ -460,35 +555,19 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 
 	for (;;) {
 		double t = now_s();
-		int status;
 
 		if (stop_signal)
 			return 0;
 		if (o->duration > 0 && t - s->started >= o->duration)
 			return 0;
 		if (launch) {
-			pid_t r = waitpid(s->pid, &status, WNOHANG);
-
-			if (r == s->pid && (WIFEXITED(status) || WIFSIGNALED(status))) {
-				*exit_status = status;
+			if (reap_traced(s, exit_status))
 				return 0;
-			}
-			if (r == s->pid && WIFSTOPPED(status)) {
-				int sig = WSTOPSIG(status);
-
-				if (status >> 8 == (SIGTRAP | (PTRACE_EVENT_EXIT << 8))) {
-					/* exiting: its mappings are still there */
-					symbolize_refresh(s->sym);
-					sig = 0;
-				}
-				ptrace(PTRACE_CONT, s->pid, NULL, (void *)(long)sig);
-				continue;
-			}
 		} else if (!target_alive(s->pid)) {
 			return 0;
 		}
 		if (t >= next_refresh) {
-			symbolize_refresh(s->sym);
+			refresh_all(s);
 			next_refresh = t + 0.25;
 		}
 		if (next_report && t >= next_report) {
@@ -562,7 +641,10 @@ int session_run(const struct session_options *o)
 	if (launched) {
 		/* A launched command is ours: stop it at its exit for a last look
 		 * at its mappings, so that short-lived programs get their frames. */
-		if (ptrace(PTRACE_SEIZE, s.pid, NULL, (void *)PTRACE_O_TRACEEXIT))
+		long opts = PTRACE_O_TRACEEXIT |
+			    (o->follow ? PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK : 0);
+
+		if (ptrace(PTRACE_SEIZE, s.pid, NULL, (void *)opts))
 			fprintf(stderr, "tracer: warning: cannot watch %d's exit (%s)\n", s.pid,
 				strerror(errno));
 		err = target_launch_go(&launch);
@@ -605,6 +687,9 @@ out:
 		waitpid(s.pid, NULL, 0);
 	}
 	symbolize_close(s.sym);
+	for (size_t i = 0; i < s.nchildren; i++)
+		symbolize_close(s.children[i].sym);
+	free(s.children);
 	tracer_bpf__destroy(s.skel);
 	return rc;
 }

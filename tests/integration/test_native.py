@@ -203,3 +203,15 @@ def test_nothing_left_attached():
     bad(["--", "/nonexistent/program"])
     after = subprocess.run(["bpftool", "link", "list"], capture_output=True, text=True).stdout
     assert before.count("perf_event") == after.count("perf_event")
+
+
+def test_follow_traces_children(tmp_path):
+    script = tmp_path / "twice.sh"
+    script.write_text("%s\n%s\n" % (workload("native"), workload("native")))
+    report, _ = trace_json(["--follow", "--", "sh", str(script)])
+    lines = by_line(report, SRC)
+    for name, (size, count) in EXPECTED.items():
+        assert lines.get(site(SRC, name)) == (2 * size * count, 2 * count), name
+    # without --follow, the children are not traced
+    report, _ = trace_json(["--", "sh", str(script)])
+    assert by_line(report, SRC) == {}
