@@ -79,8 +79,13 @@ static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const c
 	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = retprobe);
 	struct bpf_link *l = bpf_program__attach_uprobe_opts(prog, pid, path, off, &opts);
 
-	if (!l)
-		return -errno;
+	if (!l) {
+		int err = -errno;
+
+		snprintf(p->failed_at, sizeof(p->failed_at), "%s+0x%llx", path,
+			 (unsigned long long)off);
+		return err;
+	}
 	return add_link(p, l);
 }
 

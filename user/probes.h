@@ -15,6 +15,7 @@ struct probes {
 	size_t n, cap;
 	size_t functions; /* functions probed */
 	size_t files;	  /* files that define at least one */
+	char failed_at[4200]; /* where an attach failed: "path+0xoff" */
 };
 
 /* Attaches to the functions defined in the file at path (as the target sees

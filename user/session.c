@@ -626,8 +626,15 @@ int session_run(const struct session_options *o)
 					  o->verbose);
 	}
 	if (n < 0) {
-		fprintf(stderr, "tracer: cannot attach probes to process %d: %s\n", s.pid,
-			strerror(-n));
+		if (n == -EINVAL && s.probes.failed_at[0])
+			fprintf(stderr,
+				"tracer: cannot attach probes to process %d: the kernel refused a uprobe "
+				"at %s (another tool's uprobe there, such as memleak-bpfcc, can block "
+				"it; see dmesg)\n",
+				s.pid, s.probes.failed_at);
+		else
+			fprintf(stderr, "tracer: cannot attach probes to process %d: %s\n", s.pid,
+				strerror(-n));
 		rc = n == -ESRCH || n == -ENOENT ? 2 : 1;
 		goto out;
 	}
