@@ -219,3 +219,18 @@ def test_follow_traces_children(tmp_path):
     # without --follow, the children are not traced
     report, _ = trace_json(["--", "sh", str(script)])
     assert by_line(report, SRC) == {}
+
+
+def test_full_allocs_table_is_counted():
+    report, _ = trace_json(["--max-allocs", "500", "--", workload("native")])
+    assert report["traces"] == 500
+    full = report["counters"]["allocs table full"]
+    # every allocation the table could not hold is counted, with its bytes
+    assert full > 2000
+    assert report["counters"]["allocs table full (bytes)"] > 0
+    assert report["events"]["allocations"] - report["events"]["frees"] == report["traces"]
+
+
+def test_interval_reports():
+    p = run_tracer(["-i", "0.3", "--", "sleep", "1.2"])
+    assert p.stdout.count("traced memory: current") >= 4  # 3+ periodic, 1 final
