@@ -24,7 +24,8 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 WL_C      := $(wildcard tests/workloads/*.c)
 WL_CXX    := $(wildcard tests/workloads/*.cc)
 WL_BINS   := $(patsubst tests/workloads/%.c,$(BUILD)/workloads/%,$(WL_C)) \
-             $(patsubst tests/workloads/%.cc,$(BUILD)/workloads/%,$(WL_CXX))
+             $(patsubst tests/workloads/%.cc,$(BUILD)/workloads/%,$(WL_CXX)) \
+             $(BUILD)/workloads/native-static
 
 .PHONY: all test unit integration demo bench clean deps
 .SECONDARY:
@@ -51,6 +52,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)/tests
 WL_FLAGS := -O1 -g -fno-omit-frame-pointer -fno-inline -fno-optimize-sibling-calls -pthread
 $(BUILD)/workloads/%: tests/workloads/%.c | $(BUILD)/workloads
 	$(CC) $(WL_FLAGS) $< -o $@
+# the allocator lives in the executable itself
+$(BUILD)/workloads/native-static: tests/workloads/native.c | $(BUILD)/workloads
+	$(CC) $(WL_FLAGS) -static $< -o $@
 $(BUILD)/workloads/%: tests/workloads/%.cc | $(BUILD)/workloads
 	g++ $(WL_FLAGS) $< -o $@
 

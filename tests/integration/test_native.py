@@ -234,3 +234,8 @@ def test_full_allocs_table_is_counted():
 def test_interval_reports():
     p = run_tracer(["-i", "0.3", "--", "sleep", "1.2"])
     assert p.stdout.count("traced memory: current") >= 4  # 3+ periodic, 1 final
+
+
+def test_static_executable():
+    report, _ = trace_json(["--", workload("native-static")])
+    check_sites(by_line(report, SRC))
