@@ -70,6 +70,7 @@ struct session {
 	uint64_t start_time;
 	double started;
 	uint64_t truncated; /* tracebacks cut at an address outside any code */
+	uint64_t ended_early; /* shorter than nframe, not at the stack's bottom */
 };
 
 static void read_counters(struct session *s, struct tracer_counters *sum)
@@ -173,6 +174,20 @@ static void refresh_all(struct session *s)
 		symbolize_refresh(s->children[i].sym);
 }
 
+/* The functions where a walk ends because the stack does. */
+static bool stack_bottom(const char *fn)
+{
+	static const char *const bottoms[] = {"_start", "__libc_start_call_main",
+					      "__libc_start_main", "start_thread", "clone",
+					      "clone3", "__clone", "__clone3"};
+	size_t i;
+
+	for (i = 0; fn && i < sizeof(bottoms) / sizeof(bottoms[0]); i++)
+		if (!strcmp(fn, bottoms[i]))
+			return true;
+	return false;
+}
+
 static int64_t intern_traceback(struct session *s, struct snapshot *snap,
 				const struct tracer_alloc_info *info, const __u64 *stack,
 				struct symbolizer *sym)
@@ -203,6 +218,8 @@ static int64_t intern_traceback(struct session *s, struct snapshot *snap,
 			return id;
 		ids[n++] = (uint32_t)id;
 	}
+	if (n < limit && n > 0 && !cut && !stack_bottom(snapshot_string(snap, snap->frames[ids[n - 1]].function)))
+		s->ended_early++; /* a frame without a frame pointer hid its callers */
 	if (cut)
 		s->truncated++;
 	if (n == 0) {
@@ -215,8 +232,56 @@ static int64_t intern_traceback(struct session *s, struct snapshot *snap,
 	return snapshot_intern_traceback(snap, ids, n, n);
 }
 
+/* Traces with the same (process, call site, stack) share a traceback: most
+ * of a large snapshot resolves from here without a syscall or a lookup. */
+struct tb_cache_entry {
+	uint64_t ip;
+	uint32_t tgid;
+	int32_t stack_id;
+	bool truncated, ended_early; /* counted again for every trace */
+	int64_t tb; /* -1: empty slot */
+};
+
+struct tb_cache {
+	struct tb_cache_entry *e;
+	size_t cap, n;
+};
+
+static struct tb_cache_entry *tb_cache_slot(struct tb_cache *c, uint32_t tgid, uint64_t ip,
+					    int32_t stack_id)
+{
+	uint64_t h = (ip ^ ((uint64_t)tgid << 32) ^ (uint64_t)(uint32_t)stack_id) *
+		     0x9e3779b97f4a7c15ull;
+	size_t i;
+
+	if ((c->n + 1) * 2 > c->cap) {
+		struct tb_cache old = *c;
+		size_t j;
+
+		c->cap = c->cap ? c->cap * 2 : 4096;
+		c->e = malloc(c->cap * sizeof(*c->e));
+		if (!c->e) {
+			*c = old;
+			return NULL;
+		}
+		for (j = 0; j < c->cap; j++)
+			c->e[j].tb = -1;
+		c->n = 0;
+		for (j = 0; j < old.cap; j++)
+			if (old.e[j].tb >= 0)
+				*tb_cache_slot(c, old.e[j].tgid, old.e[j].ip, old.e[j].stack_id) =
+					old.e[j], c->n++;
+		free(old.e);
+	}
+	for (i = (h >> 17) & (c->cap - 1); c->e[i].tb >= 0; i = (i + 1) & (c->cap - 1))
+		if (c->e[i].ip == ip && c->e[i].tgid == tgid && c->e[i].stack_id == stack_id)
+			break;
+	return &c->e[i];
+}
+
 static int fill_traces(struct session *s, struct snapshot *snap)
 {
+	struct tb_cache cache = {};
 	int afd = bpf_map__fd(s->skel->maps.allocs), sfd = bpf_map__fd(s->skel->maps.stacks);
 	uint32_t batch = 4096, count, i;
 	struct tracer_alloc_key *keys = calloc(batch, sizeof(*keys));
@@ -243,18 +308,39 @@ static int fill_traces(struct session *s, struct snapshot *snap)
 		}
 		first = false;
 		for (i = 0; i < count; i++) {
+			struct tb_cache_entry *ce;
 			bool has_stack;
 			int64_t tb;
 
 			if (!s->o->follow && keys[i].tgid != (uint32_t)s->pid)
 				continue;
-			has_stack = vals[i].stack_id >= 0 &&
-				    !bpf_map_lookup_elem(sfd, &vals[i].stack_id, stack);
-			tb = intern_traceback(s, snap, &vals[i], has_stack ? stack : NULL,
-					      sym_for(s, (pid_t)keys[i].tgid));
-			if (tb < 0) {
-				err = (int)tb;
+			ce = tb_cache_slot(&cache, keys[i].tgid, vals[i].ip, vals[i].stack_id);
+			if (!ce) {
+				err = -ENOMEM;
 				goto out;
+			}
+			if (ce->tb >= 0) {
+				tb = ce->tb;
+				s->truncated += ce->truncated;
+				s->ended_early += ce->ended_early;
+			} else {
+				uint64_t t0 = s->truncated, e0 = s->ended_early;
+
+				has_stack = vals[i].stack_id >= 0 &&
+					    !bpf_map_lookup_elem(sfd, &vals[i].stack_id, stack);
+				tb = intern_traceback(s, snap, &vals[i], has_stack ? stack : NULL,
+						      sym_for(s, (pid_t)keys[i].tgid));
+				if (tb < 0) {
+					err = (int)tb;
+					goto out;
+				}
+				*ce = (struct tb_cache_entry){.ip = vals[i].ip,
+							      .tgid = keys[i].tgid,
+							      .stack_id = vals[i].stack_id,
+							      .tb = tb,
+							      .truncated = s->truncated != t0,
+							      .ended_early = s->ended_early != e0};
+				cache.n++;
 			}
 			err = snapshot_add_trace(snap, keys[i].addr, vals[i].size, vals[i].domain,
 						 (uint32_t)tb);
@@ -265,6 +351,7 @@ static int fill_traces(struct session *s, struct snapshot *snap)
 			break; /* ENOENT: that was the last batch */
 	}
 out:
+	free(cache.e);
 	free(keys);
 	free(vals);
 	free(stack);
@@ -315,7 +402,8 @@ static struct snapshot *take_snapshot(struct session *s)
 	for (c = 0; c < TRACER_CNT_MAX; c++)
 		if (snapshot_set_counter(snap, counter_names[c], cnt.c[c]))
 			goto fail;
-	if (snapshot_set_counter(snap, "stack truncated (address outside code)", s->truncated))
+	if (snapshot_set_counter(snap, "stack truncated (address outside code)", s->truncated) ||
+	    snapshot_set_counter(snap, "stack ended early (no frame pointer)", s->ended_early))
 		goto fail;
 	snap->tracer_memory = tracer_memory(s);
 	return snap;
@@ -331,6 +419,7 @@ static int report(struct session *s, unsigned seq)
 
 	(void)seq;
 	s->truncated = 0;
+	s->ended_early = 0;
 	snap = take_snapshot(s);
 	if (!snap) {
 		fprintf(stderr, "tracer: cannot take a snapshot: out of memory\n");

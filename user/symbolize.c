@@ -1,3 +1,4 @@
+#include <dwarf.h>
 #include <elfutils/libdwfl.h>
 #include <errno.h>
 #include <stdio.h>
@@ -245,6 +246,24 @@ static char *demangle(const char *name)
 	return strdup(name);
 }
 
+/* A relative source name is relative to its compilation directory. */
+static char *absolute_source(Dwfl_Module *mod, uint64_t pc, const char *src)
+{
+	Dwarf_Addr bias;
+	Dwarf_Die *cu;
+	Dwarf_Attribute attr;
+	const char *dir;
+	char *out;
+
+	if (src[0] == '/')
+		return strdup(src);
+	cu = dwfl_module_addrdie(mod, pc, &bias);
+	dir = cu ? dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &attr)) : NULL;
+	if (!dir || asprintf(&out, "%s/%s", dir, src) < 0)
+		return strdup(src);
+	return out;
+}
+
 static void resolve(struct symbolizer *s, uint64_t ip, struct symbolize_frame *f)
 {
 	uint64_t pc = ip - 1; /* inside the call instruction */
@@ -263,7 +282,7 @@ static void resolve(struct symbolizer *s, uint64_t ip, struct symbolize_frame *f
 			const char *src = dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL);
 
 			if (src && lineno > 0) {
-				f->filename = strdup(src);
+				f->filename = absolute_source(mod, pc, src);
 				f->lineno = (uint32_t)lineno;
 			}
 		}
