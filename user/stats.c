@@ -122,6 +122,17 @@ static struct stats_frame key_frame(const struct snapshot *s, const struct snaps
 	return k;
 }
 
+static void accumulate(struct group *g, bool old, uint64_t size, uint64_t count)
+{
+	if (old) {
+		g->old_size += size;
+		g->old_count += count;
+	} else {
+		g->size += size;
+		g->count += count;
+	}
+}
+
 /* Adds every trace of s to its group(s); old selects the columns. */
 static int add_snapshot(struct grouping *gr, const struct snapshot *s, enum stats_key key,
 			bool cumulative, bool old)
@@ -173,13 +184,7 @@ static int add_snapshot(struct grouping *gr, const struct snapshot *s, enum stat
 				err = (int)g;
 				goto out;
 			}
-			if (old) {
-				gr->groups[g].old_size += tb_size[t];
-				gr->groups[g].old_count += tb_count[t];
-			} else {
-				gr->groups[g].size += tb_size[t];
-				gr->groups[g].count += tb_count[t];
-			}
+			accumulate(&gr->groups[g], old, tb_size[t], tb_count[t]);
 			continue;
 		}
 		/* cumulative: every stored frame counts, duplicates included */
@@ -190,13 +195,7 @@ static int add_snapshot(struct grouping *gr, const struct snapshot *s, enum stat
 				err = (int)g;
 				goto out;
 			}
-			if (old) {
-				gr->groups[g].old_size += tb_size[t];
-				gr->groups[g].old_count += tb_count[t];
-			} else {
-				gr->groups[g].size += tb_size[t];
-				gr->groups[g].count += tb_count[t];
-			}
+			accumulate(&gr->groups[g], old, tb_size[t], tb_count[t]);
 		}
 	}
 out:

@@ -38,38 +38,44 @@ bool target_alive(pid_t pid)
 	return alive;
 }
 
-int target_command(pid_t pid, char *buf, size_t len)
+/* Reads /proc/PID/NAME into buf (NUL-terminated); returns its length or -errno. */
+static ssize_t read_proc(pid_t pid, const char *name, char *buf, size_t len)
 {
 	char path[64];
-	ssize_t n, i;
+	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	n = read(fd, buf, len - 1);
-	close(fd);
 	if (n < 0)
-		return -errno;
+		n = -errno;
+	close(fd);
+	if (n >= 0)
+		buf[n] = '\0';
+	return n;
+}
+
+int target_command(pid_t pid, char *buf, size_t len)
+{
+	ssize_t n = read_proc(pid, "cmdline", buf, len), i;
+
+	if (n < 0)
+		return (int)n;
 	while (n > 0 && buf[n - 1] == '\0')
 		n--;
 	for (i = 0; i < n; i++)
 		if (buf[i] == '\0')
 			buf[i] = ' ';
 	buf[n] = '\0';
-	if (n == 0) {
-		snprintf(path, sizeof(path), "/proc/%d/comm", pid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return -errno;
-		n = read(fd, buf, len - 1);
-		close(fd);
+	if (n == 0) { /* a kernel thread or a zombie: its comm */
+		n = read_proc(pid, "comm", buf, len);
 		if (n < 0)
-			return -errno;
+			return (int)n;
 		while (n > 0 && buf[n - 1] == '\n')
-			n--;
-		buf[n] = '\0';
+			buf[--n] = '\0';
 	}
 	return 0;
 }
