@@ -38,10 +38,10 @@ install heaptrack bpfcc-tools
 
 # bcc compiles memleak's BPF program against kernel headers. For a kernel
 # without headers of its own (no package, no CONFIG_IKHEADERS) the nearest
-# Debian headers are fetched with apt-get download and unpacked under build/,
+# Debian headers are fetched with apt-get download and unpacked in a cache,
 # not installed (the package would pull in a kernel image): memleak's
 # user-space probes use only pt_regs, the same in every x86-64 kernel.
-kh="$root/build/kheaders"
+kh=/var/cache/tracer-bench/kheaders # outside build/: survives make clean
 if [ ! -e "/lib/modules/$(uname -r)/build" ] && [ ! -e /sys/kernel/kheaders.tar.xz ] &&
 	[ -z "${BCC_KERNEL_SOURCE:-}" ]; then
 	if [ ! -e "$kh/tree/include/linux/kconfig.h" ]; then

@@ -26,7 +26,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
-TRACER = os.path.join(BUILD, "tracer")
+TRACER = os.environ.get("BENCH_TRACER", os.path.join(BUILD, "tracer"))
 RUN_TIMEOUT = 600
 
 CONFIGS = ["untraced", "floor", "tracer-n1", "tracer-n16", "memleak-bpfcc", "heaptrack",
@@ -70,30 +70,69 @@ def tracer_help():
     return p.stdout
 
 
-def tracer_counts(path):
-    """Events handled and events lost, from the tracer's JSON output."""
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        return None, None
-    lost = 0
-    counters = doc.get("counters", doc.get("lost", {}))
-    for name, v in counters.items():
-        if name in ("allocs_full", "allocs_full_bytes", "stack_lost", "thread_lost",
-                    "procs_full", "events_lost", "ringbuf_lost") and isinstance(v, int):
-            if name != "allocs_full_bytes":
-                lost += v
-    events = None
-    for key in ("events", "events_handled"):
-        if isinstance(doc.get(key), int):
-            events = doc[key]
-    if events is None:
-        procs = doc.get("processes", doc.get("procs", []))
-        if isinstance(procs, list):
-            n = [p.get("allocs", 0) + p.get("frees", 0) for p in procs if isinstance(p, dict)]
-            events = sum(n) if n else None
-    return events, lost
+# Counters that mean an event was not recorded (user/session.c's names).
+LOST_COUNTERS = ("allocs table full", "stack table full or collision", "thread slot unavailable",
+                 "return without entry", "process table full")
+
+
+def json_docs(text):
+    """The JSON reports the tracer printed, in order, among the workload's lines."""
+    dec = json.JSONDecoder()
+    docs, i = [], 0
+    while True:
+        i = text.find("{", i)
+        if i < 0:
+            return docs
+        try:
+            doc, end = dec.raw_decode(text, i)
+        except ValueError:
+            i += 1
+            continue
+        if isinstance(doc, dict):
+            docs.append(doc)
+        i = end
+
+
+def walk(doc):
+    """Every (key, value) pair in a JSON document, counters given as
+    {"name": ..., "value": ...} objects included."""
+    if isinstance(doc, dict):
+        if "name" in doc and isinstance(doc.get("value", doc.get("count")), int):
+            yield doc["name"], doc.get("value", doc.get("count"))
+        for k, v in doc.items():
+            yield k, v
+            yield from walk(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from walk(v)
+
+
+def first(doc, *names):
+    for k, v in walk(doc):
+        if k in names and isinstance(v, int) and not isinstance(v, bool):
+            return v
+    return None
+
+
+def tracer_figures(doc):
+    """Events handled, events lost, tracer memory and live allocations."""
+    lost = None
+    for k, v in walk(doc):
+        if k in LOST_COUNTERS and isinstance(v, int):
+            lost = (lost or 0) + v
+    allocs = first(doc, "allocations")
+    frees = first(doc, "frees")
+    events = allocs + frees if allocs is not None and frees is not None else None
+    return {"tracer_events": events, "lost": lost,
+            "tracer_memory": first(doc, "tracer_memory"),
+            "live": first(doc, "traces")}
+
+
+def tracer_argv(nframe, probe_only, cmd, extra=()):
+    argv = [TRACER, "-n", str(nframe), "--format", "json"] + list(extra)
+    if probe_only:
+        argv.append("--probe-only")
+    return argv + ["--"] + cmd
 
 
 def run_tracer(cmd, nframe, probe_only):
@@ -102,19 +141,137 @@ def run_tracer(cmd, nframe, probe_only):
         raise Skip("build/tracer not built")
     if probe_only and "--probe-only" not in helptext:
         raise Skip("tracer has no --probe-only")
-    fd, jpath = tempfile.mkstemp(prefix="bench-tracer-", suffix=".json")
-    os.close(fd)
+    res, p = run(tracer_argv(nframe, probe_only, cmd))
+    docs = json_docs(p.stdout)
+    if docs:
+        res.update(tracer_figures(docs[-1]))
+    return res
+
+
+def vm_rss(pid):
     try:
-        argv = [TRACER, "-n", str(nframe), "--json", jpath]
-        if probe_only:
-            argv.append("--probe-only")
-        res, _ = run(argv + ["--"] + cmd)
-        events, lost = tracer_counts(jpath)
-        res["tracer_events"] = events
-        res["lost"] = lost
-        return res
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def memory_run(live, hold_ms, interval):
+    """The tracer at nframe 1 on bench_live: its memory while `live` blocks
+    are held (the largest live count any interval report saw) and the peak
+    RSS of the tracer process itself."""
+    cmd = [os.path.join(BUILD, "workloads", "bench_live"), str(live), str(hold_ms)]
+    argv = tracer_argv(1, False, cmd, ["-i", str(interval), "--max-allocs", str(live + live // 4 + 4096)])
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    out_parts = []
+    rss = 0
+    import threading
+    t = threading.Thread(target=lambda: out_parts.append(p.stdout.read()))
+    t.start()
+    deadline = time.time() + RUN_TIMEOUT
+    while p.poll() is None and time.time() < deadline:
+        rss = max(rss, vm_rss(p.pid) or 0)
+        time.sleep(0.2)
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+    t.join()
+    err = p.stderr.read()
+    docs = json_docs("".join(out_parts))
+    if p.returncode != 0 or not docs:
+        raise RuntimeError("tracer on bench_live exited %d: %s" % (
+            p.returncode, (err.strip().splitlines() or ["(no output)"])[-1]))
+    figs = [tracer_figures(d) for d in docs]
+    best = max(figs, key=lambda f: f["live"] or 0)
+    best["rss"] = rss
+    return best
+
+
+def memory_table(sizes):
+    if tracer_help() is None:
+        return "memory: not run: build/tracer not built"
+    rows = [("live allocations", "seen live", "tracer memory MiB", "bytes/live", "tracer RSS MiB", "lost")]
+    prev = None
+    for n in sizes:
+        try:
+            f = memory_run(n, hold_ms=max(3000, n // 300), interval=max(1, n // 1000000))
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            rows.append((str(n), "failed: %s" % e, "", "", "", ""))
+            continue
+        sys.stderr.write("bench: memory %d live: %s\n" % (n, f))
+        mem, live = f["tracer_memory"], f["live"]
+        rows.append((str(n), fmt(live, "d"), fmt(mem / 2**20 if mem else None, ".1f"),
+                     fmt(mem / live if mem and live else None, ".1f"),
+                     fmt(f["rss"] / 2**20, ".1f"), fmt(f["lost"], "d")))
+        if prev and mem and prev[1] and live and live > prev[0]:
+            rows.append(("marginal", "", "", fmt((mem - prev[1]) / (live - prev[0]), ".1f"), "", ""))
+        prev = (live, mem) if live and mem else prev
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(r[i].rjust(widths[i]) for i in range(len(r))) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def bpf_prog_stats():
+    """run_cnt and run_time_ns of every loaded BPF program, by name."""
+    p = subprocess.run(["bpftool", "-j", "prog", "show"], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, universal_newlines=True)
+    try:
+        progs = json.loads(p.stdout or "[]")
+    except ValueError:
+        return {}
+    out = {}
+    for pr in progs:
+        if "run_cnt" in pr and pr.get("name"):
+            c, t = out.get(pr["name"], (0, 0))
+            out[pr["name"]] = (c + pr["run_cnt"], t + pr.get("run_time_ns", 0))
+    return out
+
+
+def prog_cost(cmd, nframe, probe_only):
+    """Nanoseconds per run of each of the tracer's BPF programs on cmd, with
+    the kernel's BPF statistics on (they add two clock reads per run)."""
+    knob = "/proc/sys/kernel/bpf_stats_enabled"
+    with open(knob) as f:
+        old = f.read().strip()
+    with open(knob, "w") as f:
+        f.write("1")
+    try:
+        before = bpf_prog_stats()
+        p = subprocess.Popen(tracer_argv(nframe, probe_only, cmd), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        last = {}
+        while p.poll() is None:
+            cur = bpf_prog_stats()
+            last = {k: v for k, v in cur.items() if v[0] > before.get(k, (0, 0))[0]} or last
+            time.sleep(0.05)
+        return {k: (v[0] - before.get(k, (0, 0))[0], v[1] - before.get(k, (0, 0))[1])
+                for k, v in last.items()}
     finally:
-        os.unlink(jpath)
+        with open(knob, "w") as f:
+            f.write(old)
+
+
+def prog_cost_table(cmd):
+    if tracer_help() is None or not shutil.which("bpftool"):
+        return "BPF program cost: not run (no build/tracer or bpftool)"
+    rows = [("program", "config", "runs seen", "ns/run")]
+    for label, nframe, po in (("floor", 1, True), ("tracer-n1", 1, False), ("tracer-n16", 16, False)):
+        try:
+            st = prog_cost(cmd, nframe, po)
+        except OSError as e:
+            return "BPF program cost: not run (%s)" % e
+        for name in sorted(st):
+            cnt, ns = st[name]
+            rows.append((name, label, str(cnt), fmt(ns / cnt if cnt else None, ".0f")))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(r[i].ljust(widths[i]) if i < 2 else r[i].rjust(widths[i]) for i in range(4))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 # ---- peers ----
@@ -152,7 +309,10 @@ def run_memleak(cmd):
         while perf_fds(ml.pid) < 20:
             if ml.poll() is not None:
                 err = ml.stderr.read().strip().splitlines()
-                raise Skip("memleak-bpfcc failed: %s" % (err[-1] if err else "exit %d" % ml.returncode))
+                why = "memleak-bpfcc failed: %s" % (err[-1] if err else "exit %d" % ml.returncode)
+                if "compile" in why:
+                    raise Skip(why)  # no kernel headers: it never will
+                raise RuntimeError(why)
             if time.time() > deadline:
                 raise RuntimeError("memleak-bpfcc did not attach in 120 s")
             time.sleep(0.1)
@@ -241,7 +401,8 @@ def fmt(v, spec):
 def table(results, wl_list, configs, reps):
     rows = []
     notes = {}
-    hdr = ("workload", "config", "wall ms", "slowdown", "+ns/event", "vs floor", "lost", "runs")
+    hdr = ("workload", "config", "wall ms", "slowdown", "events", "+ns/event", "vs floor", "lost",
+           "runs")
     for name, _, is_py in wl_list:
         r = results.get(name, {})
         med = {}
@@ -252,11 +413,12 @@ def table(results, wl_list, configs, reps):
         base = med.get("untraced")
         floor = med.get("floor")
         # Events: what the workload counted, else what the tracer saw.
-        events = None
-        for c in ("untraced", "tracer-n1", "floor"):
+        events, src = None, ""
+        for c in ("untraced", "tracer-n1"):
             for x in r.get(c, []):
-                if isinstance(x, dict):
-                    events = events or x.get("events") or x.get("tracer_events")
+                if isinstance(x, dict) and not events:
+                    events = x.get("events") or x.get("tracer_events")
+                    src = "" if x.get("events") else "*"
         for c in configs:
             runs = r.get(c, [])
             if not runs:
@@ -270,11 +432,12 @@ def table(results, wl_list, configs, reps):
             lost = [x.get("lost") for x in ok if x.get("lost") is not None]
             added = (t - base) / events if base is not None and events else None
             vs_floor = None
-            if c.startswith("tracer-") and base is not None and floor is not None and floor > base:
+            # Only where the floor stands clear of run-to-run noise.
+            if c.startswith("tracer-") and base and floor is not None and floor > 1.1 * base:
                 vs_floor = (t - base) / (floor - base)
             rows.append((name, c, fmt(t / 1e6, ".1f"),
                          fmt(t / base if base else None, ".2f") + ("x" if base else ""),
-                         fmt(added, ".0f"), fmt(vs_floor, ".2f"),
+                         fmt(events, "d") + src, fmt(added, ".0f"), fmt(vs_floor, ".2f"),
                          str(max(lost)) if lost else "-", "%d/%d" % (len(ok), reps)))
     widths = [max(len(str(x[i])) for x in rows + [hdr]) for i in range(len(hdr))]
     lines = ["  ".join(str(x[i]).ljust(widths[i]) if i < 2 else str(x[i]).rjust(widths[i])
@@ -292,6 +455,7 @@ def main():
     ap.add_argument("-w", "--workloads", help="comma-separated workload names or prefixes")
     ap.add_argument("-c", "--configs", help="comma-separated configurations")
     ap.add_argument("--json", help="also write every run's figures here")
+    ap.add_argument("--timing-only", action="store_true", help="skip the memory and BPF program cost runs")
     a = ap.parse_args()
     if a.reps < 1:
         die("--reps must be at least 1")
@@ -320,16 +484,19 @@ def main():
                 key = (name, c)
                 if key in skipped:
                     continue
-                try:
-                    res = run_config(c, cmd, is_py)
-                    if res is None:
-                        continue
-                except Skip as e:
-                    skipped[key] = True
-                    res = str(e)
-                except (RuntimeError, subprocess.TimeoutExpired) as e:
-                    skipped[key] = True
-                    res = str(e)
+                res = None
+                for attempt in (1, 2):  # a peer's attach can fail now and then: once more
+                    try:
+                        res = run_config(c, cmd, is_py)
+                        break
+                    except Skip as e:
+                        skipped[key] = True
+                        res = str(e)
+                        break
+                    except (RuntimeError, subprocess.TimeoutExpired) as e:
+                        res = str(e)
+                if res is None:
+                    continue
                 results.setdefault(name, {}).setdefault(c, []).append(res)
                 sys.stderr.write("bench: rep %d %s %s: %s\n" % (
                     rep + 1, name, c,
@@ -337,8 +504,21 @@ def main():
     print("# tracer benchmark: medians of %d interleaved runs; %s; kernel %s" % (
         a.reps, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().release))
     print("# wall ms: the workload's own loop; +ns/event: added time per allocator call;")
-    print("# vs floor: tracer overhead / empty-probe overhead; lost: events lost (tracer's count)")
+    print("# vs floor: tracer overhead / empty-probe overhead; lost: events lost (tracer's count);")
+    print("# events: allocator calls the workload made (*: as counted by the tracer at nframe 1)")
     print(table(results, wl_list, configs, a.reps))
+    if not a.timing_only:
+        print()
+        print("# BPF programs' own run time per hit (kernel.bpf_stats_enabled), on bench_malloc and bench_mix;")
+        print("# the rest of a probe hit's cost is the trap and the uprobe machinery")
+        for name, cmd, _ in workloads(a.quick)[:2]:
+            print("## " + name)
+            print(prog_cost_table(cmd))
+
+        print()
+        print("# tracer memory with N live allocations held (bench_live, nframe 1);")
+        print("# marginal: extra tracer memory per extra live allocation")
+        print(memory_table([100000, 1000000] if a.quick else [1000000, 10000000]))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
