@@ -85,12 +85,18 @@ static __always_inline bool traced(__u32 tgid)
 	return !filter_pids || bpf_map_lookup_elem(&traced_pids, &tgid);
 }
 
-static __always_inline struct tracer_proc_stats *proc_stats(__u32 tgid)
-{
-	struct tracer_proc_stats *st = bpf_map_lookup_elem(&procs, &tgid);
-	struct tracer_proc_stats zero = {};
+/* One traced process (the common case) keeps its figures in a global: no
+ * lookup on the probe path. --follow keeps them per process. */
+struct tracer_proc_stats target_stats = {};
 
-	if (st)
+static __always_inline struct tracer_proc_stats *proc_stats(__u32 tgid, bool create)
+{
+	struct tracer_proc_stats zero = {}, *st;
+
+	if (!filter_pids)
+		return &target_stats;
+	st = bpf_map_lookup_elem(&procs, &tgid);
+	if (st || !create)
 		return st;
 	bpf_map_update_elem(&procs, &tgid, &zero, BPF_NOEXIST); /* may race: fine */
 	st = bpf_map_lookup_elem(&procs, &tgid);
@@ -199,7 +205,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 		if (ret == 0 && bpf_probe_read_user(&addr, sizeof(addr), (void *)p->memptr))
 			addr = 0;
 	}
-	st = proc_stats(tgid);
+	st = proc_stats(tgid, true);
 	if (p->kind == TRACER_KIND_REALLOC && p->oldptr && (addr || p->size == 0))
 		forget(tgid, p->oldptr, st); /* moved, grown in place or freed by size 0 */
 	if (!addr) {
@@ -241,7 +247,7 @@ static __always_inline int free_enter(__u64 ptr)
 	tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!traced(tgid))
 		return 0;
-	forget(tgid, ptr, bpf_map_lookup_elem(&procs, &tgid));
+	forget(tgid, ptr, proc_stats(tgid, false));
 	return 0;
 }
 

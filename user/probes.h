@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "tracer.h" /* before the skeleton: its globals use these types */
 #include "tracer.skel.h"
 
 struct probes {

@@ -358,6 +358,14 @@ out:
 	return err;
 }
 
+static void add_proc_stats(struct snapshot *snap, const struct tracer_proc_stats *st)
+{
+	snap->traced_current += st->current > 0 ? (uint64_t)st->current : 0;
+	snap->traced_peak += st->peak > 0 ? (uint64_t)st->peak : 0;
+	snap->alloc_events += st->allocs;
+	snap->free_events += st->frees;
+}
+
 static struct snapshot *take_snapshot(struct session *s)
 {
 	int pfd = bpf_map__fd(s->skel->maps.procs);
@@ -383,17 +391,15 @@ static struct snapshot *take_snapshot(struct session *s)
 	snap->target.host = (uint32_t)snapshot_intern_string(snap, host);
 
 	/* traced memory: the target's own, or every traced process with --follow */
-	while (!bpf_map_get_next_key(pfd, prev, &next)) {
-		key = next;
-		prev = &key;
-		if (!s->o->follow && key != (uint32_t)s->pid)
-			continue;
-		if (bpf_map_lookup_elem(pfd, &key, &st))
-			continue;
-		snap->traced_current += st.current > 0 ? (uint64_t)st.current : 0;
-		snap->traced_peak += st.peak > 0 ? (uint64_t)st.peak : 0;
-		snap->alloc_events += st.allocs;
-		snap->free_events += st.frees;
+	if (!s->o->follow) {
+		add_proc_stats(snap, &s->skel->bss->target_stats);
+	} else {
+		while (!bpf_map_get_next_key(pfd, prev, &next)) {
+			key = next;
+			prev = &key;
+			if (!bpf_map_lookup_elem(pfd, &key, &st))
+				add_proc_stats(snap, &st);
+		}
 	}
 	err = fill_traces(s, snap);
 	if (err)
