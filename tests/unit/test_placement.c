@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -32,10 +33,15 @@ __asm__(".text\n"
 	".size tp_loop_to_je, .-tp_loop_to_je\n"
 	".globl tp_push_imm\n .type tp_push_imm,@function\n"
 	"tp_push_imm:\n .byte 0x68,0,0,0,0\n jmp 1f\n 1: add $8,%rsp\n ret\n"
-	".size tp_push_imm, .-tp_push_imm\n");
+	".size tp_push_imm, .-tp_push_imm\n"
+	".globl tp_memalign_like\n .type tp_memalign_like,@function\n"
+	"tp_memalign_like:\n cmpb $0,tp_flag(%rip)\n je 1f\n 1: lea 1(%rdi),%rax\n ret\n"
+	".size tp_memalign_like, .-tp_memalign_like\n"
+	".data\n tp_flag: .byte 0\n .text\n");
 
 void tp_free_like(void *p);
 void tp_push_imm(long a, long b);
+long tp_memalign_like(long a);
 
 static struct placement place(const uint8_t *code, size_t size)
 {
@@ -345,9 +351,15 @@ struct sampler {
 	size_t len;
 };
 
+/* Three sampled registers, in the order of their perf bit numbers. */
 struct regs3 {
-	uint64_t si, di, sp;
+	uint64_t r[3];
 };
+
+#define ENTRY_REGS                                                                                 \
+	((1ull << PERF_REG_X86_SI) | (1ull << PERF_REG_X86_DI) | (1ull << PERF_REG_X86_SP))
+#define RETURN_REGS                                                                                \
+	((1ull << PERF_REG_X86_AX) | (1ull << PERF_REG_X86_SP) | (1ull << PERF_REG_X86_IP))
 
 static int uprobe_type(void)
 {
@@ -362,7 +374,7 @@ static int uprobe_type(void)
 	return t;
 }
 
-static int sampler_open(struct sampler *s, const char *path, uint64_t off)
+static int sampler_open(struct sampler *s, const char *path, uint64_t off, bool retprobe)
 {
 	struct perf_event_attr attr;
 	long page = sysconf(_SC_PAGESIZE);
@@ -374,11 +386,11 @@ static int sampler_open(struct sampler *s, const char *path, uint64_t off)
 	attr.size = sizeof(attr);
 	attr.type = (uint32_t)type;
 	attr.config1 = (uint64_t)(uintptr_t)path;
+	attr.config = retprobe; /* format/retprobe: config:0 */
 	attr.config2 = off;
 	attr.sample_period = 1;
 	attr.sample_type = PERF_SAMPLE_REGS_USER;
-	attr.sample_regs_user =
-	    (1ull << PERF_REG_X86_SI) | (1ull << PERF_REG_X86_DI) | (1ull << PERF_REG_X86_SP);
+	attr.sample_regs_user = retprobe ? RETURN_REGS : ENTRY_REGS;
 	attr.disabled = 1;
 	s->fd = (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 	if (s->fd < 0)
@@ -412,8 +424,8 @@ static size_t sampler_read(struct sampler *s, struct regs3 *out, size_t max)
 		    n < max) {
 			for (i = 0; i < sizeof(uint64_t) * 4; i++)
 				((uint8_t *)rec)[i] = data[(tail + sizeof(h) + i) % size];
-			/* rec[0] is the regs ABI; then si, di, sp */
-			out[n].si = rec[1], out[n].di = rec[2], out[n].sp = rec[3];
+			/* rec[0] is the regs ABI; then the three registers */
+			out[n].r[0] = rec[1], out[n].r[1] = rec[2], out[n].r[2] = rec[3];
 			n++;
 		}
 		tail += h.size;
@@ -443,11 +455,11 @@ static void check_same_args(const char *path, const char *name, void (*call)(voi
 	assert_int_equal(placement_symbol(path, name, &sym, &pl), 0);
 	assert_true(pl.offset > 0);
 	assert_int_equal(pl.stack_adjust, want_adjust);
-	err = sampler_open(&entry, path, sym.file_offset);
+	err = sampler_open(&entry, path, sym.file_offset, false);
 	if (err == -EACCES || err == -EPERM || err == -ENOENT || err == -EOPNOTSUPP)
 		skip(); /* not root, or no uprobe PMU */
 	assert_int_equal(err, 0);
-	assert_int_equal(sampler_open(&moved, path, sym.file_offset + pl.offset), 0);
+	assert_int_equal(sampler_open(&moved, path, sym.file_offset + pl.offset, false), 0);
 	ioctl(entry.fd, PERF_EVENT_IOC_ENABLE, 0);
 	ioctl(moved.fd, PERF_EVENT_IOC_ENABLE, 0);
 	call();
@@ -460,9 +472,9 @@ static void check_same_args(const char *path, const char *name, void (*call)(voi
 	assert_int_equal(na, want_hits);
 	assert_int_equal(nb, want_hits);
 	for (i = 0; i < na; i++) {
-		assert_int_equal(a[i].di, b[i].di);
-		assert_int_equal(a[i].si, b[i].si);
-		assert_int_equal(a[i].sp - b[i].sp, want_adjust);
+		assert_int_equal(a[i].r[0], b[i].r[0]);		      /* rsi */
+		assert_int_equal(a[i].r[1], b[i].r[1]);		      /* rdi */
+		assert_int_equal(a[i].r[2] - b[i].r[2], want_adjust); /* rsp */
 	}
 }
 
@@ -488,6 +500,54 @@ static void test_moved_probe_reads_same_args(void **state)
 	check_same_args("/proc/self/exe", "tp_push_imm", call_push_imm, 50, 8);
 }
 
+/* A return probe may move with the entry probe where nothing was pushed:
+ * the kernel takes the return address from [rsp], which is still the
+ * caller's. The uretprobes at the entry and at the moved point must see the
+ * same return values, return addresses and stack pointers. */
+static void check_same_returns(const char *path, const char *name, void (*call)(void),
+			       size_t want_hits)
+{
+	struct regs3 a[256], b[256];
+	struct sampler entry, moved;
+	struct placement pl;
+	struct elfsym sym;
+	size_t na, nb, i;
+	int err;
+
+	assert_int_equal(placement_symbol(path, name, &sym, &pl), 0);
+	assert_true(pl.offset > 0);
+	assert_int_equal(pl.stack_adjust, 0);
+	err = sampler_open(&entry, path, sym.file_offset, true);
+	if (err == -EACCES || err == -EPERM || err == -ENOENT || err == -EOPNOTSUPP)
+		skip();
+	assert_int_equal(err, 0);
+	assert_int_equal(sampler_open(&moved, path, sym.file_offset + pl.offset, true), 0);
+	ioctl(entry.fd, PERF_EVENT_IOC_ENABLE, 0);
+	ioctl(moved.fd, PERF_EVENT_IOC_ENABLE, 0);
+	call();
+	ioctl(entry.fd, PERF_EVENT_IOC_DISABLE, 0);
+	ioctl(moved.fd, PERF_EVENT_IOC_DISABLE, 0);
+	na = sampler_read(&entry, a, 256);
+	nb = sampler_read(&moved, b, 256);
+	sampler_close(&entry);
+	sampler_close(&moved);
+	assert_int_equal(na, want_hits);
+	assert_int_equal(nb, want_hits);
+	for (i = 0; i < na; i++) {
+		assert_int_equal(a[i].r[0], b[i].r[0]); /* rax: the return value */
+		assert_int_equal(a[i].r[1], b[i].r[1]); /* rsp */
+		assert_int_equal(a[i].r[2], b[i].r[2]); /* rip: the caller's return address */
+	}
+}
+
+static void call_memalign_like(void)
+{
+	long i;
+
+	for (i = 0; i < 40; i++)
+		assert_int_equal(tp_memalign_like(i * 5), i * 5 + 1);
+}
+
 static void *volatile sink;
 
 static void call_libc_free(void)
@@ -500,6 +560,23 @@ static void call_libc_free(void)
 	}
 	sink = NULL;
 	free(sink); /* free(NULL) passes the moved probe too */
+}
+
+static void call_libc_memalign(void)
+{
+	int i;
+
+	for (i = 0; i < 30; i++) {
+		sink = memalign(64, 100 + (size_t)i);
+		free(sink);
+	}
+}
+
+static void test_moved_return_probe(void **state)
+{
+	check_same_returns("/proc/self/exe", "tp_memalign_like", call_memalign_like, 40);
+	if (!access(LIBC, R_OK))
+		check_same_returns(LIBC, "memalign", call_libc_memalign, 30);
 }
 
 static void test_libc_free_moved_probe(void **state)
@@ -531,6 +608,7 @@ int main(void)
 	    cmocka_unit_test(test_libc),
 	    cmocka_unit_test(test_moved_probe_reads_same_args),
 	    cmocka_unit_test(test_libc_free_moved_probe),
+	    cmocka_unit_test(test_moved_return_probe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
