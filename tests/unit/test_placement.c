@@ -378,7 +378,7 @@ static int sampler_open(struct sampler *s, const char *path, uint64_t off, bool 
 {
 	struct perf_event_attr attr;
 	long page = sysconf(_SC_PAGESIZE);
-	int type = uprobe_type();
+	int type = uprobe_type(), tries;
 
 	if (type < 0)
 		return -ENOENT;
@@ -392,7 +392,14 @@ static int sampler_open(struct sampler *s, const char *path, uint64_t off, bool 
 	attr.sample_type = PERF_SAMPLE_REGS_USER;
 	attr.sample_regs_user = retprobe ? RETURN_REGS : ENTRY_REGS;
 	attr.disabled = 1;
-	s->fd = (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+	/* EINVAL came back now and then while another tool (memleak-bpfcc)
+	 * was attaching to the same library: try again for a while. */
+	for (tries = 0; tries < 50; tries++) {
+		s->fd = (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+		if (s->fd >= 0 || errno != EINVAL)
+			break;
+		usleep(100000);
+	}
 	if (s->fd < 0)
 		return -errno;
 	s->len = (size_t)page * (RING_PAGES + 1);
