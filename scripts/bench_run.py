@@ -12,6 +12,7 @@ Prints one table of medians.
     /usr/bin/python3 scripts/bench_run.py [-r REPS] [-q] [-w NAMES] [-c NAMES] [--json FILE]
 """
 import argparse
+import atexit
 import glob
 import json
 import os
@@ -475,6 +476,18 @@ def main():
         if not os.access(cmd[0], os.X_OK):
             die("%s: %s is not built (make all)" % (name, cmd[0]))
 
+    # A private copy: others rebuilding build/ mid-run must not mix versions
+    # (the BPF object is inside the binary, in its skeleton).
+    global TRACER
+    if os.access(TRACER, os.X_OK):
+        tmp = tempfile.mkdtemp(prefix="bench-")
+        atexit.register(shutil.rmtree, tmp, True)
+        copy = os.path.join(tmp, "tracer")
+        shutil.copy2(TRACER, copy)
+        TRACER = copy
+    rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, universal_newlines=True).stdout.strip()
+
     results = {}
     skipped = {}
     for rep in range(a.reps):
@@ -501,8 +514,9 @@ def main():
                 sys.stderr.write("bench: rep %d %s %s: %s\n" % (
                     rep + 1, name, c,
                     "%.1f ms" % (res["elapsed_ns"] / 1e6) if isinstance(res, dict) else res))
-    print("# tracer benchmark: medians of %d interleaved runs; %s; kernel %s" % (
-        a.reps, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().release))
+    print("# tracer benchmark: medians of %d interleaved runs; %s; kernel %s; commit %s" % (
+        a.reps, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().release,
+        rev or "?"))
     print("# wall ms: the workload's own loop; +ns/event: added time per allocator call;")
     print("# vs floor: tracer overhead / empty-probe overhead; lost: events lost (tracer's count);")
     print("# events: allocator calls the workload made (*: as counted by the tracer at nframe 1)")
