@@ -105,6 +105,8 @@ static __always_inline struct tracer_proc_stats *proc_stats(__u32 tgid, bool cre
 	return st;
 }
 
+#include "python.h"
+
 /* Entry of an allocator: the outermost call of the thread stashes its
  * arguments; nested calls only deepen. A stash whose outer frame lies below
  * the current stack pointer belongs to a call that never returned through
@@ -221,6 +223,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 	/* At a return probe the IP is the caller's return address: frame 0. */
 	info.ip = PT_REGS_IP(ctx);
 	info.stack_id = -1;
+	info.py_stack = py_capture(tgid);
 	if (capture_stack) {
 		info.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
 		if (info.stack_id < 0)
@@ -287,6 +290,33 @@ SEC("uprobe")
 int BPF_KPROBE(posix_memalign_enter, __u64 memptr, __u64 alignment, __u64 size)
 {
 	return alloc_enter(ctx, TRACER_DOMAIN_LIBC, TRACER_KIND_MEMALIGN, size, 0, memptr);
+}
+
+/* CPython's allocator domains, at the functions that really run
+ * (_PyObject_Malloc(ctx, size) ...): their blocks are in domain 0, like
+ * tracemalloc's, and the raw -> libc calls beneath them count once. */
+SEC("uprobe")
+int BPF_KPROBE(py_malloc_enter, void *pyctx, __u64 size)
+{
+	return alloc_enter(ctx, TRACER_DOMAIN_PYTHON, TRACER_KIND_MALLOC, size, 0, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(py_calloc_enter, void *pyctx, __u64 nelem, __u64 elsize)
+{
+	return alloc_enter(ctx, TRACER_DOMAIN_PYTHON, TRACER_KIND_MALLOC, nelem * elsize, 0, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(py_realloc_enter, void *pyctx, __u64 ptr, __u64 size)
+{
+	return alloc_enter(ctx, TRACER_DOMAIN_PYTHON, TRACER_KIND_REALLOC, size, ptr, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(py_free_enter, void *pyctx, __u64 ptr)
+{
+	return free_enter(ptr);
 }
 
 SEC("uretprobe")

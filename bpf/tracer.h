@@ -21,6 +21,40 @@ enum tracer_alloc_kind {
 	TRACER_KIND_MEMALIGN = 2, /* posix_memalign: block written to *memptr */
 };
 
+/* How to find and walk a CPython process's frames from a probe; filled by
+ * user space per interpreter version (user/python_*.c). Offsets in bytes. */
+struct tracer_py_config {
+	__u32 tss_key;		   /* pthread key of the gilstate thread state (< 32) */
+	__u32 pthread_specific;	   /* offsetof(struct pthread, specific_1stblock) */
+	__u32 ts_native_tid;	   /* tstate->native_thread_id; 0: not checked */
+	__u32 ts_frame;		   /* tstate -> frame, cframe or current_frame */
+	__s32 cframe_current;	   /* >= 0: ts_frame is a _PyCFrame, frame at this offset */
+	__u32 fr_previous;	   /* frame -> previous (f_back) */
+	__u32 fr_code;		   /* frame -> code object (f_code / f_executable) */
+	__u32 fr_instr;		   /* frame -> prev_instr/instr_ptr, or int f_lasti */
+	__u32 fr_owner;		   /* frame -> owner (char); 0: none */
+	__u32 owner_skip_min;	   /* skip frames whose owner >= this (C stack shims); 0: none */
+	__u32 owner_generator;	   /* owner of generator frames (never incomplete) */
+	__u32 code_adaptive;	   /* code -> co_code_adaptive (3.11+); 0: instr is f_lasti */
+	__u32 code_firsttraceable; /* code -> _co_firsttraceable (3.11+); 0: none */
+	__u32 code_tag_mask;	   /* low bits to clear in a code reference (3.14: 3) */
+};
+
+/* One Python frame as captured: the code object and the instruction
+ * index into it (f_lasti for 3.8-3.10, code units since 3.11). */
+struct tracer_py_frame {
+	__u64 code;
+	__s64 instr;
+};
+
+struct tracer_py_stack {
+	__u32 nframe; /* stored, most recent first */
+	__u32 total;  /* all complete frames walked, saturated at TRACER_PY_MAX_WALK */
+	struct tracer_py_frame frames[TRACER_MAX_NFRAME];
+};
+
+#define TRACER_PY_MAX_WALK 1024
+
 struct tracer_alloc_key {
 	__u32 tgid;
 	__u32 pad;
@@ -32,6 +66,7 @@ struct tracer_alloc_key {
 struct tracer_alloc_info {
 	__u64 size;
 	__u64 ip;
+	__u64 py_stack; /* key in py_stacks, 0: the thread ran no Python code */
 	__s32 stack_id;
 	__u32 domain;
 };
@@ -54,6 +89,8 @@ enum tracer_counter {
 	TRACER_CNT_PROCS_FULL,	    /* per-process stats table full */
 	TRACER_CNT_FAILED_ALLOCS,   /* allocator returned NULL: not a trace */
 	TRACER_CNT_UNKNOWN_FREES,   /* free of a block allocated before attach */
+	TRACER_CNT_PY_UNREADABLE,   /* a Python frame or thread state could not be read */
+	TRACER_CNT_PY_STACKS_FULL,  /* Python stack table full: native frames only */
 	TRACER_CNT_MAX,
 };
 

@@ -39,6 +39,14 @@ static const struct probe_spec specs[] = {
 	{"_ZnwmSt11align_val_tRKSt9nothrow_t", ALLOC_RETURNS},
 	{"_ZnamSt11align_val_tRKSt9nothrow_t", ALLOC_RETURNS},
 	{"free", FREE_ONLY},
+	/* CPython (from .symtab where the build keeps it) */
+	{"_PyObject_Malloc", ALLOC_RETURNS},
+	{"_PyObject_Calloc", ALLOC_RETURNS},
+	{"_PyObject_Realloc", ALLOC_RETURNS},
+	{"_PyObject_Free", FREE_ONLY},
+	{"_PyMem_RawMalloc", ALLOC_RETURNS},
+	{"_PyMem_RawCalloc", ALLOC_RETURNS},
+	{"_PyMem_RawRealloc", ALLOC_RETURNS},
 };
 
 static struct bpf_program *entry_prog(struct tracer_bpf *skel, const char *name)
@@ -55,6 +63,14 @@ static struct bpf_program *entry_prog(struct tracer_bpf *skel, const char *name)
 		return skel->progs.memalign_enter;
 	if (!strcmp(name, "free"))
 		return skel->progs.free_enter_prog;
+	if (!strcmp(name, "_PyObject_Malloc") || !strcmp(name, "_PyMem_RawMalloc"))
+		return skel->progs.py_malloc_enter;
+	if (!strcmp(name, "_PyObject_Calloc") || !strcmp(name, "_PyMem_RawCalloc"))
+		return skel->progs.py_calloc_enter;
+	if (!strcmp(name, "_PyObject_Realloc") || !strcmp(name, "_PyMem_RawRealloc"))
+		return skel->progs.py_realloc_enter;
+	if (!strcmp(name, "_PyObject_Free"))
+		return skel->progs.py_free_enter;
 	return skel->progs.malloc_enter; /* (size, ...) */
 }
 

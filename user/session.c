@@ -53,7 +53,11 @@ static const char *const counter_names[TRACER_CNT_MAX] = {
 	[TRACER_CNT_PROCS_FULL] = "process table full",
 	[TRACER_CNT_FAILED_ALLOCS] = "failed allocations (NULL)",
 	[TRACER_CNT_UNKNOWN_FREES] = "frees of untraced blocks",
+	[TRACER_CNT_PY_UNREADABLE] = "python frames unreadable",
+	[TRACER_CNT_PY_STACKS_FULL] = "python stack table full",
 };
+_Static_assert(sizeof(counter_names) / sizeof(counter_names[0]) == TRACER_CNT_MAX,
+	       "every counter has a name");
 
 struct session {
 	const struct session_options *o;
