@@ -41,23 +41,34 @@ static bool insn_emulated(const cs_insn *in)
 }
 
 /* Registers a moved probe must find as they were at the entry: the
- * arguments, the stack pointer (arguments and return address are found
- * through it) and the frame pointer (the kernel's stack walk starts there). */
-static const uint16_t protected_regs[] = {
-    X86_REG_RDI, X86_REG_EDI, X86_REG_DI,  X86_REG_DIL, X86_REG_RSI, X86_REG_ESI, X86_REG_SI,
-    X86_REG_SIL, X86_REG_RDX, X86_REG_EDX, X86_REG_DX,	X86_REG_DL,  X86_REG_DH,  X86_REG_RCX,
-    X86_REG_ECX, X86_REG_CX,  X86_REG_CL,  X86_REG_CH,	X86_REG_R8,  X86_REG_R8D, X86_REG_R8W,
-    X86_REG_R8B, X86_REG_R9,  X86_REG_R9D, X86_REG_R9W, X86_REG_R9B, X86_REG_RSP, X86_REG_ESP,
-    X86_REG_SP,	 X86_REG_SPL, X86_REG_RBP, X86_REG_EBP, X86_REG_BP,  X86_REG_BPL,
+ * arguments it reads, the stack pointer (arguments and return address are
+ * found through it) and the frame pointer (the kernel's stack walk starts
+ * there). One row per register, with its parts; the row's index is its bit in
+ * keep, rows 6 and 7 (rsp, rbp) always apply. */
+static const uint16_t protected_regs[8][4] = {
+    {X86_REG_RDI, X86_REG_EDI, X86_REG_DI, X86_REG_DIL},
+    {X86_REG_RSI, X86_REG_ESI, X86_REG_SI, X86_REG_SIL},
+    {X86_REG_RDX, X86_REG_EDX, X86_REG_DX, X86_REG_DL},
+    {X86_REG_RCX, X86_REG_ECX, X86_REG_CX, X86_REG_CL},
+    {X86_REG_R8, X86_REG_R8D, X86_REG_R8W, X86_REG_R8B},
+    {X86_REG_R9, X86_REG_R9D, X86_REG_R9W, X86_REG_R9B},
+    {X86_REG_RSP, X86_REG_ESP, X86_REG_SP, X86_REG_SPL},
+    {X86_REG_RBP, X86_REG_EBP, X86_REG_BP, X86_REG_BPL},
 };
 
-static bool reg_protected(uint16_t r)
+static bool reg_protected(uint16_t r, unsigned keep)
 {
-	size_t i;
+	size_t i, j;
 
-	for (i = 0; i < sizeof(protected_regs) / sizeof(protected_regs[0]); i++)
-		if (protected_regs[i] == r)
-			return true;
+	/* dh and ch are parts of rdx and rcx too */
+	if ((r == X86_REG_DH && (keep & PLACEMENT_RDX)) ||
+	    (r == X86_REG_CH && (keep & PLACEMENT_RCX)))
+		return true;
+	keep |= 3u << 6;
+	for (i = 0; i < 8; i++)
+		for (j = 0; j < 4; j++)
+			if ((keep & (1u << i)) && protected_regs[i][j] == r)
+				return true;
 	return false;
 }
 
@@ -86,7 +97,7 @@ static bool is_control_flow(const cs_insn *in)
 
 /* Whether the instruction leaves every protected register as it was; a push
  * may move rsp, by the returned number of bytes in *pushed. */
-static bool keeps_regs(csh h, const cs_insn *in, uint32_t *pushed)
+static bool keeps_regs(csh h, const cs_insn *in, unsigned keep, uint32_t *pushed)
 {
 	cs_regs rd, wr;
 	uint8_t nrd, nwr, i;
@@ -95,7 +106,7 @@ static bool keeps_regs(csh h, const cs_insn *in, uint32_t *pushed)
 	if (cs_regs_access(h, in, rd, &nrd, wr, &nwr) != CS_ERR_OK)
 		return false;
 	for (i = 0; i < nwr; i++) {
-		if (!reg_protected(wr[i]))
+		if (!reg_protected(wr[i], keep))
 			continue;
 		if (is_push(in) && (wr[i] == X86_REG_RSP))
 			continue;
@@ -143,7 +154,8 @@ static bool branch_into(csh h, cs_insn *in, const uint8_t *code, size_t size, ui
 	return false;
 }
 
-static int decode(const uint8_t *code, size_t size, bool may_move, struct placement *out)
+static int decode(const uint8_t *code, size_t size, bool may_move, unsigned keep,
+		  struct placement *out)
 {
 	const uint8_t *p = code;
 	size_t left = size;
@@ -174,7 +186,7 @@ static int decode(const uint8_t *code, size_t size, bool may_move, struct placem
 		goto done;
 
 	for (i = 1; i < PROLOGUE_MAX_INSNS; i++) {
-		if (is_control_flow(in) || !keeps_regs(h, in, &n))
+		if (is_control_flow(in) || !keeps_regs(h, in, keep, &n))
 			goto done;
 		pushed += n;
 		here = addr;
@@ -200,17 +212,28 @@ done:
 
 int placement_decode(const uint8_t *code, size_t size, struct placement *out)
 {
-	return decode(code, size, true, out);
+	return decode(code, size, true, PLACEMENT_ALL_ARGS, out);
+}
+
+int placement_decode_keep(const uint8_t *code, size_t size, unsigned keep, struct placement *out)
+{
+	return decode(code, size, true, keep & PLACEMENT_ALL_ARGS, out);
 }
 
 bool placement_insn_emulated(const uint8_t *code, size_t len)
 {
 	struct placement pl;
 
-	return !decode(code, len, false, &pl) && pl.emulated;
+	return !decode(code, len, false, PLACEMENT_ALL_ARGS, &pl) && pl.emulated;
 }
 
 int placement_file(const char *path, uint64_t file_offset, uint64_t size, struct placement *out)
+{
+	return placement_file_keep(path, file_offset, size, PLACEMENT_ALL_ARGS, out);
+}
+
+int placement_file_keep(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
+			struct placement *out)
 {
 	bool whole = size && size <= FUNC_MAX_BYTES;
 	size_t want = whole ? size : X86_MAX_INSN;
@@ -231,7 +254,9 @@ int placement_file(const char *path, uint64_t file_offset, uint64_t size, struct
 	close(fd);
 	/* Only a whole function may move the probe; a short read keeps the entry. */
 	if (!err)
-		err = n > 0 ? decode(buf, (size_t)n, whole && (size_t)n == want, out) : -EIO;
+		err = n > 0 ? decode(buf, (size_t)n, whole && (size_t)n == want,
+				     keep & PLACEMENT_ALL_ARGS, out)
+			    : -EIO;
 	free(buf);
 	return err;
 }

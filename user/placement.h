@@ -24,11 +24,28 @@ struct placement {
 	char insn[64];	       /* the probed instruction, targets relative to the entry */
 };
 
+/* Argument registers a probe reads, for the _keep variants: an instruction
+ * may change the others before the probe point. rsp and rbp are always kept. */
+#define PLACEMENT_RDI (1u << 0)
+#define PLACEMENT_RSI (1u << 1)
+#define PLACEMENT_RDX (1u << 2)
+#define PLACEMENT_RCX (1u << 3)
+#define PLACEMENT_R8 (1u << 4)
+#define PLACEMENT_R9 (1u << 5)
+#define PLACEMENT_ALL_ARGS 0x3fu
+
 /* Chooses the probe point for the function whose code is code[0..size). Every
  * direct branch in those bytes is checked, so pass the whole function.
  * Returns 0, -EINVAL (no bytes, or the first instruction does not decode) or
  * -ENOMEM. */
 int placement_decode(const uint8_t *code, size_t size, struct placement *out);
+
+/* The same, where only the argument registers in keep (PLACEMENT_*) must be
+ * as at the entry: _PyMem_RawFree(ctx, ptr) is `mov %rsi,%rdi; jmp free`,
+ * and a probe reading only rsi can sit on the jmp. */
+int placement_decode_keep(const uint8_t *code, size_t size, unsigned keep, struct placement *out);
+int placement_file_keep(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
+			struct placement *out);
 
 /* The same for the function at file_offset (size bytes) of the file at path;
  * size 0 (an assembler symbol without a size) yields the entry. */

@@ -163,6 +163,68 @@ static void test_branch_into_skipped_bytes(void **state)
 	assert_int_equal(pl.offset, 3);
 }
 
+static struct placement place_keep(const uint8_t *code, size_t size, unsigned keep)
+{
+	struct placement pl;
+
+	assert_int_equal(placement_decode_keep(code, size, keep, &pl), 0);
+	return pl;
+}
+
+static void test_keep_only_read_arguments(void **state)
+{
+	/* _PyMem_RawFree: mov %rsi,%rdi; jmp free */
+	static const uint8_t raw_free[] = {0x48, 0x89, 0xf7, 0xe9, 0x00, 0x00, 0x00, 0x00};
+	/* _PyMem_RawMalloc: test %rsi,%rsi; mov $1,%eax; cmovne %rsi,%rax; mov %rax,%rdi; jmp */
+	static const uint8_t raw_malloc[] = {0x48, 0x85, 0xf6, 0xb8, 0x01, 0x00, 0x00,
+					     0x00, 0x48, 0x0f, 0x45, 0xc6, 0x48, 0x89,
+					     0xc7, 0xe9, 0x00, 0x00, 0x00, 0x00};
+	/* mov $1,%dh writes a part of rdx */
+	static const uint8_t dh[] = {0xb6, 0x01, 0x55, 0xc3}; /* mov $1,%dh; push %rbp */
+	struct placement pl;
+
+	pl = place_keep(raw_free, sizeof(raw_free), PLACEMENT_RSI);
+	assert_int_equal(pl.offset, 3);
+	assert_string_equal(pl.insn, "jmp 8");
+	pl = place_keep(raw_free, sizeof(raw_free), PLACEMENT_RSI | PLACEMENT_RDI);
+	assert_int_equal(pl.offset, 0);
+	assert_int_equal(place(raw_free, sizeof(raw_free)).offset, 0);
+	pl = place_keep(raw_malloc, sizeof(raw_malloc), PLACEMENT_RSI);
+	assert_int_equal(pl.offset, 15);
+	pl = place_keep(dh, sizeof(dh), PLACEMENT_RDX);
+	assert_int_equal(pl.offset, 0);
+	pl = place_keep(dh, sizeof(dh), PLACEMENT_RDI);
+	assert_int_equal(pl.offset, 2);
+	/* rsp is kept whatever keep says */
+	pl = PLACE(0x48, 0x83, 0xec, 0x08, 0x55, 0xc3);
+	assert_int_equal(place_keep((const uint8_t[]){0x48, 0x83, 0xec, 0x08, 0x55}, 5, 0).offset,
+			 pl.offset);
+}
+
+static void test_keep_pyenv_libpython(void **state)
+{
+	const char *home = getenv("HOME");
+	char path[512];
+	struct placement pl;
+	struct elfsym sym;
+	struct elfsym_file *f;
+
+	snprintf(path, sizeof(path), "%s/.pyenv/versions/3.12.1/lib/libpython3.12.so.1.0",
+		 home ? home : "/root");
+	if (access(path, R_OK))
+		skip();
+	assert_int_equal(elfsym_open(path, &f), 0);
+	assert_int_equal(elfsym_lookup(f, "_PyMem_RawFree", &sym), 0);
+	elfsym_close(f);
+	assert_int_equal(placement_file_keep(path, sym.file_offset, sym.size, PLACEMENT_RSI, &pl),
+			 0);
+	assert_int_equal(pl.offset, 3);
+	assert_true(pl.emulated);
+	assert_int_equal(placement_file(path, sym.file_offset, sym.size, &pl), 0);
+	assert_int_equal(pl.offset, 0);
+	assert_false(pl.emulated);
+}
+
 static void test_control_flow_ends_prologue(void **state)
 {
 	/* jmp *%rax; push %rbp */
@@ -604,6 +666,8 @@ int main(void)
 	    cmocka_unit_test(test_stack_and_frame_pointer),
 	    cmocka_unit_test(test_pushes_not_emulated_count),
 	    cmocka_unit_test(test_branch_into_skipped_bytes),
+	    cmocka_unit_test(test_keep_only_read_arguments),
+	    cmocka_unit_test(test_keep_pyenv_libpython),
 	    cmocka_unit_test(test_control_flow_ends_prologue),
 	    cmocka_unit_test(test_nops),
 	    cmocka_unit_test(test_prologue_limit),
