@@ -63,4 +63,11 @@ if [ ! -e "/lib/modules/$(uname -r)/build" ] && [ ! -e /sys/kernel/kheaders.tar.
 	[ -e "$kh/tree/include/linux/kconfig.h" ] && export BCC_KERNEL_SOURCE="$kh/tree"
 fi
 
+# The cost of one uprobe hit per probed instruction on this kernel, next to
+# what user/placement.c predicts (printed with the extras).
+mkdir -p build
+cc -O2 -std=gnu11 -D_GNU_SOURCE -Iuser scripts/uprobe_cost.c user/placement.c user/elfsym.c \
+	-lcapstone -lelf -o build/uprobe_cost ||
+	echo "bench: cannot build build/uprobe_cost; its table is skipped" >&2
+
 exec /usr/bin/python3 scripts/bench_run.py "$@"

@@ -522,6 +522,14 @@ def main():
     print("# events: allocator calls the workload made (*: as counted by the tracer at nframe 1)")
     print(table(results, wl_list, configs, a.reps))
     if not a.timing_only:
+        cost = os.path.join(BUILD, "uprobe_cost")
+        if os.access(cost, os.X_OK):
+            print()
+            print("# one uprobe hit per probed instruction (perf uprobe events, no BPF program),")
+            print("# next to placement's prediction: emulated or single-stepped")
+            p = subprocess.run([cost, "100000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True)
+            print(p.stdout.rstrip())
         print()
         print("# BPF programs' own run time per hit (kernel.bpf_stats_enabled), on bench_malloc and bench_mix;")
         print("# the rest of a probe hit's cost is the trap and the uprobe machinery")
