@@ -9,7 +9,8 @@
 #define E2BIG 7
 #endif
 
-const volatile bool python_enabled = false; /* some traced process runs CPython */
+/* set by user space once a traced process is known to run CPython */
+bool python_enabled = false;
 const volatile __u32 py_nframe = 1;
 
 struct {
@@ -67,13 +68,13 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 {
 	const struct tracer_py_config *c = w->cfg;
 	__u8 *buf = w->buf->b;
-	__u64 code, instr_raw, previous;
+	__u64 code, instr_raw, previous, ident;
 	__u8 owner = 0;
 	__s64 instr;
 
 	if (!w->frame)
 		return 1;
-	if (bpf_probe_read_user(buf, 80, (void *)w->frame)) {
+	if (bpf_probe_read_user(buf, 112, (void *)w->frame)) {
 		w->unreadable = true;
 		return 1;
 	}
@@ -105,6 +106,13 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 	} else {
 		instr = *(__s32 *)(buf + (c->fr_instr & 0x7c));
 	}
+	{
+		__u64 id[2] = {};
+
+		if (bpf_probe_read_user(id, sizeof(id), (void *)(code + c->code_ident)))
+			w->unreadable = true;
+		ident = id[0] ^ (id[1] << 1);
+	}
 	if (w->st->total < TRACER_PY_MAX_WALK)
 		w->st->total++;
 	if (w->st->nframe < py_nframe && w->st->nframe < TRACER_MAX_NFRAME) {
@@ -113,9 +121,10 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 		if (n < TRACER_MAX_NFRAME) {
 			w->st->frames[n].code = code;
 			w->st->frames[n].instr = instr;
+			w->st->frames[n].ident = ident;
 		}
 		w->st->nframe = n + 1;
-		w->hash = py_mix(py_mix(w->hash, code), (__u64)instr);
+		w->hash = py_mix(py_mix(py_mix(w->hash, code), (__u64)instr), ident);
 	}
 	return 0;
 }
@@ -127,10 +136,14 @@ static __always_inline __u64 py_thread_state(const struct tracer_py_config *c)
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 fsbase = BPF_CORE_READ(task, thread.fsbase), tstate = 0;
 
-	if (!fsbase || c->tss_key >= 32)
+	__s32 tss[2]; /* Py_tss_t: {_is_initialized, _key} */
+
+	/* read each time: the interpreter may create its key after we attach */
+	if (!fsbase || bpf_probe_read_user(tss, sizeof(tss), (void *)c->tss_key_addr) ||
+	    !tss[0] || tss[1] < 0 || tss[1] >= 32)
 		return 0;
 	if (bpf_probe_read_user(&tstate, sizeof(tstate),
-				(void *)(fsbase + c->pthread_specific + 16 * c->tss_key + 8)))
+				(void *)(fsbase + c->pthread_specific + 16 * (__u32)tss[1] + 8)))
 		return 0;
 	return tstate;
 }

@@ -24,7 +24,7 @@ enum tracer_alloc_kind {
 /* How to find and walk a CPython process's frames from a probe; filled by
  * user space per interpreter version (user/python_*.c). Offsets in bytes. */
 struct tracer_py_config {
-	__u32 tss_key;		   /* pthread key of the gilstate thread state (< 32) */
+	__u64 tss_key_addr;	   /* address of the Py_tss_t {int initialized; key} */
 	__u32 pthread_specific;	   /* offsetof(struct pthread, specific_1stblock) */
 	__u32 ts_native_tid;	   /* tstate->native_thread_id; 0: not checked */
 	__u32 ts_frame;		   /* tstate -> frame, cframe or current_frame */
@@ -38,6 +38,7 @@ struct tracer_py_config {
 	__u32 code_adaptive;	   /* code -> co_code_adaptive (3.11+); 0: instr is f_lasti */
 	__u32 code_firsttraceable; /* code -> _co_firsttraceable (3.11+); 0: none */
 	__u32 code_tag_mask;	   /* low bits to clear in a code reference (3.14: 3) */
+	__u32 code_ident;	   /* code -> co_filename; co_name follows: the identity */
 };
 
 /* One Python frame as captured: the code object and the instruction
@@ -45,6 +46,8 @@ struct tracer_py_config {
 struct tracer_py_frame {
 	__u64 code;
 	__s64 instr;
+	__u64 ident; /* co_filename ^ co_name pointers when captured: a freed and
+		      * reused code object no longer matches */
 };
 
 struct tracer_py_stack {

@@ -71,7 +71,7 @@ static int vaddr_to_offset(struct elfsym_file *f, uint64_t vaddr, uint64_t *off,
 }
 
 static int lookup_in(struct elfsym_file *f, Elf_Scn *scn, GElf_Shdr *sh, const char *name,
-		     struct elfsym *out)
+		     int type, struct elfsym *out)
 {
 	Elf_Data *data = elf_getdata(scn, NULL);
 	size_t len = strlen(name), i, n;
@@ -83,7 +83,7 @@ static int lookup_in(struct elfsym_file *f, Elf_Scn *scn, GElf_Shdr *sh, const c
 		GElf_Sym sym;
 		const char *s;
 
-		if (!gelf_getsym(data, i, &sym) || GELF_ST_TYPE(sym.st_info) != STT_FUNC ||
+		if (!gelf_getsym(data, i, &sym) || GELF_ST_TYPE(sym.st_info) != type ||
 		    sym.st_shndx == SHN_UNDEF || !sym.st_value)
 			continue;
 		s = elf_strptr(f->elf, sh->sh_link, sym.st_name);
@@ -91,12 +91,15 @@ static int lookup_in(struct elfsym_file *f, Elf_Scn *scn, GElf_Shdr *sh, const c
 			continue;
 		out->vaddr = sym.st_value;
 		out->size = sym.st_size;
+		out->file_offset = 0;
+		if (type != STT_FUNC)
+			return 0; /* data may live in .bss: no file offset */
 		return vaddr_to_offset(f, sym.st_value, &out->file_offset, NULL);
 	}
 	return -ENOENT;
 }
 
-int elfsym_lookup(struct elfsym_file *f, const char *name, struct elfsym *out)
+static int lookup_typed(struct elfsym_file *f, const char *name, int type, struct elfsym *out)
 {
 	static const Elf64_Word types[] = {SHT_SYMTAB, SHT_DYNSYM};
 	size_t t;
@@ -109,11 +112,21 @@ int elfsym_lookup(struct elfsym_file *f, const char *name, struct elfsym *out)
 
 			if (!gelf_getshdr(scn, &sh) || sh.sh_type != types[t])
 				continue;
-			if (!lookup_in(f, scn, &sh, name, out))
+			if (!lookup_in(f, scn, &sh, name, type, out))
 				return 0;
 		}
 	}
 	return -ENOENT;
+}
+
+int elfsym_lookup(struct elfsym_file *f, const char *name, struct elfsym *out)
+{
+	return lookup_typed(f, name, STT_FUNC, out);
+}
+
+int elfsym_lookup_object(struct elfsym_file *f, const char *name, struct elfsym *out)
+{
+	return lookup_typed(f, name, STT_OBJECT, out);
 }
 
 int elfsym_read(struct elfsym_file *f, uint64_t vaddr, void *buf, uint64_t size)

@@ -22,6 +22,9 @@ void elfsym_close(struct elfsym_file *f);
  * versions ignored). Returns 0 or -ENOENT. */
 int elfsym_lookup(struct elfsym_file *f, const char *name, struct elfsym *out);
 
+/* The same for a data object (STT_OBJECT). */
+int elfsym_lookup_object(struct elfsym_file *f, const char *name, struct elfsym *out);
+
 /* Reads size bytes of the file at a link-time address. 0 or -errno. */
 int elfsym_read(struct elfsym_file *f, uint64_t vaddr, void *buf, uint64_t size);
 

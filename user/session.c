@@ -15,6 +15,7 @@
 
 #include "elfsym.h"
 #include "probes.h"
+#include "pyframes.h"
 #include "session.h"
 #include "snapshot.h"
 #include "symbolize.h"
@@ -64,6 +65,8 @@ struct session {
 	struct tracer_bpf *skel;
 	struct probes probes;
 	struct symbolizer *sym; /* the target's */
+	struct pyframes *py;	/* the target's Python frames, when it runs CPython */
+	uint64_t py_unresolved; /* Python frames whose code object was unreadable */
 	struct proc_sym {
 		pid_t pid;
 		struct symbolizer *sym;
@@ -192,14 +195,40 @@ static bool stack_bottom(const char *fn)
 	return false;
 }
 
-static int64_t intern_traceback(struct session *s, struct snapshot *snap,
+static int64_t intern_traceback(struct session *s, struct snapshot *snap, uint32_t tgid,
 				const struct tracer_alloc_info *info, const __u64 *stack,
 				struct symbolizer *sym)
 {
 	uint32_t ids[TRACER_MAX_NFRAME];
 	uint32_t n = 0, i, limit = s->o->nframe;
 	bool cut = false;
+	const struct pyframes_stack *py = pyframes_get(tgid == (uint32_t)s->pid ? s->py : NULL,
+						       info->py_stack);
 
+	/* A thread running Python code: its Python frames, as tracemalloc. */
+	if (py) {
+		s->py_unresolved += py->unresolved;
+		for (i = 0; i < py->nframe && i < limit; i++) {
+			int64_t id = snapshot_intern_frame(snap, py->frames[i].filename,
+							   py->frames[i].lineno,
+							   py->frames[i].function);
+
+			if (id < 0)
+				return id;
+			ids[n++] = (uint32_t)id;
+		}
+		if (n)
+			return snapshot_intern_traceback(snap, ids, n, py->total > n ? py->total : n);
+	}
+	if (info->domain == TRACER_DOMAIN_PYTHON && pyframes_describe(s->py)) {
+		/* a Python allocation by a thread with no Python frame */
+		int64_t id = snapshot_intern_frame(snap, "<unknown>", 0, NULL);
+
+		if (id < 0)
+			return id;
+		ids[0] = (uint32_t)id;
+		return snapshot_intern_traceback(snap, ids, 1, 1);
+	}
 	for (i = 0; i < limit; i++) {
 		uint64_t ip = i == 0 ? info->ip : (stack ? stack[i] : 0);
 		struct symbolize_frame f;
@@ -240,6 +269,7 @@ static int64_t intern_traceback(struct session *s, struct snapshot *snap,
  * of a large snapshot resolves from here without a syscall or a lookup. */
 struct tb_cache_entry {
 	uint64_t ip;
+	uint64_t py_stack;
 	uint32_t tgid;
 	int32_t stack_id;
 	bool truncated, ended_early; /* counted again for every trace */
@@ -252,9 +282,9 @@ struct tb_cache {
 };
 
 static struct tb_cache_entry *tb_cache_slot(struct tb_cache *c, uint32_t tgid, uint64_t ip,
-					    int32_t stack_id)
+					    int32_t stack_id, uint64_t py_stack)
 {
-	uint64_t h = (ip ^ ((uint64_t)tgid << 32) ^ (uint64_t)(uint32_t)stack_id) *
+	uint64_t h = (ip ^ ((uint64_t)tgid << 32) ^ (uint64_t)(uint32_t)stack_id ^ py_stack) *
 		     0x9e3779b97f4a7c15ull;
 	size_t i;
 
@@ -273,12 +303,14 @@ static struct tb_cache_entry *tb_cache_slot(struct tb_cache *c, uint32_t tgid, u
 		c->n = 0;
 		for (j = 0; j < old.cap; j++)
 			if (old.e[j].tb >= 0)
-				*tb_cache_slot(c, old.e[j].tgid, old.e[j].ip, old.e[j].stack_id) =
+				*tb_cache_slot(c, old.e[j].tgid, old.e[j].ip, old.e[j].stack_id,
+					       old.e[j].py_stack) =
 					old.e[j], c->n++;
 		free(old.e);
 	}
 	for (i = (h >> 17) & (c->cap - 1); c->e[i].tb >= 0; i = (i + 1) & (c->cap - 1))
-		if (c->e[i].ip == ip && c->e[i].tgid == tgid && c->e[i].stack_id == stack_id)
+		if (c->e[i].ip == ip && c->e[i].tgid == tgid && c->e[i].stack_id == stack_id &&
+		    c->e[i].py_stack == py_stack)
 			break;
 	return &c->e[i];
 }
@@ -318,7 +350,8 @@ static int fill_traces(struct session *s, struct snapshot *snap)
 
 			if (!s->o->follow && keys[i].tgid != (uint32_t)s->pid)
 				continue;
-			ce = tb_cache_slot(&cache, keys[i].tgid, vals[i].ip, vals[i].stack_id);
+			ce = tb_cache_slot(&cache, keys[i].tgid, vals[i].ip, vals[i].stack_id,
+					   vals[i].py_stack);
 			if (!ce) {
 				err = -ENOMEM;
 				goto out;
@@ -332,13 +365,15 @@ static int fill_traces(struct session *s, struct snapshot *snap)
 
 				has_stack = vals[i].stack_id >= 0 &&
 					    !bpf_map_lookup_elem(sfd, &vals[i].stack_id, stack);
-				tb = intern_traceback(s, snap, &vals[i], has_stack ? stack : NULL,
+				tb = intern_traceback(s, snap, keys[i].tgid, &vals[i],
+						      has_stack ? stack : NULL,
 						      sym_for(s, (pid_t)keys[i].tgid));
 				if (tb < 0) {
 					err = (int)tb;
 					goto out;
 				}
 				*ce = (struct tb_cache_entry){.ip = vals[i].ip,
+							      .py_stack = vals[i].py_stack,
 							      .tgid = keys[i].tgid,
 							      .stack_id = vals[i].stack_id,
 							      .tb = tb,
@@ -383,6 +418,7 @@ static struct snapshot *take_snapshot(struct session *s)
 	if (!snap)
 		return NULL;
 	refresh_all(s);
+	pyframes_poll(s->py);
 	snap->traceback_limit = s->o->nframe;
 	snap->taken_at = (uint64_t)time(NULL);
 	snap->duration_ns = (uint64_t)((now_s() - s->started) * 1e9);
@@ -412,7 +448,8 @@ static struct snapshot *take_snapshot(struct session *s)
 	for (c = 0; c < TRACER_CNT_MAX; c++)
 		if (snapshot_set_counter(snap, counter_names[c], cnt.c[c]))
 			goto fail;
-	if (snapshot_set_counter(snap, "stack truncated (address outside code)", s->truncated) ||
+	if (snapshot_set_counter(snap, "python frames unresolved", s->py_unresolved) ||
+	    snapshot_set_counter(snap, "stack truncated (address outside code)", s->truncated) ||
 	    snapshot_set_counter(snap, "stack ended early (no frame pointer)", s->ended_early))
 		goto fail;
 	snap->tracer_memory = tracer_memory(s);
@@ -430,6 +467,7 @@ static int report(struct session *s, unsigned seq)
 	(void)seq;
 	s->truncated = 0;
 	s->ended_early = 0;
+	s->py_unresolved = 0;
 	snap = take_snapshot(s);
 	if (!snap) {
 		fprintf(stderr, "tracer: cannot take a snapshot: out of memory\n");
@@ -454,6 +492,7 @@ static int setup_bpf(struct session *s)
 	s->skel->rodata->probe_only = o->probe_only;
 	s->skel->rodata->filter_pids = o->follow;
 	s->skel->rodata->capture_stack = o->nframe > 1;
+	s->skel->rodata->py_nframe = o->nframe;
 	bpf_map__set_max_entries(s->skel->maps.allocs, o->max_allocs);
 	if (o->nframe > 1) {
 		bpf_map__set_value_size(s->skel->maps.stacks, o->nframe * sizeof(__u64));
@@ -629,12 +668,20 @@ static bool reap_traced(struct session *s, int *exit_status)
 
 			if (sym)
 				symbolize_refresh(sym);
+			if (r == s->pid)
+				pyframes_poll(s->py);
 			sig = 0;
 		} else if (event == PTRACE_EVENT_STOP) {
 			if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
 				ptrace(PTRACE_LISTEN, r, NULL, NULL); /* a real group stop */
 				continue;
 			}
+			sig = 0;
+		} else if (event == PTRACE_EVENT_EXEC && r == s->pid) {
+			/* the new program is mapped, nothing of it has run yet:
+			 * the moment to recognise a statically linked CPython */
+			symbolize_refresh(s->sym);
+			pyframes_poll(s->py);
 			sig = 0;
 		} else if (event) {
 			sig = 0; /* fork, vfork, exec */
@@ -665,8 +712,11 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 		} else if (!target_alive(s->pid)) {
 			return 0;
 		}
+		if (t - s->started < 2 && !pyframes_describe(s->py))
+			pyframes_poll(s->py); /* a starting interpreter: look often */
 		if (t >= next_refresh) {
 			refresh_all(s);
+			pyframes_poll(s->py);
 			next_refresh = t + 0.25;
 		}
 		if (next_report && t >= next_report) {
@@ -747,7 +797,7 @@ int session_run(const struct session_options *o)
 	if (launched) {
 		/* A launched command is ours: stop it at its exit for a last look
 		 * at its mappings, so that short-lived programs get their frames. */
-		long opts = PTRACE_O_TRACEEXIT |
+		long opts = PTRACE_O_TRACEEXIT | PTRACE_O_TRACEEXEC |
 			    (o->follow ? PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK : 0);
 
 		if (ptrace(PTRACE_SEIZE, s.pid, NULL, (void *)opts))
@@ -772,10 +822,11 @@ int session_run(const struct session_options *o)
 	target_command(s.pid, s.command, sizeof(s.command));
 	s.start_time = target_start_time(s.pid);
 	s.started = now_s();
-	if (symbolize_open(s.pid, &s.sym)) {
+	if (symbolize_open(s.pid, &s.sym) || pyframes_open(s.skel, s.pid, &s.py)) {
 		fprintf(stderr, "tracer: out of memory\n");
 		goto out;
 	}
+	pyframes_poll(s.py);
 	if (o->verbose)
 		fprintf(stderr, "tracer: tracing pid %d with %zu probes in %zu files\n", s.pid,
 			s.probes.functions, s.probes.files);
@@ -793,6 +844,7 @@ out:
 		waitpid(s.pid, NULL, 0);
 	}
 	symbolize_close(s.sym);
+	pyframes_close(s.py);
 	for (size_t i = 0; i < s.nchildren; i++)
 		symbolize_close(s.children[i].sym);
 	free(s.children);

@@ -1,0 +1,210 @@
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "python_code.h"
+#include "pyframes.h"
+#include "snapshot.h"
+
+enum state { SEARCHING, ACTIVE, UNSUPPORTED };
+
+struct resolved {
+	uint64_t key; /* 0 = empty */
+	struct pyframes_stack *stack;
+};
+
+struct pyframes {
+	struct tracer_bpf *skel;
+	pid_t pid;
+	enum state state;
+	int attempts;
+	struct python_target target;
+	struct python_code *code;
+	struct snapshot *strings; /* owns the strings of resolved stacks */
+	struct resolved *r;
+	size_t cap, n;
+	char describe[64];
+};
+
+int pyframes_open(struct tracer_bpf *skel, pid_t pid, struct pyframes **out)
+{
+	struct pyframes *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	p->skel = skel;
+	p->pid = pid;
+	p->strings = snapshot_new();
+	p->cap = 1024;
+	p->r = calloc(p->cap, sizeof(*p->r));
+	if (!p->strings || !p->r) {
+		pyframes_close(p);
+		return -ENOMEM;
+	}
+	*out = p;
+	return 0;
+}
+
+void pyframes_close(struct pyframes *p)
+{
+	size_t i;
+
+	if (!p)
+		return;
+	for (i = 0; p->r && i < p->cap; i++)
+		free(p->r[i].stack);
+	free(p->r);
+	python_code_close(p->code);
+	snapshot_free(p->strings);
+	free(p);
+}
+
+const char *pyframes_describe(struct pyframes *p)
+{
+	return p && p->state == ACTIVE ? p->describe : NULL;
+}
+
+static void recognise(struct pyframes *p)
+{
+	struct tracer_py_config cfg;
+	__u32 key = (__u32)p->pid;
+	int err;
+
+	err = python_find(p->pid, &p->target);
+	if (err == -ENOENT)
+		return; /* not (yet) a Python process */
+	if (err == -EPROTONOSUPPORT) {
+		fprintf(stderr,
+			"tracer: warning: CPython %d.%d in process %d has no known frame layout; "
+			"tracebacks stay native\n",
+			p->target.major, p->target.minor, p->pid);
+		p->state = UNSUPPORTED;
+		return;
+	}
+	if (err)
+		return;
+	err = python_bpf_config(p->pid, &p->target, &cfg);
+	if (err) {
+		p->state = UNSUPPORTED;
+		return;
+	}
+	if (python_code_open(p->pid, &p->target, &p->code) ||
+	    bpf_map_update_elem(bpf_map__fd(p->skel->maps.py_configs), &key, &cfg, BPF_ANY)) {
+		p->state = UNSUPPORTED;
+		return;
+	}
+	snprintf(p->describe, sizeof(p->describe), "CPython %d.%d.%d", p->target.major,
+		 p->target.minor, p->target.micro);
+	p->skel->bss->python_enabled = true;
+	p->state = ACTIVE;
+}
+
+static struct resolved *slot(struct pyframes *p, uint64_t key)
+{
+	size_t i = (key * 0x9e3779b97f4a7c15ull) & (p->cap - 1);
+
+	while (p->r[i].key && p->r[i].key != key)
+		i = (i + 1) & (p->cap - 1);
+	return &p->r[i];
+}
+
+static int grow(struct pyframes *p)
+{
+	struct resolved *old = p->r;
+	size_t oldcap = p->cap, i;
+
+	p->r = calloc(oldcap * 2, sizeof(*p->r));
+	if (!p->r) {
+		p->r = old;
+		return -ENOMEM;
+	}
+	p->cap = oldcap * 2;
+	for (i = 0; i < oldcap; i++)
+		if (old[i].key)
+			*slot(p, old[i].key) = old[i];
+	free(old);
+	return 0;
+}
+
+static const char *keep(struct pyframes *p, const char *s)
+{
+	int64_t idx;
+
+	if (!s)
+		return NULL;
+	idx = snapshot_intern_string(p->strings, s);
+	return idx < 0 ? NULL : p->strings->strings[idx];
+}
+
+static struct pyframes_stack *resolve(struct pyframes *p, uint64_t key)
+{
+	struct tracer_py_stack raw;
+	struct pyframes_stack *st;
+	uint32_t i, n;
+
+	if (bpf_map_lookup_elem(bpf_map__fd(p->skel->maps.py_stacks), &key, &raw))
+		return NULL;
+	n = raw.nframe < TRACER_MAX_NFRAME ? raw.nframe : TRACER_MAX_NFRAME;
+	st = calloc(1, sizeof(*st) + n * sizeof(st->frames[0]));
+	if (!st)
+		return NULL;
+	st->total = raw.total;
+	for (i = 0; i < n; i++) {
+		const char *file, *fn;
+		uint32_t line;
+
+		if (python_code_frame(p->code, raw.frames[i].code, raw.frames[i].instr,
+				      raw.frames[i].ident, &file, &line, &fn)) {
+			st->unresolved++;
+			continue; /* counted, and left out */
+		}
+		st->frames[st->nframe].filename = keep(p, file);
+		st->frames[st->nframe].lineno = line;
+		st->frames[st->nframe].function = keep(p, fn);
+		st->nframe++;
+	}
+	return st;
+}
+
+const struct pyframes_stack *pyframes_get(struct pyframes *p, uint64_t key)
+{
+	struct resolved *r;
+
+	if (!p || p->state != ACTIVE || !key)
+		return NULL;
+	if ((p->n + 1) * 2 > p->cap && grow(p))
+		return NULL;
+	r = slot(p, key);
+	if (!r->key) {
+		r->stack = resolve(p, key);
+		if (!r->stack)
+			return NULL;
+		r->key = key;
+		p->n++;
+	}
+	return r->stack;
+}
+
+void pyframes_poll(struct pyframes *p)
+{
+	int fd;
+	__u64 k, next, *prev = NULL;
+
+	if (!p)
+		return;
+	if (p->state == SEARCHING && p->attempts++ < 400)
+		recognise(p);
+	if (p->state != ACTIVE)
+		return;
+	/* Code objects freed since the last look must not lend their address to
+	 * the next one: forget them, then resolve what is new. */
+	python_code_revalidate(p->code);
+	fd = bpf_map__fd(p->skel->maps.py_stacks);
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		k = next;
+		prev = &k;
+		pyframes_get(p, k);
+	}
+}

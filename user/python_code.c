@@ -1,0 +1,365 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "python_code.h"
+
+/* Where code objects and strings keep their fields (PYTHON.md section 2). */
+struct code_layout {
+	uint32_t firstlineno, filename, name, linetable; /* name: co_qualname from 3.11 */
+	uint32_t ascii_size;	/* sizeof(PyASCIIObject) */
+	uint32_t compact_size;	/* sizeof(PyCompactUnicodeObject) */
+};
+
+static struct code_layout layout_for(int minor)
+{
+	if (minor <= 10)
+		return (struct code_layout){40, 104, 112, 120, 48, 72};
+	if (minor == 11)
+		return (struct code_layout){72, 112, 128, 136, 48, 72};
+	return (struct code_layout){68, 112, 128, 136, 40, 56};
+}
+
+struct entry {
+	uint64_t code; /* 0 = empty */
+	uint64_t ident[3]; /* filename ptr, name ptr, firstlineno: what we checked */
+	uint64_t capture_ident; /* co_filename ^ co_name << 1, as the walker sees it */
+	char *filename, *function;
+	int firstlineno;
+	uint8_t *table;
+	size_t table_len;
+};
+
+struct python_code {
+	pid_t pid;
+	int minor;
+	struct code_layout l;
+	struct entry *e;
+	size_t cap, n;
+};
+
+int python_code_open(pid_t pid, const struct python_target *t, struct python_code **out)
+{
+	struct python_code *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->pid = pid;
+	c->minor = t->minor;
+	c->l = layout_for(t->minor);
+	c->cap = 256;
+	c->e = calloc(c->cap, sizeof(*c->e));
+	if (!c->e) {
+		free(c);
+		return -ENOMEM;
+	}
+	*out = c;
+	return 0;
+}
+
+static void entry_free(struct entry *e)
+{
+	free(e->filename);
+	free(e->function);
+	free(e->table);
+	memset(e, 0, sizeof(*e));
+}
+
+void python_code_close(struct python_code *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < c->cap; i++)
+		entry_free(&c->e[i]);
+	free(c->e);
+	free(c);
+}
+
+static void put_utf8(char **p, uint32_t cp)
+{
+	unsigned char *o = (unsigned char *)*p;
+
+	if (cp < 0x80) {
+		*o++ = (unsigned char)cp;
+	} else if (cp < 0x800) {
+		*o++ = (unsigned char)(0xc0 | cp >> 6);
+		*o++ = (unsigned char)(0x80 | (cp & 0x3f));
+	} else if (cp < 0x10000) {
+		*o++ = (unsigned char)(0xe0 | cp >> 12);
+		*o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		*o++ = (unsigned char)(0x80 | (cp & 0x3f));
+	} else {
+		*o++ = (unsigned char)(0xf0 | cp >> 18);
+		*o++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+		*o++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		*o++ = (unsigned char)(0x80 | (cp & 0x3f));
+	}
+	*p = (char *)o;
+}
+
+/* A str object as UTF-8 (compact strings only, which code objects use). */
+static char *read_str(struct python_code *c, uint64_t obj)
+{
+	uint8_t hdr[40];
+	uint64_t len;
+	uint32_t state, kind;
+	uint8_t *raw;
+	char *out, *p;
+	size_t i;
+
+	if (!obj || python_read(c->pid, obj, hdr, sizeof(hdr)))
+		return NULL;
+	memcpy(&len, hdr + 16, 8);
+	memcpy(&state, hdr + 32, 4);
+	kind = (state >> 2) & 7;
+	if (!(state & (1u << 5)) || len > 4096 || (kind != 1 && kind != 2 && kind != 4))
+		return NULL; /* not compact, or not a plausible name */
+	raw = malloc(len * kind + 1);
+	out = malloc(len * 4 + 1);
+	if (!raw || !out ||
+	    python_read(c->pid, obj + ((state & (1u << 6)) ? c->l.ascii_size : c->l.compact_size),
+			raw, len * kind)) {
+		free(raw);
+		free(out);
+		return NULL;
+	}
+	for (p = out, i = 0; i < len; i++) {
+		uint32_t cp = kind == 1 ? raw[i] : kind == 2 ? ((uint16_t *)raw)[i] : ((uint32_t *)raw)[i];
+
+		put_utf8(&p, cp);
+	}
+	*p = '\0';
+	free(raw);
+	return out;
+}
+
+static int read_code(struct python_code *c, uint64_t code, struct entry *e)
+{
+	uint8_t buf[160];
+	uint64_t fn, name, table, tlen;
+	int32_t first;
+
+	if (python_read(c->pid, code, buf, sizeof(buf)))
+		return -EFAULT;
+	memcpy(&fn, buf + c->l.filename, 8);
+	memcpy(&name, buf + c->l.name, 8);
+	memcpy(&table, buf + c->l.linetable, 8);
+	memcpy(&first, buf + c->l.firstlineno, 4);
+	{
+		uint64_t co_name;
+
+		memcpy(&co_name, buf + c->l.filename + 8, 8);
+		e->capture_ident = fn ^ (co_name << 1);
+	}
+	e->code = code;
+	e->ident[0] = fn;
+	e->ident[1] = name;
+	e->ident[2] = (uint32_t)first;
+	e->firstlineno = first;
+	e->filename = read_str(c, fn);
+	e->function = read_str(c, name);
+	if (table && !python_read(c->pid, table + 16, &tlen, 8) && tlen < (1 << 24)) {
+		e->table = malloc(tlen ? tlen : 1);
+		if (e->table && !python_read(c->pid, table + 32, e->table, tlen))
+			e->table_len = tlen;
+	}
+	if (!e->filename)
+		e->filename = strdup("<unknown>"); /* as tracemalloc for a non-str filename */
+	return e->filename ? 0 : -ENOMEM;
+}
+
+static struct entry *slot(struct python_code *c, uint64_t code)
+{
+	size_t i = (code >> 4) * 0x9e3779b97f4a7c15ull & (c->cap - 1);
+
+	while (c->e[i].code && c->e[i].code != code)
+		i = (i + 1) & (c->cap - 1);
+	return &c->e[i];
+}
+
+static int grow(struct python_code *c)
+{
+	struct entry *old = c->e;
+	size_t oldcap = c->cap, i;
+
+	c->e = calloc(oldcap * 2, sizeof(*c->e));
+	if (!c->e) {
+		c->e = old;
+		return -ENOMEM;
+	}
+	c->cap = oldcap * 2;
+	for (i = 0; i < oldcap; i++)
+		if (old[i].code)
+			*slot(c, old[i].code) = old[i];
+	free(old);
+	return 0;
+}
+
+int python_code_frame(struct python_code *c, uint64_t code, int64_t instr, uint64_t ident,
+		      const char **filename, uint32_t *lineno, const char **function)
+{
+	struct entry *e;
+	int line, err;
+
+	if ((c->n + 1) * 2 > c->cap && (err = grow(c)))
+		return err;
+	e = slot(c, code);
+	if (!e->code) {
+		err = read_code(c, code, e);
+		if (err) {
+			entry_free(e);
+			return err;
+		}
+		c->n++;
+	}
+	if (e->capture_ident != ident)
+		return -ESTALE; /* freed, and its memory reused, since the capture */
+	line = python_code_line(c->minor, e->table, e->table_len, e->firstlineno, instr);
+	*filename = e->filename;
+	*lineno = line < 0 ? 0 : (uint32_t)line; /* tracemalloc: negative -> 0 */
+	*function = e->function;
+	return 0;
+}
+
+void python_code_revalidate(struct python_code *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->cap; i++) {
+		struct entry *e = &c->e[i];
+		uint8_t buf[160];
+		uint64_t fn, name;
+		int32_t first;
+
+		if (!e->code)
+			continue;
+		if (!python_read(c->pid, e->code, buf, sizeof(buf))) {
+			memcpy(&fn, buf + c->l.filename, 8);
+			memcpy(&name, buf + c->l.name, 8);
+			memcpy(&first, buf + c->l.firstlineno, 4);
+			if (fn == e->ident[0] && name == e->ident[1] &&
+			    (uint32_t)first == e->ident[2])
+				continue;
+		}
+		/* gone or reused: drop it and re-insert the rest of its run */
+		entry_free(e);
+		c->n--;
+		for (size_t j = (i + 1) & (c->cap - 1); c->e[j].code; j = (j + 1) & (c->cap - 1)) {
+			struct entry moved = c->e[j];
+
+			memset(&c->e[j], 0, sizeof(c->e[j]));
+			*slot(c, moved.code) = moved;
+		}
+	}
+}
+
+static int varint(const uint8_t *t, size_t len, size_t *i, uint32_t *out)
+{
+	uint32_t v = 0, shift = 0;
+
+	while (*i < len) {
+		uint8_t b = t[(*i)++];
+
+		v |= (uint32_t)(b & 63) << shift;
+		shift += 6;
+		if (!(b & 64)) {
+			*out = v;
+			return 0;
+		}
+		if (shift > 30)
+			return -EINVAL;
+	}
+	return -EINVAL;
+}
+
+static int svarint(const uint8_t *t, size_t len, size_t *i, int32_t *out)
+{
+	uint32_t v;
+
+	if (varint(t, len, i, &v))
+		return -EINVAL;
+	*out = (v & 1) ? -(int32_t)(v >> 1) : (int32_t)(v >> 1);
+	return 0;
+}
+
+int python_code_line(int minor, const uint8_t *t, size_t len, int firstlineno, int64_t instr)
+{
+	size_t i = 0;
+
+	if (minor <= 9) { /* co_lnotab: (addr delta, line delta) pairs, f_lasti in bytes */
+		int64_t addr = 0;
+		int line = firstlineno;
+
+		for (i = 0; i + 1 < len; i += 2) {
+			addr += t[i];
+			if (addr > instr)
+				break;
+			line += (int8_t)t[i + 1];
+		}
+		return line;
+	}
+	if (minor == 10) { /* (start delta, line delta) ranges in bytes; -128 = none */
+		int64_t start, end = 0, addr = instr * 2;
+		int line = firstlineno, ar_line = -1;
+
+		if (instr < 0)
+			return firstlineno;
+		for (i = 0; i + 1 < len; i += 2) {
+			start = end;
+			end += t[i];
+			if ((int8_t)t[i + 1] == -128) {
+				ar_line = -1;
+			} else {
+				line += (int8_t)t[i + 1];
+				ar_line = line;
+			}
+			if (start <= addr && addr < end)
+				return ar_line;
+		}
+		return -1;
+	}
+	/* 3.11+ location table: entries of (code, length) with line deltas */
+	{
+		int64_t addr = 0;
+		int line = firstlineno;
+
+		if (instr < 0)
+			return firstlineno;
+		while (i < len) {
+			uint8_t b = t[i++];
+			int code = (b >> 3) & 15, length = (b & 7) + 1, this_line = line;
+			int32_t delta = 0;
+			uint32_t skip;
+
+			if (!(b & 128))
+				return -1; /* lost sync: not a location table */
+			if (code == 15) {
+				this_line = -1;
+			} else if (code == 14) {
+				if (svarint(t, len, &i, &delta) || varint(t, len, &i, &skip) ||
+				    varint(t, len, &i, &skip) || varint(t, len, &i, &skip))
+					return -1;
+				line += delta;
+				this_line = line;
+			} else if (code == 13) {
+				if (svarint(t, len, &i, &delta))
+					return -1;
+				line += delta;
+				this_line = line;
+			} else if (code >= 10) {
+				line += code - 10;
+				this_line = line;
+				i += 2;
+			} else {
+				i += 1;
+			}
+			if (addr <= instr && instr < addr + length)
+				return this_line;
+			addr += length;
+		}
+		return -1;
+	}
+}
