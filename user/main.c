@@ -27,6 +27,9 @@ static const char usage[] =
 	"      --max-allocs N     live allocations kept (default %u)\n"
 	"      --max-stacks N     distinct stacks kept when nframe > 1 (default %u)\n"
 	"      --probe-only       place the probes but record nothing (overhead floor)\n"
+	"      --python-malloc    with --: run CPython with PYTHONMALLOC=malloc, so that\n"
+	"                         every object allocation is seen even where pymalloc is\n"
+	"                         inlined (Debian's python3.11)\n"
 	"  -v, --verbose          say where the probes are\n"
 	"  -h, --help\n";
 
@@ -86,7 +89,7 @@ static int parse_nframe(const char *s, uint32_t *out)
 int main(int argc, char **argv)
 {
 	enum { OPT_CUMULATIVE = 256, OPT_FORMAT, OPT_FOLLOW, OPT_MAX_ALLOCS, OPT_MAX_STACKS,
-	       OPT_PROBE_ONLY };
+	       OPT_PROBE_ONLY, OPT_PYTHON_MALLOC };
 	static const struct option longopts[] = {
 		{"pid", required_argument, NULL, 'p'},
 		{"nframe", required_argument, NULL, 'n'},
@@ -101,6 +104,7 @@ int main(int argc, char **argv)
 		{"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
 		{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
 		{"probe-only", no_argument, NULL, OPT_PROBE_ONLY},
+		{"python-malloc", no_argument, NULL, OPT_PYTHON_MALLOC},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{},
@@ -178,6 +182,9 @@ int main(int argc, char **argv)
 		case OPT_PROBE_ONLY:
 			o.probe_only = true;
 			break;
+		case OPT_PYTHON_MALLOC:
+			o.python_malloc = true;
+			break;
 		case 'v':
 			o.verbose = true;
 			break;
@@ -194,6 +201,8 @@ int main(int argc, char **argv)
 	if (!o.pid == !o.argv)
 		return bad("%s", o.pid ? "give either -p PID or -- COMMAND, not both"
 					: "nothing to trace: give -p PID or -- COMMAND (see --help)");
+	if (o.python_malloc && !o.argv)
+		return bad("%s", "--python-malloc applies to a launched command (-- COMMAND)");
 	if (o.follow && !o.argv)
 		return bad("%s", "--follow applies to a launched command (-- COMMAND)");
 	if (o.report.cumulative && o.report.key == STATS_KEY_TRACEBACK)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "elfsym.h"
 #include "python_code.h"
 #include "pyframes.h"
 #include "snapshot.h"
@@ -66,6 +67,43 @@ const char *pyframes_describe(struct pyframes *p)
 	return p && p->state == ACTIVE ? p->describe : NULL;
 }
 
+/* Without pymalloc's functions in the symbol table (a stripped build, and
+ * with LTO their fast path is inlined into the callers anyway), only blocks
+ * that reach libc are seen. Say so once, with the way out. */
+static void warn_if_pymalloc_hidden(struct pyframes *p)
+{
+	struct elfsym_file *f;
+	struct elfsym sym;
+	bool hidden;
+
+	char path[64], env[65536];
+	FILE *e;
+	size_t n = 0, i;
+
+	/* PYTHONMALLOC=malloc routes every object allocation to libc */
+	snprintf(path, sizeof(path), "/proc/%d/environ", p->pid);
+	e = fopen(path, "re");
+	if (e) {
+		n = fread(env, 1, sizeof(env) - 1, e);
+		fclose(e);
+	}
+	for (i = 0; i < n; i += strlen(env + i) + 1) {
+		env[n] = '\0';
+		if (!strcmp(env + i, "PYTHONMALLOC=malloc"))
+			return;
+	}
+	if (elfsym_open(p->target.path, &f))
+		return;
+	hidden = elfsym_lookup(f, "_PyObject_Malloc", &sym) != 0;
+	elfsym_close(f);
+	if (hidden)
+		fprintf(stderr,
+			"tracer: warning: CPython in process %d hides pymalloc (stripped or LTO "
+			"build): only Python blocks above 512 bytes, which reach libc malloc, are "
+			"traced; launch it with --python-malloc (PYTHONMALLOC=malloc) for all of them\n",
+			p->pid);
+}
+
 static void recognise(struct pyframes *p)
 {
 	struct tracer_py_config cfg;
@@ -95,6 +133,7 @@ static void recognise(struct pyframes *p)
 		p->state = UNSUPPORTED;
 		return;
 	}
+	warn_if_pymalloc_hidden(p);
 	snprintf(p->describe, sizeof(p->describe), "CPython %d.%d.%d", p->target.major,
 		 p->target.minor, p->target.micro);
 	p->skel->bss->python_enabled = true;

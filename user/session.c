@@ -758,7 +758,10 @@ int session_run(const struct session_options *o)
 		goto out;
 
 	if (o->argv) {
-		err = target_launch_prepare(o->argv, NULL, &launch);
+		static char pymalloc[] = "PYTHONMALLOC=malloc";
+		char *extra[] = {o->python_malloc ? pymalloc : NULL, NULL};
+
+		err = target_launch_prepare(o->argv, extra, &launch);
 		if (err) {
 			fprintf(stderr, "tracer: cannot start %s: %s\n", o->argv[0], strerror(-err));
 			goto out;

@@ -23,6 +23,7 @@ struct session_options {
 	uint32_t max_allocs; /* --max-allocs */
 	uint32_t max_stacks; /* --max-stacks */
 	bool probe_only;     /* --probe-only: the floor, nothing recorded */
+	bool python_malloc;  /* --python-malloc: launch with PYTHONMALLOC=malloc */
 	bool verbose;
 	const char *output;  /* -o FILE pattern, or NULL */
 	struct report_options report;

@@ -239,3 +239,7 @@ def test_interval_reports():
 def test_static_executable():
     report, _ = trace_json(["--", workload("native-static")])
     check_sites(by_line(report, SRC))
+
+
+def test_python_malloc_needs_a_launch():
+    assert "--python-malloc applies" in bad(["--python-malloc", "-p", "1"])
