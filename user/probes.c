@@ -16,37 +16,42 @@ enum probe_shape {
 struct probe_spec {
 	const char *name;
 	enum probe_shape shape;
+	unsigned reads; /* argument registers the entry program reads */
 };
 
+#define R1 PLACEMENT_RDI
+#define R2 (PLACEMENT_RDI | PLACEMENT_RSI)
+#define R3 (PLACEMENT_RDI | PLACEMENT_RSI | PLACEMENT_RDX)
+
 static const struct probe_spec specs[] = {
-	{"malloc", ALLOC_RETURNS},
-	{"calloc", ALLOC_RETURNS},
-	{"realloc", ALLOC_RETURNS},
-	{"reallocarray", ALLOC_RETURNS},
-	{"posix_memalign", ALLOC_RETURNS},
-	{"aligned_alloc", ALLOC_RETURNS},
-	{"memalign", ALLOC_RETURNS},
-	{"valloc", ALLOC_RETURNS},
-	{"pvalloc", ALLOC_RETURNS},
+	{"malloc", ALLOC_RETURNS, R1},
+	{"calloc", ALLOC_RETURNS, R2},
+	{"realloc", ALLOC_RETURNS, R2},
+	{"reallocarray", ALLOC_RETURNS, R3},
+	{"posix_memalign", ALLOC_RETURNS, R3},
+	{"aligned_alloc", ALLOC_RETURNS, R2},
+	{"memalign", ALLOC_RETURNS, R2},
+	{"valloc", ALLOC_RETURNS, R1},
+	{"pvalloc", ALLOC_RETURNS, R1},
 	/* C++: operator new and new[] (plain, nothrow, aligned) so that the
 	 * traceback starts at the C++ call site, not inside libstdc++. */
-	{"_Znwm", ALLOC_RETURNS},
-	{"_Znam", ALLOC_RETURNS},
-	{"_ZnwmRKSt9nothrow_t", ALLOC_RETURNS},
-	{"_ZnamRKSt9nothrow_t", ALLOC_RETURNS},
-	{"_ZnwmSt11align_val_t", ALLOC_RETURNS},
-	{"_ZnamSt11align_val_t", ALLOC_RETURNS},
-	{"_ZnwmSt11align_val_tRKSt9nothrow_t", ALLOC_RETURNS},
-	{"_ZnamSt11align_val_tRKSt9nothrow_t", ALLOC_RETURNS},
-	{"free", FREE_ONLY},
+	{"_Znwm", ALLOC_RETURNS, R1},
+	{"_Znam", ALLOC_RETURNS, R1},
+	{"_ZnwmRKSt9nothrow_t", ALLOC_RETURNS, R1},
+	{"_ZnamRKSt9nothrow_t", ALLOC_RETURNS, R1},
+	{"_ZnwmSt11align_val_t", ALLOC_RETURNS, R1},
+	{"_ZnamSt11align_val_t", ALLOC_RETURNS, R1},
+	{"_ZnwmSt11align_val_tRKSt9nothrow_t", ALLOC_RETURNS, R1},
+	{"_ZnamSt11align_val_tRKSt9nothrow_t", ALLOC_RETURNS, R1},
+	{"free", FREE_ONLY, R1},
 	/* CPython (from .symtab where the build keeps it) */
-	{"_PyObject_Malloc", ALLOC_RETURNS},
-	{"_PyObject_Calloc", ALLOC_RETURNS},
-	{"_PyObject_Realloc", ALLOC_RETURNS},
-	{"_PyObject_Free", FREE_ONLY},
-	{"_PyMem_RawMalloc", ALLOC_RETURNS},
-	{"_PyMem_RawCalloc", ALLOC_RETURNS},
-	{"_PyMem_RawRealloc", ALLOC_RETURNS},
+	{"_PyObject_Malloc", ALLOC_RETURNS, R2},
+	{"_PyObject_Calloc", ALLOC_RETURNS, R3},
+	{"_PyObject_Realloc", ALLOC_RETURNS, R3},
+	{"_PyObject_Free", FREE_ONLY, PLACEMENT_RSI},
+	{"_PyMem_RawMalloc", ALLOC_RETURNS, R2},
+	{"_PyMem_RawCalloc", ALLOC_RETURNS, R3},
+	{"_PyMem_RawRealloc", ALLOC_RETURNS, R3},
 };
 
 static struct bpf_program *entry_prog(struct tracer_bpf *skel, const char *name)
@@ -133,13 +138,16 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 		prog = entry_prog(skel, specs[i].name);
 		off = sym.file_offset;
 		if (specs[i].shape == FREE_ONLY) {
-			if (!placement_file(path, sym.file_offset, sym.size, &pl))
+			if (!placement_file_keep(path, sym.file_offset, sym.size, specs[i].reads, &pl))
 				off += pl.offset;
 			err = attach(p, prog, pid, path, off, false);
 		} else {
-			/* A return probe must sit on the first byte: the kernel
-			 * swaps the return address at [rsp]. The entry probe shares
-			 * that breakpoint. */
+			/* The return probe swaps the return address at [rsp], so it
+			 * may move only past instructions that pushed nothing; the
+			 * entry probe shares its breakpoint. */
+			if (!placement_file_keep(path, sym.file_offset, sym.size, specs[i].reads, &pl) &&
+			    pl.stack_adjust == 0)
+				off += pl.offset;
 			err = attach(p, prog, pid, path, off, false);
 			if (!err)
 				err = attach(p, skel->progs.alloc_return, pid, path, off, true);
