@@ -93,6 +93,11 @@ static void json_stats(FILE *out, const struct stats_list *l, const struct repor
 			fputc('}', out);
 		}
 		fprintf(out, "],\"size\":%" PRIu64 ",\"count\":%" PRIu64, e->size, e->count);
+		/* tracemalloc's average is size / count, undefined for count 0 */
+		if (e->count)
+			fprintf(out, ",\"average\":%.17g", (double)e->size / (double)e->count);
+		else
+			fputs(",\"average\":null", out);
 		if (diff)
 			fprintf(out, ",\"size_diff\":%" PRId64 ",\"count_diff\":%" PRId64, e->size_diff,
 				e->count_diff);
