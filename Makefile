@@ -27,7 +27,7 @@ WL_BINS   := $(patsubst tests/workloads/%.c,$(BUILD)/workloads/%,$(WL_C)) \
              $(patsubst tests/workloads/%.cc,$(BUILD)/workloads/%,$(WL_CXX)) \
              $(BUILD)/workloads/native-static
 
-.PHONY: all test unit integration demo bench clean deps
+.PHONY: all test unit integration fuzz demo bench clean deps
 .SECONDARY:
 all: $(BUILD)/tracer $(WL_BINS)
 
@@ -58,8 +58,27 @@ $(BUILD)/workloads/native-static: tests/workloads/native.c | $(BUILD)/workloads
 $(BUILD)/workloads/%: tests/workloads/%.cc | $(BUILD)/workloads
 	g++ $(WL_FLAGS) $< -o $@
 
-$(BUILD) $(BUILD)/user $(BUILD)/tests $(BUILD)/workloads:
+$(BUILD) $(BUILD)/user $(BUILD)/tests $(BUILD)/workloads $(BUILD)/fuzz:
 	mkdir -p $@
+
+# The snapshot loader under libFuzzer with ASan and UBSan; `make fuzz` runs it
+# for FUZZ_SECONDS from a corpus of valid files.
+FUZZ_SECONDS ?= 30
+FUZZ_SRCS    := user/snapfile.c user/snapshot.c user/stats.c
+FUZZ_FLAGS   := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+$(BUILD)/fuzz/fuzz_snapfile: tests/fuzz/fuzz_snapfile.c $(FUZZ_SRCS) $(wildcard user/*.h) | $(BUILD)/fuzz
+	$(CLANG) $(FUZZ_FLAGS) $< $(FUZZ_SRCS) -o $@ -lz
+$(BUILD)/fuzz/seed_snapfile: tests/fuzz/seed_snapfile.c $(FUZZ_SRCS) | $(BUILD)/fuzz
+	$(CC) $(CFLAGS) $< user/snapfile.c user/snapshot.c -o $@ -lz
+
+fuzz: $(BUILD)/fuzz/fuzz_snapfile $(BUILD)/fuzz/seed_snapfile
+	rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus
+	$(BUILD)/fuzz/seed_snapfile $(BUILD)/fuzz/corpus
+	@$(BUILD)/fuzz/fuzz_snapfile -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+		-artifact_prefix=$(BUILD)/fuzz/ -print_final_stats=1 $(BUILD)/fuzz/corpus \
+		> $(BUILD)/fuzz/log 2>&1 || { tail -n 40 $(BUILD)/fuzz/log; exit 1; }
+	@grep -E '^stat::number_of_executed_units|^Done' $(BUILD)/fuzz/log
 
 deps:
 	bash scripts/install-deps.sh
@@ -73,6 +92,7 @@ integration: all
 test: deps
 	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) unit
+	$(MAKE) fuzz
 	$(MAKE) integration
 
 demo: deps

@@ -1,28 +1,31 @@
 /* tracer: tracemalloc for any process, from outside. Command line. */
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "format.h"
 #include "session.h"
+#include "snapfile.h"
 #include "stats.h"
 #include "tracer.h"
 
 static const char usage[] =
-	"usage: tracer [options] -p PID\n"
-	"       tracer [options] -- COMMAND [ARG...]\n"
+	"usage: tracer [options] -p PID            trace a running process\n"
+	"       tracer [options] -- COMMAND [ARG...] launch a command and trace it\n"
+	"       tracer stats [options] FILE          statistics of a saved snapshot\n"
+	"       tracer compare [options] OLD NEW     what changed between two snapshots\n"
 	"\n"
+	"tracing:\n"
 	"  -p, --pid PID          attach to a running process (all its threads)\n"
 	"  -n, --nframe N         frames per traceback, 1..%d (default 1, or $TRACER_NFRAME)\n"
 	"  -d, --duration SEC     stop after SEC seconds (default: Ctrl-C or target exit)\n"
-	"  -i, --interval SEC     also report every SEC seconds\n"
-	"  -t, --top N            statistics to print (default 10, 0 = all)\n"
-	"  -k, --key KEY          lineno (default), filename or traceback\n"
-	"      --cumulative       cumulative statistics (lineno, filename)\n"
-	"  -l, --limit N          frames printed per traceback (default: all)\n"
-	"      --format FMT       text (default) or json\n"
+	"  -i, --interval SEC     also report (and save, with -o) every SEC seconds\n"
+	"  -o, --output FILE      save each snapshot to FILE; %%n in FILE is the sequence\n"
+	"                         number (1, 2, ...), %%t the UTC time (20261124T221500Z)\n"
 	"      --follow           with --: trace the command's children too\n"
 	"      --max-allocs N     live allocations kept (default %u)\n"
 	"      --max-stacks N     distinct stacks kept when nframe > 1 (default %u)\n"
@@ -31,6 +34,17 @@ static const char usage[] =
 	"                         every object allocation is seen even where pymalloc is\n"
 	"                         inlined (Debian's python3.11)\n"
 	"  -v, --verbose          say where the probes are\n"
+	"\n"
+	"reports (tracing, stats and compare):\n"
+	"  -t, --top N            statistics to print (default 10, 0 = all)\n"
+	"  -k, --key KEY          lineno (default), filename or traceback\n"
+	"      --cumulative       cumulative statistics (lineno, filename)\n"
+	"  -l, --limit N          frames printed per traceback (default: all)\n"
+	"      --format FMT       text (default) or json\n"
+	"\n"
+	"stats:\n"
+	"  -o, --output FILE      write the report to FILE instead of standard output\n"
+	"      --address ADDR     the traceback of the live block holding ADDR\n"
 	"  -h, --help\n";
 
 static void print_usage(FILE *f)
@@ -86,126 +100,338 @@ static int parse_nframe(const char *s, uint32_t *out)
 	return 0;
 }
 
-int main(int argc, char **argv)
+enum command { CMD_TRACE, CMD_STATS, CMD_COMPARE };
+
+enum { OPT_CUMULATIVE = 256, OPT_FORMAT, OPT_FOLLOW, OPT_MAX_ALLOCS, OPT_MAX_STACKS,
+       OPT_PROBE_ONLY, OPT_PYTHON_MALLOC, OPT_ADDRESS };
+
+static const struct option longopts[] = {
+	{"pid", required_argument, NULL, 'p'},
+	{"nframe", required_argument, NULL, 'n'},
+	{"duration", required_argument, NULL, 'd'},
+	{"interval", required_argument, NULL, 'i'},
+	{"output", required_argument, NULL, 'o'},
+	{"top", required_argument, NULL, 't'},
+	{"key", required_argument, NULL, 'k'},
+	{"limit", required_argument, NULL, 'l'},
+	{"cumulative", no_argument, NULL, OPT_CUMULATIVE},
+	{"format", required_argument, NULL, OPT_FORMAT},
+	{"follow", no_argument, NULL, OPT_FOLLOW},
+	{"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
+	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
+	{"probe-only", no_argument, NULL, OPT_PROBE_ONLY},
+	{"python-malloc", no_argument, NULL, OPT_PYTHON_MALLOC},
+	{"address", required_argument, NULL, OPT_ADDRESS},
+	{"verbose", no_argument, NULL, 'v'},
+	{"help", no_argument, NULL, 'h'},
+	{},
+};
+
+/* Options that only tracing takes, and those that only stats takes. */
+static bool tracing_only(int c)
 {
-	enum { OPT_CUMULATIVE = 256, OPT_FORMAT, OPT_FOLLOW, OPT_MAX_ALLOCS, OPT_MAX_STACKS,
-	       OPT_PROBE_ONLY, OPT_PYTHON_MALLOC };
-	static const struct option longopts[] = {
-		{"pid", required_argument, NULL, 'p'},
-		{"nframe", required_argument, NULL, 'n'},
-		{"duration", required_argument, NULL, 'd'},
-		{"interval", required_argument, NULL, 'i'},
-		{"top", required_argument, NULL, 't'},
-		{"key", required_argument, NULL, 'k'},
-		{"limit", required_argument, NULL, 'l'},
-		{"cumulative", no_argument, NULL, OPT_CUMULATIVE},
-		{"format", required_argument, NULL, OPT_FORMAT},
-		{"follow", no_argument, NULL, OPT_FOLLOW},
-		{"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
-		{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
-		{"probe-only", no_argument, NULL, OPT_PROBE_ONLY},
-		{"python-malloc", no_argument, NULL, OPT_PYTHON_MALLOC},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{},
-	};
-	struct session_options o = {
-		.nframe = 1,
-		.max_allocs = SESSION_DEFAULT_MAX_ALLOCS,
-		.max_stacks = SESSION_DEFAULT_MAX_STACKS,
-		.report = {.format = REPORT_TEXT, .key = STATS_KEY_LINENO, .top = 10},
-	};
+	return c == 'p' || c == 'n' || c == 'd' || c == 'i' || c == OPT_FOLLOW ||
+	       c == OPT_MAX_ALLOCS || c == OPT_MAX_STACKS || c == OPT_PROBE_ONLY ||
+	       c == OPT_PYTHON_MALLOC || c == 'v';
+}
+
+struct cli {
+	enum command cmd;
+	struct session_options trace;
+	bool has_address;
+	uint64_t address;
+	char **files;
+	int nfiles;
+};
+
+static const char *option_name(int c, char *buf)
+{
+	for (const struct option *o = longopts; o->name; o++)
+		if (o->val == c) {
+			snprintf(buf, 64, "--%s", o->name);
+			return buf;
+		}
+	snprintf(buf, 64, "-%c", c);
+	return buf;
+}
+
+static int parse_args(int argc, char **argv, struct cli *cli)
+{
+	struct session_options *o = &cli->trace;
 	const char *env = getenv("TRACER_NFRAME");
+	char name[64];
+	char *end;
 	long v;
 	int c;
 
-	if (env && *env && parse_nframe(env, &o.nframe))
+	if (cli->cmd == CMD_TRACE && env && *env && parse_nframe(env, &o->nframe))
 		return 2;
-	while ((c = getopt_long(argc, argv, "+p:n:d:i:t:k:l:vh", longopts, NULL)) != -1) {
+	/* tracing stops at the command; stats and compare take options anywhere */
+	const char *optstring = cli->cmd == CMD_TRACE ? "+p:n:d:i:o:t:k:l:vh" : "p:n:d:i:o:t:k:l:vh";
+
+	while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
+		if (cli->cmd != CMD_TRACE && tracing_only(c))
+			return bad("%s applies to tracing, not to saved snapshots",
+				   option_name(c, name));
+		if (c == OPT_ADDRESS && cli->cmd != CMD_STATS)
+			return bad("%s", "--address applies to 'tracer stats FILE'");
+		if (c == 'o' && cli->cmd == CMD_COMPARE)
+			return bad("%s", "-o does not apply to compare");
 		switch (c) {
 		case 'p':
 			if (parse_long(optarg, 1, INT_MAX, &v))
 				return bad("invalid PID '%s'", optarg);
-			o.pid = (pid_t)v;
+			o->pid = (pid_t)v;
 			break;
 		case 'n':
-			if (parse_nframe(optarg, &o.nframe))
+			if (parse_nframe(optarg, &o->nframe))
 				return 2;
 			break;
 		case 'd':
-			if (parse_seconds(optarg, &o.duration))
+			if (parse_seconds(optarg, &o->duration))
 				return bad("invalid duration '%s' (seconds > 0)", optarg);
 			break;
 		case 'i':
-			if (parse_seconds(optarg, &o.interval))
+			if (parse_seconds(optarg, &o->interval))
 				return bad("invalid interval '%s' (seconds > 0)", optarg);
+			break;
+		case 'o':
+			if (!*optarg)
+				return bad("%s", "empty output file name");
+			o->output = optarg;
 			break;
 		case 't':
 			if (parse_long(optarg, 0, INT_MAX, &v))
 				return bad("invalid top count '%s'", optarg);
-			o.report.top = (int)v;
+			o->report.top = (int)v;
 			break;
 		case 'k':
-			if (stats_parse_key(optarg, &o.report.key))
+			if (stats_parse_key(optarg, &o->report.key))
 				return bad("unknown key_type: '%s' (lineno, filename or traceback)",
 					   optarg);
 			break;
 		case 'l':
 			if (parse_long(optarg, INT_MIN, INT_MAX, &v))
 				return bad("invalid traceback limit '%s'", optarg);
-			o.report.traceback_limit = (int)v;
+			o->report.traceback_limit = (int)v;
 			break;
 		case OPT_CUMULATIVE:
-			o.report.cumulative = true;
+			o->report.cumulative = true;
 			break;
 		case OPT_FORMAT:
 			if (!strcmp(optarg, "text"))
-				o.report.format = REPORT_TEXT;
+				o->report.format = REPORT_TEXT;
 			else if (!strcmp(optarg, "json"))
-				o.report.format = REPORT_JSON;
+				o->report.format = REPORT_JSON;
 			else
 				return bad("unknown format '%s' (text or json)", optarg);
 			break;
 		case OPT_FOLLOW:
-			o.follow = true;
+			o->follow = true;
 			break;
 		case OPT_MAX_ALLOCS:
 			if (parse_long(optarg, 1, 1 << 28, &v))
 				return bad("invalid --max-allocs '%s' (1..268435456)", optarg);
-			o.max_allocs = (uint32_t)v;
+			o->max_allocs = (uint32_t)v;
 			break;
 		case OPT_MAX_STACKS:
 			if (parse_long(optarg, 1, 1 << 24, &v))
 				return bad("invalid --max-stacks '%s' (1..16777216)", optarg);
-			o.max_stacks = (uint32_t)v;
+			o->max_stacks = (uint32_t)v;
 			break;
 		case OPT_PROBE_ONLY:
-			o.probe_only = true;
+			o->probe_only = true;
 			break;
 		case OPT_PYTHON_MALLOC:
-			o.python_malloc = true;
+			o->python_malloc = true;
+			break;
+		case OPT_ADDRESS:
+			errno = 0;
+			cli->address = strtoull(optarg, &end, 0);
+			if (errno || end == optarg || *end || optarg[0] == '-')
+				return bad("invalid address '%s' (e.g. 0x7f3a12c0)", optarg);
+			cli->has_address = true;
 			break;
 		case 'v':
-			o.verbose = true;
+			o->verbose = true;
 			break;
 		case 'h':
 			print_usage(stdout);
-			return 0;
+			exit(0);
 		default:
 			print_usage(stderr);
 			return 2;
 		}
 	}
-	if (optind < argc)
-		o.argv = argv + optind;
-	if (!o.pid == !o.argv)
-		return bad("%s", o.pid ? "give either -p PID or -- COMMAND, not both"
-					: "nothing to trace: give -p PID or -- COMMAND (see --help)");
-	if (o.python_malloc && !o.argv)
-		return bad("%s", "--python-malloc applies to a launched command (-- COMMAND)");
-	if (o.follow && !o.argv)
-		return bad("%s", "--follow applies to a launched command (-- COMMAND)");
-	if (o.report.cumulative && o.report.key == STATS_KEY_TRACEBACK)
+	if (o->report.cumulative && o->report.key == STATS_KEY_TRACEBACK)
 		return bad("%s", "cumulative mode cannot by used with key type 'traceback'");
-	return session_run(&o);
+	cli->files = argv + optind;
+	cli->nfiles = argc - optind;
+	return 0;
+}
+
+static int check_trace_args(struct cli *cli)
+{
+	struct session_options *o = &cli->trace;
+
+	if (cli->nfiles > 0)
+		o->argv = cli->files;
+	if (!o->pid == !o->argv)
+		return bad("%s", o->pid ? "give either -p PID or -- COMMAND, not both"
+					 : "nothing to trace: give -p PID or -- COMMAND (see --help)");
+	if (o->python_malloc && !o->argv)
+		return bad("%s", "--python-malloc applies to a launched command (-- COMMAND)");
+	if (o->follow && !o->argv)
+		return bad("%s", "--follow applies to a launched command (-- COMMAND)");
+	if (o->output) {
+		char probe[PATH_MAX];
+
+		if (snapfile_expand_name(o->output, 1, 0, probe, sizeof(probe)))
+			return bad("invalid output file name '%s' (%%n, %%t and %%%% are the only "
+				   "escapes)",
+				   o->output);
+		if (o->interval > 0 && !strstr(o->output, "%n") && !strstr(o->output, "%t"))
+			fprintf(stderr, "tracer: note: -o without %%n or %%t: every interval "
+					"replaces %s\n",
+				o->output);
+	}
+	return 0;
+}
+
+static struct snapshot *load(const char *path)
+{
+	struct snapshot *s;
+	char err[256];
+
+	if (snapfile_load(path, &s, err, sizeof(err))) {
+		fprintf(stderr, "tracer: %s: %s\n", path, err);
+		return NULL;
+	}
+	return s;
+}
+
+/* get_object_traceback(): the block holding addr, or a line saying none does. */
+static int print_address(FILE *out, const struct snapshot *s, uint64_t addr)
+{
+	char dom[16], size[32];
+	uint64_t i;
+
+	for (i = 0; i < s->ntraces; i++) {
+		const struct snapshot_trace *t = &s->traces[i];
+		const struct snapshot_traceback *tb = &s->tracebacks[t->traceback];
+
+		if (addr < t->address || addr - t->address >= (t->size ? t->size : 1))
+			continue;
+		fprintf(out, "0x%" PRIx64 ": offset %" PRIu64 " in a block of %s (%" PRIu64
+			     " B) at 0x%" PRIx64 ", domain %s, allocated at:\n",
+			addr, addr - t->address, format_size(size, sizeof(size), (double)t->size, false),
+			t->size, t->address, snapshot_domain_name(t->domain, dom));
+		for (uint32_t k = 0; k < tb->nframe; k++) {
+			const struct snapshot_frame *f = snapshot_frame_at(s, tb, k);
+
+			fprintf(out, "  File \"%s\", line %u", snapshot_string(s, f->filename),
+				f->lineno);
+			if (f->function != SNAPSHOT_NO_STRING)
+				fprintf(out, ", in %s", snapshot_string(s, f->function));
+			fputc('\n', out);
+		}
+		if (!tb->nframe)
+			fputs("  <unknown>:0\n", out);
+		return 0;
+	}
+	fprintf(out, "0x%" PRIx64 ": no traced block holds this address\n", addr);
+	return 1;
+}
+
+static int run_stats(struct cli *cli)
+{
+	struct report_options *ro = &cli->trace.report;
+	const char *path = cli->trace.output;
+	struct snapshot *s;
+	FILE *out = stdout;
+	int err;
+
+	if (cli->nfiles != 1)
+		return bad("%s", "usage: tracer stats [options] FILE (one snapshot file)");
+	s = load(cli->files[0]);
+	if (!s)
+		return 2;
+	if (path && !(out = fopen(path, "we"))) {
+		fprintf(stderr, "tracer: cannot write %s: %s\n", path, strerror(errno));
+		snapshot_free(s);
+		return 1;
+	}
+	if (cli->has_address)
+		err = print_address(out, s, cli->address) ? -ENOENT : 0;
+	else
+		err = report_snapshot(out, s, ro);
+	if ((out != stdout && fclose(out)) || (out == stdout && fflush(out)))
+		err = err ? err : -errno;
+	snapshot_free(s);
+	if (err == -ENOENT)
+		return 1;
+	if (err) {
+		fprintf(stderr, "tracer: cannot write the report: %s\n", strerror(-err));
+		return 1;
+	}
+	return 0;
+}
+
+static int run_compare(struct cli *cli)
+{
+	struct snapshot *old_snap, *new_snap;
+	int err;
+
+	if (cli->nfiles != 2)
+		return bad("%s", "usage: tracer compare [options] OLD NEW (two snapshot files)");
+	old_snap = load(cli->files[0]);
+	if (!old_snap)
+		return 2;
+	new_snap = load(cli->files[1]);
+	if (!new_snap) {
+		snapshot_free(old_snap);
+		return 2;
+	}
+	err = report_compare(stdout, old_snap, new_snap, &cli->trace.report);
+	fflush(stdout);
+	snapshot_free(old_snap);
+	snapshot_free(new_snap);
+	if (err) {
+		fprintf(stderr, "tracer: cannot write the report: %s\n", strerror(-err));
+		return 1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli cli = {
+		.cmd = CMD_TRACE,
+		.trace = {.nframe = 1,
+			  .max_allocs = SESSION_DEFAULT_MAX_ALLOCS,
+			  .max_stacks = SESSION_DEFAULT_MAX_STACKS,
+			  .report = {.format = REPORT_TEXT, .key = STATS_KEY_LINENO, .top = 10}},
+	};
+	int rc;
+
+	if (argc > 1 && !strcmp(argv[1], "stats"))
+		cli.cmd = CMD_STATS;
+	else if (argc > 1 && !strcmp(argv[1], "compare"))
+		cli.cmd = CMD_COMPARE;
+	if (cli.cmd != CMD_TRACE) {
+		argv++;
+		argc--;
+	}
+	rc = parse_args(argc, argv, &cli);
+	if (rc)
+		return rc;
+	switch (cli.cmd) {
+	case CMD_STATS:
+		return run_stats(&cli);
+	case CMD_COMPARE:
+		return run_compare(&cli);
+	default:
+		rc = check_trace_args(&cli);
+		return rc ? rc : session_run(&cli.trace);
+	}
 }

@@ -17,6 +17,7 @@
 #include "probes.h"
 #include "pyframes.h"
 #include "session.h"
+#include "snapfile.h"
 #include "snapshot.h"
 #include "symbolize.h"
 #include "target.h"
@@ -76,6 +77,7 @@ struct session {
 	char command[4096];
 	uint64_t start_time;
 	double started;
+	unsigned saved;     /* snapshots written with -o (the %n of the next is saved+1) */
 	uint64_t truncated; /* tracebacks cut at an address outside any code */
 	uint64_t ended_early; /* shorter than nframe, not at the stack's bottom */
 };
@@ -459,12 +461,29 @@ fail:
 	return NULL;
 }
 
-static int report(struct session *s, unsigned seq)
+/* -o: the snapshot file of this report, its name expanded from the pattern */
+static int save_snapshot(struct session *s, const struct snapshot *snap)
 {
-	struct snapshot *snap;
+	char path[PATH_MAX];
 	int err;
 
-	(void)seq;
+	err = snapfile_expand_name(s->o->output, ++s->saved, (long long)snap->taken_at, path,
+				   sizeof(path));
+	if (!err)
+		err = snapfile_write(snap, path);
+	if (err)
+		fprintf(stderr, "tracer: cannot write snapshot %s: %s\n", path[0] ? path : s->o->output,
+			strerror(-err));
+	else if (s->o->verbose)
+		fprintf(stderr, "tracer: snapshot written to %s\n", path);
+	return err;
+}
+
+static int report(struct session *s)
+{
+	struct snapshot *snap;
+	int err = 0;
+
 	s->truncated = 0;
 	s->ended_early = 0;
 	s->py_unresolved = 0;
@@ -473,7 +492,10 @@ static int report(struct session *s, unsigned seq)
 		fprintf(stderr, "tracer: cannot take a snapshot: out of memory\n");
 		return -ENOMEM;
 	}
-	err = report_snapshot(stdout, snap, &s->o->report);
+	if (s->o->output)
+		err = save_snapshot(s, snap);
+	if (!err)
+		err = report_snapshot(stdout, snap, &s->o->report);
 	fflush(stdout);
 	snapshot_free(snap);
 	return err;
@@ -696,7 +718,6 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 	const struct session_options *o = s->o;
 	double next_report = o->interval > 0 ? s->started + o->interval : 0;
 	double next_refresh = s->started + 0.05;
-	unsigned seq = 0;
 	int err;
 
 	for (;;) {
@@ -720,7 +741,7 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 			next_refresh = t + 0.25;
 		}
 		if (next_report && t >= next_report) {
-			err = report(s, seq++);
+			err = report(s);
 			if (err)
 				return err;
 			next_report += o->interval;
@@ -836,7 +857,7 @@ int session_run(const struct session_options *o)
 
 	err = wait_loop(&s, launched ? &launch : NULL, &exit_status);
 	if (!err)
-		err = report(&s, 0);
+		err = report(&s);
 	rc = err ? 1 : 0;
 out:
 	/* detach first: the target runs untraced from here on */

@@ -229,7 +229,7 @@ static bool traceback_eq(const struct snapshot *s, uint32_t idx, const void *key
 	const struct snapshot_traceback *tb = &s->tracebacks[idx];
 
 	return tb->nframe == k->n && tb->total_nframe == k->total &&
-	       !memcmp(&s->frame_ids[tb->first], k->ids, k->n * sizeof(uint32_t));
+	       (!k->n || !memcmp(&s->frame_ids[tb->first], k->ids, k->n * sizeof(uint32_t)));
 }
 
 int64_t snapshot_intern_traceback(struct snapshot *s, const uint32_t *frame_ids, uint32_t nframe,
@@ -258,7 +258,8 @@ int64_t snapshot_intern_traceback(struct snapshot *s, const uint32_t *frame_ids,
 	    (err = grow((void **)&s->tracebacks, &s->cap_tracebacks,
 			sizeof(struct snapshot_traceback), s->ntracebacks + 1ull)))
 		return err;
-	memcpy(&s->frame_ids[s->nframe_ids], frame_ids, nframe * sizeof(uint32_t));
+	if (nframe) /* frame_ids may be NULL for an empty traceback */
+		memcpy(&s->frame_ids[s->nframe_ids], frame_ids, nframe * sizeof(uint32_t));
 	s->tracebacks[s->ntracebacks] = (struct snapshot_traceback){
 		.first = s->nframe_ids, .nframe = nframe, .total_nframe = total_nframe};
 	s->nframe_ids += nframe;

@@ -100,7 +100,8 @@ static int64_t group_of(struct grouping *gr, const struct stats_frame *key, uint
 	copy = malloc((n ? n : 1) * sizeof(*copy));
 	if (!copy)
 		return -ENOMEM;
-	memcpy(copy, key, n * sizeof(*copy));
+	if (n) /* key is NULL for an empty traceback */
+		memcpy(copy, key, n * sizeof(*copy));
 	gr->pool[gr->npool++] = copy;
 	g = &gr->groups[gr->n];
 	memset(g, 0, sizeof(*g));
@@ -159,6 +160,18 @@ static int add_snapshot(struct grouping *gr, const struct snapshot *s, enum stat
 
 		if (!tb_count[t])
 			continue;
+		if (!tb->nframe) {
+			/* tracemalloc's traceback is never empty: it says <unknown>:0 */
+			static const struct stats_frame unknown = {"<unknown>", 0, NULL};
+			int64_t g = group_of(gr, &unknown, 1);
+
+			if (g < 0) {
+				err = (int)g;
+				goto out;
+			}
+			accumulate(&gr->groups[g], old, tb_size[t], tb_count[t]);
+			continue;
+		}
 		if (tb->nframe > cap) {
 			cap = tb->nframe;
 			free(kf);
@@ -173,12 +186,12 @@ static int add_snapshot(struct grouping *gr, const struct snapshot *s, enum stat
 				kf[i] = key_frame(s, snapshot_frame_at(s, tb, i), key);
 			nk = tb->nframe;
 		} else {
-			nk = tb->nframe ? (cumulative ? tb->nframe : 1) : 0;
+			nk = cumulative ? tb->nframe : 1;
 			for (i = 0; i < nk; i++)
 				kf[i] = key_frame(s, snapshot_frame_at(s, tb, i), key);
 		}
 		if (key == STATS_KEY_TRACEBACK || !cumulative) {
-			int64_t g = group_of(gr, kf, key == STATS_KEY_TRACEBACK ? nk : (nk ? 1 : 0));
+			int64_t g = group_of(gr, kf, nk);
 
 			if (g < 0) {
 				err = (int)g;

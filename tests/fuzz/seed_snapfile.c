@@ -1,0 +1,46 @@
+/* Writes the fuzzer's starting corpus: small valid snapshot files. */
+#include <stdio.h>
+
+#include "snapfile.h"
+
+static int add_traces(struct snapshot *s, int n)
+{
+	int64_t f1 = snapshot_intern_frame(s, "app.py", 10, "main");
+	int64_t f2 = snapshot_intern_frame(s, "/lib/libc.so.6+0x1234", 0, NULL);
+	uint32_t ids[2] = {(uint32_t)f1, (uint32_t)f2};
+	int64_t tb = snapshot_intern_traceback(s, ids, 2, 5);
+
+	if (f1 < 0 || f2 < 0 || tb < 0)
+		return -1;
+	for (int i = 0; i < n; i++)
+		if (snapshot_add_trace(s, 0x1000 + 64 * (uint64_t)i, 48, (uint32_t)i % 2,
+				       (uint32_t)tb))
+			return -1;
+	return snapshot_set_counter(s, "lost", 1);
+}
+
+int main(int argc, char **argv)
+{
+	char path[4096];
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: seed_snapfile DIR\n");
+		return 2;
+	}
+	for (int n = 0; n < 3; n++) {
+		struct snapshot *s = snapshot_new();
+
+		if (!s)
+			return 1;
+		s->traceback_limit = 2;
+		s->target.command = (uint32_t)snapshot_intern_string(s, "cmd");
+		s->target.host = (uint32_t)snapshot_intern_string(s, "host");
+		snprintf(path, sizeof(path), "%s/seed-%d.snap", argv[1], n);
+		if (add_traces(s, n * 2) || snapfile_write(s, path)) {
+			fprintf(stderr, "seed_snapfile: cannot write %s\n", path);
+			return 1;
+		}
+		snapshot_free(s);
+	}
+	return 0;
+}

@@ -1,0 +1,58 @@
+/* The snapshot file: tracemalloc's dump()/load(), as a documented binary
+ * format that is safe to open whatever its origin (README, "Snapshot file").
+ *
+ * Layout, all integers little-endian:
+ *
+ *   header (48 bytes)
+ *     0  magic      8 bytes "\x89TRSNAP\n"
+ *     8  version    u32 (SNAPFILE_VERSION)
+ *    12  nsections  u32 (at most SNAPFILE_MAX_SECTIONS)
+ *    16  file_size  u64, the whole file
+ *    24  crc32      u32 of the whole file with this field read as zero
+ *    28  reserved   u32 zero
+ *    32  reserved   16 bytes zero
+ *   section table: nsections entries of 24 bytes
+ *     id u32, reserved u32, offset u64, length u64
+ *   sections, each at an 8-aligned offset, inside the file, not overlapping:
+ *     META        fixed record (struct in snapfile.c), string indices inside
+ *     STRINGS     count u32, then count times (length u32, bytes), no NUL
+ *     FRAMES      count times (filename u32, lineno u32, function u32)
+ *     FRAME_IDS   count times u32 (frame indices)
+ *     TRACEBACKS  count times (first u32, nframe u32, total_nframe u32)
+ *     TRACES      count times (address u64, size u64, domain u32, traceback u32)
+ *     COUNTERS    count times (name u32, reserved u32, value u64)
+ *
+ * Every index is checked against its table, every length against its
+ * section, before anything is used. Unknown section ids are skipped (a
+ * compatible addition); a higher version is refused. */
+#ifndef TRACER_SNAPFILE_H
+#define TRACER_SNAPFILE_H
+
+#include <stddef.h>
+
+#include "snapshot.h"
+
+#define SNAPFILE_VERSION 1u
+#define SNAPFILE_MAX_SECTIONS 64u
+
+/* Writes s to path atomically (a temporary file in the same directory, then
+ * rename) with mode 0600. Returns 0 or a negative errno. */
+int snapfile_write(const struct snapshot *s, const char *path);
+
+/* Encodes s into a malloc'ed buffer (what snapfile_write writes). */
+int snapfile_encode(const struct snapshot *s, void **buf, size_t *len);
+
+/* Decodes a buffer; on error returns a negative errno (-EINVAL for a bad
+ * file, -ENOMEM) and puts one line saying what is wrong into err. */
+int snapfile_decode(const void *buf, size_t len, struct snapshot **out, char *err,
+		    size_t errlen);
+
+/* Reads and decodes path; errors as snapfile_decode, plus the file's own. */
+int snapfile_load(const char *path, struct snapshot **out, char *err, size_t errlen);
+
+/* Expands %n (sequence number), %t (UTC time as 20261124T221500Z) and %% in
+ * a file name pattern. Returns 0 or -EINVAL (unknown %x, too long). */
+int snapfile_expand_name(const char *pattern, unsigned seq, long long when, char *out,
+			 size_t outlen);
+
+#endif
