@@ -1,0 +1,248 @@
+"""Snapshot files from real tracing: a series written with -i and %n,
+'tracer stats' giving back exactly the live report, 'tracer compare' giving
+exactly the growth the workload made, without root, and bad files refused
+with one line and exit status 2."""
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import TRACER, run_tracer, site, workload
+
+SOURCE = "phases.c"
+
+
+def stats(args, user=None, check=True):
+    cmd = [TRACER] + args
+    if user is not None:  # stats and compare need neither root nor BPF
+        cmd = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user, "--clear-groups"] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def by_line(report):
+    out = {}
+    for st in report["statistics"]:
+        f = st["frames"][0]
+        if f["filename"].endswith(SOURCE):
+            out[f["lineno"]] = st
+    return out
+
+
+def series_numbers(pattern_dir):
+    return sorted(int(re.search(r"snap-(\d+)\.snap$", p).group(1))
+                  for p in glob.glob(os.path.join(pattern_dir, "snap-*.snap")))
+
+
+def wait_for_snapshot(d, number, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if series_numbers(d) and series_numbers(d)[-1] >= number:
+            return
+        time.sleep(0.05)
+    raise AssertionError("snapshot %d never written" % number)
+
+
+def snapshot_after_now(d):
+    """The number of a snapshot taken wholly after this moment: the one
+    being taken now may have read the maps already, the one after cannot."""
+    known = series_numbers(d)
+    target = (known[-1] if known else 0) + 2
+    wait_for_snapshot(d, target)
+    return target
+
+
+def read_until(stream, prefix):
+    while True:
+        line = stream.readline()
+        assert line, "tracer or workload ended early"
+        if line.startswith(prefix):
+            return line.strip()
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    """One traced run of the phases workload: snapshot numbers after phase 1
+    and after phase 2, the final report, and the late block's address."""
+    d = str(tmp_path_factory.mktemp("series"))
+    t = subprocess.Popen([TRACER, "-i", "0.2", "-o", os.path.join(d, "snap-%n.snap"), "-n", "3",
+                          "--format", "json", "-t", "0", "--", workload("phases")],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        read_until(t.stdout, "ready")
+        t.stdin.write("1\n")
+        t.stdin.flush()
+        read_until(t.stdout, "done")
+        after1 = snapshot_after_now(d)
+        t.stdin.write("2\n")
+        t.stdin.flush()
+        address = read_until(t.stdout, "done").split()[1]
+        after2 = snapshot_after_now(d)
+        t.stdin.close()
+        final = json.loads(read_until(t.stdout, "{"))
+        # the final report comes last: nothing but it may follow
+        assert t.wait(timeout=60) == 0, t.stderr.read()
+    finally:
+        if t.poll() is None:
+            t.kill()
+    last = series_numbers(d)[-1]
+    return {"dir": d, "after1": after1, "after2": after2, "last": last, "final": final,
+            "address": address}
+
+
+def snap(series, n):
+    return os.path.join(series["dir"], "snap-%d.snap" % n)
+
+
+def test_series_files_are_numbered_and_private(series):
+    numbers = series_numbers(series["dir"])
+    assert numbers == list(range(1, series["last"] + 1))
+    for n in numbers:
+        assert os.stat(snap(series, n)).st_mode & 0o777 == 0o600
+    # no temporary file left behind by the atomic writes
+    assert sorted(os.listdir(series["dir"])) == sorted("snap-%d.snap" % n for n in numbers)
+
+
+@pytest.mark.parametrize("key,cumulative", [("lineno", False), ("lineno", True),
+                                            ("filename", False), ("filename", True),
+                                            ("traceback", False)])
+def test_stats_of_the_last_file_is_the_live_report(series, key, cumulative):
+    """The last snapshot file holds what the final report showed; read as
+    nobody from a copy, since stats needs no privileges."""
+    d = tempfile.mkdtemp()
+    try:
+        copy = os.path.join(d, "last.snap")
+        shutil.copy(snap(series, series["last"]), copy)
+        os.chmod(copy, 0o644)
+        os.chmod(d, 0o755)
+        args = ["stats", copy, "--format", "json", "-t", "0", "-k", key]
+        if cumulative:
+            args.append("--cumulative")
+        from_file = json.loads(stats(args, user=65534).stdout)
+    finally:
+        shutil.rmtree(d)
+    live = series["final"]
+    if key == "lineno" and not cumulative:
+        assert from_file["statistics"] == live["statistics"]
+        assert from_file["traced_memory"] == live["traced_memory"]
+        assert from_file["counters"] == live["counters"]
+        assert from_file["nframe"] == 3
+    lines = by_line(from_file)
+    grow, late = site(SOURCE, "grow"), site(SOURCE, "late")
+    if key == "traceback":
+        callers = sorted((st["frames"][1]["function"], st["count"])
+                         for st in from_file["statistics"]
+                         if st["frames"][0]["filename"].endswith(SOURCE) and
+                         st["frames"][0]["lineno"] == grow)
+        assert callers == [("phase1", 100), ("phase2", 300)]
+    elif key != "filename":
+        assert (lines[grow]["size"], lines[grow]["count"]) == (400 * 1000, 400)
+        assert (lines[late]["size"], lines[late]["count"]) == (20 * 4096, 20)
+        assert site(SOURCE, "temp") not in lines
+
+
+def test_compare_gives_the_growth_between_phases(series):
+    out = json.loads(stats(["compare", snap(series, series["after1"]),
+                            snap(series, series["after2"]), "--format", "json", "-t", "0"]
+                           ).stdout)
+    lines = by_line(out)
+    grow, temp, late = site(SOURCE, "grow"), site(SOURCE, "temp"), site(SOURCE, "late")
+    got = {l: (s["size"], s["size_diff"], s["count"], s["count_diff"]) for l, s in lines.items()}
+    assert got == {grow: (400000, 300000, 400, 300),
+                   temp: (0, -50 * 4096, 0, -50),
+                   late: (20 * 4096, 20 * 4096, 20, 20)}
+    # tracemalloc's order: abs(size_diff) first
+    order = [s["frames"][0]["lineno"] for s in out["statistics"]
+             if s["frames"][0]["filename"].endswith(SOURCE)]
+    assert order == [grow, temp, late]
+
+
+def test_compare_text_is_statisticdiff(series):
+    p = stats(["compare", snap(series, series["after1"]), snap(series, series["after2"]),
+               "-t", "3"])
+    diffs = [l for l in p.stdout.splitlines() if SOURCE + ":" in l]
+    assert diffs[0].endswith("%s:%d: size=391 KiB (+293 KiB), count=400 (+300), average=1000 B"
+                             % (SOURCE, site(SOURCE, "grow")))
+    assert diffs[1].endswith("%s:%d: size=0 B (-200 KiB), count=0 (-50)"
+                             % (SOURCE, site(SOURCE, "temp")))
+
+
+def test_compare_cumulative_counts_the_caller(series):
+    out = json.loads(stats(["compare", snap(series, series["after1"]),
+                            snap(series, series["after2"]), "--format", "json", "-t", "0",
+                            "--cumulative"]).stdout)
+    lines = by_line(out)
+    # phase2() calls add_grow(300) and mallocs the late blocks itself
+    phase2_call = [l for l in lines if lines[l]["size_diff"] == 300000 + 20 * 4096]
+    assert len(phase2_call) == 1
+
+
+def test_address_gives_the_block_traceback(series):
+    addr = int(series["address"], 16)
+    p = stats(["stats", snap(series, series["last"]), "--address", hex(addr + 100)])
+    first, *frames = p.stdout.splitlines()
+    assert first == "%s: offset 100 in a block of 4096 B (4096 B) at %s, domain libc, " \
+                    "allocated at:" % (hex(addr + 100), hex(addr))
+    assert frames[0].startswith('  File "') and \
+        frames[0].endswith('%s", line %d, in phase2' % (SOURCE, site(SOURCE, "late")))
+    p = stats(["stats", snap(series, series["last"]), "--address", "0x10"], check=False)
+    assert p.returncode == 1
+    assert p.stdout == "0x10: no traced block holds this address\n"
+
+
+def test_bad_files_get_one_line_and_status_2(series, tmp_path):
+    good = open(snap(series, series["last"]), "rb").read()
+    cases = {
+        "truncated.snap": (good[:len(good) // 2], "truncated: the header says"),
+        "empty.snap": (b"", "not a tracer snapshot"),
+        "text.snap": (b"hello\n" * 100, "not a tracer snapshot"),
+        "flipped.snap": (good[:200] + bytes([good[200] ^ 1]) + good[201:], "checksum mismatch"),
+        "newer.snap": (good[:8] + (7).to_bytes(4, "little") + good[12:],
+                       "version 7 is newer than this tracer's"),
+    }
+    for name, (data, message) in cases.items():
+        path = str(tmp_path / name)
+        with open(path, "wb") as f:
+            f.write(data)
+        for cmd in (["stats", path], ["compare", path, snap(series, 1)],
+                    ["compare", snap(series, 1), path]):
+            p = stats(cmd, check=False)
+            assert p.returncode == 2, (name, p.stderr)
+            assert p.stdout == ""
+            assert p.stderr.count("\n") == 1 and message in p.stderr, (name, p.stderr)
+            assert p.stderr.startswith("tracer: %s: " % path)
+    for args, message in [(["stats"], "one snapshot file"),
+                          (["stats", "/nonexistent.snap"], "No such file"),
+                          (["compare", snap(series, 1)], "two snapshot files"),
+                          (["stats", snap(series, 1), "-n", "3"], "applies to tracing"),
+                          (["stats", snap(series, 1), "--address", "zz"], "invalid address"),
+                          (["compare", snap(series, 1), snap(series, 1), "--address", "1"],
+                           "--address applies to"),
+                          (["stats", snap(series, 1), "-k", "traceback", "--cumulative"],
+                           "cumulative mode cannot by used")]:
+        p = stats(args, check=False)
+        assert p.returncode == 2, args
+        assert p.stderr.count("\n") == 1 and message in p.stderr, (args, p.stderr)
+
+
+def test_bad_output_name_is_refused_before_tracing():
+    p = run_tracer(["-o", "snap-%q.snap", "--", workload("phases")], check=False)
+    assert p.returncode == 2
+    assert "invalid output file name 'snap-%q.snap'" in p.stderr
+
+
+def test_unwritable_output_is_an_error(tmp_path):
+    p = subprocess.run([TRACER, "-o", str(tmp_path / "no" / "such" / "dir.snap"), "--",
+                        workload("phases")], input="", capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 1
+    assert "cannot write snapshot" in p.stderr and "No such file or directory" in p.stderr
