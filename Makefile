@@ -27,7 +27,7 @@ WL_BINS   := $(patsubst tests/workloads/%.c,$(BUILD)/workloads/%,$(WL_C)) \
              $(patsubst tests/workloads/%.cc,$(BUILD)/workloads/%,$(WL_CXX)) \
              $(BUILD)/workloads/native-static
 
-.PHONY: all test unit integration fuzz demo bench clean deps
+.PHONY: all test unit integration fuzz demo bench snapshot-perf clean deps
 .SECONDARY:
 all: $(BUILD)/tracer $(WL_BINS)
 
@@ -98,6 +98,10 @@ test: deps
 demo: deps
 	$(MAKE) all
 	$(BUILD)/tracer -n 3 -t 5 -- $(BUILD)/workloads/demo
+
+snapshot-perf: $(LIB_OBJS)
+	$(CC) $(CFLAGS) scripts/snapshot_perf.c $(LIB_OBJS) -o $(BUILD)/snapshot_perf $(LDLIBS)
+	$(BUILD)/snapshot_perf
 
 bench: deps
 	$(MAKE) all
