@@ -33,6 +33,8 @@ static const char usage[] =
 	"      --python-malloc    with --: run CPython with PYTHONMALLOC=malloc, so that\n"
 	"                         every object allocation is seen even where pymalloc is\n"
 	"                         inlined (Debian's python3.11)\n"
+	"      --native           Python tracebacks start with the C frames that lead\n"
+	"                         from the interpreter to the allocator\n"
 	"  -v, --verbose          say where the probes are\n"
 	"\n"
 	"reports (tracing, stats and compare):\n"
@@ -103,7 +105,7 @@ static int parse_nframe(const char *s, uint32_t *out)
 enum command { CMD_TRACE, CMD_STATS, CMD_COMPARE };
 
 enum { OPT_CUMULATIVE = 256, OPT_FORMAT, OPT_FOLLOW, OPT_MAX_ALLOCS, OPT_MAX_STACKS,
-       OPT_PROBE_ONLY, OPT_PYTHON_MALLOC, OPT_ADDRESS };
+       OPT_PROBE_ONLY, OPT_PYTHON_MALLOC, OPT_ADDRESS, OPT_NATIVE };
 
 static const struct option longopts[] = {
 	{"pid", required_argument, NULL, 'p'},
@@ -122,6 +124,7 @@ static const struct option longopts[] = {
 	{"probe-only", no_argument, NULL, OPT_PROBE_ONLY},
 	{"python-malloc", no_argument, NULL, OPT_PYTHON_MALLOC},
 	{"address", required_argument, NULL, OPT_ADDRESS},
+	{"native", no_argument, NULL, OPT_NATIVE},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{},
@@ -132,7 +135,7 @@ static bool tracing_only(int c)
 {
 	return c == 'p' || c == 'n' || c == 'd' || c == 'i' || c == OPT_FOLLOW ||
 	       c == OPT_MAX_ALLOCS || c == OPT_MAX_STACKS || c == OPT_PROBE_ONLY ||
-	       c == OPT_PYTHON_MALLOC || c == 'v';
+	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == 'v';
 }
 
 struct cli {
@@ -244,6 +247,9 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_PYTHON_MALLOC:
 			o->python_malloc = true;
+			break;
+		case OPT_NATIVE:
+			o->native = true;
 			break;
 		case OPT_ADDRESS:
 			errno = 0;

@@ -197,42 +197,23 @@ static bool stack_bottom(const char *fn)
 	return false;
 }
 
-static int64_t intern_traceback(struct session *s, struct snapshot *snap, uint32_t tgid,
-				const struct tracer_alloc_info *info, const __u64 *stack,
-				struct symbolizer *sym)
+/* The interpreter's dispatch functions: with --native, the Python frames
+ * take their place in a merged traceback. */
+static bool interpreter_frame(const char *fn)
 {
-	uint32_t ids[TRACER_MAX_NFRAME];
-	uint32_t n = 0, i, limit = s->o->nframe;
-	bool cut = false;
-	const struct pyframes_stack *py = pyframes_get(tgid == (uint32_t)s->pid ? s->py : NULL,
-						       info->py_stack);
+	return fn && (!strncmp(fn, "_PyEval_", 8) || !strncmp(fn, "PyEval_", 7));
+}
 
-	/* A thread running Python code: its Python frames, as tracemalloc. */
-	if (py) {
-		s->py_unresolved += py->unresolved;
-		for (i = 0; i < py->nframe && i < limit; i++) {
-			int64_t id = snapshot_intern_frame(snap, py->frames[i].filename,
-							   py->frames[i].lineno,
-							   py->frames[i].function);
-
-			if (id < 0)
-				return id;
-			ids[n++] = (uint32_t)id;
-		}
-		if (n)
-			return snapshot_intern_traceback(snap, ids, n, py->total > n ? py->total : n);
-	}
-	if (info->domain == TRACER_DOMAIN_PYTHON && pyframes_describe(s->py)) {
-		/* a Python allocation by a thread with no Python frame */
-		int64_t id = snapshot_intern_frame(snap, "<unknown>", 0, NULL);
-
-		if (id < 0)
-			return id;
-		ids[0] = (uint32_t)id;
-		return snapshot_intern_traceback(snap, ids, 1, 1);
-	}
-	for (i = 0; i < limit; i++) {
-		uint64_t ip = i == 0 ? info->ip : (stack ? stack[i] : 0);
+/* Native frames of a trace, most recent first, into ids[*n .. limit): the
+ * call site, then the frame-pointer walk. Stops where the walk leaves known
+ * code (cut) and, with stop_at_interpreter, at the interpreter's loop. */
+static int native_frames(struct session *s, struct snapshot *snap,
+			 const struct tracer_alloc_info *info, const __u64 *stack,
+			 struct symbolizer *sym, uint32_t *ids, uint32_t *n, uint32_t limit,
+			 bool stop_at_interpreter, bool *cut, bool *at_interpreter)
+{
+	for (uint32_t i = 0; *n < limit; i++) {
+		uint64_t ip = i == 0 ? info->ip : (stack && i < s->o->nframe ? stack[i] : 0);
 		struct symbolize_frame f;
 		int64_t id;
 
@@ -242,18 +223,77 @@ static int64_t intern_traceback(struct session *s, struct snapshot *snap, uint32
 			if (sym)
 				symbolize_refresh(sym);
 			if (!sym || !symbolize_valid_ip(sym, ip)) {
-				cut = true;
+				*cut = true;
 				break;
 			}
 		}
 		if (symbolize_return_address(sym, ip, &f))
 			return -ENOMEM;
+		if (stop_at_interpreter && interpreter_frame(f.function)) {
+			*at_interpreter = true;
+			break;
+		}
 		id = snapshot_intern_frame(snap, f.filename, f.lineno, f.function);
 		if (id < 0)
-			return id;
-		ids[n++] = (uint32_t)id;
+			return (int)id;
+		ids[(*n)++] = (uint32_t)id;
 	}
-	if (n < limit && n > 0 && !cut && !stack_bottom(snapshot_string(snap, snap->frames[ids[n - 1]].function)))
+	return 0;
+}
+
+static int64_t intern_traceback(struct session *s, struct snapshot *snap, uint32_t tgid,
+				const struct tracer_alloc_info *info, const __u64 *stack,
+				struct symbolizer *sym)
+{
+	uint32_t ids[TRACER_MAX_NFRAME];
+	uint32_t n = 0, i, limit = s->o->nframe;
+	bool cut = false, at_interpreter = false;
+	const struct pyframes_stack *py = pyframes_get(tgid == (uint32_t)s->pid ? s->py : NULL,
+						       info->py_stack);
+	int err;
+
+	/* A thread running Python code: its Python frames, as tracemalloc; with
+	 * --native, after the C frames that lead from the interpreter to the
+	 * allocator (as far as frame pointers show them). */
+	if (py && py->nframe) {
+		uint32_t native = 0;
+
+		s->py_unresolved += py->unresolved;
+		if (s->o->native) {
+			err = native_frames(s, snap, info, stack, sym, ids, &n, limit, true, &cut,
+					    &at_interpreter);
+			if (err)
+				return err;
+			native = n;
+		}
+		for (i = 0; i < py->nframe && n < limit; i++) {
+			int64_t id = snapshot_intern_frame(snap, py->frames[i].filename,
+							   py->frames[i].lineno,
+							   py->frames[i].function);
+
+			if (id < 0)
+				return id;
+			ids[n++] = (uint32_t)id;
+		}
+		return snapshot_intern_traceback(snap, ids, n,
+						 native + (py->total > py->nframe ? py->total
+										  : py->nframe));
+	}
+	if (info->domain == TRACER_DOMAIN_PYTHON && pyframes_describe(s->py) && !s->o->native) {
+		/* a Python allocation by a thread with no Python frame */
+		int64_t id = snapshot_intern_frame(snap, "<unknown>", 0, NULL);
+
+		if (id < 0)
+			return id;
+		ids[0] = (uint32_t)id;
+		return snapshot_intern_traceback(snap, ids, 1, 1);
+	}
+	err = native_frames(s, snap, info, stack, sym, ids, &n, limit, false, &cut,
+			    &at_interpreter);
+	if (err)
+		return err;
+	if (n < limit && n > 0 && !cut &&
+	    !stack_bottom(snapshot_string(snap, snap->frames[ids[n - 1]].function)))
 		s->ended_early++; /* a frame without a frame pointer hid its callers */
 	if (cut)
 		s->truncated++;

@@ -129,3 +129,34 @@ def test_debian_python_malloc_gives_tracemalloc_counts():
         size, count = ours.get(line, (0, 0))
         assert abs(size - rsize) <= 0.05 * rsize, (name, size, rsize)
         assert abs(count - rcount) <= 0.05 * rcount, (name, count, rcount)
+
+
+@pytest.mark.parametrize("minor", ["3.11", "3.12"])
+def test_native_merges_c_frames_and_python_frames(minor):
+    """--native: the C frames from the interpreter to the allocator (here
+    the C function that allocates the bytearray's buffer), then the Python
+    frames exactly as without it."""
+    python = interpreter(minor)
+    if not python:
+        pytest.skip("no CPython %s on this machine (pyenv)" % minor)
+    big = site("py_sites.py", "big")
+
+    def big_tracebacks(report):
+        return [s for s in report["statistics"]
+                if any(f["filename"] == WORKLOAD and f["lineno"] == big for f in s["frames"])]
+
+    plain = big_tracebacks(traced(python, nframe=4, key="traceback"))
+    merged = big_tracebacks(traced(python, nframe=4, key="traceback", extra=["--native"]))
+    # 200 bytearray objects and their 200 buffers, as tracemalloc counts them
+    assert sum(s["count"] for s in plain) == sum(s["count"] for s in merged) == 400
+    top = max(merged, key=lambda s: s["size"])
+    frames = top["frames"]
+    first_py = next(i for i, f in enumerate(frames) if f["filename"] == WORKLOAD)
+    assert first_py >= 1
+    for f in frames[:first_py]:  # C frames, symbolized from libpython's DWARF
+        assert f["filename"].endswith(".c") and f["function"], f
+        assert not f["function"].startswith("_PyEval_")
+    assert (frames[first_py]["lineno"], frames[first_py]["function"]) == (big, "make_big")
+    # the Python part is the plain traceback, cut to what is left of nframe
+    plain_frames = max(plain, key=lambda s: s["size"])["frames"]
+    assert frames[first_py:] == plain_frames[:4 - first_py]
