@@ -1,3 +1,4 @@
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -148,22 +149,61 @@ void format_traceback(FILE *out, const struct stats_frame *frames, uint32_t n, i
 	}
 }
 
-void format_json_string(FILE *out, const char *s)
+/* Length of the valid UTF-8 sequence at s, or 0 when it is not one
+ * (truncated, overlong, a surrogate, beyond U+10FFFF). */
+static int utf8_sequence(const unsigned char *s)
 {
-	fputc('"', out);
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	uint32_t cp;
+	int n, i;
 
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80) /* also stops at the terminating NUL */
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+/* JSON needs valid UTF-8: a byte that does not start a valid sequence (a
+ * file name in another encoding, say) becomes U+FFFD. */
+void format_json_string(FILE *out, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	fputc('"', out);
+	while (s && *s) {
+		unsigned char c = *s;
+		int n = utf8_sequence(s);
+
+		if (!n) {
+			fputs("\\ufffd", out);
+			s++;
+			continue;
+		}
 		if (c == '"' || c == '\\')
 			fprintf(out, "\\%c", c);
 		else if (c == '\n')
 			fputs("\\n", out);
 		else if (c == '\t')
 			fputs("\\t", out);
-		else if (c < 0x20)
+		else if (c < 0x20 || c == 0x7f)
 			fprintf(out, "\\u%04x", c);
 		else
-			fputc(c, out);
+			fwrite(s, 1, (size_t)n, out);
+		s += n;
 	}
 	fputc('"', out);
 }

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,7 +101,19 @@ static void put_utf8(char **p, uint32_t cp)
 	*p = (char *)o;
 }
 
-/* A str object as UTF-8 (compact strings only, which code objects use). */
+/* A live object's reference count: at least 1, below 2^32 even when
+ * immortal (3.12+). A freed block's first word is an allocator's free-list
+ * link (a pointer, or a mangled one) or zero: this tells the two apart. */
+static bool plausible_refcnt(const uint8_t *obj)
+{
+	uint64_t refcnt;
+
+	memcpy(&refcnt, obj, 8);
+	return refcnt >= 1 && refcnt <= UINT32_MAX;
+}
+
+/* A str object as UTF-8 (compact strings only, which code objects use);
+ * NULL when the object does not look like a live, well-formed str. */
 static char *read_str(struct python_code *c, uint64_t obj)
 {
 	uint8_t hdr[40];
@@ -115,8 +128,9 @@ static char *read_str(struct python_code *c, uint64_t obj)
 	memcpy(&len, hdr + 16, 8);
 	memcpy(&state, hdr + 32, 4);
 	kind = (state >> 2) & 7;
-	if (!(state & (1u << 5)) || len > 4096 || (kind != 1 && kind != 2 && kind != 4))
-		return NULL; /* not compact, or not a plausible name */
+	if (!plausible_refcnt(hdr) || !(state & (1u << 5)) || len > 4096 ||
+	    (kind != 1 && kind != 2 && kind != 4))
+		return NULL; /* freed, not compact, or not a plausible name */
 	raw = malloc(len * kind + 1);
 	out = malloc(len * 4 + 1);
 	if (!raw || !out ||
@@ -129,6 +143,12 @@ static char *read_str(struct python_code *c, uint64_t obj)
 	for (p = out, i = 0; i < len; i++) {
 		uint32_t cp = kind == 1 ? raw[i] : kind == 2 ? ((uint16_t *)raw)[i] : ((uint32_t *)raw)[i];
 
+		/* what a live str of this kind cannot hold: its memory was reused */
+		if (cp > 0x10ffff || (kind == 1 && (state & (1u << 6)) && cp > 0x7f)) {
+			free(raw);
+			free(out);
+			return NULL;
+		}
 		put_utf8(&p, cp);
 	}
 	*p = '\0';
@@ -144,6 +164,8 @@ static int read_code(struct python_code *c, uint64_t code, struct entry *e)
 
 	if (python_read(c->pid, code, buf, sizeof(buf)))
 		return -EFAULT;
+	if (!plausible_refcnt(buf))
+		return -ESTALE; /* freed since the capture */
 	memcpy(&fn, buf + c->l.filename, 8);
 	memcpy(&name, buf + c->l.name, 8);
 	memcpy(&table, buf + c->l.linetable, 8);
@@ -161,6 +183,12 @@ static int read_code(struct python_code *c, uint64_t code, struct entry *e)
 	e->firstlineno = first;
 	e->filename = read_str(c, fn);
 	e->function = read_str(c, name);
+	if (!e->function) {
+		/* co_name/co_qualname is always a str: its memory was reused */
+		free(e->filename);
+		e->filename = NULL;
+		return -ESTALE;
+	}
 	if (table && !python_read(c->pid, table + 16, &tlen, 8) && tlen < (1 << 24)) {
 		e->table = malloc(tlen ? tlen : 1);
 		if (e->table && !python_read(c->pid, table + 32, e->table, tlen))

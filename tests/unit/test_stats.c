@@ -261,6 +261,32 @@ static void test_json_string(void **state)
 	assert_string_equal(buf, "\"a\\\"b\\\\c\\nd\\u0001\"");
 }
 
+/* JSON stays valid UTF-8 whatever bytes a name holds. */
+static void test_json_string_utf8(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{"caf\xc3\xa9.py", "\"caf\xc3\xa9.py\""},		/* valid 2 bytes */
+		{"\xe2\x82\xac\xf0\x9f\x90\x8d", "\"\xe2\x82\xac\xf0\x9f\x90\x8d\""}, /* 3 and 4 */
+		{"\xf5\xa1\xb3\x88", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* beyond U+10FFFF */
+		{"a\xc3", "\"a\\ufffd\""},				/* cut short */
+		{"\xc0\xaf", "\"\\ufffd\\ufffd\""},			/* overlong */
+		{"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""},	/* a surrogate */
+		{"latin1 \xe9t\xe9", "\"latin1 \\ufffdt\\ufffd\""},
+		{"\x7f", "\"\\u007f\""},
+	};
+	char buf[128];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		FILE *f = fmemopen(buf, sizeof(buf), "w");
+
+		format_json_string(f, cases[i].in);
+		fclose(f);
+		assert_string_equal(buf, cases[i].out);
+	}
+}
+
 static void test_interning_and_domains(void **state)
 {
 	struct snapshot *s = snapshot_new();
@@ -292,6 +318,7 @@ int main(void)
 		cmocka_unit_test(test_traceback_format_limits),
 		cmocka_unit_test(test_traceback_source_line),
 		cmocka_unit_test(test_json_string),
+		cmocka_unit_test(test_json_string_utf8),
 		cmocka_unit_test(test_interning_and_domains),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
