@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "filter.h"
 #include "format.h"
 #include "session.h"
 #include "snapfile.h"
@@ -43,6 +44,14 @@ static const char usage[] =
 	"      --cumulative       cumulative statistics (lineno, filename)\n"
 	"  -l, --limit N          frames printed per traceback (default: all)\n"
 	"      --format FMT       text (default) or json\n"
+	"\n"
+	"filters (tracemalloc's filter_traces; reports only, -o files keep everything):\n"
+	"      --include PAT[:LINE]  keep traces whose most recent frame matches (fnmatch);\n"
+	"                         several: any of them\n"
+	"      --exclude PAT[:LINE]  drop traces whose most recent frame matches\n"
+	"      --all-frames       --include/--exclude test every frame, not the most recent\n"
+	"      --domain D         only domain D (python, libc or a number), applied first\n"
+	"      --exclude-domain D drop domain D\n"
 	"\n"
 	"stats:\n"
 	"  -o, --output FILE      write the report to FILE instead of standard output\n"
@@ -105,7 +114,8 @@ static int parse_nframe(const char *s, uint32_t *out)
 enum command { CMD_TRACE, CMD_STATS, CMD_COMPARE };
 
 enum { OPT_CUMULATIVE = 256, OPT_FORMAT, OPT_FOLLOW, OPT_MAX_ALLOCS, OPT_MAX_STACKS,
-       OPT_PROBE_ONLY, OPT_PYTHON_MALLOC, OPT_ADDRESS, OPT_NATIVE };
+       OPT_PROBE_ONLY, OPT_PYTHON_MALLOC, OPT_ADDRESS, OPT_NATIVE, OPT_INCLUDE, OPT_EXCLUDE,
+       OPT_ALL_FRAMES, OPT_DOMAIN, OPT_EXCLUDE_DOMAIN };
 
 static const struct option longopts[] = {
 	{"pid", required_argument, NULL, 'p'},
@@ -125,6 +135,11 @@ static const struct option longopts[] = {
 	{"python-malloc", no_argument, NULL, OPT_PYTHON_MALLOC},
 	{"address", required_argument, NULL, OPT_ADDRESS},
 	{"native", no_argument, NULL, OPT_NATIVE},
+	{"include", required_argument, NULL, OPT_INCLUDE},
+	{"exclude", required_argument, NULL, OPT_EXCLUDE},
+	{"all-frames", no_argument, NULL, OPT_ALL_FRAMES},
+	{"domain", required_argument, NULL, OPT_DOMAIN},
+	{"exclude-domain", required_argument, NULL, OPT_EXCLUDE_DOMAIN},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{},
@@ -138,9 +153,19 @@ static bool tracing_only(int c)
 	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == 'v';
 }
 
+/* --include/--exclude in the order given; built once --all-frames is known */
+struct filename_filter {
+	bool inclusive;
+	const char *spec;
+};
+
 struct cli {
 	enum command cmd;
 	struct session_options trace;
+	struct filter_set filters;
+	struct filename_filter *names;
+	int nnames;
+	bool all_frames;
 	bool has_address;
 	uint64_t address;
 	char **files;
@@ -251,6 +276,32 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 		case OPT_NATIVE:
 			o->native = true;
 			break;
+		case OPT_INCLUDE:
+		case OPT_EXCLUDE: {
+			struct filename_filter *n =
+				realloc(cli->names, (cli->nnames + 1) * sizeof(*n));
+
+			if (!n)
+				return bad("%s", "out of memory");
+			cli->names = n;
+			n[cli->nnames++] = (struct filename_filter){c == OPT_INCLUDE, optarg};
+			break;
+		}
+		case OPT_ALL_FRAMES:
+			cli->all_frames = true;
+			break;
+		case OPT_DOMAIN:
+		case OPT_EXCLUDE_DOMAIN: {
+			uint32_t d;
+
+			if (snapshot_parse_domain(optarg, &d))
+				return bad("unknown domain '%s' (python, libc or a number)", optarg);
+			if (filter_add_domain(c == OPT_DOMAIN ? &cli->filters.domains
+							      : &cli->filters.rest,
+					      c == OPT_DOMAIN, d))
+				return bad("%s", "out of memory");
+			break;
+		}
 		case OPT_ADDRESS:
 			errno = 0;
 			cli->address = strtoull(optarg, &end, 0);
@@ -271,6 +322,19 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 	}
 	if (o->report.cumulative && o->report.key == STATS_KEY_TRACEBACK)
 		return bad("%s", "cumulative mode cannot by used with key type 'traceback'");
+	for (int i = 0; i < cli->nnames; i++) {
+		int err = filter_add(&cli->filters.rest, cli->names[i].inclusive, cli->names[i].spec,
+				     cli->all_frames);
+
+		if (err == -EINVAL)
+			return bad("invalid filter '%s' (PATTERN or PATTERN:LINE, line >= 1)",
+				   cli->names[i].spec);
+		if (err)
+			return bad("%s", "out of memory");
+	}
+	if (cli->all_frames && !cli->nnames)
+		return bad("%s", "--all-frames applies to --include and --exclude filters");
+	o->filters = &cli->filters;
 	cli->files = argv + optind;
 	cli->nfiles = argc - optind;
 	return 0;
@@ -314,6 +378,25 @@ static struct snapshot *load(const char *path)
 		return NULL;
 	}
 	return s;
+}
+
+/* Replaces *s by its filtered copy; frees it and says so on failure. */
+static int filter(struct snapshot **s, const struct filter_set *fs)
+{
+	struct snapshot *out;
+	int err;
+
+	if (filter_set_empty(fs))
+		return 0;
+	err = filter_set_apply(*s, fs, &out);
+	snapshot_free(*s);
+	*s = NULL;
+	if (err) {
+		fprintf(stderr, "tracer: cannot filter the snapshot: %s\n", strerror(-err));
+		return err;
+	}
+	*s = out;
+	return 0;
 }
 
 /* get_object_traceback(): the block holding addr, or a line saying none does. */
@@ -362,6 +445,8 @@ static int run_stats(struct cli *cli)
 	s = load(cli->files[0]);
 	if (!s)
 		return 2;
+	if (filter(&s, &cli->filters))
+		return 1;
 	if (path && !(out = fopen(path, "we"))) {
 		fprintf(stderr, "tracer: cannot write %s: %s\n", path, strerror(errno));
 		snapshot_free(s);
@@ -398,6 +483,11 @@ static int run_compare(struct cli *cli)
 		snapshot_free(old_snap);
 		return 2;
 	}
+	if (filter(&old_snap, &cli->filters) || filter(&new_snap, &cli->filters)) {
+		snapshot_free(old_snap);
+		snapshot_free(new_snap);
+		return 1;
+	}
 	err = report_compare(stdout, old_snap, new_snap, &cli->trace.report);
 	fflush(stdout);
 	snapshot_free(old_snap);
@@ -429,15 +519,21 @@ int main(int argc, char **argv)
 		argc--;
 	}
 	rc = parse_args(argc, argv, &cli);
-	if (rc)
-		return rc;
-	switch (cli.cmd) {
-	case CMD_STATS:
-		return run_stats(&cli);
-	case CMD_COMPARE:
-		return run_compare(&cli);
-	default:
-		rc = check_trace_args(&cli);
-		return rc ? rc : session_run(&cli.trace);
+	if (!rc) {
+		switch (cli.cmd) {
+		case CMD_STATS:
+			rc = run_stats(&cli);
+			break;
+		case CMD_COMPARE:
+			rc = run_compare(&cli);
+			break;
+		default:
+			rc = check_trace_args(&cli);
+			if (!rc)
+				rc = session_run(&cli.trace);
+		}
 	}
+	filter_set_free(&cli.filters);
+	free(cli.names);
+	return rc;
 }

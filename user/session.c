@@ -534,6 +534,14 @@ static int report(struct session *s)
 	}
 	if (s->o->output)
 		err = save_snapshot(s, snap);
+	if (!err && !filter_set_empty(s->o->filters)) {
+		struct snapshot *all = snap;
+
+		err = filter_set_apply(all, s->o->filters, &snap);
+		snapshot_free(all);
+		if (err)
+			snap = NULL;
+	}
 	if (!err)
 		err = report_snapshot(stdout, snap, &s->o->report);
 	fflush(stdout);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "filter.h"
 #include "report.h"
 
 #define SESSION_DEFAULT_MAX_ALLOCS (1u << 20)
@@ -28,6 +29,7 @@ struct session_options {
 	bool verbose;
 	const char *output;  /* -o FILE pattern, or NULL */
 	struct report_options report;
+	const struct filter_set *filters; /* applied to reports, not to -o files */
 };
 
 /* Runs the session; returns the process exit status (0, 1 runtime error,

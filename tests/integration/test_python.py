@@ -160,3 +160,25 @@ def test_native_merges_c_frames_and_python_frames(minor):
     # the Python part is the plain traceback, cut to what is left of nframe
     plain_frames = max(plain, key=lambda s: s["size"])["frames"]
     assert frames[first_py:] == plain_frames[:4 - first_py]
+
+
+def test_domain_python_is_what_tracemalloc_counts():
+    """--domain python keeps Python's allocators only (tracemalloc's
+    numbers); libc blocks of C code are the rest, and the two partition the
+    report exactly."""
+    python = interpreter("3.11")
+    if not python:
+        pytest.skip("no CPython 3.11 on this machine (pyenv)")
+    both = traced(python, extra=["--domain", "python", "--domain", "libc"])
+    py = traced(python, extra=["--domain", "python"])
+    libc = traced(python, extra=["--domain", "libc"])
+    big = site("py_sites.py", "big")
+    assert by_line(py)[big] == (200 * 20001 + 200 * 56, 400)
+    assert big not in by_line(libc)
+    ref = reference(python)
+    for name in ("big", "small", "nested", "gen", "thread"):
+        line = site("py_sites.py", name)
+        assert abs(by_line(py)[line][0] - ref[line][0]) <= 0.05 * ref[line][0], name
+    # each run is its own process: compare the shares, not the bytes
+    total = lambda r: sum(s["size"] for s in r["statistics"])
+    assert abs(total(py) + total(libc) - total(both)) <= 0.05 * total(both)

@@ -246,3 +246,68 @@ def test_unwritable_output_is_an_error(tmp_path):
                        timeout=60)
     assert p.returncode == 1
     assert "cannot write snapshot" in p.stderr and "No such file or directory" in p.stderr
+
+
+def filtered(series, *args):
+    out = json.loads(stats(["stats", snap(series, series["last"]), "--format", "json", "-t", "0"]
+                           + list(args)).stdout)
+    return {(st["frames"][0]["filename"].rsplit("/", 1)[-1], st["frames"][0]["lineno"]):
+            (st["size"], st["count"]) for st in out["statistics"]}
+
+
+def test_filters_on_a_saved_snapshot(series):
+    grow, late = site(SOURCE, "grow"), site(SOURCE, "late")
+    everything = filtered(series)
+    assert everything[(SOURCE, grow)] == (400000, 400)
+    assert filtered(series, "--include", "*/" + SOURCE) == \
+        {(SOURCE, grow): (400000, 400), (SOURCE, late): (81920, 20)}
+    assert filtered(series, "--include", "*/%s:%d" % (SOURCE, late)) == \
+        {(SOURCE, late): (81920, 20)}
+    rest = filtered(series, "--exclude", "*/" + SOURCE)
+    assert rest and all(f != SOURCE for f, _ in rest)
+    assert len(rest) + 2 == len(everything)
+    # the call of add_grow(300) in phase2() is the second frame of 300 blocks
+    call = site(SOURCE, "grow_call")
+    assert filtered(series, "--include", "*/%s:%d" % (SOURCE, call)) == {}
+    assert filtered(series, "--include", "*/%s:%d" % (SOURCE, call), "--all-frames") == \
+        {(SOURCE, grow): (300000, 300)}
+    assert filtered(series, "--exclude", "*/%s:%d" % (SOURCE, call), "--all-frames",
+                    "--include", "*/" + SOURCE) == \
+        {(SOURCE, grow): (100000, 100), (SOURCE, late): (81920, 20)}
+    # a C program allocates in the libc domain only
+    assert filtered(series, "--domain", "libc") == everything
+    assert filtered(series, "--domain", "python") == {}
+    assert filtered(series, "--exclude-domain", "libc") == {}
+    # --domain restricts before the includes are combined
+    assert filtered(series, "--domain", "python", "--include", "*") == {}
+
+
+def test_filters_on_compare(series):
+    out = json.loads(stats(["compare", snap(series, series["after1"]),
+                            snap(series, series["after2"]), "--format", "json", "-t", "0",
+                            "--include", "*/%s:%d" % (SOURCE, site(SOURCE, "temp"))]).stdout)
+    assert [(s["size_diff"], s["count_diff"]) for s in out["statistics"]] == [(-204800, -50)]
+
+
+def test_filters_on_live_reports_leave_the_file_whole(tmp_path):
+    path = str(tmp_path / "whole.snap")
+    p = subprocess.run([TRACER, "--format", "json", "-t", "0", "-o", path, "--include",
+                        "*/%s:%d" % (SOURCE, site(SOURCE, "late")), "--",
+                        workload("phases")], input="1\n2\n", capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    live = json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
+    assert [(s["frames"][0]["lineno"], s["count"]) for s in live["statistics"]] == \
+        [(site(SOURCE, "late"), 20)]
+    whole = json.loads(stats(["stats", path, "--format", "json", "-t", "0"]).stdout)
+    assert sum(s["count"] for s in whole["statistics"]) > 20 + 400 - 1
+
+
+def test_bad_filters():
+    for args, message in [(["--include", ""], "invalid filter ''"),
+                          (["--exclude", "a.c:0"], "invalid filter 'a.c:0'"),
+                          (["--domain", "heap"], "unknown domain 'heap'"),
+                          (["--all-frames"], "--all-frames applies to")]:
+        p = stats(["stats", "/nonexistent"] + args, check=False)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and message in p.stderr, \
+            (args, p.stderr)

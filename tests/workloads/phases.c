@@ -27,7 +27,7 @@ __attribute__((noinline)) static void phase1(void)
 
 __attribute__((noinline)) static void phase2(void)
 {
-	add_grow(300);
+	add_grow(300); /* SITE:grow_call */
 	for (int i = 0; i < 50; i++)
 		free(temp[i]);
 	for (int i = 0; i < 20; i++)
