@@ -42,7 +42,7 @@ static struct snapshot *build(void)
 		uint32_t ids[5];
 
 		for (k = 0; k < 5; k++)
-			ids[k] = lines[k == 0 ? i % NLINES
+			ids[k] = lines[k == 0	? i % NLINES
 				       : k == 1 ? (i / NLINES) % NLINES
 						: (i * 7 + k * 131) % NLINES];
 		tracebacks[i] = (uint32_t)snapshot_intern_traceback(s, ids, 5, 5);
@@ -81,9 +81,8 @@ int main(void)
 	}
 	printf("load: %.3f s\n", now() - t);
 	for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]); i++) {
-		struct report_options o = {.key = reports[i].key,
-					   .cumulative = reports[i].cumulative,
-					   .top = 10};
+		struct report_options o = {
+		    .key = reports[i].key, .cumulative = reports[i].cumulative, .top = 10};
 
 		t = now();
 		report_snapshot(devnull, loaded, &o);

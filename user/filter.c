@@ -138,8 +138,8 @@ static bool filter_passes(const struct snapshot *s, const struct filter *f,
 	} else {
 		const struct snapshot_frame *fr = snapshot_frame_at(s, tb, 0);
 
-		res = frame_matches(f, snapshot_string(s, fr->filename), fr->lineno) ==
-		      f->inclusive;
+		res =
+		    frame_matches(f, snapshot_string(s, fr->filename), fr->lineno) == f->inclusive;
 	}
 	if (f->has_domain)
 		return f->inclusive ? res && t->domain == f->domain : res || t->domain != f->domain;
@@ -242,8 +242,7 @@ out:
 	return 0;
 }
 
-int filter_set_apply(const struct snapshot *in, const struct filter_set *fs,
-		     struct snapshot **out)
+int filter_set_apply(const struct snapshot *in, const struct filter_set *fs, struct snapshot **out)
 {
 	struct snapshot *mid;
 	int err;

@@ -58,8 +58,7 @@ static inline bool filter_set_empty(const struct filter_set *fs)
 	return !fs || (!fs->domains.n && !fs->rest.n);
 }
 
-int filter_set_apply(const struct snapshot *in, const struct filter_set *fs,
-		     struct snapshot **out);
+int filter_set_apply(const struct snapshot *in, const struct filter_set *fs, struct snapshot **out);
 void filter_set_free(struct filter_set *fs);
 
 #endif

@@ -46,7 +46,8 @@ void format_statistic(FILE *out, const struct stats_entry *e, bool diff)
 			format_size(b, sizeof(b), (double)e->size_diff, true),
 			(unsigned long long)e->count, (long long)e->count_diff);
 	else
-		fprintf(out, ": size=%s, count=%llu", format_size(a, sizeof(a), (double)e->size, false),
+		fprintf(out, ": size=%s, count=%llu",
+			format_size(a, sizeof(a), (double)e->size, false),
 			(unsigned long long)e->count);
 	if (e->count)
 		fprintf(out, ", average=%s",

@@ -7,56 +7,60 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collapsed.h"
 #include "filter.h"
 #include "format.h"
+#include "pprof.h"
 #include "session.h"
 #include "snapfile.h"
 #include "stats.h"
 #include "tracer.h"
 
 static const char usage[] =
-	"usage: tracer [options] -p PID            trace a running process\n"
-	"       tracer [options] -- COMMAND [ARG...] launch a command and trace it\n"
-	"       tracer stats [options] FILE          statistics of a saved snapshot\n"
-	"       tracer compare [options] OLD NEW     what changed between two snapshots\n"
-	"\n"
-	"tracing:\n"
-	"  -p, --pid PID          attach to a running process (all its threads)\n"
-	"  -n, --nframe N         frames per traceback, 1..%d (default 1, or $TRACER_NFRAME)\n"
-	"  -d, --duration SEC     stop after SEC seconds (default: Ctrl-C or target exit)\n"
-	"  -i, --interval SEC     also report (and save, with -o) every SEC seconds\n"
-	"  -o, --output FILE      save each snapshot to FILE; %%n in FILE is the sequence\n"
-	"                         number (1, 2, ...), %%t the UTC time (20261124T221500Z)\n"
-	"      --follow           with --: trace the command's children too\n"
-	"      --max-allocs N     live allocations kept (default %u)\n"
-	"      --max-stacks N     distinct stacks kept when nframe > 1 (default %u)\n"
-	"      --probe-only       place the probes but record nothing (overhead floor)\n"
-	"      --python-malloc    with --: run CPython with PYTHONMALLOC=malloc, so that\n"
-	"                         every object allocation is seen even where pymalloc is\n"
-	"                         inlined (Debian's python3.11)\n"
-	"      --native           Python tracebacks start with the C frames that lead\n"
-	"                         from the interpreter to the allocator\n"
-	"  -v, --verbose          say where the probes are\n"
-	"\n"
-	"reports (tracing, stats and compare):\n"
-	"  -t, --top N            statistics to print (default 10, 0 = all)\n"
-	"  -k, --key KEY          lineno (default), filename or traceback\n"
-	"      --cumulative       cumulative statistics (lineno, filename)\n"
-	"  -l, --limit N          frames printed per traceback (default: all)\n"
-	"      --format FMT       text (default) or json\n"
-	"\n"
-	"filters (tracemalloc's filter_traces; reports only, -o files keep everything):\n"
-	"      --include PAT[:LINE]  keep traces whose most recent frame matches (fnmatch);\n"
-	"                         several: any of them\n"
-	"      --exclude PAT[:LINE]  drop traces whose most recent frame matches\n"
-	"      --all-frames       --include/--exclude test every frame, not the most recent\n"
-	"      --domain D         only domain D (python, libc or a number), applied first\n"
-	"      --exclude-domain D drop domain D\n"
-	"\n"
-	"stats:\n"
-	"  -o, --output FILE      write the report to FILE instead of standard output\n"
-	"      --address ADDR     the traceback of the live block holding ADDR\n"
-	"  -h, --help\n";
+    "usage: tracer [options] -p PID            trace a running process\n"
+    "       tracer [options] -- COMMAND [ARG...] launch a command and trace it\n"
+    "       tracer stats [options] FILE          statistics of a saved snapshot\n"
+    "       tracer compare [options] OLD NEW     what changed between two snapshots\n"
+    "\n"
+    "tracing:\n"
+    "  -p, --pid PID          attach to a running process (all its threads)\n"
+    "  -n, --nframe N         frames per traceback, 1..%d (default 1, or $TRACER_NFRAME)\n"
+    "  -d, --duration SEC     stop after SEC seconds (default: Ctrl-C or target exit)\n"
+    "  -i, --interval SEC     also report (and save, with -o) every SEC seconds\n"
+    "  -o, --output FILE      save each snapshot to FILE; %%n in FILE is the sequence\n"
+    "                         number (1, 2, ...), %%t the UTC time (20261124T221500Z)\n"
+    "      --follow           with --: trace the command's children too\n"
+    "      --max-allocs N     live allocations kept (default %u)\n"
+    "      --max-stacks N     distinct stacks kept when nframe > 1 (default %u)\n"
+    "      --probe-only       place the probes but record nothing (overhead floor)\n"
+    "      --python-malloc    with --: run CPython with PYTHONMALLOC=malloc, so that\n"
+    "                         every object allocation is seen even where pymalloc is\n"
+    "                         inlined (Debian's python3.11)\n"
+    "      --native           Python tracebacks start with the C frames that lead\n"
+    "                         from the interpreter to the allocator\n"
+    "  -v, --verbose          say where the probes are\n"
+    "\n"
+    "reports (tracing, stats and compare):\n"
+    "  -t, --top N            statistics to print (default 10, 0 = all)\n"
+    "  -k, --key KEY          lineno (default), filename or traceback\n"
+    "      --cumulative       cumulative statistics (lineno, filename)\n"
+    "  -l, --limit N          frames printed per traceback (default: all)\n"
+    "      --format FMT       text (default) or json; for stats also pprof (gzipped\n"
+    "                         profile.proto for go tool pprof) or collapsed (stacks\n"
+    "                         for flame graphs)\n"
+    "\n"
+    "filters (tracemalloc's filter_traces; reports only, -o files keep everything):\n"
+    "      --include PAT[:LINE]  keep traces whose most recent frame matches (fnmatch);\n"
+    "                         several: any of them\n"
+    "      --exclude PAT[:LINE]  drop traces whose most recent frame matches\n"
+    "      --all-frames       --include/--exclude test every frame, not the most recent\n"
+    "      --domain D         only domain D (python, libc or a number), applied first\n"
+    "      --exclude-domain D drop domain D\n"
+    "\n"
+    "stats:\n"
+    "  -o, --output FILE      write the report to FILE instead of standard output\n"
+    "      --address ADDR     the traceback of the live block holding ADDR\n"
+    "  -h, --help\n";
 
 static void print_usage(FILE *f)
 {
@@ -113,36 +117,49 @@ static int parse_nframe(const char *s, uint32_t *out)
 
 enum command { CMD_TRACE, CMD_STATS, CMD_COMPARE };
 
-enum { OPT_CUMULATIVE = 256, OPT_FORMAT, OPT_FOLLOW, OPT_MAX_ALLOCS, OPT_MAX_STACKS,
-       OPT_PROBE_ONLY, OPT_PYTHON_MALLOC, OPT_ADDRESS, OPT_NATIVE, OPT_INCLUDE, OPT_EXCLUDE,
-       OPT_ALL_FRAMES, OPT_DOMAIN, OPT_EXCLUDE_DOMAIN };
+enum {
+	OPT_CUMULATIVE = 256,
+	OPT_FORMAT,
+	OPT_FOLLOW,
+	OPT_MAX_ALLOCS,
+	OPT_MAX_STACKS,
+	OPT_PROBE_ONLY,
+	OPT_PYTHON_MALLOC,
+	OPT_ADDRESS,
+	OPT_NATIVE,
+	OPT_INCLUDE,
+	OPT_EXCLUDE,
+	OPT_ALL_FRAMES,
+	OPT_DOMAIN,
+	OPT_EXCLUDE_DOMAIN
+};
 
 static const struct option longopts[] = {
-	{"pid", required_argument, NULL, 'p'},
-	{"nframe", required_argument, NULL, 'n'},
-	{"duration", required_argument, NULL, 'd'},
-	{"interval", required_argument, NULL, 'i'},
-	{"output", required_argument, NULL, 'o'},
-	{"top", required_argument, NULL, 't'},
-	{"key", required_argument, NULL, 'k'},
-	{"limit", required_argument, NULL, 'l'},
-	{"cumulative", no_argument, NULL, OPT_CUMULATIVE},
-	{"format", required_argument, NULL, OPT_FORMAT},
-	{"follow", no_argument, NULL, OPT_FOLLOW},
-	{"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
-	{"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
-	{"probe-only", no_argument, NULL, OPT_PROBE_ONLY},
-	{"python-malloc", no_argument, NULL, OPT_PYTHON_MALLOC},
-	{"address", required_argument, NULL, OPT_ADDRESS},
-	{"native", no_argument, NULL, OPT_NATIVE},
-	{"include", required_argument, NULL, OPT_INCLUDE},
-	{"exclude", required_argument, NULL, OPT_EXCLUDE},
-	{"all-frames", no_argument, NULL, OPT_ALL_FRAMES},
-	{"domain", required_argument, NULL, OPT_DOMAIN},
-	{"exclude-domain", required_argument, NULL, OPT_EXCLUDE_DOMAIN},
-	{"verbose", no_argument, NULL, 'v'},
-	{"help", no_argument, NULL, 'h'},
-	{},
+    {"pid", required_argument, NULL, 'p'},
+    {"nframe", required_argument, NULL, 'n'},
+    {"duration", required_argument, NULL, 'd'},
+    {"interval", required_argument, NULL, 'i'},
+    {"output", required_argument, NULL, 'o'},
+    {"top", required_argument, NULL, 't'},
+    {"key", required_argument, NULL, 'k'},
+    {"limit", required_argument, NULL, 'l'},
+    {"cumulative", no_argument, NULL, OPT_CUMULATIVE},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"follow", no_argument, NULL, OPT_FOLLOW},
+    {"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
+    {"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
+    {"probe-only", no_argument, NULL, OPT_PROBE_ONLY},
+    {"python-malloc", no_argument, NULL, OPT_PYTHON_MALLOC},
+    {"address", required_argument, NULL, OPT_ADDRESS},
+    {"native", no_argument, NULL, OPT_NATIVE},
+    {"include", required_argument, NULL, OPT_INCLUDE},
+    {"exclude", required_argument, NULL, OPT_EXCLUDE},
+    {"all-frames", no_argument, NULL, OPT_ALL_FRAMES},
+    {"domain", required_argument, NULL, OPT_DOMAIN},
+    {"exclude-domain", required_argument, NULL, OPT_EXCLUDE_DOMAIN},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {},
 };
 
 /* Options that only tracing takes, and those that only stats takes. */
@@ -195,7 +212,8 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 	if (cli->cmd == CMD_TRACE && env && *env && parse_nframe(env, &o->nframe))
 		return 2;
 	/* tracing stops at the command; stats and compare take options anywhere */
-	const char *optstring = cli->cmd == CMD_TRACE ? "+p:n:d:i:o:t:k:l:vh" : "p:n:d:i:o:t:k:l:vh";
+	const char *optstring =
+	    cli->cmd == CMD_TRACE ? "+p:n:d:i:o:t:k:l:vh" : "p:n:d:i:o:t:k:l:vh";
 
 	while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
 		if (cli->cmd != CMD_TRACE && tracing_only(c))
@@ -251,8 +269,17 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 				o->report.format = REPORT_TEXT;
 			else if (!strcmp(optarg, "json"))
 				o->report.format = REPORT_JSON;
-			else
-				return bad("unknown format '%s' (text or json)", optarg);
+			else if (!strcmp(optarg, "pprof") || !strcmp(optarg, "collapsed")) {
+				if (cli->cmd != CMD_STATS)
+					return bad(
+					    "--format %s applies to 'tracer stats FILE' (save "
+					    "a snapshot with -o first)",
+					    optarg);
+				o->report.format =
+				    optarg[0] == 'p' ? REPORT_PPROF : REPORT_COLLAPSED;
+			} else
+				return bad("unknown format '%s' (text, json, pprof or collapsed)",
+					   optarg);
 			break;
 		case OPT_FOLLOW:
 			o->follow = true;
@@ -279,7 +306,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 		case OPT_INCLUDE:
 		case OPT_EXCLUDE: {
 			struct filename_filter *n =
-				realloc(cli->names, (cli->nnames + 1) * sizeof(*n));
+			    realloc(cli->names, (cli->nnames + 1) * sizeof(*n));
 
 			if (!n)
 				return bad("%s", "out of memory");
@@ -295,7 +322,8 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			uint32_t d;
 
 			if (snapshot_parse_domain(optarg, &d))
-				return bad("unknown domain '%s' (python, libc or a number)", optarg);
+				return bad("unknown domain '%s' (python, libc or a number)",
+					   optarg);
 			if (filter_add_domain(c == OPT_DOMAIN ? &cli->filters.domains
 							      : &cli->filters.rest,
 					      c == OPT_DOMAIN, d))
@@ -323,8 +351,8 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 	if (o->report.cumulative && o->report.key == STATS_KEY_TRACEBACK)
 		return bad("%s", "cumulative mode cannot by used with key type 'traceback'");
 	for (int i = 0; i < cli->nnames; i++) {
-		int err = filter_add(&cli->filters.rest, cli->names[i].inclusive, cli->names[i].spec,
-				     cli->all_frames);
+		int err = filter_add(&cli->filters.rest, cli->names[i].inclusive,
+				     cli->names[i].spec, cli->all_frames);
 
 		if (err == -EINVAL)
 			return bad("invalid filter '%s' (PATTERN or PATTERN:LINE, line >= 1)",
@@ -347,8 +375,9 @@ static int check_trace_args(struct cli *cli)
 	if (cli->nfiles > 0)
 		o->argv = cli->files;
 	if (!o->pid == !o->argv)
-		return bad("%s", o->pid ? "give either -p PID or -- COMMAND, not both"
-					 : "nothing to trace: give -p PID or -- COMMAND (see --help)");
+		return bad("%s", o->pid
+				     ? "give either -p PID or -- COMMAND, not both"
+				     : "nothing to trace: give -p PID or -- COMMAND (see --help)");
 	if (o->python_malloc && !o->argv)
 		return bad("%s", "--python-malloc applies to a launched command (-- COMMAND)");
 	if (o->follow && !o->argv)
@@ -361,8 +390,9 @@ static int check_trace_args(struct cli *cli)
 				   "escapes)",
 				   o->output);
 		if (o->interval > 0 && !strstr(o->output, "%n") && !strstr(o->output, "%t"))
-			fprintf(stderr, "tracer: note: -o without %%n or %%t: every interval "
-					"replaces %s\n",
+			fprintf(stderr,
+				"tracer: note: -o without %%n or %%t: every interval "
+				"replaces %s\n",
 				o->output);
 	}
 	return 0;
@@ -411,10 +441,12 @@ static int print_address(FILE *out, const struct snapshot *s, uint64_t addr)
 
 		if (addr < t->address || addr - t->address >= (t->size ? t->size : 1))
 			continue;
-		fprintf(out, "0x%" PRIx64 ": offset %" PRIu64 " in a block of %s (%" PRIu64
-			     " B) at 0x%" PRIx64 ", domain %s, allocated at:\n",
-			addr, addr - t->address, format_size(size, sizeof(size), (double)t->size, false),
-			t->size, t->address, snapshot_domain_name(t->domain, dom));
+		fprintf(out,
+			"0x%" PRIx64 ": offset %" PRIu64 " in a block of %s (%" PRIu64
+			" B) at 0x%" PRIx64 ", domain %s, allocated at:\n",
+			addr, addr - t->address,
+			format_size(size, sizeof(size), (double)t->size, false), t->size,
+			t->address, snapshot_domain_name(t->domain, dom));
 		for (uint32_t k = 0; k < tb->nframe; k++) {
 			const struct snapshot_frame *f = snapshot_frame_at(s, tb, k);
 
@@ -454,6 +486,10 @@ static int run_stats(struct cli *cli)
 	}
 	if (cli->has_address)
 		err = print_address(out, s, cli->address) ? -ENOENT : 0;
+	else if (ro->format == REPORT_PPROF)
+		err = pprof_write(s, out);
+	else if (ro->format == REPORT_COLLAPSED)
+		err = collapsed_write(s, out);
 	else
 		err = report_snapshot(out, s, ro);
 	if ((out != stdout && fclose(out)) || (out == stdout && fflush(out)))
@@ -502,11 +538,11 @@ static int run_compare(struct cli *cli)
 int main(int argc, char **argv)
 {
 	struct cli cli = {
-		.cmd = CMD_TRACE,
-		.trace = {.nframe = 1,
-			  .max_allocs = SESSION_DEFAULT_MAX_ALLOCS,
-			  .max_stacks = SESSION_DEFAULT_MAX_STACKS,
-			  .report = {.format = REPORT_TEXT, .key = STATS_KEY_LINENO, .top = 10}},
+	    .cmd = CMD_TRACE,
+	    .trace = {.nframe = 1,
+		      .max_allocs = SESSION_DEFAULT_MAX_ALLOCS,
+		      .max_stacks = SESSION_DEFAULT_MAX_STACKS,
+		      .report = {.format = REPORT_TEXT, .key = STATS_KEY_LINENO, .top = 10}},
 	};
 	int rc;
 

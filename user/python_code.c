@@ -9,8 +9,8 @@
 /* Where code objects and strings keep their fields (PYTHON.md section 2). */
 struct code_layout {
 	uint32_t firstlineno, filename, name, linetable; /* name: co_qualname from 3.11 */
-	uint32_t ascii_size;	/* sizeof(PyASCIIObject) */
-	uint32_t compact_size;	/* sizeof(PyCompactUnicodeObject) */
+	uint32_t ascii_size;				 /* sizeof(PyASCIIObject) */
+	uint32_t compact_size;				 /* sizeof(PyCompactUnicodeObject) */
 };
 
 static struct code_layout layout_for(int minor)
@@ -23,8 +23,8 @@ static struct code_layout layout_for(int minor)
 }
 
 struct entry {
-	uint64_t code; /* 0 = empty */
-	uint64_t ident[3]; /* filename ptr, name ptr, firstlineno: what we checked */
+	uint64_t code;		/* 0 = empty */
+	uint64_t ident[3];	/* filename ptr, name ptr, firstlineno: what we checked */
 	uint64_t capture_ident; /* co_filename ^ co_name << 1, as the walker sees it */
 	char *filename, *function;
 	int firstlineno;
@@ -141,7 +141,9 @@ static char *read_str(struct python_code *c, uint64_t obj)
 		return NULL;
 	}
 	for (p = out, i = 0; i < len; i++) {
-		uint32_t cp = kind == 1 ? raw[i] : kind == 2 ? ((uint16_t *)raw)[i] : ((uint32_t *)raw)[i];
+		uint32_t cp = kind == 1	  ? raw[i]
+			      : kind == 2 ? ((uint16_t *)raw)[i]
+					  : ((uint32_t *)raw)[i];
 
 		/* what a live str of this kind cannot hold: its memory was reused */
 		if (cp > 0x10ffff || (kind == 1 && (state & (1u << 6)) && cp > 0x7f)) {

@@ -10,6 +10,8 @@
 enum report_format {
 	REPORT_TEXT,
 	REPORT_JSON,
+	REPORT_PPROF,	  /* tracer stats only: pprof.h */
+	REPORT_COLLAPSED, /* tracer stats only: collapsed.h */
 };
 
 struct report_options {

@@ -47,16 +47,16 @@ static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list 
 }
 
 static const char *const counter_names[TRACER_CNT_MAX] = {
-	[TRACER_CNT_ALLOCS_FULL] = "allocs table full",
-	[TRACER_CNT_ALLOCS_FULL_BYTES] = "allocs table full (bytes)",
-	[TRACER_CNT_STACK_LOST] = "stack table full or collision",
-	[TRACER_CNT_THREAD_LOST] = "thread slot unavailable",
-	[TRACER_CNT_RETURN_UNMATCHED] = "return without entry",
-	[TRACER_CNT_PROCS_FULL] = "process table full",
-	[TRACER_CNT_FAILED_ALLOCS] = "failed allocations (NULL)",
-	[TRACER_CNT_UNKNOWN_FREES] = "frees of untraced blocks",
-	[TRACER_CNT_PY_UNREADABLE] = "python frames unreadable",
-	[TRACER_CNT_PY_STACKS_FULL] = "python stack table full",
+    [TRACER_CNT_ALLOCS_FULL] = "allocs table full",
+    [TRACER_CNT_ALLOCS_FULL_BYTES] = "allocs table full (bytes)",
+    [TRACER_CNT_STACK_LOST] = "stack table full or collision",
+    [TRACER_CNT_THREAD_LOST] = "thread slot unavailable",
+    [TRACER_CNT_RETURN_UNMATCHED] = "return without entry",
+    [TRACER_CNT_PROCS_FULL] = "process table full",
+    [TRACER_CNT_FAILED_ALLOCS] = "failed allocations (NULL)",
+    [TRACER_CNT_UNKNOWN_FREES] = "frees of untraced blocks",
+    [TRACER_CNT_PY_UNREADABLE] = "python frames unreadable",
+    [TRACER_CNT_PY_STACKS_FULL] = "python stack table full",
 };
 _Static_assert(sizeof(counter_names) / sizeof(counter_names[0]) == TRACER_CNT_MAX,
 	       "every counter has a name");
@@ -71,14 +71,14 @@ struct session {
 	struct proc_sym {
 		pid_t pid;
 		struct symbolizer *sym;
-	} *children; /* --follow: one symbolizer per traced process */
+	} * children; /* --follow: one symbolizer per traced process */
 	size_t nchildren;
 	pid_t pid;
 	char command[4096];
 	uint64_t start_time;
 	double started;
-	unsigned saved;     /* snapshots written with -o (the %n of the next is saved+1) */
-	uint64_t truncated; /* tracebacks cut at an address outside any code */
+	unsigned saved;	      /* snapshots written with -o (the %n of the next is saved+1) */
+	uint64_t truncated;   /* tracebacks cut at an address outside any code */
 	uint64_t ended_early; /* shorter than nframe, not at the stack's bottom */
 };
 
@@ -186,9 +186,14 @@ static void refresh_all(struct session *s)
 /* The functions where a walk ends because the stack does. */
 static bool stack_bottom(const char *fn)
 {
-	static const char *const bottoms[] = {"_start", "__libc_start_call_main",
-					      "__libc_start_main", "start_thread", "clone",
-					      "clone3", "__clone", "__clone3"};
+	static const char *const bottoms[] = {"_start",
+					      "__libc_start_call_main",
+					      "__libc_start_main",
+					      "start_thread",
+					      "clone",
+					      "clone3",
+					      "__clone",
+					      "__clone3"};
 	size_t i;
 
 	for (i = 0; fn && i < sizeof(bottoms) / sizeof(bottoms[0]); i++)
@@ -248,8 +253,8 @@ static int64_t intern_traceback(struct session *s, struct snapshot *snap, uint32
 	uint32_t ids[TRACER_MAX_NFRAME];
 	uint32_t n = 0, i, limit = s->o->nframe;
 	bool cut = false, at_interpreter = false;
-	const struct pyframes_stack *py = pyframes_get(tgid == (uint32_t)s->pid ? s->py : NULL,
-						       info->py_stack);
+	const struct pyframes_stack *py =
+	    pyframes_get(tgid == (uint32_t)s->pid ? s->py : NULL, info->py_stack);
 	int err;
 
 	/* A thread running Python code: its Python frames, as tracemalloc; with
@@ -267,17 +272,16 @@ static int64_t intern_traceback(struct session *s, struct snapshot *snap, uint32
 			native = n;
 		}
 		for (i = 0; i < py->nframe && n < limit; i++) {
-			int64_t id = snapshot_intern_frame(snap, py->frames[i].filename,
-							   py->frames[i].lineno,
-							   py->frames[i].function);
+			int64_t id =
+			    snapshot_intern_frame(snap, py->frames[i].filename,
+						  py->frames[i].lineno, py->frames[i].function);
 
 			if (id < 0)
 				return id;
 			ids[n++] = (uint32_t)id;
 		}
-		return snapshot_intern_traceback(snap, ids, n,
-						 native + (py->total > py->nframe ? py->total
-										  : py->nframe));
+		return snapshot_intern_traceback(
+		    snap, ids, n, native + (py->total > py->nframe ? py->total : py->nframe));
 	}
 	if (info->domain == TRACER_DOMAIN_PYTHON && pyframes_describe(s->py) && !s->o->native) {
 		/* a Python allocation by a thread with no Python frame */
@@ -288,8 +292,8 @@ static int64_t intern_traceback(struct session *s, struct snapshot *snap, uint32
 		ids[0] = (uint32_t)id;
 		return snapshot_intern_traceback(snap, ids, 1, 1);
 	}
-	err = native_frames(s, snap, info, stack, sym, ids, &n, limit, false, &cut,
-			    &at_interpreter);
+	err =
+	    native_frames(s, snap, info, stack, sym, ids, &n, limit, false, &cut, &at_interpreter);
 	if (err)
 		return err;
 	if (n < limit && n > 0 && !cut &&
@@ -315,7 +319,7 @@ struct tb_cache_entry {
 	uint32_t tgid;
 	int32_t stack_id;
 	bool truncated, ended_early; /* counted again for every trace */
-	int64_t tb; /* -1: empty slot */
+	int64_t tb;		     /* -1: empty slot */
 };
 
 struct tb_cache {
@@ -346,8 +350,8 @@ static struct tb_cache_entry *tb_cache_slot(struct tb_cache *c, uint32_t tgid, u
 		for (j = 0; j < old.cap; j++)
 			if (old.e[j].tb >= 0)
 				*tb_cache_slot(c, old.e[j].tgid, old.e[j].ip, old.e[j].stack_id,
-					       old.e[j].py_stack) =
-					old.e[j], c->n++;
+					       old.e[j].py_stack) = old.e[j],
+					       c->n++;
 		free(old.e);
 	}
 	for (i = (h >> 17) & (c->cap - 1); c->e[i].tb >= 0; i = (i + 1) & (c->cap - 1))
@@ -512,8 +516,8 @@ static int save_snapshot(struct session *s, const struct snapshot *snap)
 	if (!err)
 		err = snapfile_write(snap, path);
 	if (err)
-		fprintf(stderr, "tracer: cannot write snapshot %s: %s\n", path[0] ? path : s->o->output,
-			strerror(-err));
+		fprintf(stderr, "tracer: cannot write snapshot %s: %s\n",
+			path[0] ? path : s->o->output, strerror(-err));
 	else if (s->o->verbose)
 		fprintf(stderr, "tracer: snapshot written to %s\n", path);
 	return err;
@@ -592,8 +596,8 @@ static int add_traced_pid(struct session *s, pid_t pid)
 	__u8 one = 1;
 
 	return bpf_map_update_elem(bpf_map__fd(s->skel->maps.traced_pids), &key, &one, BPF_ANY)
-		       ? -errno
-		       : 0;
+		   ? -errno
+		   : 0;
 }
 
 /* The files a launched command will map are not known before it runs: probe
@@ -615,7 +619,8 @@ static int attach_launch(struct session *s, pid_t attach_pid)
 		const char *p = self.m[i].path;
 		const char *base = p ? strrchr(p, '/') + 1 : NULL;
 
-		if (!self.m[i].exec || !p || (strncmp(base, "libc.so", 7) && strncmp(base, "libc-", 5)))
+		if (!self.m[i].exec || !p ||
+		    (strncmp(base, "libc.so", 7) && strncmp(base, "libc-", 5)))
 			continue;
 		r = probes_attach_file(s->skel, &s->probes, attach_pid, p, s->o->verbose);
 		if (r < 0)
@@ -703,9 +708,10 @@ static void attach_needed(struct session *s, const char *exe, pid_t attach_pid)
 		snprintf(c.dirs, sizeof(c.dirs), "%s%s:", origin, runpath + 7);
 	else if (runpath[0])
 		snprintf(c.dirs, sizeof(c.dirs), "%s:", runpath);
-	snprintf(c.dirs + strlen(c.dirs), sizeof(c.dirs) - strlen(c.dirs),
-		 "%s%s/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/lib64:/usr/lib64:/lib:/usr/lib",
-		 llp ? llp : "", llp ? ":" : "");
+	snprintf(
+	    c.dirs + strlen(c.dirs), sizeof(c.dirs) - strlen(c.dirs),
+	    "%s%s/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/lib64:/usr/lib64:/lib:/usr/lib",
+	    llp ? llp : "", llp ? ":" : "");
 	elfsym_needed(f, probe_needed, &c, NULL, 0);
 	elfsym_close(f);
 }
@@ -832,7 +838,8 @@ int session_run(const struct session_options *o)
 
 		err = target_launch_prepare(o->argv, extra, &launch);
 		if (err) {
-			fprintf(stderr, "tracer: cannot start %s: %s\n", o->argv[0], strerror(-err));
+			fprintf(stderr, "tracer: cannot start %s: %s\n", o->argv[0],
+				strerror(-err));
 			goto out;
 		}
 		launched = true;
@@ -848,11 +855,13 @@ int session_run(const struct session_options *o)
 	}
 	if (n < 0) {
 		if (n == -EINVAL && s.probes.failed_at[0])
-			fprintf(stderr,
-				"tracer: cannot attach probes to process %d: the kernel refused a uprobe "
-				"at %s (another tool's uprobe there, such as memleak-bpfcc, can block "
-				"it; see dmesg)\n",
-				s.pid, s.probes.failed_at);
+			fprintf(
+			    stderr,
+			    "tracer: cannot attach probes to process %d: the kernel refused a "
+			    "uprobe "
+			    "at %s (another tool's uprobe there, such as memleak-bpfcc, can block "
+			    "it; see dmesg)\n",
+			    s.pid, s.probes.failed_at);
 		else
 			fprintf(stderr, "tracer: cannot attach probes to process %d: %s\n", s.pid,
 				strerror(-n));
@@ -860,8 +869,9 @@ int session_run(const struct session_options *o)
 		goto out;
 	}
 	if (n == 0) {
-		fprintf(stderr, "tracer: process %d maps no allocator that can be probed "
-				"(no malloc symbol: a stripped static executable?)\n",
+		fprintf(stderr,
+			"tracer: process %d maps no allocator that can be probed "
+			"(no malloc symbol: a stripped static executable?)\n",
 			s.pid);
 		rc = 2;
 		goto out;

@@ -33,9 +33,9 @@ enum section_id {
 };
 
 static const char *const section_names[] = {
-	[SEC_META] = "meta",	       [SEC_STRINGS] = "strings", [SEC_FRAMES] = "frames",
-	[SEC_FRAME_IDS] = "frame ids", [SEC_TRACEBACKS] = "tracebacks",
-	[SEC_TRACES] = "traces",       [SEC_COUNTERS] = "counters",
+    [SEC_META] = "meta",	   [SEC_STRINGS] = "strings",	    [SEC_FRAMES] = "frames",
+    [SEC_FRAME_IDS] = "frame ids", [SEC_TRACEBACKS] = "tracebacks", [SEC_TRACES] = "traces",
+    [SEC_COUNTERS] = "counters",
 };
 
 /* ---- little-endian access ---- */
@@ -272,13 +272,14 @@ static int check_sections(const unsigned char *buf, size_t len, struct section *
 	return 0;
 }
 
-static int check_records(const struct section *sec, int id, size_t size, uint64_t *count,
-			 char *err, size_t errlen)
+static int check_records(const struct section *sec, int id, size_t size, uint64_t *count, char *err,
+			 size_t errlen)
 {
 	/* sec is the whole table, indexed by id */
 	if (sec[id].len % size)
-		return fail(err, errlen, "corrupt: %s section of %" PRIu64 " bytes is not a "
-				 "whole number of %zu-byte records",
+		return fail(err, errlen,
+			    "corrupt: %s section of %" PRIu64 " bytes is not a "
+			    "whole number of %zu-byte records",
 			    section_names[id], sec[id].len, size);
 	*count = sec[id].len / size;
 	if (*count > UINT32_MAX && id != SEC_TRACES)
@@ -307,8 +308,9 @@ static int decode_strings(struct decoder *d)
 	n = get32(p);
 	p += 4;
 	if (n > (sec->len - 4) / 4)
-		return fail(d->err, d->errlen, "corrupt: %" PRIu64 " strings cannot fit in %" PRIu64
-					       " bytes", n, sec->len);
+		return fail(d->err, d->errlen,
+			    "corrupt: %" PRIu64 " strings cannot fit in %" PRIu64 " bytes", n,
+			    sec->len);
 	d->string_map = malloc(n * sizeof(uint32_t) + 1);
 	if (!d->string_map)
 		return -ENOMEM;
@@ -325,7 +327,8 @@ static int decode_strings(struct decoder *d)
 				    "corrupt: string %" PRIu64 " of %u bytes runs past its section",
 				    i, slen);
 		if (memchr(p, 0, slen))
-			return fail(d->err, d->errlen, "corrupt: string %" PRIu64 " holds a NUL", i);
+			return fail(d->err, d->errlen, "corrupt: string %" PRIu64 " holds a NUL",
+				    i);
 		str = strndup((const char *)p, slen);
 		if (!str)
 			return -ENOMEM;
@@ -358,8 +361,7 @@ static int decode_frames(struct decoder *d)
 	uint64_t i;
 	int err;
 
-	if ((err = check_records(d->sec, SEC_FRAMES, 12, &d->nframes, d->err,
-				 d->errlen)))
+	if ((err = check_records(d->sec, SEC_FRAMES, 12, &d->nframes, d->err, d->errlen)))
 		return err;
 	d->frame_map = malloc(d->nframes * sizeof(uint32_t) + 1);
 	if (!d->frame_map)
@@ -371,8 +373,8 @@ static int decode_frames(struct decoder *d)
 
 		if ((err = string_at(d, get32(p), "a frame's file name", &filename)))
 			return err;
-		if (fn != SNAPSHOT_NO_STRING && (err = string_at(d, fn, "a frame's function",
-								 &function)))
+		if (fn != SNAPSHOT_NO_STRING &&
+		    (err = string_at(d, fn, "a frame's function", &function)))
 			return err;
 		idx = snapshot_intern_frame(d->s, filename, get32(p + 4), function);
 		if (idx < 0)
@@ -390,10 +392,8 @@ static int decode_tracebacks(struct decoder *d)
 	uint64_t i;
 	int err;
 
-	if ((err = check_records(d->sec, SEC_FRAME_IDS, 4, &d->nframe_ids, d->err,
-				 d->errlen)) ||
-	    (err = check_records(d->sec, SEC_TRACEBACKS, 12, &d->ntracebacks,
-				 d->err, d->errlen)))
+	if ((err = check_records(d->sec, SEC_FRAME_IDS, 4, &d->nframe_ids, d->err, d->errlen)) ||
+	    (err = check_records(d->sec, SEC_TRACEBACKS, 12, &d->ntracebacks, d->err, d->errlen)))
 		return err;
 	d->tb_map = malloc(d->ntracebacks * sizeof(uint32_t) + 1);
 	frames = malloc((size_t)limit * sizeof(uint32_t) + 1);
@@ -409,7 +409,8 @@ static int decode_tracebacks(struct decoder *d)
 		    (uint64_t)first + n > d->nframe_ids) {
 			free(frames);
 			return fail(d->err, d->errlen,
-				    "corrupt: traceback %" PRIu64 " (first %u, nframe %u, total %u) "
+				    "corrupt: traceback %" PRIu64
+				    " (first %u, nframe %u, total %u) "
 				    "does not fit the limit %u or the %" PRIu64 " frame ids",
 				    i, first, n, total, limit, d->nframe_ids);
 		}
@@ -419,7 +420,8 @@ static int decode_tracebacks(struct decoder *d)
 			if (f >= d->nframes) {
 				free(frames);
 				return fail(d->err, d->errlen,
-					    "corrupt: traceback %" PRIu64 " refers to frame %u of %" PRIu64,
+					    "corrupt: traceback %" PRIu64
+					    " refers to frame %u of %" PRIu64,
 					    i, f, d->nframes);
 			}
 			frames[k] = d->frame_map[f];
@@ -455,8 +457,8 @@ static int decode_traces(struct decoder *d)
 
 		if (tb >= d->ntracebacks)
 			return fail(d->err, d->errlen,
-				    "corrupt: trace %" PRIu64 " refers to traceback %u of %" PRIu64, i,
-				    tb, d->ntracebacks);
+				    "corrupt: trace %" PRIu64 " refers to traceback %u of %" PRIu64,
+				    i, tb, d->ntracebacks);
 		s->traces[i] = (struct snapshot_trace){.address = get64(p),
 						       .size = get64(p + 8),
 						       .domain = get32(p + 16),
@@ -475,7 +477,8 @@ static int decode_meta(struct decoder *d)
 	int err;
 
 	if (sec->len < META_SIZE)
-		return fail(d->err, d->errlen, "corrupt: meta section of %" PRIu64 " bytes", sec->len);
+		return fail(d->err, d->errlen, "corrupt: meta section of %" PRIu64 " bytes",
+			    sec->len);
 	s->traceback_limit = get32(p);
 	if (s->traceback_limit < 1 || s->traceback_limit > SNAPSHOT_MAX_TOTAL_NFRAME)
 		return fail(d->err, d->errlen, "corrupt: traceback limit %u", s->traceback_limit);
@@ -513,8 +516,7 @@ static int decode_counters(struct decoder *d)
 	return 0;
 }
 
-int snapfile_decode(const void *data, size_t len, struct snapshot **out, char *err,
-		    size_t errlen)
+int snapfile_decode(const void *data, size_t len, struct snapshot **out, char *err, size_t errlen)
 {
 	struct section sec[SEC_KNOWN_MAX + 1] = {0};
 	const unsigned char *buf = data;
@@ -603,7 +605,8 @@ int snapfile_load(const char *path, struct snapshot **out, char *err, size_t err
 			continue;
 		if (r <= 0) {
 			rc = r < 0 ? -errno : -EIO;
-			snprintf(err, errlen, "read error: %s", r < 0 ? strerror(errno) : "file shrank");
+			snprintf(err, errlen, "read error: %s",
+				 r < 0 ? strerror(errno) : "file shrank");
 			free(buf);
 			close(fd);
 			return rc;
@@ -636,7 +639,8 @@ int snapfile_expand_name(const char *pattern, unsigned seq, long long when, char
 			time_t t = (time_t)when;
 			struct tm tm;
 
-			if (!gmtime_r(&t, &tm) || !strftime(piece, sizeof(piece), "%Y%m%dT%H%M%SZ", &tm))
+			if (!gmtime_r(&t, &tm) ||
+			    !strftime(piece, sizeof(piece), "%Y%m%dT%H%M%SZ", &tm))
 				return -EINVAL;
 			p++;
 		} else if (p[1] == '%') {

@@ -44,8 +44,7 @@ int snapfile_encode(const struct snapshot *s, void **buf, size_t *len);
 
 /* Decodes a buffer; on error returns a negative errno (-EINVAL for a bad
  * file, -ENOMEM) and puts one line saying what is wrong into err. */
-int snapfile_decode(const void *buf, size_t len, struct snapshot **out, char *err,
-		    size_t errlen);
+int snapfile_decode(const void *buf, size_t len, struct snapshot **out, char *err, size_t errlen);
 
 /* Reads and decodes path; errors as snapfile_decode, plus the file's own. */
 int snapfile_load(const char *path, struct snapshot **out, char *err, size_t errlen);

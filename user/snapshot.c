@@ -261,7 +261,7 @@ int64_t snapshot_intern_traceback(struct snapshot *s, const uint32_t *frame_ids,
 	if (nframe) /* frame_ids may be NULL for an empty traceback */
 		memcpy(&s->frame_ids[s->nframe_ids], frame_ids, nframe * sizeof(uint32_t));
 	s->tracebacks[s->ntracebacks] = (struct snapshot_traceback){
-		.first = s->nframe_ids, .nframe = nframe, .total_nframe = total_nframe};
+	    .first = s->nframe_ids, .nframe = nframe, .total_nframe = total_nframe};
 	s->nframe_ids += nframe;
 	index_put(&in->tracebacks, pos, h, s->ntracebacks);
 	return s->ntracebacks++;
@@ -282,7 +282,7 @@ int snapshot_add_trace(struct snapshot *s, uint64_t address, uint64_t size, uint
 		s->cap_traces = cap;
 	}
 	s->traces[s->ntraces++] = (struct snapshot_trace){
-		.address = address, .size = size, .domain = domain, .traceback = traceback};
+	    .address = address, .size = size, .domain = domain, .traceback = traceback};
 	return 0;
 }
 
@@ -302,7 +302,8 @@ int snapshot_set_counter(struct snapshot *s, const char *name, uint64_t value)
 	if ((err = grow((void **)&s->counters, &s->cap_counters, sizeof(struct snapshot_counter),
 			s->ncounters + 1ull)))
 		return err;
-	s->counters[s->ncounters++] = (struct snapshot_counter){.name = (uint32_t)idx, .value = value};
+	s->counters[s->ncounters++] =
+	    (struct snapshot_counter){.name = (uint32_t)idx, .value = value};
 	return 0;
 }
 

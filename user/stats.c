@@ -8,8 +8,8 @@ struct group {
 	uint64_t hash;
 	struct stats_frame *key;
 	uint32_t nkey;
-	uint64_t size, count;		/* new (or only) snapshot */
-	uint64_t old_size, old_count;	/* compare: old snapshot */
+	uint64_t size, count;	      /* new (or only) snapshot */
+	uint64_t old_size, old_count; /* compare: old snapshot */
 };
 
 struct grouping {
@@ -36,7 +36,8 @@ static bool key_eq(const struct group *g, const struct stats_frame *key, uint32_
 	if (g->nkey != n)
 		return false;
 	for (i = 0; i < n; i++)
-		if (g->key[i].lineno != key[i].lineno || strcmp(g->key[i].filename, key[i].filename))
+		if (g->key[i].lineno != key[i].lineno ||
+		    strcmp(g->key[i].filename, key[i].filename))
 			return false;
 	return true;
 }
@@ -116,9 +117,9 @@ static struct stats_frame key_frame(const struct snapshot *s, const struct snaps
 				    enum stats_key key)
 {
 	struct stats_frame k = {
-		.filename = s->strings[f->filename],
-		.lineno = key == STATS_KEY_FILENAME ? 0 : f->lineno,
-		.function = key == STATS_KEY_FILENAME ? NULL : snapshot_string(s, f->function),
+	    .filename = s->strings[f->filename],
+	    .lineno = key == STATS_KEY_FILENAME ? 0 : f->lineno,
+	    .function = key == STATS_KEY_FILENAME ? NULL : snapshot_string(s, f->function),
 	};
 	return k;
 }
@@ -224,7 +225,8 @@ static int cmp_traceback(const struct stats_entry *a, const struct stats_entry *
 	uint32_t i, n = a->nkey < b->nkey ? a->nkey : b->nkey;
 
 	for (i = 0; i < n; i++) {
-		const struct stats_frame *x = &a->key[a->nkey - 1 - i], *y = &b->key[b->nkey - 1 - i];
+		const struct stats_frame *x = &a->key[a->nkey - 1 - i],
+					 *y = &b->key[b->nkey - 1 - i];
 		int c = strcmp(x->filename, y->filename);
 
 		if (c)
@@ -238,7 +240,7 @@ static int cmp_traceback(const struct stats_entry *a, const struct stats_entry *
 #define CMP(x, y)                                                                                  \
 	do {                                                                                       \
 		if ((x) != (y))                                                                    \
-			return (x) < (y) ? 1 : -1; /* descending */                               \
+			return (x) < (y) ? 1 : -1; /* descending */                                \
 	} while (0)
 
 static int cmp_stat(const void *pa, const void *pb)
@@ -371,9 +373,9 @@ void stats_list_free(struct stats_list *l)
 }
 
 static const char *const key_names[] = {
-	[STATS_KEY_FILENAME] = "filename",
-	[STATS_KEY_LINENO] = "lineno",
-	[STATS_KEY_TRACEBACK] = "traceback",
+    [STATS_KEY_FILENAME] = "filename",
+    [STATS_KEY_LINENO] = "lineno",
+    [STATS_KEY_TRACEBACK] = "traceback",
 };
 
 int stats_parse_key(const char *name, enum stats_key *key)

@@ -311,3 +311,74 @@ def test_bad_filters():
         p = stats(["stats", "/nonexistent"] + args, check=False)
         assert p.returncode == 2 and p.stderr.count("\n") == 1 and message in p.stderr, \
             (args, p.stderr)
+
+
+GO = shutil.which("go")
+
+
+def pprof_file(series, tmp_path, *args):
+    out = str(tmp_path / "heap.pb.gz")
+    stats(["stats", snap(series, series["last"]), "--format", "pprof", "-o", out] + list(args))
+    return out
+
+
+def go_pprof(*args):
+    p = subprocess.run([GO, "tool", "pprof"] + list(args), capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, HOME="/tmp", GOCACHE="/tmp/gocache"))
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def total(series, key):
+    out = json.loads(stats(["stats", snap(series, series["last"]), "--format", "json", "-t", "0",
+                            "-k", "traceback"]).stdout)
+    return sum(s[key] for s in out["statistics"])
+
+
+@pytest.mark.skipif(not GO, reason="go tool pprof missing (Debian golang-go)")
+def test_pprof_is_read_by_go_tool_pprof(series, tmp_path):
+    path = pprof_file(series, tmp_path)
+    with open(path, "rb") as f:
+        assert f.read(2) == b"\x1f\x8b"  # gzip
+    top = go_pprof("-top", "-lines", "-sample_index=inuse_objects", "-nodecount=1000", path)
+    flat = {}
+    for line in top.splitlines():
+        m = re.match(r"\s*(\d+)\s+\S+%\s+\S+%\s+(\d+)\s+\S+%\s+(\S+) (\S+):(\d+)$", line)
+        if m:
+            flat[(m.group(3), m.group(4).rsplit("/", 1)[-1], int(m.group(5)))] = \
+                (int(m.group(1)), int(m.group(2)))
+    assert flat[("add_grow", SOURCE, site(SOURCE, "grow"))] == (400, 400)
+    assert flat[("phase2", SOURCE, site(SOURCE, "late"))] == (20, 20)
+    # callers are cumulative only
+    assert flat[("phase2", SOURCE, site(SOURCE, "grow_call"))] == (0, 300)
+    # the raw samples add up to the snapshot, bytes and objects
+    raw = go_pprof("-raw", path)
+    samples = re.findall(r"^\s+(\d+)\s+(\d+): [\d ]+$", raw, re.M)
+    assert sum(int(c) for c, _ in samples) == total(series, "count")
+    assert sum(int(b) for _, b in samples) == total(series, "size")
+    assert "inuse_objects/count inuse_space/bytes[dflt]" in raw
+    assert "domain:[libc]" in raw
+
+
+@pytest.mark.skipif(not GO, reason="go tool pprof missing (Debian golang-go)")
+def test_pprof_of_a_filtered_snapshot(series, tmp_path):
+    path = pprof_file(series, tmp_path, "--include", "*/%s:%d" % (SOURCE, site(SOURCE, "late")))
+    raw = go_pprof("-raw", path)
+    samples = re.findall(r"^\s+(\d+)\s+(\d+): [\d ]+$", raw, re.M)
+    assert samples == [("20", "81920")]
+
+
+def test_collapsed_sums_to_the_snapshot(series):
+    out = stats(["stats", snap(series, series["last"]), "--format", "collapsed"]).stdout
+    lines = out.splitlines()
+    assert lines == sorted(lines)
+    assert sum(int(l.rsplit(" ", 1)[1]) for l in lines) == total(series, "size")
+    grow = [l for l in lines if l.endswith("add_grow (%s:%d) 300000" % (
+        os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+                     "tests", "workloads", SOURCE), site(SOURCE, "grow")))]
+    assert len(grow) == 1 and ";phase2 (" in grow[0], lines
+
+
+def test_pprof_and_collapsed_need_stats():
+    p = run_tracer(["--format", "pprof", "--", workload("phases")], check=False)
+    assert p.returncode == 2 and "applies to 'tracer stats FILE'" in p.stderr

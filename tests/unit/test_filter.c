@@ -248,11 +248,11 @@ static void test_statistics_of_a_filtered_snapshot(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_filename_filters),
-		cmocka_unit_test(test_domain_filters),
-		cmocka_unit_test(test_combinations),
-		cmocka_unit_test(test_specs),
-		cmocka_unit_test(test_statistics_of_a_filtered_snapshot),
+	    cmocka_unit_test(test_filename_filters),
+	    cmocka_unit_test(test_domain_filters),
+	    cmocka_unit_test(test_combinations),
+	    cmocka_unit_test(test_specs),
+	    cmocka_unit_test(test_statistics_of_a_filtered_snapshot),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -96,13 +96,11 @@ static struct snapshot *sample(void)
 		assert_int_equal(snapshot_add_trace(s, 0x900000 + i * 4096, 4096,
 						    SNAPSHOT_DOMAIN_PYTHON, (uint32_t)tb2),
 				 0);
-	assert_int_equal(snapshot_add_trace(s, 0x7f0000000000, 1 << 20, SNAPSHOT_DOMAIN_LIBC,
-					    (uint32_t)tb3),
-			 0);
+	assert_int_equal(
+	    snapshot_add_trace(s, 0x7f0000000000, 1 << 20, SNAPSHOT_DOMAIN_LIBC, (uint32_t)tb3), 0);
 	assert_int_equal(snapshot_add_trace(s, 0x7f0000200000, 300, 7, (uint32_t)tb4), 0);
-	assert_int_equal(snapshot_add_trace(s, 0x7f0000300000, 5, SNAPSHOT_DOMAIN_LIBC,
-					    (uint32_t)tb5),
-			 0);
+	assert_int_equal(
+	    snapshot_add_trace(s, 0x7f0000300000, 5, SNAPSHOT_DOMAIN_LIBC, (uint32_t)tb5), 0);
 	assert_int_equal(snapshot_set_counter(s, "allocs table full", 3), 0);
 	assert_int_equal(snapshot_set_counter(s, "python frames unreadable", 0), 0);
 	return s;
@@ -122,7 +120,8 @@ static void assert_same_stats(const struct snapshot *x, const struct snapshot *y
 		assert_int_equal(a.entries[i].count, b.entries[i].count);
 		assert_int_equal(a.entries[i].nkey, b.entries[i].nkey);
 		for (uint32_t k = 0; k < a.entries[i].nkey; k++) {
-			const struct stats_frame *f = &a.entries[i].key[k], *g = &b.entries[i].key[k];
+			const struct stats_frame *f = &a.entries[i].key[k],
+						 *g = &b.entries[i].key[k];
 
 			assert_string_equal(f->filename, g->filename);
 			assert_int_equal(f->lineno, g->lineno);
@@ -365,13 +364,13 @@ static void test_bad_structure(void **state)
 	size_t len;
 
 	assert_int_equal(snapfile_encode(s, (void **)&buf, &len), 0);
-#define MUTATE(stmt, undo, msg)                                                                   \
-	do {                                                                                      \
-		stmt;                                                                             \
-		reseal(buf, len);                                                                 \
-		expect_reject(buf, len, msg);                                                     \
-		undo;                                                                             \
-		reseal(buf, len);                                                                 \
+#define MUTATE(stmt, undo, msg)                                                                    \
+	do {                                                                                       \
+		stmt;                                                                              \
+		reseal(buf, len);                                                                  \
+		expect_reject(buf, len, msg);                                                      \
+		undo;                                                                              \
+		reseal(buf, len);                                                                  \
 	} while (0)
 	MUTATE(put32(buf + 12, 65), put32(buf + 12, 7), "65 sections");
 	MUTATE(put32(buf + 12, 0xffffffff), put32(buf + 12, 7), "sections");
@@ -477,15 +476,15 @@ static void test_expand_name(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_empty_snapshot),
-		cmocka_unit_test(test_write_is_atomic_and_private),
-		cmocka_unit_test(test_truncated_everywhere),
-		cmocka_unit_test(test_flipped_bytes),
-		cmocka_unit_test(test_foreign_and_newer),
-		cmocka_unit_test(test_bad_structure),
-		cmocka_unit_test(test_unknown_section_is_skipped),
-		cmocka_unit_test(test_expand_name),
+	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_empty_snapshot),
+	    cmocka_unit_test(test_write_is_atomic_and_private),
+	    cmocka_unit_test(test_truncated_everywhere),
+	    cmocka_unit_test(test_flipped_bytes),
+	    cmocka_unit_test(test_foreign_and_newer),
+	    cmocka_unit_test(test_bad_structure),
+	    cmocka_unit_test(test_unknown_section_is_skipped),
+	    cmocka_unit_test(test_expand_name),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

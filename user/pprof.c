@@ -1,0 +1,376 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "pprof.h"
+
+/* profile.proto field numbers */
+enum {
+	PROFILE_SAMPLE_TYPE = 1,
+	PROFILE_SAMPLE = 2,
+	PROFILE_LOCATION = 4,
+	PROFILE_FUNCTION = 5,
+	PROFILE_STRING_TABLE = 6,
+	PROFILE_TIME_NANOS = 9,
+	PROFILE_DURATION_NANOS = 10,
+	PROFILE_PERIOD_TYPE = 11,
+	PROFILE_PERIOD = 12,
+	PROFILE_DEFAULT_SAMPLE_TYPE = 14,
+	VALUE_TYPE_TYPE = 1,
+	VALUE_TYPE_UNIT = 2,
+	SAMPLE_LOCATION_ID = 1,
+	SAMPLE_VALUE = 2,
+	SAMPLE_LABEL = 3,
+	LABEL_KEY = 1,
+	LABEL_STR = 2,
+	LOCATION_ID = 1,
+	LOCATION_LINE = 4,
+	LINE_FUNCTION_ID = 1,
+	LINE_LINE = 2,
+	FUNCTION_ID = 1,
+	FUNCTION_NAME = 2,
+	FUNCTION_SYSTEM_NAME = 3,
+	FUNCTION_FILENAME = 4,
+};
+
+enum { WIRE_VARINT = 0, WIRE_BYTES = 2 };
+
+struct buf {
+	unsigned char *p;
+	size_t n, cap;
+	int err;
+};
+
+static void put(struct buf *b, const void *data, size_t n)
+{
+	if (b->err)
+		return;
+	if (b->n + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		void *p;
+
+		while (cap < b->n + n)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p) {
+			b->err = -ENOMEM;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, data, n);
+	b->n += n;
+}
+
+static void varint(struct buf *b, uint64_t v)
+{
+	unsigned char tmp[10];
+	size_t n = 0;
+
+	do {
+		tmp[n] = (unsigned char)(v & 0x7f);
+		v >>= 7;
+		if (v)
+			tmp[n] |= 0x80;
+		n++;
+	} while (v);
+	put(b, tmp, n);
+}
+
+static void field_varint(struct buf *b, unsigned field, uint64_t v)
+{
+	if (!v)
+		return; /* proto3: zero is the default and is left out */
+	varint(b, (uint64_t)field << 3 | WIRE_VARINT);
+	varint(b, v);
+}
+
+static void field_bytes(struct buf *b, unsigned field, const void *data, size_t n)
+{
+	varint(b, (uint64_t)field << 3 | WIRE_BYTES);
+	varint(b, n);
+	put(b, data, n);
+}
+
+/* A nested message: encoded in msg, appended here, msg emptied. */
+static void field_message(struct buf *b, unsigned field, struct buf *msg)
+{
+	if (msg->err)
+		b->err = msg->err;
+	field_bytes(b, field, msg->p, msg->n);
+	msg->n = 0;
+}
+
+/* The profile's string table: index 0 is "" by the format's rule. */
+struct strtab {
+	const char **s;
+	uint32_t n, cap;
+	int64_t *of_snapshot; /* snapshot string index -> table index, or -1 */
+};
+
+static int64_t intern(struct strtab *t, const char *s)
+{
+	if (t->n == t->cap) {
+		uint32_t cap = t->cap ? t->cap * 2 : 64;
+		const char **p = realloc(t->s, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		t->s = p;
+		t->cap = cap;
+	}
+	t->s[t->n] = s;
+	return t->n++;
+}
+
+static int64_t snapshot_str(struct strtab *t, const struct snapshot *s, uint32_t idx)
+{
+	if (idx >= s->nstrings)
+		return 0;
+	if (t->of_snapshot[idx] < 0)
+		t->of_snapshot[idx] = intern(t, s->strings[idx]);
+	return t->of_snapshot[idx];
+}
+
+/* The label value of a domain: "python", "libc" or its number, each
+ * interned once (the table keeps a copy). */
+struct domain_name {
+	uint32_t domain;
+	int64_t str;
+	char *name;
+};
+
+static int64_t domain_string(struct strtab *t, struct domain_name **names, uint32_t *n,
+			     uint32_t domain)
+{
+	struct domain_name *p;
+	char buf[16];
+	uint32_t i;
+
+	for (i = 0; i < *n; i++)
+		if ((*names)[i].domain == domain)
+			return (*names)[i].str;
+	p = realloc(*names, (*n + 1) * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	*names = p;
+	p[*n].domain = domain;
+	p[*n].name = strdup(snapshot_domain_name(domain, buf));
+	if (!p[*n].name)
+		return -ENOMEM;
+	p[*n].str = intern(t, p[*n].name);
+	if (p[*n].str < 0) {
+		free(p[*n].name);
+		return -ENOMEM;
+	}
+	return p[(*n)++].str;
+}
+
+/* functions by (name, file) string indices */
+struct func_slot {
+	uint64_t key;
+	uint32_t id; /* 0: empty */
+};
+
+/* One sample: a traceback in a domain, its traces summed. */
+struct sample {
+	uint32_t traceback, domain;
+	uint64_t count, size;
+};
+
+static int cmp_sample(const void *a, const void *b)
+{
+	const struct sample *x = a, *y = b;
+
+	if (x->traceback != y->traceback)
+		return x->traceback < y->traceback ? -1 : 1;
+	return x->domain < y->domain ? -1 : x->domain > y->domain;
+}
+
+static int gzip_to(FILE *out, const struct buf *b)
+{
+	unsigned char chunk[65536];
+	z_stream z = {0};
+	int rc;
+
+	if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+	    Z_OK)
+		return -ENOMEM;
+	z.next_in = b->p;
+	z.avail_in = (uInt)b->n;
+	do {
+		z.next_out = chunk;
+		z.avail_out = sizeof(chunk);
+		rc = deflate(&z, Z_FINISH);
+		if (rc == Z_STREAM_ERROR)
+			break;
+		if (fwrite(chunk, 1, sizeof(chunk) - z.avail_out, out) !=
+		    sizeof(chunk) - z.avail_out) {
+			deflateEnd(&z);
+			return -EIO;
+		}
+	} while (rc != Z_STREAM_END);
+	deflateEnd(&z);
+	return rc == Z_STREAM_END ? 0 : -EIO;
+}
+
+int pprof_write(const struct snapshot *s, FILE *out)
+{
+	struct buf prof = {0}, msg = {0}, sub = {0}, packed = {0};
+	struct strtab st = {0};
+	struct sample *samples = NULL;
+	uint64_t nsamples = 0, i;
+	uint32_t *func_of_frame = NULL, nfunc = 0, ndomains = 0;
+	struct domain_name *domains = NULL;
+	struct func_slot *funcs = NULL;
+	uint64_t fcap;
+	int64_t str_inuse_objects, str_count, str_inuse_space, str_bytes, str_space, str_domain;
+	int err = 0;
+
+	if (s->ntraces > (uint64_t)SIZE_MAX / sizeof(*samples)) /* 32-bit hosts */
+		return -E2BIG;
+	st.of_snapshot = malloc((s->nstrings + 1) * sizeof(int64_t));
+	samples = malloc((s->ntraces + 1) * sizeof(*samples));
+	func_of_frame = calloc(s->nframes + 1, sizeof(*func_of_frame));
+	if (!st.of_snapshot || !samples || !func_of_frame) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < s->nstrings; i++)
+		st.of_snapshot[i] = -1;
+	intern(&st, "");
+	str_inuse_objects = intern(&st, "inuse_objects");
+	str_count = intern(&st, "count");
+	str_inuse_space = intern(&st, "inuse_space");
+	str_bytes = intern(&st, "bytes");
+	str_space = intern(&st, "space");
+	str_domain = intern(&st, "domain");
+	if (str_domain < 0) {
+		err = -ENOMEM;
+		goto out;
+	}
+
+	/* samples: traces grouped by (traceback, domain) */
+	for (i = 0; i < s->ntraces; i++)
+		samples[i] = (struct sample){s->traces[i].traceback, s->traces[i].domain, 1,
+					     s->traces[i].size};
+	qsort(samples, s->ntraces, sizeof(*samples), cmp_sample);
+	for (i = 0; i < s->ntraces; i++) {
+		if (nsamples && !cmp_sample(&samples[nsamples - 1], &samples[i])) {
+			samples[nsamples - 1].count++;
+			samples[nsamples - 1].size += samples[i].size;
+		} else {
+			samples[nsamples++] = samples[i];
+		}
+	}
+
+	/* sample_type: inuse_objects/count, inuse_space/bytes; the default is space */
+	field_varint(&msg, VALUE_TYPE_TYPE, (uint64_t)str_inuse_objects);
+	field_varint(&msg, VALUE_TYPE_UNIT, (uint64_t)str_count);
+	field_message(&prof, PROFILE_SAMPLE_TYPE, &msg);
+	field_varint(&msg, VALUE_TYPE_TYPE, (uint64_t)str_inuse_space);
+	field_varint(&msg, VALUE_TYPE_UNIT, (uint64_t)str_bytes);
+	field_message(&prof, PROFILE_SAMPLE_TYPE, &msg);
+
+	for (i = 0; i < nsamples; i++) {
+		const struct snapshot_traceback *tb = &s->tracebacks[samples[i].traceback];
+		int64_t label;
+
+		/* locations leaf first: the snapshot's order. A frameless trace
+		 * gets the <unknown> location, id nframes + 1. */
+		for (uint32_t k = 0; k < tb->nframe; k++)
+			varint(&packed, (uint64_t)s->frame_ids[tb->first + k] + 1);
+		if (!tb->nframe)
+			varint(&packed, (uint64_t)s->nframes + 1);
+		field_message(&msg, SAMPLE_LOCATION_ID, &packed);
+		varint(&packed, samples[i].count);
+		varint(&packed, samples[i].size);
+		field_message(&msg, SAMPLE_VALUE, &packed);
+		label = domain_string(&st, &domains, &ndomains, samples[i].domain);
+		if (label < 0) {
+			err = -ENOMEM;
+			goto out;
+		}
+		field_varint(&sub, LABEL_KEY, (uint64_t)str_domain);
+		field_varint(&sub, LABEL_STR, (uint64_t)label);
+		field_message(&msg, SAMPLE_LABEL, &sub);
+		field_message(&prof, PROFILE_SAMPLE, &msg);
+	}
+
+	/* functions: one per (name, file); a frame without a name is named by
+	 * its file, which is how tracemalloc's frames read */
+	fcap = 64;
+	while (fcap < 2 * (uint64_t)s->nframes + 2)
+		fcap *= 2;
+	funcs = calloc(fcap, sizeof(*funcs));
+	if (!funcs) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < s->nframes; i++) {
+		const struct snapshot_frame *f = &s->frames[i];
+		uint32_t name = f->function != SNAPSHOT_NO_STRING ? f->function : f->filename;
+		uint64_t key = (uint64_t)name << 32 | f->filename, j;
+
+		for (j = (key * 0x9e3779b97f4a7c15ull) >> 20 & (fcap - 1); funcs[j].id;
+		     j = (j + 1) & (fcap - 1))
+			if (funcs[j].key == key)
+				break;
+		if (funcs[j].id) {
+			func_of_frame[i] = funcs[j].id;
+			continue;
+		}
+		funcs[j] = (struct func_slot){key, ++nfunc};
+		func_of_frame[i] = nfunc;
+		field_varint(&msg, FUNCTION_ID, nfunc);
+		field_varint(&msg, FUNCTION_NAME, (uint64_t)snapshot_str(&st, s, name));
+		field_varint(&msg, FUNCTION_SYSTEM_NAME, (uint64_t)snapshot_str(&st, s, name));
+		field_varint(&msg, FUNCTION_FILENAME, (uint64_t)snapshot_str(&st, s, f->filename));
+		field_message(&prof, PROFILE_FUNCTION, &msg);
+	}
+	func_of_frame[s->nframes] = ++nfunc; /* <unknown> */
+	field_varint(&msg, FUNCTION_ID, nfunc);
+	field_varint(&msg, FUNCTION_NAME, (uint64_t)intern(&st, "<unknown>"));
+	field_message(&prof, PROFILE_FUNCTION, &msg);
+
+	/* locations: one per frame, id = frame index + 1 */
+	for (i = 0; i <= s->nframes; i++) {
+		field_varint(&msg, LOCATION_ID, i + 1);
+		field_varint(&sub, LINE_FUNCTION_ID, func_of_frame[i]);
+		if (i < s->nframes)
+			field_varint(&sub, LINE_LINE, s->frames[i].lineno);
+		field_message(&msg, LOCATION_LINE, &sub);
+		field_message(&prof, PROFILE_LOCATION, &msg);
+	}
+
+	for (i = 0; i < st.n; i++)
+		field_bytes(&prof, PROFILE_STRING_TABLE, st.s[i] ? st.s[i] : "",
+			    st.s[i] ? strlen(st.s[i]) : 0);
+	field_varint(&prof, PROFILE_TIME_NANOS, s->taken_at * 1000000000ull);
+	field_varint(&prof, PROFILE_DURATION_NANOS, s->duration_ns);
+	field_varint(&msg, VALUE_TYPE_TYPE, (uint64_t)str_space);
+	field_varint(&msg, VALUE_TYPE_UNIT, (uint64_t)str_bytes);
+	field_message(&prof, PROFILE_PERIOD_TYPE, &msg);
+	field_varint(&prof, PROFILE_PERIOD, 1);
+	field_varint(&prof, PROFILE_DEFAULT_SAMPLE_TYPE, (uint64_t)str_inuse_space);
+
+	err = prof.err ? prof.err : msg.err ? msg.err : sub.err ? sub.err : packed.err;
+	if (!err)
+		err = gzip_to(out, &prof);
+out:
+	free(prof.p);
+	free(msg.p);
+	free(sub.p);
+	free(packed.p);
+	free(samples);
+	free(func_of_frame);
+	free(st.of_snapshot);
+	free(st.s);
+	free(funcs);
+	for (i = 0; i < ndomains; i++)
+		free(domains[i].name);
+	free(domains);
+	return err;
+}
