@@ -131,7 +131,8 @@ enum {
 	OPT_EXCLUDE,
 	OPT_ALL_FRAMES,
 	OPT_DOMAIN,
-	OPT_EXCLUDE_DOMAIN
+	OPT_EXCLUDE_DOMAIN,
+	OPT_HOOK_PYMALLOC
 };
 
 static const struct option longopts[] = {
@@ -152,6 +153,7 @@ static const struct option longopts[] = {
     {"python-malloc", no_argument, NULL, OPT_PYTHON_MALLOC},
     {"address", required_argument, NULL, OPT_ADDRESS},
     {"native", no_argument, NULL, OPT_NATIVE},
+    {"hook-pymalloc", no_argument, NULL, OPT_HOOK_PYMALLOC},
     {"include", required_argument, NULL, OPT_INCLUDE},
     {"exclude", required_argument, NULL, OPT_EXCLUDE},
     {"all-frames", no_argument, NULL, OPT_ALL_FRAMES},
@@ -167,7 +169,7 @@ static bool tracing_only(int c)
 {
 	return c == 'p' || c == 'n' || c == 'd' || c == 'i' || c == OPT_FOLLOW ||
 	       c == OPT_MAX_ALLOCS || c == OPT_MAX_STACKS || c == OPT_PROBE_ONLY ||
-	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == 'v';
+	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == OPT_HOOK_PYMALLOC || c == 'v';
 }
 
 /* --include/--exclude in the order given; built once --all-frames is known */
@@ -303,6 +305,9 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 		case OPT_NATIVE:
 			o->native = true;
 			break;
+		case OPT_HOOK_PYMALLOC:
+			o->hook_pymalloc = true;
+			break;
 		case OPT_INCLUDE:
 		case OPT_EXCLUDE: {
 			struct filename_filter *n =
@@ -380,6 +385,9 @@ static int check_trace_args(struct cli *cli)
 				     : "nothing to trace: give -p PID or -- COMMAND (see --help)");
 	if (o->python_malloc && !o->argv)
 		return bad("%s", "--python-malloc applies to a launched command (-- COMMAND)");
+	if (o->hook_pymalloc && o->argv)
+		return bad("%s", "--hook-pymalloc applies to -p PID; a launched command gets "
+				 "--python-malloc");
 	if (o->follow && !o->argv)
 		return bad("%s", "--follow applies to a launched command (-- COMMAND)");
 	if (o->output) {

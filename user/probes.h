@@ -14,6 +14,11 @@
 struct probes {
 	struct bpf_link **links;
 	size_t n, cap;
+	struct probes_entry {
+		char *path;
+		uint64_t offset;
+	} *entries; /* every entry point probed, so that none is probed twice */
+	size_t nentries;
 	size_t functions; /* functions probed */
 	size_t files;	  /* files that define at least one */
 	char failed_at[4200]; /* where an attach failed: "path+0xoff" */
@@ -27,6 +32,12 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 /* All files of a running process (from /proc/PID/maps). */
 int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 			  bool verbose);
+/* CPython's allocator functions found in its tables rather than by name
+ * (pyalloc.h): fn is the address in process pid; kind is the table slot
+ * (PYALLOC_MALLOC ... PYALLOC_FREE). Returns 1 when probed, 0 when that
+ * entry point already is, or a negative errno. */
+int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
+			 uint64_t fn, int kind, bool verbose);
 void probes_detach(struct probes *p);
 
 #endif

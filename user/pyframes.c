@@ -27,6 +27,7 @@ struct pyframes {
 	struct resolved *r;
 	size_t cap, n;
 	char describe[64];
+	bool hook_pymalloc; /* coverage will be complete: no warning */
 };
 
 int pyframes_open(struct tracer_bpf *skel, pid_t pid, struct pyframes **out)
@@ -62,6 +63,16 @@ void pyframes_close(struct pyframes *p)
 	free(p);
 }
 
+void pyframes_expect_hook(struct pyframes *p)
+{
+	p->hook_pymalloc = true;
+}
+
+const struct python_target *pyframes_target(struct pyframes *p)
+{
+	return p && p->state == ACTIVE ? &p->target : NULL;
+}
+
 const char *pyframes_describe(struct pyframes *p)
 {
 	return p && p->state == ACTIVE ? p->describe : NULL;
@@ -80,6 +91,8 @@ static void warn_if_pymalloc_hidden(struct pyframes *p)
 	FILE *e;
 	size_t n = 0, i;
 
+	if (p->hook_pymalloc)
+		return;
 	/* PYTHONMALLOC=malloc routes every object allocation to libc */
 	snprintf(path, sizeof(path), "/proc/%d/environ", p->pid);
 	e = fopen(path, "re");
@@ -97,11 +110,13 @@ static void warn_if_pymalloc_hidden(struct pyframes *p)
 	hidden = elfsym_lookup(f, "_PyObject_Malloc", &sym) != 0;
 	elfsym_close(f);
 	if (hidden)
-		fprintf(stderr,
-			"tracer: warning: CPython in process %d hides pymalloc (stripped or LTO "
-			"build): only Python blocks above 512 bytes, which reach libc malloc, are "
-			"traced; launch it with --python-malloc (PYTHONMALLOC=malloc) for all of them\n",
-			p->pid);
+		fprintf(
+		    stderr,
+		    "tracer: warning: CPython in process %d hides pymalloc (stripped or LTO "
+		    "build): only Python blocks above 512 bytes, which reach libc malloc, are "
+		    "traced; launch it with --python-malloc (PYTHONMALLOC=malloc) or attach with "
+		    "--hook-pymalloc for all of them\n",
+		    p->pid);
 }
 
 static void recognise(struct pyframes *p)

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "probes.h"
+#include "python_bpf.h"
 
 struct pyframes;
 
@@ -31,6 +32,10 @@ void pyframes_close(struct pyframes *p);
 void pyframes_poll(struct pyframes *p);
 /* The resolved stack with this key (resolving it now if needed), or NULL. */
 const struct pyframes_stack *pyframes_get(struct pyframes *p, uint64_t key);
+/* --hook-pymalloc will make coverage complete: no coverage warning. */
+void pyframes_expect_hook(struct pyframes *p);
+/* The recognised interpreter, else NULL. */
+const struct python_target *pyframes_target(struct pyframes *p);
 /* "CPython 3.11.7" once recognised, else NULL. */
 const char *pyframes_describe(struct pyframes *p);
 

@@ -15,6 +15,7 @@
 
 #include "elfsym.h"
 #include "probes.h"
+#include "pyalloc.h"
 #include "pyframes.h"
 #include "session.h"
 #include "snapfile.h"
@@ -77,7 +78,9 @@ struct session {
 	char command[4096];
 	uint64_t start_time;
 	double started;
-	unsigned saved;	      /* snapshots written with -o (the %n of the next is saved+1) */
+	unsigned saved;		/* snapshots written with -o (the %n of the next is saved+1) */
+	struct pyalloc pyalloc; /* CPython's allocator tables, once found */
+	bool pyalloc_done;
 	uint64_t truncated;   /* tracebacks cut at an address outside any code */
 	uint64_t ended_early; /* shorter than nframe, not at the stack's bottom */
 };
@@ -767,6 +770,93 @@ static bool reap_traced(struct session *s, int *exit_status)
 	return false;
 }
 
+/* Once CPython is recognised: probe the allocator functions its tables
+ * hold (a stripped build has no names for them) and, with --hook-pymalloc,
+ * point pymalloc's tables at the raw allocator. */
+static int python_allocators(struct session *s)
+{
+	const struct python_target *t = pyframes_target(s->py);
+	struct pyalloc *a = &s->pyalloc;
+	pid_t attach_pid = s->o->follow ? -1 : s->pid;
+	int err, d, k;
+
+	if (s->pyalloc_done || !t)
+		return 0;
+	s->pyalloc_done = true;
+	err = pyalloc_find(s->pid, t, a);
+	if (err) {
+		if (s->o->hook_pymalloc) {
+			fprintf(stderr,
+				"tracer: --hook-pymalloc: cannot find CPython's allocator "
+				"tables in process %d (%s)\n",
+				s->pid, strerror(-err));
+			return -EINVAL;
+		}
+		if (s->o->verbose)
+			fprintf(stderr, "tracer: CPython's allocator tables not found (%s)\n",
+				strerror(-err));
+		return 0;
+	}
+	if (s->o->verbose)
+		fprintf(stderr,
+			"tracer: CPython allocator tables: raw 0x%llx, mem 0x%llx, obj 0x%llx\n",
+			(unsigned long long)a->table[PYALLOC_RAW],
+			(unsigned long long)a->table[PYALLOC_MEM],
+			(unsigned long long)a->table[PYALLOC_OBJ]);
+	for (d = 0; d < PYALLOC_NDOMAINS; d++) {
+		for (k = PYALLOC_MALLOC; k <= PYALLOC_FREE; k++) {
+			/* the raw domain's free is libc's, probed as such */
+			if (k == PYALLOC_FREE &&
+			    (d == PYALLOC_RAW || a->fn[d][k] == a->fn[PYALLOC_RAW][k]))
+				continue;
+			err = probes_attach_python(s->skel, &s->probes, s->pid, attach_pid,
+						   a->fn[d][k], k, s->o->verbose);
+			if (err < 0)
+				fprintf(stderr,
+					"tracer: warning: cannot probe CPython's allocator at "
+					"0x%llx: %s\n",
+					(unsigned long long)a->fn[d][k], strerror(-err));
+		}
+	}
+	if (!s->o->hook_pymalloc)
+		return 0;
+	err = pyalloc_hook(a);
+	if (err) {
+		fprintf(stderr, "tracer: --hook-pymalloc: %s\n",
+			err == -EBUSY ? "the allocator tables are not CPython's defaults (another "
+					"hook is installed): left alone"
+				      : strerror(-err));
+		return -EINVAL;
+	}
+	fprintf(stderr,
+		"tracer: --hook-pymalloc: CPython's object and mem allocators in process "
+		"%d now call the raw allocator; restored when tracing ends\n",
+		s->pid);
+	return 0;
+}
+
+static void python_unhook(struct session *s)
+{
+	int err;
+
+	if (!s->pyalloc.hooked)
+		return;
+	err = pyalloc_unhook(&s->pyalloc);
+	if (err == -EBUSY)
+		fprintf(stderr,
+			"tracer: --hook-pymalloc: process %d changed its allocator tables "
+			"since; left as they are\n",
+			s->pid);
+	else if (err && target_alive(s->pid))
+		fprintf(stderr,
+			"tracer: --hook-pymalloc: cannot restore process %d's allocator "
+			"tables: %s\n",
+			s->pid, strerror(-err));
+	else if (!err)
+		fprintf(stderr, "tracer: --hook-pymalloc: process %d's allocator tables restored\n",
+			s->pid);
+}
+
 static int wait_loop(struct session *s, struct target_launch *launch, int *exit_status)
 {
 	const struct session_options *o = s->o;
@@ -794,6 +884,8 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 			pyframes_poll(s->py);
 			next_refresh = t + 0.25;
 		}
+		if (python_allocators(s))
+			return -EINVAL;
 		if (next_report && t >= next_report) {
 			err = report(s);
 			if (err)
@@ -908,7 +1000,21 @@ int session_run(const struct session_options *o)
 		fprintf(stderr, "tracer: out of memory\n");
 		goto out;
 	}
+	if (o->hook_pymalloc)
+		pyframes_expect_hook(s.py);
 	pyframes_poll(s.py);
+	if (o->hook_pymalloc && !pyframes_describe(s.py)) {
+		fprintf(stderr,
+			"tracer: --hook-pymalloc: process %d runs no CPython that tracer "
+			"knows\n",
+			s.pid);
+		rc = 2;
+		goto out;
+	}
+	if (python_allocators(&s)) {
+		rc = 2;
+		goto out;
+	}
 	if (o->verbose)
 		fprintf(stderr, "tracer: tracing pid %d with %zu probes in %zu files\n", s.pid,
 			s.probes.functions, s.probes.files);
@@ -918,6 +1024,7 @@ int session_run(const struct session_options *o)
 		err = report(&s);
 	rc = err ? 1 : 0;
 out:
+	python_unhook(&s);
 	/* detach first: the target runs untraced from here on */
 	probes_detach(&s.probes);
 	if (launched && !released) {

@@ -25,6 +25,7 @@ struct session_options {
 	uint32_t max_stacks; /* --max-stacks */
 	bool probe_only;     /* --probe-only: the floor, nothing recorded */
 	bool python_malloc;  /* --python-malloc: launch with PYTHONMALLOC=malloc */
+	bool hook_pymalloc;  /* --hook-pymalloc: point pymalloc's tables at raw */
 	bool native;	     /* --native: C frames then Python frames, merged */
 	bool verbose;
 	const char *output;  /* -o FILE pattern, or NULL */

@@ -4,7 +4,9 @@ interpreter present."""
 import glob
 import json
 import os
+import re
 import signal
+import struct
 import subprocess
 
 import pytest
@@ -182,3 +184,144 @@ def test_domain_python_is_what_tracemalloc_counts():
     # each run is its own process: compare the shares, not the bytes
     total = lambda r: sum(s["size"] for s in r["statistics"])
     assert abs(total(py) + total(libc) - total(both)) <= 0.05 * total(both)
+
+
+def attach_and_trace(python, extra=(), stop=signal.SIGINT, nframe=1):
+    """Starts the workload in attach mode, attaches the tracer (with -v),
+    lets the workload run its allocations, stops the tracer with stop (None:
+    it ends by -d) and returns (report, stderr lines, table slots read
+    while tracing, table slots read after, the workload)."""
+    w = subprocess.Popen([python, WORKLOAD, "attach"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    assert w.stdout.readline().strip() == "ready"
+    args = [TRACER, "-p", str(w.pid), "-v", "-t", "0", "--format", "json", "-n", str(nframe)]
+    if stop is None:
+        args += ["-d", "4"]
+    t = subprocess.Popen(args + list(extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        err_lines = []
+        tables = None
+        while tables is None:  # the tables are found (and hooked) before tracing starts
+            line = t.stderr.readline()
+            assert line, "tracer ended: " + "".join(err_lines)
+            err_lines.append(line.rstrip("\n"))
+            if "tracing pid" in line:
+                break
+            m = re.search(r"tables: raw (0x[0-9a-f]+), mem (0x[0-9a-f]+), obj (0x[0-9a-f]+)",
+                          line)
+            if m:
+                tables = [int(x, 16) for x in m.groups()]
+        while "tracing pid" not in err_lines[-1]:
+            err_lines.append(t.stderr.readline().rstrip("\n"))
+        during = read_slots(w.pid, tables) if tables else None
+        w.stdin.write("\n")
+        w.stdin.flush()
+        assert w.stdout.readline().strip() == "done"
+        if stop is not None:
+            t.send_signal(stop)
+        out, err = t.communicate(timeout=60)
+        err_lines += err.splitlines()
+        after = read_slots(w.pid, tables) if tables else None
+    finally:
+        if t.poll() is None:
+            t.kill()
+    report = json.loads(out.splitlines()[-1]) if out.strip() else None
+    return report, err_lines, tables, during, after, w
+
+
+def read_slots(pid, tables):
+    """The malloc and calloc slots of the mem and obj tables, and the raw
+    table's, read from the process's memory."""
+    with open("/proc/%d/mem" % pid, "rb") as f:
+        out = []
+        for addr in tables:
+            f.seek(addr + 8)
+            out.append(struct.unpack("<QQ", f.read(16)))
+        return out
+
+
+def finish(w):
+    w.stdin.write("\n")
+    w.stdin.flush()
+    assert w.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, None],
+                         ids=["sigint", "sigterm", "duration"])
+def test_debian_hook_pymalloc_gives_tracemalloc_counts_and_restores(stop):
+    if not os.path.exists(DEBIAN):
+        pytest.skip("no Debian /usr/bin/python3.11")
+    report, err, tables, during, after, w = attach_and_trace(DEBIAN, ["--hook-pymalloc"], stop)
+    try:
+        assert report is not None, err
+        raw, mem, obj = during
+        # while tracing, the mem and obj tables call the raw allocator ...
+        assert mem == raw and obj == raw
+        # ... and afterwards they hold their own functions again
+        assert after[1] != raw and after[2] != raw and after[0] == raw
+        assert any("allocator tables restored" in l for l in err), err
+        assert not any("hides pymalloc" in l for l in err)
+        # what the stripped build's tables hold was probed: 3 raw functions,
+        # pymalloc's malloc, calloc, realloc and free
+        assert sum("from its allocator table" in l for l in err) == 7, err
+        if stop is signal.SIGINT:
+            ref = reference(DEBIAN)
+            ours = by_line(report)
+            for name in ("big", "small", "nested", "gen", "thread"):
+                line = site("py_sites.py", name)
+                rsize, rcount = ref[line]
+                size, count = ours.get(line, (0, 0))
+                assert abs(size - rsize) <= 0.05 * rsize, (name, size, rsize)
+                assert abs(count - rcount) <= 0.05 * rcount, (name, count, rcount)
+            dominant = [l for l, (s, c) in sorted(ref.items(), key=lambda kv: -kv[1][0])
+                        if s > 200000]
+            order = [l for l, (s, c) in sorted(ours.items(), key=lambda kv: -kv[1][0])
+                     if l in dominant]
+            assert order == dominant
+    finally:
+        finish(w)  # the workload runs on and exits cleanly after the hook
+
+
+def test_debian_without_hook_warns_and_writes_nothing():
+    if not os.path.exists(DEBIAN):
+        pytest.skip("no Debian /usr/bin/python3.11")
+    report, err, tables, during, after, w = attach_and_trace(DEBIAN)
+    try:
+        assert sum("hides pymalloc" in l and "--hook-pymalloc" in l for l in err) == 1, err
+        raw, mem, obj = during
+        assert mem != raw and obj != raw and during == after
+        small = by_line(report).get(site("py_sites.py", "small"), (0, 0))
+        assert small[1] < 500  # of 5000: pymalloc's inlined fast path hides them
+    finally:
+        finish(w)
+
+
+def test_table_route_finds_the_symbol_routes_functions():
+    """pyenv's 3.11 keeps .symtab: its allocators are probed by name, and the
+    functions its tables hold are the same (nothing is probed twice)."""
+    python = interpreter("3.11")
+    if not python:
+        pytest.skip("no CPython 3.11 on this machine (pyenv)")
+    report, err, tables, during, after, w = attach_and_trace(python)
+    try:
+        assert tables, err
+        by_name = [l for l in err if re.search(r"probe _Py(Object|Mem_Raw)\w+ ", l)]
+        assert len(by_name) == 7, err
+        assert not any("from its allocator table" in l for l in err), err
+    finally:
+        finish(w)
+
+
+def test_hook_pymalloc_bad_input():
+    p = subprocess.run([TRACER, "--hook-pymalloc", "--", "/bin/true"], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 2 and "--hook-pymalloc applies to -p PID" in p.stderr
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        p = subprocess.run([TRACER, "--hook-pymalloc", "-p", str(sleeper.pid), "-d", "1"],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2, p.stderr
+        assert p.stderr.strip().endswith("runs no CPython that tracer knows"), p.stderr
+    finally:
+        sleeper.kill()

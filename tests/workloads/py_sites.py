@@ -3,6 +3,9 @@
   python py_sites.py          run, print "ready", wait for a line on stdin
   python py_sites.py ref N    run under tracemalloc (nframe N) and print its
                               lineno statistics for this file as JSON
+  python py_sites.py attach   print "ready", wait for a line, run, print
+                              "done", wait for a line (for a tracer that
+                              attaches in between)
 """
 import json
 import sys
@@ -67,6 +70,12 @@ if __name__ == "__main__":
             if f.filename == __file__:
                 out.append([f.lineno, st.size, st.count])
         print(json.dumps(out))
+    elif len(sys.argv) > 1 and sys.argv[1] == "attach":
+        print("ready", flush=True)
+        sys.stdin.readline()
+        main()
+        print("done", flush=True)
+        sys.stdin.readline()
     else:
         main()
         print("ready", flush=True)

@@ -1,0 +1,193 @@
+#include <capstone/capstone.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "elfsym.h"
+#include "pyalloc.h"
+#include "target.h"
+
+static const char *const wrappers[PYALLOC_NDOMAINS] = {"PyMem_RawMalloc", "PyMem_Malloc",
+						       "PyObject_Malloc"};
+
+static int read_u64(pid_t pid, uint64_t addr, uint64_t *v)
+{
+	return python_read(pid, addr, v, sizeof(*v));
+}
+
+/* The data addresses the first instructions of a wrapper read: a table's
+ * ctx and malloc slots, 8 bytes apart. Registers loaded from memory are
+ * followed one step, which covers 3.12+'s `mov GOT(%rip),%rax;
+ * mov disp(%rax),%rdi; jmp *disp+8(%rax)` with the GOT read in the process. */
+static int decode_table(pid_t pid, struct elfsym_file *f, uint64_t bias, const char *name,
+			uint64_t *table)
+{
+	uint64_t refs[32], regval[X86_REG_ENDING] = {0};
+	unsigned nrefs = 0;
+	struct elfsym sym;
+	uint8_t code[96];
+	const uint8_t *p = code;
+	size_t left = sizeof(code);
+	uint64_t addr;
+	cs_insn *in;
+	csh h;
+	int n;
+
+	if (elfsym_lookup(f, name, &sym) || elfsym_read(f, sym.vaddr, code, sizeof(code)))
+		return -ENOENT;
+	if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
+		return -ENOMEM;
+	cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
+	in = cs_malloc(h);
+	addr = sym.vaddr;
+	for (n = 0; in && n < 16 && nrefs < 30 && cs_disasm_iter(h, &p, &left, &addr, in); n++) {
+		const cs_x86 *x = &in->detail->x86;
+
+		for (int i = 0; i < x->op_count; i++) {
+			const cs_x86_op *op = &x->operands[i];
+			uint64_t a;
+
+			if (op->type != X86_OP_MEM || op->mem.index != X86_REG_INVALID)
+				continue;
+			if (op->mem.base == X86_REG_RIP)
+				a = in->address + in->size + (uint64_t)op->mem.disp + bias;
+			else if (op->mem.base == X86_REG_INVALID)
+				a = (uint64_t)op->mem.disp + bias; /* absolute, non-PIE */
+			else if (regval[op->mem.base])
+				a = regval[op->mem.base] + (uint64_t)op->mem.disp;
+			else
+				continue;
+			refs[nrefs++] = a;
+			/* mov reg64, [mem]: the register now holds what is there */
+			if (in->id == X86_INS_MOV && i == 1 && x->operands[0].type == X86_OP_REG &&
+			    op->size == 8 && read_u64(pid, a, &regval[x->operands[0].reg]))
+				regval[x->operands[0].reg] = 0;
+		}
+		if (in->id == X86_INS_RET || (in->id == X86_INS_JMP && nrefs))
+			break;
+	}
+	if (in)
+		cs_free(in, 1);
+	cs_close(&h);
+	for (unsigned i = 0; i < nrefs; i++)
+		for (unsigned j = 0; j < nrefs; j++)
+			if (refs[j] == refs[i] + 8) {
+				*table = refs[i];
+				return 0;
+			}
+	return -ENOENT;
+}
+
+/* A table slot must point into code the process maps. */
+static bool in_code(const struct target_maps *maps, uint64_t addr)
+{
+	const struct target_mapping *m = target_maps_find(maps, addr);
+
+	return m && m->exec;
+}
+
+int pyalloc_find(pid_t pid, const struct python_target *t, struct pyalloc *out)
+{
+	struct target_maps maps;
+	struct elfsym_file *f;
+	int err, d;
+
+	memset(out, 0, sizeof(*out));
+	out->pid = pid;
+	err = elfsym_open(t->path, &f);
+	if (err)
+		return err;
+	err = target_read_maps(pid, &maps);
+	if (err) {
+		elfsym_close(f);
+		return err;
+	}
+	for (d = 0; d < PYALLOC_NDOMAINS && !err; d++) {
+		err = decode_table(pid, f, t->bias, wrappers[d], &out->table[d]);
+		if (!err)
+			err = python_read(pid, out->table[d], out->fn[d], sizeof(out->fn[d]));
+		for (int s = PYALLOC_MALLOC; !err && s <= PYALLOC_FREE; s++)
+			if (!in_code(&maps, out->fn[d][s]))
+				err = -ENOENT;
+	}
+	target_maps_free(&maps);
+	elfsym_close(f);
+	return err;
+}
+
+static int write_u64(pid_t pid, uint64_t addr, uint64_t v)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = pwrite(fd, &v, sizeof(v), (off_t)addr); /* one aligned 8-byte store */
+	close(fd);
+	if (n < 0)
+		return -errno;
+	return n == sizeof(v) ? 0 : -EIO;
+}
+
+/* The hooked slots: mem and obj, malloc and calloc. */
+static const int hooked_domains[] = {PYALLOC_MEM, PYALLOC_OBJ};
+static const int hooked_slots[] = {PYALLOC_MALLOC, PYALLOC_CALLOC};
+
+/* Sets every hooked slot from one value to another, checking each first;
+ * on a mismatch puts back what it already changed. */
+static int swap_slots(struct pyalloc *a, bool hook)
+{
+	uint64_t done[4][2];
+	int ndone = 0, err = 0;
+
+	for (int i = 0; i < 2 && !err; i++)
+		for (int j = 0; j < 2 && !err; j++) {
+			int d = hooked_domains[i], s = hooked_slots[j];
+			uint64_t slot = a->table[d] + 8 * (uint64_t)s, cur;
+			uint64_t from = hook ? a->fn[d][s] : a->fn[PYALLOC_RAW][s];
+			uint64_t to = hook ? a->fn[PYALLOC_RAW][s] : a->fn[d][s];
+
+			err = read_u64(a->pid, slot, &cur);
+			if (!err && cur != from)
+				err = -EBUSY;
+			if (!err)
+				err = write_u64(a->pid, slot, to);
+			if (!err) {
+				done[ndone][0] = slot;
+				done[ndone++][1] = from;
+			}
+		}
+	if (err)
+		while (ndone-- > 0)
+			write_u64(a->pid, done[ndone][0], done[ndone][1]);
+	return err;
+}
+
+int pyalloc_hook(struct pyalloc *a)
+{
+	int err;
+
+	if (a->hooked)
+		return 0;
+	err = swap_slots(a, true);
+	if (!err)
+		a->hooked = true;
+	return err;
+}
+
+int pyalloc_unhook(struct pyalloc *a)
+{
+	int err;
+
+	if (!a->hooked)
+		return 0;
+	err = swap_slots(a, false);
+	if (!err || err == -EBUSY)
+		a->hooked = false; /* changed since: not ours to restore */
+	return err;
+}
