@@ -325,3 +325,51 @@ def test_hook_pymalloc_bad_input():
         assert p.stderr.strip().endswith("runs no CPython that tracer knows"), p.stderr
     finally:
         sleeper.kill()
+
+
+THREADS = os.path.join(SOURCES, "py_threads.py")
+
+
+def traced_threads(python, extra=()):
+    t = subprocess.Popen([TRACER, "-t", "0", "--format", "json"] + list(extra) +
+                         ["--", python, THREADS], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert t.stdout.readline().strip() == "ready", t.stderr.read()
+        t.stdin.write("\n")
+        t.stdin.flush()
+        assert t.stdout.readline().strip() == "done"
+        t.send_signal(signal.SIGINT)
+        out = ""
+        while not out.startswith("{"):
+            out = t.stdout.readline()
+            assert out, "tracer ended without a report: " + t.stderr.read()
+    finally:
+        t.stdin.close()
+        t.wait(timeout=60)
+    assert t.returncode == 0, t.stderr.read()
+    lines = {}
+    for st in json.loads(out)["statistics"]:
+        f = st["frames"][0]
+        if f["filename"] == THREADS:
+            lines[f["lineno"]] = (st["size"], st["count"])
+    return lines
+
+
+@pytest.mark.parametrize("minor", VERSIONS + ["debian"])
+def test_threads_get_their_own_frames(minor):
+    """8 threads allocating at once, each at its own line, while another
+    sleeps with the GIL released and 4 call malloc through ctypes with the
+    GIL released: every block carries the frame of the thread that made it,
+    not of whichever thread holds the GIL."""
+    python = DEBIAN if minor == "debian" else interpreter(minor)
+    if not python or not os.path.exists(python):
+        pytest.skip("no CPython %s on this machine" % minor)
+    lines = traced_threads(python)
+    for k in range(8):
+        size = 1000 + 100 * k + 33  # a bytes object: 33 bytes of header
+        assert lines.get(site("py_threads.py", "t%d" % k)) == (100 * size, 100), (k, lines)
+    assert site("py_threads.py", "sleeper") not in lines
+    native = traced_threads(python, ["--domain", "libc"])
+    assert native.get(site("py_threads.py", "native")) == \
+        (4 * 100 * 3000 + 100 * (0 + 1 + 2 + 3), 400), native
