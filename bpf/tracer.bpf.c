@@ -331,6 +331,77 @@ int BPF_KPROBE(free_enter_prog, __u64 ptr)
 	return free_enter(ptr);
 }
 
+/* PyTraceMalloc_Track(domain, ptr, size) and PyTraceMalloc_Untrack(domain,
+ * ptr): an extension's own blocks (numpy's data buffers) in its own domain,
+ * as tracemalloc records them. A tracked block that libc's malloc already
+ * gave us is the same memory: the trace moves to the extension's domain,
+ * with the traceback of the Track call, and counts once. The entry probe
+ * stays on the first instruction, so [sp] is the return address. */
+SEC("uprobe")
+int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
+{
+	struct tracer_alloc_key key = {};
+	struct tracer_alloc_info info = {}, *old;
+	struct tracer_proc_stats *st;
+	__u64 ret = 0;
+	__u32 tgid;
+
+	if (probe_only || !ptr)
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!traced(tgid))
+		return 0;
+	st = proc_stats(tgid, true);
+	key.tgid = tgid;
+	key.addr = ptr;
+	old = bpf_map_lookup_elem(&allocs, &key);
+	if (old && st)
+		add_current(st, -(__s64)old->size);
+	bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
+	info.size = size;
+	info.domain = domain;
+	info.ip = ret;
+	info.stack_id = -1;
+	info.py_stack = py_capture(tgid);
+	if (capture_stack) {
+		info.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+		if (info.stack_id < 0)
+			count(TRACER_CNT_STACK_LOST, 1);
+	}
+	if (bpf_map_update_elem(&allocs, &key, &info, BPF_ANY)) {
+		count(TRACER_CNT_ALLOCS_FULL, 1);
+		count(TRACER_CNT_ALLOCS_FULL_BYTES, size);
+		return 0;
+	}
+	if (st) {
+		add_current(st, size);
+		__sync_fetch_and_add(&st->allocs, 1);
+	}
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(py_untrack_enter, __u32 domain, __u64 ptr)
+{
+	struct tracer_alloc_key key = {};
+	struct tracer_alloc_info *info;
+	__u32 tgid;
+
+	if (probe_only || !ptr)
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!traced(tgid))
+		return 0;
+	key.tgid = tgid;
+	key.addr = ptr;
+	/* tracemalloc forgets (domain, ptr) only: a block freed already, or
+	 * traced in another domain, stays as it is */
+	info = bpf_map_lookup_elem(&allocs, &key);
+	if (info && info->domain == domain)
+		forget(tgid, ptr, proc_stats(tgid, false));
+	return 0;
+}
+
 /* --follow: children of traced processes are traced too. */
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)

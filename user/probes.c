@@ -11,6 +11,7 @@
 enum probe_shape {
 	ALLOC_RETURNS, /* entry stashes arguments, return records the block */
 	FREE_ONLY,     /* entry only, may move past the prologue */
+	AT_ENTRY,      /* entry only, on the first instruction: reads [sp] */
 };
 
 struct probe_spec {
@@ -52,6 +53,9 @@ static const struct probe_spec specs[] = {
     {"_PyMem_RawMalloc", ALLOC_RETURNS, R2},
     {"_PyMem_RawCalloc", ALLOC_RETURNS, R3},
     {"_PyMem_RawRealloc", ALLOC_RETURNS, R3},
+    /* an extension's own domains (numpy) */
+    {"PyTraceMalloc_Track", AT_ENTRY, R3},
+    {"PyTraceMalloc_Untrack", FREE_ONLY, R2},
 };
 
 static struct bpf_program *entry_prog(struct tracer_bpf *skel, const char *name)
@@ -76,6 +80,10 @@ static struct bpf_program *entry_prog(struct tracer_bpf *skel, const char *name)
 		return skel->progs.py_realloc_enter;
 	if (!strcmp(name, "_PyObject_Free"))
 		return skel->progs.py_free_enter;
+	if (!strcmp(name, "PyTraceMalloc_Track"))
+		return skel->progs.py_track_enter;
+	if (!strcmp(name, "PyTraceMalloc_Untrack"))
+		return skel->progs.py_untrack_enter;
 	return skel->progs.malloc_enter; /* (size, ...) */
 }
 
@@ -158,7 +166,9 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 		done[ndone++] = sym.file_offset;
 		prog = entry_prog(skel, specs[i].name);
 		off = sym.file_offset;
-		if (specs[i].shape == FREE_ONLY) {
+		if (specs[i].shape == AT_ENTRY) {
+			err = attach(p, prog, pid, path, off, false);
+		} else if (specs[i].shape == FREE_ONLY) {
 			if (!placement_file_keep(path, sym.file_offset, sym.size, specs[i].reads,
 						 &pl))
 				off += pl.offset;
@@ -182,7 +192,7 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 		if (verbose)
 			fprintf(stderr, "tracer: probe %s %s+0x%llx%s\n", specs[i].name, path,
 				(unsigned long long)off,
-				specs[i].shape == FREE_ONLY ? "" : " (entry and return)");
+				specs[i].shape == ALLOC_RETURNS ? " (entry and return)" : "");
 		count++;
 	}
 	elfsym_close(f);

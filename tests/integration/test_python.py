@@ -373,3 +373,40 @@ def test_threads_get_their_own_frames(minor):
     native = traced_threads(python, ["--domain", "libc"])
     assert native.get(site("py_threads.py", "native")) == \
         (4 * 100 * 3000 + 100 * (0 + 1 + 2 + 3), 400), native
+
+
+@pytest.mark.parametrize("minor", ["3.11", "debian"])
+def test_tracemalloc_track_domains(minor):
+    """PyTraceMalloc_Track puts a block in the extension's domain with the
+    traceback of the Track call, once, as tracemalloc does; a freed and
+    untracked block goes."""
+    python = DEBIAN if minor == "debian" else interpreter(minor)
+    if not python or not os.path.exists(python):
+        pytest.skip("no CPython %s on this machine" % minor)
+    source = os.path.join(SOURCES, "py_track.py")
+    ref = json.loads(subprocess.run([python, source, "ref"], capture_output=True, text=True,
+                                    check=True, timeout=60).stdout)
+    track = site("py_track.py", "track")
+    assert ref == [[track, 30 * 5000, 30]]
+
+    def report(*extra):
+        t = subprocess.Popen([TRACER, "-t", "0", "--format", "json"] + list(extra) +
+                             ["--", python, source], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert t.stdout.readline().strip() == "ready", t.stderr.read()
+            t.send_signal(signal.SIGINT)
+            out = ""
+            while not out.startswith("{"):
+                out = t.stdout.readline()
+                assert out, t.stderr.read()
+        finally:
+            t.stdin.close()
+            t.wait(timeout=60)
+        return {st["frames"][0]["lineno"]: (st["size"], st["count"])
+                for st in json.loads(out)["statistics"]
+                if st["frames"][0]["filename"] == source}
+
+    assert report("--domain", "389047") == {track: (30 * 5000, 30)}
+    # the libc blocks became the domain's: nothing is left at the malloc line
+    assert site("py_track.py", "malloc") not in report("--domain", "libc")
