@@ -21,7 +21,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 1 << 20); /* --max-allocs */
-	__type(key, struct tracer_alloc_key);
+	__type(key, __u64); /* TRACER_KEY(process index, address) */
 	__type(value, struct tracer_alloc_info);
 } allocs SEC(".maps");
 
@@ -39,12 +39,20 @@ struct {
 	__type(value, struct tracer_proc_stats);
 } procs SEC(".maps");
 
+/* --follow: tgid -> the process's index in allocation keys */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u32);
 } traced_pids SEC(".maps");
+
+/* The one traced process without --follow (its uprobes are attached to it
+ * alone; this also keeps out a child that inherited the breakpoints). */
+__u32 target_tgid = 0;
+/* --follow: the index the next traced process gets; user space gives the
+ * first ones, the fork tracepoint the rest. */
+__u32 next_proc_index = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -80,9 +88,27 @@ static __always_inline void count(enum tracer_counter c, __u64 n)
 		cs->c[c] += n;
 }
 
+/* Whether tgid is traced; *proc receives its index for allocation keys. */
+static __always_inline bool traced_proc(__u32 tgid, __u32 *proc)
+{
+	__u32 *idx;
+
+	if (!filter_pids) {
+		*proc = 0;
+		return tgid == target_tgid;
+	}
+	idx = bpf_map_lookup_elem(&traced_pids, &tgid);
+	if (!idx)
+		return false;
+	*proc = *idx;
+	return true;
+}
+
 static __always_inline bool traced(__u32 tgid)
 {
-	return !filter_pids || bpf_map_lookup_elem(&traced_pids, &tgid);
+	__u32 proc;
+
+	return traced_proc(tgid, &proc);
 }
 
 /* One traced process (the common case) keeps its figures in a global: no
@@ -159,9 +185,8 @@ static __always_inline void add_current(struct tracer_proc_stats *st, __s64 delt
 	}
 }
 
-static __always_inline void forget(__u32 tgid, __u64 addr, struct tracer_proc_stats *st)
+static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
 {
-	struct tracer_alloc_key key = {.tgid = tgid, .addr = addr};
 	struct tracer_alloc_info *info;
 	__u64 size;
 
@@ -182,17 +207,16 @@ static __always_inline void forget(__u32 tgid, __u64 addr, struct tracer_proc_st
 /* Return of an allocator: the outermost call records its block. */
 static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 {
-	struct tracer_alloc_key key = {};
 	struct tracer_alloc_info info = {};
 	struct tracer_proc_stats *st;
 	struct pending *p;
-	__u64 addr = ret;
-	__u32 tgid;
+	__u64 addr = ret, key;
+	__u32 tgid, proc;
 
 	if (probe_only)
 		return 0;
 	tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!traced(tgid))
+	if (!traced_proc(tgid, &proc))
 		return 0;
 	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0, 0);
 	if (!p || !p->depth) {
@@ -209,15 +233,14 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 	}
 	st = proc_stats(tgid, true);
 	if (p->kind == TRACER_KIND_REALLOC && p->oldptr && (addr || p->size == 0))
-		forget(tgid, p->oldptr, st); /* moved, grown in place or freed by size 0 */
+		forget(TRACER_KEY(proc, p->oldptr), st); /* moved, grown in place or freed by size 0 */
 	if (!addr) {
 		if (p->size || p->kind != TRACER_KIND_REALLOC)
 			count(TRACER_CNT_FAILED_ALLOCS, 1);
 		return 0;
 	}
 
-	key.tgid = tgid;
-	key.addr = addr;
+	key = TRACER_KEY(proc, addr);
 	info.size = p->size;
 	info.domain = p->domain;
 	/* At a return probe the IP is the caller's return address: frame 0. */
@@ -243,14 +266,14 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 
 static __always_inline int free_enter(__u64 ptr)
 {
-	__u32 tgid;
+	__u32 tgid, proc;
 
 	if (probe_only || !ptr)
 		return 0;
 	tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!traced(tgid))
+	if (!traced_proc(tgid, &proc))
 		return 0;
-	forget(tgid, ptr, proc_stats(tgid, false));
+	forget(TRACER_KEY(proc, ptr), proc_stats(tgid, false));
 	return 0;
 }
 
@@ -340,20 +363,18 @@ int BPF_KPROBE(free_enter_prog, __u64 ptr)
 SEC("uprobe")
 int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 {
-	struct tracer_alloc_key key = {};
 	struct tracer_alloc_info info = {}, *old;
 	struct tracer_proc_stats *st;
-	__u64 ret = 0;
-	__u32 tgid;
+	__u64 ret = 0, key;
+	__u32 tgid, proc;
 
 	if (probe_only || !ptr)
 		return 0;
 	tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!traced(tgid))
+	if (!traced_proc(tgid, &proc))
 		return 0;
 	st = proc_stats(tgid, true);
-	key.tgid = tgid;
-	key.addr = ptr;
+	key = TRACER_KEY(proc, ptr);
 	old = bpf_map_lookup_elem(&allocs, &key);
 	if (old && st)
 		add_current(st, -(__s64)old->size);
@@ -383,22 +404,21 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 SEC("uprobe")
 int BPF_KPROBE(py_untrack_enter, __u32 domain, __u64 ptr)
 {
-	struct tracer_alloc_key key = {};
 	struct tracer_alloc_info *info;
-	__u32 tgid;
+	__u32 tgid, proc;
+	__u64 key;
 
 	if (probe_only || !ptr)
 		return 0;
 	tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!traced(tgid))
+	if (!traced_proc(tgid, &proc))
 		return 0;
-	key.tgid = tgid;
-	key.addr = ptr;
+	key = TRACER_KEY(proc, ptr);
 	/* tracemalloc forgets (domain, ptr) only: a block freed already, or
 	 * traced in another domain, stays as it is */
 	info = bpf_map_lookup_elem(&allocs, &key);
 	if (info && info->domain == domain)
-		forget(tgid, ptr, proc_stats(tgid, false));
+		forget(key, proc_stats(tgid, false));
 	return 0;
 }
 
@@ -408,10 +428,16 @@ int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
-	__u8 one = 1;
+	__u32 idx;
 
 	if (!filter_pids || ptgid == ctgid || !bpf_map_lookup_elem(&traced_pids, &ptgid))
 		return 0;
-	bpf_map_update_elem(&traced_pids, &ctgid, &one, BPF_ANY);
+	idx = __sync_fetch_and_add(&next_proc_index, 1);
+	if (idx >= TRACER_MAX_PROCS) {
+		count(TRACER_CNT_PROCS_FULL, 1);
+		return 0;
+	}
+	if (bpf_map_update_elem(&traced_pids, &ctgid, &idx, BPF_ANY))
+		count(TRACER_CNT_PROCS_FULL, 1);
 	return 0;
 }

@@ -58,11 +58,15 @@ struct tracer_py_stack {
 
 #define TRACER_PY_MAX_WALK 1024
 
-struct tracer_alloc_key {
-	__u32 tgid;
-	__u32 pad;
-	__u64 addr;
-};
+/* The allocs map's key: the block's address, with the traced process's
+ * index (--follow) in the bits above the 47 of a user-space address. An
+ * 8-byte key keeps a map element (48-byte kernel header, key, 32-byte value,
+ * 8-byte allocator link) at 96 bytes, in the kernel's 96-byte size class. */
+#define TRACER_KEY_ADDR_BITS 47
+#define TRACER_MAX_PROCS (1u << (64 - TRACER_KEY_ADDR_BITS))
+#define TRACER_KEY(proc, addr) ((addr) | ((__u64)(proc) << TRACER_KEY_ADDR_BITS))
+#define TRACER_KEY_ADDR(key) ((key) & ((1ull << TRACER_KEY_ADDR_BITS) - 1))
+#define TRACER_KEY_PROC(key) ((__u32)((key) >> TRACER_KEY_ADDR_BITS))
 
 /* One live allocation. ip is frame 0 (the call site's return address);
  * stack_id indexes the stack map for deeper frames (-1: none). */

@@ -364,19 +364,41 @@ static struct tb_cache_entry *tb_cache_slot(struct tb_cache *c, uint32_t tgid, u
 	return &c->e[i];
 }
 
+/* --follow: which process each index of the allocation keys stands for. */
+static pid_t *proc_of_index(struct session *s, uint32_t *n)
+{
+	int fd = bpf_map__fd(s->skel->maps.traced_pids);
+	__u32 key, next, idx, *prev = NULL;
+	pid_t *map;
+
+	*n = s->skel->bss->next_proc_index;
+	map = calloc(*n + 1, sizeof(*map));
+	if (!map)
+		return NULL;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (!bpf_map_lookup_elem(fd, &key, &idx) && idx < *n)
+			map[idx] = (pid_t)key;
+	}
+	return map;
+}
+
 static int fill_traces(struct session *s, struct snapshot *snap)
 {
 	struct tb_cache cache = {};
 	int afd = bpf_map__fd(s->skel->maps.allocs), sfd = bpf_map__fd(s->skel->maps.stacks);
 	uint32_t batch = 4096, count, i;
-	struct tracer_alloc_key *keys = calloc(batch, sizeof(*keys));
+	__u64 *keys = calloc(batch, sizeof(*keys));
 	struct tracer_alloc_info *vals = calloc(batch, sizeof(*vals));
 	__u64 *stack = calloc(TRACER_MAX_NFRAME, sizeof(__u64));
-	struct tracer_alloc_key out_batch;
+	__u64 out_batch;
+	uint32_t nprocs = 0;
+	pid_t *procs = s->o->follow ? proc_of_index(s, &nprocs) : NULL;
 	bool first = true;
 	int err = 0;
 
-	if (!keys || !vals || !stack) {
+	if (!keys || !vals || !stack || (s->o->follow && !procs)) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -393,13 +415,15 @@ static int fill_traces(struct session *s, struct snapshot *snap)
 		}
 		first = false;
 		for (i = 0; i < count; i++) {
+			uint32_t proc = TRACER_KEY_PROC(keys[i]), tgid;
 			struct tb_cache_entry *ce;
 			bool has_stack;
 			int64_t tb;
 
-			if (!s->o->follow && keys[i].tgid != (uint32_t)s->pid)
-				continue;
-			ce = tb_cache_slot(&cache, keys[i].tgid, vals[i].ip, vals[i].stack_id,
+			if (s->o->follow && proc >= nprocs)
+				continue; /* a process indexed since the map was read */
+			tgid = (uint32_t)(s->o->follow ? procs[proc] : s->pid);
+			ce = tb_cache_slot(&cache, tgid, vals[i].ip, vals[i].stack_id,
 					   vals[i].py_stack);
 			if (!ce) {
 				err = -ENOMEM;
@@ -414,24 +438,23 @@ static int fill_traces(struct session *s, struct snapshot *snap)
 
 				has_stack = vals[i].stack_id >= 0 &&
 					    !bpf_map_lookup_elem(sfd, &vals[i].stack_id, stack);
-				tb = intern_traceback(s, snap, keys[i].tgid, &vals[i],
-						      has_stack ? stack : NULL,
-						      sym_for(s, (pid_t)keys[i].tgid));
+				tb = intern_traceback(s, snap, tgid, &vals[i],
+						      has_stack ? stack : NULL, sym_for(s, (pid_t)tgid));
 				if (tb < 0) {
 					err = (int)tb;
 					goto out;
 				}
 				*ce = (struct tb_cache_entry){.ip = vals[i].ip,
 							      .py_stack = vals[i].py_stack,
-							      .tgid = keys[i].tgid,
+							      .tgid = tgid,
 							      .stack_id = vals[i].stack_id,
 							      .tb = tb,
 							      .truncated = s->truncated != t0,
 							      .ended_early = s->ended_early != e0};
 				cache.n++;
 			}
-			err = snapshot_add_trace(snap, keys[i].addr, vals[i].size, vals[i].domain,
-						 (uint32_t)tb);
+			err = snapshot_add_trace(snap, TRACER_KEY_ADDR(keys[i]), vals[i].size,
+						 vals[i].domain, (uint32_t)tb);
 			if (err)
 				goto out;
 		}
@@ -439,6 +462,7 @@ static int fill_traces(struct session *s, struct snapshot *snap)
 			break; /* ENOENT: that was the last batch */
 	}
 out:
+	free(procs);
 	free(cache.e);
 	free(keys);
 	free(vals);
@@ -596,12 +620,13 @@ static int setup_bpf(struct session *s)
 static int add_traced_pid(struct session *s, pid_t pid)
 {
 	__u32 key = (uint32_t)pid;
-	__u8 one = 1;
+	__u32 idx = __sync_fetch_and_add(&s->skel->bss->next_proc_index, 1);
 
-	return bpf_map_update_elem(bpf_map__fd(s->skel->maps.traced_pids), &key, &one, BPF_ANY)
+	return bpf_map_update_elem(bpf_map__fd(s->skel->maps.traced_pids), &key, &idx, BPF_ANY)
 		   ? -errno
 		   : 0;
 }
+
 
 /* The files a launched command will map are not known before it runs: probe
  * the C library this system uses (ours) and the executable itself, which
@@ -923,6 +948,7 @@ int session_run(const struct session_options *o)
 
 	if (setup_bpf(&s))
 		goto out;
+	s.skel->bss->target_tgid = (__u32)s.pid; /* -p; a launch sets it below */
 
 	if (o->argv) {
 		static char pymalloc[] = "PYTHONMALLOC=malloc";
@@ -936,6 +962,7 @@ int session_run(const struct session_options *o)
 		}
 		launched = true;
 		s.pid = launch.pid;
+		s.skel->bss->target_tgid = (__u32)s.pid;
 		if (o->follow)
 			add_traced_pid(&s, s.pid);
 		n = attach_launch(&s, o->follow ? -1 : s.pid);
