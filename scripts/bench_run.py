@@ -160,21 +160,38 @@ def vm_rss(pid):
     return None
 
 
+def kernel_memory():
+    """Slab, vmalloc and per-CPU memory of the whole kernel (bytes): where
+    BPF maps live. Its growth while the tracer holds N live allocations is
+    what each costs in the kernel, allocator size classes included (which
+    the maps' own memlock figure leaves out)."""
+    total = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, value = line.split(":", 1)
+            if key in ("Slab", "VmallocUsed", "Percpu"):
+                total += int(value.split()[0]) * 1024
+    return total
+
+
 def memory_run(live, hold_ms, interval):
     """The tracer at nframe 1 on bench_live: its memory while `live` blocks
     are held (the largest live count any interval report saw) and the peak
     RSS of the tracer process itself."""
     cmd = [os.path.join(BUILD, "workloads", "bench_live"), str(live), str(hold_ms)]
     argv = tracer_argv(1, False, cmd, ["-i", str(interval), "--max-allocs", str(live + live // 4 + 4096)])
+    base = kernel_memory()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     out_parts = []
     rss = 0
+    kernel = 0
     import threading
     t = threading.Thread(target=lambda: out_parts.append(p.stdout.read()))
     t.start()
     deadline = time.time() + RUN_TIMEOUT
     while p.poll() is None and time.time() < deadline:
         rss = max(rss, vm_rss(p.pid) or 0)
+        kernel = max(kernel, kernel_memory() - base)
         time.sleep(0.2)
     if p.poll() is None:
         p.kill()
@@ -188,27 +205,31 @@ def memory_run(live, hold_ms, interval):
     figs = [tracer_figures(d) for d in docs]
     best = max(figs, key=lambda f: f["live"] or 0)
     best["rss"] = rss
+    best["kernel"] = kernel
     return best
 
 
 def memory_table(sizes):
     if tracer_help() is None:
         return "memory: not run: build/tracer not built"
-    rows = [("live allocations", "seen live", "tracer memory MiB", "bytes/live", "tracer RSS MiB", "lost")]
+    rows = [("live allocations", "seen live", "tracer memory MiB", "bytes/live", "kernel B/live",
+             "tracer RSS MiB", "lost")]
     prev = None
     for n in sizes:
         try:
             f = memory_run(n, hold_ms=max(3000, n // 300), interval=max(1, n // 1000000))
         except (RuntimeError, subprocess.TimeoutExpired) as e:
-            rows.append((str(n), "failed: %s" % e, "", "", "", ""))
+            rows.append((str(n), "failed: %s" % e, "", "", "", "", ""))
             continue
         sys.stderr.write("bench: memory %d live: %s\n" % (n, f))
         mem, live = f["tracer_memory"], f["live"]
         rows.append((str(n), fmt(live, "d"), fmt(mem / 2**20 if mem else None, ".1f"),
                      fmt(mem / live if mem and live else None, ".1f"),
+                     fmt(f["kernel"] / live if live else None, ".1f"),
                      fmt(f["rss"] / 2**20, ".1f"), fmt(f["lost"], "d")))
         if prev and mem and prev[1] and live and live > prev[0]:
-            rows.append(("marginal", "", "", fmt((mem - prev[1]) / (live - prev[0]), ".1f"), "", ""))
+            rows.append(("marginal", "", "", fmt((mem - prev[1]) / (live - prev[0]), ".1f"), "",
+                         "", ""))
         prev = (live, mem) if live and mem else prev
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(r[i].rjust(widths[i]) for i in range(len(r))) for r in rows]
