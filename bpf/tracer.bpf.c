@@ -16,6 +16,11 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile bool probe_only = false;	  /* the floor: probes that do nothing */
 const volatile bool filter_pids = false;  /* --follow: trace tgids in traced_pids */
 const volatile bool capture_stack = false; /* nframe > 1 */
+/* --native: Python tracebacks keep their C frames too. Without it a thread
+ * running Python gets Python frames only, so its native stack is not
+ * walked: CPython has no frame pointers, so those walks yield distinct
+ * garbage stacks that would fill the stack map and cost ~0.5 us each. */
+const volatile bool native_with_python = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -247,7 +252,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 	info.ip = PT_REGS_IP(ctx);
 	info.stack_id = -1;
 	info.py_stack = py_capture(tgid);
-	if (capture_stack) {
+	if (capture_stack && (!info.py_stack || native_with_python)) {
 		info.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
 		if (info.stack_id < 0)
 			count(TRACER_CNT_STACK_LOST, 1);
@@ -384,7 +389,7 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 	info.ip = ret;
 	info.stack_id = -1;
 	info.py_stack = py_capture(tgid);
-	if (capture_stack) {
+	if (capture_stack && (!info.py_stack || native_with_python)) {
 		info.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
 		if (info.stack_id < 0)
 			count(TRACER_CNT_STACK_LOST, 1);

@@ -243,8 +243,10 @@ const struct pyframes_stack *pyframes_get(struct pyframes *p, uint64_t key)
 
 void pyframes_poll(struct pyframes *p)
 {
-	int fd;
+	static __u64 keys[1 << 14];
 	__u64 k, next, *prev = NULL;
+	size_t n = 0;
+	int fd;
 
 	if (!p)
 		return;
@@ -256,9 +258,16 @@ void pyframes_poll(struct pyframes *p)
 	 * the next one: forget them, then resolve what is new. */
 	python_code_revalidate(p->code);
 	fd = bpf_map__fd(p->skel->maps.py_stacks);
-	while (!bpf_map_get_next_key(fd, prev, &next)) {
+	while (n < sizeof(keys) / sizeof(keys[0]) && !bpf_map_get_next_key(fd, prev, &next)) {
 		k = next;
 		prev = &k;
-		pyframes_get(p, k);
+		keys[n++] = k;
 	}
+	/* A resolved stack lives on in the cache under its key (a hash of its
+	 * frames and their code objects' identities): the map keeps only what
+	 * awaits resolution, so it fills only if that many distinct stacks
+	 * appear between two polls. */
+	for (size_t i = 0; i < n; i++)
+		if (pyframes_get(p, keys[i]))
+			bpf_map_delete_elem(fd, &keys[i]);
 }

@@ -593,6 +593,7 @@ static int setup_bpf(struct session *s)
 	s->skel->rodata->probe_only = o->probe_only;
 	s->skel->rodata->filter_pids = o->follow;
 	s->skel->rodata->capture_stack = o->nframe > 1;
+	s->skel->rodata->native_with_python = o->native;
 	s->skel->rodata->py_nframe = o->nframe;
 	bpf_map__set_max_entries(s->skel->maps.allocs, o->max_allocs);
 	if (o->nframe > 1) {

@@ -221,6 +221,15 @@ def test_follow_traces_children(tmp_path):
     assert by_line(report, SRC) == {}
 
 
+def test_follow_keeps_equal_addresses_of_two_processes_apart():
+    """After fork, parent and child allocate at the same addresses; each
+    process's blocks are its own."""
+    report, _ = trace_json(["--follow", "--", workload("forker")])
+    assert by_line(report, "forker.c") == {site("forker.c", "forked"): (2 * 100 * 2048, 200)}
+    report, _ = trace_json(["--", workload("forker")])
+    assert by_line(report, "forker.c") == {site("forker.c", "forked"): (100 * 2048, 100)}
+
+
 def test_full_allocs_table_is_counted():
     report, _ = trace_json(["--max-allocs", "500", "--", workload("native")])
     assert report["traces"] == 500
