@@ -209,13 +209,37 @@ static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
 	}
 }
 
+/* Records a live block: its call site (frame 0), its Python stack, its
+ * native stack when that is what its traceback will show. */
+static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, __u64 size,
+				   __u32 domain, __u64 ip, struct tracer_proc_stats *st)
+{
+	struct tracer_alloc_info info = {.size = size, .domain = domain, .ip = ip};
+
+	info.stack_id = -1;
+	info.py_stack = py_capture(tgid);
+	if (capture_stack && (!info.py_stack || native_with_python)) {
+		info.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
+		if (info.stack_id < 0)
+			count(TRACER_CNT_STACK_LOST, 1);
+	}
+	if (bpf_map_update_elem(&allocs, &key, &info, BPF_ANY)) {
+		count(TRACER_CNT_ALLOCS_FULL, 1);
+		count(TRACER_CNT_ALLOCS_FULL_BYTES, size);
+		return;
+	}
+	if (st) {
+		add_current(st, size);
+		__sync_fetch_and_add(&st->allocs, 1);
+	}
+}
+
 /* Return of an allocator: the outermost call records its block. */
 static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 {
-	struct tracer_alloc_info info = {};
 	struct tracer_proc_stats *st;
 	struct pending *p;
-	__u64 addr = ret, key;
+	__u64 addr = ret;
 	__u32 tgid, proc;
 
 	if (probe_only)
@@ -245,27 +269,8 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 		return 0;
 	}
 
-	key = TRACER_KEY(proc, addr);
-	info.size = p->size;
-	info.domain = p->domain;
 	/* At a return probe the IP is the caller's return address: frame 0. */
-	info.ip = PT_REGS_IP(ctx);
-	info.stack_id = -1;
-	info.py_stack = py_capture(tgid);
-	if (capture_stack && (!info.py_stack || native_with_python)) {
-		info.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-		if (info.stack_id < 0)
-			count(TRACER_CNT_STACK_LOST, 1);
-	}
-	if (bpf_map_update_elem(&allocs, &key, &info, BPF_ANY)) {
-		count(TRACER_CNT_ALLOCS_FULL, 1);
-		count(TRACER_CNT_ALLOCS_FULL_BYTES, p->size);
-		return 0;
-	}
-	if (st) {
-		add_current(st, p->size);
-		__sync_fetch_and_add(&st->allocs, 1);
-	}
+	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, p->domain, PT_REGS_IP(ctx), st);
 	return 0;
 }
 
@@ -368,7 +373,7 @@ int BPF_KPROBE(free_enter_prog, __u64 ptr)
 SEC("uprobe")
 int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 {
-	struct tracer_alloc_info info = {}, *old;
+	struct tracer_alloc_info *old;
 	struct tracer_proc_stats *st;
 	__u64 ret = 0, key;
 	__u32 tgid, proc;
@@ -384,25 +389,7 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 	if (old && st)
 		add_current(st, -(__s64)old->size);
 	bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
-	info.size = size;
-	info.domain = domain;
-	info.ip = ret;
-	info.stack_id = -1;
-	info.py_stack = py_capture(tgid);
-	if (capture_stack && (!info.py_stack || native_with_python)) {
-		info.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-		if (info.stack_id < 0)
-			count(TRACER_CNT_STACK_LOST, 1);
-	}
-	if (bpf_map_update_elem(&allocs, &key, &info, BPF_ANY)) {
-		count(TRACER_CNT_ALLOCS_FULL, 1);
-		count(TRACER_CNT_ALLOCS_FULL_BYTES, size);
-		return 0;
-	}
-	if (st) {
-		add_current(st, size);
-		__sync_fetch_and_add(&st->allocs, 1);
-	}
+	record(ctx, tgid, key, size, domain, ret, st);
 	return 0;
 }
 

@@ -61,6 +61,20 @@ def by_line(report):
     return out
 
 
+def assert_parity(ref, ours):
+    """tracemalloc's sizes and counts within 5 % for every site, and its
+    dominant sites in its order."""
+    for name in ("big", "small", "nested", "gen", "thread"):
+        line = site("py_sites.py", name)
+        rsize, rcount = ref[line]
+        size, count = ours.get(line, (0, 0))
+        assert abs(size - rsize) <= 0.05 * rsize, (name, size, rsize)
+        assert abs(count - rcount) <= 0.05 * rcount, (name, count, rcount)
+    dominant = [l for l, (s, c) in sorted(ref.items(), key=lambda kv: -kv[1][0]) if s > 200000]
+    order = [l for l, (s, c) in sorted(ours.items(), key=lambda kv: -kv[1][0]) if l in dominant]
+    assert order == dominant
+
+
 @pytest.mark.parametrize("minor", VERSIONS)
 def test_parity_with_tracemalloc(minor):
     python = interpreter(minor)
@@ -69,18 +83,9 @@ def test_parity_with_tracemalloc(minor):
     ref = reference(python)
     report = traced(python)
     ours = by_line(report)
-    for name in ("big", "small", "nested", "gen", "thread"):
-        line = site("py_sites.py", name)
-        rsize, rcount = ref[line]
-        size, count = ours.get(line, (0, 0))
-        assert abs(size - rsize) <= 0.05 * rsize, (name, size, rsize)
-        assert abs(count - rcount) <= 0.05 * rcount, (name, count, rcount)
+    assert_parity(ref, ours)
     # temporaries were freed again
     assert ours.get(site("py_sites.py", "temporary"), (0, 0))[0] < 9000 * 5
-    # the dominant sites come in tracemalloc's order
-    dominant = [l for l, (s, c) in sorted(ref.items(), key=lambda kv: -kv[1][0]) if s > 200000]
-    ours_order = [l for l, (s, c) in sorted(ours.items(), key=lambda kv: -kv[1][0]) if l in dominant]
-    assert ours_order == dominant
     assert report["counters"]["python frames unreadable"] == 0
 
 
@@ -125,12 +130,7 @@ def test_debian_python_malloc_gives_tracemalloc_counts():
     warnings = []
     ours = by_line(traced(DEBIAN, extra=["--python-malloc"], warnings=warnings))
     assert warnings == []
-    for name in ("big", "small", "nested", "gen", "thread"):
-        line = site("py_sites.py", name)
-        rsize, rcount = ref[line]
-        size, count = ours.get(line, (0, 0))
-        assert abs(size - rsize) <= 0.05 * rsize, (name, size, rsize)
-        assert abs(count - rcount) <= 0.05 * rcount, (name, count, rcount)
+    assert_parity(ref, ours)
 
 
 @pytest.mark.parametrize("minor", ["3.11", "3.12"])
@@ -177,10 +177,7 @@ def test_domain_python_is_what_tracemalloc_counts():
     big = site("py_sites.py", "big")
     assert by_line(py)[big] == (200 * 20001 + 200 * 56, 400)
     assert big not in by_line(libc)
-    ref = reference(python)
-    for name in ("big", "small", "nested", "gen", "thread"):
-        line = site("py_sites.py", name)
-        assert abs(by_line(py)[line][0] - ref[line][0]) <= 0.05 * ref[line][0], name
+    assert_parity(reference(python), by_line(py))
     # each run is its own process: compare the shares, not the bytes
     total = lambda r: sum(s["size"] for s in r["statistics"])
     assert abs(total(py) + total(libc) - total(both)) <= 0.05 * total(both)
@@ -266,19 +263,7 @@ def test_debian_hook_pymalloc_gives_tracemalloc_counts_and_restores(stop):
         # pymalloc's malloc, calloc, realloc and free
         assert sum("from its allocator table" in l for l in err) == 7, err
         if stop is signal.SIGINT:
-            ref = reference(DEBIAN)
-            ours = by_line(report)
-            for name in ("big", "small", "nested", "gen", "thread"):
-                line = site("py_sites.py", name)
-                rsize, rcount = ref[line]
-                size, count = ours.get(line, (0, 0))
-                assert abs(size - rsize) <= 0.05 * rsize, (name, size, rsize)
-                assert abs(count - rcount) <= 0.05 * rcount, (name, count, rcount)
-            dominant = [l for l, (s, c) in sorted(ref.items(), key=lambda kv: -kv[1][0])
-                        if s > 200000]
-            order = [l for l, (s, c) in sorted(ours.items(), key=lambda kv: -kv[1][0])
-                     if l in dominant]
-            assert order == dominant
+            assert_parity(reference(DEBIAN), by_line(report))
     finally:
         finish(w)  # the workload runs on and exits cleanly after the hook
 
