@@ -4,16 +4,35 @@
 set -euo pipefail
 pkgs=(make gcc g++ clang llvm libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
       libcapstone-dev libcmocka-dev pkg-config python3 python3-pytest
-      golang-go util-linux)
+      golang-go util-linux debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" -ne 0 ]; then
-	echo "install-deps: missing packages: ${missing[*]} (run as root)" >&2
-	exit 2
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "install-deps: missing packages: ${missing[*]} (run as root)" >&2
+		exit 2
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# CPython 3.14 for the tests (and 3.15, which tracer does not know): Debian's
+# packages from forky, in a chroot (bookworm has neither). Optional: without
+# it those tests skip, saying so.
+forky=${TRACER_FORKY_ROOT:-/var/lib/tracer/forky}
+if [ ! -x "$forky/usr/bin/python3.15" ] && [ "$(id -u)" -eq 0 ]; then
+	echo "install-deps: debootstrap forky with python3.14 and 3.15 into $forky" >&2
+	rm -rf "$forky"
+	mkdir -p "$(dirname "$forky")"
+	if ! debootstrap --variant=minbase --include=python3.14,python3.15 forky "$forky" \
+		http://deb.debian.org/debian /usr/share/debootstrap/scripts/sid \
+		>/tmp/tracer-debootstrap.log 2>&1; then
+		echo "install-deps: no python3.14 chroot (see /tmp/tracer-debootstrap.log);" \
+			"its tests will skip" >&2
+		rm -rf "$forky"
+	fi
+fi
+exit 0

@@ -227,7 +227,7 @@ int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, 
 				break;
 		if (j < i)
 			continue;
-		target_file_path(pid, maps.m[i].path, file, sizeof(file));
+		target_file_path(pid, &maps.m[i], file, sizeof(file));
 		n = probes_attach_file(skel, p, attach_pid, file, verbose);
 		if (n == -ENOEXEC || n == -ENOENT || n == -EACCES)
 			continue; /* not an ELF file, or gone */
@@ -264,7 +264,7 @@ int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 		target_maps_free(&maps);
 		return -ENOENT;
 	}
-	target_file_path(pid, m->path, path, sizeof(path));
+	target_file_path(pid, m, path, sizeof(path));
 	off = fn - m->start + m->offset;
 	target_maps_free(&maps);
 	/* A stripped function has no size to decode its prologue against:

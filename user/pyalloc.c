@@ -20,53 +20,70 @@ static int read_u64(pid_t pid, uint64_t addr, uint64_t *v)
 /* The data addresses the first instructions of a wrapper read: a table's
  * ctx and malloc slots, 8 bytes apart. Registers loaded from memory are
  * followed one step, which covers 3.12+'s `mov GOT(%rip),%rax;
- * mov disp(%rax),%rdi; jmp *disp+8(%rax)` with the GOT read in the process. */
+ * mov disp(%rax),%rdi; jmp *disp+8(%rax)` with the GOT read in the process.
+ * LTO builds of 3.14 test the malloc slot against the default first and
+ * read ctx only on the branch taken when it differs: the code at a
+ * conditional branch's target inside the function is decoded too. */
 static int decode_table(pid_t pid, struct elfsym_file *f, uint64_t bias, const char *name,
 			uint64_t *table)
 {
-	uint64_t refs[32], regval[X86_REG_ENDING] = {0};
-	unsigned nrefs = 0;
+	uint64_t refs[32], regval[X86_REG_ENDING] = {0}, regions[4];
+	unsigned nrefs = 0, nregions = 1;
 	struct elfsym sym;
-	uint8_t code[96];
-	const uint8_t *p = code;
-	size_t left = sizeof(code);
-	uint64_t addr;
 	cs_insn *in;
 	csh h;
-	int n;
 
-	if (elfsym_lookup(f, name, &sym) || elfsym_read(f, sym.vaddr, code, sizeof(code)))
+	if (elfsym_lookup(f, name, &sym))
 		return -ENOENT;
 	if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
 		return -ENOMEM;
 	cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
 	in = cs_malloc(h);
-	addr = sym.vaddr;
-	for (n = 0; in && n < 16 && nrefs < 30 && cs_disasm_iter(h, &p, &left, &addr, in); n++) {
-		const cs_x86 *x = &in->detail->x86;
+	regions[0] = sym.vaddr;
+	for (unsigned r = 0; in && r < nregions; r++) {
+		uint8_t code[96];
+		const uint8_t *p = code;
+		size_t left = sizeof(code);
+		uint64_t addr = regions[r];
 
-		for (int i = 0; i < x->op_count; i++) {
-			const cs_x86_op *op = &x->operands[i];
-			uint64_t a;
+		if (elfsym_read(f, addr, code, sizeof(code)))
+			continue;
+		for (int n = 0; n < 16 && nrefs < 30 && cs_disasm_iter(h, &p, &left, &addr, in);
+		     n++) {
+			const cs_x86 *x = &in->detail->x86;
 
-			if (op->type != X86_OP_MEM || op->mem.index != X86_REG_INVALID)
-				continue;
-			if (op->mem.base == X86_REG_RIP)
-				a = in->address + in->size + (uint64_t)op->mem.disp + bias;
-			else if (op->mem.base == X86_REG_INVALID)
-				a = (uint64_t)op->mem.disp + bias; /* absolute, non-PIE */
-			else if (regval[op->mem.base])
-				a = regval[op->mem.base] + (uint64_t)op->mem.disp;
-			else
-				continue;
-			refs[nrefs++] = a;
-			/* mov reg64, [mem]: the register now holds what is there */
-			if (in->id == X86_INS_MOV && i == 1 && x->operands[0].type == X86_OP_REG &&
-			    op->size == 8 && read_u64(pid, a, &regval[x->operands[0].reg]))
-				regval[x->operands[0].reg] = 0;
+			for (int i = 0; i < x->op_count; i++) {
+				const cs_x86_op *op = &x->operands[i];
+				uint64_t a;
+
+				if (op->type != X86_OP_MEM || op->mem.index != X86_REG_INVALID)
+					continue;
+				if (op->mem.base == X86_REG_RIP)
+					a = in->address + in->size + (uint64_t)op->mem.disp + bias;
+				else if (op->mem.base == X86_REG_INVALID)
+					a = (uint64_t)op->mem.disp + bias; /* absolute, non-PIE */
+				else if (regval[op->mem.base])
+					a = regval[op->mem.base] + (uint64_t)op->mem.disp;
+				else
+					continue;
+				refs[nrefs++] = a;
+				/* mov reg64, [mem]: the register now holds what is there */
+				if (in->id == X86_INS_MOV && i == 1 &&
+				    x->operands[0].type == X86_OP_REG && op->size == 8 &&
+				    read_u64(pid, a, &regval[x->operands[0].reg]))
+					regval[x->operands[0].reg] = 0;
+			}
+			if (cs_insn_group(h, in, CS_GRP_JUMP) && in->id != X86_INS_JMP &&
+			    x->op_count == 1 && x->operands[0].type == X86_OP_IMM &&
+			    nregions < sizeof(regions) / sizeof(regions[0])) {
+				uint64_t target = (uint64_t)x->operands[0].imm;
+
+				if (target > sym.vaddr && target < sym.vaddr + sym.size)
+					regions[nregions++] = target;
+			}
+			if (in->id == X86_INS_RET || (in->id == X86_INS_JMP && nrefs))
+				break;
 		}
-		if (in->id == X86_INS_RET || (in->id == X86_INS_JMP && nrefs))
-			break;
 	}
 	if (in)
 		cs_free(in, 1);

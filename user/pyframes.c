@@ -123,6 +123,7 @@ static void recognise(struct pyframes *p)
 {
 	struct tracer_py_config cfg;
 	__u32 key = (__u32)p->pid;
+	char why[160] = "";
 	int err;
 
 	err = python_find(p->pid, &p->target);
@@ -138,8 +139,16 @@ static void recognise(struct pyframes *p)
 	}
 	if (err)
 		return;
-	err = python_bpf_config(p->pid, &p->target, &cfg);
+	err = python_bpf_config(p->pid, &p->target, &cfg, why, sizeof(why));
+	if (!err)
+		err = python_code_check(&p->target, why, sizeof(why));
 	if (err) {
+		if (err == -EPROTO)
+			fprintf(
+			    stderr,
+			    "tracer: warning: CPython %d.%d.%d in process %d does not match the "
+			    "tracer's layout table (%s); tracebacks stay native\n",
+			    p->target.major, p->target.minor, p->target.micro, p->pid, why);
 		p->state = UNSUPPORTED;
 		return;
 	}

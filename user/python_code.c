@@ -35,6 +35,7 @@ struct entry {
 struct python_code {
 	pid_t pid;
 	int minor;
+	uint64_t code_type; /* PyCode_Type in the process; 0: not known */
 	struct code_layout l;
 	struct entry *e;
 	size_t cap, n;
@@ -48,6 +49,7 @@ int python_code_open(pid_t pid, const struct python_target *t, struct python_cod
 		return -ENOMEM;
 	c->pid = pid;
 	c->minor = t->minor;
+	c->code_type = t->code_type;
 	c->l = layout_for(t->minor);
 	c->cap = 256;
 	c->e = calloc(c->cap, sizeof(*c->e));
@@ -56,6 +58,38 @@ int python_code_open(pid_t pid, const struct python_target *t, struct python_cod
 		return -ENOMEM;
 	}
 	*out = c;
+	return 0;
+}
+
+int python_code_check(const struct python_target *t, char *why, size_t why_len)
+{
+	struct code_layout l = layout_for(t->minor);
+	const struct python_facts *f = &t->facts;
+	struct {
+		const char *what;
+		int64_t fact, table;
+	} checks[] = {
+	    {"co_filename", f->co_filename, l.filename},
+	    {t->minor >= 11 ? "co_qualname" : "co_name",
+	     t->minor >= 11 ? f->co_qualname : f->co_name, l.name},
+	    {"co_firstlineno", f->co_firstlineno, l.firstlineno},
+	    {t->minor >= 10 ? "co_linetable" : "co_lnotab", f->co_linetable, l.linetable},
+	    {"sizeof(PyASCIIObject)", f->debug_offsets ? f->ascii_size : l.ascii_size,
+	     l.ascii_size},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
+		if (checks[i].fact != checks[i].table) {
+			if (checks[i].fact < 0)
+				snprintf(why, why_len, "its PyCode_Type does not reveal %s",
+					 checks[i].what);
+			else
+				snprintf(why, why_len, "its %s is at %lld, the table says %lld",
+					 checks[i].what, (long long)checks[i].fact,
+					 (long long)checks[i].table);
+			return -EPROTO;
+		}
 	return 0;
 }
 
@@ -102,14 +136,18 @@ static void put_utf8(char **p, uint32_t cp)
 }
 
 /* A live object's reference count: at least 1, below 2^32 even when
- * immortal (3.12+). A freed block's first word is an allocator's free-list
- * link (a pointer, or a mangled one) or zero: this tells the two apart. */
-static bool plausible_refcnt(const uint8_t *obj)
+ * immortal (3.12, 3.13); from 3.14 the word is {u32 ob_refcnt; u16
+ * ob_overflow; u16 ob_flags} with a few flag bits. A freed block's first
+ * word is an allocator's free-list link (a pointer, or a mangled one) or
+ * zero: this tells the two apart. */
+static bool plausible_refcnt(const struct python_code *c, const uint8_t *obj)
 {
-	uint64_t refcnt;
+	uint64_t word;
 
-	memcpy(&refcnt, obj, 8);
-	return refcnt >= 1 && refcnt <= UINT32_MAX;
+	memcpy(&word, obj, 8);
+	if (c->minor >= 14)
+		return (uint32_t)word >= 1 && ((word >> 32) & 0xffff) == 0 && (word >> 48) < 0x100;
+	return word >= 1 && word <= UINT32_MAX;
 }
 
 /* A str object as UTF-8 (compact strings only, which code objects use);
@@ -128,7 +166,7 @@ static char *read_str(struct python_code *c, uint64_t obj)
 	memcpy(&len, hdr + 16, 8);
 	memcpy(&state, hdr + 32, 4);
 	kind = (state >> 2) & 7;
-	if (!plausible_refcnt(hdr) || !(state & (1u << 5)) || len > 4096 ||
+	if (!plausible_refcnt(c, hdr) || !(state & (1u << 5)) || len > 4096 ||
 	    (kind != 1 && kind != 2 && kind != 4))
 		return NULL; /* freed, not compact, or not a plausible name */
 	raw = malloc(len * kind + 1);
@@ -166,8 +204,10 @@ static int read_code(struct python_code *c, uint64_t code, struct entry *e)
 
 	if (python_read(c->pid, code, buf, sizeof(buf)))
 		return -EFAULT;
-	if (!plausible_refcnt(buf))
+	if (!plausible_refcnt(c, buf))
 		return -ESTALE; /* freed since the capture */
+	if (c->code_type && memcmp(buf + 8, &c->code_type, 8))
+		return -ESTALE; /* its memory now holds another type of object */
 	memcpy(&fn, buf + c->l.filename, 8);
 	memcpy(&name, buf + c->l.name, 8);
 	memcpy(&table, buf + c->l.linetable, 8);

@@ -183,7 +183,7 @@ void symbolize_refresh(struct symbolizer *s)
 					break;
 			if (j < i)
 				continue;
-			target_file_path(s->pid, m->path, file, sizeof(file));
+			target_file_path(s->pid, m, file, sizeof(file));
 			if (elfsym_open(file, &ef))
 				continue;
 			low -= elfsym_first_load_vaddr(ef);

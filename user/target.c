@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -119,13 +120,15 @@ int target_read_maps(pid_t pid, struct target_maps *out)
 	if (!f)
 		return -errno;
 	while (getline(&line, &lcap, f) > 0) {
-		unsigned long long start, end, off;
+		unsigned long long start, end, off, ino;
+		unsigned int dmaj, dmin;
 		char perms[8];
 		int pos = 0;
 		struct target_mapping *m;
 		char *name;
 
-		if (sscanf(line, "%llx-%llx %7s %llx %*s %*s%n", &start, &end, perms, &off, &pos) < 4)
+		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu%n", &start, &end, perms, &off,
+			   &dmaj, &dmin, &ino, &pos) < 7)
 			continue;
 		if (out->n == cap) {
 			size_t ncap = cap ? cap * 2 : 64;
@@ -143,6 +146,8 @@ int target_read_maps(pid_t pid, struct target_maps *out)
 		m->end = end;
 		m->offset = off;
 		m->exec = perms[2] == 'x';
+		m->dev = makedev(dmaj, dmin);
+		m->ino = ino;
 		name = line + pos;
 		while (*name == ' ')
 			name++;
@@ -184,7 +189,14 @@ const struct target_mapping *target_maps_find(const struct target_maps *maps, ui
 	return NULL;
 }
 
-void target_file_path(pid_t pid, const char *path, char *buf, size_t len)
+static bool is_file(const char *path, const struct target_mapping *m)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && st.st_dev == m->dev && st.st_ino == m->ino;
+}
+
+void target_file_path(pid_t pid, const struct target_mapping *m, char *buf, size_t len)
 {
 	char root[64], self[64];
 	struct stat a, b;
@@ -193,10 +205,17 @@ void target_file_path(pid_t pid, const char *path, char *buf, size_t len)
 	snprintf(root, sizeof(root), "/proc/%d/root", pid);
 	snprintf(self, sizeof(self), "/proc/self/root");
 	if (pid > 0 && stat(root, &a) == 0 && stat(self, &b) == 0 &&
-	    (a.st_dev != b.st_dev || a.st_ino != b.st_ino))
-		snprintf(buf, len, "%s%s", root, path);
-	else
-		snprintf(buf, len, "%s", path);
+	    (a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
+		/* The kernel prints a mapped file's path from the reader's root
+		 * when it can (a chroot: the path is ours already), else from
+		 * the target's mount namespace: the file's identity decides. */
+		if (is_file(m->path, m))
+			snprintf(buf, len, "%s", m->path);
+		else
+			snprintf(buf, len, "%s%s", root, m->path);
+	} else {
+		snprintf(buf, len, "%s", m->path);
+	}
 }
 
 int target_launch_prepare(char *const argv[], char *const envp_extra[], struct target_launch *l)

@@ -11,6 +11,8 @@
 struct target_mapping {
 	uint64_t start, end, offset;
 	bool exec;
+	dev_t dev; /* the mapped file's identity */
+	ino_t ino;
 	char *path; /* NULL for anonymous mappings */
 };
 
@@ -31,15 +33,17 @@ int target_read_maps(pid_t pid, struct target_maps *out);
 void target_maps_free(struct target_maps *maps);
 /* The mapping containing addr, or NULL. */
 const struct target_mapping *target_maps_find(const struct target_maps *maps, uint64_t addr);
-/* A path to a file of the target's mount namespace, openable from ours. */
-void target_file_path(pid_t pid, const char *path, char *buf, size_t len);
+/* A path, openable from our root, to the file mapped at m (whose path is
+ * not NULL): through /proc/PID/root for another mount namespace, as is in
+ * a chroot of ours. */
+void target_file_path(pid_t pid, const struct target_mapping *m, char *buf, size_t len);
 
 /* Launching: fork a child that waits; exec it with target_launch_go once
  * the probes are in place. err receives a message on failure. */
 struct target_launch {
 	pid_t pid;
-	int go_fd;   /* write end: closing it lets the child exec */
-	int err_fd;  /* read end: exec errno arrives here, EOF on success */
+	int go_fd;  /* write end: closing it lets the child exec */
+	int err_fd; /* read end: exec errno arrives here, EOF on success */
 };
 int target_launch_prepare(char *const argv[], char *const envp_extra[], struct target_launch *l);
 /* Returns 0 when exec succeeded, else -errno of the failed exec. */

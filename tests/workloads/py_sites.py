@@ -51,7 +51,7 @@ def main():
     make_big()
     make_small()
     keep.append(nested_a())
-    keep.append(list(gen()))
+    keep.append(list(gen()))  # SITE:gen_call
     t = threading.Thread(target=worker)
     t.start()
     t.join()
