@@ -55,6 +55,7 @@ struct py_walk {
 	__u64 frame;
 	__u64 hash;
 	bool unreadable;
+	bool started; /* a complete frame was seen: the frames above it are too */
 };
 
 static __always_inline __u64 py_mix(__u64 h, __u64 v)
@@ -94,10 +95,12 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 
 		instr_raw = *(__u64 *)(buf + (c->fr_instr & 0x78));
 		instr = instr_raw >= first ? (__s64)((instr_raw - first) / 2) : -1;
-		if (c->code_firsttraceable && owner != c->owner_generator) {
+		/* incomplete: pushed but not yet started (before RESUME). Only
+		 * the innermost frames can be: a frame that called another has
+		 * started, so after one complete frame nothing more is read. */
+		if (c->code_firsttraceable && owner != c->owner_generator && !w->started) {
 			__s32 ft = 0;
 
-			/* incomplete: pushed but not yet started (before RESUME) */
 			if (bpf_probe_read_user(&ft, sizeof(ft),
 						(void *)(code + c->code_firsttraceable)) == 0 &&
 			    instr < ft)
@@ -106,17 +109,17 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 	} else {
 		instr = *(__s32 *)(buf + (c->fr_instr & 0x7c));
 	}
-	{
+	w->started = true;
+	if (w->st->total < TRACER_PY_MAX_WALK)
+		w->st->total++;
+	/* beyond nframe a frame is only counted (total_nframe) */
+	if (w->st->nframe < py_nframe && w->st->nframe < TRACER_MAX_NFRAME) {
+		__u32 n = w->st->nframe;
 		__u64 id[2] = {};
 
 		if (bpf_probe_read_user(id, sizeof(id), (void *)(code + c->code_ident)))
 			w->unreadable = true;
 		ident = id[0] ^ (id[1] << 1);
-	}
-	if (w->st->total < TRACER_PY_MAX_WALK)
-		w->st->total++;
-	if (w->st->nframe < py_nframe && w->st->nframe < TRACER_MAX_NFRAME) {
-		__u32 n = w->st->nframe;
 
 		if (n < TRACER_MAX_NFRAME) {
 			w->st->frames[n].code = code;
@@ -139,8 +142,8 @@ static __always_inline __u64 py_thread_state(const struct tracer_py_config *c)
 	__s32 tss[2]; /* Py_tss_t: {_is_initialized, _key} */
 
 	/* read each time: the interpreter may create its key after we attach */
-	if (!fsbase || bpf_probe_read_user(tss, sizeof(tss), (void *)c->tss_key_addr) ||
-	    !tss[0] || tss[1] < 0 || tss[1] >= 32)
+	if (!fsbase || bpf_probe_read_user(tss, sizeof(tss), (void *)c->tss_key_addr) || !tss[0] ||
+	    tss[1] < 0 || tss[1] >= 32)
 		return 0;
 	if (bpf_probe_read_user(&tstate, sizeof(tstate),
 				(void *)(fsbase + c->pthread_specific + 16 * (__u32)tss[1] + 8)))

@@ -13,8 +13,8 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* Set by user space before load. */
-const volatile bool probe_only = false;	  /* the floor: probes that do nothing */
-const volatile bool filter_pids = false;  /* --follow: trace tgids in traced_pids */
+const volatile bool probe_only = false;	   /* the floor: probes that do nothing */
+const volatile bool filter_pids = false;   /* --follow: trace tgids in traced_pids */
 const volatile bool capture_stack = false; /* nframe > 1 */
 /* --native: Python tracebacks keep their C frames too. Without it a thread
  * running Python gets Python frames only, so its native stack is not
@@ -22,13 +22,28 @@ const volatile bool capture_stack = false; /* nframe > 1 */
  * garbage stacks that would fill the stack map and cost ~0.5 us each. */
 const volatile bool native_with_python = false;
 
+/* Live allocations (tracer.h: two-choice buckets of slots). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* buckets: sized by user space */
+	__type(key, __u32);
+	__type(value, struct tracer_bucket);
+} allocs SEC(".maps");
+
+const volatile __u32 alloc_buckets = 1;	   /* allocs' max_entries */
+const volatile __u64 max_traces = 1 << 20; /* --max-allocs */
+__u64 live_traces = 0;			   /* traces stored */
+__u64 overflow_used = 0;		   /* of which in allocs_overflow */
+
+/* Blocks whose two buckets were both full: rare below ~3/4 of the
+ * buckets' capacity; allocated as used. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 1 << 20); /* --max-allocs */
-	__type(key, __u64); /* TRACER_KEY(process index, address) */
+	__uint(max_entries, 1); /* sized by user space */
+	__type(key, __u64);
 	__type(value, struct tracer_alloc_info);
-} allocs SEC(".maps");
+} allocs_overflow SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
@@ -190,23 +205,139 @@ static __always_inline void add_current(struct tracer_proc_stats *st, __s64 delt
 	}
 }
 
+/* The two buckets of a key. */
+static __always_inline void buckets_of(__u64 key, struct tracer_bucket **b)
+{
+	__u32 i[2];
+
+	tracer_buckets_of(key, alloc_buckets, &i[0], &i[1]);
+	b[0] = bpf_map_lookup_elem(&allocs, &i[0]);
+	b[1] = bpf_map_lookup_elem(&allocs, &i[1]);
+}
+
+/* The slot holding key in its buckets, or NULL; *free_slots counts the
+ * free slots of each bucket. */
+static __always_inline struct tracer_slot *slot_scan(__u64 key, struct tracer_bucket **b,
+						     int *free_slots)
+{
+	struct tracer_slot *found = NULL;
+
+#pragma unroll
+	for (int k = 0; k < 2; k++) {
+		free_slots[k] = 0;
+		if (!b[k])
+			continue;
+#pragma unroll
+		for (int j = 0; j < TRACER_BUCKET_SLOTS; j++) {
+			__u64 v = *(volatile __u64 *)&b[k]->s[j].key;
+
+			if (v == key)
+				found = &b[k]->s[j];
+			else if (!v)
+				free_slots[k]++;
+		}
+	}
+	return found;
+}
+
+/* A free slot of bucket b, claimed (its key is key|BUSY), or NULL. */
+static __always_inline struct tracer_slot *slot_claim(struct tracer_bucket *b, __u64 key)
+{
+	if (!b)
+		return NULL;
+#pragma unroll
+	for (int j = 0; j < TRACER_BUCKET_SLOTS; j++)
+		if (*(volatile __u64 *)&b->s[j].key == 0 &&
+		    __sync_val_compare_and_swap(&b->s[j].key, 0, key | TRACER_SLOT_BUSY) == 0)
+			return &b->s[j];
+	return NULL;
+}
+
+/* What a free of key finds: the block's info, in a slot or the overflow
+ * map; NULL when the block is not traced. */
+static __always_inline struct tracer_alloc_info *trace_find(__u64 key, struct tracer_slot **slot)
+{
+	struct tracer_bucket *b[2];
+	int free_slots[2];
+
+	buckets_of(key, b);
+	*slot = slot_scan(key, b, free_slots);
+	if (*slot)
+		return &(*slot)->info;
+	return overflow_used ? bpf_map_lookup_elem(&allocs_overflow, &key) : NULL;
+}
+
 static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
 {
 	struct tracer_alloc_info *info;
+	struct tracer_slot *slot;
 	__u64 size;
 
-	info = bpf_map_lookup_elem(&allocs, &key);
+	info = trace_find(key, &slot);
 	if (!info) {
 		count(TRACER_CNT_UNKNOWN_FREES, 1);
 		return;
 	}
 	size = info->size;
-	if (bpf_map_delete_elem(&allocs, &key))
-		return; /* another thread freed it first */
+	if (slot) {
+		if (__sync_val_compare_and_swap(&slot->key, key, 0) != key)
+			return; /* another thread freed it first */
+	} else {
+		if (bpf_map_delete_elem(&allocs_overflow, &key))
+			return;
+		__sync_fetch_and_add(&overflow_used, -1);
+	}
+	__sync_fetch_and_add(&live_traces, -1);
 	if (st) {
 		add_current(st, -(__s64)size);
 		__sync_fetch_and_add(&st->frees, 1);
 	}
+}
+
+/* Stores a block's info under key: in its buckets' emptier one (two-choice
+ * hashing keeps them even), else the overflow map. A block already traced
+ * at that address (its free was not seen, or PyTraceMalloc_Track of a block
+ * libc gave us) is replaced; *old_size receives its size. */
+static __always_inline int trace_store(__u64 key, const struct tracer_alloc_info *info,
+				       __u64 *old_size)
+{
+	struct tracer_alloc_info *prev;
+	struct tracer_bucket *b[2];
+	struct tracer_slot *slot;
+	int free_slots[2], first;
+
+	*old_size = 0;
+	buckets_of(key, b);
+	slot = slot_scan(key, b, free_slots);
+	if (slot && __sync_val_compare_and_swap(&slot->key, key, key | TRACER_SLOT_BUSY) == key) {
+		*old_size = slot->info.size;
+	} else {
+		if (overflow_used && (prev = bpf_map_lookup_elem(&allocs_overflow, &key))) {
+			*old_size = prev->size;
+			bpf_map_update_elem(&allocs_overflow, &key, info, BPF_EXIST);
+			return 0;
+		}
+		if (__sync_fetch_and_add(&live_traces, 1) >= max_traces) {
+			__sync_fetch_and_add(&live_traces, -1);
+			return -1;
+		}
+		first = free_slots[1] > free_slots[0];
+		slot = slot_claim(b[first], key);
+		if (!slot)
+			slot = slot_claim(b[!first], key);
+		if (!slot) {
+			if (bpf_map_update_elem(&allocs_overflow, &key, info, BPF_NOEXIST)) {
+				__sync_fetch_and_add(&live_traces, -1);
+				return -1;
+			}
+			__sync_fetch_and_add(&overflow_used, 1);
+			return 0;
+		}
+	}
+	slot->info = *info;
+	/* publish: the info is written before the key is valid */
+	__sync_val_compare_and_swap(&slot->key, key | TRACER_SLOT_BUSY, key);
+	return 0;
 }
 
 /* Records a live block: its call site (frame 0), its Python stack, its
@@ -215,6 +346,7 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 				   __u32 domain, __u64 ip, struct tracer_proc_stats *st)
 {
 	struct tracer_alloc_info info = {.size = size, .domain = domain, .ip = ip};
+	__u64 old_size;
 
 	info.stack_id = -1;
 	info.py_stack = py_capture(tgid);
@@ -223,13 +355,13 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 		if (info.stack_id < 0)
 			count(TRACER_CNT_STACK_LOST, 1);
 	}
-	if (bpf_map_update_elem(&allocs, &key, &info, BPF_ANY)) {
+	if (trace_store(key, &info, &old_size)) {
 		count(TRACER_CNT_ALLOCS_FULL, 1);
 		count(TRACER_CNT_ALLOCS_FULL_BYTES, size);
 		return;
 	}
 	if (st) {
-		add_current(st, size);
+		add_current(st, (__s64)size - (__s64)old_size);
 		__sync_fetch_and_add(&st->allocs, 1);
 	}
 }
@@ -262,7 +394,8 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 	}
 	st = proc_stats(tgid, true);
 	if (p->kind == TRACER_KIND_REALLOC && p->oldptr && (addr || p->size == 0))
-		forget(TRACER_KEY(proc, p->oldptr), st); /* moved, grown in place or freed by size 0 */
+		forget(TRACER_KEY(proc, p->oldptr),
+		       st); /* moved, grown in place or freed by size 0 */
 	if (!addr) {
 		if (p->size || p->kind != TRACER_KIND_REALLOC)
 			count(TRACER_CNT_FAILED_ALLOCS, 1);
@@ -373,7 +506,6 @@ int BPF_KPROBE(free_enter_prog, __u64 ptr)
 SEC("uprobe")
 int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 {
-	struct tracer_alloc_info *old;
 	struct tracer_proc_stats *st;
 	__u64 ret = 0, key;
 	__u32 tgid, proc;
@@ -385,9 +517,6 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 		return 0;
 	st = proc_stats(tgid, true);
 	key = TRACER_KEY(proc, ptr);
-	old = bpf_map_lookup_elem(&allocs, &key);
-	if (old && st)
-		add_current(st, -(__s64)old->size);
 	bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
 	record(ctx, tgid, key, size, domain, ret, st);
 	return 0;
@@ -397,6 +526,7 @@ SEC("uprobe")
 int BPF_KPROBE(py_untrack_enter, __u32 domain, __u64 ptr)
 {
 	struct tracer_alloc_info *info;
+	struct tracer_slot *slot;
 	__u32 tgid, proc;
 	__u64 key;
 
@@ -408,7 +538,7 @@ int BPF_KPROBE(py_untrack_enter, __u32 domain, __u64 ptr)
 	key = TRACER_KEY(proc, ptr);
 	/* tracemalloc forgets (domain, ptr) only: a block freed already, or
 	 * traced in another domain, stays as it is */
-	info = bpf_map_lookup_elem(&allocs, &key);
+	info = trace_find(key, &slot);
 	if (info && info->domain == domain)
 		forget(key, proc_stats(tgid, false));
 	return 0;

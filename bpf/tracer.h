@@ -78,6 +78,42 @@ struct tracer_alloc_info {
 	__u32 domain;
 };
 
+/* The allocs table: an array of buckets of TRACER_BUCKET_SLOTS slots; a
+ * key lives in one of two buckets chosen by hashing it (two-choice
+ * hashing), so a lookup reads at most 2 buckets and a slot is freed by
+ * zeroing its key: no chains, no tombstones, no allocation and no lock on
+ * the probe path. A slot is 40 bytes, with no per-element header as a BPF
+ * hash map has (48 bytes of it, plus allocator rounding: 96 bytes an
+ * element). User space sizes it at 5/4 of --max-allocs. */
+#define TRACER_BUCKET_SLOTS 4
+#define TRACER_SLOT_BUSY (1ull << 63) /* key bit: being written, not yet valid */
+
+struct tracer_slot {
+	__u64 key; /* TRACER_KEY(proc, addr); 0: free */
+	struct tracer_alloc_info info;
+};
+
+struct tracer_bucket {
+	struct tracer_slot s[TRACER_BUCKET_SLOTS];
+};
+
+/* The two buckets of a key: both halves of a 64-bit mix (murmur3's
+ * finalizer), reduced to [0, n) by multiply-shift. */
+static inline void tracer_buckets_of(__u64 key, __u32 n, __u32 *a, __u32 *b)
+{
+	__u64 h = key;
+
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	*a = (__u32)(((h >> 32) * (__u64)n) >> 32);
+	*b = (__u32)(((h & 0xffffffffull) * (__u64)n) >> 32);
+	if (*b == *a)
+		*b = *a + 1 < n ? *a + 1 : 0;
+}
+
 /* Per traced process, updated where the events happen. */
 struct tracer_proc_stats {
 	__s64 current; /* bytes live */
@@ -88,16 +124,16 @@ struct tracer_proc_stats {
 
 /* Everything that can be lost or is worth knowing; reported by name. */
 enum tracer_counter {
-	TRACER_CNT_ALLOCS_FULL,	    /* allocs table full: allocation not traced */
+	TRACER_CNT_ALLOCS_FULL, /* allocs table full: allocation not traced */
 	TRACER_CNT_ALLOCS_FULL_BYTES,
-	TRACER_CNT_STACK_LOST,	    /* stack map full or hash collision: frame 0 only */
-	TRACER_CNT_THREAD_LOST,	    /* no per-thread slot for an entry probe */
+	TRACER_CNT_STACK_LOST,	     /* stack map full or hash collision: frame 0 only */
+	TRACER_CNT_THREAD_LOST,	     /* no per-thread slot for an entry probe */
 	TRACER_CNT_RETURN_UNMATCHED, /* return probe without its entry (attached mid-call) */
-	TRACER_CNT_PROCS_FULL,	    /* per-process stats table full */
-	TRACER_CNT_FAILED_ALLOCS,   /* allocator returned NULL: not a trace */
-	TRACER_CNT_UNKNOWN_FREES,   /* free of a block allocated before attach */
-	TRACER_CNT_PY_UNREADABLE,   /* a Python frame or thread state could not be read */
-	TRACER_CNT_PY_STACKS_FULL,  /* Python stack table full: native frames only */
+	TRACER_CNT_PROCS_FULL,	     /* per-process stats table full */
+	TRACER_CNT_FAILED_ALLOCS,    /* allocator returned NULL: not a trace */
+	TRACER_CNT_UNKNOWN_FREES,    /* free of a block allocated before attach */
+	TRACER_CNT_PY_UNREADABLE,    /* a Python frame or thread state could not be read */
+	TRACER_CNT_PY_STACKS_FULL,   /* Python stack table full: native frames only */
 	TRACER_CNT_MAX,
 };
 

@@ -179,7 +179,7 @@ def memory_run(live, hold_ms, interval):
     are held (the largest live count any interval report saw) and the peak
     RSS of the tracer process itself."""
     cmd = [os.path.join(BUILD, "workloads", "bench_live"), str(live), str(hold_ms)]
-    argv = tracer_argv(1, False, cmd, ["-i", str(interval), "--max-allocs", str(live + live // 4 + 4096)])
+    argv = tracer_argv(1, False, cmd, ["-i", str(interval), "--max-allocs", str(live + 4096)])
     base = kernel_memory()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     out_parts = []

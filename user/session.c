@@ -384,21 +384,86 @@ static pid_t *proc_of_index(struct session *s, uint32_t *n)
 	return map;
 }
 
+/* One live slot of the allocs table into the snapshot. */
+static int add_slot(struct session *s, struct snapshot *snap, struct tb_cache *cache,
+		    const pid_t *procs, uint32_t nprocs, __u64 key,
+		    const struct tracer_alloc_info *info, __u64 *stack)
+{
+	int sfd = bpf_map__fd(s->skel->maps.stacks);
+	uint32_t proc = TRACER_KEY_PROC(key), tgid;
+	struct tb_cache_entry *ce;
+	bool has_stack;
+	int64_t tb;
+
+	if (s->o->follow && proc >= nprocs)
+		return 0; /* a process indexed since the map was read */
+	tgid = (uint32_t)(s->o->follow ? procs[proc] : s->pid);
+	ce = tb_cache_slot(cache, tgid, info->ip, info->stack_id, info->py_stack);
+	if (!ce)
+		return -ENOMEM;
+	if (ce->tb >= 0) {
+		tb = ce->tb;
+		s->truncated += ce->truncated;
+		s->ended_early += ce->ended_early;
+	} else {
+		uint64_t t0 = s->truncated, e0 = s->ended_early;
+
+		has_stack =
+		    info->stack_id >= 0 && !bpf_map_lookup_elem(sfd, &info->stack_id, stack);
+		tb = intern_traceback(s, snap, tgid, info, has_stack ? stack : NULL,
+				      sym_for(s, (pid_t)tgid));
+		if (tb < 0)
+			return (int)tb;
+		*ce = (struct tb_cache_entry){.ip = info->ip,
+					      .py_stack = info->py_stack,
+					      .tgid = tgid,
+					      .stack_id = info->stack_id,
+					      .tb = tb,
+					      .truncated = s->truncated != t0,
+					      .ended_early = s->ended_early != e0};
+		cache->n++;
+	}
+	return snapshot_add_trace(snap, TRACER_KEY_ADDR(key), info->size, info->domain,
+				  (uint32_t)tb);
+}
+
+/* The blocks that found both their buckets full. */
+static int fill_overflow(struct session *s, struct snapshot *snap, struct tb_cache *cache,
+			 const pid_t *procs, uint32_t nprocs, __u64 *stack)
+{
+	int fd = bpf_map__fd(s->skel->maps.allocs_overflow);
+	__u64 key, next, *prev = NULL;
+	struct tracer_alloc_info info;
+	int err;
+
+	if (!s->skel->bss->overflow_used)
+		return 0;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, &info))
+			continue; /* freed meanwhile */
+		err = add_slot(s, snap, cache, procs, nprocs, key, &info, stack);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 static int fill_traces(struct session *s, struct snapshot *snap)
 {
 	struct tb_cache cache = {};
-	int afd = bpf_map__fd(s->skel->maps.allocs), sfd = bpf_map__fd(s->skel->maps.stacks);
-	uint32_t batch = 4096, count, i;
-	__u64 *keys = calloc(batch, sizeof(*keys));
-	struct tracer_alloc_info *vals = calloc(batch, sizeof(*vals));
+	int afd = bpf_map__fd(s->skel->maps.allocs);
+	uint32_t batch = 4096, count, i, out_batch;
+	__u32 *keys = calloc(batch, sizeof(*keys));
+	struct tracer_bucket *buckets = calloc(batch, sizeof(*buckets));
 	__u64 *stack = calloc(TRACER_MAX_NFRAME, sizeof(__u64));
-	__u64 out_batch;
 	uint32_t nprocs = 0;
 	pid_t *procs = s->o->follow ? proc_of_index(s, &nprocs) : NULL;
 	bool first = true;
 	int err = 0;
 
-	if (!keys || !vals || !stack || (s->o->follow && !procs)) {
+	if (!keys || !buckets || !stack || (s->o->follow && !procs)) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -407,65 +472,34 @@ static int fill_traces(struct session *s, struct snapshot *snap)
 		int r;
 
 		count = batch;
-		r = bpf_map_lookup_batch(afd, first ? NULL : &out_batch, &out_batch, keys, vals,
+		r = bpf_map_lookup_batch(afd, first ? NULL : &out_batch, &out_batch, keys, buckets,
 					 &count, &opts);
 		if (r && errno != ENOENT) {
 			err = -errno;
 			break;
 		}
 		first = false;
-		for (i = 0; i < count; i++) {
-			uint32_t proc = TRACER_KEY_PROC(keys[i]), tgid;
-			struct tb_cache_entry *ce;
-			bool has_stack;
-			int64_t tb;
+		for (i = 0; i < count; i++)
+			for (int j = 0; j < TRACER_BUCKET_SLOTS; j++) {
+				const struct tracer_slot *sl = &buckets[i].s[j];
 
-			if (s->o->follow && proc >= nprocs)
-				continue; /* a process indexed since the map was read */
-			tgid = (uint32_t)(s->o->follow ? procs[proc] : s->pid);
-			ce = tb_cache_slot(&cache, tgid, vals[i].ip, vals[i].stack_id,
-					   vals[i].py_stack);
-			if (!ce) {
-				err = -ENOMEM;
-				goto out;
-			}
-			if (ce->tb >= 0) {
-				tb = ce->tb;
-				s->truncated += ce->truncated;
-				s->ended_early += ce->ended_early;
-			} else {
-				uint64_t t0 = s->truncated, e0 = s->ended_early;
-
-				has_stack = vals[i].stack_id >= 0 &&
-					    !bpf_map_lookup_elem(sfd, &vals[i].stack_id, stack);
-				tb = intern_traceback(s, snap, tgid, &vals[i],
-						      has_stack ? stack : NULL, sym_for(s, (pid_t)tgid));
-				if (tb < 0) {
-					err = (int)tb;
+				/* empty, or a block being recorded right now */
+				if (!sl->key || (sl->key & TRACER_SLOT_BUSY))
+					continue;
+				err = add_slot(s, snap, &cache, procs, nprocs, sl->key, &sl->info,
+					       stack);
+				if (err)
 					goto out;
-				}
-				*ce = (struct tb_cache_entry){.ip = vals[i].ip,
-							      .py_stack = vals[i].py_stack,
-							      .tgid = tgid,
-							      .stack_id = vals[i].stack_id,
-							      .tb = tb,
-							      .truncated = s->truncated != t0,
-							      .ended_early = s->ended_early != e0};
-				cache.n++;
 			}
-			err = snapshot_add_trace(snap, TRACER_KEY_ADDR(keys[i]), vals[i].size,
-						 vals[i].domain, (uint32_t)tb);
-			if (err)
-				goto out;
-		}
 		if (r)
 			break; /* ENOENT: that was the last batch */
 	}
+	err = fill_overflow(s, snap, &cache, procs, nprocs, stack);
 out:
 	free(procs);
 	free(cache.e);
 	free(keys);
-	free(vals);
+	free(buckets);
 	free(stack);
 	return err;
 }
@@ -595,7 +629,17 @@ static int setup_bpf(struct session *s)
 	s->skel->rodata->capture_stack = o->nframe > 1;
 	s->skel->rodata->native_with_python = o->native;
 	s->skel->rodata->py_nframe = o->nframe;
-	bpf_map__set_max_entries(s->skel->maps.allocs, o->max_allocs);
+	/* 5/4 of the slots that may be live: two-choice buckets of 4 fill to
+	 * ~95 % before a key finds both full, so --max-allocs is what counts */
+	s->skel->rodata->alloc_buckets =
+	    o->probe_only ? 1
+			  : (uint32_t)(((uint64_t)o->max_allocs * 5 / 4 + TRACER_BUCKET_SLOTS - 1) /
+				       TRACER_BUCKET_SLOTS) +
+				1;
+	s->skel->rodata->max_traces = o->max_allocs;
+	bpf_map__set_max_entries(s->skel->maps.allocs, s->skel->rodata->alloc_buckets);
+	bpf_map__set_max_entries(s->skel->maps.allocs_overflow,
+				 o->probe_only ? 1 : o->max_allocs / 4 + 64);
 	if (o->nframe > 1) {
 		bpf_map__set_value_size(s->skel->maps.stacks, o->nframe * sizeof(__u64));
 		bpf_map__set_max_entries(s->skel->maps.stacks, o->max_stacks);
@@ -627,7 +671,6 @@ static int add_traced_pid(struct session *s, pid_t pid)
 		   ? -errno
 		   : 0;
 }
-
 
 /* The files a launched command will map are not known before it runs: probe
  * the C library this system uses (ours) and the executable itself, which
