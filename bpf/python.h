@@ -37,8 +37,14 @@ struct {
 
 /* A frame's first bytes; a map value, since fields sit at offsets known only
  * at run time (the stack forbids variable-offset reads). */
+/* Frames of 3.11+ sit next to each other in the thread's data stack, the
+ * newest highest: one read of the window below a frame usually holds its
+ * callers too, where a read per frame would cost ~100 ns each. */
+#define PY_WINDOW 2048
+
 struct py_frame_buf {
-	__u8 b[128];
+	__u8 win[PY_WINDOW + 128]; /* frames */
+	__u8 code[128];		   /* a code object from co_filename to _co_firsttraceable */
 };
 
 struct {
@@ -55,7 +61,10 @@ struct py_walk {
 	__u64 frame;
 	__u64 hash;
 	bool unreadable;
-	bool started; /* a complete frame was seen: the frames above it are too */
+	__u64 win_base;	 /* address of win[0]; 0: nothing read */
+	__u32 win_len;	 /* bytes read there */
+	bool started;	 /* a complete frame was seen: the frames above it are too */
+	bool ident_read; /* buf->code holds this frame's code identity */
 };
 
 static __always_inline __u64 py_mix(__u64 h, __u64 v)
@@ -68,17 +77,30 @@ static __always_inline __u64 py_mix(__u64 h, __u64 v)
 static long py_walk_step(__u32 i, struct py_walk *w)
 {
 	const struct tracer_py_config *c = w->cfg;
-	__u8 *buf = w->buf->b;
-	__u64 code, instr_raw, previous, ident;
-	__u8 owner = 0;
+	__u64 code, instr_raw, previous, ident, f = w->frame;
+	__u8 owner = 0, *buf;
 	__s64 instr;
 
-	if (!w->frame)
+	if (!f)
 		return 1;
-	if (bpf_probe_read_user(buf, 112, (void *)w->frame)) {
-		w->unreadable = true;
-		return 1;
+	if (!w->win_base || f < w->win_base || f - w->win_base > w->win_len - 128) {
+		/* the window ending with this frame; where memory below is not
+		 * mapped, the frame alone */
+		__u64 base = f + 128 - PY_WINDOW;
+
+		if (c->code_adaptive && f > PY_WINDOW &&
+		    !bpf_probe_read_user(w->buf->win, PY_WINDOW, (void *)base)) {
+			w->win_base = base;
+			w->win_len = PY_WINDOW;
+		} else if (!bpf_probe_read_user(w->buf->win, 128, (void *)f)) {
+			w->win_base = f;
+			w->win_len = 128;
+		} else {
+			w->unreadable = true;
+			return 1;
+		}
 	}
+	buf = w->buf->win + ((f - w->win_base) & (PY_WINDOW - 1));
 	previous = *(__u64 *)(buf + (c->fr_previous & 0x78));
 	code = *(__u64 *)(buf + (c->fr_code & 0x78)) & ~(__u64)c->code_tag_mask;
 	if (c->fr_owner)
@@ -95,19 +117,26 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 
 		instr_raw = *(__u64 *)(buf + (c->fr_instr & 0x78));
 		instr = instr_raw >= first ? (__s64)((instr_raw - first) / 2) : -1;
-		/* incomplete: pushed but not yet started (before RESUME). Only
-		 * the innermost frames can be: a frame that called another has
-		 * started, so after one complete frame nothing more is read. */
-		if (c->code_firsttraceable && owner != c->owner_generator && !w->started) {
-			__s32 ft = 0;
-
-			if (bpf_probe_read_user(&ft, sizeof(ft),
-						(void *)(code + c->code_firsttraceable)) == 0 &&
-			    instr < ft)
-				return 0;
-		}
 	} else {
 		instr = *(__s32 *)(buf + (c->fr_instr & 0x7c));
+	}
+	/* incomplete: pushed but not yet started (before RESUME). Only the
+	 * innermost frames can be: a frame that called another has started,
+	 * so after one complete frame this is not read again. One read gets
+	 * the code object's identity and _co_firsttraceable together. */
+	if (c->code_firsttraceable && !w->started) {
+		__u32 span = (c->code_firsttraceable - c->code_ident + 4) & 0x7f;
+
+		w->ident_read = false;
+		if (bpf_probe_read_user(w->buf->code, span, (void *)(code + c->code_ident))) {
+			w->unreadable = true;
+		} else {
+			w->ident_read = true;
+			if (owner != c->owner_generator &&
+			    instr < *(__s32 *)(w->buf->code +
+					       ((c->code_firsttraceable - c->code_ident) & 0x7c)))
+				return 0;
+		}
 	}
 	w->started = true;
 	if (w->st->total < TRACER_PY_MAX_WALK)
@@ -117,8 +146,13 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 		__u32 n = w->st->nframe;
 		__u64 id[2] = {};
 
-		if (bpf_probe_read_user(id, sizeof(id), (void *)(code + c->code_ident)))
+		if (w->ident_read) {
+			id[0] = *(__u64 *)w->buf->code;
+			id[1] = *(__u64 *)(w->buf->code + 8);
+		} else if (bpf_probe_read_user(id, sizeof(id), (void *)(code + c->code_ident))) {
 			w->unreadable = true;
+		}
+		w->ident_read = false;
 		ident = id[0] ^ (id[1] << 1);
 
 		if (n < TRACER_MAX_NFRAME) {
@@ -134,19 +168,28 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 
 /* The thread state bound to the calling thread (PyGILState's TSD key):
  * the right one even while the thread has released the GIL. */
-static __always_inline __u64 py_thread_state(const struct tracer_py_config *c)
+static __always_inline __u64 py_thread_state(struct tracer_py_config *c)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 fsbase = BPF_CORE_READ(task, thread.fsbase), tstate = 0;
+	__s32 key = c->tss_key;
 
-	__s32 tss[2]; /* Py_tss_t: {_is_initialized, _key} */
-
-	/* read each time: the interpreter may create its key after we attach */
-	if (!fsbase || bpf_probe_read_user(tss, sizeof(tss), (void *)c->tss_key_addr) || !tss[0] ||
-	    tss[1] < 0 || tss[1] >= 32)
+	if (!fsbase)
 		return 0;
-	if (bpf_probe_read_user(&tstate, sizeof(tstate),
-				(void *)(fsbase + c->pthread_specific + 16 * (__u32)tss[1] + 8)))
+	if (key < 0) {
+		__s32 tss[2]; /* Py_tss_t: {_is_initialized, _key} */
+
+		/* the interpreter may create its key after we attach; once
+		 * created it never changes */
+		if (bpf_probe_read_user(tss, sizeof(tss), (void *)c->tss_key_addr) || !tss[0] ||
+		    tss[1] < 0 || tss[1] >= 32)
+			return 0;
+		key = tss[1];
+		c->tss_key = key;
+	}
+	if (key >= 32 ||
+	    bpf_probe_read_user(&tstate, sizeof(tstate),
+				(void *)(fsbase + c->pthread_specific + 16 * (__u32)key + 8)))
 		return 0;
 	return tstate;
 }
@@ -155,7 +198,7 @@ static __always_inline __u64 py_thread_state(const struct tracer_py_config *c)
  * py_stacks, or 0 when the thread runs no Python code. */
 static __always_inline __u64 py_capture(__u32 tgid)
 {
-	const struct tracer_py_config *c;
+	struct tracer_py_config *c;
 	struct tracer_py_stack *st;
 	struct py_walk w = {};
 	__u64 tstate, frame = 0;
@@ -169,22 +212,25 @@ static __always_inline __u64 py_capture(__u32 tgid)
 	tstate = py_thread_state(c);
 	if (!tstate)
 		return 0; /* a thread that never ran Python */
-	if (c->ts_native_tid) {
-		__u32 tid = 0;
-
-		if (bpf_probe_read_user(&tid, sizeof(tid), (void *)(tstate + c->ts_native_tid)) ||
-		    tid != (__u32)bpf_get_current_pid_tgid())
-			return 0;
-	}
-	if (bpf_probe_read_user(&frame, sizeof(frame), (void *)(tstate + c->ts_frame)))
-		goto unreadable;
-	if (c->cframe_current >= 0 && frame &&
-	    bpf_probe_read_user(&frame, sizeof(frame), (void *)(frame + c->cframe_current)))
-		goto unreadable;
 	st = bpf_map_lookup_elem(&py_scratch, &zero);
 	w.buf = bpf_map_lookup_elem(&py_frame_bufs, &zero);
 	if (!st || !w.buf)
 		return 0;
+	if (c->ts_native_tid) {
+		/* the frame field and native_thread_id in one read (3.11+:
+		 * less than 112 bytes apart, user space checks) */
+		if (bpf_probe_read_user(w.buf->code, 112, (void *)(tstate + c->ts_frame)))
+			goto unreadable;
+		if (*(__u32 *)(w.buf->code + ((c->ts_native_tid - c->ts_frame) & 0x7c)) !=
+		    (__u32)bpf_get_current_pid_tgid())
+			return 0; /* the key's thread state is another thread's */
+		frame = *(__u64 *)w.buf->code;
+	} else if (bpf_probe_read_user(&frame, sizeof(frame), (void *)(tstate + c->ts_frame))) {
+		goto unreadable;
+	}
+	if (c->cframe_current >= 0 && frame &&
+	    bpf_probe_read_user(&frame, sizeof(frame), (void *)(frame + c->cframe_current)))
+		goto unreadable;
 	st->nframe = 0;
 	st->total = 0;
 	w.cfg = c;

@@ -25,6 +25,7 @@ enum tracer_alloc_kind {
  * user space per interpreter version (user/python_*.c). Offsets in bytes. */
 struct tracer_py_config {
 	__u64 tss_key_addr;	   /* address of the Py_tss_t {int initialized; key} */
+	__s32 tss_key;		   /* the key once seen created (the walker sets it); -1 */
 	__u32 pthread_specific;	   /* offsetof(struct pthread, specific_1stblock) */
 	__u32 ts_native_tid;	   /* tstate->native_thread_id; 0: not checked */
 	__u32 ts_frame;		   /* tstate -> frame, cframe or current_frame */

@@ -311,6 +311,13 @@ int python_bpf_config(pid_t pid, const struct python_target *t, struct tracer_py
 	 * it itself, so the process may not have created it yet. */
 	cfg->tss_key_addr = t->runtime + layouts[i].tss_key_off - 4;
 	cfg->pthread_specific = GLIBC_PTHREAD_SPECIFIC;
+	cfg->tss_key = -1;
+	/* the walker reads these pairs in one go each (bpf/python.h) */
+	if (cfg->ts_native_tid &&
+	    (cfg->ts_native_tid < cfg->ts_frame || cfg->ts_native_tid - cfg->ts_frame > 108))
+		return -EPROTONOSUPPORT;
+	if (cfg->code_firsttraceable && cfg->code_firsttraceable - cfg->code_ident + 4 > 127)
+		return -EPROTONOSUPPORT;
 	(void)pid;
 	/* The code object's fields from PyCode_Type in every version, the
 	 * thread state and frame fields from _Py_DebugOffsets where published:
