@@ -209,27 +209,47 @@ def memory_run(live, hold_ms, interval):
     return best
 
 
+def tracing_rss(live, hold_ms):
+    """The tracer's peak RSS while bench_live holds `live` blocks, with no
+    report in between (the one at the end comes after the blocks are
+    freed): what tracing itself costs in user space."""
+    cmd = [os.path.join(BUILD, "workloads", "bench_live"), str(live), str(hold_ms)]
+    argv = tracer_argv(1, False, cmd, ["--max-allocs", str(live + 4096)])
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rss = 0
+    deadline = time.time() + RUN_TIMEOUT
+    while p.poll() is None and time.time() < deadline:
+        rss = max(rss, vm_rss(p.pid) or 0)
+        time.sleep(0.2)
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+    return rss
+
+
 def memory_table(sizes):
     if tracer_help() is None:
         return "memory: not run: build/tracer not built"
     rows = [("live allocations", "seen live", "tracer memory MiB", "bytes/live", "kernel B/live",
-             "tracer RSS MiB", "lost")]
+             "tracer RSS MiB", "RSS tracing MiB", "lost")]
     prev = None
     for n in sizes:
         try:
             f = memory_run(n, hold_ms=max(3000, n // 300), interval=max(1, n // 1000000))
         except (RuntimeError, subprocess.TimeoutExpired) as e:
-            rows.append((str(n), "failed: %s" % e, "", "", "", "", ""))
+            rows.append((str(n), "failed: %s" % e, "", "", "", "", "", ""))
             continue
+        f["rss_tracing"] = tracing_rss(n, hold_ms=max(3000, n // 300))
         sys.stderr.write("bench: memory %d live: %s\n" % (n, f))
         mem, live = f["tracer_memory"], f["live"]
         rows.append((str(n), fmt(live, "d"), fmt(mem / 2**20 if mem else None, ".1f"),
                      fmt(mem / live if mem and live else None, ".1f"),
                      fmt(f["kernel"] / live if live else None, ".1f"),
-                     fmt(f["rss"] / 2**20, ".1f"), fmt(f["lost"], "d")))
+                     fmt(f["rss"] / 2**20, ".1f"), fmt(f["rss_tracing"] / 2**20, ".1f"),
+                     fmt(f["lost"], "d")))
         if prev and mem and prev[1] and live and live > prev[0]:
             rows.append(("marginal", "", "", fmt((mem - prev[1]) / (live - prev[0]), ".1f"), "",
-                         "", ""))
+                         "", "", ""))
         prev = (live, mem) if live and mem else prev
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(r[i].rjust(widths[i]) for i in range(len(r))) for r in rows]
@@ -478,6 +498,7 @@ def main():
     ap.add_argument("-c", "--configs", help="comma-separated configurations")
     ap.add_argument("--json", help="also write every run's figures here")
     ap.add_argument("--timing-only", action="store_true", help="skip the memory and BPF program cost runs")
+    ap.add_argument("--memory-only", action="store_true", help="only the memory table")
     a = ap.parse_args()
     if a.reps < 1:
         die("--reps must be at least 1")
@@ -509,6 +530,13 @@ def main():
     rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, universal_newlines=True).stdout.strip()
 
+    if a.memory_only:
+        print("# tracer memory with N live allocations held (bench_live, nframe 1); %s; commit %s" % (
+            time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), rev or "?"))
+        print("# marginal: extra tracer memory per extra live allocation; RSS tracing: the")
+        print("# tracer's RSS while the blocks are held and no report is made")
+        print(memory_table([100000, 1000000] if a.quick else [1000000, 10000000]))
+        return
     results = {}
     skipped = {}
     for rep in range(a.reps):
@@ -560,7 +588,8 @@ def main():
 
         print()
         print("# tracer memory with N live allocations held (bench_live, nframe 1);")
-        print("# marginal: extra tracer memory per extra live allocation")
+        print("# marginal: extra tracer memory per extra live allocation; RSS tracing: the")
+        print("# tracer's RSS while the blocks are held and no report is made")
         print(memory_table([100000, 1000000] if a.quick else [1000000, 10000000]))
     if a.json:
         with open(a.json, "w") as f:
