@@ -23,11 +23,20 @@ fi
 # packages from forky, in a chroot (bookworm has neither). Optional: without
 # it those tests skip, saying so.
 forky=${TRACER_FORKY_ROOT:-/var/lib/tracer/forky}
-if [ ! -x "$forky/usr/bin/python3.15" ] && [ "$(id -u)" -eq 0 ]; then
-	echo "install-deps: debootstrap forky with python3.14 and 3.15 into $forky" >&2
+case "$forky" in
+/?*/?*) ;; # it is removed and made again: never / or a top-level directory
+*)
+	echo "install-deps: TRACER_FORKY_ROOT must be a path two levels deep at least" >&2
+	exit 2
+	;;
+esac
+if { [ ! -x "$forky/usr/bin/python3.15" ] ||
+	[ ! -e "$forky/usr/lib/x86_64-linux-gnu/libpython3.14.so.1.0" ]; } && [ "$(id -u)" -eq 0 ]; then
+	echo "install-deps: debootstrap forky with python3.14 (and its shared library)" \
+		"and 3.15 into $forky" >&2
 	rm -rf "$forky"
 	mkdir -p "$(dirname "$forky")"
-	if ! debootstrap --variant=minbase --include=python3.14,python3.15 forky "$forky" \
+	if ! debootstrap --variant=minbase --include=python3.14,libpython3.14,python3.15 forky "$forky" \
 		http://deb.debian.org/debian /usr/share/debootstrap/scripts/sid \
 		>/tmp/tracer-debootstrap.log 2>&1; then
 		echo "install-deps: no python3.14 chroot (see /tmp/tracer-debootstrap.log);" \

@@ -442,6 +442,33 @@ def test_python314_hook_pymalloc_gives_tracemalloc_counts(forky):
         finish(w)
 
 
+def test_python314_shared_libpython_gives_tracemalloc_counts(forky):
+    """A program linked with forky's libpython3.14.so (LTO, stripped):
+    CPython found in the shared library, its allocator tables decoded
+    there, frames as tracemalloc's."""
+    lib = FORKY + "/usr/lib/x86_64-linux-gnu/libpython3.14.so.1.0"
+    if not os.path.exists(lib):
+        pytest.skip("no libpython3.14 in the chroot at %s" % FORKY)
+    # built here against the chroot's library, run inside the chroot (its
+    # libc is newer than ours, so undefined symbols of libpython stay unchecked)
+    subprocess.run(["cc", "-O2", "-o", FORKY + forky + "/py_embed",
+                    os.path.join(SOURCES, "py_embed.c"), lib, "-Wl,--allow-shlib-undefined"],
+                   check=True)
+    embed = ["chroot", FORKY, forky + "/py_embed"]
+    workload = forky + "/py_sites.py"
+    report, err, tables, during, after, w = attach_and_trace(
+        embed, ["--hook-pymalloc"], workload=workload)
+    try:
+        assert report is not None, err
+        probes = [l for l in err if "from its allocator table" in l]
+        assert len(probes) == 7 and all("libpython3.14.so.1.0+" in l for l in probes), err
+        assert during[1] == during[0] and after[1] != during[0]
+        assert report["counters"]["python frames unreadable"] == 0
+        assert_parity(reference(embed, workload), by_line(report, workload))
+    finally:
+        finish(w)
+
+
 def test_python314_without_hook_warns_and_sees_large_blocks(forky):
     workload = forky + "/py_sites.py"
     report, err, tables, during, after, w = attach_and_trace(PY314, workload=workload)
