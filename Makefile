@@ -21,7 +21,8 @@ USER_OBJS := $(patsubst user/%.c,$(BUILD)/user/%.o,$(USER_SRCS))
 LIB_OBJS  := $(filter-out $(BUILD)/user/main.o,$(USER_OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
-WL_C      := $(wildcard tests/workloads/*.c)
+# py_embed.c links a libpython that only the tests' chroot has: they build it
+WL_C      := $(filter-out tests/workloads/py_embed.c,$(wildcard tests/workloads/*.c))
 WL_CXX    := $(wildcard tests/workloads/*.cc)
 WL_BINS   := $(patsubst tests/workloads/%.c,$(BUILD)/workloads/%,$(WL_C)) \
              $(patsubst tests/workloads/%.cc,$(BUILD)/workloads/%,$(WL_CXX)) \

@@ -81,6 +81,16 @@ struct {
 	__type(value, struct tracer_counters);
 } counters SEC(".maps");
 
+/* The block this CPU last saw freed: Python's free of a block from the raw
+ * domain runs the raw free and libc's free beneath it, whose probes then
+ * see a block already forgotten; that is not an untraced block. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} last_freed SEC(".maps");
+
 /* The allocator call in flight on a thread. */
 struct pending {
 	__u64 outer_sp; /* stack pointer at the outermost entry */
@@ -271,13 +281,18 @@ static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
 {
 	struct tracer_alloc_info *info;
 	struct tracer_slot *slot;
-	__u64 size;
+	__u64 size, *last;
+	__u32 zero = 0;
 
+	last = bpf_map_lookup_elem(&last_freed, &zero);
 	info = trace_find(key, &slot);
 	if (!info) {
-		count(TRACER_CNT_UNKNOWN_FREES, 1);
+		if (!last || *last != key)
+			count(TRACER_CNT_UNKNOWN_FREES, 1);
 		return;
 	}
+	if (last)
+		*last = key;
 	size = info->size;
 	if (slot) {
 		if (__sync_val_compare_and_swap(&slot->key, key, 0) != key)
