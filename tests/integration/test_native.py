@@ -277,3 +277,22 @@ def test_static_executable():
 
 def test_python_malloc_needs_a_launch():
     assert "--python-malloc applies" in bad(["--python-malloc", "-p", "1"])
+
+
+def test_threads_allocating_at_once_are_counted_exactly():
+    """5 threads allocating and freeing at once (the allocation table's slots
+    are claimed and released with compare-and-swap), one thread's blocks
+    freed by another; also with the table sized at the peak live count, so
+    that buckets fill and the overflow map takes blocks."""
+    for extra in ([], ["--max-allocs", "2520"]):  # peak: 5 x 500 blocks and libc's own
+        report, _ = trace_json(extra + ["--", workload("threads")])
+        lines = by_line(report, "threads.c")
+        for k in range(4):
+            assert lines.get(site("threads.c", "a%d" % k)) == ((1000 + 100 * k) * 500, 500), \
+                (extra, k, lines)
+        assert site("threads.c", "a4") not in lines  # freed by the main thread
+        assert report["counters"]["allocs table full"] == 0, extra
+        # current bytes, kept by the probes as they ran, match the traces left
+        assert report["traced_memory"]["current"] == \
+            sum(s["size"] for s in report["statistics"]), extra
+        assert report["events"]["allocations"] - report["events"]["frees"] == report["traces"]
