@@ -77,6 +77,30 @@ static int bad(const char *fmt, const char *arg)
 	return 2;
 }
 
+/* An allocation table that would take more than half of the memory
+ * available now is refused before anything is loaded: say so. */
+static bool table_too_big(uint32_t max_allocs)
+{
+	uint64_t need = session_alloc_table_bytes(max_allocs);
+	unsigned long long avail_kib = 0;
+	char line[128], a[32], b[32];
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &avail_kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	if (!avail_kib || need <= avail_kib * 1024 / 2)
+		return false;
+	fprintf(stderr,
+		"tracer: --max-allocs %u needs %s of kernel memory for its table, more than half "
+		"of the %s available\n",
+		max_allocs, format_size(a, sizeof(a), (double)need, false),
+		format_size(b, sizeof(b), (double)avail_kib * 1024, false));
+	return true;
+}
+
 static int parse_long(const char *s, long min, long max, long *out)
 {
 	char *end;
@@ -291,6 +315,8 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			if (parse_long(optarg, 1, 1 << 28, &v))
 				return bad("invalid --max-allocs '%s' (1..268435456)", optarg);
 			o->max_allocs = (uint32_t)v;
+			if (table_too_big(o->max_allocs))
+				return 2;
 			break;
 		case OPT_MAX_STACKS:
 			if (parse_long(optarg, 1, 1 << 24, &v))

@@ -428,6 +428,18 @@ static int add_slot(struct session *s, struct snapshot *snap, struct tb_cache *c
 }
 
 /* The blocks that found both their buckets full. */
+uint32_t session_alloc_buckets(uint32_t max_allocs)
+{
+	return (uint32_t)(((uint64_t)max_allocs * 5 / 4 + TRACER_BUCKET_SLOTS - 1) /
+			  TRACER_BUCKET_SLOTS) +
+	       1;
+}
+
+uint64_t session_alloc_table_bytes(uint32_t max_allocs)
+{
+	return (uint64_t)session_alloc_buckets(max_allocs) * sizeof(struct tracer_bucket);
+}
+
 static int fill_overflow(struct session *s, struct snapshot *snap, struct tb_cache *cache,
 			 const pid_t *procs, uint32_t nprocs, __u64 *stack)
 {
@@ -629,13 +641,7 @@ static int setup_bpf(struct session *s)
 	s->skel->rodata->capture_stack = o->nframe > 1;
 	s->skel->rodata->native_with_python = o->native;
 	s->skel->rodata->py_nframe = o->nframe;
-	/* 5/4 of the slots that may be live: two-choice buckets of 4 fill to
-	 * ~95 % before a key finds both full, so --max-allocs is what counts */
-	s->skel->rodata->alloc_buckets =
-	    o->probe_only ? 1
-			  : (uint32_t)(((uint64_t)o->max_allocs * 5 / 4 + TRACER_BUCKET_SLOTS - 1) /
-				       TRACER_BUCKET_SLOTS) +
-				1;
+	s->skel->rodata->alloc_buckets = o->probe_only ? 1 : session_alloc_buckets(o->max_allocs);
 	s->skel->rodata->max_traces = o->max_allocs;
 	bpf_map__set_max_entries(s->skel->maps.allocs, s->skel->rodata->alloc_buckets);
 	bpf_map__set_max_entries(s->skel->maps.allocs_overflow,

@@ -14,6 +14,12 @@
 #define SESSION_DEFAULT_MAX_ALLOCS (1u << 20)
 #define SESSION_DEFAULT_MAX_STACKS (1u << 14)
 
+/* The allocation table for max_allocs live blocks: its buckets (5/4 of the
+ * slots needed: two-choice buckets of 4 fill to ~95 % before a key finds
+ * both full) and the kernel memory they take from the start. */
+uint32_t session_alloc_buckets(uint32_t max_allocs);
+uint64_t session_alloc_table_bytes(uint32_t max_allocs);
+
 struct session_options {
 	pid_t pid;	     /* -p, or 0 */
 	char **argv;	     /* -- CMD ..., or NULL */
@@ -28,7 +34,7 @@ struct session_options {
 	bool hook_pymalloc;  /* --hook-pymalloc: point pymalloc's tables at raw */
 	bool native;	     /* --native: C frames then Python frames, merged */
 	bool verbose;
-	const char *output;  /* -o FILE pattern, or NULL */
+	const char *output; /* -o FILE pattern, or NULL */
 	struct report_options report;
 	const struct filter_set *filters; /* applied to reports, not to -o files */
 };

@@ -177,6 +177,13 @@ def test_bad_input():
     assert "nothing to trace" in bad([])
     assert "cumulative mode cannot by used" in bad(["-k", "traceback", "--cumulative", "-p", "1"])
     assert "invalid duration" in bad(["-d", "-1", "-p", "1"])
+    # 268435456 blocks: 12.5 GiB of table, more than half of what a machine
+    # of this kind (24 GiB) has available
+    with open("/proc/meminfo") as f:
+        avail = [int(l.split()[1]) * 1024 for l in f if l.startswith("MemAvailable:")][0]
+    if 13421772960 > avail // 2:
+        assert "of kernel memory for its table" in \
+            bad(["--max-allocs", "268435456", "-p", "1"])
 
 
 def test_bad_nframe_env():
