@@ -84,7 +84,8 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 	if (!f)
 		return 1;
 	if (!w->win_base || f < w->win_base || f - w->win_base > w->win_len - 128) {
-		/* the window ending with this frame; where memory below is not
+		/* the window ending with this frame (3.11+, whose frames live
+		 * in the data stack); before 3.11, or where memory below is not
 		 * mapped, the frame alone */
 		__u64 base = f + 128 - PY_WINDOW;
 

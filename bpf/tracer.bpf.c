@@ -215,12 +215,29 @@ static __always_inline void add_current(struct tracer_proc_stats *st, __s64 delt
 	}
 }
 
+/* The two buckets of a key: both halves of a 64-bit mix (murmur3's
+ * finalizer), reduced to [0, n) by multiply-shift. */
+static __always_inline void bucket_indexes(__u64 key, __u32 n, __u32 *a, __u32 *b)
+{
+	__u64 h = key;
+
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	*a = (__u32)(((h >> 32) * (__u64)n) >> 32);
+	*b = (__u32)(((h & 0xffffffffull) * (__u64)n) >> 32);
+	if (*b == *a)
+		*b = *a + 1 < n ? *a + 1 : 0;
+}
+
 /* The two buckets of a key. */
 static __always_inline void buckets_of(__u64 key, struct tracer_bucket **b)
 {
 	__u32 i[2];
 
-	tracer_buckets_of(key, alloc_buckets, &i[0], &i[1]);
+	bucket_indexes(key, alloc_buckets, &i[0], &i[1]);
 	b[0] = bpf_map_lookup_elem(&allocs, &i[0]);
 	b[1] = bpf_map_lookup_elem(&allocs, &i[1]);
 }
@@ -409,8 +426,8 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 	}
 	st = proc_stats(tgid, true);
 	if (p->kind == TRACER_KIND_REALLOC && p->oldptr && (addr || p->size == 0))
-		forget(TRACER_KEY(proc, p->oldptr),
-		       st); /* moved, grown in place or freed by size 0 */
+		/* moved, grown in place or freed by size 0 */
+		forget(TRACER_KEY(proc, p->oldptr), st);
 	if (!addr) {
 		if (p->size || p->kind != TRACER_KIND_REALLOC)
 			count(TRACER_CNT_FAILED_ALLOCS, 1);

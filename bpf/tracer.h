@@ -98,23 +98,6 @@ struct tracer_bucket {
 	struct tracer_slot s[TRACER_BUCKET_SLOTS];
 };
 
-/* The two buckets of a key: both halves of a 64-bit mix (murmur3's
- * finalizer), reduced to [0, n) by multiply-shift. */
-static inline void tracer_buckets_of(__u64 key, __u32 n, __u32 *a, __u32 *b)
-{
-	__u64 h = key;
-
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	*a = (__u32)(((h >> 32) * (__u64)n) >> 32);
-	*b = (__u32)(((h & 0xffffffffull) * (__u64)n) >> 32);
-	if (*b == *a)
-		*b = *a + 1 < n ? *a + 1 : 0;
-}
-
 /* Per traced process, updated where the events happen. */
 struct tracer_proc_stats {
 	__s64 current; /* bytes live */

@@ -139,7 +139,7 @@ static void recognise(struct pyframes *p)
 	}
 	if (err)
 		return;
-	err = python_bpf_config(p->pid, &p->target, &cfg, why, sizeof(why));
+	err = python_bpf_config(&p->target, &cfg, why, sizeof(why));
 	if (!err)
 		err = python_code_check(&p->target, why, sizeof(why));
 	if (err) {

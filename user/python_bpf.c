@@ -278,26 +278,25 @@ int python_find(pid_t pid, struct python_target *out)
 	return -EPROTONOSUPPORT;
 }
 
-/* One table value against what the process says; a fact of -1 was not
- * revealed and confirms nothing. */
-static bool agrees(const char *what, int64_t fact, int64_t table, bool required, char *why,
-		   size_t why_len)
+int python_checks_agree(const struct python_check *c, size_t n, char *why, size_t why_len)
 {
-	if (fact == table || (fact == -1 && !required))
-		return true;
-	if (fact < 0)
-		snprintf(why, why_len, "its %s could not be read", what);
-	else
-		snprintf(why, why_len, "its %s is at %lld, the table says %lld", what,
-			 (long long)fact, (long long)table);
-	return false;
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].fact == c[i].table)
+			continue;
+		if (c[i].fact < 0)
+			snprintf(why, why_len, "its %s could not be read", c[i].what);
+		else
+			snprintf(why, why_len, "its %s is at %lld, the table says %lld", c[i].what,
+				 (long long)c[i].fact, (long long)c[i].table);
+		return -EPROTO;
+	}
+	return 0;
 }
 
-int python_bpf_config(pid_t pid, const struct python_target *t, struct tracer_py_config *cfg,
-		      char *why, size_t why_len)
+int python_bpf_config(const struct python_target *t, struct tracer_py_config *cfg, char *why,
+		      size_t why_len)
 {
 	const struct python_facts *f = &t->facts;
-	bool dbg = t->minor >= 13; /* these publish _Py_DebugOffsets */
 	size_t i;
 
 	for (i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++)
@@ -318,32 +317,37 @@ int python_bpf_config(pid_t pid, const struct python_target *t, struct tracer_py
 		return -EPROTONOSUPPORT;
 	if (cfg->code_firsttraceable && cfg->code_firsttraceable - cfg->code_ident + 4 > 127)
 		return -EPROTONOSUPPORT;
-	(void)pid;
 	/* The code object's fields from PyCode_Type in every version, the
 	 * thread state and frame fields from _Py_DebugOffsets where published:
 	 * a process that disagrees gets native tracebacks, never wrong frames. */
-	if (!agrees("PyCode_Type.co_filename", f->co_filename, cfg->code_ident, true, why,
-		    why_len) ||
-	    !agrees("PyCode_Type.co_name", f->co_name, cfg->code_ident + 8, true, why, why_len) ||
-	    (t->minor >= 11 && !agrees("PyCode_Type size (co_code_adaptive)", f->code_basicsize,
-				       cfg->code_adaptive, true, why, why_len)))
-		return -EPROTO;
-	if (dbg && !f->debug_offsets) {
-		snprintf(why, why_len, "its _Py_DebugOffsets could not be read or are not %d.%d's",
-			 t->major, t->minor);
-		return -EPROTO;
+	{
+		const struct python_check code[] = {
+		    {"PyCode_Type.co_filename", f->co_filename, cfg->code_ident},
+		    {"PyCode_Type.co_name", f->co_name, cfg->code_ident + 8},
+		    /* from 3.11 its size is where co_code_adaptive starts */
+		    {"PyCode_Type size (co_code_adaptive)",
+		     t->minor >= 11 ? f->code_basicsize : cfg->code_adaptive, cfg->code_adaptive},
+		};
+		const struct python_check debug[] = {
+		    {"thread state's current_frame", f->ts_current_frame, cfg->ts_frame},
+		    {"thread state's native_thread_id", f->ts_native_tid, cfg->ts_native_tid},
+		    {"frame's previous", f->fr_previous, cfg->fr_previous},
+		    {"frame's executable", f->fr_executable, cfg->fr_code},
+		    {"frame's instr_ptr", f->fr_instr, cfg->fr_instr},
+		    {"frame's owner", f->fr_owner, cfg->fr_owner},
+		    {"code's co_code_adaptive", f->co_adaptive, cfg->code_adaptive},
+		};
+
+		if (python_checks_agree(code, sizeof(code) / sizeof(code[0]), why, why_len))
+			return -EPROTO;
+		if (t->minor < 13)
+			return 0; /* no _Py_DebugOffsets before 3.13 */
+		if (!f->debug_offsets) {
+			snprintf(why, why_len,
+				 "its _Py_DebugOffsets could not be read or are not %d.%d's",
+				 t->major, t->minor);
+			return -EPROTO;
+		}
+		return python_checks_agree(debug, sizeof(debug) / sizeof(debug[0]), why, why_len);
 	}
-	if (dbg &&
-	    (!agrees("thread state's current_frame", f->ts_current_frame, cfg->ts_frame, true, why,
-		     why_len) ||
-	     !agrees("thread state's native_thread_id", f->ts_native_tid, cfg->ts_native_tid, true,
-		     why, why_len) ||
-	     !agrees("frame's previous", f->fr_previous, cfg->fr_previous, true, why, why_len) ||
-	     !agrees("frame's executable", f->fr_executable, cfg->fr_code, true, why, why_len) ||
-	     !agrees("frame's instr_ptr", f->fr_instr, cfg->fr_instr, true, why, why_len) ||
-	     !agrees("frame's owner", f->fr_owner, cfg->fr_owner, true, why, why_len) ||
-	     !agrees("code's co_code_adaptive", f->co_adaptive, cfg->code_adaptive, true, why,
-		     why_len)))
-		return -EPROTO;
-	return 0;
 }

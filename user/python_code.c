@@ -65,10 +65,7 @@ int python_code_check(const struct python_target *t, char *why, size_t why_len)
 {
 	struct code_layout l = layout_for(t->minor);
 	const struct python_facts *f = &t->facts;
-	struct {
-		const char *what;
-		int64_t fact, table;
-	} checks[] = {
+	const struct python_check checks[] = {
 	    {"co_filename", f->co_filename, l.filename},
 	    {t->minor >= 11 ? "co_qualname" : "co_name",
 	     t->minor >= 11 ? f->co_qualname : f->co_name, l.name},
@@ -77,20 +74,8 @@ int python_code_check(const struct python_target *t, char *why, size_t why_len)
 	    {"sizeof(PyASCIIObject)", f->debug_offsets ? f->ascii_size : l.ascii_size,
 	     l.ascii_size},
 	};
-	size_t i;
 
-	for (i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
-		if (checks[i].fact != checks[i].table) {
-			if (checks[i].fact < 0)
-				snprintf(why, why_len, "its PyCode_Type does not reveal %s",
-					 checks[i].what);
-			else
-				snprintf(why, why_len, "its %s is at %lld, the table says %lld",
-					 checks[i].what, (long long)checks[i].fact,
-					 (long long)checks[i].table);
-			return -EPROTO;
-		}
-	return 0;
+	return python_checks_agree(checks, sizeof(checks) / sizeof(checks[0]), why, why_len);
 }
 
 static void entry_free(struct entry *e)

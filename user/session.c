@@ -427,7 +427,6 @@ static int add_slot(struct session *s, struct snapshot *snap, struct tb_cache *c
 				  (uint32_t)tb);
 }
 
-/* The blocks that found both their buckets full. */
 uint32_t session_alloc_buckets(uint32_t max_allocs)
 {
 	return (uint32_t)(((uint64_t)max_allocs * 5 / 4 + TRACER_BUCKET_SLOTS - 1) /
@@ -440,6 +439,7 @@ uint64_t session_alloc_table_bytes(uint32_t max_allocs)
 	return (uint64_t)session_alloc_buckets(max_allocs) * sizeof(struct tracer_bucket);
 }
 
+/* The blocks that found both their buckets full. */
 static int fill_overflow(struct session *s, struct snapshot *snap, struct tb_cache *cache,
 			 const pid_t *procs, uint32_t nprocs, __u64 *stack)
 {

@@ -9,7 +9,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <unistd.h>
 #include <cmocka.h>
 
 #include "python_bpf.h"
@@ -40,7 +39,7 @@ static struct python_target target(int minor)
 static int config(const struct python_target *t, char *why, size_t len)
 {
 	struct tracer_py_config cfg;
-	int err = python_bpf_config(getpid(), t, &cfg, why, len);
+	int err = python_bpf_config(t, &cfg, why, len);
 
 	return err ? err : python_code_check(t, why, len);
 }
@@ -103,7 +102,7 @@ static void test_unknown_version_is_unsupported(void **state)
 	char why[160] = "";
 
 	t.minor = 15;
-	assert_int_equal(python_bpf_config(getpid(), &t, &cfg, why, sizeof(why)), -EPROTONOSUPPORT);
+	assert_int_equal(python_bpf_config(&t, &cfg, why, sizeof(why)), -EPROTONOSUPPORT);
 }
 
 int main(void)
