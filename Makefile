@@ -1,6 +1,11 @@
 # tracer: BPF object -> skeleton header -> user binary build/tracer.
-# Every user/*.c is part of the binary; every tests/unit/test_*.c is one
-# cmocka test program linked against the user objects (minus main.o).
+#
+# user/*.c and user/python/*.c are the tracing side: they see the BPF
+# contract and the skeleton. user/model, user/report and user/util know
+# nothing of BPF: they build without -Ibpf and -I$(BUILD), so an include of
+# the BPF side from there is a compile error. Every tests/unit/test_*.c is one
+# cmocka program; those in MODEL_TESTS link the model, report and util
+# objects only, the others everything but main.o.
 
 CLANG    ?= clang
 BPFTOOL  ?= bpftool
@@ -10,17 +15,24 @@ ARCH     := x86
 BUILD    := build
 CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
-            -std=gnu11 -D_GNU_SOURCE -I$(BUILD) -Ibpf -Iuser
+            -std=gnu11 -D_GNU_SOURCE -Iuser
+TRACE_CFLAGS := -I$(BUILD) -Ibpf
 LDLIBS   := -lbpf -ldw -lelf -lcapstone -lz -lpthread -lstdc++
 
-BPF_SRCS  := $(wildcard bpf/*.bpf.c)
-BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
-SKELS     := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
-USER_SRCS := $(wildcard user/*.c)
-USER_OBJS := $(patsubst user/%.c,$(BUILD)/user/%.o,$(USER_SRCS))
-LIB_OBJS  := $(filter-out $(BUILD)/user/main.o,$(USER_OBJS))
-UNIT_SRCS := $(wildcard tests/unit/test_*.c)
-UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+BPF_SRCS    := $(wildcard bpf/*.bpf.c)
+SKELS       := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
+TRACE_SRCS  := $(wildcard user/*.c user/python/*.c)
+PURE_SRCS   := $(wildcard user/model/*.c user/report/*.c user/util/*.c)
+TRACE_OBJS  := $(patsubst user/%.c,$(BUILD)/user/%.o,$(TRACE_SRCS))
+PURE_OBJS   := $(patsubst user/%.c,$(BUILD)/user/%.o,$(PURE_SRCS))
+LIB_OBJS    := $(filter-out $(BUILD)/user/main.o,$(TRACE_OBJS)) $(PURE_OBJS)
+USER_HDRS   := $(wildcard user/*.h user/*/*.h)
+PURE_HDRS   := $(wildcard user/model/*.h user/report/*.h user/util/*.h)
+UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+MODEL_TESTS := test_stats test_filter test_report test_export test_snapfile
+MODEL_BINS  := $(patsubst %,$(BUILD)/tests/%,$(MODEL_TESTS))
+TRACE_BINS  := $(filter-out $(MODEL_BINS),$(UNIT_BINS))
 # py_embed.c links a libpython that only the tests' chroot has: they build it
 WL_C      := $(filter-out tests/workloads/py_embed.c,$(wildcard tests/workloads/*.c))
 WL_CXX    := $(wildcard tests/workloads/*.cc)
@@ -39,14 +51,23 @@ $(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) | $(BUILD)
 $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< > $@
 
-$(BUILD)/user/%.o: user/%.c $(wildcard user/*.h) $(wildcard bpf/*.h) $(SKELS) | $(BUILD)/user
+$(PURE_OBJS): $(BUILD)/user/%.o: user/%.c $(PURE_HDRS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/tracer: $(USER_OBJS)
+$(filter-out $(PURE_OBJS),$(TRACE_OBJS)): $(BUILD)/user/%.o: user/%.c $(USER_HDRS) \
+		$(wildcard bpf/*.h) $(SKELS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(TRACE_CFLAGS) -c $< -o $@
+
+$(BUILD)/tracer: $(TRACE_OBJS) $(PURE_OBJS)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)/tests
-	$(CC) $(CFLAGS) $< $(LIB_OBJS) -o $@ $(LDLIBS) -lcmocka
+$(MODEL_BINS): $(BUILD)/tests/%: tests/unit/%.c $(PURE_OBJS) $(PURE_HDRS) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $< $(PURE_OBJS) -o $@ -lz -lcmocka
+
+$(TRACE_BINS): $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(TRACE_CFLAGS) $< $(LIB_OBJS) -o $@ $(LDLIBS) -lcmocka
 
 # Workloads keep frame pointers and debug info so that their call sites
 # and deeper frames are exact.
@@ -59,19 +80,19 @@ $(BUILD)/workloads/native-static: tests/workloads/native.c | $(BUILD)/workloads
 $(BUILD)/workloads/%: tests/workloads/%.cc | $(BUILD)/workloads
 	g++ $(WL_FLAGS) $< -o $@
 
-$(BUILD) $(BUILD)/user $(BUILD)/tests $(BUILD)/workloads $(BUILD)/fuzz:
+$(BUILD) $(BUILD)/tests $(BUILD)/workloads $(BUILD)/fuzz:
 	mkdir -p $@
 
 # The snapshot loader under libFuzzer with ASan and UBSan; `make fuzz` runs it
 # for FUZZ_SECONDS from a corpus of valid files.
 FUZZ_SECONDS ?= 30
-FUZZ_SRCS    := user/snapfile.c user/snapshot.c user/stats.c
+FUZZ_SRCS    := $(wildcard user/model/*.c user/util/*.c)
 FUZZ_FLAGS   := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-$(BUILD)/fuzz/fuzz_snapfile: tests/fuzz/fuzz_snapfile.c $(FUZZ_SRCS) $(wildcard user/*.h) | $(BUILD)/fuzz
+$(BUILD)/fuzz/fuzz_snapfile: tests/fuzz/fuzz_snapfile.c $(FUZZ_SRCS) $(PURE_HDRS) | $(BUILD)/fuzz
 	$(CLANG) $(FUZZ_FLAGS) $< $(FUZZ_SRCS) -o $@ -lz
 $(BUILD)/fuzz/seed_snapfile: tests/fuzz/seed_snapfile.c $(FUZZ_SRCS) | $(BUILD)/fuzz
-	$(CC) $(CFLAGS) $< user/snapfile.c user/snapshot.c -o $@ -lz
+	$(CC) $(CFLAGS) $< $(FUZZ_SRCS) -o $@ -lz
 
 fuzz: $(BUILD)/fuzz/fuzz_snapfile $(BUILD)/fuzz/seed_snapfile
 	rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus
@@ -100,8 +121,8 @@ demo: deps
 	$(MAKE) all
 	$(BUILD)/tracer -n 3 -t 5 -- $(BUILD)/workloads/demo
 
-snapshot-perf: $(LIB_OBJS)
-	$(CC) $(CFLAGS) scripts/snapshot_perf.c $(LIB_OBJS) -o $(BUILD)/snapshot_perf $(LDLIBS)
+snapshot-perf: $(PURE_OBJS)
+	$(CC) $(CFLAGS) scripts/snapshot_perf.c $(PURE_OBJS) -o $(BUILD)/snapshot_perf -lz
 	$(BUILD)/snapshot_perf
 
 bench: deps

@@ -7,10 +7,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "report.h"
-#include "snapfile.h"
-#include "snapshot.h"
-#include "stats.h"
+#include "report/report.h"
+#include "model/snapfile.h"
+#include "model/snapshot.h"
+#include "model/stats.h"
 
 #define NTRACES 1000000u
 #define NTRACEBACKS 100000u

@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "collapsed.h"
-#include "filter.h"
-#include "format.h"
-#include "pprof.h"
+#include "report/collapsed.h"
+#include "model/filter.h"
+#include "report/format.h"
+#include "report/pprof.h"
 #include "session.h"
-#include "snapfile.h"
-#include "stats.h"
+#include "model/snapfile.h"
+#include "model/stats.h"
 #include "tracer.h"
 
 static const char usage[] =

@@ -34,7 +34,7 @@ int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, 
 			  bool verbose);
 /* CPython's allocator functions found in its tables rather than by name
  * (pyalloc.h): fn is the address in process pid; kind is the table slot
- * (PYALLOC_MALLOC ... PYALLOC_FREE). Returns 1 when probed, 0 when that
+ * (PYTHON_ALLOC_MALLOC ... PYTHON_ALLOC_FREE). Returns 1 when probed, 0 when that
  * entry point already is, or a negative errno. */
 int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 			 uint64_t fn, int kind, bool verbose);

@@ -15,11 +15,11 @@
 
 #include "elfsym.h"
 #include "probes.h"
-#include "pyalloc.h"
-#include "pyframes.h"
+#include "python/alloc.h"
+#include "python/frames.h"
 #include "session.h"
-#include "snapfile.h"
-#include "snapshot.h"
+#include "model/snapfile.h"
+#include "model/snapshot.h"
 #include "symbolize.h"
 #include "target.h"
 #include "tracer.h"
@@ -67,7 +67,7 @@ struct session {
 	struct tracer_bpf *skel;
 	struct probes probes;
 	struct symbolizer *sym; /* the target's */
-	struct pyframes *py;	/* the target's Python frames, when it runs CPython */
+	struct python_frames *py;	/* the target's Python frames, when it runs CPython */
 	uint64_t py_unresolved; /* Python frames whose code object was unreadable */
 	struct proc_sym {
 		pid_t pid;
@@ -79,8 +79,8 @@ struct session {
 	uint64_t start_time;
 	double started;
 	unsigned saved;		/* snapshots written with -o (the %n of the next is saved+1) */
-	struct pyalloc pyalloc; /* CPython's allocator tables, once found */
-	bool pyalloc_done;
+	struct python_alloc pyalloc; /* CPython's allocator tables, once found */
+	bool python_alloc_done;
 	uint64_t truncated;   /* tracebacks cut at an address outside any code */
 	uint64_t ended_early; /* shorter than nframe, not at the stack's bottom */
 };
@@ -256,8 +256,8 @@ static int64_t intern_traceback(struct session *s, struct snapshot *snap, uint32
 	uint32_t ids[TRACER_MAX_NFRAME];
 	uint32_t n = 0, i, limit = s->o->nframe;
 	bool cut = false, at_interpreter = false;
-	const struct pyframes_stack *py =
-	    pyframes_get(tgid == (uint32_t)s->pid ? s->py : NULL, info->py_stack);
+	const struct python_frames_stack *py =
+	    python_frames_get(tgid == (uint32_t)s->pid ? s->py : NULL, info->py_stack);
 	int err;
 
 	/* A thread running Python code: its Python frames, as tracemalloc; with
@@ -286,7 +286,7 @@ static int64_t intern_traceback(struct session *s, struct snapshot *snap, uint32
 		return snapshot_intern_traceback(
 		    snap, ids, n, native + (py->total > py->nframe ? py->total : py->nframe));
 	}
-	if (info->domain == TRACER_DOMAIN_PYTHON && pyframes_describe(s->py) && !s->o->native) {
+	if (info->domain == TRACER_DOMAIN_PYTHON && python_frames_describe(s->py) && !s->o->native) {
 		/* a Python allocation by a thread with no Python frame */
 		int64_t id = snapshot_intern_frame(snap, "<unknown>", 0, NULL);
 
@@ -537,7 +537,7 @@ static struct snapshot *take_snapshot(struct session *s)
 	if (!snap)
 		return NULL;
 	refresh_all(s);
-	pyframes_poll(s->py);
+	python_frames_poll(s->py);
 	snap->traceback_limit = s->o->nframe;
 	snap->taken_at = (uint64_t)time(NULL);
 	snap->duration_ns = (uint64_t)((now_s() - s->started) * 1e9);
@@ -823,7 +823,7 @@ static bool reap_traced(struct session *s, int *exit_status)
 			if (sym)
 				symbolize_refresh(sym);
 			if (r == s->pid)
-				pyframes_poll(s->py);
+				python_frames_poll(s->py);
 			sig = 0;
 		} else if (event == PTRACE_EVENT_STOP) {
 			if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
@@ -835,7 +835,7 @@ static bool reap_traced(struct session *s, int *exit_status)
 			/* the new program is mapped, nothing of it has run yet:
 			 * the moment to recognise a statically linked CPython */
 			symbolize_refresh(s->sym);
-			pyframes_poll(s->py);
+			python_frames_poll(s->py);
 			sig = 0;
 		} else if (event) {
 			sig = 0; /* fork, vfork, exec */
@@ -850,15 +850,15 @@ static bool reap_traced(struct session *s, int *exit_status)
  * point pymalloc's tables at the raw allocator. */
 static int python_allocators(struct session *s)
 {
-	const struct python_target *t = pyframes_target(s->py);
-	struct pyalloc *a = &s->pyalloc;
+	const struct python_target *t = python_frames_target(s->py);
+	struct python_alloc *a = &s->pyalloc;
 	pid_t attach_pid = s->o->follow ? -1 : s->pid;
 	int err, d, k;
 
-	if (s->pyalloc_done || !t)
+	if (s->python_alloc_done || !t)
 		return 0;
-	s->pyalloc_done = true;
-	err = pyalloc_find(s->pid, t, a);
+	s->python_alloc_done = true;
+	err = python_alloc_find(s->pid, t, a);
 	if (err) {
 		if (s->o->hook_pymalloc) {
 			fprintf(stderr,
@@ -875,14 +875,14 @@ static int python_allocators(struct session *s)
 	if (s->o->verbose)
 		fprintf(stderr,
 			"tracer: CPython allocator tables: raw 0x%llx, mem 0x%llx, obj 0x%llx\n",
-			(unsigned long long)a->table[PYALLOC_RAW],
-			(unsigned long long)a->table[PYALLOC_MEM],
-			(unsigned long long)a->table[PYALLOC_OBJ]);
-	for (d = 0; d < PYALLOC_NDOMAINS; d++) {
-		for (k = PYALLOC_MALLOC; k <= PYALLOC_FREE; k++) {
+			(unsigned long long)a->table[PYTHON_ALLOC_RAW],
+			(unsigned long long)a->table[PYTHON_ALLOC_MEM],
+			(unsigned long long)a->table[PYTHON_ALLOC_OBJ]);
+	for (d = 0; d < PYTHON_ALLOC_NDOMAINS; d++) {
+		for (k = PYTHON_ALLOC_MALLOC; k <= PYTHON_ALLOC_FREE; k++) {
 			/* the raw domain's free is libc's, probed as such */
-			if (k == PYALLOC_FREE &&
-			    (d == PYALLOC_RAW || a->fn[d][k] == a->fn[PYALLOC_RAW][k]))
+			if (k == PYTHON_ALLOC_FREE &&
+			    (d == PYTHON_ALLOC_RAW || a->fn[d][k] == a->fn[PYTHON_ALLOC_RAW][k]))
 				continue;
 			err = probes_attach_python(s->skel, &s->probes, s->pid, attach_pid,
 						   a->fn[d][k], k, s->o->verbose);
@@ -895,7 +895,7 @@ static int python_allocators(struct session *s)
 	}
 	if (!s->o->hook_pymalloc)
 		return 0;
-	err = pyalloc_hook(a);
+	err = python_alloc_hook(a);
 	if (err) {
 		fprintf(stderr, "tracer: --hook-pymalloc: %s\n",
 			err == -EBUSY ? "the allocator tables are not CPython's defaults (another "
@@ -916,7 +916,7 @@ static void python_unhook(struct session *s)
 
 	if (!s->pyalloc.hooked)
 		return;
-	err = pyalloc_unhook(&s->pyalloc);
+	err = python_alloc_unhook(&s->pyalloc);
 	if (err == -EBUSY)
 		fprintf(stderr,
 			"tracer: --hook-pymalloc: process %d changed its allocator tables "
@@ -952,11 +952,11 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 		} else if (!target_alive(s->pid)) {
 			return 0;
 		}
-		if (t - s->started < 2 && !pyframes_describe(s->py))
-			pyframes_poll(s->py); /* a starting interpreter: look often */
+		if (t - s->started < 2 && !python_frames_describe(s->py))
+			python_frames_poll(s->py); /* a starting interpreter: look often */
 		if (t >= next_refresh) {
 			refresh_all(s);
-			pyframes_poll(s->py);
+			python_frames_poll(s->py);
 			next_refresh = t + 0.25;
 		}
 		if (python_allocators(s))
@@ -1073,14 +1073,14 @@ int session_run(const struct session_options *o)
 	target_command(s.pid, s.command, sizeof(s.command));
 	s.start_time = target_start_time(s.pid);
 	s.started = now_s();
-	if (symbolize_open(s.pid, &s.sym) || pyframes_open(s.skel, s.pid, &s.py)) {
+	if (symbolize_open(s.pid, &s.sym) || python_frames_open(s.skel, s.pid, &s.py)) {
 		fprintf(stderr, "tracer: out of memory\n");
 		goto out;
 	}
 	if (o->hook_pymalloc)
-		pyframes_expect_hook(s.py);
-	pyframes_poll(s.py);
-	if (o->hook_pymalloc && !pyframes_describe(s.py)) {
+		python_frames_expect_hook(s.py);
+	python_frames_poll(s.py);
+	if (o->hook_pymalloc && !python_frames_describe(s.py)) {
 		fprintf(stderr,
 			"tracer: --hook-pymalloc: process %d runs no CPython that tracer "
 			"knows\n",
@@ -1110,7 +1110,7 @@ out:
 		waitpid(s.pid, NULL, 0);
 	}
 	symbolize_close(s.sym);
-	pyframes_close(s.py);
+	python_frames_close(s.py);
 	for (size_t i = 0; i < s.nchildren; i++)
 		symbolize_close(s.children[i].sym);
 	free(s.children);

@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "filter.h"
-#include "report.h"
+#include "model/filter.h"
+#include "report/report.h"
 
 #define SESSION_DEFAULT_MAX_ALLOCS (1u << 20)
 #define SESSION_DEFAULT_MAX_STACKS (1u << 14)

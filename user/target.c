@@ -218,6 +218,133 @@ void target_file_path(pid_t pid, const struct target_mapping *m, char *buf, size
 	}
 }
 
+int target_mem_open(pid_t pid, struct target_mem *m)
+{
+	char path[64];
+
+	m->pid = pid;
+	m->wfd = -1;
+	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+	m->fd = open(path, O_RDONLY | O_CLOEXEC);
+	return m->fd < 0 ? -errno : 0;
+}
+
+void target_mem_close(struct target_mem *m)
+{
+	if (m->fd >= 0)
+		close(m->fd);
+	if (m->wfd >= 0)
+		close(m->wfd);
+	m->fd = m->wfd = -1;
+}
+
+int target_mem_read(struct target_mem *m, uint64_t addr, void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (m->fd < 0)
+		return -EBADF;
+	if (addr > (uint64_t)INT64_MAX - len)
+		return -EFAULT;
+	n = pread(m->fd, buf, len, (off_t)addr);
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+int target_mem_write_u64(struct target_mem *m, uint64_t addr, uint64_t v)
+{
+	char path[64];
+	ssize_t n;
+
+	if (addr % 8 || addr > (uint64_t)INT64_MAX - 8)
+		return -EFAULT;
+	if (m->wfd < 0) {
+		snprintf(path, sizeof(path), "/proc/%d/mem", m->pid);
+		m->wfd = open(path, O_WRONLY | O_CLOEXEC);
+		if (m->wfd < 0)
+			return -errno;
+	}
+	n = pwrite(m->wfd, &v, sizeof(v), (off_t)addr);
+	if (n < 0)
+		return -errno;
+	return n == sizeof(v) ? 0 : -EIO;
+}
+
+bool target_environ_has(pid_t pid, const char *entry)
+{
+	static char env[65536];
+	ssize_t n = read_proc(pid, "environ", env, sizeof(env));
+
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(env + i) + 1)
+		if (!strcmp(env + i, entry))
+			return true;
+	return false;
+}
+
+int target_find_executable(const char *name, char *buf, size_t len)
+{
+	const char *path = getenv("PATH");
+	char *dup, *save = NULL, *dir;
+	int err = -ENOENT;
+
+	if (strchr(name, '/')) {
+		snprintf(buf, len, "%s", name);
+		return 0;
+	}
+	dup = strdup(path ? path : "/usr/bin:/bin");
+	if (!dup)
+		return -ENOMEM;
+	for (dir = strtok_r(dup, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+		snprintf(buf, len, "%s/%s", dir, name);
+		if (access(buf, X_OK) == 0) {
+			err = 0;
+			break;
+		}
+	}
+	free(dup);
+	if (err)
+		buf[0] = '\0';
+	return err;
+}
+
+/* The system's library directories on this architecture (Debian's
+ * multiarch layout first). */
+#if defined(__x86_64__)
+#define MULTIARCH "x86_64-linux-gnu"
+#elif defined(__aarch64__)
+#define MULTIARCH "aarch64-linux-gnu"
+#else
+#define MULTIARCH ""
+#endif
+static const char system_dirs[] =
+    "/lib/" MULTIARCH ":/usr/lib/" MULTIARCH ":/lib64:/usr/lib64:/lib:/usr/lib";
+
+int target_find_library(const char *name, const char *runpath, const char *origin, char *buf,
+			size_t len)
+{
+	const char *llp = getenv("LD_LIBRARY_PATH");
+	char dirs[8192] = "", *save = NULL, *dir;
+	size_t used;
+
+	if (strchr(name, '/'))
+		return -ENOENT;
+	if (runpath && !strncmp(runpath, "$ORIGIN", 7))
+		snprintf(dirs, sizeof(dirs), "%s%s:", origin, runpath + 7);
+	else if (runpath && runpath[0])
+		snprintf(dirs, sizeof(dirs), "%s:", runpath);
+	used = strlen(dirs);
+	snprintf(dirs + used, sizeof(dirs) - used, "%s%s%s", llp ? llp : "", llp ? ":" : "",
+		 system_dirs);
+	for (dir = strtok_r(dirs, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+		snprintf(buf, len, "%s/%s", dir, name);
+		if (access(buf, R_OK) == 0)
+			return 0;
+	}
+	buf[0] = '\0';
+	return -ENOENT;
+}
+
 int target_launch_prepare(char *const argv[], char *const envp_extra[], struct target_launch *l)
 {
 	int go[2], errp[2];

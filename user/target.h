@@ -38,6 +38,33 @@ const struct target_mapping *target_maps_find(const struct target_maps *maps, ui
  * a chroot of ours. */
 void target_file_path(pid_t pid, const struct target_mapping *m, char *buf, size_t len);
 
+/* The process's memory, through one /proc/PID/mem descriptor: reads, and
+ * the one write the tracer ever makes (--hook-pymalloc's table slots),
+ * asked for by name. No ptrace. */
+struct target_mem {
+	pid_t pid;
+	int fd;	 /* read-only; -1 until opened */
+	int wfd; /* opened for the first write only */
+};
+int target_mem_open(pid_t pid, struct target_mem *m);
+void target_mem_close(struct target_mem *m);
+/* Reads exactly len bytes at addr: 0, -EIO when fewer exist, or -errno. */
+int target_mem_read(struct target_mem *m, uint64_t addr, void *buf, size_t len);
+/* One aligned 8-byte store. */
+int target_mem_write_u64(struct target_mem *m, uint64_t addr, uint64_t v);
+
+/* Whether the process's environment holds the entry "NAME=VALUE" exactly
+ * (the first 64 KiB of it). */
+bool target_environ_has(pid_t pid, const char *entry);
+
+/* What a launched command will map, found before it runs: the executable
+ * as execvp would find it (PATH, with "/usr/bin:/bin" when unset), and a
+ * needed library as the dynamic linker would (RUNPATH with $ORIGIN,
+ * LD_LIBRARY_PATH, the system's directories). 0 or -ENOENT. */
+int target_find_executable(const char *name, char *buf, size_t len);
+int target_find_library(const char *name, const char *runpath, const char *origin, char *buf,
+			size_t len);
+
 /* Launching: fork a child that waits; exec it with target_launch_go once
  * the probes are in place. err receives a message on failure. */
 struct target_launch {

@@ -1,7 +1,7 @@
 /* Writes the fuzzer's starting corpus: small valid snapshot files. */
 #include <stdio.h>
 
-#include "snapfile.h"
+#include "model/snapfile.h"
 
 static int add_traces(struct snapshot *s, int n)
 {

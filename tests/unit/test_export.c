@@ -10,9 +10,9 @@
 #include <cmocka.h>
 #include <zlib.h>
 
-#include "collapsed.h"
-#include "pprof.h"
-#include "snapshot.h"
+#include "report/collapsed.h"
+#include "report/pprof.h"
+#include "model/snapshot.h"
 
 static uint32_t tb(struct snapshot *s, int n, ...)
 {

@@ -11,9 +11,9 @@
 #include <cmocka.h>
 #include <errno.h>
 
-#include "filter.h"
-#include "snapshot.h"
-#include "stats.h"
+#include "model/filter.h"
+#include "model/snapshot.h"
+#include "model/stats.h"
 
 #define PY SNAPSHOT_DOMAIN_PYTHON
 #define LIBC SNAPSHOT_DOMAIN_LIBC

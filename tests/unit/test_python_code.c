@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "python_code.h"
+#include "python/code.h"
 
 struct line_case {
 	int minor, firstlineno;

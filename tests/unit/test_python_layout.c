@@ -11,8 +11,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "python_bpf.h"
-#include "python_code.h"
+#include "python/find.h"
+#include "python/code.h"
 
 static struct python_target target(int minor)
 {
@@ -39,7 +39,7 @@ static struct python_target target(int minor)
 static int config(const struct python_target *t, char *why, size_t len)
 {
 	struct tracer_py_config cfg;
-	int err = python_bpf_config(t, &cfg, why, len);
+	int err = python_layout_config(t, &cfg, why, len);
 
 	return err ? err : python_code_check(t, why, len);
 }
@@ -102,7 +102,7 @@ static void test_unknown_version_is_unsupported(void **state)
 	char why[160] = "";
 
 	t.minor = 15;
-	assert_int_equal(python_bpf_config(&t, &cfg, why, sizeof(why)), -EPROTONOSUPPORT);
+	assert_int_equal(python_layout_config(&t, &cfg, why, sizeof(why)), -EPROTONOSUPPORT);
 }
 
 int main(void)

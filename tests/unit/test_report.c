@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "report.h"
+#include "report/report.h"
 
 static struct snapshot *make(void)
 {

@@ -15,9 +15,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "snapfile.h"
-#include "snapshot.h"
-#include "stats.h"
+#include "model/snapfile.h"
+#include "model/snapshot.h"
+#include "model/stats.h"
 
 static void put32(unsigned char *p, uint32_t v)
 {

@@ -11,9 +11,9 @@
 #include <errno.h>
 #include <unistd.h>
 
-#include "format.h"
-#include "snapshot.h"
-#include "stats.h"
+#include "report/format.h"
+#include "model/snapshot.h"
+#include "model/stats.h"
 
 /* Adds count traces of size bytes with frames "file:line" most recent first. */
 static void add(struct snapshot *s, uint64_t size, int count, int n, ...)

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "snapshot.h"
+#include "model/snapshot.h"
 
 /* Filter(inclusive, pattern, lineno, all_frames, domain) when pattern is
  * set; DomainFilter(inclusive, domain) when it is NULL. */

@@ -12,29 +12,29 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "python_bpf.h"
+#include "python/find.h"
 
-enum pyalloc_domain { PYALLOC_RAW, PYALLOC_MEM, PYALLOC_OBJ, PYALLOC_NDOMAINS };
-enum pyalloc_slot { PYALLOC_CTX, PYALLOC_MALLOC, PYALLOC_CALLOC, PYALLOC_REALLOC, PYALLOC_FREE };
+enum python_alloc_domain { PYTHON_ALLOC_RAW, PYTHON_ALLOC_MEM, PYTHON_ALLOC_OBJ, PYTHON_ALLOC_NDOMAINS };
+enum python_alloc_slot { PYTHON_ALLOC_CTX, PYTHON_ALLOC_MALLOC, PYTHON_ALLOC_CALLOC, PYTHON_ALLOC_REALLOC, PYTHON_ALLOC_FREE };
 
-struct pyalloc {
+struct python_alloc {
 	pid_t pid;
-	uint64_t table[PYALLOC_NDOMAINS];   /* runtime addresses */
-	uint64_t fn[PYALLOC_NDOMAINS][5];   /* their contents when found */
+	uint64_t table[PYTHON_ALLOC_NDOMAINS];   /* runtime addresses */
+	uint64_t fn[PYTHON_ALLOC_NDOMAINS][5];   /* their contents when found */
 	bool hooked;
 };
 
 /* Finds the tables of the CPython t in process pid and reads them.
  * Returns 0, -ENOENT (a wrapper is missing or does not decode) or -errno. */
-int pyalloc_find(pid_t pid, const struct python_target *t, struct pyalloc *out);
+int python_alloc_find(pid_t pid, const struct python_target *t, struct python_alloc *out);
 
 /* --hook-pymalloc: mem and obj malloc/calloc := raw malloc/calloc, after
- * checking that the slots still hold what pyalloc_find read. free and
+ * checking that the slots still hold what python_alloc_find read. free and
  * realloc stay: pymalloc hands blocks it does not own to the raw domain.
  * Returns 0, -EBUSY (the tables changed: someone else hooks them) or -errno. */
-int pyalloc_hook(struct pyalloc *a);
-/* Restores what pyalloc_hook replaced, where the slots still hold our
+int python_alloc_hook(struct python_alloc *a);
+/* Restores what python_alloc_hook replaced, where the slots still hold our
  * values. Returns 0, -EBUSY (changed since: left alone) or -errno. */
-int pyalloc_unhook(struct pyalloc *a);
+int python_alloc_unhook(struct python_alloc *a);
 
 #endif

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "python_code.h"
+#include "python/code.h"
 
 /* Where code objects and strings keep their fields (PYTHON.md section 2). */
 struct code_layout {
@@ -65,7 +65,7 @@ int python_code_check(const struct python_target *t, char *why, size_t why_len)
 {
 	struct code_layout l = layout_for(t->minor);
 	const struct python_facts *f = &t->facts;
-	const struct python_check checks[] = {
+	const struct python_layout_check checks[] = {
 	    {"co_filename", f->co_filename, l.filename},
 	    {t->minor >= 11 ? "co_qualname" : "co_name",
 	     t->minor >= 11 ? f->co_qualname : f->co_name, l.name},
@@ -75,7 +75,7 @@ int python_code_check(const struct python_target *t, char *why, size_t why_len)
 	     l.ascii_size},
 	};
 
-	return python_checks_agree(checks, sizeof(checks) / sizeof(checks[0]), why, why_len);
+	return python_layout_checks_agree(checks, sizeof(checks) / sizeof(checks[0]), why, why_len);
 }
 
 static void entry_free(struct entry *e)

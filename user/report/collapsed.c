@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "collapsed.h"
+#include "report/collapsed.h"
 
 struct line {
 	char *stack;

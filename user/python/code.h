@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "python_bpf.h"
+#include "python/find.h"
 
 struct python_code;
 

@@ -4,8 +4,8 @@
 #define TRACER_REPORT_H
 
 #include <stdio.h>
-#include "snapshot.h"
-#include "stats.h"
+#include "model/snapshot.h"
+#include "model/stats.h"
 
 enum report_format {
 	REPORT_TEXT,

@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 
-#include "snapshot.h"
+#include "model/snapshot.h"
 
 /* One line per distinct stack, sorted, its live bytes summed. Returns 0 or
  * a negative errno. */

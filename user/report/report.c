@@ -2,8 +2,8 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "format.h"
-#include "report.h"
+#include "report/format.h"
+#include "report/report.h"
 
 static void text_header(FILE *out, const struct snapshot *s)
 {

@@ -4,7 +4,7 @@
 #ifndef TRACER_STATS_H
 #define TRACER_STATS_H
 
-#include "snapshot.h"
+#include "model/snapshot.h"
 
 enum stats_key {
 	STATS_KEY_FILENAME,

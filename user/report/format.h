@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "stats.h"
+#include "model/stats.h"
 
 /* _format_size(size, sign) into buf (32 bytes are always enough). */
 const char *format_size(char *buf, size_t len, double size, bool sign);

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "format.h"
+#include "report/format.h"
 
 const char *format_size(char *buf, size_t len, double size, bool sign)
 {

@@ -3,95 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "snapshot.h"
-
-/* Open-addressing index from a 64-bit hash to an entry index (+1; 0 empty). */
-struct index {
-	uint64_t *hash;
-	uint32_t *slot;
-	size_t cap, n;
-};
+#include "model/snapshot.h"
+#include "util/hash.h"
 
 struct intern {
-	struct index strings, frames, tracebacks;
+	struct hash_index strings, frames, tracebacks;
 };
-
-static uint64_t mix(uint64_t h, uint64_t v)
-{
-	h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-	return h * 0xff51afd7ed558ccdull;
-}
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
-static int index_grow(struct index *x)
-{
-	size_t cap = x->cap ? x->cap * 2 : 256, i;
-	uint64_t *hash = calloc(cap, sizeof(*hash));
-	uint32_t *slot = calloc(cap, sizeof(*slot));
-
-	if (!hash || !slot) {
-		free(hash);
-		free(slot);
-		return -ENOMEM;
-	}
-	for (i = 0; i < x->cap; i++) {
-		size_t j;
-
-		if (!x->slot[i])
-			continue;
-		for (j = x->hash[i] & (cap - 1); slot[j]; j = (j + 1) & (cap - 1))
-			;
-		hash[j] = x->hash[i];
-		slot[j] = x->slot[i];
-	}
-	free(x->hash);
-	free(x->slot);
-	x->hash = hash;
-	x->slot = slot;
-	x->cap = cap;
-	return 0;
-}
-
-typedef bool (*index_eq)(const struct snapshot *s, uint32_t idx, const void *key);
-
-/* Finds key; returns its index, or -1 with *pos set to the free slot. */
-static int64_t index_find(const struct snapshot *s, struct index *x, uint64_t h, index_eq eq,
-			  const void *key, size_t *pos)
-{
-	size_t j;
-
-	for (j = h & (x->cap - 1); x->slot[j]; j = (j + 1) & (x->cap - 1))
-		if (x->hash[j] == h && eq(s, x->slot[j] - 1, key))
-			return x->slot[j] - 1;
-	*pos = j;
-	return -1;
-}
-
-static int index_reserve(struct index *x)
-{
-	return (x->n + 1) * 4 >= x->cap * 3 ? index_grow(x) : 0;
-}
-
-static void index_put(struct index *x, size_t pos, uint64_t h, uint32_t idx)
-{
-	x->hash[pos] = h;
-	x->slot[pos] = idx + 1;
-	x->n++;
-}
-
-static void index_free(struct index *x)
-{
-	free(x->hash);
-	free(x->slot);
-}
 
 static int grow(void **arr, uint32_t *cap, size_t elem, uint64_t need)
 {
@@ -137,9 +54,9 @@ void snapshot_free(struct snapshot *s)
 		return;
 	in = s->intern;
 	if (in) {
-		index_free(&in->strings);
-		index_free(&in->frames);
-		index_free(&in->tracebacks);
+		hash_index_free(&in->strings);
+		hash_index_free(&in->frames);
+		hash_index_free(&in->tracebacks);
 		free(in);
 	}
 	for (i = 0; i < s->nstrings; i++)
@@ -153,8 +70,10 @@ void snapshot_free(struct snapshot *s)
 	free(s);
 }
 
-static bool string_eq(const struct snapshot *s, uint32_t idx, const void *key)
+static bool string_eq(const void *ctx, uint32_t idx, const void *key)
 {
+	const struct snapshot *s = ctx;
+
 	return !strcmp(s->strings[idx], key);
 }
 
@@ -166,9 +85,9 @@ int64_t snapshot_intern_string(struct snapshot *s, const char *str)
 	int64_t idx;
 	int err;
 
-	if ((err = index_reserve(&in->strings)))
+	if ((err = hash_index_reserve(&in->strings)))
 		return err;
-	idx = index_find(s, &in->strings, h, string_eq, str, &pos);
+	idx = hash_index_find(&in->strings, h, string_eq, s, str, &pos);
 	if (idx >= 0)
 		return idx;
 	if ((err = grow((void **)&s->strings, &s->cap_strings, sizeof(char *), s->nstrings + 1ull)))
@@ -176,12 +95,14 @@ int64_t snapshot_intern_string(struct snapshot *s, const char *str)
 	s->strings[s->nstrings] = strdup(str);
 	if (!s->strings[s->nstrings])
 		return -ENOMEM;
-	index_put(&in->strings, pos, h, s->nstrings);
+	hash_index_put(&in->strings, pos, h, s->nstrings);
 	return s->nstrings++;
 }
 
-static bool frame_eq(const struct snapshot *s, uint32_t idx, const void *key)
+static bool frame_eq(const void *ctx, uint32_t idx, const void *key)
 {
+	const struct snapshot *s = ctx;
+
 	return !memcmp(&s->frames[idx], key, sizeof(struct snapshot_frame));
 }
 
@@ -205,16 +126,16 @@ int64_t snapshot_intern_frame(struct snapshot *s, const char *filename, uint32_t
 			return idx;
 		f.function = (uint32_t)idx;
 	}
-	h = mix(mix(mix(0, f.filename), f.lineno), f.function);
-	if ((err = index_reserve(&in->frames)))
+	h = hash_mix(hash_mix(hash_mix(0, f.filename), f.lineno), f.function);
+	if ((err = hash_index_reserve(&in->frames)))
 		return err;
-	idx = index_find(s, &in->frames, h, frame_eq, &f, &pos);
+	idx = hash_index_find(&in->frames, h, frame_eq, s, &f, &pos);
 	if (idx >= 0)
 		return idx;
 	if ((err = grow((void **)&s->frames, &s->cap_frames, sizeof(f), s->nframes + 1ull)))
 		return err;
 	s->frames[s->nframes] = f;
-	index_put(&in->frames, pos, h, s->nframes);
+	hash_index_put(&in->frames, pos, h, s->nframes);
 	return s->nframes++;
 }
 
@@ -223,8 +144,9 @@ struct tb_key {
 	uint32_t n, total;
 };
 
-static bool traceback_eq(const struct snapshot *s, uint32_t idx, const void *key)
+static bool traceback_eq(const void *ctx, uint32_t idx, const void *key)
 {
+	const struct snapshot *s = ctx;
 	const struct tb_key *k = key;
 	const struct snapshot_traceback *tb = &s->tracebacks[idx];
 
@@ -237,7 +159,7 @@ int64_t snapshot_intern_traceback(struct snapshot *s, const uint32_t *frame_ids,
 {
 	struct intern *in = s->intern;
 	struct tb_key k = {frame_ids, nframe, total_nframe};
-	uint64_t h = mix(0, total_nframe);
+	uint64_t h = hash_mix(0, total_nframe);
 	size_t pos;
 	int64_t idx;
 	uint32_t i;
@@ -246,11 +168,11 @@ int64_t snapshot_intern_traceback(struct snapshot *s, const uint32_t *frame_ids,
 	for (i = 0; i < nframe; i++) {
 		if (frame_ids[i] >= s->nframes)
 			return -EINVAL;
-		h = mix(h, frame_ids[i]);
+		h = hash_mix(h, frame_ids[i]);
 	}
-	if ((err = index_reserve(&in->tracebacks)))
+	if ((err = hash_index_reserve(&in->tracebacks)))
 		return err;
-	idx = index_find(s, &in->tracebacks, h, traceback_eq, &k, &pos);
+	idx = hash_index_find(&in->tracebacks, h, traceback_eq, s, &k, &pos);
 	if (idx >= 0)
 		return idx;
 	if ((err = grow((void **)&s->frame_ids, &s->cap_frame_ids, sizeof(uint32_t),
@@ -263,7 +185,7 @@ int64_t snapshot_intern_traceback(struct snapshot *s, const uint32_t *frame_ids,
 	s->tracebacks[s->ntracebacks] = (struct snapshot_traceback){
 	    .first = s->nframe_ids, .nframe = nframe, .total_nframe = total_nframe};
 	s->nframe_ids += nframe;
-	index_put(&in->tracebacks, pos, h, s->ntracebacks);
+	hash_index_put(&in->tracebacks, pos, h, s->ntracebacks);
 	return s->ntracebacks++;
 }
 

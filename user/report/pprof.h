@@ -7,7 +7,7 @@
 
 #include <stdio.h>
 
-#include "snapshot.h"
+#include "model/snapshot.h"
 
 /* Returns 0 or a negative errno. */
 int pprof_write(const struct snapshot *s, FILE *out);

@@ -30,7 +30,7 @@
 
 #include <stddef.h>
 
-#include "snapshot.h"
+#include "model/snapshot.h"
 
 #define SNAPFILE_VERSION 1u
 #define SNAPFILE_MAX_SECTIONS 64u

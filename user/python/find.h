@@ -37,18 +37,18 @@ int python_find(pid_t pid, struct python_target *out);
 
 /* One offset of a layout table against what the process revealed (a fact
  * below 0 was not revealed). */
-struct python_check {
+struct python_layout_check {
 	const char *what;
 	int64_t fact, table;
 };
 
 /* 0 when every check agrees; else -EPROTO with why naming the first that
  * does not. */
-int python_checks_agree(const struct python_check *c, size_t n, char *why, size_t why_len);
+int python_layout_checks_agree(const struct python_layout_check *c, size_t n, char *why, size_t why_len);
 
 /* The walker's configuration for this interpreter: 0, -EPROTONOSUPPORT, or
  * -EPROTO when the process's own facts contradict the table (why says how). */
-int python_bpf_config(const struct python_target *t, struct tracer_py_config *cfg, char *why,
+int python_layout_config(const struct python_target *t, struct tracer_py_config *cfg, char *why,
 		      size_t why_len);
 
 /* Reads len bytes of the process's memory at addr (no ptrace, no writes). */

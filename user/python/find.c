@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "elfsym.h"
-#include "python_bpf.h"
+#include "python/find.h"
 #include "target.h"
 
 /* Per minor version, x86-64 (../shared/PYTHON.md section 2, checked against
@@ -278,7 +278,7 @@ int python_find(pid_t pid, struct python_target *out)
 	return -EPROTONOSUPPORT;
 }
 
-int python_checks_agree(const struct python_check *c, size_t n, char *why, size_t why_len)
+int python_layout_checks_agree(const struct python_layout_check *c, size_t n, char *why, size_t why_len)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (c[i].fact == c[i].table)
@@ -293,7 +293,7 @@ int python_checks_agree(const struct python_check *c, size_t n, char *why, size_
 	return 0;
 }
 
-int python_bpf_config(const struct python_target *t, struct tracer_py_config *cfg, char *why,
+int python_layout_config(const struct python_target *t, struct tracer_py_config *cfg, char *why,
 		      size_t why_len)
 {
 	const struct python_facts *f = &t->facts;
@@ -321,14 +321,14 @@ int python_bpf_config(const struct python_target *t, struct tracer_py_config *cf
 	 * thread state and frame fields from _Py_DebugOffsets where published:
 	 * a process that disagrees gets native tracebacks, never wrong frames. */
 	{
-		const struct python_check code[] = {
+		const struct python_layout_check code[] = {
 		    {"PyCode_Type.co_filename", f->co_filename, cfg->code_ident},
 		    {"PyCode_Type.co_name", f->co_name, cfg->code_ident + 8},
 		    /* from 3.11 its size is where co_code_adaptive starts */
 		    {"PyCode_Type size (co_code_adaptive)",
 		     t->minor >= 11 ? f->code_basicsize : cfg->code_adaptive, cfg->code_adaptive},
 		};
-		const struct python_check debug[] = {
+		const struct python_layout_check debug[] = {
 		    {"thread state's current_frame", f->ts_current_frame, cfg->ts_frame},
 		    {"thread state's native_thread_id", f->ts_native_tid, cfg->ts_native_tid},
 		    {"frame's previous", f->fr_previous, cfg->fr_previous},
@@ -338,7 +338,7 @@ int python_bpf_config(const struct python_target *t, struct tracer_py_config *cf
 		    {"code's co_code_adaptive", f->co_adaptive, cfg->code_adaptive},
 		};
 
-		if (python_checks_agree(code, sizeof(code) / sizeof(code[0]), why, why_len))
+		if (python_layout_checks_agree(code, sizeof(code) / sizeof(code[0]), why, why_len))
 			return -EPROTO;
 		if (t->minor < 13)
 			return 0; /* no _Py_DebugOffsets before 3.13 */
@@ -348,6 +348,6 @@ int python_bpf_config(const struct python_target *t, struct tracer_py_config *cf
 				 t->major, t->minor);
 			return -EPROTO;
 		}
-		return python_checks_agree(debug, sizeof(debug) / sizeof(debug[0]), why, why_len);
+		return python_layout_checks_agree(debug, sizeof(debug) / sizeof(debug[0]), why, why_len);
 	}
 }

@@ -6,10 +6,10 @@
 #include <unistd.h>
 
 #include "elfsym.h"
-#include "pyalloc.h"
+#include "python/alloc.h"
 #include "target.h"
 
-static const char *const wrappers[PYALLOC_NDOMAINS] = {"PyMem_RawMalloc", "PyMem_Malloc",
+static const char *const wrappers[PYTHON_ALLOC_NDOMAINS] = {"PyMem_RawMalloc", "PyMem_Malloc",
 						       "PyObject_Malloc"};
 
 static int read_u64(pid_t pid, uint64_t addr, uint64_t *v)
@@ -105,7 +105,7 @@ static bool in_code(const struct target_maps *maps, uint64_t addr)
 	return m && m->exec;
 }
 
-int pyalloc_find(pid_t pid, const struct python_target *t, struct pyalloc *out)
+int python_alloc_find(pid_t pid, const struct python_target *t, struct python_alloc *out)
 {
 	struct target_maps maps;
 	struct elfsym_file *f;
@@ -121,11 +121,11 @@ int pyalloc_find(pid_t pid, const struct python_target *t, struct pyalloc *out)
 		elfsym_close(f);
 		return err;
 	}
-	for (d = 0; d < PYALLOC_NDOMAINS && !err; d++) {
+	for (d = 0; d < PYTHON_ALLOC_NDOMAINS && !err; d++) {
 		err = decode_table(pid, f, t->bias, wrappers[d], &out->table[d]);
 		if (!err)
 			err = python_read(pid, out->table[d], out->fn[d], sizeof(out->fn[d]));
-		for (int s = PYALLOC_MALLOC; !err && s <= PYALLOC_FREE; s++)
+		for (int s = PYTHON_ALLOC_MALLOC; !err && s <= PYTHON_ALLOC_FREE; s++)
 			if (!in_code(&maps, out->fn[d][s]))
 				err = -ENOENT;
 	}
@@ -152,12 +152,12 @@ static int write_u64(pid_t pid, uint64_t addr, uint64_t v)
 }
 
 /* The hooked slots: mem and obj, malloc and calloc. */
-static const int hooked_domains[] = {PYALLOC_MEM, PYALLOC_OBJ};
-static const int hooked_slots[] = {PYALLOC_MALLOC, PYALLOC_CALLOC};
+static const int hooked_domains[] = {PYTHON_ALLOC_MEM, PYTHON_ALLOC_OBJ};
+static const int hooked_slots[] = {PYTHON_ALLOC_MALLOC, PYTHON_ALLOC_CALLOC};
 
 /* Sets every hooked slot from one value to another, checking each first;
  * on a mismatch puts back what it already changed. */
-static int swap_slots(struct pyalloc *a, bool hook)
+static int swap_slots(struct python_alloc *a, bool hook)
 {
 	uint64_t done[4][2];
 	int ndone = 0, err = 0;
@@ -166,8 +166,8 @@ static int swap_slots(struct pyalloc *a, bool hook)
 		for (int j = 0; j < 2 && !err; j++) {
 			int d = hooked_domains[i], s = hooked_slots[j];
 			uint64_t slot = a->table[d] + 8 * (uint64_t)s, cur;
-			uint64_t from = hook ? a->fn[d][s] : a->fn[PYALLOC_RAW][s];
-			uint64_t to = hook ? a->fn[PYALLOC_RAW][s] : a->fn[d][s];
+			uint64_t from = hook ? a->fn[d][s] : a->fn[PYTHON_ALLOC_RAW][s];
+			uint64_t to = hook ? a->fn[PYTHON_ALLOC_RAW][s] : a->fn[d][s];
 
 			err = read_u64(a->pid, slot, &cur);
 			if (!err && cur != from)
@@ -185,7 +185,7 @@ static int swap_slots(struct pyalloc *a, bool hook)
 	return err;
 }
 
-int pyalloc_hook(struct pyalloc *a)
+int python_alloc_hook(struct python_alloc *a)
 {
 	int err;
 
@@ -197,7 +197,7 @@ int pyalloc_hook(struct pyalloc *a)
 	return err;
 }
 
-int pyalloc_unhook(struct pyalloc *a)
+int python_alloc_unhook(struct python_alloc *a)
 {
 	int err;
 

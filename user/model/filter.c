@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "filter.h"
+#include "model/filter.h"
 
 /* tracemalloc's _normalize_filename: a trailing ".pyc" becomes ".py". */
 static char *normalize(const char *name)

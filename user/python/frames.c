@@ -5,18 +5,18 @@
 #include <string.h>
 
 #include "elfsym.h"
-#include "python_code.h"
-#include "pyframes.h"
-#include "snapshot.h"
+#include "python/code.h"
+#include "python/frames.h"
+#include "model/snapshot.h"
 
 enum state { SEARCHING, ACTIVE, UNSUPPORTED };
 
 struct resolved {
 	uint64_t key; /* 0 = empty */
-	struct pyframes_stack *stack;
+	struct python_frames_stack *stack;
 };
 
-struct pyframes {
+struct python_frames {
 	struct tracer_bpf *skel;
 	pid_t pid;
 	enum state state;
@@ -30,9 +30,9 @@ struct pyframes {
 	bool hook_pymalloc; /* coverage will be complete: no warning */
 };
 
-int pyframes_open(struct tracer_bpf *skel, pid_t pid, struct pyframes **out)
+int python_frames_open(struct tracer_bpf *skel, pid_t pid, struct python_frames **out)
 {
-	struct pyframes *p = calloc(1, sizeof(*p));
+	struct python_frames *p = calloc(1, sizeof(*p));
 
 	if (!p)
 		return -ENOMEM;
@@ -42,14 +42,14 @@ int pyframes_open(struct tracer_bpf *skel, pid_t pid, struct pyframes **out)
 	p->cap = 1024;
 	p->r = calloc(p->cap, sizeof(*p->r));
 	if (!p->strings || !p->r) {
-		pyframes_close(p);
+		python_frames_close(p);
 		return -ENOMEM;
 	}
 	*out = p;
 	return 0;
 }
 
-void pyframes_close(struct pyframes *p)
+void python_frames_close(struct python_frames *p)
 {
 	size_t i;
 
@@ -63,17 +63,17 @@ void pyframes_close(struct pyframes *p)
 	free(p);
 }
 
-void pyframes_expect_hook(struct pyframes *p)
+void python_frames_expect_hook(struct python_frames *p)
 {
 	p->hook_pymalloc = true;
 }
 
-const struct python_target *pyframes_target(struct pyframes *p)
+const struct python_target *python_frames_target(struct python_frames *p)
 {
 	return p && p->state == ACTIVE ? &p->target : NULL;
 }
 
-const char *pyframes_describe(struct pyframes *p)
+const char *python_frames_describe(struct python_frames *p)
 {
 	return p && p->state == ACTIVE ? p->describe : NULL;
 }
@@ -81,7 +81,7 @@ const char *pyframes_describe(struct pyframes *p)
 /* Without pymalloc's functions in the symbol table (a stripped build, and
  * with LTO their fast path is inlined into the callers anyway), only blocks
  * that reach libc are seen. Say so once, with the way out. */
-static void warn_if_pymalloc_hidden(struct pyframes *p)
+static void warn_if_pymalloc_hidden(struct python_frames *p)
 {
 	struct elfsym_file *f;
 	struct elfsym sym;
@@ -119,7 +119,7 @@ static void warn_if_pymalloc_hidden(struct pyframes *p)
 		    p->pid);
 }
 
-static void recognise(struct pyframes *p)
+static void recognise(struct python_frames *p)
 {
 	struct tracer_py_config cfg;
 	__u32 key = (__u32)p->pid;
@@ -139,7 +139,7 @@ static void recognise(struct pyframes *p)
 	}
 	if (err)
 		return;
-	err = python_bpf_config(&p->target, &cfg, why, sizeof(why));
+	err = python_layout_config(&p->target, &cfg, why, sizeof(why));
 	if (!err)
 		err = python_code_check(&p->target, why, sizeof(why));
 	if (err) {
@@ -164,7 +164,7 @@ static void recognise(struct pyframes *p)
 	p->state = ACTIVE;
 }
 
-static struct resolved *slot(struct pyframes *p, uint64_t key)
+static struct resolved *slot(struct python_frames *p, uint64_t key)
 {
 	size_t i = (key * 0x9e3779b97f4a7c15ull) & (p->cap - 1);
 
@@ -173,7 +173,7 @@ static struct resolved *slot(struct pyframes *p, uint64_t key)
 	return &p->r[i];
 }
 
-static int grow(struct pyframes *p)
+static int grow(struct python_frames *p)
 {
 	struct resolved *old = p->r;
 	size_t oldcap = p->cap, i;
@@ -191,7 +191,7 @@ static int grow(struct pyframes *p)
 	return 0;
 }
 
-static const char *keep(struct pyframes *p, const char *s)
+static const char *keep(struct python_frames *p, const char *s)
 {
 	int64_t idx;
 
@@ -201,10 +201,10 @@ static const char *keep(struct pyframes *p, const char *s)
 	return idx < 0 ? NULL : p->strings->strings[idx];
 }
 
-static struct pyframes_stack *resolve(struct pyframes *p, uint64_t key)
+static struct python_frames_stack *resolve(struct python_frames *p, uint64_t key)
 {
 	struct tracer_py_stack raw;
-	struct pyframes_stack *st;
+	struct python_frames_stack *st;
 	uint32_t i, n;
 
 	if (bpf_map_lookup_elem(bpf_map__fd(p->skel->maps.py_stacks), &key, &raw))
@@ -231,7 +231,7 @@ static struct pyframes_stack *resolve(struct pyframes *p, uint64_t key)
 	return st;
 }
 
-const struct pyframes_stack *pyframes_get(struct pyframes *p, uint64_t key)
+const struct python_frames_stack *python_frames_get(struct python_frames *p, uint64_t key)
 {
 	struct resolved *r;
 
@@ -250,7 +250,7 @@ const struct pyframes_stack *pyframes_get(struct pyframes *p, uint64_t key)
 	return r->stack;
 }
 
-void pyframes_poll(struct pyframes *p)
+void python_frames_poll(struct python_frames *p)
 {
 	static __u64 keys[1 << 14];
 	__u64 k, next, *prev = NULL;
@@ -277,6 +277,6 @@ void pyframes_poll(struct pyframes *p)
 	 * awaits resolution, so it fills only if that many distinct stacks
 	 * appear between two polls. */
 	for (size_t i = 0; i < n; i++)
-		if (pyframes_get(p, keys[i]))
+		if (python_frames_get(p, keys[i]))
 			bpf_map_delete_elem(fd, &keys[i]);
 }

@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "snapfile.h"
+#include "model/snapfile.h"
 
 static const unsigned char magic[8] = {0x89, 'T', 'R', 'S', 'N', 'A', 'P', '\n'};
 

@@ -9,34 +9,34 @@
 #include <sys/types.h>
 
 #include "probes.h"
-#include "python_bpf.h"
+#include "python/find.h"
 
-struct pyframes;
+struct python_frames;
 
-struct pyframes_frame {
+struct python_frames_frame {
 	const char *filename;
 	uint32_t lineno;
 	const char *function;
 };
 
-struct pyframes_stack {
+struct python_frames_stack {
 	uint32_t nframe, total;
 	uint32_t unresolved; /* frames whose code object could not be read */
-	struct pyframes_frame frames[];
+	struct python_frames_frame frames[];
 };
 
-int pyframes_open(struct tracer_bpf *skel, pid_t pid, struct pyframes **out);
-void pyframes_close(struct pyframes *p);
+int python_frames_open(struct tracer_bpf *skel, pid_t pid, struct python_frames **out);
+void python_frames_close(struct python_frames *p);
 /* Called often: recognises the interpreter once it is there, then resolves
  * the stacks captured since the last call. */
-void pyframes_poll(struct pyframes *p);
+void python_frames_poll(struct python_frames *p);
 /* The resolved stack with this key (resolving it now if needed), or NULL. */
-const struct pyframes_stack *pyframes_get(struct pyframes *p, uint64_t key);
+const struct python_frames_stack *python_frames_get(struct python_frames *p, uint64_t key);
 /* --hook-pymalloc will make coverage complete: no coverage warning. */
-void pyframes_expect_hook(struct pyframes *p);
+void python_frames_expect_hook(struct python_frames *p);
 /* The recognised interpreter, else NULL. */
-const struct python_target *pyframes_target(struct pyframes *p);
+const struct python_target *python_frames_target(struct python_frames *p);
 /* "CPython 3.11.7" once recognised, else NULL. */
-const char *pyframes_describe(struct pyframes *p);
+const char *python_frames_describe(struct python_frames *p);
 
 #endif

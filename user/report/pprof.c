@@ -3,7 +3,8 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "pprof.h"
+#include "report/pprof.h"
+#include "util/hash.h"
 
 /* profile.proto field numbers */
 enum {
@@ -168,12 +169,6 @@ static int64_t domain_string(struct strtab *t, struct domain_name **names, uint3
 	return p[(*n)++].str;
 }
 
-/* functions by (name, file) string indices */
-struct func_slot {
-	uint64_t key;
-	uint32_t id; /* 0: empty */
-};
-
 /* One sample: a traceback in a domain, its traces summed. */
 struct sample {
 	uint32_t traceback, domain;
@@ -224,8 +219,7 @@ int pprof_write(const struct snapshot *s, FILE *out)
 	uint64_t nsamples = 0, i;
 	uint32_t *func_of_frame = NULL, nfunc = 0, ndomains = 0;
 	struct domain_name *domains = NULL;
-	struct func_slot *funcs = NULL;
-	uint64_t fcap;
+	struct u64_map funcs = {0}; /* (name, file) string indices + 1 -> function id */
 	int64_t str_inuse_objects, str_count, str_inuse_space, str_bytes, str_space, str_domain;
 	int err = 0;
 
@@ -301,28 +295,25 @@ int pprof_write(const struct snapshot *s, FILE *out)
 
 	/* functions: one per (name, file); a frame without a name is named by
 	 * its file, which is how tracemalloc's frames read */
-	fcap = 64;
-	while (fcap < 2 * (uint64_t)s->nframes + 2)
-		fcap *= 2;
-	funcs = calloc(fcap, sizeof(*funcs));
-	if (!funcs) {
+	if (u64_map_init(&funcs, sizeof(uint32_t))) {
 		err = -ENOMEM;
 		goto out;
 	}
 	for (i = 0; i < s->nframes; i++) {
 		const struct snapshot_frame *f = &s->frames[i];
 		uint32_t name = f->function != SNAPSHOT_NO_STRING ? f->function : f->filename;
-		uint64_t key = (uint64_t)name << 32 | f->filename, j;
+		bool added;
+		uint32_t *id = u64_map_put(&funcs, ((uint64_t)name << 32 | f->filename) + 1, &added);
 
-		for (j = (key * 0x9e3779b97f4a7c15ull) >> 20 & (fcap - 1); funcs[j].id;
-		     j = (j + 1) & (fcap - 1))
-			if (funcs[j].key == key)
-				break;
-		if (funcs[j].id) {
-			func_of_frame[i] = funcs[j].id;
+		if (!id) {
+			err = -ENOMEM;
+			goto out;
+		}
+		if (!added) {
+			func_of_frame[i] = *id;
 			continue;
 		}
-		funcs[j] = (struct func_slot){key, ++nfunc};
+		*id = ++nfunc;
 		func_of_frame[i] = nfunc;
 		field_varint(&msg, FUNCTION_ID, nfunc);
 		field_varint(&msg, FUNCTION_NAME, (uint64_t)snapshot_str(&st, s, name));
@@ -368,7 +359,7 @@ out:
 	free(func_of_frame);
 	free(st.of_snapshot);
 	free(st.s);
-	free(funcs);
+	u64_map_free(&funcs);
 	for (i = 0; i < ndomains; i++)
 		free(domains[i].name);
 	free(domains);
