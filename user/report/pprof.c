@@ -303,7 +303,8 @@ int pprof_write(const struct snapshot *s, FILE *out)
 		const struct snapshot_frame *f = &s->frames[i];
 		uint32_t name = f->function != SNAPSHOT_NO_STRING ? f->function : f->filename;
 		bool added;
-		uint32_t *id = u64_map_put(&funcs, ((uint64_t)name << 32 | f->filename) + 1, &added);
+		uint32_t *id =
+		    u64_map_put(&funcs, ((uint64_t)name << 32 | f->filename) + 1, &added);
 
 		if (!id) {
 			err = -ENOMEM;

@@ -1,0 +1,440 @@
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "collect.h"
+#include "target.h"
+#include "util/hash.h"
+#include "util/util.h"
+
+static const char *const counter_names[TRACER_CNT_MAX] = {
+    [TRACER_CNT_ALLOCS_FULL] = "allocs table full",
+    [TRACER_CNT_ALLOCS_FULL_BYTES] = "allocs table full (bytes)",
+    [TRACER_CNT_STACK_LOST] = "stack table full or collision",
+    [TRACER_CNT_THREAD_LOST] = "thread slot unavailable",
+    [TRACER_CNT_RETURN_UNMATCHED] = "return without entry",
+    [TRACER_CNT_PROCS_FULL] = "process table full",
+    [TRACER_CNT_FAILED_ALLOCS] = "failed allocations (NULL)",
+    [TRACER_CNT_UNKNOWN_FREES] = "frees of untraced blocks",
+    [TRACER_CNT_PY_UNREADABLE] = "python frames unreadable",
+    [TRACER_CNT_PY_STACKS_FULL] = "python stack table full",
+};
+_Static_assert(ARRAY_SIZE(counter_names) == TRACER_CNT_MAX, "every counter has a name");
+
+uint64_t collect_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int collect_open(struct collector *c, struct tracer_bpf *skel, pid_t pid,
+		 const struct resolve_options *resolve, bool follow, struct python_frames *py)
+{
+	memset(c, 0, sizeof(*c));
+	c->skel = skel;
+	c->resolve = *resolve;
+	c->follow = follow;
+	c->pid = pid;
+	c->py = py;
+	target_command(pid, c->command, sizeof(c->command));
+	c->start_time = target_start_time(pid);
+	c->started_ns = collect_now_ns();
+	return symbolize_open(pid, &c->sym);
+}
+
+void collect_close(struct collector *c)
+{
+	symbolize_close(c->sym);
+	for (size_t i = 0; i < c->nprocs; i++)
+		symbolize_close(c->procs[i].sym);
+	free(c->procs);
+	memset(c, 0, sizeof(*c));
+}
+
+struct symbolizer *collect_symbolizer(struct collector *c, pid_t pid)
+{
+	struct collect_proc *p;
+	struct symbolizer *sym;
+
+	if (pid == c->pid)
+		return c->sym;
+	for (size_t i = 0; i < c->nprocs; i++)
+		if (c->procs[i].pid == pid)
+			return c->procs[i].sym;
+	p = realloc(c->procs, (c->nprocs + 1) * sizeof(*p));
+	if (!p)
+		return NULL;
+	c->procs = p;
+	if (symbolize_open(pid, &sym))
+		return NULL;
+	p[c->nprocs].pid = pid;
+	p[c->nprocs].sym = sym;
+	c->nprocs++;
+	return sym;
+}
+
+void collect_refresh(struct collector *c)
+{
+	int fd = bpf_map__fd(c->skel->maps.traced_pids);
+	__u32 key, next, *prev = NULL;
+
+	symbolize_refresh(c->sym);
+	if (!c->follow)
+		return;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (target_alive((pid_t)key))
+			collect_symbolizer(c, (pid_t)key);
+	}
+	for (size_t i = 0; i < c->nprocs; i++)
+		symbolize_refresh(c->procs[i].sym);
+}
+
+static void read_counters(struct collector *c, struct tracer_counters *sum)
+{
+	int ncpu = libbpf_num_possible_cpus(), i, k;
+	struct tracer_counters *per;
+	__u32 zero = 0;
+
+	memset(sum, 0, sizeof(*sum));
+	if (ncpu <= 0)
+		return;
+	per = calloc(ncpu, sizeof(*per));
+	if (!per)
+		return;
+	if (!bpf_map_lookup_elem(bpf_map__fd(c->skel->maps.counters), &zero, per))
+		for (i = 0; i < ncpu; i++)
+			for (k = 0; k < TRACER_CNT_MAX; k++)
+				sum->c[k] += per[i].c[k];
+	free(per);
+}
+
+/* Kernel memory of the maps (as the kernel accounts it) plus our own RSS. */
+static uint64_t tracer_memory(struct collector *c)
+{
+	struct bpf_map *m;
+	uint64_t total = 0;
+	char path[64], line[256];
+	long rss_pages = 0;
+	FILE *f;
+
+	bpf_object__for_each_map(m, c->skel->obj)
+	{
+		int fd = bpf_map__fd(m);
+
+		if (fd < 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f)) {
+			unsigned long long v;
+
+			if (sscanf(line, "memlock: %llu", &v) == 1)
+				total += v;
+		}
+		fclose(f);
+	}
+	f = fopen("/proc/self/statm", "re");
+	if (f) {
+		if (fscanf(f, "%*d %ld", &rss_pages) != 1)
+			rss_pages = 0;
+		fclose(f);
+	}
+	return total + (uint64_t)rss_pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Traces with the same (process, call site, stack) share a traceback: most
+ * of a large snapshot resolves from here without a syscall or a lookup. */
+struct tb_cache_entry {
+	uint64_t ip, py_stack;
+	uint32_t tgid;
+	int32_t stack_id;
+	struct resolve_counts counts; /* what resolving it counted */
+	int64_t tb;
+};
+
+struct drain {
+	struct collector *c;
+	struct snapshot *snap;
+	struct resolve_counts counts;
+	struct hash_index index; /* -> cache entries */
+	struct tb_cache_entry *cache;
+	uint32_t ncache, cap_cache;
+	pid_t *procs; /* --follow: the process of each key index */
+	uint32_t nprocs;
+	uint64_t *stack; /* a stack map value */
+};
+
+static bool cache_eq(const void *ctx, uint32_t entry, const void *key)
+{
+	const struct tb_cache_entry *a = &((const struct drain *)ctx)->cache[entry], *b = key;
+
+	return a->ip == b->ip && a->py_stack == b->py_stack && a->tgid == b->tgid &&
+	       a->stack_id == b->stack_id;
+}
+
+/* A cut or short stack counts for every trace that has it; an unresolved
+ * Python frame once per distinct stack. */
+static void add_counts(struct resolve_counts *to, const struct resolve_counts *c, bool first)
+{
+	to->truncated += c->truncated;
+	to->ended_early += c->ended_early;
+	if (first)
+		to->py_unresolved += c->py_unresolved;
+}
+
+/* The traceback of a trace of process tgid with this info. */
+static int64_t traceback_of(struct drain *d, uint32_t tgid, const struct tracer_alloc_info *info)
+{
+	struct collector *c = d->c;
+	struct tb_cache_entry key = {
+	    .ip = info->ip, .py_stack = info->py_stack, .tgid = tgid, .stack_id = info->stack_id};
+	uint64_t h = hash_mix(hash_mix(hash_mix(hash_u64(info->ip), info->py_stack), tgid),
+			      (uint32_t)info->stack_id);
+	struct resolve_trace t = {.ip = info->ip, .domain = info->domain};
+	struct tb_cache_entry *e;
+	int64_t found;
+	size_t pos;
+
+	if (hash_index_reserve(&d->index))
+		return -ENOMEM;
+	found = hash_index_find(&d->index, h, cache_eq, d, &key, &pos);
+	if (found >= 0) {
+		e = &d->cache[found];
+		add_counts(&d->counts, &e->counts, false);
+		return e->tb;
+	}
+	if (d->ncache == d->cap_cache) {
+		uint32_t cap = d->cap_cache ? d->cap_cache * 2 : 4096;
+		void *p = realloc(d->cache, cap * sizeof(*d->cache));
+
+		if (!p)
+			return -ENOMEM;
+		d->cache = p;
+		d->cap_cache = cap;
+	}
+	e = &d->cache[d->ncache];
+	*e = key;
+	if (info->stack_id >= 0 &&
+	    !bpf_map_lookup_elem(bpf_map__fd(c->skel->maps.stacks), &info->stack_id, d->stack))
+		t.stack = d->stack;
+	t.py = python_frames_get(tgid == (uint32_t)c->pid ? c->py : NULL, info->py_stack);
+	t.python_process = python_frames_describe(c->py) != NULL;
+	e->tb = resolve_traceback(d->snap, collect_symbolizer(c, (pid_t)tgid), &c->resolve, &t,
+				  &e->counts);
+	if (e->tb < 0)
+		return e->tb;
+	add_counts(&d->counts, &e->counts, true);
+	hash_index_put(&d->index, pos, h, d->ncache++);
+	return e->tb;
+}
+
+/* One live slot of the allocation table into the snapshot. */
+static int add_slot(struct drain *d, __u64 key, const struct tracer_alloc_info *info)
+{
+	uint32_t proc = TRACER_KEY_PROC(key), tgid;
+	int64_t tb;
+
+	if (d->c->follow && proc >= d->nprocs)
+		return 0; /* a process indexed since the map was read */
+	tgid = (uint32_t)(d->c->follow ? d->procs[proc] : d->c->pid);
+	tb = traceback_of(d, tgid, info);
+	if (tb < 0)
+		return (int)tb;
+	return snapshot_add_trace(d->snap, TRACER_KEY_ADDR(key), info->size, info->domain,
+				  (uint32_t)tb);
+}
+
+/* --follow: which process each index of the allocation keys stands for. */
+static pid_t *proc_of_index(struct collector *c, uint32_t *n)
+{
+	int fd = bpf_map__fd(c->skel->maps.traced_pids);
+	__u32 key, next, idx, *prev = NULL;
+	pid_t *map;
+
+	*n = c->skel->bss->next_proc_index;
+	map = calloc(*n + 1, sizeof(*map));
+	if (!map)
+		return NULL;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (!bpf_map_lookup_elem(fd, &key, &idx) && idx < *n)
+			map[idx] = (pid_t)key;
+	}
+	return map;
+}
+
+/* The blocks that found both their buckets full. */
+static int drain_overflow(struct drain *d)
+{
+	int fd = bpf_map__fd(d->c->skel->maps.allocs_overflow);
+	__u64 key, next, *prev = NULL;
+	struct tracer_alloc_info info;
+	int err;
+
+	if (!d->c->skel->bss->overflow_used)
+		return 0;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, &info))
+			continue; /* freed meanwhile */
+		err = add_slot(d, key, &info);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static int drain_buckets(struct drain *d)
+{
+	int afd = bpf_map__fd(d->c->skel->maps.allocs);
+	uint32_t batch = 4096, count, i, out_batch;
+	__u32 *keys = calloc(batch, sizeof(*keys));
+	struct tracer_bucket *buckets = calloc(batch, sizeof(*buckets));
+	bool first = true;
+	int err = 0;
+
+	if (!keys || !buckets) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		int r;
+
+		count = batch;
+		r = bpf_map_lookup_batch(afd, first ? NULL : &out_batch, &out_batch, keys, buckets,
+					 &count, &opts);
+		if (r && errno != ENOENT) {
+			err = -errno;
+			break;
+		}
+		first = false;
+		for (i = 0; i < count; i++)
+			for (int j = 0; j < TRACER_BUCKET_SLOTS; j++) {
+				const struct tracer_slot *sl = &buckets[i].s[j];
+
+				/* empty, or a block being recorded right now */
+				if (!sl->key || (sl->key & TRACER_SLOT_BUSY))
+					continue;
+				err = add_slot(d, sl->key, &sl->info);
+				if (err)
+					goto out;
+			}
+		if (r)
+			break; /* ENOENT: that was the last batch */
+	}
+out:
+	free(keys);
+	free(buckets);
+	return err;
+}
+
+static int drain_traces(struct collector *c, struct snapshot *snap, struct resolve_counts *counts)
+{
+	struct drain d = {.c = c, .snap = snap};
+	int err = -ENOMEM;
+
+	d.stack = calloc(TRACER_MAX_NFRAME, sizeof(uint64_t));
+	if (c->follow)
+		d.procs = proc_of_index(c, &d.nprocs);
+	if (d.stack && (!c->follow || d.procs)) {
+		err = drain_buckets(&d);
+		if (!err)
+			err = drain_overflow(&d);
+	}
+	*counts = d.counts;
+	hash_index_free(&d.index);
+	free(d.cache);
+	free(d.procs);
+	free(d.stack);
+	return err;
+}
+
+static void add_proc_stats(struct snapshot *snap, const struct tracer_proc_stats *st)
+{
+	snap->traced_current += st->current > 0 ? (uint64_t)st->current : 0;
+	snap->traced_peak += st->peak > 0 ? (uint64_t)st->peak : 0;
+	snap->alloc_events += st->allocs;
+	snap->free_events += st->frees;
+}
+
+/* Traced memory: the target's own, or every traced process's with --follow. */
+static void traced_memory(struct collector *c, struct snapshot *snap)
+{
+	int pfd = bpf_map__fd(c->skel->maps.procs);
+	struct tracer_proc_stats st;
+	__u32 key, next, *prev = NULL;
+
+	if (!c->follow) {
+		add_proc_stats(snap, &c->skel->bss->target_stats);
+		return;
+	}
+	while (!bpf_map_get_next_key(pfd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (!bpf_map_lookup_elem(pfd, &key, &st))
+			add_proc_stats(snap, &st);
+	}
+}
+
+static int set_counters(struct collector *c, struct snapshot *snap,
+			const struct resolve_counts *lost)
+{
+	struct tracer_counters cnt;
+
+	read_counters(c, &cnt);
+	for (int k = 0; k < TRACER_CNT_MAX; k++)
+		if (snapshot_set_counter(snap, counter_names[k], cnt.c[k]))
+			return -ENOMEM;
+	if (snapshot_set_counter(snap, "python frames unresolved", lost->py_unresolved) ||
+	    snapshot_set_counter(snap, "stack truncated (address outside code)", lost->truncated) ||
+	    snapshot_set_counter(snap, "stack ended early (no frame pointer)", lost->ended_early))
+		return -ENOMEM;
+	return 0;
+}
+
+struct snapshot *collect_snapshot(struct collector *c)
+{
+	struct snapshot *snap = snapshot_new();
+	struct resolve_counts lost;
+	char host[256] = "";
+	int64_t command, hostname;
+
+	if (!snap)
+		return NULL;
+	collect_refresh(c);
+	python_frames_poll(c->py);
+	snap->traceback_limit = c->resolve.nframe;
+	snap->taken_at = (uint64_t)time(NULL);
+	snap->duration_ns = collect_now_ns() - c->started_ns;
+	snap->target.pid = c->pid;
+	snap->target.start_time = c->start_time;
+	gethostname(host, sizeof(host) - 1);
+	command = snapshot_intern_string(snap, c->command);
+	hostname = snapshot_intern_string(snap, host);
+	if (command < 0 || hostname < 0)
+		goto fail;
+	snap->target.command = (uint32_t)command;
+	snap->target.host = (uint32_t)hostname;
+	traced_memory(c, snap);
+	if (drain_traces(c, snap, &lost) || set_counters(c, snap, &lost))
+		goto fail;
+	snap->tracer_memory = tracer_memory(c);
+	return snap;
+fail:
+	snapshot_free(snap);
+	return NULL;
+}

@@ -1,0 +1,56 @@
+/* From the BPF maps to a snapshot: every live slot of the allocation table
+ * becomes a trace with its traceback (resolve.h), beside traced memory,
+ * every counter of something lost, and the tracer's own memory. Owns the
+ * symbolizer of each traced process, so that frames still resolve after a
+ * process exits. */
+#ifndef TRACER_COLLECT_H
+#define TRACER_COLLECT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "model/snapshot.h"
+#include "python/frames.h"
+#include "resolve.h"
+#include "symbolize.h"
+#include "tracer.h"
+#include "tracer.skel.h"
+
+struct collector {
+	struct tracer_bpf *skel;
+	struct resolve_options resolve;
+	bool follow;		  /* --follow: keys carry a process index */
+	pid_t pid;		  /* the target (the launched command with --follow) */
+	struct python_frames *py; /* the target's Python frames; may be NULL */
+	struct symbolizer *sym;	  /* the target's */
+	struct collect_proc {
+		pid_t pid;
+		struct symbolizer *sym;
+	} * procs; /* --follow: the other traced processes */
+	size_t nprocs;
+	/* the header */
+	char command[4096];
+	uint64_t start_time; /* the target's, seconds since the epoch */
+	uint64_t started_ns; /* CLOCK_MONOTONIC when tracing started */
+};
+
+/* Starts collecting for the target pid (its command, start time and
+ * mappings are read now). Returns 0 or -ENOMEM. */
+int collect_open(struct collector *c, struct tracer_bpf *skel, pid_t pid,
+		 const struct resolve_options *resolve, bool follow, struct python_frames *py);
+void collect_close(struct collector *c);
+
+/* The symbolizer of a traced process (made when first asked), or NULL. */
+struct symbolizer *collect_symbolizer(struct collector *c, pid_t pid);
+/* Reads the mappings of every traced process that lives. */
+void collect_refresh(struct collector *c);
+
+/* Every live trace now, with the header and counters; NULL when out of
+ * memory. */
+struct snapshot *collect_snapshot(struct collector *c);
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t collect_now_ns(void);
+
+#endif

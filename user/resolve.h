@@ -1,0 +1,54 @@
+/* One traceback from what the probes captured for a trace: the call site
+ * (frame 0, the return address at the allocator's return), the native stack
+ * walk, and the Python stack of the allocating thread. The merge rules:
+ *
+ * - A thread running Python code gets its Python frames, most recent first,
+ *   as tracemalloc shows them; total_nframe counts every frame walked. With
+ *   native set, the C frames from the allocator up to the interpreter's
+ *   dispatch loop come first (as far as the native walk shows them), and
+ *   count in total_nframe.
+ * - A Python-domain allocation by a thread with no Python frame, in a
+ *   process running a recognised CPython, is tracemalloc's empty traceback:
+ *   one frame <unknown>:0, total_nframe 1 (not with native).
+ * - Otherwise native frames, cut at the first address outside known code
+ *   (counted as truncated); a walk that ends before nframe without reaching
+ *   a stack bottom (_start, clone ...) is counted as ended early. No frame
+ *   at all gives <unknown>:0.
+ * - At most nframe frames are kept. */
+#ifndef TRACER_RESOLVE_H
+#define TRACER_RESOLVE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "model/snapshot.h"
+#include "python/frames.h"
+#include "symbolize.h"
+
+struct resolve_options {
+	uint32_t nframe;
+	bool native; /* --native: C frames before Python frames */
+};
+
+struct resolve_trace {
+	uint64_t ip;			      /* frame 0: the call site's return address */
+	const uint64_t *stack;		      /* native walk, stack[1..nframe), or NULL */
+	uint32_t domain;		      /* SNAPSHOT_DOMAIN_* or an extension's */
+	const struct python_frames_stack *py; /* the thread's Python stack, or NULL */
+	bool python_process;		      /* the process runs a recognised CPython */
+};
+
+/* What resolving lost, added up over the traces of one snapshot. */
+struct resolve_counts {
+	uint64_t truncated;	/* cut at an address outside any code */
+	uint64_t ended_early;	/* shorter than nframe, not at the stack's bottom */
+	uint64_t py_unresolved; /* Python frames whose code object was unreadable */
+};
+
+/* Interns the traceback of t into snap; returns its index or a negative
+ * errno. sym may be NULL (a process whose mappings were never read). */
+int64_t resolve_traceback(struct snapshot *snap, struct symbolizer *sym,
+			  const struct resolve_options *o, const struct resolve_trace *t,
+			  struct resolve_counts *counts);
+
+#endif
