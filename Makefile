@@ -5,7 +5,8 @@
 # nothing of BPF: they build without -Ibpf and -I$(BUILD), so an include of
 # the BPF side from there is a compile error. Every tests/unit/test_*.c is one
 # cmocka program; those in MODEL_TESTS link the model, report and util
-# objects only, the others everything but main.o.
+# objects only, test_resolve resolve.o beside them, the others everything
+# but main.o.
 
 CLANG    ?= clang
 BPFTOOL  ?= bpftool
@@ -30,9 +31,11 @@ USER_HDRS   := $(wildcard user/*.h user/*/*.h)
 PURE_HDRS   := $(wildcard user/model/*.h user/report/*.h user/util/*.h)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
-MODEL_TESTS := test_stats test_filter test_report test_export test_snapfile
+MODEL_TESTS := test_stats test_filter test_report test_export test_snapfile test_hash
 MODEL_BINS  := $(patsubst %,$(BUILD)/tests/%,$(MODEL_TESTS))
-TRACE_BINS  := $(filter-out $(MODEL_BINS),$(UNIT_BINS))
+# resolve.c with the test's own symbolizer in place of symbolize.o
+RESOLVE_BIN := $(BUILD)/tests/test_resolve
+TRACE_BINS  := $(filter-out $(MODEL_BINS) $(RESOLVE_BIN),$(UNIT_BINS))
 # py_embed.c links a libpython that only the tests' chroot has: they build it
 WL_C      := $(filter-out tests/workloads/py_embed.c,$(wildcard tests/workloads/*.c))
 WL_CXX    := $(wildcard tests/workloads/*.cc)
@@ -65,6 +68,9 @@ $(BUILD)/tracer: $(TRACE_OBJS) $(PURE_OBJS)
 
 $(MODEL_BINS): $(BUILD)/tests/%: tests/unit/%.c $(PURE_OBJS) $(PURE_HDRS) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $< $(PURE_OBJS) -o $@ -lz -lcmocka
+
+$(RESOLVE_BIN): tests/unit/test_resolve.c $(BUILD)/user/resolve.o $(PURE_OBJS) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(TRACE_CFLAGS) $< $(BUILD)/user/resolve.o $(PURE_OBJS) -o $@ -lz -lcmocka
 
 $(TRACE_BINS): $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(TRACE_CFLAGS) $< $(LIB_OBJS) -o $@ $(LDLIBS) -lcmocka

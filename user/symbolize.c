@@ -8,13 +8,9 @@
 #include "elfsym.h"
 #include "symbolize.h"
 #include "target.h"
+#include "util/hash.h"
 
 char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
-
-struct cached {
-	uint64_t ip; /* 0 = empty slot */
-	struct symbolize_frame f;
-};
 
 struct symbolizer {
 	pid_t pid;
@@ -22,8 +18,7 @@ struct symbolizer {
 	struct target_maps maps;  /* executable file mappings seen, merged */
 	char *last_maps;	  /* raw text of the last /proc/PID/maps read */
 	size_t last_len;
-	struct cached *cache;
-	size_t cache_cap, cache_n;
+	struct u64_map cache; /* return address -> struct symbolize_frame */
 };
 
 static const Dwfl_Callbacks callbacks = {
@@ -39,9 +34,7 @@ int symbolize_open(pid_t pid, struct symbolizer **out)
 		return -ENOMEM;
 	s->pid = pid;
 	s->dwfl = dwfl_begin(&callbacks);
-	s->cache_cap = 1024;
-	s->cache = calloc(s->cache_cap, sizeof(*s->cache));
-	if (!s->dwfl || !s->cache) {
+	if (!s->dwfl || u64_map_init(&s->cache, sizeof(struct symbolize_frame))) {
 		symbolize_close(s);
 		return -ENOMEM;
 	}
@@ -56,51 +49,20 @@ void symbolize_close(struct symbolizer *s)
 
 	if (!s)
 		return;
-	for (i = 0; i < s->cache_cap && s->cache; i++) {
-		if (!s->cache[i].ip)
+	for (i = 0; i < s->cache.cap; i++) {
+		struct symbolize_frame *f = u64_map_value_at(&s->cache, i);
+
+		if (!s->cache.keys[i])
 			continue;
-		free((char *)s->cache[i].f.filename);
-		free((char *)s->cache[i].f.function);
+		free((char *)f->filename);
+		free((char *)f->function);
 	}
-	free(s->cache);
+	u64_map_free(&s->cache);
 	if (s->dwfl)
 		dwfl_end(s->dwfl);
 	target_maps_free(&s->maps);
 	free(s->last_maps);
 	free(s);
-}
-
-static char *slurp_maps(pid_t pid, size_t *len)
-{
-	char path[64], *buf = NULL;
-	size_t cap = 0, n = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return NULL;
-	for (;;) {
-		size_t r;
-
-		if (cap - n < 4096) {
-			char *p = realloc(buf, cap = cap ? cap * 2 : 65536);
-
-			if (!p) {
-				free(buf);
-				fclose(f);
-				return NULL;
-			}
-			buf = p;
-		}
-		r = fread(buf + n, 1, cap - n, f);
-		if (!r)
-			break;
-		n += r;
-	}
-	fclose(f);
-	*len = n;
-	return buf;
 }
 
 static bool known_mapping(const struct target_maps *maps, const struct target_mapping *m)
@@ -124,7 +86,7 @@ void symbolize_refresh(struct symbolizer *s)
 {
 	struct target_maps now;
 	size_t len = 0, i, j, added = 0;
-	char *raw = slurp_maps(s->pid, &len);
+	char *raw = target_maps_text(s->pid, &len);
 
 	if (!raw)
 		return;
@@ -135,7 +97,7 @@ void symbolize_refresh(struct symbolizer *s)
 	free(s->last_maps);
 	s->last_maps = raw;
 	s->last_len = len;
-	if (target_read_maps(s->pid, &now))
+	if (target_parse_maps(raw, len, &now))
 		return;
 
 	bool *fresh = calloc(now.n ? now.n : 1, sizeof(bool));
@@ -201,33 +163,6 @@ bool symbolize_valid_ip(struct symbolizer *s, uint64_t ip)
 	const struct target_mapping *m = target_maps_find(&s->maps, ip);
 
 	return m && m->exec;
-}
-
-static struct cached *slot(struct symbolizer *s, uint64_t ip)
-{
-	size_t i = (ip * 0x9e3779b97f4a7c15ull) & (s->cache_cap - 1);
-
-	while (s->cache[i].ip && s->cache[i].ip != ip)
-		i = (i + 1) & (s->cache_cap - 1);
-	return &s->cache[i];
-}
-
-static int grow_cache(struct symbolizer *s)
-{
-	struct cached *old = s->cache;
-	size_t oldcap = s->cache_cap, i;
-
-	s->cache = calloc(oldcap * 2, sizeof(*s->cache));
-	if (!s->cache) {
-		s->cache = old;
-		return -ENOMEM;
-	}
-	s->cache_cap = oldcap * 2;
-	for (i = 0; i < oldcap; i++)
-		if (old[i].ip)
-			*slot(s, old[i].ip) = old[i];
-	free(old);
-	return 0;
 }
 
 static char *demangle(const char *name)
@@ -299,18 +234,16 @@ static void resolve(struct symbolizer *s, uint64_t ip, struct symbolize_frame *f
 
 int symbolize_return_address(struct symbolizer *s, uint64_t ip, struct symbolize_frame *out)
 {
-	struct cached *c;
+	struct symbolize_frame *f;
+	bool added;
 
 	if (!ip)
 		return -ENOENT;
-	if (s->cache_n * 2 >= s->cache_cap && grow_cache(s))
+	f = u64_map_put(&s->cache, ip, &added);
+	if (!f)
 		return -ENOMEM;
-	c = slot(s, ip);
-	if (!c->ip) {
-		c->ip = ip;
-		resolve(s, ip, &c->f);
-		s->cache_n++;
-	}
-	*out = c->f;
+	if (added)
+		resolve(s, ip, f);
+	*out = *f;
 	return out->filename ? 0 : -ENOMEM;
 }

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,57 +108,104 @@ uint64_t target_start_time(pid_t pid)
 	return (uint64_t)(now.tv_sec - up.tv_sec) + ticks / (uint64_t)sysconf(_SC_CLK_TCK);
 }
 
-int target_read_maps(pid_t pid, struct target_maps *out)
+char *target_maps_text(pid_t pid, size_t *len)
 {
-	char path[64], *line = NULL;
-	size_t cap = 0, lcap = 0;
+	char path[64], *buf = NULL;
+	size_t cap = 0, n = 0;
 	FILE *f;
-	int err = 0;
 
-	memset(out, 0, sizeof(*out));
 	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
 	f = fopen(path, "re");
 	if (!f)
-		return -errno;
-	while (getline(&line, &lcap, f) > 0) {
-		unsigned long long start, end, off, ino;
+		return NULL;
+	for (;;) {
+		size_t r;
+
+		if (cap - n < 4096) {
+			char *p = realloc(buf, cap = cap ? cap * 2 : 65536);
+
+			if (!p) {
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = p;
+		}
+		r = fread(buf + n, 1, cap - n - 1, f);
+		if (!r)
+			break;
+		n += r;
+	}
+	fclose(f);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+int target_parse_maps(const char *text, size_t len, struct target_maps *out)
+{
+	const char *line = text, *end = text + len;
+	size_t cap = 0;
+
+	memset(out, 0, sizeof(*out));
+	while (line < end) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		size_t llen = nl ? (size_t)(nl - line) : (size_t)(end - line);
+		unsigned long long start, stop, off, ino;
 		unsigned int dmaj, dmin;
-		char perms[8];
+		char perms[8], buf[PATH_MAX + 128];
 		int pos = 0;
 		struct target_mapping *m;
 		char *name;
 
-		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu%n", &start, &end, perms, &off,
-			   &dmaj, &dmin, &ino, &pos) < 7)
+		if (llen < sizeof(buf)) {
+			memcpy(buf, line, llen);
+			buf[llen] = '\0';
+		} else {
+			buf[0] = '\0'; /* longer than any path: not a file we can open */
+		}
+		line += llen + 1;
+		if (sscanf(buf, "%llx-%llx %7s %llx %x:%x %llu%n", &start, &stop, perms, &off, &dmaj,
+			   &dmin, &ino, &pos) < 7)
 			continue;
 		if (out->n == cap) {
 			size_t ncap = cap ? cap * 2 : 64;
 			void *p = realloc(out->m, ncap * sizeof(*out->m));
 
 			if (!p) {
-				err = -ENOMEM;
-				break;
+				target_maps_free(out);
+				return -ENOMEM;
 			}
 			out->m = p;
 			cap = ncap;
 		}
 		m = &out->m[out->n++];
 		m->start = start;
-		m->end = end;
+		m->end = stop;
 		m->offset = off;
 		m->exec = perms[2] == 'x';
 		m->dev = makedev(dmaj, dmin);
 		m->ino = ino;
-		name = line + pos;
+		name = buf + pos;
 		while (*name == ' ')
 			name++;
-		name[strcspn(name, "\n")] = '\0';
 		m->path = *name == '/' ? strdup(name) : NULL;
 	}
-	free(line);
-	fclose(f);
-	if (err)
-		target_maps_free(out);
+	return 0;
+}
+
+int target_read_maps(pid_t pid, struct target_maps *out)
+{
+	size_t len;
+	char *text = target_maps_text(pid, &len);
+	int err;
+
+	if (!text) {
+		memset(out, 0, sizeof(*out));
+		return errno ? -errno : -ENOMEM;
+	}
+	err = target_parse_maps(text, len, out);
+	free(text);
 	return err;
 }
 

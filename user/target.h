@@ -30,6 +30,11 @@ int target_command(pid_t pid, char *buf, size_t len);
 uint64_t target_start_time(pid_t pid);
 
 int target_read_maps(pid_t pid, struct target_maps *out);
+/* The text of /proc/PID/maps, NUL-terminated, *len its length; NULL (errno
+ * set) when it cannot be read. The caller frees it. */
+char *target_maps_text(pid_t pid, size_t *len);
+/* Parses that text; lines that do not parse are skipped. 0 or -ENOMEM. */
+int target_parse_maps(const char *text, size_t len, struct target_maps *out);
 void target_maps_free(struct target_maps *maps);
 /* The mapping containing addr, or NULL. */
 const struct target_mapping *target_maps_find(const struct target_maps *maps, uint64_t addr);

@@ -1,0 +1,349 @@
+/* The traceback merge rules of resolve.c, with a symbolizer of our own
+ * (linked instead of symbolize.o): addresses 0x1000 + 0x100*k are known
+ * code named by the table below; 0x9000 becomes known only after a
+ * refresh (a library mapped since); anything else is outside code. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "resolve.h"
+
+struct symbolizer {
+	bool refreshed;
+	int refreshes;
+};
+
+static const char *const functions[] = {
+    "alloc_site", "helper", "caller", "main", "_start", "_PyEval_EvalFrameDefault", "start_thread",
+};
+
+bool symbolize_valid_ip(struct symbolizer *s, uint64_t ip)
+{
+	if (ip == 0x9000)
+		return s->refreshed;
+	return ip >= 0x1000 && ip < 0x1000 + 0x100 * sizeof(functions) / sizeof(functions[0]) &&
+	       ip % 0x100 == 0;
+}
+
+void symbolize_refresh(struct symbolizer *s)
+{
+	s->refreshes++;
+	s->refreshed = true;
+}
+
+int symbolize_return_address(struct symbolizer *s, uint64_t ip, struct symbolize_frame *out)
+{
+	static char file[64];
+
+	if (!symbolize_valid_ip(s, ip))
+		return -ENOENT;
+	snprintf(file, sizeof(file), "native.c");
+	out->filename = file;
+	out->lineno = (uint32_t)(ip >> 8); /* 0x1000 -> line 16 */
+	out->function = ip == 0x9000 ? "late" : functions[(ip - 0x1000) / 0x100];
+	return 0;
+}
+
+#define SITE 0x1000   /* alloc_site, line 16 */
+#define HELPER 0x1100 /* line 17 */
+#define CALLER 0x1200 /* line 18 */
+#define MAIN 0x1300   /* line 19 */
+#define START 0x1400  /* _start */
+#define EVAL 0x1500   /* the interpreter loop */
+#define THREAD 0x1600 /* start_thread */
+
+struct fixture {
+	struct snapshot *snap;
+	struct symbolizer sym;
+	struct resolve_counts counts;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	f->snap = snapshot_new();
+	*state = f;
+	return f->snap ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	snapshot_free(f->snap);
+	free(f);
+	return 0;
+}
+
+static const struct snapshot_traceback *resolve(struct fixture *f, uint32_t nframe, bool native,
+						const struct resolve_trace *t)
+{
+	struct resolve_options o = {.nframe = nframe, .native = native};
+	int64_t tb = resolve_traceback(f->snap, &f->sym, &o, t, &f->counts);
+
+	assert_true(tb >= 0);
+	return &f->snap->tracebacks[tb];
+}
+
+/* Frame i of tb as "file:line" or "file:line:function". */
+static const char *frame(struct fixture *f, const struct snapshot_traceback *tb, uint32_t i)
+{
+	static char buf[128];
+	const struct snapshot_frame *fr = snapshot_frame_at(f->snap, tb, i);
+	const char *fn = snapshot_string(f->snap, fr->function);
+
+	snprintf(buf, sizeof(buf), "%s:%u%s%s", snapshot_string(f->snap, fr->filename), fr->lineno,
+		 fn ? ":" : "", fn ? fn : "");
+	return buf;
+}
+
+static void test_native_frames_in_order(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t stack[] = {SITE, HELPER, CALLER, MAIN, START};
+	struct resolve_trace t = {.ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_LIBC};
+	const struct snapshot_traceback *tb = resolve(f, 5, false, &t);
+
+	assert_int_equal(tb->nframe, 5);
+	assert_int_equal(tb->total_nframe, 5);
+	assert_string_equal(frame(f, tb, 0), "native.c:16:alloc_site");
+	assert_string_equal(frame(f, tb, 1), "native.c:17:helper");
+	assert_string_equal(frame(f, tb, 3), "native.c:19:main");
+	assert_string_equal(frame(f, tb, 4), "native.c:20:_start");
+	assert_int_equal(f->counts.truncated + f->counts.ended_early, 0);
+}
+
+static void test_native_truncated_at_nframe(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t stack[] = {SITE, HELPER, CALLER, MAIN, START};
+	struct resolve_trace t = {.ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_LIBC};
+	const struct snapshot_traceback *tb = resolve(f, 2, false, &t);
+
+	assert_int_equal(tb->nframe, 2);
+	assert_int_equal(tb->total_nframe, 2); /* a native walk counts what it kept */
+	assert_string_equal(frame(f, tb, 1), "native.c:17:helper");
+	assert_int_equal(f->counts.ended_early, 0); /* full: not early */
+}
+
+static void test_frame_zero_is_the_call_site_not_the_stack(void **state)
+{
+	struct fixture *f = *state;
+	/* the walk's first entry is not used: the return probe's ip is frame 0 */
+	const uint64_t stack[] = {MAIN, HELPER, START};
+	struct resolve_trace t = {.ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_LIBC};
+	const struct snapshot_traceback *tb = resolve(f, 3, false, &t);
+
+	assert_int_equal(tb->nframe, 3);
+	assert_string_equal(frame(f, tb, 0), "native.c:16:alloc_site");
+	assert_string_equal(frame(f, tb, 1), "native.c:17:helper");
+}
+
+static void test_cut_outside_code_is_counted(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t stack[] = {SITE, HELPER, 0xdead, MAIN};
+	struct resolve_trace t = {.ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_LIBC};
+	const struct snapshot_traceback *tb = resolve(f, 4, false, &t);
+
+	assert_int_equal(tb->nframe, 2);
+	assert_int_equal(f->counts.truncated, 1);
+	assert_int_equal(f->counts.ended_early, 0);
+	assert_true(f->sym.refreshes >= 1); /* an unknown address first re-reads the maps */
+}
+
+static void test_unknown_address_known_after_refresh(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t stack[] = {SITE, 0x9000, START};
+	struct resolve_trace t = {.ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_LIBC};
+	const struct snapshot_traceback *tb = resolve(f, 3, false, &t);
+
+	assert_int_equal(tb->nframe, 3);
+	assert_string_equal(frame(f, tb, 1), "native.c:144:late");
+	assert_int_equal(f->counts.truncated, 0);
+}
+
+static void test_ended_early_unless_at_the_bottom(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t short_walk[] = {SITE, HELPER, 0};
+	const uint64_t to_bottom[] = {SITE, HELPER, THREAD, 0};
+	struct resolve_trace t = {.ip = SITE, .stack = short_walk, .domain = SNAPSHOT_DOMAIN_LIBC};
+
+	assert_int_equal(resolve(f, 8, false, &t)->nframe, 2);
+	assert_int_equal(f->counts.ended_early, 1);
+	t.stack = to_bottom;
+	assert_int_equal(resolve(f, 8, false, &t)->nframe, 3);
+	assert_int_equal(f->counts.ended_early, 1); /* start_thread is a bottom */
+	t.stack = NULL;				    /* no stack at all: frame 0 only */
+	assert_int_equal(resolve(f, 8, false, &t)->nframe, 1);
+	assert_int_equal(f->counts.ended_early, 2);
+}
+
+static void test_no_frame_at_all_is_unknown(void **state)
+{
+	struct fixture *f = *state;
+	struct resolve_trace t = {.ip = 0xdead, .domain = SNAPSHOT_DOMAIN_LIBC};
+	const struct snapshot_traceback *tb = resolve(f, 4, false, &t);
+
+	assert_int_equal(tb->nframe, 1);
+	assert_int_equal(tb->total_nframe, 1);
+	assert_string_equal(frame(f, tb, 0), "<unknown>:0");
+	assert_int_equal(f->counts.truncated, 1);
+}
+
+/* A Python stack of n frames py.py:100+i (most recent first), total. */
+static struct python_frames_stack *py_stack(uint32_t n, uint32_t total, uint32_t unresolved)
+{
+	struct python_frames_stack *st = calloc(1, sizeof(*st) + n * sizeof(st->frames[0]));
+
+	st->nframe = n;
+	st->total = total;
+	st->unresolved = unresolved;
+	for (uint32_t i = 0; i < n; i++) {
+		st->frames[i].filename = "py.py";
+		st->frames[i].lineno = 100 + i;
+		st->frames[i].function = "f";
+	}
+	return st;
+}
+
+static void test_python_frames_replace_native(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t stack[] = {SITE, HELPER, EVAL, MAIN};
+	struct python_frames_stack *py = py_stack(3, 7, 0);
+	struct resolve_trace t = {.ip = SITE,
+				  .stack = stack,
+				  .domain = SNAPSHOT_DOMAIN_PYTHON,
+				  .py = py,
+				  .python_process = true};
+	const struct snapshot_traceback *tb = resolve(f, 5, false, &t);
+
+	assert_int_equal(tb->nframe, 3);
+	assert_int_equal(tb->total_nframe, 7); /* tracemalloc's total_nframe: every frame walked */
+	assert_string_equal(frame(f, tb, 0), "py.py:100:f");
+	assert_string_equal(frame(f, tb, 2), "py.py:102:f");
+	free(py);
+}
+
+static void test_python_frames_truncated_at_nframe(void **state)
+{
+	struct fixture *f = *state;
+	struct python_frames_stack *py = py_stack(3, 3, 0);
+	struct resolve_trace t = {
+	    .ip = SITE, .domain = SNAPSHOT_DOMAIN_PYTHON, .py = py, .python_process = true};
+	const struct snapshot_traceback *tb = resolve(f, 2, false, &t);
+
+	assert_int_equal(tb->nframe, 2);
+	assert_int_equal(tb->total_nframe, 3);
+	free(py);
+}
+
+static void test_native_then_python_frames(void **state)
+{
+	struct fixture *f = *state;
+	/* allocator <- helper <- interpreter loop: the loop's place is taken
+	 * by the Python frames */
+	const uint64_t stack[] = {SITE, HELPER, EVAL, MAIN};
+	struct python_frames_stack *py = py_stack(2, 4, 0);
+	struct resolve_trace t = {.ip = SITE,
+				  .stack = stack,
+				  .domain = SNAPSHOT_DOMAIN_PYTHON,
+				  .py = py,
+				  .python_process = true};
+	const struct snapshot_traceback *tb = resolve(f, 10, true, &t);
+
+	assert_int_equal(tb->nframe, 4);
+	assert_int_equal(tb->total_nframe, 2 + 4);
+	assert_string_equal(frame(f, tb, 0), "native.c:16:alloc_site");
+	assert_string_equal(frame(f, tb, 1), "native.c:17:helper");
+	assert_string_equal(frame(f, tb, 2), "py.py:100:f");
+	assert_string_equal(frame(f, tb, 3), "py.py:101:f");
+	/* nframe bounds the merged traceback */
+	tb = resolve(f, 3, true, &t);
+	assert_int_equal(tb->nframe, 3);
+	assert_string_equal(frame(f, tb, 2), "py.py:100:f");
+	free(py);
+}
+
+static void test_python_allocation_without_python_frames(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t stack[] = {SITE, HELPER, MAIN};
+	struct resolve_trace t = {
+	    .ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_PYTHON, .python_process = true};
+	const struct snapshot_traceback *tb = resolve(f, 3, false, &t);
+
+	/* tracemalloc's empty traceback */
+	assert_int_equal(tb->nframe, 1);
+	assert_int_equal(tb->total_nframe, 1);
+	assert_string_equal(frame(f, tb, 0), "<unknown>:0");
+	/* with --native its C frames; in a process without CPython, too */
+	assert_int_equal(resolve(f, 3, true, &t)->nframe, 3);
+	t.python_process = false;
+	assert_int_equal(resolve(f, 3, false, &t)->nframe, 3);
+	/* libc's blocks of a Python thread with no Python frame stay native */
+	t.python_process = true;
+	t.domain = SNAPSHOT_DOMAIN_LIBC;
+	assert_int_equal(resolve(f, 3, false, &t)->nframe, 3);
+}
+
+static void test_unresolved_python_frames_are_counted(void **state)
+{
+	struct fixture *f = *state;
+	struct python_frames_stack *py = py_stack(1, 3, 2);
+	struct resolve_trace t = {
+	    .ip = SITE, .domain = SNAPSHOT_DOMAIN_PYTHON, .py = py, .python_process = true};
+	const struct snapshot_traceback *tb = resolve(f, 5, false, &t);
+
+	assert_int_equal(tb->nframe, 1);
+	assert_int_equal(f->counts.py_unresolved, 2);
+	free(py);
+}
+
+static void test_equal_inputs_share_a_traceback(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t stack[] = {SITE, HELPER, START};
+	struct resolve_trace t = {.ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_LIBC};
+	struct resolve_options o = {.nframe = 3};
+	int64_t a = resolve_traceback(f->snap, &f->sym, &o, &t, &f->counts);
+	int64_t b = resolve_traceback(f->snap, &f->sym, &o, &t, &f->counts);
+
+	assert_true(a >= 0);
+	assert_int_equal(a, b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_native_frames_in_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_native_truncated_at_nframe, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_frame_zero_is_the_call_site_not_the_stack, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_cut_outside_code_is_counted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unknown_address_known_after_refresh, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_ended_early_unless_at_the_bottom, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_frame_at_all_is_unknown, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_python_frames_replace_native, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_python_frames_truncated_at_nframe, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_native_then_python_frames, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_python_allocation_without_python_frames, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_unresolved_python_frames_are_counted, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_equal_inputs_share_a_traceback, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
