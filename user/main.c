@@ -1,19 +1,17 @@
 /* tracer: tracemalloc for any process, from outside. Command line. */
 #include <errno.h>
-#include <inttypes.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "report/collapsed.h"
 #include "model/filter.h"
-#include "report/format.h"
-#include "report/pprof.h"
-#include "session.h"
 #include "model/snapfile.h"
 #include "model/stats.h"
+#include "offline.h"
+#include "report/format.h"
+#include "session.h"
 #include "tracer.h"
 
 static const char usage[] =
@@ -433,143 +431,6 @@ static int check_trace_args(struct cli *cli)
 	return 0;
 }
 
-static struct snapshot *load(const char *path)
-{
-	struct snapshot *s;
-	char err[256];
-
-	if (snapfile_load(path, &s, err, sizeof(err))) {
-		fprintf(stderr, "tracer: %s: %s\n", path, err);
-		return NULL;
-	}
-	return s;
-}
-
-/* Replaces *s by its filtered copy; frees it and says so on failure. */
-static int filter(struct snapshot **s, const struct filter_set *fs)
-{
-	struct snapshot *out;
-	int err;
-
-	if (filter_set_empty(fs))
-		return 0;
-	err = filter_set_apply(*s, fs, &out);
-	snapshot_free(*s);
-	*s = NULL;
-	if (err) {
-		fprintf(stderr, "tracer: cannot filter the snapshot: %s\n", strerror(-err));
-		return err;
-	}
-	*s = out;
-	return 0;
-}
-
-/* get_object_traceback(): the block holding addr, or a line saying none does. */
-static int print_address(FILE *out, const struct snapshot *s, uint64_t addr)
-{
-	char dom[16], size[32];
-	uint64_t i;
-
-	for (i = 0; i < s->ntraces; i++) {
-		const struct snapshot_trace *t = &s->traces[i];
-		const struct snapshot_traceback *tb = &s->tracebacks[t->traceback];
-
-		if (addr < t->address || addr - t->address >= (t->size ? t->size : 1))
-			continue;
-		fprintf(out,
-			"0x%" PRIx64 ": offset %" PRIu64 " in a block of %s (%" PRIu64
-			" B) at 0x%" PRIx64 ", domain %s, allocated at:\n",
-			addr, addr - t->address,
-			format_size(size, sizeof(size), (double)t->size, false), t->size,
-			t->address, snapshot_domain_name(t->domain, dom));
-		for (uint32_t k = 0; k < tb->nframe; k++) {
-			const struct snapshot_frame *f = snapshot_frame_at(s, tb, k);
-
-			fprintf(out, "  File \"%s\", line %u", snapshot_string(s, f->filename),
-				f->lineno);
-			if (f->function != SNAPSHOT_NO_STRING)
-				fprintf(out, ", in %s", snapshot_string(s, f->function));
-			fputc('\n', out);
-		}
-		if (!tb->nframe)
-			fputs("  <unknown>:0\n", out);
-		return 0;
-	}
-	fprintf(out, "0x%" PRIx64 ": no traced block holds this address\n", addr);
-	return 1;
-}
-
-static int run_stats(struct cli *cli)
-{
-	struct report_options *ro = &cli->trace.report;
-	const char *path = cli->trace.output;
-	struct snapshot *s;
-	FILE *out = stdout;
-	int err;
-
-	if (cli->nfiles != 1)
-		return bad("%s", "usage: tracer stats [options] FILE (one snapshot file)");
-	s = load(cli->files[0]);
-	if (!s)
-		return 2;
-	if (filter(&s, &cli->filters))
-		return 1;
-	if (path && !(out = fopen(path, "we"))) {
-		fprintf(stderr, "tracer: cannot write %s: %s\n", path, strerror(errno));
-		snapshot_free(s);
-		return 1;
-	}
-	if (cli->has_address)
-		err = print_address(out, s, cli->address) ? -ENOENT : 0;
-	else if (ro->format == REPORT_PPROF)
-		err = pprof_write(s, out);
-	else if (ro->format == REPORT_COLLAPSED)
-		err = collapsed_write(s, out);
-	else
-		err = report_snapshot(out, s, ro);
-	if ((out != stdout && fclose(out)) || (out == stdout && fflush(out)))
-		err = err ? err : -errno;
-	snapshot_free(s);
-	if (err == -ENOENT)
-		return 1;
-	if (err) {
-		fprintf(stderr, "tracer: cannot write the report: %s\n", strerror(-err));
-		return 1;
-	}
-	return 0;
-}
-
-static int run_compare(struct cli *cli)
-{
-	struct snapshot *old_snap, *new_snap;
-	int err;
-
-	if (cli->nfiles != 2)
-		return bad("%s", "usage: tracer compare [options] OLD NEW (two snapshot files)");
-	old_snap = load(cli->files[0]);
-	if (!old_snap)
-		return 2;
-	new_snap = load(cli->files[1]);
-	if (!new_snap) {
-		snapshot_free(old_snap);
-		return 2;
-	}
-	if (filter(&old_snap, &cli->filters) || filter(&new_snap, &cli->filters)) {
-		snapshot_free(old_snap);
-		snapshot_free(new_snap);
-		return 1;
-	}
-	err = report_compare(stdout, old_snap, new_snap, &cli->trace.report);
-	fflush(stdout);
-	snapshot_free(old_snap);
-	snapshot_free(new_snap);
-	if (err) {
-		fprintf(stderr, "tracer: cannot write the report: %s\n", strerror(-err));
-		return 1;
-	}
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	struct cli cli = {
@@ -593,11 +454,18 @@ int main(int argc, char **argv)
 	if (!rc) {
 		switch (cli.cmd) {
 		case CMD_STATS:
-			rc = run_stats(&cli);
+		case CMD_COMPARE: {
+			struct offline_request r = {.files = (const char *const *)cli.files,
+						    .nfiles = cli.nfiles,
+						    .output = cli.trace.output,
+						    .report = &cli.trace.report,
+						    .filters = &cli.filters,
+						    .has_address = cli.has_address,
+						    .address = cli.address};
+
+			rc = cli.cmd == CMD_STATS ? offline_stats(&r) : offline_compare(&r);
 			break;
-		case CMD_COMPARE:
-			rc = run_compare(&cli);
-			break;
+		}
 		default:
 			rc = check_trace_args(&cli);
 			if (!rc)

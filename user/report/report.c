@@ -18,12 +18,13 @@ static void text_header(FILE *out, const struct snapshot *s)
 		format_size(b, sizeof(b), (double)s->traced_peak, false), s->traced_peak);
 	fprintf(out, "tracer memory: %s (%" PRIu64 " B)\n",
 		format_size(a, sizeof(a), (double)s->tracer_memory, false), s->tracer_memory);
-	fprintf(out, "events: %" PRIu64 " allocations, %" PRIu64 " frees, %" PRIu64 " live traces\n",
+	fprintf(out,
+		"events: %" PRIu64 " allocations, %" PRIu64 " frees, %" PRIu64 " live traces\n",
 		s->alloc_events, s->free_events, s->ntraces);
 	fputs("lost:", out);
 	for (i = 0; i < s->ncounters; i++)
-		fprintf(out, "%s %s %" PRIu64, i ? "," : "", snapshot_string(s, s->counters[i].name),
-			s->counters[i].value);
+		fprintf(out, "%s %s %" PRIu64, i ? "," : "",
+			snapshot_string(s, s->counters[i].name), s->counters[i].value);
 	fputc('\n', out);
 }
 
@@ -40,8 +41,8 @@ static void text_stats(FILE *out, const struct stats_list *l, const struct repor
 		format_statistic(out, e, diff);
 		fputc('\n', out);
 		if (o->key == STATS_KEY_TRACEBACK)
-			format_traceback(out, e->key, e->nkey, o->traceback_limit ? o->traceback_limit
-										   : (int)e->nkey,
+			format_traceback(out, e->key, e->nkey,
+					 o->traceback_limit ? o->traceback_limit : (int)e->nkey,
 					 false);
 	}
 }
@@ -99,8 +100,8 @@ static void json_stats(FILE *out, const struct stats_list *l, const struct repor
 		else
 			fputs(",\"average\":null", out);
 		if (diff)
-			fprintf(out, ",\"size_diff\":%" PRId64 ",\"count_diff\":%" PRId64, e->size_diff,
-				e->count_diff);
+			fprintf(out, ",\"size_diff\":%" PRId64 ",\"count_diff\":%" PRId64,
+				e->size_diff, e->count_diff);
 		fputc('}', out);
 	}
 	fputc(']', out);
@@ -150,4 +151,38 @@ int report_compare(FILE *out, const struct snapshot *old_snap, const struct snap
 	}
 	stats_list_free(&l);
 	return ferror(out) ? -EIO : 0;
+}
+
+int report_address(FILE *out, const struct snapshot *s, uint64_t addr)
+{
+	char dom[16], size[32];
+	uint64_t i;
+
+	for (i = 0; i < s->ntraces; i++) {
+		const struct snapshot_trace *t = &s->traces[i];
+		const struct snapshot_traceback *tb = &s->tracebacks[t->traceback];
+
+		if (addr < t->address || addr - t->address >= (t->size ? t->size : 1))
+			continue;
+		fprintf(out,
+			"0x%" PRIx64 ": offset %" PRIu64 " in a block of %s (%" PRIu64
+			" B) at 0x%" PRIx64 ", domain %s, allocated at:\n",
+			addr, addr - t->address,
+			format_size(size, sizeof(size), (double)t->size, false), t->size,
+			t->address, snapshot_domain_name(t->domain, dom));
+		for (uint32_t k = 0; k < tb->nframe; k++) {
+			const struct snapshot_frame *f = snapshot_frame_at(s, tb, k);
+
+			fprintf(out, "  File \"%s\", line %u", snapshot_string(s, f->filename),
+				f->lineno);
+			if (f->function != SNAPSHOT_NO_STRING)
+				fprintf(out, ", in %s", snapshot_string(s, f->function));
+			fputc('\n', out);
+		}
+		if (!tb->nframe)
+			fputs("  <unknown>:0\n", out);
+		return 0;
+	}
+	fprintf(out, "0x%" PRIx64 ": no traced block holds this address\n", addr);
+	return 1;
 }

@@ -28,5 +28,8 @@ int report_snapshot(FILE *out, const struct snapshot *s, const struct report_opt
 /* compare_to report: header of both snapshots, then StatisticDiff lines. */
 int report_compare(FILE *out, const struct snapshot *old_snap, const struct snapshot *new_snap,
 		   const struct report_options *o);
+/* get_object_traceback(): the block holding addr and its traceback, or a
+ * line saying none does (then 1, else 0). */
+int report_address(FILE *out, const struct snapshot *s, uint64_t addr);
 
 #endif

@@ -1,0 +1,119 @@
+/* tracer stats and tracer compare: saved snapshot files to reports, with
+ * no BPF and no root. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/snapfile.h"
+#include "offline.h"
+#include "report/collapsed.h"
+#include "report/pprof.h"
+
+static int usage_error(const char *line)
+{
+	fprintf(stderr, "tracer: %s\n", line);
+	return 2;
+}
+
+static struct snapshot *load(const char *path)
+{
+	struct snapshot *s;
+	char err[256];
+
+	if (snapfile_load(path, &s, err, sizeof(err))) {
+		fprintf(stderr, "tracer: %s: %s\n", path, err);
+		return NULL;
+	}
+	return s;
+}
+
+/* Replaces *s by its filtered copy; frees it and says so on failure. */
+static int filter(struct snapshot **s, const struct filter_set *fs)
+{
+	struct snapshot *out;
+	int err;
+
+	if (filter_set_empty(fs))
+		return 0;
+	err = filter_set_apply(*s, fs, &out);
+	snapshot_free(*s);
+	*s = NULL;
+	if (err) {
+		fprintf(stderr, "tracer: cannot filter the snapshot: %s\n", strerror(-err));
+		return err;
+	}
+	*s = out;
+	return 0;
+}
+
+int offline_stats(const struct offline_request *r)
+{
+	const struct report_options *ro = r->report;
+	const char *path = r->output;
+	struct snapshot *s;
+	FILE *out = stdout;
+	int err;
+
+	if (r->nfiles != 1)
+		return usage_error("usage: tracer stats [options] FILE (one snapshot file)");
+	s = load(r->files[0]);
+	if (!s)
+		return 2;
+	if (filter(&s, r->filters))
+		return 1;
+	if (path && !(out = fopen(path, "we"))) {
+		fprintf(stderr, "tracer: cannot write %s: %s\n", path, strerror(errno));
+		snapshot_free(s);
+		return 1;
+	}
+	if (r->has_address)
+		err = report_address(out, s, r->address) ? -ENOENT : 0;
+	else if (ro->format == REPORT_PPROF)
+		err = pprof_write(s, out);
+	else if (ro->format == REPORT_COLLAPSED)
+		err = collapsed_write(s, out);
+	else
+		err = report_snapshot(out, s, ro);
+	if ((out != stdout && fclose(out)) || (out == stdout && fflush(out)))
+		err = err ? err : -errno;
+	snapshot_free(s);
+	if (err == -ENOENT)
+		return 1;
+	if (err) {
+		fprintf(stderr, "tracer: cannot write the report: %s\n", strerror(-err));
+		return 1;
+	}
+	return 0;
+}
+
+int offline_compare(const struct offline_request *r)
+{
+	struct snapshot *old_snap, *new_snap;
+	int err;
+
+	if (r->nfiles != 2)
+		return usage_error("usage: tracer compare [options] OLD NEW (two snapshot files)");
+	old_snap = load(r->files[0]);
+	if (!old_snap)
+		return 2;
+	new_snap = load(r->files[1]);
+	if (!new_snap) {
+		snapshot_free(old_snap);
+		return 2;
+	}
+	if (filter(&old_snap, r->filters) || filter(&new_snap, r->filters)) {
+		snapshot_free(old_snap);
+		snapshot_free(new_snap);
+		return 1;
+	}
+	err = report_compare(stdout, old_snap, new_snap, r->report);
+	fflush(stdout);
+	snapshot_free(old_snap);
+	snapshot_free(new_snap);
+	if (err) {
+		fprintf(stderr, "tracer: cannot write the report: %s\n", strerror(-err));
+		return 1;
+	}
+	return 0;
+}
