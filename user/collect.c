@@ -169,7 +169,7 @@ struct drain {
 	struct resolve_counts counts;
 	struct hash_index index; /* -> cache entries */
 	struct tb_cache_entry *cache;
-	uint32_t ncache, cap_cache;
+	size_t ncache, cap_cache;
 	pid_t *procs; /* --follow: the process of each key index */
 	uint32_t nprocs;
 	uint64_t *stack; /* a stack map value */
@@ -214,15 +214,8 @@ static int64_t traceback_of(struct drain *d, uint32_t tgid, const struct tracer_
 		add_counts(&d->counts, &e->counts, false);
 		return e->tb;
 	}
-	if (d->ncache == d->cap_cache) {
-		uint32_t cap = d->cap_cache ? d->cap_cache * 2 : 4096;
-		void *p = realloc(d->cache, cap * sizeof(*d->cache));
-
-		if (!p)
-			return -ENOMEM;
-		d->cache = p;
-		d->cap_cache = cap;
-	}
+	if (array_reserve((void **)&d->cache, &d->cap_cache, sizeof(*d->cache), d->ncache + 1))
+		return -ENOMEM;
 	e = &d->cache[d->ncache];
 	*e = key;
 	if (info->stack_id >= 0 &&
@@ -235,7 +228,7 @@ static int64_t traceback_of(struct drain *d, uint32_t tgid, const struct tracer_
 	if (e->tb < 0)
 		return e->tb;
 	add_counts(&d->counts, &e->counts, true);
-	hash_index_put(&d->index, pos, h, d->ncache++);
+	hash_index_put(&d->index, pos, h, (uint32_t)d->ncache++);
 	return e->tb;
 }
 

@@ -7,6 +7,7 @@
 #include "placement.h"
 #include "probes.h"
 #include "target.h"
+#include "util/util.h"
 
 enum probe_shape {
 	ALLOC_RETURNS, /* entry stashes arguments, return records the block */
@@ -89,15 +90,8 @@ static struct bpf_program *entry_prog(struct tracer_bpf *skel, const char *name)
 
 static int add_link(struct probes *p, struct bpf_link *l)
 {
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 32;
-		void *n = realloc(p->links, cap * sizeof(*p->links));
-
-		if (!n)
-			return -ENOMEM;
-		p->links = n;
-		p->cap = cap;
-	}
+	if (array_reserve((void **)&p->links, &p->cap, sizeof(*p->links), p->n + 1))
+		return -ENOMEM;
 	p->links[p->n++] = l;
 	return 0;
 }

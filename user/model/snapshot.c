@@ -5,6 +5,7 @@
 
 #include "model/snapshot.h"
 #include "util/hash.h"
+#include "util/util.h"
 
 struct intern {
 	struct hash_index strings, frames, tracebacks;
@@ -194,15 +195,8 @@ int snapshot_add_trace(struct snapshot *s, uint64_t address, uint64_t size, uint
 {
 	if (traceback >= s->ntracebacks)
 		return -EINVAL;
-	if (s->ntraces == s->cap_traces) {
-		uint64_t cap = s->cap_traces ? s->cap_traces * 2 : 1024;
-		void *p = realloc(s->traces, cap * sizeof(*s->traces));
-
-		if (!p)
-			return -ENOMEM;
-		s->traces = p;
-		s->cap_traces = cap;
-	}
+	if (array_reserve((void **)&s->traces, &s->cap_traces, sizeof(*s->traces), s->ntraces + 1))
+		return -ENOMEM;
 	s->traces[s->ntraces++] = (struct snapshot_trace){
 	    .address = address, .size = size, .domain = domain, .traceback = traceback};
 	return 0;

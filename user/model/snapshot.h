@@ -80,7 +80,8 @@ struct snapshot {
 	uint32_t ntracebacks, cap_tracebacks;
 
 	struct snapshot_trace *traces;
-	uint64_t ntraces, cap_traces;
+	uint64_t ntraces;
+	size_t cap_traces;
 
 	struct snapshot_counter *counters;
 	uint32_t ncounters, cap_counters;

@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "model/stats.h"
+#include "util/hash.h"
+#include "util/util.h"
 
 struct group {
 	uint64_t hash;
@@ -15,8 +17,7 @@ struct group {
 struct grouping {
 	struct group *groups;
 	size_t n, cap;
-	uint32_t *table; /* open addressing: group index + 1 */
-	size_t tcap;
+	struct hash_index index;   /* key hash -> group */
 	struct stats_frame **pool; /* key arrays, freed with the list */
 	size_t npool, cappool;
 };
@@ -29,75 +30,47 @@ static uint64_t hash_frame(uint64_t h, const char *filename, uint32_t lineno)
 	return h ^ (h >> 29);
 }
 
-static bool key_eq(const struct group *g, const struct stats_frame *key, uint32_t n)
+struct group_key {
+	const struct stats_frame *frames;
+	uint32_t n;
+};
+
+static bool key_eq(const void *ctx, uint32_t entry, const void *key)
 {
+	const struct group *g = &((const struct grouping *)ctx)->groups[entry];
+	const struct group_key *k = key;
 	uint32_t i;
 
-	if (g->nkey != n)
+	if (g->nkey != k->n)
 		return false;
-	for (i = 0; i < n; i++)
-		if (g->key[i].lineno != key[i].lineno ||
-		    strcmp(g->key[i].filename, key[i].filename))
+	for (i = 0; i < k->n; i++)
+		if (g->key[i].lineno != k->frames[i].lineno ||
+		    strcmp(g->key[i].filename, k->frames[i].filename))
 			return false;
 	return true;
-}
-
-static int table_grow(struct grouping *gr)
-{
-	size_t cap = gr->tcap ? gr->tcap * 2 : 1024, i;
-	uint32_t *t = calloc(cap, sizeof(*t));
-
-	if (!t)
-		return -ENOMEM;
-	for (i = 0; i < gr->n; i++) {
-		size_t j = gr->groups[i].hash & (cap - 1);
-
-		while (t[j])
-			j = (j + 1) & (cap - 1);
-		t[j] = (uint32_t)i + 1;
-	}
-	free(gr->table);
-	gr->table = t;
-	gr->tcap = cap;
-	return 0;
 }
 
 /* The group of key (n frames, most recent first); created when new. */
 static int64_t group_of(struct grouping *gr, const struct stats_frame *key, uint32_t n)
 {
 	uint64_t h = 1469598103934665603ull;
+	const struct group_key k = {key, n};
 	struct stats_frame *copy;
 	struct group *g;
+	int64_t found;
 	uint32_t i;
-	size_t j;
+	size_t pos;
 
 	for (i = 0; i < n; i++)
 		h = hash_frame(h, key[i].filename, key[i].lineno);
-	if ((gr->n + 1) * 2 >= gr->tcap && table_grow(gr))
+	if (hash_index_reserve(&gr->index))
 		return -ENOMEM;
-	for (j = h & (gr->tcap - 1); gr->table[j]; j = (j + 1) & (gr->tcap - 1)) {
-		g = &gr->groups[gr->table[j] - 1];
-		if (g->hash == h && key_eq(g, key, n))
-			return gr->table[j] - 1;
-	}
-	if (gr->n == gr->cap) {
-		size_t cap = gr->cap ? gr->cap * 2 : 256;
-		void *p = realloc(gr->groups, cap * sizeof(*gr->groups));
-
-		if (!p)
-			return -ENOMEM;
-		gr->groups = p;
-		gr->cap = cap;
-	}
-	if (gr->npool == gr->cappool) {
-		size_t cap = gr->cappool ? gr->cappool * 2 : 256;
-		void *p = realloc(gr->pool, cap * sizeof(*gr->pool));
-
-		if (!p)
-			return -ENOMEM;
-		gr->pool = p;
-		gr->cappool = cap;
-	}
+	found = hash_index_find(&gr->index, h, key_eq, gr, &k, &pos);
+	if (found >= 0)
+		return found;
+	if (array_reserve((void **)&gr->groups, &gr->cap, sizeof(*gr->groups), gr->n + 1) ||
+	    array_reserve((void **)&gr->pool, &gr->cappool, sizeof(*gr->pool), gr->npool + 1))
+		return -ENOMEM;
 	copy = malloc((n ? n : 1) * sizeof(*copy));
 	if (!copy)
 		return -ENOMEM;
@@ -109,7 +82,7 @@ static int64_t group_of(struct grouping *gr, const struct stats_frame *key, uint
 	g->hash = h;
 	g->key = copy;
 	g->nkey = n;
-	gr->table[j] = (uint32_t)gr->n + 1;
+	hash_index_put(&gr->index, pos, h, (uint32_t)gr->n);
 	return (int64_t)gr->n++;
 }
 
@@ -278,7 +251,7 @@ static int finish(struct grouping *gr, bool diff, struct stats_list *out)
 	struct storage *st = malloc(sizeof(*st));
 	size_t i;
 
-	free(gr->table);
+	hash_index_free(&gr->index);
 	memset(out, 0, sizeof(*out));
 	out->entries = calloc(gr->n ? gr->n : 1, sizeof(*out->entries));
 	if (!st || !out->entries) {
@@ -320,7 +293,7 @@ static void grouping_free(struct grouping *gr)
 		free(gr->pool[i]);
 	free(gr->pool);
 	free(gr->groups);
-	free(gr->table);
+	hash_index_free(&gr->index);
 }
 
 int stats_compute(const struct snapshot *s, enum stats_key key, bool cumulative,
