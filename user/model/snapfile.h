@@ -1,5 +1,5 @@
 /* The snapshot file: tracemalloc's dump()/load(), as a documented binary
- * format that is safe to open whatever its origin (README, "Snapshot file").
+ * format that is safe to open whatever its origin (docs/SNAPSHOT_FORMAT.md).
  *
  * Layout, all integers little-endian:
  *
