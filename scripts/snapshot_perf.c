@@ -63,7 +63,7 @@ int main(void)
 		       {STATS_KEY_LINENO, true},
 		       {STATS_KEY_FILENAME, false},
 		       {STATS_KEY_TRACEBACK, false}};
-	char path[] = "/tmp/snapshot_perf.XXXXXX", err[256];
+	char path[] = "/tmp/snapshot_perf.XXXXXX", err[256], why[512];
 	struct snapshot *s = build(), *loaded;
 	FILE *devnull = fopen("/dev/null", "w");
 	double t;
@@ -71,8 +71,10 @@ int main(void)
 
 	close(fd);
 	t = now();
-	if (snapfile_write(s, path))
+	if (snapfile_write(s, path, why, sizeof(why))) {
+		fprintf(stderr, "write: %s\n", why);
 		return 1;
+	}
 	printf("write %u traces: %.3f s\n", NTRACES, now() - t);
 	t = now();
 	if (snapfile_load(path, &loaded, err, sizeof(err))) {

@@ -13,6 +13,7 @@
 #include "report/format.h"
 #include "session.h"
 #include "tracer.h"
+#include "util/outfile.h"
 
 static const char usage[] =
     "usage: tracer [options] -p PID            trace a running process\n"
@@ -421,10 +422,15 @@ static int check_trace_args(struct cli *cli)
 	if (o->output) {
 		char probe[PATH_MAX];
 
+		char why[PATH_MAX + 256];
+
 		if (snapfile_expand_name(o->output, 1, 0, probe, sizeof(probe)))
 			return bad("invalid output file name '%s' (%%n, %%t and %%%% are the only "
 				   "escapes)",
 				   o->output);
+		/* where the snapshots go is checked before anything is traced */
+		if (outfile_check(probe, why, sizeof(why)))
+			return bad("cannot save snapshots: %s", why);
 		if (o->interval > 0 && !strstr(o->output, "%n") && !strstr(o->output, "%t"))
 			fprintf(stderr,
 				"tracer: note: -o without %%n or %%t: every interval "

@@ -1,6 +1,7 @@
 /* tracer stats and tracer compare: saved snapshot files to reports, with
  * no BPF and no root. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "offline.h"
 #include "report/collapsed.h"
 #include "report/pprof.h"
+#include "util/outfile.h"
 
 static int usage_error(const char *line)
 {
@@ -50,7 +52,8 @@ static int filter(struct snapshot **s, const struct filter_set *fs)
 int offline_stats(const struct offline_request *r)
 {
 	const struct report_options *ro = r->report;
-	const char *path = r->output;
+	struct outfile *file = NULL;
+	char why[PATH_MAX + 256];
 	struct snapshot *s;
 	FILE *out = stdout;
 	int err;
@@ -62,10 +65,14 @@ int offline_stats(const struct offline_request *r)
 		return 2;
 	if (filter(&s, r->filters))
 		return 1;
-	if (path && !(out = fopen(path, "we"))) {
-		fprintf(stderr, "tracer: cannot write %s: %s\n", path, strerror(errno));
-		snapshot_free(s);
-		return 1;
+	if (r->output) {
+		err = outfile_create(r->output, &file, why, sizeof(why));
+		if (err) {
+			fprintf(stderr, "tracer: cannot write the report: %s\n", why);
+			snapshot_free(s);
+			return 2;
+		}
+		out = outfile_stream(file);
 	}
 	if (r->has_address)
 		err = report_address(out, s, r->address) ? -ENOENT : 0;
@@ -75,13 +82,18 @@ int offline_stats(const struct offline_request *r)
 		err = collapsed_write(s, out);
 	else
 		err = report_snapshot(out, s, ro);
-	if ((out != stdout && fclose(out)) || (out == stdout && fflush(out)))
-		err = err ? err : -errno;
 	snapshot_free(s);
+	snprintf(why, sizeof(why), "%s", strerror(-err));
+	if (file && err && err != -ENOENT)
+		outfile_discard(file);
+	else if (file && outfile_commit(file, why, sizeof(why)))
+		err = -EIO;
+	else if (!file && fflush(stdout) && !err)
+		err = -errno, snprintf(why, sizeof(why), "%s", strerror(errno));
 	if (err == -ENOENT)
-		return 1;
+		return 1; /* no block holds the address: said in the report */
 	if (err) {
-		fprintf(stderr, "tracer: cannot write the report: %s\n", strerror(-err));
+		fprintf(stderr, "tracer: cannot write the report: %s\n", why);
 		return 1;
 	}
 	return 0;

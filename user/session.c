@@ -53,6 +53,7 @@ struct session {
 	struct python_frames *py; /* the target's Python frames, when it runs CPython */
 	pid_t pid;
 	unsigned saved;		     /* snapshots written with -o (the %n of the next is saved+1) */
+	int save_error;		     /* the last -o write that failed, or 0 */
 	struct python_alloc pyalloc; /* CPython's allocator tables, once found */
 	bool python_alloc_done;
 };
@@ -69,22 +70,26 @@ uint64_t session_alloc_table_bytes(uint32_t max_allocs)
 	return (uint64_t)session_alloc_buckets(max_allocs) * sizeof(struct tracer_bucket);
 }
 
-/* -o: the snapshot file of this report, its name expanded from the pattern */
-static int save_snapshot(struct session *s, const struct snapshot *snap)
+/* -o: the snapshot file of this report, its name expanded from the pattern.
+ * A file that cannot be written is said and remembered; the report and the
+ * tracing go on. */
+static void save_snapshot(struct session *s, const struct snapshot *snap)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], why[PATH_MAX + 256] = "";
 	int err;
 
 	err = snapfile_expand_name(s->o->output, ++s->saved, (long long)snap->taken_at, path,
 				   sizeof(path));
-	if (!err)
-		err = snapfile_write(snap, path);
 	if (err)
-		fprintf(stderr, "tracer: cannot write snapshot %s: %s\n",
-			path[0] ? path : s->o->output, strerror(-err));
-	else if (s->o->verbose)
+		snprintf(why, sizeof(why), "%s: name too long", s->o->output);
+	else
+		err = snapfile_write(snap, path, why, sizeof(why));
+	if (err) {
+		fprintf(stderr, "tracer: snapshot %u not saved: %s\n", s->saved, why);
+		s->save_error = err;
+	} else if (s->o->verbose) {
 		fprintf(stderr, "tracer: snapshot written to %s\n", path);
-	return err;
+	}
 }
 
 static int report(struct session *s)
@@ -98,8 +103,8 @@ static int report(struct session *s)
 		return -ENOMEM;
 	}
 	if (s->o->output)
-		err = save_snapshot(s, snap);
-	if (!err && !filter_set_empty(s->o->filters)) {
+		save_snapshot(s, snap);
+	if (!filter_set_empty(s->o->filters)) {
 		struct snapshot *all = snap;
 
 		err = filter_set_apply(all, s->o->filters, &snap);
@@ -549,6 +554,11 @@ int session_run(const struct session_options *o)
 	if (!err)
 		err = report(&s);
 	rc = err ? 1 : 0;
+	if (!rc && s.save_error) /* refused (a link, a device, another's file): bad input */
+		rc = s.save_error == -ELOOP || s.save_error == -EEXIST || s.save_error == -EPERM ||
+			     s.save_error == -EISDIR || s.save_error == -ENAMETOOLONG
+			 ? 2
+			 : 1;
 out:
 	python_unhook(&s);
 	/* detach first: the target runs untraced from here on */

@@ -21,7 +21,7 @@ static int add_traces(struct snapshot *s, int n)
 
 int main(int argc, char **argv)
 {
-	char path[4096];
+	char path[4096], why[512];
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: seed_snapfile DIR\n");
@@ -36,7 +36,7 @@ int main(int argc, char **argv)
 		s->target.command = (uint32_t)snapshot_intern_string(s, "cmd");
 		s->target.host = (uint32_t)snapshot_intern_string(s, "host");
 		snprintf(path, sizeof(path), "%s/seed-%d.snap", argv[1], n);
-		if (add_traces(s, n * 2) || snapfile_write(s, path)) {
+		if (add_traces(s, n * 2) || snapfile_write(s, path, why, sizeof(why))) {
 			fprintf(stderr, "seed_snapfile: cannot write %s\n", path);
 			return 1;
 		}

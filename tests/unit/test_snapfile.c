@@ -214,7 +214,7 @@ static void test_empty_snapshot(void **state)
 
 static void test_write_is_atomic_and_private(void **state)
 {
-	char dir[] = "/tmp/test_snapfile.XXXXXX", path[256], err[256];
+	char dir[] = "/tmp/test_snapfile.XXXXXX", path[256], err[256], why[512];
 	struct snapshot *s = sample(), *t;
 	struct stat st;
 	struct dirent *e;
@@ -223,8 +223,8 @@ static void test_write_is_atomic_and_private(void **state)
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/a.snap", dir);
-	assert_int_equal(snapfile_write(s, path), 0);
-	assert_int_equal(snapfile_write(s, path), 0); /* replaces */
+	assert_int_equal(snapfile_write(s, path, why, sizeof(why)), 0);
+	assert_int_equal(snapfile_write(s, path, why, sizeof(why)), 0); /* replaces */
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	d = opendir(dir);
@@ -237,7 +237,7 @@ static void test_write_is_atomic_and_private(void **state)
 	snapshot_free(t);
 
 	snprintf(path, sizeof(path), "%s/missing/a.snap", dir);
-	assert_int_equal(snapfile_write(s, path), -ENOENT);
+	assert_int_equal(snapfile_write(s, path, why, sizeof(why)), -ENOENT);
 	assert_int_equal(snapfile_load(path, &t, err, sizeof(err)), -ENOENT);
 	assert_null(t);
 	assert_int_equal(snapfile_load(dir, &t, err, sizeof(err)), -EINVAL);

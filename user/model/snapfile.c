@@ -1,7 +1,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include <zlib.h>
 
 #include "model/snapfile.h"
+#include "util/outfile.h"
 
 static const unsigned char magic[8] = {0x89, 'T', 'R', 'S', 'N', 'A', 'P', '\n'};
 
@@ -162,55 +162,19 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 	return 0;
 }
 
-static int write_all(int fd, const unsigned char *p, size_t n)
+int snapfile_write(const struct snapshot *s, const char *path, char *why, size_t why_len)
 {
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-int snapfile_write(const struct snapshot *s, const char *path)
-{
-	char tmp[PATH_MAX], dir[PATH_MAX], base[PATH_MAX];
 	size_t len;
 	void *buf;
-	int fd, err;
+	int err;
 
-	if (strlen(path) >= sizeof(dir) - 16)
-		return -ENAMETOOLONG;
-	strcpy(dir, path);
-	strcpy(base, path);
-	snprintf(tmp, sizeof(tmp), "%s/.%s.XXXXXX", dirname(dir), basename(base));
 	err = snapfile_encode(s, &buf, &len);
-	if (err)
-		return err;
-	fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 */
-	if (fd < 0) {
-		err = -errno;
-		free(buf);
+	if (err) {
+		snprintf(why, why_len, "%s: %s", path, strerror(-err));
 		return err;
 	}
-	err = write_all(fd, buf, len);
+	err = outfile_write(path, buf, len, why, why_len);
 	free(buf);
-	if (!err && fchmod(fd, 0600))
-		err = -errno;
-	if (!err && fsync(fd))
-		err = -errno;
-	if (close(fd) && !err)
-		err = -errno;
-	if (!err && rename(tmp, path))
-		err = -errno;
-	if (err)
-		unlink(tmp);
 	return err;
 }
 
@@ -581,7 +545,7 @@ int snapfile_load(const char *path, struct snapshot **out, char *err, size_t err
 	int fd, rc;
 
 	*out = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "%s", strerror(errno));

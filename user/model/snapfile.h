@@ -35,9 +35,10 @@
 #define SNAPFILE_VERSION 1u
 #define SNAPFILE_MAX_SECTIONS 64u
 
-/* Writes s to path atomically (a temporary file in the same directory, then
- * rename) with mode 0600. Returns 0 or a negative errno. */
-int snapfile_write(const struct snapshot *s, const char *path);
+/* Writes s to path as util/outfile.h writes files (never through a link
+ * or over a non-regular file, named only once complete, mode 0600, the sudo
+ * user's). Returns 0 or a negative errno with why filled. */
+int snapfile_write(const struct snapshot *s, const char *path, char *why, size_t why_len);
 
 /* Encodes s into a malloc'ed buffer (what snapfile_write writes). */
 int snapfile_encode(const struct snapshot *s, void **buf, size_t *len);
