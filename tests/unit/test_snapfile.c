@@ -406,6 +406,17 @@ static void test_bad_structure(void **state)
 	MUTATE(put32(p + 8, 70000), put32(p + 8, s->tracebacks[0].total_nframe), "does not fit");
 	p = section(buf, 6);
 	MUTATE(put32(p + 20, 5), put32(p + 20, s->traces[0].traceback), "refers to traceback 5");
+	/* sizes that would make the sums wrap (a crafted file with a valid checksum) */
+	MUTATE(put64(p + 8, 1ull << 63), put64(p + 8, s->traces[0].size),
+	       "larger than an address space");
+	for (uint64_t t = 0; t < s->ntraces; t++)
+		put64(p + 24 * t + 8, SNAPFILE_MAX_TRACE_SIZE);
+	reseal(buf, len);
+	assert_true(s->ntraces > SNAPFILE_MAX_TOTAL_SIZE / SNAPFILE_MAX_TRACE_SIZE);
+	expect_reject(buf, len, "the traces hold more than");
+	for (uint64_t t = 0; t < s->ntraces; t++)
+		put64(p + 24 * t + 8, s->traces[t].size);
+	reseal(buf, len);
 	p = section(buf, 1);
 	MUTATE(put32(p, 0), put32(p, 3), "traceback limit 0");
 	MUTATE(put32(p, 2), put32(p, 3), "does not fit the limit 2");

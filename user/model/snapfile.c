@@ -405,7 +405,7 @@ static int decode_traces(struct decoder *d)
 {
 	const unsigned char *p = d->sec[SEC_TRACES].p;
 	struct snapshot *s = d->s;
-	uint64_t i, n = 0;
+	uint64_t i, n = 0, size, total = 0;
 	int err;
 
 	if ((err = check_records(d->sec, SEC_TRACES, 24, &n, d->err, d->errlen)))
@@ -423,8 +423,21 @@ static int decode_traces(struct decoder *d)
 			return fail(d->err, d->errlen,
 				    "corrupt: trace %" PRIu64 " refers to traceback %u of %" PRIu64,
 				    i, tb, d->ntracebacks);
+		size = get64(p + 8);
+		/* sums over the traces (and cumulative ones, times at most 65535
+		 * frames) then stay far below 2^64 */
+		if (size > SNAPFILE_MAX_TRACE_SIZE)
+			return fail(d->err, d->errlen,
+				    "corrupt: trace %" PRIu64 " of %" PRIu64
+				    " bytes is larger than an address space",
+				    i, size);
+		total += size;
+		if (total > SNAPFILE_MAX_TOTAL_SIZE)
+			return fail(d->err, d->errlen,
+				    "corrupt: the traces hold more than %" PRIu64 " bytes",
+				    SNAPFILE_MAX_TOTAL_SIZE);
 		s->traces[i] = (struct snapshot_trace){.address = get64(p),
-						       .size = get64(p + 8),
+						       .size = size,
 						       .domain = get32(p + 16),
 						       .traceback = d->tb_map[tb]};
 	}

@@ -34,6 +34,11 @@
 
 #define SNAPFILE_VERSION 1u
 #define SNAPFILE_MAX_SECTIONS 64u
+/* No live block is larger than a process's address space (2^47 bytes), and
+ * no snapshot holds more than 2^48 bytes (256 TiB) of them: a file that says
+ * otherwise is refused. */
+#define SNAPFILE_MAX_TRACE_SIZE (1ull << 47)
+#define SNAPFILE_MAX_TOTAL_SIZE (1ull << 48)
 
 /* Writes s to path as util/outfile.h writes files (never through a link
  * or over a non-regular file, named only once complete, mode 0600, the sudo
