@@ -439,8 +439,10 @@ int session_run(const struct session_options *o)
 		return 2;
 	}
 	if (o->pid) {
-		if (target_check(o->pid) || !target_alive(o->pid)) {
-			fprintf(stderr, "tracer: no such process: %d\n", o->pid);
+		char why[256];
+
+		if (target_traceable(o->pid, why, sizeof(why))) {
+			fprintf(stderr, "tracer: %s\n", why);
 			return 2;
 		}
 		s.pid = o->pid;

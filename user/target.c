@@ -12,34 +12,6 @@
 
 #include "target.h"
 
-int target_check(pid_t pid)
-{
-	char path[64];
-
-	if (pid <= 0)
-		return -EINVAL;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	return access(path, F_OK) ? -ESRCH : 0;
-}
-
-bool target_alive(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	FILE *f;
-	bool alive = false;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	if (fgets(buf, sizeof(buf), f)) {
-		p = strrchr(buf, ')');
-		alive = p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-	}
-	fclose(f);
-	return alive;
-}
-
 /* Reads /proc/PID/NAME into buf (NUL-terminated); returns its length or -errno. */
 static ssize_t read_proc(pid_t pid, const char *name, char *buf, size_t len)
 {
@@ -58,6 +30,69 @@ static ssize_t read_proc(pid_t pid, const char *name, char *buf, size_t len)
 	if (n >= 0)
 		buf[n] = '\0';
 	return n;
+}
+
+int target_traceable(pid_t pid, char *why, size_t len)
+{
+	char path[64], buf[1024], *p;
+	unsigned long flags = 0;
+	char state = 0;
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0) {
+		snprintf(why, len, "no such process: %d", pid);
+		return -EINVAL;
+	}
+	n = read_proc(pid, "stat", buf, sizeof(buf));
+	p = n > 0 ? strrchr(buf, ')') : NULL;
+	/* after the command: state (field 3), then fields 4-8, flags (field 9) */
+	if (!p || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %lu", &state, &flags) != 2) {
+		snprintf(why, len, "no such process: %d", pid);
+		return -ESRCH;
+	}
+	if (flags & 0x00200000) { /* PF_KTHREAD */
+		snprintf(why, len, "process %d is a kernel thread: it has no allocator to trace",
+			 pid);
+		return -EINVAL;
+	}
+	if (state == 'Z' || state == 'X') {
+		snprintf(why, len, "process %d has exited (a zombie): nothing to trace", pid);
+		return -ESRCH;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read(fd, buf, 1) < 0) {
+		int err = -errno;
+
+		if (fd >= 0)
+			close(fd);
+		snprintf(why, len,
+			 "cannot read process %d's memory map: %s (a process of another user "
+			 "namespace, or a ptrace restriction)",
+			 pid, strerror(-err));
+		return err;
+	}
+	close(fd);
+	return 0;
+}
+
+bool target_alive(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	bool alive = false;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (fgets(buf, sizeof(buf), f)) {
+		p = strrchr(buf, ')');
+		alive = p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+	}
+	fclose(f);
+	return alive;
 }
 
 int target_command(pid_t pid, char *buf, size_t len)
@@ -165,8 +200,8 @@ int target_parse_maps(const char *text, size_t len, struct target_maps *out)
 			buf[0] = '\0'; /* longer than any path: not a file we can open */
 		}
 		line += llen + 1;
-		if (sscanf(buf, "%llx-%llx %7s %llx %x:%x %llu%n", &start, &stop, perms, &off, &dmaj,
-			   &dmin, &ino, &pos) < 7)
+		if (sscanf(buf, "%llx-%llx %7s %llx %x:%x %llu%n", &start, &stop, perms, &off,
+			   &dmaj, &dmin, &ino, &pos) < 7)
 			continue;
 		if (out->n == cap) {
 			size_t ncap = cap ? cap * 2 : 64;

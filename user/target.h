@@ -21,9 +21,11 @@ struct target_maps {
 	size_t n;
 };
 
-/* 0 if the process exists, -ESRCH otherwise, -EINVAL for pid <= 0. */
-int target_check(pid_t pid);
 bool target_alive(pid_t pid);
+/* Whether pid is a process that can be traced: 0, or -errno with why
+ * saying what it is (no such process, a kernel thread, a zombie, a memory
+ * map we may not read). */
+int target_traceable(pid_t pid, char *why, size_t len);
 /* The command line with arguments joined by spaces (comm if empty). */
 int target_command(pid_t pid, char *buf, size_t len);
 /* Start time in seconds since the epoch, 0 if unknown. */
