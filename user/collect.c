@@ -399,6 +399,27 @@ static int set_counters(struct collector *c, struct snapshot *snap,
 	return 0;
 }
 
+void collect_reset_peak(struct collector *c)
+{
+	int pfd = bpf_map__fd(c->skel->maps.procs);
+	struct tracer_proc_stats st;
+	__u32 key, next, *prev = NULL;
+	struct tracer_proc_stats *t = &c->skel->bss->target_stats;
+
+	/* the probes raise peak with compare-and-swap; a store of current is
+	 * what reset_peak() does, give or take an event in flight */
+	__atomic_store_n(&t->peak, __atomic_load_n(&t->current, __ATOMIC_RELAXED),
+			 __ATOMIC_RELAXED);
+	while (c->follow && !bpf_map_get_next_key(pfd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(pfd, &key, &st))
+			continue;
+		st.peak = st.current;
+		bpf_map_update_elem(pfd, &key, &st, BPF_EXIST);
+	}
+}
+
 struct snapshot *collect_snapshot(struct collector *c)
 {
 	struct snapshot *snap = snapshot_new();

@@ -50,6 +50,10 @@ void collect_refresh(struct collector *c);
  * memory. */
 struct snapshot *collect_snapshot(struct collector *c);
 
+/* tracemalloc's reset_peak(): every traced process's peak becomes its
+ * current traced memory. */
+void collect_reset_peak(struct collector *c);
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t collect_now_ns(void);
 

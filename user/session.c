@@ -25,12 +25,35 @@
 #include "target.h"
 #include "tracer.h"
 #include "tracer.skel.h"
+#include "util/util.h"
 
-static volatile sig_atomic_t stop_signal;
+/* Every signal that would end the tracer ends it through the normal path,
+ * so that what it changed (--hook-pymalloc) is restored; SIGUSR1 takes a
+ * snapshot now (tracemalloc's take_snapshot(): the report, and the -o
+ * file), SIGUSR2 resets the peak (reset_peak()). */
+static volatile sig_atomic_t stop_signal, snapshot_requested, reset_peak_requested;
 
 static void on_signal(int sig)
 {
-	stop_signal = sig;
+	if (sig == SIGUSR1)
+		snapshot_requested = 1;
+	else if (sig == SIGUSR2)
+		reset_peak_requested = 1;
+	else
+		stop_signal = sig;
+}
+
+static void catch_signals(void)
+{
+	static const int ending[] = {SIGINT,  SIGTERM, SIGHUP,	  SIGQUIT, SIGALRM,
+				     SIGUSR1, SIGUSR2, SIGXCPU,	  SIGXFSZ, SIGVTALRM,
+				     SIGPROF, SIGPWR,  SIGSTKFLT, SIGIO};
+	struct sigaction sa = {.sa_handler = on_signal};
+
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < ARRAY_SIZE(ending); i++)
+		sigaction(ending[i], &sa, NULL);
+	signal(SIGPIPE, SIG_IGN); /* a closed stdout is an EPIPE to report, not a death */
 }
 
 static double now_s(void)
@@ -415,11 +438,17 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 		}
 		if (python_allocators(s))
 			return -EINVAL;
-		if (next_report && t >= next_report) {
+		if (reset_peak_requested) {
+			reset_peak_requested = 0;
+			collect_reset_peak(&s->collect);
+		}
+		if (snapshot_requested || (next_report && t >= next_report)) {
+			if (!snapshot_requested)
+				next_report += o->interval;
+			snapshot_requested = 0;
 			err = report(s);
 			if (err)
 				return err;
-			next_report += o->interval;
 		}
 		poll(NULL, 0, 20);
 	}
@@ -429,7 +458,6 @@ int session_run(const struct session_options *o)
 {
 	struct session s = {.o = o};
 	struct target_launch launch = {.go_fd = -1, .err_fd = -1};
-	struct sigaction sa = {.sa_handler = on_signal};
 	int exit_status = -1, err, rc = 1, n;
 	bool launched = false, released = false;
 
@@ -447,10 +475,7 @@ int session_run(const struct session_options *o)
 		}
 		s.pid = o->pid;
 	}
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	catch_signals();
 
 	if (setup_bpf(&s))
 		goto out;
