@@ -44,7 +44,8 @@ WL_BINS   := $(patsubst tests/workloads/%.c,$(BUILD)/workloads/%,$(WL_C)) \
              $(patsubst tests/workloads/%.cc,$(BUILD)/workloads/%,$(WL_CXX)) \
              $(BUILD)/workloads/native-static
 
-.PHONY: all test unit integration fuzz demo bench snapshot-perf clean deps
+.PHONY: all test unit integration fuzz fuzz-quick fuzz-run fuzz-corpus demo bench snapshot-perf \
+	clean deps
 .SECONDARY:
 all: $(BUILD)/tracer $(WL_BINS)
 
@@ -90,24 +91,47 @@ $(BUILD)/workloads/%: tests/workloads/%.cc | $(BUILD)/workloads
 $(BUILD) $(BUILD)/tests $(BUILD)/workloads $(BUILD)/fuzz:
 	mkdir -p $@
 
-# The snapshot loader under libFuzzer with ASan and UBSan; `make fuzz` runs it
-# for FUZZ_SECONDS from a corpus of valid files.
-FUZZ_SECONDS ?= 30
+# Parsers of what targets control, under libFuzzer with ASan and UBSan:
+# the snapshot loader (seeded with valid files) and the /proc/PID/maps
+# parser (seeded with real maps). `make fuzz` runs each for FUZZ_SECONDS;
+# `make test` runs them briefly (FUZZ_QUICK_SECONDS).
+FUZZ_SECONDS       ?= 300
+FUZZ_QUICK_SECONDS ?= 15
+FUZZ_TARGETS := snapfile maps
+FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
 FUZZ_SRCS    := $(wildcard user/model/*.c user/util/*.c)
 FUZZ_FLAGS   := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 $(BUILD)/fuzz/fuzz_snapfile: tests/fuzz/fuzz_snapfile.c $(FUZZ_SRCS) $(PURE_HDRS) | $(BUILD)/fuzz
 	$(CLANG) $(FUZZ_FLAGS) $< $(FUZZ_SRCS) -o $@ -lz
+$(BUILD)/fuzz/fuzz_maps: tests/fuzz/fuzz_maps.c user/target.c user/target.h | $(BUILD)/fuzz
+	$(CLANG) $(FUZZ_FLAGS) $< user/target.c -o $@
 $(BUILD)/fuzz/seed_snapfile: tests/fuzz/seed_snapfile.c $(FUZZ_SRCS) | $(BUILD)/fuzz
 	$(CC) $(CFLAGS) $< $(FUZZ_SRCS) -o $@ -lz
 
-fuzz: $(BUILD)/fuzz/fuzz_snapfile $(BUILD)/fuzz/seed_snapfile
-	rm -rf $(BUILD)/fuzz/corpus && mkdir -p $(BUILD)/fuzz/corpus
-	$(BUILD)/fuzz/seed_snapfile $(BUILD)/fuzz/corpus
-	@$(BUILD)/fuzz/fuzz_snapfile -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-		-artifact_prefix=$(BUILD)/fuzz/ -print_final_stats=1 $(BUILD)/fuzz/corpus \
-		> $(BUILD)/fuzz/log 2>&1 || { tail -n 40 $(BUILD)/fuzz/log; exit 1; }
-	@grep -E '^stat::number_of_executed_units|^Done' $(BUILD)/fuzz/log
+# one corpus per target, made afresh: valid snapshot files; the maps of
+# this shell, of init-like and of CPython processes
+fuzz-corpus: $(BUILD)/fuzz/seed_snapfile
+	rm -rf $(BUILD)/fuzz/corpus-* && mkdir -p $(BUILD)/fuzz/corpus-snapfile $(BUILD)/fuzz/corpus-maps
+	$(BUILD)/fuzz/seed_snapfile $(BUILD)/fuzz/corpus-snapfile
+	cat /proc/self/maps > $(BUILD)/fuzz/corpus-maps/self
+	-for p in $$(pgrep -d ' ' -f 'python|systemd|sshd' | cut -d' ' -f1-8); do \
+		cat /proc/$$p/maps > $(BUILD)/fuzz/corpus-maps/$$p 2>/dev/null; done
+
+fuzz-run: $(FUZZ_BINS) fuzz-corpus
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		$(BUILD)/fuzz/fuzz_$$t -max_total_time=$(SECONDS_EACH) -max_len=65536 \
+			-artifact_prefix=$(BUILD)/fuzz/$$t- -print_final_stats=1 \
+			$(BUILD)/fuzz/corpus-$$t > $(BUILD)/fuzz/$$t.log 2>&1 || \
+			{ tail -n 40 $(BUILD)/fuzz/$$t.log; exit 1; }; \
+		printf 'fuzz %s: ' $$t; grep -E '^stat::number_of_executed_units' $(BUILD)/fuzz/$$t.log; \
+	done
+
+fuzz:
+	$(MAKE) fuzz-run SECONDS_EACH=$(FUZZ_SECONDS)
+
+fuzz-quick:
+	$(MAKE) fuzz-run SECONDS_EACH=$(FUZZ_QUICK_SECONDS)
 
 deps:
 	bash scripts/install-deps.sh
@@ -121,7 +145,7 @@ integration: all
 test: deps
 	$(MAKE) all $(UNIT_BINS)
 	$(MAKE) unit
-	$(MAKE) fuzz
+	$(MAKE) fuzz-quick
 	$(MAKE) integration
 
 demo: deps
