@@ -67,12 +67,6 @@ struct py_walk {
 	bool ident_read; /* buf->code holds this frame's code identity */
 };
 
-static __always_inline __u64 py_mix(__u64 h, __u64 v)
-{
-	h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-	return h * 0xff51afd7ed558ccdull;
-}
-
 /* One step of the chain: returns 1 to stop. */
 static long py_walk_step(__u32 i, struct py_walk *w)
 {
@@ -162,7 +156,9 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 			w->st->frames[n].ident = ident;
 		}
 		w->st->nframe = n + 1;
-		w->hash = py_mix(py_mix(py_mix(w->hash, code), (__u64)instr), ident);
+		w->hash = mix64(w->hash ^ code);
+		w->hash = mix64(w->hash ^ (__u64)instr);
+		w->hash = mix64(w->hash ^ ident);
 	}
 	return 0;
 }
@@ -241,7 +237,7 @@ static __always_inline __u64 py_capture(__u32 tgid)
 	bpf_loop(TRACER_PY_MAX_WALK, py_walk_step, &w, 0);
 	if (w.unreadable)
 		count(TRACER_CNT_PY_UNREADABLE, 1);
-	w.hash = py_mix(w.hash, st->total);
+	w.hash = mix64(w.hash ^ st->total);
 	if (w.hash == 0)
 		w.hash = 1;
 	if (bpf_map_update_elem(&py_stacks, &w.hash, st, BPF_NOEXIST) == -E2BIG) {

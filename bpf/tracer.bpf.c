@@ -118,6 +118,21 @@ static __always_inline void count(enum tracer_counter c, __u64 n)
 		cs->c[c] += n;
 }
 
+/* The one mixer of this program: murmur3's 64-bit finalizer, a bijection
+ * whose every output bit depends on every input bit. The allocation
+ * table's bucket indexes take its two halves; the Python walker chains it
+ * (mix64(h ^ v)) into a stack's key. Nothing in user space recomputes
+ * either: it reads the buckets whole and uses the keys as they are. */
+static __always_inline __u64 mix64(__u64 h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h;
+}
+
 /* Whether tgid is traced; *proc receives its index for allocation keys. */
 static __always_inline bool traced_proc(__u32 tgid, __u32 *proc)
 {
@@ -215,17 +230,12 @@ static __always_inline void add_current(struct tracer_proc_stats *st, __s64 delt
 	}
 }
 
-/* The two buckets of a key: both halves of a 64-bit mix (murmur3's
- * finalizer), reduced to [0, n) by multiply-shift. */
+/* The two buckets of a key: both halves of its mix64, reduced to [0, n)
+ * by multiply-shift. */
 static __always_inline void bucket_indexes(__u64 key, __u32 n, __u32 *a, __u32 *b)
 {
-	__u64 h = key;
+	__u64 h = mix64(key);
 
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
 	*a = (__u32)(((h >> 32) * (__u64)n) >> 32);
 	*b = (__u32)(((h & 0xffffffffull) * (__u64)n) >> 32);
 	if (*b == *a)
