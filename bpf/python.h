@@ -41,10 +41,15 @@ struct {
  * newest highest: one read of the window below a frame usually holds its
  * callers too, where a read per frame would cost ~100 ns each. */
 #define PY_WINDOW 2048
+/* The walker reads a frame, or a code object's fields, PY_READ bytes at a
+ * time. Both are powers of two: the offsets below are masked with them. */
+#define PY_READ 128
+_Static_assert(!(PY_READ & (PY_READ - 1)) && !(PY_WINDOW & (PY_WINDOW - 1)),
+	       "offsets are masked with PY_READ - 1 and PY_WINDOW - 1");
 
 struct py_frame_buf {
-	__u8 win[PY_WINDOW + 128]; /* frames */
-	__u8 code[128];		   /* a code object from co_filename to _co_firsttraceable */
+	__u8 win[PY_WINDOW + PY_READ]; /* frames: a window, or one frame */
+	__u8 code[PY_READ];	       /* a code object from co_filename to _co_firsttraceable */
 };
 
 struct {
@@ -53,6 +58,62 @@ struct {
 	__type(key, __u32);
 	__type(value, struct py_frame_buf);
 } py_frame_bufs SEC(".maps");
+
+/* Fields at offsets from user space.
+ *
+ * The walker reads fields at offsets user space gives (struct
+ * tracer_py_config) out of PY_READ-byte buffers: a frame in the window, or
+ * buf->code. The verifier knows nothing of those values, and passes a read
+ * of size bytes at buf + off only if it can prove off + size <= PY_READ; so
+ * each offset is masked first. PY_READ being a power of two, off &
+ * (PY_READ - size), for a size of 1, 4 or 8, is both at most PY_READ - size
+ * and a multiple of size: 0x7f, 0x7c, 0x78.
+ *
+ * The mask never changes a real offset, which is at most PY_READ - size
+ * and a multiple of size already. user/python/find.c's python_layout_config
+ * refuses a layout where one of the two spans would not fit
+ * (native_thread_id more than PY_TSTATE_READ - 4 bytes past the frame
+ * field; _co_firsttraceable's end more than PY_READ - 1 past co_filename).
+ * The frame fields are constants of its per-version layouts[] (each ends
+ * within a frame's first 112 bytes; pointers 8-aligned, f_lasti 4-aligned),
+ * checked against the process's _Py_DebugOffsets from 3.13 on. A layout
+ * that broke this would read a wrong field, never outside the buffer. */
+static __always_inline __u64 py_u64_at(const __u8 *buf, __u32 off)
+{
+	return *(const __u64 *)(buf + (off & (PY_READ - 8)));
+}
+
+static __always_inline __u32 py_u32_at(const __u8 *buf, __u32 off)
+{
+	return *(const __u32 *)(buf + (off & (PY_READ - 4)));
+}
+
+static __always_inline __u8 py_u8_at(const __u8 *buf, __u32 off)
+{
+	return buf[off & (PY_READ - 1)];
+}
+
+/* A length from user space for a read into a PY_READ-byte buffer: at most
+ * PY_READ - 1, which python_layout_config checks of the one such length
+ * (co_filename to the end of _co_firsttraceable). */
+static __always_inline __u32 py_read_len(__u32 len)
+{
+	return len & (PY_READ - 1);
+}
+
+/* Where the frame at f starts in the window read at win_base: the walker
+ * looks a frame up there only when it lies wholly inside, f - win_base <=
+ * win_len - PY_READ < PY_WINDOW, so the mask changes nothing; it tells the
+ * verifier that a PY_READ read from there stays inside win[PY_WINDOW +
+ * PY_READ]. */
+static __always_inline __u32 py_window_off(__u64 f, __u64 win_base)
+{
+	return (__u32)(f - win_base) & (PY_WINDOW - 1);
+}
+
+/* The thread state's frame field and native_thread_id, in one read (3.11+:
+ * less than PY_TSTATE_READ bytes apart, python_layout_config checks). */
+#define PY_TSTATE_READ 112
 
 struct py_walk {
 	struct py_frame_buf *buf;
@@ -77,29 +138,29 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 
 	if (!f)
 		return 1;
-	if (!w->win_base || f < w->win_base || f - w->win_base > w->win_len - 128) {
+	if (!w->win_base || f < w->win_base || f - w->win_base > w->win_len - PY_READ) {
 		/* the window ending with this frame (3.11+, whose frames live
 		 * in the data stack); before 3.11, or where memory below is not
 		 * mapped, the frame alone */
-		__u64 base = f + 128 - PY_WINDOW;
+		__u64 base = f + PY_READ - PY_WINDOW;
 
 		if (c->code_adaptive && f > PY_WINDOW &&
 		    !bpf_probe_read_user(w->buf->win, PY_WINDOW, (void *)base)) {
 			w->win_base = base;
 			w->win_len = PY_WINDOW;
-		} else if (!bpf_probe_read_user(w->buf->win, 128, (void *)f)) {
+		} else if (!bpf_probe_read_user(w->buf->win, PY_READ, (void *)f)) {
 			w->win_base = f;
-			w->win_len = 128;
+			w->win_len = PY_READ;
 		} else {
 			w->unreadable = true;
 			return 1;
 		}
 	}
-	buf = w->buf->win + ((f - w->win_base) & (PY_WINDOW - 1));
-	previous = *(__u64 *)(buf + (c->fr_previous & 0x78));
-	code = *(__u64 *)(buf + (c->fr_code & 0x78)) & ~(__u64)c->code_tag_mask;
+	buf = w->buf->win + py_window_off(f, w->win_base);
+	previous = py_u64_at(buf, c->fr_previous);
+	code = py_u64_at(buf, c->fr_code) & ~(__u64)c->code_tag_mask;
 	if (c->fr_owner)
-		owner = buf[c->fr_owner & 0x7f];
+		owner = py_u8_at(buf, c->fr_owner);
 	w->frame = previous;
 	if (c->owner_skip_min && owner >= c->owner_skip_min)
 		return 0; /* a shim frame of the C stack */
@@ -110,17 +171,17 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 	if (c->code_adaptive) {
 		__u64 first = code + c->code_adaptive;
 
-		instr_raw = *(__u64 *)(buf + (c->fr_instr & 0x78));
+		instr_raw = py_u64_at(buf, c->fr_instr);
 		instr = instr_raw >= first ? (__s64)((instr_raw - first) / 2) : -1;
 	} else {
-		instr = *(__s32 *)(buf + (c->fr_instr & 0x7c));
+		instr = (__s32)py_u32_at(buf, c->fr_instr);
 	}
 	/* incomplete: pushed but not yet started (before RESUME). Only the
 	 * innermost frames can be: a frame that called another has started,
 	 * so after one complete frame this is not read again. One read gets
 	 * the code object's identity and _co_firsttraceable together. */
 	if (c->code_firsttraceable && !w->started) {
-		__u32 span = (c->code_firsttraceable - c->code_ident + 4) & 0x7f;
+		__u32 span = py_read_len(c->code_firsttraceable - c->code_ident + 4);
 
 		w->ident_read = false;
 		if (bpf_probe_read_user(w->buf->code, span, (void *)(code + c->code_ident))) {
@@ -128,8 +189,8 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 		} else {
 			w->ident_read = true;
 			if (owner != c->owner_generator &&
-			    instr < *(__s32 *)(w->buf->code +
-					       ((c->code_firsttraceable - c->code_ident) & 0x7c)))
+			    instr < (__s32)py_u32_at(w->buf->code,
+						     c->code_firsttraceable - c->code_ident))
 				return 0;
 		}
 	}
@@ -214,11 +275,10 @@ static __always_inline __u64 py_capture(__u32 tgid)
 	if (!st || !w.buf)
 		return 0;
 	if (c->ts_native_tid) {
-		/* the frame field and native_thread_id in one read (3.11+:
-		 * less than 112 bytes apart, user space checks) */
-		if (bpf_probe_read_user(w.buf->code, 112, (void *)(tstate + c->ts_frame)))
+		if (bpf_probe_read_user(w.buf->code, PY_TSTATE_READ,
+					(void *)(tstate + c->ts_frame)))
 			goto unreadable;
-		if (*(__u32 *)(w.buf->code + ((c->ts_native_tid - c->ts_frame) & 0x7c)) !=
+		if (py_u32_at(w.buf->code, c->ts_native_tid - c->ts_frame) !=
 		    (__u32)bpf_get_current_pid_tgid())
 			return 0; /* the key's thread state is another thread's */
 		frame = *(__u64 *)w.buf->code;
