@@ -1,63 +1,18 @@
 /* The Python frame walker: at an allocation, the calling thread's CPython
  * frames are read (thread state from its pthread TSD slot, then the frame
  * chain) and stored as (code object, instruction) pairs; user space turns
- * them into file:line:function. Included by tracer.bpf.c. */
+ * them into file:line:function.
+ *
+ * Code only: the maps and settings it uses (py_configs, py_stacks,
+ * py_scratch, py_frame_bufs with PY_READ and PY_WINDOW; python_enabled,
+ * py_nframe) are declared at the top of tracer.bpf.c, with count() and
+ * mix64(), before the line that includes this file. */
 #ifndef TRACER_PYTHON_BPF_H
 #define TRACER_PYTHON_BPF_H
 
 #ifndef E2BIG
 #define E2BIG 7
 #endif
-
-/* set by user space once a traced process is known to run CPython */
-bool python_enabled = false;
-const volatile __u32 py_nframe = 1;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u32); /* tgid */
-	__type(value, struct tracer_py_config);
-} py_configs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 1 << 14); /* --max-stacks */
-	__type(key, __u64);
-	__type(value, struct tracer_py_stack);
-} py_stacks SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct tracer_py_stack);
-} py_scratch SEC(".maps");
-
-/* A frame's first bytes; a map value, since fields sit at offsets known only
- * at run time (the stack forbids variable-offset reads). */
-/* Frames of 3.11+ sit next to each other in the thread's data stack, the
- * newest highest: one read of the window below a frame usually holds its
- * callers too, where a read per frame would cost ~100 ns each. */
-#define PY_WINDOW 2048
-/* The walker reads a frame, or a code object's fields, PY_READ bytes at a
- * time. Both are powers of two: the offsets below are masked with them. */
-#define PY_READ 128
-_Static_assert(!(PY_READ & (PY_READ - 1)) && !(PY_WINDOW & (PY_WINDOW - 1)),
-	       "offsets are masked with PY_READ - 1 and PY_WINDOW - 1");
-
-struct py_frame_buf {
-	__u8 win[PY_WINDOW + PY_READ]; /* frames: a window, or one frame */
-	__u8 code[PY_READ];	       /* a code object from co_filename to _co_firsttraceable */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct py_frame_buf);
-} py_frame_bufs SEC(".maps");
 
 /* Fields at offsets from user space.
  *
