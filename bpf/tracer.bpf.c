@@ -3,7 +3,21 @@
  * return probes record the block with its call site and stack, free removes
  * it. Only the outermost allocator call of a thread is recorded (like
  * tracemalloc's reentrancy flag), so realloc(NULL, n) -> malloc or a Python
- * allocator -> libc malloc counts once. */
+ * allocator -> libc malloc counts once.
+ *
+ * The file reads top down, each part using only what stands above it:
+ *   1. settings: the rodata user space sets before load, and the globals it
+ *      reads or writes while tracing;
+ *   2. every map, after the BPF-only types of their values;
+ *   3. count() and mix64(), which every part uses;
+ *   4. the parts with a file of their own (python.bpf.h: the Python frame
+ *      walker), which declare no map or setting and need only 1 to 3;
+ *   5. which processes are traced, the allocation table, the probes'
+ *      bodies;
+ *   6. the SEC programs, thin wrappers over 5.
+ * So this top is all that user space sees through the skeleton (its maps,
+ * rodata and bss, each named here), and a .bpf.h is included at the one
+ * place where what it needs is declared. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -12,7 +26,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Set by user space before load. */
+/* 1. Settings. */
+
+/* Read-only once loaded; user/session.c sets them from the options. */
 const volatile bool probe_only = false;	   /* the floor: probes that do nothing */
 const volatile bool filter_pids = false;   /* --follow: trace tgids in traced_pids */
 const volatile bool capture_stack = false; /* nframe > 1 */
@@ -21,59 +37,74 @@ const volatile bool capture_stack = false; /* nframe > 1 */
  * walked: CPython has no frame pointers, so those walks yield distinct
  * garbage stacks that would fill the stack map and cost ~0.5 us each. */
 const volatile bool native_with_python = false;
+const volatile __u32 alloc_buckets = 1;	   /* allocs' max_entries (session_alloc_buckets) */
+const volatile __u64 max_traces = 1 << 20; /* --max-allocs */
+const volatile __u32 py_nframe = 1;	   /* -n: Python frames kept per traceback */
+
+/* Globals. */
+__u64 live_traces = 0;	 /* traces stored; kept here, user space does not read it */
+__u64 overflow_used = 0; /* of which in allocs_overflow; session.c reads it */
+/* The one traced process without --follow (its uprobes are attached to it
+ * alone; this also keeps out a child that inherited the breakpoints);
+ * session.c sets it before attaching. */
+__u32 target_tgid = 0;
+/* --follow: the index the next traced process gets; session.c gives the
+ * first ones, the fork tracepoint the rest. */
+__u32 next_proc_index = 0;
+/* One traced process (the common case) keeps its figures in a global: no
+ * lookup on the probe path; session.c reads it. --follow keeps them in
+ * procs. */
+struct tracer_proc_stats target_stats = {};
+/* user/python/frames.c sets it once a traced process is known to run
+ * CPython (its config is then in py_configs). */
+bool python_enabled = false;
+
+/* 2. Maps, and the types of their values that only BPF knows. */
 
 /* Live allocations (tracer.h: two-choice buckets of slots). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1); /* buckets: sized by user space */
+	__uint(max_entries, 1); /* buckets: session.c sizes it (alloc_buckets) */
 	__type(key, __u32);
 	__type(value, struct tracer_bucket);
 } allocs SEC(".maps");
-
-const volatile __u32 alloc_buckets = 1;	   /* allocs' max_entries */
-const volatile __u64 max_traces = 1 << 20; /* --max-allocs */
-__u64 live_traces = 0;			   /* traces stored */
-__u64 overflow_used = 0;		   /* of which in allocs_overflow */
 
 /* Blocks whose two buckets were both full: rare below ~3/4 of the
  * buckets' capacity; allocated as used. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 1); /* sized by user space */
+	__uint(max_entries, 1); /* session.c sizes it from --max-allocs */
 	__type(key, __u64);
 	__type(value, struct tracer_alloc_info);
 } allocs_overflow SEC(".maps");
 
+/* Native stacks, when nframe > 1. */
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, 1); /* sized by user space when nframe > 1 */
+	__uint(max_entries, 1); /* session.c sizes it: --max-stacks */
 	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u64)); /* nframe * 8, set by user space */
+	__uint(value_size, sizeof(__u64)); /* session.c sets it: nframe * 8 */
 } stacks SEC(".maps");
 
+/* --follow: tgid -> its figures (target_stats without --follow). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 4096); /* fixed; beyond it, TRACER_CNT_PROCS_FULL */
 	__type(key, __u32);
 	__type(value, struct tracer_proc_stats);
 } procs SEC(".maps");
 
-/* --follow: tgid -> the process's index in allocation keys */
+/* --follow: tgid -> the process's index in allocation keys; session.c adds
+ * the first processes, follow_fork their children. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 4096); /* fixed; beyond it, TRACER_CNT_PROCS_FULL */
 	__type(key, __u32);
 	__type(value, __u32);
 } traced_pids SEC(".maps");
 
-/* The one traced process without --follow (its uprobes are attached to it
- * alone; this also keeps out a child that inherited the breakpoints). */
-__u32 target_tgid = 0;
-/* --follow: the index the next traced process gets; user space gives the
- * first ones, the fork tracepoint the rest. */
-__u32 next_proc_index = 0;
-
+/* What was lost or is worth knowing (tracer.h); session.c sums the CPUs. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -81,9 +112,10 @@ struct {
 	__type(value, struct tracer_counters);
 } counters SEC(".maps");
 
-/* The block this CPU last saw freed: Python's free of a block from the raw
- * domain runs the raw free and libc's free beneath it, whose probes then
- * see a block already forgotten; that is not an untraced block. */
+/* BPF only: the block this CPU last saw freed. Python's free of a block
+ * from the raw domain runs the raw free and libc's free beneath it, whose
+ * probes then see a block already forgotten; that is not an untraced
+ * block. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -91,7 +123,7 @@ struct {
 	__type(value, __u64);
 } last_freed SEC(".maps");
 
-/* The allocator call in flight on a thread. */
+/* The allocator call in flight on a thread (BPF only). */
 struct pending {
 	__u64 outer_sp; /* stack pointer at the outermost entry */
 	__u64 size;
@@ -106,8 +138,66 @@ struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct pending);
+	__type(value, struct pending); /* one per thread, made by its first entry probe */
 } pendings SEC(".maps");
+
+/* tgid -> how to walk its CPython frames: user/python/frames.c adds it (the
+ * walker fills in tss_key once the interpreter has created it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024); /* fixed */
+	__type(key, __u32);	   /* tgid */
+	__type(value, struct tracer_py_config);
+} py_configs SEC(".maps");
+
+/* Python stacks, under the key a trace keeps (tracer_alloc_info.py_stack),
+ * awaiting resolution: python_frames_poll (user/python/frames.c, every
+ * ~0.25 s and before each snapshot) resolves each into its cache and
+ * deletes it here. So what bounds it is the number of new distinct stacks
+ * between two polls, not --max-stacks (which sizes stacks): the size is
+ * fixed, the poll reads up to as many keys, and a stack beyond it counts
+ * TRACER_CNT_PY_STACKS_FULL and its trace keeps native frames only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 14); /* fixed; frames.c's poll buffer matches */
+	__type(key, __u64);
+	__type(value, struct tracer_py_stack);
+} py_stacks SEC(".maps");
+
+/* BPF only: the Python stack being walked (too large for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tracer_py_stack);
+} py_scratch SEC(".maps");
+
+/* The walker reads a frame, or a code object's fields, PY_READ bytes at a
+ * time. Frames of 3.11+ sit next to each other in the thread's data stack,
+ * the newest highest: one read of the PY_WINDOW bytes ending with a frame
+ * usually holds its callers too, where a read per frame would cost ~100 ns
+ * each. Both are powers of two: python.bpf.h masks offsets with them. */
+#define PY_READ 128
+#define PY_WINDOW 2048
+_Static_assert(!(PY_READ & (PY_READ - 1)) && !(PY_WINDOW & (PY_WINDOW - 1)),
+	       "python.bpf.h masks offsets with PY_READ - 1 and PY_WINDOW - 1");
+
+/* BPF only: a map value, since fields sit at offsets known only at run time
+ * (the stack forbids variable-offset reads). */
+struct py_frame_buf {
+	__u8 win[PY_WINDOW + PY_READ]; /* frames: a window, or one frame */
+	__u8 code[PY_READ];	       /* a code object from co_filename to _co_firsttraceable */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct py_frame_buf);
+} py_frame_bufs SEC(".maps");
+
+/* 3. What every part uses. */
 
 static __always_inline void count(enum tracer_counter c, __u64 n)
 {
@@ -117,6 +207,27 @@ static __always_inline void count(enum tracer_counter c, __u64 n)
 	if (cs && c < TRACER_CNT_MAX)
 		cs->c[c] += n;
 }
+
+/* The one mixer of this program: murmur3's 64-bit finalizer, a bijection
+ * whose every output bit depends on every input bit. The allocation
+ * table's bucket indexes take its two halves; the Python walker chains it
+ * (mix64(h ^ v)) into a stack's key. Nothing in user space recomputes
+ * either: it reads the buckets whole and uses the keys as they are. */
+static __always_inline __u64 mix64(__u64 h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h;
+}
+
+/* 4. Parts in files of their own. */
+
+#include "python.bpf.h" /* py_capture() */
+
+/* 5. Which processes are traced, the allocation table, the probes' bodies. */
 
 /* Whether tgid is traced; *proc receives its index for allocation keys. */
 static __always_inline bool traced_proc(__u32 tgid, __u32 *proc)
@@ -141,10 +252,8 @@ static __always_inline bool traced(__u32 tgid)
 	return traced_proc(tgid, &proc);
 }
 
-/* One traced process (the common case) keeps its figures in a global: no
- * lookup on the probe path. --follow keeps them per process. */
-struct tracer_proc_stats target_stats = {};
-
+/* tgid's figures: target_stats, or with --follow its entry in procs (made
+ * when create is set); NULL when procs is full. */
 static __always_inline struct tracer_proc_stats *proc_stats(__u32 tgid, bool create)
 {
 	struct tracer_proc_stats zero = {}, *st;
@@ -160,8 +269,6 @@ static __always_inline struct tracer_proc_stats *proc_stats(__u32 tgid, bool cre
 		count(TRACER_CNT_PROCS_FULL, 1);
 	return st;
 }
-
-#include "python.h"
 
 /* Entry of an allocator: the outermost call of the thread stashes its
  * arguments; nested calls only deepen. A stash whose outer frame lies below
@@ -215,17 +322,12 @@ static __always_inline void add_current(struct tracer_proc_stats *st, __s64 delt
 	}
 }
 
-/* The two buckets of a key: both halves of a 64-bit mix (murmur3's
- * finalizer), reduced to [0, n) by multiply-shift. */
+/* The two buckets of a key: both halves of its mix64, reduced to [0, n)
+ * by multiply-shift. */
 static __always_inline void bucket_indexes(__u64 key, __u32 n, __u32 *a, __u32 *b)
 {
-	__u64 h = key;
+	__u64 h = mix64(key);
 
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
 	*a = (__u32)(((h >> 32) * (__u64)n) >> 32);
 	*b = (__u32)(((h & 0xffffffffull) * (__u64)n) >> 32);
 	if (*b == *a)
@@ -451,6 +553,8 @@ static __always_inline int free_enter(__u64 ptr)
 	forget(TRACER_KEY(proc, ptr), proc_stats(tgid, false));
 	return 0;
 }
+
+/* 6. The programs. */
 
 /* libc's allocator family. Arguments are read from the registers, which the
  * probe placement guarantees are untouched at the probed instruction. */

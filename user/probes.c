@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 #include "elfsym.h"
 #include "placement.h"
 #include "probes.h"
+#include "python/alloc.h"
 #include "target.h"
 #include "util/util.h"
 
@@ -15,77 +17,119 @@ enum probe_shape {
 	AT_ENTRY,      /* entry only, on the first instruction: reads [sp] */
 };
 
+/* One probe: the function, found by name; the shape of its probe; the
+ * argument registers its entry program reads (placement keeps them
+ * untouched); and that program, as its place in the skeleton's progs
+ * (PROG). A place rather than a name, so that a program the BPF object
+ * does not have is a compile error; a row without one is what
+ * tests/unit/test_probes.c catches. */
 struct probe_spec {
 	const char *name;
 	enum probe_shape shape;
-	unsigned reads; /* argument registers the entry program reads */
+	unsigned reads;
+	size_t prog; /* PROG(program) */
 };
 
+#define PROG(p) offsetof(struct tracer_bpf, progs.p)
 #define R1 PLACEMENT_RDI
 #define R2 (PLACEMENT_RDI | PLACEMENT_RSI)
 #define R3 (PLACEMENT_RDI | PLACEMENT_RSI | PLACEMENT_RDX)
 
 static const struct probe_spec specs[] = {
-    {"malloc", ALLOC_RETURNS, R1},
-    {"calloc", ALLOC_RETURNS, R2},
-    {"realloc", ALLOC_RETURNS, R2},
-    {"reallocarray", ALLOC_RETURNS, R3},
-    {"posix_memalign", ALLOC_RETURNS, R3},
-    {"aligned_alloc", ALLOC_RETURNS, R2},
-    {"memalign", ALLOC_RETURNS, R2},
-    {"valloc", ALLOC_RETURNS, R1},
-    {"pvalloc", ALLOC_RETURNS, R1},
+    {"malloc", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"calloc", ALLOC_RETURNS, R2, PROG(calloc_enter)},
+    {"realloc", ALLOC_RETURNS, R2, PROG(realloc_enter)},
+    {"reallocarray", ALLOC_RETURNS, R3, PROG(reallocarray_enter)},
+    {"posix_memalign", ALLOC_RETURNS, R3, PROG(posix_memalign_enter)},
+    {"aligned_alloc", ALLOC_RETURNS, R2, PROG(memalign_enter)},
+    {"memalign", ALLOC_RETURNS, R2, PROG(memalign_enter)},
+    {"valloc", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"pvalloc", ALLOC_RETURNS, R1, PROG(malloc_enter)},
     /* C++: operator new and new[] (plain, nothrow, aligned) so that the
      * traceback starts at the C++ call site, not inside libstdc++. */
-    {"_Znwm", ALLOC_RETURNS, R1},
-    {"_Znam", ALLOC_RETURNS, R1},
-    {"_ZnwmRKSt9nothrow_t", ALLOC_RETURNS, R1},
-    {"_ZnamRKSt9nothrow_t", ALLOC_RETURNS, R1},
-    {"_ZnwmSt11align_val_t", ALLOC_RETURNS, R1},
-    {"_ZnamSt11align_val_t", ALLOC_RETURNS, R1},
-    {"_ZnwmSt11align_val_tRKSt9nothrow_t", ALLOC_RETURNS, R1},
-    {"_ZnamSt11align_val_tRKSt9nothrow_t", ALLOC_RETURNS, R1},
-    {"free", FREE_ONLY, R1},
+    {"_Znwm", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"_Znam", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"_ZnwmRKSt9nothrow_t", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"_ZnamRKSt9nothrow_t", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"_ZnwmSt11align_val_t", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"_ZnamSt11align_val_t", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"_ZnwmSt11align_val_tRKSt9nothrow_t", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"_ZnamSt11align_val_tRKSt9nothrow_t", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"free", FREE_ONLY, R1, PROG(free_enter_prog)},
     /* CPython (from .symtab where the build keeps it) */
-    {"_PyObject_Malloc", ALLOC_RETURNS, R2},
-    {"_PyObject_Calloc", ALLOC_RETURNS, R3},
-    {"_PyObject_Realloc", ALLOC_RETURNS, R3},
-    {"_PyObject_Free", FREE_ONLY, PLACEMENT_RSI},
-    {"_PyMem_RawMalloc", ALLOC_RETURNS, R2},
-    {"_PyMem_RawCalloc", ALLOC_RETURNS, R3},
-    {"_PyMem_RawRealloc", ALLOC_RETURNS, R3},
+    {"_PyObject_Malloc", ALLOC_RETURNS, R2, PROG(py_malloc_enter)},
+    {"_PyObject_Calloc", ALLOC_RETURNS, R3, PROG(py_calloc_enter)},
+    {"_PyObject_Realloc", ALLOC_RETURNS, R3, PROG(py_realloc_enter)},
+    {"_PyObject_Free", FREE_ONLY, PLACEMENT_RSI, PROG(py_free_enter)},
+    {"_PyMem_RawMalloc", ALLOC_RETURNS, R2, PROG(py_malloc_enter)},
+    {"_PyMem_RawCalloc", ALLOC_RETURNS, R3, PROG(py_calloc_enter)},
+    {"_PyMem_RawRealloc", ALLOC_RETURNS, R3, PROG(py_realloc_enter)},
     /* an extension's own domains (numpy) */
-    {"PyTraceMalloc_Track", AT_ENTRY, R3},
-    {"PyTraceMalloc_Untrack", FREE_ONLY, R2},
+    {"PyTraceMalloc_Track", AT_ENTRY, R3, PROG(py_track_enter)},
+    {"PyTraceMalloc_Untrack", FREE_ONLY, R2, PROG(py_untrack_enter)},
 };
 
-static struct bpf_program *entry_prog(struct tracer_bpf *skel, const char *name)
+#define NSPECS (sizeof(specs) / sizeof(specs[0]))
+
+/* CPython's allocator table slots (python/alloc.h), found by address: each
+ * probe takes the program and shape of the row of the function the slot
+ * holds in a default build (the raw domain's _PyMem_Raw* share them). */
+static const struct {
+	const char *slot; /* for -v */
+	const char *row;
+} python_slots[] = {
+    [PYTHON_ALLOC_MALLOC] = {"malloc", "_PyObject_Malloc"},
+    [PYTHON_ALLOC_CALLOC] = {"calloc", "_PyObject_Calloc"},
+    [PYTHON_ALLOC_REALLOC] = {"realloc", "_PyObject_Realloc"},
+    [PYTHON_ALLOC_FREE] = {"free", "_PyObject_Free"},
+};
+
+/* The row for CPython's slot kind, or NULL. */
+static const struct probe_spec *python_spec(int kind)
 {
-	if (!strcmp(name, "calloc"))
-		return skel->progs.calloc_enter;
-	if (!strcmp(name, "realloc"))
-		return skel->progs.realloc_enter;
-	if (!strcmp(name, "reallocarray"))
-		return skel->progs.reallocarray_enter;
-	if (!strcmp(name, "posix_memalign"))
-		return skel->progs.posix_memalign_enter;
-	if (!strcmp(name, "aligned_alloc") || !strcmp(name, "memalign"))
-		return skel->progs.memalign_enter;
-	if (!strcmp(name, "free"))
-		return skel->progs.free_enter_prog;
-	if (!strcmp(name, "_PyObject_Malloc") || !strcmp(name, "_PyMem_RawMalloc"))
-		return skel->progs.py_malloc_enter;
-	if (!strcmp(name, "_PyObject_Calloc") || !strcmp(name, "_PyMem_RawCalloc"))
-		return skel->progs.py_calloc_enter;
-	if (!strcmp(name, "_PyObject_Realloc") || !strcmp(name, "_PyMem_RawRealloc"))
-		return skel->progs.py_realloc_enter;
-	if (!strcmp(name, "_PyObject_Free"))
-		return skel->progs.py_free_enter;
-	if (!strcmp(name, "PyTraceMalloc_Track"))
-		return skel->progs.py_track_enter;
-	if (!strcmp(name, "PyTraceMalloc_Untrack"))
-		return skel->progs.py_untrack_enter;
-	return skel->progs.malloc_enter; /* (size, ...) */
+	if (kind < 0 || kind >= (int)(sizeof(python_slots) / sizeof(python_slots[0])) ||
+	    !python_slots[kind].row)
+		return NULL;
+	for (size_t i = 0; i < NSPECS; i++)
+		if (!strcmp(specs[i].name, python_slots[kind].row))
+			return &specs[i];
+	return NULL;
+}
+
+/* The row's entry program in skel; NULL for a row without one (its offset
+ * then lies outside skel->progs). */
+static struct bpf_program *spec_prog(struct tracer_bpf *skel, const struct probe_spec *s)
+{
+	size_t first = offsetof(struct tracer_bpf, progs);
+
+	if (s->prog < first || s->prog >= first + sizeof(skel->progs))
+		return NULL;
+	return *(struct bpf_program **)((char *)skel + s->prog);
+}
+
+static void row_of(struct tracer_bpf *skel, const struct probe_spec *s, struct probes_row *row)
+{
+	row->function = s->name;
+	row->prog = spec_prog(skel, s);
+	row->returns = s->shape == ALLOC_RETURNS;
+}
+
+bool probes_row(struct tracer_bpf *skel, size_t i, struct probes_row *row)
+{
+	if (i >= NSPECS)
+		return false;
+	row_of(skel, &specs[i], row);
+	return true;
+}
+
+bool probes_python_row(struct tracer_bpf *skel, int kind, struct probes_row *row)
+{
+	const struct probe_spec *s = python_spec(kind);
+
+	if (!s)
+		return false;
+	row_of(skel, s, row);
+	return true;
 }
 
 static int add_link(struct probes *p, struct bpf_link *l)
@@ -122,7 +166,11 @@ static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const c
 		  uint64_t off, bool retprobe)
 {
 	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = retprobe);
-	struct bpf_link *l = bpf_program__attach_uprobe_opts(prog, pid, path, off, &opts);
+	struct bpf_link *l;
+
+	if (!prog)
+		return -ENOENT; /* a row without a program: test_probes fails on it */
+	l = bpf_program__attach_uprobe_opts(prog, pid, path, off, &opts);
 	if (!l) {
 		int err = -errno;
 
@@ -136,7 +184,7 @@ static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const c
 int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, const char *path,
 		       bool verbose)
 {
-	uint64_t done[sizeof(specs) / sizeof(specs[0])];
+	uint64_t done[NSPECS];
 	struct elfsym_file *f;
 	size_t i, j, ndone = 0;
 	int err = 0, count = 0;
@@ -144,7 +192,7 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 	err = elfsym_open(path, &f);
 	if (err)
 		return err;
-	for (i = 0; i < sizeof(specs) / sizeof(specs[0]) && !err; i++) {
+	for (i = 0; i < NSPECS && !err; i++) {
 		struct bpf_program *prog;
 		struct placement pl = {};
 		struct elfsym sym;
@@ -158,7 +206,7 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 		if (j < ndone)
 			continue;
 		done[ndone++] = sym.file_offset;
-		prog = entry_prog(skel, specs[i].name);
+		prog = spec_prog(skel, &specs[i]);
 		off = sym.file_offset;
 		if (specs[i].shape == AT_ENTRY) {
 			err = attach(p, prog, pid, path, off, false);
@@ -238,17 +286,14 @@ int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, 
 int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 			 uint64_t fn, int kind, bool verbose)
 {
-	static const char *const kinds[] = {"", "malloc", "calloc", "realloc", "free"};
-	struct bpf_program *progs[] = {NULL, skel->progs.py_malloc_enter,
-				       skel->progs.py_calloc_enter, skel->progs.py_realloc_enter,
-				       skel->progs.py_free_enter};
+	const struct probe_spec *spec = python_spec(kind);
 	const struct target_mapping *m;
 	struct target_maps maps;
 	char path[4200];
 	uint64_t off;
 	int err;
 
-	if (kind < 1 || kind > 4)
+	if (!spec)
 		return -EINVAL;
 	err = target_read_maps(pid, &maps);
 	if (err)
@@ -265,8 +310,8 @@ int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 	 * the probe stays on its entry. */
 	if (probed(p, path, off))
 		return 0;
-	err = attach(p, progs[kind], attach_pid, path, off, false);
-	if (!err && kind != 4)
+	err = attach(p, spec_prog(skel, spec), attach_pid, path, off, false);
+	if (!err && spec->shape == ALLOC_RETURNS)
 		err = attach(p, skel->progs.alloc_return, attach_pid, path, off, true);
 	if (!err)
 		err = remember(p, path, off);
@@ -274,7 +319,7 @@ int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 		return err;
 	if (verbose)
 		fprintf(stderr, "tracer: probe CPython %s (from its allocator table) %s+0x%llx\n",
-			kinds[kind], path, (unsigned long long)off);
+			python_slots[kind].slot, path, (unsigned long long)off);
 	p->functions++;
 	return 1;
 }

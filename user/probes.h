@@ -11,16 +11,19 @@
 #include "tracer.h" /* before the skeleton: its globals use these types */
 #include "tracer.skel.h"
 
+/* An entry point probed. */
+struct probes_entry {
+	char *path;
+	uint64_t offset;
+};
+
 struct probes {
 	struct bpf_link **links;
 	size_t n, cap;
-	struct probes_entry {
-		char *path;
-		uint64_t offset;
-	} *entries; /* every entry point probed, so that none is probed twice */
+	struct probes_entry *entries; /* every entry point probed, so that none is probed twice */
 	size_t nentries;
-	size_t functions; /* functions probed */
-	size_t files;	  /* files that define at least one */
+	size_t functions;     /* functions probed */
+	size_t files;	      /* files that define at least one */
 	char failed_at[4200]; /* where an attach failed: "path+0xoff" */
 };
 
@@ -39,5 +42,19 @@ int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, 
 int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 			 uint64_t fn, int kind, bool verbose);
 void probes_detach(struct probes *p);
+
+/* The probe table, as tests/unit/test_probes.c checks it: a row's
+ * function, its entry program in skel (NULL: the row has none) and whether
+ * alloc_return goes on its return. */
+struct probes_row {
+	const char *function;
+	struct bpf_program *prog;
+	bool returns;
+};
+/* Row i of the table; false past the last. */
+bool probes_row(struct tracer_bpf *skel, size_t i, struct probes_row *row);
+/* The row whose program and shape CPython's allocator slot kind takes
+ * (PYTHON_ALLOC_MALLOC ... PYTHON_ALLOC_FREE); false for any other kind. */
+bool probes_python_row(struct tracer_bpf *skel, int kind, struct probes_row *row);
 
 #endif

@@ -311,7 +311,7 @@ int python_layout_config(const struct python_target *t, struct tracer_py_config 
 	cfg->tss_key_addr = t->runtime + layouts[i].tss_key_off - 4;
 	cfg->pthread_specific = GLIBC_PTHREAD_SPECIFIC;
 	cfg->tss_key = -1;
-	/* the walker reads these pairs in one go each (bpf/python.h) */
+	/* the walker reads these pairs in one go each (bpf/python.bpf.h) */
 	if (cfg->ts_native_tid &&
 	    (cfg->ts_native_tid < cfg->ts_frame || cfg->ts_native_tid - cfg->ts_frame > 108))
 		return -EPROTONOSUPPORT;

@@ -1,6 +1,6 @@
 /* CPython seen from the probes: which file of a process holds the
  * interpreter, its version, and the layout the BPF frame walker
- * (bpf/python.h) needs to read the allocating thread's frames. */
+ * (bpf/python.bpf.h) needs to read the allocating thread's frames. */
 #ifndef TRACER_PYTHON_BPF_H_USER
 #define TRACER_PYTHON_BPF_H_USER
 

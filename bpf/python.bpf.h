@@ -1,7 +1,12 @@
 /* The Python frame walker: at an allocation, the calling thread's CPython
  * frames are read (thread state from its pthread TSD slot, then the frame
  * chain) and stored as (code object, instruction) pairs; user space turns
- * them into file:line:function. Included by tracer.bpf.c. */
+ * them into file:line:function.
+ *
+ * Code only: the maps and settings it uses (py_configs, py_stacks,
+ * py_scratch, py_frame_bufs with PY_READ and PY_WINDOW; python_enabled,
+ * py_nframe) are declared at the top of tracer.bpf.c, with count() and
+ * mix64(), before the line that includes this file. */
 #ifndef TRACER_PYTHON_BPF_H
 #define TRACER_PYTHON_BPF_H
 
@@ -9,50 +14,61 @@
 #define E2BIG 7
 #endif
 
-/* set by user space once a traced process is known to run CPython */
-bool python_enabled = false;
-const volatile __u32 py_nframe = 1;
+/* Fields at offsets from user space.
+ *
+ * The walker reads fields at offsets user space gives (struct
+ * tracer_py_config) out of PY_READ-byte buffers: a frame in the window, or
+ * buf->code. The verifier knows nothing of those values, and passes a read
+ * of size bytes at buf + off only if it can prove off + size <= PY_READ; so
+ * each offset is masked first. PY_READ being a power of two, off &
+ * (PY_READ - size), for a size of 1, 4 or 8, is both at most PY_READ - size
+ * and a multiple of size: 0x7f, 0x7c, 0x78.
+ *
+ * The mask never changes a real offset, which is at most PY_READ - size
+ * and a multiple of size already. user/python/find.c's python_layout_config
+ * refuses a layout where one of the two spans would not fit
+ * (native_thread_id more than PY_TSTATE_READ - 4 bytes past the frame
+ * field; _co_firsttraceable's end more than PY_READ - 1 past co_filename).
+ * The frame fields are constants of its per-version layouts[] (each ends
+ * within a frame's first 112 bytes; pointers 8-aligned, f_lasti 4-aligned),
+ * checked against the process's _Py_DebugOffsets from 3.13 on. A layout
+ * that broke this would read a wrong field, never outside the buffer. */
+static __always_inline __u64 py_u64_at(const __u8 *buf, __u32 off)
+{
+	return *(const __u64 *)(buf + (off & (PY_READ - 8)));
+}
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u32); /* tgid */
-	__type(value, struct tracer_py_config);
-} py_configs SEC(".maps");
+static __always_inline __u32 py_u32_at(const __u8 *buf, __u32 off)
+{
+	return *(const __u32 *)(buf + (off & (PY_READ - 4)));
+}
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 1 << 14); /* --max-stacks */
-	__type(key, __u64);
-	__type(value, struct tracer_py_stack);
-} py_stacks SEC(".maps");
+static __always_inline __u8 py_u8_at(const __u8 *buf, __u32 off)
+{
+	return buf[off & (PY_READ - 1)];
+}
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct tracer_py_stack);
-} py_scratch SEC(".maps");
+/* A length from user space for a read into a PY_READ-byte buffer: at most
+ * PY_READ - 1, which python_layout_config checks of the one such length
+ * (co_filename to the end of _co_firsttraceable). */
+static __always_inline __u32 py_read_len(__u32 len)
+{
+	return len & (PY_READ - 1);
+}
 
-/* A frame's first bytes; a map value, since fields sit at offsets known only
- * at run time (the stack forbids variable-offset reads). */
-/* Frames of 3.11+ sit next to each other in the thread's data stack, the
- * newest highest: one read of the window below a frame usually holds its
- * callers too, where a read per frame would cost ~100 ns each. */
-#define PY_WINDOW 2048
+/* Where the frame at f starts in the window read at win_base: the walker
+ * looks a frame up there only when it lies wholly inside, f - win_base <=
+ * win_len - PY_READ < PY_WINDOW, so the mask changes nothing; it tells the
+ * verifier that a PY_READ read from there stays inside win[PY_WINDOW +
+ * PY_READ]. */
+static __always_inline __u32 py_window_off(__u64 f, __u64 win_base)
+{
+	return (__u32)(f - win_base) & (PY_WINDOW - 1);
+}
 
-struct py_frame_buf {
-	__u8 win[PY_WINDOW + 128]; /* frames */
-	__u8 code[128];		   /* a code object from co_filename to _co_firsttraceable */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct py_frame_buf);
-} py_frame_bufs SEC(".maps");
+/* The thread state's frame field and native_thread_id, in one read (3.11+:
+ * less than PY_TSTATE_READ bytes apart, python_layout_config checks). */
+#define PY_TSTATE_READ 112
 
 struct py_walk {
 	struct py_frame_buf *buf;
@@ -67,12 +83,6 @@ struct py_walk {
 	bool ident_read; /* buf->code holds this frame's code identity */
 };
 
-static __always_inline __u64 py_mix(__u64 h, __u64 v)
-{
-	h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-	return h * 0xff51afd7ed558ccdull;
-}
-
 /* One step of the chain: returns 1 to stop. */
 static long py_walk_step(__u32 i, struct py_walk *w)
 {
@@ -83,29 +93,29 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 
 	if (!f)
 		return 1;
-	if (!w->win_base || f < w->win_base || f - w->win_base > w->win_len - 128) {
+	if (!w->win_base || f < w->win_base || f - w->win_base > w->win_len - PY_READ) {
 		/* the window ending with this frame (3.11+, whose frames live
 		 * in the data stack); before 3.11, or where memory below is not
 		 * mapped, the frame alone */
-		__u64 base = f + 128 - PY_WINDOW;
+		__u64 base = f + PY_READ - PY_WINDOW;
 
 		if (c->code_adaptive && f > PY_WINDOW &&
 		    !bpf_probe_read_user(w->buf->win, PY_WINDOW, (void *)base)) {
 			w->win_base = base;
 			w->win_len = PY_WINDOW;
-		} else if (!bpf_probe_read_user(w->buf->win, 128, (void *)f)) {
+		} else if (!bpf_probe_read_user(w->buf->win, PY_READ, (void *)f)) {
 			w->win_base = f;
-			w->win_len = 128;
+			w->win_len = PY_READ;
 		} else {
 			w->unreadable = true;
 			return 1;
 		}
 	}
-	buf = w->buf->win + ((f - w->win_base) & (PY_WINDOW - 1));
-	previous = *(__u64 *)(buf + (c->fr_previous & 0x78));
-	code = *(__u64 *)(buf + (c->fr_code & 0x78)) & ~(__u64)c->code_tag_mask;
+	buf = w->buf->win + py_window_off(f, w->win_base);
+	previous = py_u64_at(buf, c->fr_previous);
+	code = py_u64_at(buf, c->fr_code) & ~(__u64)c->code_tag_mask;
 	if (c->fr_owner)
-		owner = buf[c->fr_owner & 0x7f];
+		owner = py_u8_at(buf, c->fr_owner);
 	w->frame = previous;
 	if (c->owner_skip_min && owner >= c->owner_skip_min)
 		return 0; /* a shim frame of the C stack */
@@ -116,17 +126,17 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 	if (c->code_adaptive) {
 		__u64 first = code + c->code_adaptive;
 
-		instr_raw = *(__u64 *)(buf + (c->fr_instr & 0x78));
+		instr_raw = py_u64_at(buf, c->fr_instr);
 		instr = instr_raw >= first ? (__s64)((instr_raw - first) / 2) : -1;
 	} else {
-		instr = *(__s32 *)(buf + (c->fr_instr & 0x7c));
+		instr = (__s32)py_u32_at(buf, c->fr_instr);
 	}
 	/* incomplete: pushed but not yet started (before RESUME). Only the
 	 * innermost frames can be: a frame that called another has started,
 	 * so after one complete frame this is not read again. One read gets
 	 * the code object's identity and _co_firsttraceable together. */
 	if (c->code_firsttraceable && !w->started) {
-		__u32 span = (c->code_firsttraceable - c->code_ident + 4) & 0x7f;
+		__u32 span = py_read_len(c->code_firsttraceable - c->code_ident + 4);
 
 		w->ident_read = false;
 		if (bpf_probe_read_user(w->buf->code, span, (void *)(code + c->code_ident))) {
@@ -134,8 +144,8 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 		} else {
 			w->ident_read = true;
 			if (owner != c->owner_generator &&
-			    instr < *(__s32 *)(w->buf->code +
-					       ((c->code_firsttraceable - c->code_ident) & 0x7c)))
+			    instr < (__s32)py_u32_at(w->buf->code,
+						     c->code_firsttraceable - c->code_ident))
 				return 0;
 		}
 	}
@@ -162,7 +172,9 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 			w->st->frames[n].ident = ident;
 		}
 		w->st->nframe = n + 1;
-		w->hash = py_mix(py_mix(py_mix(w->hash, code), (__u64)instr), ident);
+		w->hash = mix64(w->hash ^ code);
+		w->hash = mix64(w->hash ^ (__u64)instr);
+		w->hash = mix64(w->hash ^ ident);
 	}
 	return 0;
 }
@@ -218,11 +230,10 @@ static __always_inline __u64 py_capture(__u32 tgid)
 	if (!st || !w.buf)
 		return 0;
 	if (c->ts_native_tid) {
-		/* the frame field and native_thread_id in one read (3.11+:
-		 * less than 112 bytes apart, user space checks) */
-		if (bpf_probe_read_user(w.buf->code, 112, (void *)(tstate + c->ts_frame)))
+		if (bpf_probe_read_user(w.buf->code, PY_TSTATE_READ,
+					(void *)(tstate + c->ts_frame)))
 			goto unreadable;
-		if (*(__u32 *)(w.buf->code + ((c->ts_native_tid - c->ts_frame) & 0x7c)) !=
+		if (py_u32_at(w.buf->code, c->ts_native_tid - c->ts_frame) !=
 		    (__u32)bpf_get_current_pid_tgid())
 			return 0; /* the key's thread state is another thread's */
 		frame = *(__u64 *)w.buf->code;
@@ -241,7 +252,7 @@ static __always_inline __u64 py_capture(__u32 tgid)
 	bpf_loop(TRACER_PY_MAX_WALK, py_walk_step, &w, 0);
 	if (w.unreadable)
 		count(TRACER_CNT_PY_UNREADABLE, 1);
-	w.hash = py_mix(w.hash, st->total);
+	w.hash = mix64(w.hash ^ st->total);
 	if (w.hash == 0)
 		w.hash = 1;
 	if (bpf_map_update_elem(&py_stacks, &w.hash, st, BPF_NOEXIST) == -E2BIG) {
