@@ -131,11 +131,14 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 	} else {
 		instr = (__s32)py_u32_at(buf, c->fr_instr);
 	}
-	/* incomplete: pushed but not yet started (before RESUME). Only the
-	 * innermost frames can be: a frame that called another has started,
-	 * so after one complete frame this is not read again. One read gets
-	 * the code object's identity and _co_firsttraceable together. */
-	if (c->code_firsttraceable && !w->started) {
+	/* incomplete: pushed but not yet started (before RESUME): tracemalloc
+	 * neither shows nor counts it. The innermost frames can be; above a
+	 * complete frame a caller has run past its RESUME to a CALL, so its
+	 * index is at least 1, except for the shim that 3.13+ pushes under
+	 * an __init__ called by a class (_Py_InitCleanup, index 0, first
+	 * traceable 4): only a frame at index 0 or below is read again there.
+	 * One read gets the code object's identity and _co_firsttraceable. */
+	if (c->code_firsttraceable && (!w->started || instr <= 0)) {
 		__u32 span = py_read_len(c->code_firsttraceable - c->code_ident + 4);
 
 		w->ident_read = false;
@@ -145,8 +148,10 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 			w->ident_read = true;
 			if (owner != c->owner_generator &&
 			    instr < (__s32)py_u32_at(w->buf->code,
-						     c->code_firsttraceable - c->code_ident))
+						     c->code_firsttraceable - c->code_ident)) {
+				w->ident_read = false; /* it was this frame's */
 				return 0;
+			}
 		}
 	}
 	w->started = true;
@@ -207,6 +212,21 @@ static __always_inline __u64 py_thread_state(struct tracer_py_config *c)
 	return tstate;
 }
 
+/* The calling thread's id in its own pid namespace: what gettid() returns
+ * there, and so what CPython keeps in native_thread_id for a process in a
+ * container. */
+static __always_inline __u32 ns_tid(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pid *pid = BPF_CORE_READ(task, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	int nr = 0;
+
+	/* pid namespaces nest at most 32 deep (MAX_PID_NS_LEVEL) */
+	bpf_probe_read_kernel(&nr, sizeof(nr), &pid->numbers[level & 31].nr);
+	return (__u32)nr;
+}
+
 /* Captures the Python stack of the calling thread; returns its key in
  * py_stacks, or 0 when the thread runs no Python code. */
 static __always_inline __u64 py_capture(__u32 tgid)
@@ -215,7 +235,7 @@ static __always_inline __u64 py_capture(__u32 tgid)
 	struct tracer_py_stack *st;
 	struct py_walk w = {};
 	__u64 tstate, frame = 0;
-	__u32 zero = 0;
+	__u32 zero = 0, native_tid;
 
 	if (!python_enabled)
 		return 0;
@@ -233,8 +253,8 @@ static __always_inline __u64 py_capture(__u32 tgid)
 		if (bpf_probe_read_user(w.buf->code, PY_TSTATE_READ,
 					(void *)(tstate + c->ts_frame)))
 			goto unreadable;
-		if (py_u32_at(w.buf->code, c->ts_native_tid - c->ts_frame) !=
-		    (__u32)bpf_get_current_pid_tgid())
+		native_tid = py_u32_at(w.buf->code, c->ts_native_tid - c->ts_frame);
+		if (native_tid != (__u32)bpf_get_current_pid_tgid() && native_tid != ns_tid())
 			return 0; /* the key's thread state is another thread's */
 		frame = *(__u64 *)w.buf->code;
 	} else if (bpf_probe_read_user(&frame, sizeof(frame), (void *)(tstate + c->ts_frame))) {
