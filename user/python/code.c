@@ -5,22 +5,7 @@
 #include <string.h>
 
 #include "python/code.h"
-
-/* Where code objects and strings keep their fields (PYTHON.md section 2). */
-struct code_layout {
-	uint32_t firstlineno, filename, name, linetable; /* name: co_qualname from 3.11 */
-	uint32_t ascii_size;				 /* sizeof(PyASCIIObject) */
-	uint32_t compact_size;				 /* sizeof(PyCompactUnicodeObject) */
-};
-
-static struct code_layout layout_for(int minor)
-{
-	if (minor <= 10)
-		return (struct code_layout){40, 104, 112, 120, 48, 72};
-	if (minor == 11)
-		return (struct code_layout){72, 112, 128, 136, 48, 72};
-	return (struct code_layout){68, 112, 128, 136, 40, 56};
-}
+#include "python/layout.h"
 
 struct entry {
 	uint64_t code;		/* 0 = empty */
@@ -36,21 +21,25 @@ struct python_code {
 	pid_t pid;
 	int minor;
 	uint64_t code_type; /* PyCode_Type in the process; 0: not known */
-	struct code_layout l;
+	struct python_layout_code l;
 	struct entry *e;
 	size_t cap, n;
 };
 
 int python_code_open(pid_t pid, const struct python_target *t, struct python_code **out)
 {
-	struct python_code *c = calloc(1, sizeof(*c));
+	const struct python_layout *l = python_layout_for(t->minor);
+	struct python_code *c;
 
+	if (!l)
+		return -EPROTONOSUPPORT;
+	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c->pid = pid;
 	c->minor = t->minor;
 	c->code_type = t->code_type;
-	c->l = layout_for(t->minor);
+	c->l = l->code;
 	c->cap = 256;
 	c->e = calloc(c->cap, sizeof(*c->e));
 	if (!c->e) {
@@ -59,23 +48,6 @@ int python_code_open(pid_t pid, const struct python_target *t, struct python_cod
 	}
 	*out = c;
 	return 0;
-}
-
-int python_code_check(const struct python_target *t, char *why, size_t why_len)
-{
-	struct code_layout l = layout_for(t->minor);
-	const struct python_facts *f = &t->facts;
-	const struct python_layout_check checks[] = {
-	    {"co_filename", f->co_filename, l.filename},
-	    {t->minor >= 11 ? "co_qualname" : "co_name",
-	     t->minor >= 11 ? f->co_qualname : f->co_name, l.name},
-	    {"co_firstlineno", f->co_firstlineno, l.firstlineno},
-	    {t->minor >= 10 ? "co_linetable" : "co_lnotab", f->co_linetable, l.linetable},
-	    {"sizeof(PyASCIIObject)", f->debug_offsets ? f->ascii_size : l.ascii_size,
-	     l.ascii_size},
-	};
-
-	return python_layout_checks_agree(checks, sizeof(checks) / sizeof(checks[0]), why, why_len);
 }
 
 static void entry_free(struct entry *e)

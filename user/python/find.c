@@ -1,3 +1,6 @@
+/* CPython in a process: the file holding _PyRuntime, its version, and the
+ * facts the process gives about its layout (PyCode_Type's member table,
+ * _Py_DebugOffsets at the positions python/layout.c lists). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -7,103 +10,8 @@
 
 #include "elfsym.h"
 #include "python/find.h"
+#include "python/layout.h"
 #include "target.h"
-
-/* Per minor version, x86-64 (../shared/PYTHON.md section 2, checked against
- * the DWARF of each build): where the thread state, frames and code objects
- * keep what the walker reads. tss_key is the offset of the gilstate TSS
- * key (autoTSSkey._key) in _PyRuntime. */
-struct layout {
-	int minor;
-	uint32_t tss_key_off;
-	struct tracer_py_config cfg;
-};
-
-static const struct layout layouts[] = {
-    {8,
-     1396,
-     {.ts_frame = 24, .cframe_current = -1, .fr_previous = 24, .fr_code = 32, .fr_instr = 104}},
-    {9,
-     588,
-     {.ts_frame = 24, .cframe_current = -1, .fr_previous = 24, .fr_code = 32, .fr_instr = 104}},
-    {10,
-     588,
-     {.ts_frame = 24, .cframe_current = -1, .fr_previous = 24, .fr_code = 32, .fr_instr = 96}},
-    {11,
-     596,
-     {.ts_native_tid = 160,
-      .ts_frame = 56,
-      .cframe_current = 8,
-      .fr_previous = 48,
-      .fr_code = 32,
-      .fr_instr = 56,
-      .fr_owner = 69,
-      .owner_generator = 1,
-      .code_adaptive = 184,
-      .code_firsttraceable = 168}},
-    {12,
-     1548,
-     {.ts_native_tid = 144,
-      .ts_frame = 56,
-      .cframe_current = 0,
-      .fr_previous = 8,
-      .fr_code = 0,
-      .fr_instr = 56,
-      .fr_owner = 70,
-      .owner_skip_min = 3,
-      .owner_generator = 1,
-      .code_adaptive = 192,
-      .code_firsttraceable = 176}},
-    {13,
-     2164,
-     {.ts_native_tid = 160,
-      .ts_frame = 72,
-      .cframe_current = -1,
-      .fr_previous = 8,
-      .fr_code = 0,
-      .fr_instr = 56,
-      .fr_owner = 70,
-      .owner_skip_min = 3,
-      .owner_generator = 1,
-      .code_adaptive = 200,
-      .code_firsttraceable = 184}},
-    /* 3.14: f_executable is a _PyStackRef whose low 2 bits are tags; the
-     * owner enum gains INTERPRETER (3) before CSTACK (4); the gilstate key
-     * still binds the thread (PyGILState_GetThisThreadState of 3.14.8). */
-    {14,
-     2340,
-     {.ts_native_tid = 160,
-      .ts_frame = 72,
-      .cframe_current = -1,
-      .fr_previous = 8,
-      .fr_code = 0,
-      .fr_instr = 56,
-      .fr_owner = 74,
-      .owner_skip_min = 3,
-      .owner_generator = 1,
-      .code_adaptive = 208,
-      .code_firsttraceable = 192,
-      .code_tag_mask = 3}},
-};
-
-/* Where _Py_DebugOffsets keeps the offsets we check, per minor version
- * (Include/internal/pycore_debug_offsets.h; offsetof computed against each
- * version's headers, and read back from the 3.13.0 and 3.14.8 binaries). */
-struct debug_positions {
-	int minor;
-	uint16_t ts_current_frame, ts_native_tid, fr_previous, fr_executable, fr_instr, fr_owner;
-	uint16_t co_filename, co_name, co_qualname, co_linetable, co_firstlineno, co_adaptive;
-	uint16_t ascii_size, total;
-};
-
-static const struct debug_positions debug_positions[] = {
-    {13, 184, 200, 232, 240, 248, 264, 280, 288, 296, 304, 312, 344, 560, 584},
-    {14, 208, 224, 256, 264, 272, 288, 320, 328, 336, 344, 352, 384, 640, 760},
-};
-
-/* glibc 2.36 x86-64: struct pthread.specific_1stblock (from the
- * disassembly of pthread_getspecific). */
-#define GLIBC_PTHREAD_SPECIFIC 0x310
 
 int python_read(pid_t pid, uint64_t addr, void *buf, size_t len)
 {
@@ -181,15 +89,13 @@ static void read_code_type(pid_t pid, uint64_t type, struct python_facts *f)
  * free_threaded, then the groups of offsets. */
 static void read_debug_offsets(pid_t pid, const struct python_target *t, struct python_facts *f)
 {
-	const struct debug_positions *d = NULL;
+	const struct python_layout *l = python_layout_for(t->minor);
+	const struct python_layout_debug *d = l ? &l->debug : NULL;
 	uint8_t buf[1024];
 	uint64_t version, free_threaded;
-	size_t i;
 
-	for (i = 0; i < sizeof(debug_positions) / sizeof(debug_positions[0]); i++)
-		if (debug_positions[i].minor == t->minor)
-			d = &debug_positions[i];
-	if (!d || python_read(pid, t->runtime, buf, d->total))
+	if (!d || !d->total || d->total > sizeof(buf) ||
+	    python_read(pid, t->runtime, buf, d->total))
 		return;
 	memcpy(&version, buf + 8, 8);
 	memcpy(&free_threaded, buf + 16, 8);
@@ -272,82 +178,5 @@ int python_find(pid_t pid, struct python_target *out)
 		read_code_type(pid, out->code_type, f);
 		read_debug_offsets(pid, out, f);
 	}
-	for (i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++)
-		if (out->major == 3 && layouts[i].minor == out->minor)
-			return 0;
-	return -EPROTONOSUPPORT;
-}
-
-int python_layout_checks_agree(const struct python_layout_check *c, size_t n, char *why, size_t why_len)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (c[i].fact == c[i].table)
-			continue;
-		if (c[i].fact < 0)
-			snprintf(why, why_len, "its %s could not be read", c[i].what);
-		else
-			snprintf(why, why_len, "its %s is at %lld, the table says %lld", c[i].what,
-				 (long long)c[i].fact, (long long)c[i].table);
-		return -EPROTO;
-	}
-	return 0;
-}
-
-int python_layout_config(const struct python_target *t, struct tracer_py_config *cfg, char *why,
-		      size_t why_len)
-{
-	const struct python_facts *f = &t->facts;
-	size_t i;
-
-	for (i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++)
-		if (layouts[i].minor == t->minor)
-			break;
-	if (i == sizeof(layouts) / sizeof(layouts[0]))
-		return -EPROTONOSUPPORT;
-	*cfg = layouts[i].cfg;
-	cfg->code_ident = t->minor <= 10 ? 104 : 112; /* co_filename, then co_name */
-	/* Py_tss_t {int _is_initialized; pthread_key_t _key;}: the walker reads
-	 * it itself, so the process may not have created it yet. */
-	cfg->tss_key_addr = t->runtime + layouts[i].tss_key_off - 4;
-	cfg->pthread_specific = GLIBC_PTHREAD_SPECIFIC;
-	cfg->tss_key = -1;
-	/* the walker reads these pairs in one go each (bpf/python.h) */
-	if (cfg->ts_native_tid &&
-	    (cfg->ts_native_tid < cfg->ts_frame || cfg->ts_native_tid - cfg->ts_frame > 108))
-		return -EPROTONOSUPPORT;
-	if (cfg->code_firsttraceable && cfg->code_firsttraceable - cfg->code_ident + 4 > 127)
-		return -EPROTONOSUPPORT;
-	/* The code object's fields from PyCode_Type in every version, the
-	 * thread state and frame fields from _Py_DebugOffsets where published:
-	 * a process that disagrees gets native tracebacks, never wrong frames. */
-	{
-		const struct python_layout_check code[] = {
-		    {"PyCode_Type.co_filename", f->co_filename, cfg->code_ident},
-		    {"PyCode_Type.co_name", f->co_name, cfg->code_ident + 8},
-		    /* from 3.11 its size is where co_code_adaptive starts */
-		    {"PyCode_Type size (co_code_adaptive)",
-		     t->minor >= 11 ? f->code_basicsize : cfg->code_adaptive, cfg->code_adaptive},
-		};
-		const struct python_layout_check debug[] = {
-		    {"thread state's current_frame", f->ts_current_frame, cfg->ts_frame},
-		    {"thread state's native_thread_id", f->ts_native_tid, cfg->ts_native_tid},
-		    {"frame's previous", f->fr_previous, cfg->fr_previous},
-		    {"frame's executable", f->fr_executable, cfg->fr_code},
-		    {"frame's instr_ptr", f->fr_instr, cfg->fr_instr},
-		    {"frame's owner", f->fr_owner, cfg->fr_owner},
-		    {"code's co_code_adaptive", f->co_adaptive, cfg->code_adaptive},
-		};
-
-		if (python_layout_checks_agree(code, sizeof(code) / sizeof(code[0]), why, why_len))
-			return -EPROTO;
-		if (t->minor < 13)
-			return 0; /* no _Py_DebugOffsets before 3.13 */
-		if (!f->debug_offsets) {
-			snprintf(why, why_len,
-				 "its _Py_DebugOffsets could not be read or are not %d.%d's",
-				 t->major, t->minor);
-			return -EPROTO;
-		}
-		return python_layout_checks_agree(debug, sizeof(debug) / sizeof(debug[0]), why, why_len);
-	}
+	return out->major == 3 && python_layout_for(out->minor) ? 0 : -EPROTONOSUPPORT;
 }

@@ -7,6 +7,7 @@
 #include "elfsym.h"
 #include "python/code.h"
 #include "python/frames.h"
+#include "python/layout.h"
 #include "model/snapshot.h"
 
 enum state { SEARCHING, ACTIVE, UNSUPPORTED };
@@ -141,7 +142,7 @@ static void recognise(struct python_frames *p)
 		return;
 	err = python_layout_config(&p->target, &cfg, why, sizeof(why));
 	if (!err)
-		err = python_code_check(&p->target, why, sizeof(why));
+		err = python_layout_check_code(&p->target, why, sizeof(why));
 	if (err) {
 		if (err == -EPROTO)
 			fprintf(
