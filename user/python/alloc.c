@@ -1,21 +1,14 @@
 #include <capstone/capstone.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "elfsym.h"
 #include "python/alloc.h"
 #include "target.h"
 
 static const char *const wrappers[PYTHON_ALLOC_NDOMAINS] = {"PyMem_RawMalloc", "PyMem_Malloc",
-						       "PyObject_Malloc"};
-
-static int read_u64(pid_t pid, uint64_t addr, uint64_t *v)
-{
-	return python_read(pid, addr, v, sizeof(*v));
-}
+							    "PyObject_Malloc"};
 
 /* The data addresses the first instructions of a wrapper read: a table's
  * ctx and malloc slots, 8 bytes apart. Registers loaded from memory are
@@ -24,8 +17,8 @@ static int read_u64(pid_t pid, uint64_t addr, uint64_t *v)
  * LTO builds of 3.14 test the malloc slot against the default first and
  * read ctx only on the branch taken when it differs: the code at a
  * conditional branch's target inside the function is decoded too. */
-static int decode_table(pid_t pid, struct elfsym_file *f, uint64_t bias, const char *name,
-			uint64_t *table)
+static int decode_table(struct target_mem *mem, struct elfsym_file *f, uint64_t bias,
+			const char *name, uint64_t *table)
 {
 	uint64_t refs[32], regval[X86_REG_ENDING] = {0}, regions[4];
 	unsigned nrefs = 0, nregions = 1;
@@ -70,7 +63,7 @@ static int decode_table(pid_t pid, struct elfsym_file *f, uint64_t bias, const c
 				/* mov reg64, [mem]: the register now holds what is there */
 				if (in->id == X86_INS_MOV && i == 1 &&
 				    x->operands[0].type == X86_OP_REG && op->size == 8 &&
-				    read_u64(pid, a, &regval[x->operands[0].reg]))
+				    target_mem_read(mem, a, &regval[x->operands[0].reg], 8))
 					regval[x->operands[0].reg] = 0;
 			}
 			if (cs_insn_group(h, in, CS_GRP_JUMP) && in->id != X86_INS_JMP &&
@@ -113,6 +106,7 @@ int python_alloc_find(pid_t pid, const struct python_target *t, struct python_al
 
 	memset(out, 0, sizeof(*out));
 	out->pid = pid;
+	out->mem = t->mem;
 	err = elfsym_open(t->path, &f);
 	if (err)
 		return err;
@@ -122,9 +116,10 @@ int python_alloc_find(pid_t pid, const struct python_target *t, struct python_al
 		return err;
 	}
 	for (d = 0; d < PYTHON_ALLOC_NDOMAINS && !err; d++) {
-		err = decode_table(pid, f, t->bias, wrappers[d], &out->table[d]);
+		err = decode_table(out->mem, f, t->bias, wrappers[d], &out->table[d]);
 		if (!err)
-			err = python_read(pid, out->table[d], out->fn[d], sizeof(out->fn[d]));
+			err = target_mem_read(out->mem, out->table[d], out->fn[d],
+					      sizeof(out->fn[d]));
 		for (int s = PYTHON_ALLOC_MALLOC; !err && s <= PYTHON_ALLOC_FREE; s++)
 			if (!in_code(&maps, out->fn[d][s]))
 				err = -ENOENT;
@@ -132,23 +127,6 @@ int python_alloc_find(pid_t pid, const struct python_target *t, struct python_al
 	target_maps_free(&maps);
 	elfsym_close(f);
 	return err;
-}
-
-static int write_u64(pid_t pid, uint64_t addr, uint64_t v)
-{
-	char path[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = pwrite(fd, &v, sizeof(v), (off_t)addr); /* one aligned 8-byte store */
-	close(fd);
-	if (n < 0)
-		return -errno;
-	return n == sizeof(v) ? 0 : -EIO;
 }
 
 /* The hooked slots: mem and obj, malloc and calloc. */
@@ -169,11 +147,11 @@ static int swap_slots(struct python_alloc *a, bool hook)
 			uint64_t from = hook ? a->fn[d][s] : a->fn[PYTHON_ALLOC_RAW][s];
 			uint64_t to = hook ? a->fn[PYTHON_ALLOC_RAW][s] : a->fn[d][s];
 
-			err = read_u64(a->pid, slot, &cur);
+			err = target_mem_read(a->mem, slot, &cur, sizeof(cur));
 			if (!err && cur != from)
 				err = -EBUSY;
 			if (!err)
-				err = write_u64(a->pid, slot, to);
+				err = target_mem_write_u64(a->mem, slot, to);
 			if (!err) {
 				done[ndone][0] = slot;
 				done[ndone++][1] = from;
@@ -181,7 +159,7 @@ static int swap_slots(struct python_alloc *a, bool hook)
 		}
 	if (err)
 		while (ndone-- > 0)
-			write_u64(a->pid, done[ndone][0], done[ndone][1]);
+			target_mem_write_u64(a->mem, done[ndone][0], done[ndone][1]);
 	return err;
 }
 

@@ -14,17 +14,30 @@
 
 #include "python/find.h"
 
-enum python_alloc_domain { PYTHON_ALLOC_RAW, PYTHON_ALLOC_MEM, PYTHON_ALLOC_OBJ, PYTHON_ALLOC_NDOMAINS };
-enum python_alloc_slot { PYTHON_ALLOC_CTX, PYTHON_ALLOC_MALLOC, PYTHON_ALLOC_CALLOC, PYTHON_ALLOC_REALLOC, PYTHON_ALLOC_FREE };
+enum python_alloc_domain {
+	PYTHON_ALLOC_RAW,
+	PYTHON_ALLOC_MEM,
+	PYTHON_ALLOC_OBJ,
+	PYTHON_ALLOC_NDOMAINS
+};
+enum python_alloc_slot {
+	PYTHON_ALLOC_CTX,
+	PYTHON_ALLOC_MALLOC,
+	PYTHON_ALLOC_CALLOC,
+	PYTHON_ALLOC_REALLOC,
+	PYTHON_ALLOC_FREE
+};
 
 struct python_alloc {
 	pid_t pid;
-	uint64_t table[PYTHON_ALLOC_NDOMAINS];   /* runtime addresses */
-	uint64_t fn[PYTHON_ALLOC_NDOMAINS][5];   /* their contents when found */
+	struct target_mem *mem;		       /* the target's (python_target.mem), borrowed */
+	uint64_t table[PYTHON_ALLOC_NDOMAINS]; /* runtime addresses */
+	uint64_t fn[PYTHON_ALLOC_NDOMAINS][5]; /* their contents when found */
 	bool hooked;
 };
 
-/* Finds the tables of the CPython t in process pid and reads them.
+/* Finds the tables of the CPython t in process pid and reads them through
+ * t->mem, which must stay open while out is in use.
  * Returns 0, -ENOENT (a wrapper is missing or does not decode) or -errno. */
 int python_alloc_find(pid_t pid, const struct python_target *t, struct python_alloc *out);
 

@@ -18,7 +18,7 @@ struct entry {
 };
 
 struct python_code {
-	pid_t pid;
+	struct target_mem *mem; /* the target's, borrowed */
 	int minor;
 	uint64_t code_type; /* PyCode_Type in the process; 0: not known */
 	struct python_layout_code l;
@@ -26,7 +26,7 @@ struct python_code {
 	size_t cap, n;
 };
 
-int python_code_open(pid_t pid, const struct python_target *t, struct python_code **out)
+int python_code_open(const struct python_target *t, struct python_code **out)
 {
 	const struct python_layout *l = python_layout_for(t->minor);
 	struct python_code *c;
@@ -36,7 +36,7 @@ int python_code_open(pid_t pid, const struct python_target *t, struct python_cod
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->pid = pid;
+	c->mem = t->mem;
 	c->minor = t->minor;
 	c->code_type = t->code_type;
 	c->l = l->code;
@@ -118,7 +118,7 @@ static char *read_str(struct python_code *c, uint64_t obj)
 	char *out, *p;
 	size_t i;
 
-	if (!obj || python_read(c->pid, obj, hdr, sizeof(hdr)))
+	if (!obj || target_mem_read(c->mem, obj, hdr, sizeof(hdr)))
 		return NULL;
 	memcpy(&len, hdr + 16, 8);
 	memcpy(&state, hdr + 32, 4);
@@ -129,8 +129,9 @@ static char *read_str(struct python_code *c, uint64_t obj)
 	raw = malloc(len * kind + 1);
 	out = malloc(len * 4 + 1);
 	if (!raw || !out ||
-	    python_read(c->pid, obj + ((state & (1u << 6)) ? c->l.ascii_size : c->l.compact_size),
-			raw, len * kind)) {
+	    target_mem_read(c->mem,
+			    obj + ((state & (1u << 6)) ? c->l.ascii_size : c->l.compact_size), raw,
+			    len * kind)) {
 		free(raw);
 		free(out);
 		return NULL;
@@ -159,7 +160,7 @@ static int read_code(struct python_code *c, uint64_t code, struct entry *e)
 	uint64_t fn, name, table, tlen;
 	int32_t first;
 
-	if (python_read(c->pid, code, buf, sizeof(buf)))
+	if (target_mem_read(c->mem, code, buf, sizeof(buf)))
 		return -EFAULT;
 	if (!plausible_refcnt(c, buf))
 		return -ESTALE; /* freed since the capture */
@@ -188,9 +189,9 @@ static int read_code(struct python_code *c, uint64_t code, struct entry *e)
 		e->filename = NULL;
 		return -ESTALE;
 	}
-	if (table && !python_read(c->pid, table + 16, &tlen, 8) && tlen < (1 << 24)) {
+	if (table && !target_mem_read(c->mem, table + 16, &tlen, 8) && tlen < (1 << 24)) {
 		e->table = malloc(tlen ? tlen : 1);
-		if (e->table && !python_read(c->pid, table + 32, e->table, tlen))
+		if (e->table && !target_mem_read(c->mem, table + 32, e->table, tlen))
 			e->table_len = tlen;
 	}
 	if (!e->filename)
@@ -263,7 +264,7 @@ void python_code_revalidate(struct python_code *c)
 
 		if (!e->code)
 			continue;
-		if (!python_read(c->pid, e->code, buf, sizeof(buf))) {
+		if (!target_mem_read(c->mem, e->code, buf, sizeof(buf))) {
 			memcpy(&fn, buf + c->l.filename, 8);
 			memcpy(&name, buf + c->l.name, 8);
 			memcpy(&first, buf + c->l.firstlineno, 4);

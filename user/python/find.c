@@ -2,33 +2,13 @@
  * facts the process gives about its layout (PyCode_Type's member table,
  * _Py_DebugOffsets at the positions python/layout.c lists). */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "elfsym.h"
 #include "python/find.h"
 #include "python/layout.h"
-#include "target.h"
-
-int python_read(pid_t pid, uint64_t addr, void *buf, size_t len)
-{
-	char path[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = pread(fd, buf, len, (off_t)addr);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	return (size_t)n == len ? 0 : -EIO;
-}
 
 static int version_from_name(const char *path, int *minor)
 {
@@ -51,24 +31,24 @@ static int64_t u64_at(const uint8_t *b, size_t pos)
 
 /* PyCode_Type as the process has it: tp_basicsize and the offsets its
  * member table (PyMemberDef {name, type, offset, flags, doc}) gives. */
-static void read_code_type(pid_t pid, uint64_t type, struct python_facts *f)
+static void read_code_type(struct target_mem *mem, uint64_t type, struct python_facts *f)
 {
 	uint8_t obj[248], member[40];
 	uint64_t members, name;
 	char str[24];
 	int i;
 
-	if (!type || python_read(pid, type, obj, sizeof(obj)))
+	if (!type || target_mem_read(mem, type, obj, sizeof(obj)))
 		return;
 	f->code_basicsize = u64_at(obj, 32);
 	memcpy(&members, obj + 240, 8);
 	for (i = 0; members && i < 64; i++) {
 		int64_t off;
 
-		if (python_read(pid, members + 40 * (uint64_t)i, member, sizeof(member)))
+		if (target_mem_read(mem, members + 40 * (uint64_t)i, member, sizeof(member)))
 			return;
 		memcpy(&name, member, 8);
-		if (!name || python_read(pid, name, str, sizeof(str)))
+		if (!name || target_mem_read(mem, name, str, sizeof(str)))
 			return;
 		str[sizeof(str) - 1] = '\0';
 		off = u64_at(member, 16);
@@ -87,7 +67,8 @@ static void read_code_type(pid_t pid, uint64_t type, struct python_facts *f)
 
 /* _Py_DebugOffsets at the start of _PyRuntime (3.13+): cookie, version,
  * free_threaded, then the groups of offsets. */
-static void read_debug_offsets(pid_t pid, const struct python_target *t, struct python_facts *f)
+static void read_debug_offsets(struct target_mem *mem, const struct python_target *t,
+			       struct python_facts *f)
 {
 	const struct python_layout *l = python_layout_for(t->minor);
 	const struct python_layout_debug *d = l ? &l->debug : NULL;
@@ -95,7 +76,7 @@ static void read_debug_offsets(pid_t pid, const struct python_target *t, struct 
 	uint64_t version, free_threaded;
 
 	if (!d || !d->total || d->total > sizeof(buf) ||
-	    python_read(pid, t->runtime, buf, d->total))
+	    target_mem_read(mem, t->runtime, buf, d->total))
 		return;
 	memcpy(&version, buf + 8, 8);
 	memcpy(&free_threaded, buf + 16, 8);
@@ -120,13 +101,15 @@ static void read_debug_offsets(pid_t pid, const struct python_target *t, struct 
 		f->co_filename = -2; /* the process contradicts itself: trust neither */
 }
 
-int python_find(pid_t pid, struct python_target *out)
+int python_find(struct target_mem *mem, struct python_target *out)
 {
+	pid_t pid = mem->pid;
 	struct target_maps maps;
 	size_t i;
 	int err = -ENOENT;
 
 	memset(out, 0, sizeof(*out));
+	out->mem = mem;
 	if ((err = target_read_maps(pid, &maps)))
 		return err;
 	err = -ENOENT;
@@ -175,8 +158,8 @@ int python_find(pid_t pid, struct python_target *out)
 		f->co_firstlineno = f->co_linetable = -1;
 		f->ts_current_frame = f->ts_native_tid = f->fr_previous = f->fr_executable = -1;
 		f->fr_instr = f->fr_owner = f->co_adaptive = f->ascii_size = -1;
-		read_code_type(pid, out->code_type, f);
-		read_debug_offsets(pid, out, f);
+		read_code_type(mem, out->code_type, f);
+		read_debug_offsets(mem, out, f);
 	}
 	return out->major == 3 && python_layout_for(out->minor) ? 0 : -EPROTONOSUPPORT;
 }

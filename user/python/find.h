@@ -6,9 +6,10 @@
 
 #include <limits.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "target.h"
 
 /* What a CPython process reveals about its own layout, to check the tables
  * against: PyCode_Type (its size and member table, all versions) and, from
@@ -28,13 +29,15 @@ struct python_target {
 	struct python_facts facts;
 	uint64_t bias; /* load bias of the interpreter's file */
 	char path[PATH_MAX + 64];
+	/* the process's memory, read through by the python/ modules; owned by
+	 * python_find's caller, open while the target is in use */
+	struct target_mem *mem;
 };
 
-/* 0, -ENOENT when the process runs no CPython, -EPROTONOSUPPORT for a
- * version without a layout table (out->minor says which). */
-int python_find(pid_t pid, struct python_target *out);
-
-/* Reads len bytes of the process's memory at addr (no ptrace, no writes). */
-int python_read(pid_t pid, uint64_t addr, void *buf, size_t len);
+/* Finds CPython in the process whose memory mem is (mem->pid), reading
+ * its facts through mem. 0, -ENOENT when the process runs no CPython,
+ * -EPROTONOSUPPORT for a version without a layout table (out->minor says
+ * which). */
+int python_find(struct target_mem *mem, struct python_target *out);
 
 #endif

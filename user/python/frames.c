@@ -8,6 +8,7 @@
 #include "python/code.h"
 #include "python/frames.h"
 #include "python/layout.h"
+#include "target.h"
 #include "model/snapshot.h"
 
 enum state { SEARCHING, ACTIVE, UNSUPPORTED };
@@ -22,6 +23,7 @@ struct python_frames {
 	pid_t pid;
 	enum state state;
 	int attempts;
+	struct target_mem mem; /* the process's, target.mem: open while ACTIVE */
 	struct python_target target;
 	struct python_code *code;
 	struct snapshot *strings; /* owns the strings of resolved stacks */
@@ -39,6 +41,7 @@ int python_frames_open(struct tracer_bpf *skel, pid_t pid, struct python_frames 
 		return -ENOMEM;
 	p->skel = skel;
 	p->pid = pid;
+	p->mem.fd = p->mem.wfd = -1;
 	p->strings = snapshot_new();
 	p->cap = 1024;
 	p->r = calloc(p->cap, sizeof(*p->r));
@@ -60,6 +63,7 @@ void python_frames_close(struct python_frames *p)
 		free(p->r[i].stack);
 	free(p->r);
 	python_code_close(p->code);
+	target_mem_close(&p->mem);
 	snapshot_free(p->strings);
 	free(p);
 }
@@ -88,24 +92,11 @@ static void warn_if_pymalloc_hidden(struct python_frames *p)
 	struct elfsym sym;
 	bool hidden;
 
-	char path[64], env[65536];
-	FILE *e;
-	size_t n = 0, i;
-
 	if (p->hook_pymalloc)
 		return;
 	/* PYTHONMALLOC=malloc routes every object allocation to libc */
-	snprintf(path, sizeof(path), "/proc/%d/environ", p->pid);
-	e = fopen(path, "re");
-	if (e) {
-		n = fread(env, 1, sizeof(env) - 1, e);
-		fclose(e);
-	}
-	for (i = 0; i < n; i += strlen(env + i) + 1) {
-		env[n] = '\0';
-		if (!strcmp(env + i, "PYTHONMALLOC=malloc"))
-			return;
-	}
+	if (target_environ_has(p->pid, "PYTHONMALLOC=malloc"))
+		return;
 	if (elfsym_open(p->target.path, &f))
 		return;
 	hidden = elfsym_lookup(f, "_PyObject_Malloc", &sym) != 0;
@@ -120,26 +111,26 @@ static void warn_if_pymalloc_hidden(struct python_frames *p)
 		    p->pid);
 }
 
-static void recognise(struct python_frames *p)
+/* One attempt at recognising CPython in the process: the state it leaves. */
+static enum state recognise_once(struct python_frames *p)
 {
 	struct tracer_py_config cfg;
 	__u32 key = (__u32)p->pid;
 	char why[160] = "";
 	int err;
 
-	err = python_find(p->pid, &p->target);
+	err = python_find(&p->mem, &p->target);
 	if (err == -ENOENT)
-		return; /* not (yet) a Python process */
+		return SEARCHING; /* not (yet) a Python process */
 	if (err == -EPROTONOSUPPORT) {
 		fprintf(stderr,
 			"tracer: warning: CPython %d.%d in process %d has no known frame layout; "
 			"tracebacks stay native\n",
 			p->target.major, p->target.minor, p->pid);
-		p->state = UNSUPPORTED;
-		return;
+		return UNSUPPORTED;
 	}
 	if (err)
-		return;
+		return SEARCHING;
 	err = python_layout_config(&p->target, &cfg, why, sizeof(why));
 	if (!err)
 		err = python_layout_check_code(&p->target, why, sizeof(why));
@@ -150,19 +141,27 @@ static void recognise(struct python_frames *p)
 			    "tracer: warning: CPython %d.%d.%d in process %d does not match the "
 			    "tracer's layout table (%s); tracebacks stay native\n",
 			    p->target.major, p->target.minor, p->target.micro, p->pid, why);
-		p->state = UNSUPPORTED;
-		return;
+		return UNSUPPORTED;
 	}
-	if (python_code_open(p->pid, &p->target, &p->code) ||
-	    bpf_map_update_elem(bpf_map__fd(p->skel->maps.py_configs), &key, &cfg, BPF_ANY)) {
-		p->state = UNSUPPORTED;
-		return;
-	}
+	if (python_code_open(&p->target, &p->code) ||
+	    bpf_map_update_elem(bpf_map__fd(p->skel->maps.py_configs), &key, &cfg, BPF_ANY))
+		return UNSUPPORTED;
 	warn_if_pymalloc_hidden(p);
 	snprintf(p->describe, sizeof(p->describe), "CPython %d.%d.%d", p->target.major,
 		 p->target.minor, p->target.micro);
 	p->skel->bss->python_enabled = true;
-	p->state = ACTIVE;
+	return ACTIVE;
+}
+
+static void recognise(struct python_frames *p)
+{
+	/* Opened for each attempt: a launched command may exec again (a
+	 * wrapper script) before the interpreter appears. Left unopened, every
+	 * read fails and the layout checks say what could not be read. */
+	target_mem_open(p->pid, &p->mem);
+	p->state = recognise_once(p);
+	if (p->state != ACTIVE)
+		target_mem_close(&p->mem);
 }
 
 static struct resolved *slot(struct python_frames *p, uint64_t key)
