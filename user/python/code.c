@@ -6,9 +6,9 @@
 
 #include "python/code.h"
 #include "python/layout.h"
+#include "util/hash.h"
 
 struct entry {
-	uint64_t code;		/* 0 = empty */
 	uint64_t ident[3];	/* filename ptr, name ptr, firstlineno: what we checked */
 	uint64_t capture_ident; /* co_filename ^ co_name << 1, as the walker sees it */
 	char *filename, *function;
@@ -22,8 +22,7 @@ struct python_code {
 	int minor;
 	uint64_t code_type; /* PyCode_Type in the process; 0: not known */
 	struct python_layout_code l;
-	struct entry *e;
-	size_t cap, n;
+	struct u64_map entries; /* code object address -> struct entry */
 };
 
 int python_code_open(const struct python_target *t, struct python_code **out)
@@ -40,9 +39,7 @@ int python_code_open(const struct python_target *t, struct python_code **out)
 	c->minor = t->minor;
 	c->code_type = t->code_type;
 	c->l = l->code;
-	c->cap = 256;
-	c->e = calloc(c->cap, sizeof(*c->e));
-	if (!c->e) {
+	if (u64_map_init(&c->entries, sizeof(struct entry))) {
 		free(c);
 		return -ENOMEM;
 	}
@@ -58,15 +55,19 @@ static void entry_free(struct entry *e)
 	memset(e, 0, sizeof(*e));
 }
 
+static void forget_all(struct python_code *c)
+{
+	for (size_t i = 0; i < c->entries.cap; i++)
+		if (c->entries.keys[i])
+			entry_free(u64_map_value_at(&c->entries, i));
+	u64_map_free(&c->entries);
+}
+
 void python_code_close(struct python_code *c)
 {
-	size_t i;
-
 	if (!c)
 		return;
-	for (i = 0; i < c->cap; i++)
-		entry_free(&c->e[i]);
-	free(c->e);
+	forget_all(c);
 	free(c);
 }
 
@@ -154,11 +155,22 @@ static char *read_str(struct python_code *c, uint64_t obj)
 	return out;
 }
 
+/* What identifies the code object in buf: filename and name pointers and
+ * first line, as read_code checked them. */
+static void code_ident(const struct python_code *c, const uint8_t *buf, uint64_t ident[3])
+{
+	int32_t first;
+
+	memcpy(&ident[0], buf + c->l.filename, 8);
+	memcpy(&ident[1], buf + c->l.name, 8);
+	memcpy(&first, buf + c->l.firstlineno, 4);
+	ident[2] = (uint32_t)first;
+}
+
 static int read_code(struct python_code *c, uint64_t code, struct entry *e)
 {
 	uint8_t buf[160];
-	uint64_t fn, name, table, tlen;
-	int32_t first;
+	uint64_t table, tlen, co_name;
 
 	if (target_mem_read(c->mem, code, buf, sizeof(buf)))
 		return -EFAULT;
@@ -166,23 +178,13 @@ static int read_code(struct python_code *c, uint64_t code, struct entry *e)
 		return -ESTALE; /* freed since the capture */
 	if (c->code_type && memcmp(buf + 8, &c->code_type, 8))
 		return -ESTALE; /* its memory now holds another type of object */
-	memcpy(&fn, buf + c->l.filename, 8);
-	memcpy(&name, buf + c->l.name, 8);
+	code_ident(c, buf, e->ident);
 	memcpy(&table, buf + c->l.linetable, 8);
-	memcpy(&first, buf + c->l.firstlineno, 4);
-	{
-		uint64_t co_name;
-
-		memcpy(&co_name, buf + c->l.filename + 8, 8);
-		e->capture_ident = fn ^ (co_name << 1);
-	}
-	e->code = code;
-	e->ident[0] = fn;
-	e->ident[1] = name;
-	e->ident[2] = (uint32_t)first;
-	e->firstlineno = first;
-	e->filename = read_str(c, fn);
-	e->function = read_str(c, name);
+	memcpy(&co_name, buf + c->l.filename + 8, 8);
+	e->capture_ident = e->ident[0] ^ (co_name << 1);
+	e->firstlineno = (int32_t)e->ident[2];
+	e->filename = read_str(c, e->ident[0]);
+	e->function = read_str(c, e->ident[1]);
 	if (!e->function) {
 		/* co_name/co_qualname is always a str: its memory was reused */
 		free(e->filename);
@@ -199,49 +201,24 @@ static int read_code(struct python_code *c, uint64_t code, struct entry *e)
 	return e->filename ? 0 : -ENOMEM;
 }
 
-static struct entry *slot(struct python_code *c, uint64_t code)
-{
-	size_t i = (code >> 4) * 0x9e3779b97f4a7c15ull & (c->cap - 1);
-
-	while (c->e[i].code && c->e[i].code != code)
-		i = (i + 1) & (c->cap - 1);
-	return &c->e[i];
-}
-
-static int grow(struct python_code *c)
-{
-	struct entry *old = c->e;
-	size_t oldcap = c->cap, i;
-
-	c->e = calloc(oldcap * 2, sizeof(*c->e));
-	if (!c->e) {
-		c->e = old;
-		return -ENOMEM;
-	}
-	c->cap = oldcap * 2;
-	for (i = 0; i < oldcap; i++)
-		if (old[i].code)
-			*slot(c, old[i].code) = old[i];
-	free(old);
-	return 0;
-}
-
 int python_code_frame(struct python_code *c, uint64_t code, int64_t instr, uint64_t ident,
 		      const char **filename, uint32_t *lineno, const char **function)
 {
-	struct entry *e;
+	struct entry *e = u64_map_get(&c->entries, code);
 	int line, err;
+	bool added;
 
-	if ((c->n + 1) * 2 > c->cap && (err = grow(c)))
-		return err;
-	e = slot(c, code);
-	if (!e->code) {
-		err = read_code(c, code, e);
+	if (!e) {
+		struct entry fresh = {0};
+
+		err = read_code(c, code, &fresh);
+		if (!err && !(e = u64_map_put(&c->entries, code, &added)))
+			err = -ENOMEM;
 		if (err) {
-			entry_free(e);
+			entry_free(&fresh);
 			return err;
 		}
-		c->n++;
+		*e = fresh;
 	}
 	if (e->capture_ident != ident)
 		return -ESTALE; /* freed, and its memory reused, since the capture */
@@ -254,34 +231,35 @@ int python_code_frame(struct python_code *c, uint64_t code, int64_t instr, uint6
 
 void python_code_revalidate(struct python_code *c)
 {
-	size_t i;
+	struct u64_map *m = &c->entries;
+	/* removal moves entries: collect the keys of the gone, then remove */
+	uint64_t *gone = malloc((m->n + 1) * sizeof(*gone));
+	size_t ngone = 0;
 
-	for (i = 0; i < c->cap; i++) {
-		struct entry *e = &c->e[i];
+	if (!gone) {
+		/* cannot tell which: forget them all, to be read again */
+		forget_all(c);
+		u64_map_init(m, sizeof(struct entry));
+		return;
+	}
+	for (size_t i = 0; i < m->cap; i++) {
+		struct entry *e = u64_map_value_at(m, i);
 		uint8_t buf[160];
-		uint64_t fn, name;
-		int32_t first;
+		uint64_t now[3];
 
-		if (!e->code)
+		if (!m->keys[i])
 			continue;
-		if (!target_mem_read(c->mem, e->code, buf, sizeof(buf))) {
-			memcpy(&fn, buf + c->l.filename, 8);
-			memcpy(&name, buf + c->l.name, 8);
-			memcpy(&first, buf + c->l.firstlineno, 4);
-			if (fn == e->ident[0] && name == e->ident[1] &&
-			    (uint32_t)first == e->ident[2])
+		if (!target_mem_read(c->mem, m->keys[i], buf, sizeof(buf))) {
+			code_ident(c, buf, now);
+			if (!memcmp(now, e->ident, sizeof(now)))
 				continue;
 		}
-		/* gone or reused: drop it and re-insert the rest of its run */
-		entry_free(e);
-		c->n--;
-		for (size_t j = (i + 1) & (c->cap - 1); c->e[j].code; j = (j + 1) & (c->cap - 1)) {
-			struct entry moved = c->e[j];
-
-			memset(&c->e[j], 0, sizeof(c->e[j]));
-			*slot(c, moved.code) = moved;
-		}
+		entry_free(e); /* gone or reused */
+		gone[ngone++] = m->keys[i];
 	}
+	while (ngone > 0)
+		u64_map_remove(m, gone[--ngone]);
+	free(gone);
 }
 
 static int varint(const uint8_t *t, size_t len, size_t *i, uint32_t *out)

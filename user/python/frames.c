@@ -1,3 +1,5 @@
+/* Python frames of a traced process (see frames.h): recognition, the
+ * walker's configuration, and the resolved stacks by key. */
 #include <bpf/bpf.h>
 #include <errno.h>
 #include <stdio.h>
@@ -5,18 +7,14 @@
 #include <string.h>
 
 #include "elfsym.h"
+#include "model/snapshot.h"
 #include "python/code.h"
 #include "python/frames.h"
 #include "python/layout.h"
 #include "target.h"
-#include "model/snapshot.h"
+#include "util/hash.h"
 
 enum state { SEARCHING, ACTIVE, UNSUPPORTED };
-
-struct resolved {
-	uint64_t key; /* 0 = empty */
-	struct python_frames_stack *stack;
-};
 
 struct python_frames {
 	struct tracer_bpf *skel;
@@ -27,8 +25,7 @@ struct python_frames {
 	struct python_target target;
 	struct python_code *code;
 	struct snapshot *strings; /* owns the strings of resolved stacks */
-	struct resolved *r;
-	size_t cap, n;
+	struct u64_map stacks;	  /* stack key -> struct python_frames_stack * */
 	char describe[64];
 	bool hook_pymalloc; /* coverage will be complete: no warning */
 };
@@ -43,9 +40,7 @@ int python_frames_open(struct tracer_bpf *skel, pid_t pid, struct python_frames 
 	p->pid = pid;
 	p->mem.fd = p->mem.wfd = -1;
 	p->strings = snapshot_new();
-	p->cap = 1024;
-	p->r = calloc(p->cap, sizeof(*p->r));
-	if (!p->strings || !p->r) {
+	if (!p->strings || u64_map_init(&p->stacks, sizeof(struct python_frames_stack *))) {
 		python_frames_close(p);
 		return -ENOMEM;
 	}
@@ -55,13 +50,12 @@ int python_frames_open(struct tracer_bpf *skel, pid_t pid, struct python_frames 
 
 void python_frames_close(struct python_frames *p)
 {
-	size_t i;
-
 	if (!p)
 		return;
-	for (i = 0; p->r && i < p->cap; i++)
-		free(p->r[i].stack);
-	free(p->r);
+	for (size_t i = 0; i < p->stacks.cap; i++)
+		if (p->stacks.keys[i])
+			free(*(struct python_frames_stack **)u64_map_value_at(&p->stacks, i));
+	u64_map_free(&p->stacks);
 	python_code_close(p->code);
 	target_mem_close(&p->mem);
 	snapshot_free(p->strings);
@@ -164,33 +158,6 @@ static void recognise(struct python_frames *p)
 		target_mem_close(&p->mem);
 }
 
-static struct resolved *slot(struct python_frames *p, uint64_t key)
-{
-	size_t i = (key * 0x9e3779b97f4a7c15ull) & (p->cap - 1);
-
-	while (p->r[i].key && p->r[i].key != key)
-		i = (i + 1) & (p->cap - 1);
-	return &p->r[i];
-}
-
-static int grow(struct python_frames *p)
-{
-	struct resolved *old = p->r;
-	size_t oldcap = p->cap, i;
-
-	p->r = calloc(oldcap * 2, sizeof(*p->r));
-	if (!p->r) {
-		p->r = old;
-		return -ENOMEM;
-	}
-	p->cap = oldcap * 2;
-	for (i = 0; i < oldcap; i++)
-		if (old[i].key)
-			*slot(p, old[i].key) = old[i];
-	free(old);
-	return 0;
-}
-
 static const char *keep(struct python_frames *p, const char *s)
 {
 	int64_t idx;
@@ -233,21 +200,24 @@ static struct python_frames_stack *resolve(struct python_frames *p, uint64_t key
 
 const struct python_frames_stack *python_frames_get(struct python_frames *p, uint64_t key)
 {
-	struct resolved *r;
+	struct python_frames_stack **slot, *st;
+	bool added;
 
 	if (!p || p->state != ACTIVE || !key)
 		return NULL;
-	if ((p->n + 1) * 2 > p->cap && grow(p))
+	slot = u64_map_get(&p->stacks, key);
+	if (slot)
+		return *slot;
+	st = resolve(p, key);
+	if (!st)
 		return NULL;
-	r = slot(p, key);
-	if (!r->key) {
-		r->stack = resolve(p, key);
-		if (!r->stack)
-			return NULL;
-		r->key = key;
-		p->n++;
+	slot = u64_map_put(&p->stacks, key, &added);
+	if (!slot) {
+		free(st);
+		return NULL;
 	}
-	return r->stack;
+	*slot = st;
+	return st;
 }
 
 void python_frames_poll(struct python_frames *p)
