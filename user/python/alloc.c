@@ -98,7 +98,9 @@ static bool in_code(const struct target_maps *maps, uint64_t addr)
 	return m && m->exec;
 }
 
-int python_alloc_find(pid_t pid, const struct python_target *t, struct python_alloc *out)
+/* Finds the tables of the CPython t in process pid and reads them.
+ * Returns 0, -ENOENT (a wrapper is missing or does not decode) or -errno. */
+static int find_tables(const struct python_target *t, pid_t pid, struct python_alloc *out)
 {
 	struct target_maps maps;
 	struct elfsym_file *f;
@@ -163,7 +165,10 @@ static int swap_slots(struct python_alloc *a, bool hook)
 	return err;
 }
 
-int python_alloc_hook(struct python_alloc *a)
+/* --hook-pymalloc: mem and obj malloc/calloc := raw malloc/calloc, after
+ * checking that the slots still hold what find_tables read. Returns 0,
+ * -EBUSY (the tables changed: someone else hooks them) or -errno. */
+static int hook_tables(struct python_alloc *a)
 {
 	int err;
 
@@ -175,7 +180,9 @@ int python_alloc_hook(struct python_alloc *a)
 	return err;
 }
 
-int python_alloc_unhook(struct python_alloc *a)
+/* Restores what hook_tables replaced, where the slots still hold our values.
+ * Returns 0, -EBUSY (changed since: left alone) or -errno. */
+static int unhook_tables(struct python_alloc *a)
 {
 	int err;
 
@@ -185,4 +192,115 @@ int python_alloc_unhook(struct python_alloc *a)
 	if (!err || err == -EBUSY)
 		a->hooked = false; /* changed since: not ours to restore */
 	return err;
+}
+
+/* The functions the tables hold, each probed once: the raw domain's free
+ * is libc's, probed as such. */
+static void probe_allocators(const struct python_alloc *a, struct tracer_bpf *skel,
+			     struct probes *p, pid_t attach_pid, bool verbose)
+{
+	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++) {
+		for (int k = PYTHON_ALLOC_MALLOC; k <= PYTHON_ALLOC_FREE; k++) {
+			int err;
+
+			if (k == PYTHON_ALLOC_FREE &&
+			    (d == PYTHON_ALLOC_RAW || a->fn[d][k] == a->fn[PYTHON_ALLOC_RAW][k]))
+				continue;
+			err = probes_attach_python(skel, p, a->pid, attach_pid, a->fn[d][k], k,
+						   verbose);
+			if (err < 0)
+				fprintf(stderr,
+					"tracer: warning: cannot probe CPython's allocator at "
+					"0x%llx: %s\n",
+					(unsigned long long)a->fn[d][k], strerror(-err));
+		}
+	}
+}
+
+int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
+		       struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
+		       bool hook, bool verbose)
+{
+	int err = find_tables(t, pid, a);
+
+	if (err) {
+		if (hook) {
+			fprintf(stderr,
+				"tracer: --hook-pymalloc: cannot find CPython's allocator "
+				"tables in process %d (%s)\n",
+				pid, strerror(-err));
+			return -EINVAL;
+		}
+		if (verbose)
+			fprintf(stderr, "tracer: CPython's allocator tables not found (%s)\n",
+				strerror(-err));
+		return 0;
+	}
+	if (verbose)
+		fprintf(stderr,
+			"tracer: CPython allocator tables: raw 0x%llx, mem 0x%llx, obj 0x%llx\n",
+			(unsigned long long)a->table[PYTHON_ALLOC_RAW],
+			(unsigned long long)a->table[PYTHON_ALLOC_MEM],
+			(unsigned long long)a->table[PYTHON_ALLOC_OBJ]);
+	probe_allocators(a, skel, p, attach_pid, verbose);
+	if (!hook)
+		return 0;
+	err = hook_tables(a);
+	if (err) {
+		fprintf(stderr, "tracer: --hook-pymalloc: %s\n",
+			err == -EBUSY ? "the allocator tables are not CPython's defaults (another "
+					"hook is installed): left alone"
+				      : strerror(-err));
+		return -EINVAL;
+	}
+	fprintf(stderr,
+		"tracer: --hook-pymalloc: CPython's object and mem allocators in process "
+		"%d now call the raw allocator; restored when tracing ends\n",
+		pid);
+	return 0;
+}
+
+void python_alloc_restore(struct python_alloc *a)
+{
+	int err;
+
+	if (!a->hooked)
+		return;
+	err = unhook_tables(a);
+	if (err == -EBUSY)
+		fprintf(stderr,
+			"tracer: --hook-pymalloc: process %d changed its allocator tables "
+			"since; left as they are\n",
+			a->pid);
+	else if (err && target_alive(a->pid))
+		fprintf(stderr,
+			"tracer: --hook-pymalloc: cannot restore process %d's allocator "
+			"tables: %s\n",
+			a->pid, strerror(-err));
+	else if (!err)
+		fprintf(stderr, "tracer: --hook-pymalloc: process %d's allocator tables restored\n",
+			a->pid);
+}
+
+void python_alloc_warn_if_hidden(const struct python_target *t, pid_t pid)
+{
+	struct elfsym_file *f;
+	struct elfsym sym;
+	bool hidden;
+
+	/* PYTHONMALLOC=malloc routes every object allocation to libc */
+	if (target_environ_has(pid, "PYTHONMALLOC=malloc"))
+		return;
+	if (elfsym_open(t->path, &f))
+		return;
+	hidden = elfsym_lookup(f, "_PyObject_Malloc", &sym) != 0;
+	elfsym_close(f);
+	if (hidden)
+		fprintf(
+		    stderr,
+		    "tracer: warning: CPython in process %d hides pymalloc (stripped or LTO "
+		    "build): only Python blocks above 512 bytes, which reach libc malloc, are "
+		    "traced; launch it with --python-malloc (PYTHONMALLOC=malloc) or attach with "
+		    "--hook-pymalloc for all of them\n",
+		    pid);
 }

@@ -6,12 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "elfsym.h"
 #include "model/snapshot.h"
+#include "python/alloc.h"
 #include "python/code.h"
 #include "python/frames.h"
 #include "python/layout.h"
-#include "target.h"
 #include "util/hash.h"
 
 enum state { SEARCHING, ACTIVE, UNSUPPORTED };
@@ -77,34 +76,6 @@ const char *python_frames_describe(struct python_frames *p)
 	return p && p->state == ACTIVE ? p->describe : NULL;
 }
 
-/* Without pymalloc's functions in the symbol table (a stripped build, and
- * with LTO their fast path is inlined into the callers anyway), only blocks
- * that reach libc are seen. Say so once, with the way out. */
-static void warn_if_pymalloc_hidden(struct python_frames *p)
-{
-	struct elfsym_file *f;
-	struct elfsym sym;
-	bool hidden;
-
-	if (p->hook_pymalloc)
-		return;
-	/* PYTHONMALLOC=malloc routes every object allocation to libc */
-	if (target_environ_has(p->pid, "PYTHONMALLOC=malloc"))
-		return;
-	if (elfsym_open(p->target.path, &f))
-		return;
-	hidden = elfsym_lookup(f, "_PyObject_Malloc", &sym) != 0;
-	elfsym_close(f);
-	if (hidden)
-		fprintf(
-		    stderr,
-		    "tracer: warning: CPython in process %d hides pymalloc (stripped or LTO "
-		    "build): only Python blocks above 512 bytes, which reach libc malloc, are "
-		    "traced; launch it with --python-malloc (PYTHONMALLOC=malloc) or attach with "
-		    "--hook-pymalloc for all of them\n",
-		    p->pid);
-}
-
 /* One attempt at recognising CPython in the process: the state it leaves. */
 static enum state recognise_once(struct python_frames *p)
 {
@@ -140,7 +111,8 @@ static enum state recognise_once(struct python_frames *p)
 	if (python_code_open(&p->target, &p->code) ||
 	    bpf_map_update_elem(bpf_map__fd(p->skel->maps.py_configs), &key, &cfg, BPF_ANY))
 		return UNSUPPORTED;
-	warn_if_pymalloc_hidden(p);
+	if (!p->hook_pymalloc)
+		python_alloc_warn_if_hidden(&p->target, p->pid);
 	snprintf(p->describe, sizeof(p->describe), "CPython %d.%d.%d", p->target.major,
 		 p->target.minor, p->target.micro);
 	p->skel->bss->python_enabled = true;
