@@ -327,85 +327,17 @@ static bool reap_traced(struct session *s, int *exit_status)
 static int python_allocators(struct session *s)
 {
 	const struct python_target *t = python_frames_target(s->py);
-	struct python_alloc *a = &s->pyalloc;
-	pid_t attach_pid = s->o->follow ? -1 : s->pid;
-	int err, d, k;
 
 	if (s->python_alloc_done || !t)
 		return 0;
 	s->python_alloc_done = true;
-	err = python_alloc_find(s->pid, t, a);
-	if (err) {
-		if (s->o->hook_pymalloc) {
-			fprintf(stderr,
-				"tracer: --hook-pymalloc: cannot find CPython's allocator "
-				"tables in process %d (%s)\n",
-				s->pid, strerror(-err));
-			return -EINVAL;
-		}
-		if (s->o->verbose)
-			fprintf(stderr, "tracer: CPython's allocator tables not found (%s)\n",
-				strerror(-err));
-		return 0;
-	}
-	if (s->o->verbose)
-		fprintf(stderr,
-			"tracer: CPython allocator tables: raw 0x%llx, mem 0x%llx, obj 0x%llx\n",
-			(unsigned long long)a->table[PYTHON_ALLOC_RAW],
-			(unsigned long long)a->table[PYTHON_ALLOC_MEM],
-			(unsigned long long)a->table[PYTHON_ALLOC_OBJ]);
-	for (d = 0; d < PYTHON_ALLOC_NDOMAINS; d++) {
-		for (k = PYTHON_ALLOC_MALLOC; k <= PYTHON_ALLOC_FREE; k++) {
-			/* the raw domain's free is libc's, probed as such */
-			if (k == PYTHON_ALLOC_FREE &&
-			    (d == PYTHON_ALLOC_RAW || a->fn[d][k] == a->fn[PYTHON_ALLOC_RAW][k]))
-				continue;
-			err = probes_attach_python(s->skel, &s->probes, s->pid, attach_pid,
-						   a->fn[d][k], k, s->o->verbose);
-			if (err < 0)
-				fprintf(stderr,
-					"tracer: warning: cannot probe CPython's allocator at "
-					"0x%llx: %s\n",
-					(unsigned long long)a->fn[d][k], strerror(-err));
-		}
-	}
-	if (!s->o->hook_pymalloc)
-		return 0;
-	err = python_alloc_hook(a);
-	if (err) {
-		fprintf(stderr, "tracer: --hook-pymalloc: %s\n",
-			err == -EBUSY ? "the allocator tables are not CPython's defaults (another "
-					"hook is installed): left alone"
-				      : strerror(-err));
-		return -EINVAL;
-	}
-	fprintf(stderr,
-		"tracer: --hook-pymalloc: CPython's object and mem allocators in process "
-		"%d now call the raw allocator; restored when tracing ends\n",
-		s->pid);
-	return 0;
+	return python_alloc_setup(&s->pyalloc, t, s->skel, &s->probes, s->pid,
+				  s->o->follow ? -1 : s->pid, s->o->hook_pymalloc, s->o->verbose);
 }
 
 static void python_unhook(struct session *s)
 {
-	int err;
-
-	if (!s->pyalloc.hooked)
-		return;
-	err = python_alloc_unhook(&s->pyalloc);
-	if (err == -EBUSY)
-		fprintf(stderr,
-			"tracer: --hook-pymalloc: process %d changed its allocator tables "
-			"since; left as they are\n",
-			s->pid);
-	else if (err && target_alive(s->pid))
-		fprintf(stderr,
-			"tracer: --hook-pymalloc: cannot restore process %d's allocator "
-			"tables: %s\n",
-			s->pid, strerror(-err));
-	else if (!err)
-		fprintf(stderr, "tracer: --hook-pymalloc: process %d's allocator tables restored\n",
-			s->pid);
+	python_alloc_restore(&s->pyalloc);
 }
 
 static int wait_loop(struct session *s, struct target_launch *launch, int *exit_status)

@@ -3,14 +3,19 @@
  * The tables and expectations were produced by each pyenv interpreter from
  * one small function (co_lnotab / co_linetable, and dis.findlinestarts or
  * co_lines() for the expected lines); 3.14's by Debian's python3.14 from a
- * function with a loop, a comprehension and try/except. */
+ * function with a loop, a comprehension and try/except. The code object
+ * cache is checked on objects laid out as 3.12's in this process's memory. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "python/code.h"
+#include "target.h"
 
 struct line_case {
 	int minor, firstlineno;
@@ -62,11 +67,90 @@ static void test_before_first_instruction(void **state)
 			 cases[3].firstlineno);
 }
 
+/* A compact ASCII str as 3.12 lays it out: header of 40 bytes, then the
+ * characters. */
+static void make_str(uint64_t obj[8], const char *s)
+{
+	uint32_t state = 1u << 2 | 1u << 5 | 1u << 6; /* kind 1, compact, ascii */
+
+	memset(obj, 0, 8 * sizeof(obj[0]));
+	obj[0] = 1;
+	obj[2] = strlen(s);
+	memcpy((char *)obj + 32, &state, 4);
+	strcpy((char *)obj + 40, s);
+}
+
+#define NCODE 300
+
+static void test_cache_forgets_reused_code_objects(void **state)
+{
+	static uint64_t codes[NCODE][26], type[8], file_f[8], file_g[8], name[8], table[8];
+	struct target_mem mem;
+	struct python_target t = {.major = 3, .minor = 12, .code_type = (uint64_t)type};
+	struct python_code *c;
+	const char *file, *fn;
+	uint32_t line;
+
+	make_str(file_f, "f.py");
+	make_str(file_g, "g.py");
+	make_str(name, "fn");
+	table[2] = 3; /* bytes of 3: one entry of 8 code units, line + 1 */
+	memcpy((char *)table + 32, "\xdf\x00\x00", 3);
+	for (int i = 0; i < NCODE; i++) {
+		int32_t first = 10 + i;
+
+		codes[i][0] = 1;
+		codes[i][1] = (uint64_t)type;
+		memcpy((char *)codes[i] + 68, &first, 4);
+		codes[i][112 / 8] = (uint64_t)file_f;
+		codes[i][120 / 8] = codes[i][128 / 8] = (uint64_t)name;
+		codes[i][136 / 8] = (uint64_t)table;
+	}
+	assert_int_equal(target_mem_open(getpid(), &mem), 0);
+	t.mem = &mem;
+	assert_int_equal(python_code_open(&t, &c), 0);
+	for (int round = 0; round < 2; round++)
+		for (int i = 0; i < NCODE; i++) {
+			uint64_t ident = (uint64_t)file_f ^ ((uint64_t)name << 1);
+
+			assert_int_equal(
+			    python_code_frame(c, (uint64_t)codes[i], 3, ident, &file, &line, &fn),
+			    0);
+			assert_string_equal(file, "f.py");
+			assert_string_equal(fn, "fn");
+			assert_int_equal(line, 11 + i);
+		}
+	/* the even ones freed and their memory reused by other code objects */
+	for (int i = 0; i < NCODE; i += 2)
+		codes[i][112 / 8] = (uint64_t)file_g;
+	python_code_revalidate(c);
+	for (int i = 0; i < NCODE; i++) {
+		uint64_t old = (uint64_t)file_f ^ ((uint64_t)name << 1);
+		uint64_t now = (uint64_t)file_g ^ ((uint64_t)name << 1);
+
+		if (i % 2) {
+			assert_int_equal(
+			    python_code_frame(c, (uint64_t)codes[i], 3, old, &file, &line, &fn), 0);
+			assert_string_equal(file, "f.py");
+			continue;
+		}
+		assert_int_equal(
+		    python_code_frame(c, (uint64_t)codes[i], 3, old, &file, &line, &fn), -ESTALE);
+		assert_int_equal(
+		    python_code_frame(c, (uint64_t)codes[i], 3, now, &file, &line, &fn), 0);
+		assert_string_equal(file, "g.py");
+		assert_int_equal(line, 11 + i);
+	}
+	python_code_close(c);
+	target_mem_close(&mem);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_line_tables),
 		cmocka_unit_test(test_before_first_instruction),
+		cmocka_unit_test(test_cache_forgets_reused_code_objects),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,8 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "python/find.h"
-#include "python/code.h"
+#include "python/layout.h"
 
 static struct python_target target(int minor)
 {
@@ -41,7 +40,7 @@ static int config(const struct python_target *t, char *why, size_t len)
 	struct tracer_py_config cfg;
 	int err = python_layout_config(t, &cfg, why, len);
 
-	return err ? err : python_code_check(t, why, len);
+	return err ? err : python_layout_check_code(t, why, len);
 }
 
 static void test_real_facts_agree(void **state)
@@ -105,6 +104,16 @@ static void test_unknown_version_is_unsupported(void **state)
 	assert_int_equal(python_layout_config(&t, &cfg, why, sizeof(why)), -EPROTONOSUPPORT);
 }
 
+static void test_one_entry_per_version(void **state)
+{
+	for (int minor = 8; minor <= 14; minor++) {
+		assert_non_null(python_layout_for(minor));
+		assert_int_equal(python_layout_for(minor)->minor, minor);
+	}
+	assert_null(python_layout_for(7));
+	assert_null(python_layout_for(15));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -112,6 +121,7 @@ int main(void)
 	    cmocka_unit_test(test_a_moved_field_is_refused_and_named),
 	    cmocka_unit_test(test_unreadable_debug_offsets_are_refused),
 	    cmocka_unit_test(test_unknown_version_is_unsupported),
+	    cmocka_unit_test(test_one_entry_per_version),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,21 +1,14 @@
 #include <capstone/capstone.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "elfsym.h"
 #include "python/alloc.h"
 #include "target.h"
 
 static const char *const wrappers[PYTHON_ALLOC_NDOMAINS] = {"PyMem_RawMalloc", "PyMem_Malloc",
-						       "PyObject_Malloc"};
-
-static int read_u64(pid_t pid, uint64_t addr, uint64_t *v)
-{
-	return python_read(pid, addr, v, sizeof(*v));
-}
+							    "PyObject_Malloc"};
 
 /* The data addresses the first instructions of a wrapper read: a table's
  * ctx and malloc slots, 8 bytes apart. Registers loaded from memory are
@@ -24,8 +17,8 @@ static int read_u64(pid_t pid, uint64_t addr, uint64_t *v)
  * LTO builds of 3.14 test the malloc slot against the default first and
  * read ctx only on the branch taken when it differs: the code at a
  * conditional branch's target inside the function is decoded too. */
-static int decode_table(pid_t pid, struct elfsym_file *f, uint64_t bias, const char *name,
-			uint64_t *table)
+static int decode_table(struct target_mem *mem, struct elfsym_file *f, uint64_t bias,
+			const char *name, uint64_t *table)
 {
 	uint64_t refs[32], regval[X86_REG_ENDING] = {0}, regions[4];
 	unsigned nrefs = 0, nregions = 1;
@@ -70,7 +63,7 @@ static int decode_table(pid_t pid, struct elfsym_file *f, uint64_t bias, const c
 				/* mov reg64, [mem]: the register now holds what is there */
 				if (in->id == X86_INS_MOV && i == 1 &&
 				    x->operands[0].type == X86_OP_REG && op->size == 8 &&
-				    read_u64(pid, a, &regval[x->operands[0].reg]))
+				    target_mem_read(mem, a, &regval[x->operands[0].reg], 8))
 					regval[x->operands[0].reg] = 0;
 			}
 			if (cs_insn_group(h, in, CS_GRP_JUMP) && in->id != X86_INS_JMP &&
@@ -105,7 +98,9 @@ static bool in_code(const struct target_maps *maps, uint64_t addr)
 	return m && m->exec;
 }
 
-int python_alloc_find(pid_t pid, const struct python_target *t, struct python_alloc *out)
+/* Finds the tables of the CPython t in process pid and reads them.
+ * Returns 0, -ENOENT (a wrapper is missing or does not decode) or -errno. */
+static int find_tables(const struct python_target *t, pid_t pid, struct python_alloc *out)
 {
 	struct target_maps maps;
 	struct elfsym_file *f;
@@ -113,6 +108,7 @@ int python_alloc_find(pid_t pid, const struct python_target *t, struct python_al
 
 	memset(out, 0, sizeof(*out));
 	out->pid = pid;
+	out->mem = t->mem;
 	err = elfsym_open(t->path, &f);
 	if (err)
 		return err;
@@ -122,9 +118,10 @@ int python_alloc_find(pid_t pid, const struct python_target *t, struct python_al
 		return err;
 	}
 	for (d = 0; d < PYTHON_ALLOC_NDOMAINS && !err; d++) {
-		err = decode_table(pid, f, t->bias, wrappers[d], &out->table[d]);
+		err = decode_table(out->mem, f, t->bias, wrappers[d], &out->table[d]);
 		if (!err)
-			err = python_read(pid, out->table[d], out->fn[d], sizeof(out->fn[d]));
+			err = target_mem_read(out->mem, out->table[d], out->fn[d],
+					      sizeof(out->fn[d]));
 		for (int s = PYTHON_ALLOC_MALLOC; !err && s <= PYTHON_ALLOC_FREE; s++)
 			if (!in_code(&maps, out->fn[d][s]))
 				err = -ENOENT;
@@ -132,23 +129,6 @@ int python_alloc_find(pid_t pid, const struct python_target *t, struct python_al
 	target_maps_free(&maps);
 	elfsym_close(f);
 	return err;
-}
-
-static int write_u64(pid_t pid, uint64_t addr, uint64_t v)
-{
-	char path[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = pwrite(fd, &v, sizeof(v), (off_t)addr); /* one aligned 8-byte store */
-	close(fd);
-	if (n < 0)
-		return -errno;
-	return n == sizeof(v) ? 0 : -EIO;
 }
 
 /* The hooked slots: mem and obj, malloc and calloc. */
@@ -169,11 +149,11 @@ static int swap_slots(struct python_alloc *a, bool hook)
 			uint64_t from = hook ? a->fn[d][s] : a->fn[PYTHON_ALLOC_RAW][s];
 			uint64_t to = hook ? a->fn[PYTHON_ALLOC_RAW][s] : a->fn[d][s];
 
-			err = read_u64(a->pid, slot, &cur);
+			err = target_mem_read(a->mem, slot, &cur, sizeof(cur));
 			if (!err && cur != from)
 				err = -EBUSY;
 			if (!err)
-				err = write_u64(a->pid, slot, to);
+				err = target_mem_write_u64(a->mem, slot, to);
 			if (!err) {
 				done[ndone][0] = slot;
 				done[ndone++][1] = from;
@@ -181,11 +161,14 @@ static int swap_slots(struct python_alloc *a, bool hook)
 		}
 	if (err)
 		while (ndone-- > 0)
-			write_u64(a->pid, done[ndone][0], done[ndone][1]);
+			target_mem_write_u64(a->mem, done[ndone][0], done[ndone][1]);
 	return err;
 }
 
-int python_alloc_hook(struct python_alloc *a)
+/* --hook-pymalloc: mem and obj malloc/calloc := raw malloc/calloc, after
+ * checking that the slots still hold what find_tables read. Returns 0,
+ * -EBUSY (the tables changed: someone else hooks them) or -errno. */
+static int hook_tables(struct python_alloc *a)
 {
 	int err;
 
@@ -197,7 +180,9 @@ int python_alloc_hook(struct python_alloc *a)
 	return err;
 }
 
-int python_alloc_unhook(struct python_alloc *a)
+/* Restores what hook_tables replaced, where the slots still hold our values.
+ * Returns 0, -EBUSY (changed since: left alone) or -errno. */
+static int unhook_tables(struct python_alloc *a)
 {
 	int err;
 
@@ -207,4 +192,115 @@ int python_alloc_unhook(struct python_alloc *a)
 	if (!err || err == -EBUSY)
 		a->hooked = false; /* changed since: not ours to restore */
 	return err;
+}
+
+/* The functions the tables hold, each probed once: the raw domain's free
+ * is libc's, probed as such. */
+static void probe_allocators(const struct python_alloc *a, struct tracer_bpf *skel,
+			     struct probes *p, pid_t attach_pid, bool verbose)
+{
+	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++) {
+		for (int k = PYTHON_ALLOC_MALLOC; k <= PYTHON_ALLOC_FREE; k++) {
+			int err;
+
+			if (k == PYTHON_ALLOC_FREE &&
+			    (d == PYTHON_ALLOC_RAW || a->fn[d][k] == a->fn[PYTHON_ALLOC_RAW][k]))
+				continue;
+			err = probes_attach_python(skel, p, a->pid, attach_pid, a->fn[d][k], k,
+						   verbose);
+			if (err < 0)
+				fprintf(stderr,
+					"tracer: warning: cannot probe CPython's allocator at "
+					"0x%llx: %s\n",
+					(unsigned long long)a->fn[d][k], strerror(-err));
+		}
+	}
+}
+
+int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
+		       struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
+		       bool hook, bool verbose)
+{
+	int err = find_tables(t, pid, a);
+
+	if (err) {
+		if (hook) {
+			fprintf(stderr,
+				"tracer: --hook-pymalloc: cannot find CPython's allocator "
+				"tables in process %d (%s)\n",
+				pid, strerror(-err));
+			return -EINVAL;
+		}
+		if (verbose)
+			fprintf(stderr, "tracer: CPython's allocator tables not found (%s)\n",
+				strerror(-err));
+		return 0;
+	}
+	if (verbose)
+		fprintf(stderr,
+			"tracer: CPython allocator tables: raw 0x%llx, mem 0x%llx, obj 0x%llx\n",
+			(unsigned long long)a->table[PYTHON_ALLOC_RAW],
+			(unsigned long long)a->table[PYTHON_ALLOC_MEM],
+			(unsigned long long)a->table[PYTHON_ALLOC_OBJ]);
+	probe_allocators(a, skel, p, attach_pid, verbose);
+	if (!hook)
+		return 0;
+	err = hook_tables(a);
+	if (err) {
+		fprintf(stderr, "tracer: --hook-pymalloc: %s\n",
+			err == -EBUSY ? "the allocator tables are not CPython's defaults (another "
+					"hook is installed): left alone"
+				      : strerror(-err));
+		return -EINVAL;
+	}
+	fprintf(stderr,
+		"tracer: --hook-pymalloc: CPython's object and mem allocators in process "
+		"%d now call the raw allocator; restored when tracing ends\n",
+		pid);
+	return 0;
+}
+
+void python_alloc_restore(struct python_alloc *a)
+{
+	int err;
+
+	if (!a->hooked)
+		return;
+	err = unhook_tables(a);
+	if (err == -EBUSY)
+		fprintf(stderr,
+			"tracer: --hook-pymalloc: process %d changed its allocator tables "
+			"since; left as they are\n",
+			a->pid);
+	else if (err && target_alive(a->pid))
+		fprintf(stderr,
+			"tracer: --hook-pymalloc: cannot restore process %d's allocator "
+			"tables: %s\n",
+			a->pid, strerror(-err));
+	else if (!err)
+		fprintf(stderr, "tracer: --hook-pymalloc: process %d's allocator tables restored\n",
+			a->pid);
+}
+
+void python_alloc_warn_if_hidden(const struct python_target *t, pid_t pid)
+{
+	struct elfsym_file *f;
+	struct elfsym sym;
+	bool hidden;
+
+	/* PYTHONMALLOC=malloc routes every object allocation to libc */
+	if (target_environ_has(pid, "PYTHONMALLOC=malloc"))
+		return;
+	if (elfsym_open(t->path, &f))
+		return;
+	hidden = elfsym_lookup(f, "_PyObject_Malloc", &sym) != 0;
+	elfsym_close(f);
+	if (hidden)
+		fprintf(
+		    stderr,
+		    "tracer: warning: CPython in process %d hides pymalloc (stripped or LTO "
+		    "build): only Python blocks above 512 bytes, which reach libc malloc, are "
+		    "traced; launch it with --python-malloc (PYTHONMALLOC=malloc) or attach with "
+		    "--hook-pymalloc for all of them\n",
+		    pid);
 }

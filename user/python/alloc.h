@@ -1,10 +1,10 @@
-/* CPython's allocator tables in a live process (PYTHON.md section 6): the
- * three PyMemAllocatorEx tables (raw, mem, obj), found by decoding the
- * exported wrappers PyMem_RawMalloc, PyMem_Malloc and PyObject_Malloc, and
- * the functions they hold, which are what really runs even in a stripped
- * LTO build. And the one write the tracer can make into a target, asked for
- * by name (--hook-pymalloc): pointing the mem and obj tables' malloc and
- * calloc at the raw domain's, undone at detach. */
+/* CPython's allocators in a live process (PYTHON.md section 6): the three
+ * PyMemAllocatorEx tables (raw, mem, obj), found by decoding the exported
+ * wrappers PyMem_RawMalloc, PyMem_Malloc and PyObject_Malloc, the functions
+ * they hold (which are what really runs even in a stripped LTO build) and
+ * their probes, the coverage warning, and the one write the tracer can make
+ * into a target, asked for by name (--hook-pymalloc): pointing the mem and
+ * obj tables' malloc and calloc at the raw domain's, undone at detach. */
 #ifndef TRACER_PYALLOC_H
 #define TRACER_PYALLOC_H
 
@@ -12,29 +12,50 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "probes.h"
 #include "python/find.h"
 
-enum python_alloc_domain { PYTHON_ALLOC_RAW, PYTHON_ALLOC_MEM, PYTHON_ALLOC_OBJ, PYTHON_ALLOC_NDOMAINS };
-enum python_alloc_slot { PYTHON_ALLOC_CTX, PYTHON_ALLOC_MALLOC, PYTHON_ALLOC_CALLOC, PYTHON_ALLOC_REALLOC, PYTHON_ALLOC_FREE };
+enum python_alloc_domain {
+	PYTHON_ALLOC_RAW,
+	PYTHON_ALLOC_MEM,
+	PYTHON_ALLOC_OBJ,
+	PYTHON_ALLOC_NDOMAINS
+};
+enum python_alloc_slot {
+	PYTHON_ALLOC_CTX,
+	PYTHON_ALLOC_MALLOC,
+	PYTHON_ALLOC_CALLOC,
+	PYTHON_ALLOC_REALLOC,
+	PYTHON_ALLOC_FREE
+};
 
 struct python_alloc {
 	pid_t pid;
-	uint64_t table[PYTHON_ALLOC_NDOMAINS];   /* runtime addresses */
-	uint64_t fn[PYTHON_ALLOC_NDOMAINS][5];   /* their contents when found */
+	struct target_mem *mem;		       /* the target's (python_target.mem), borrowed */
+	uint64_t table[PYTHON_ALLOC_NDOMAINS]; /* runtime addresses */
+	uint64_t fn[PYTHON_ALLOC_NDOMAINS][5]; /* their contents when found */
 	bool hooked;
 };
 
-/* Finds the tables of the CPython t in process pid and reads them.
- * Returns 0, -ENOENT (a wrapper is missing or does not decode) or -errno. */
-int python_alloc_find(pid_t pid, const struct python_target *t, struct python_alloc *out);
+/* Once CPython t is recognised in process pid: finds its allocator tables,
+ * probes every allocator function they hold (attach_pid as for
+ * probes_attach_python) and, with hook (--hook-pymalloc), points the mem
+ * and obj tables' malloc and calloc at the raw domain's (free and realloc
+ * stay: pymalloc hands blocks it does not own to the raw domain). Says what
+ * it did on stderr (more with verbose). Returns 0, or -EINVAL after printing
+ * its one error line: the hook was asked for and cannot be made. t->mem
+ * must stay open until python_alloc_restore. */
+int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
+		       struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
+		       bool hook, bool verbose);
+/* Undoes the hook if python_alloc_setup made it, where the slots still hold
+ * our values (changed since: left alone), saying which. */
+void python_alloc_restore(struct python_alloc *a);
 
-/* --hook-pymalloc: mem and obj malloc/calloc := raw malloc/calloc, after
- * checking that the slots still hold what python_alloc_find read. free and
- * realloc stay: pymalloc hands blocks it does not own to the raw domain.
- * Returns 0, -EBUSY (the tables changed: someone else hooks them) or -errno. */
-int python_alloc_hook(struct python_alloc *a);
-/* Restores what python_alloc_hook replaced, where the slots still hold our
- * values. Returns 0, -EBUSY (changed since: left alone) or -errno. */
-int python_alloc_unhook(struct python_alloc *a);
+/* The coverage warning: without pymalloc's functions in the symbol table
+ * (a stripped build; with LTO their fast path is inlined into the callers
+ * anyway) only blocks that reach libc are seen, unless the process runs with
+ * PYTHONMALLOC=malloc. Says so once, with the way out. */
+void python_alloc_warn_if_hidden(const struct python_target *t, pid_t pid);
 
 #endif

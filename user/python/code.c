@@ -5,25 +5,10 @@
 #include <string.h>
 
 #include "python/code.h"
-
-/* Where code objects and strings keep their fields (PYTHON.md section 2). */
-struct code_layout {
-	uint32_t firstlineno, filename, name, linetable; /* name: co_qualname from 3.11 */
-	uint32_t ascii_size;				 /* sizeof(PyASCIIObject) */
-	uint32_t compact_size;				 /* sizeof(PyCompactUnicodeObject) */
-};
-
-static struct code_layout layout_for(int minor)
-{
-	if (minor <= 10)
-		return (struct code_layout){40, 104, 112, 120, 48, 72};
-	if (minor == 11)
-		return (struct code_layout){72, 112, 128, 136, 48, 72};
-	return (struct code_layout){68, 112, 128, 136, 40, 56};
-}
+#include "python/layout.h"
+#include "util/hash.h"
 
 struct entry {
-	uint64_t code;		/* 0 = empty */
 	uint64_t ident[3];	/* filename ptr, name ptr, firstlineno: what we checked */
 	uint64_t capture_ident; /* co_filename ^ co_name << 1, as the walker sees it */
 	char *filename, *function;
@@ -33,49 +18,33 @@ struct entry {
 };
 
 struct python_code {
-	pid_t pid;
+	struct target_mem *mem; /* the target's, borrowed */
 	int minor;
 	uint64_t code_type; /* PyCode_Type in the process; 0: not known */
-	struct code_layout l;
-	struct entry *e;
-	size_t cap, n;
+	struct python_layout_code l;
+	struct u64_map entries; /* code object address -> struct entry */
 };
 
-int python_code_open(pid_t pid, const struct python_target *t, struct python_code **out)
+int python_code_open(const struct python_target *t, struct python_code **out)
 {
-	struct python_code *c = calloc(1, sizeof(*c));
+	const struct python_layout *l = python_layout_for(t->minor);
+	struct python_code *c;
 
+	if (!l)
+		return -EPROTONOSUPPORT;
+	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->pid = pid;
+	c->mem = t->mem;
 	c->minor = t->minor;
 	c->code_type = t->code_type;
-	c->l = layout_for(t->minor);
-	c->cap = 256;
-	c->e = calloc(c->cap, sizeof(*c->e));
-	if (!c->e) {
+	c->l = l->code;
+	if (u64_map_init(&c->entries, sizeof(struct entry))) {
 		free(c);
 		return -ENOMEM;
 	}
 	*out = c;
 	return 0;
-}
-
-int python_code_check(const struct python_target *t, char *why, size_t why_len)
-{
-	struct code_layout l = layout_for(t->minor);
-	const struct python_facts *f = &t->facts;
-	const struct python_layout_check checks[] = {
-	    {"co_filename", f->co_filename, l.filename},
-	    {t->minor >= 11 ? "co_qualname" : "co_name",
-	     t->minor >= 11 ? f->co_qualname : f->co_name, l.name},
-	    {"co_firstlineno", f->co_firstlineno, l.firstlineno},
-	    {t->minor >= 10 ? "co_linetable" : "co_lnotab", f->co_linetable, l.linetable},
-	    {"sizeof(PyASCIIObject)", f->debug_offsets ? f->ascii_size : l.ascii_size,
-	     l.ascii_size},
-	};
-
-	return python_layout_checks_agree(checks, sizeof(checks) / sizeof(checks[0]), why, why_len);
 }
 
 static void entry_free(struct entry *e)
@@ -86,15 +55,19 @@ static void entry_free(struct entry *e)
 	memset(e, 0, sizeof(*e));
 }
 
+static void forget_all(struct python_code *c)
+{
+	for (size_t i = 0; i < c->entries.cap; i++)
+		if (c->entries.keys[i])
+			entry_free(u64_map_value_at(&c->entries, i));
+	u64_map_free(&c->entries);
+}
+
 void python_code_close(struct python_code *c)
 {
-	size_t i;
-
 	if (!c)
 		return;
-	for (i = 0; i < c->cap; i++)
-		entry_free(&c->e[i]);
-	free(c->e);
+	forget_all(c);
 	free(c);
 }
 
@@ -146,7 +119,7 @@ static char *read_str(struct python_code *c, uint64_t obj)
 	char *out, *p;
 	size_t i;
 
-	if (!obj || python_read(c->pid, obj, hdr, sizeof(hdr)))
+	if (!obj || target_mem_read(c->mem, obj, hdr, sizeof(hdr)))
 		return NULL;
 	memcpy(&len, hdr + 16, 8);
 	memcpy(&state, hdr + 32, 4);
@@ -157,8 +130,9 @@ static char *read_str(struct python_code *c, uint64_t obj)
 	raw = malloc(len * kind + 1);
 	out = malloc(len * 4 + 1);
 	if (!raw || !out ||
-	    python_read(c->pid, obj + ((state & (1u << 6)) ? c->l.ascii_size : c->l.compact_size),
-			raw, len * kind)) {
+	    target_mem_read(c->mem,
+			    obj + ((state & (1u << 6)) ? c->l.ascii_size : c->l.compact_size), raw,
+			    len * kind)) {
 		free(raw);
 		free(out);
 		return NULL;
@@ -181,44 +155,45 @@ static char *read_str(struct python_code *c, uint64_t obj)
 	return out;
 }
 
+/* What identifies the code object in buf: filename and name pointers and
+ * first line, as read_code checked them. */
+static void code_ident(const struct python_code *c, const uint8_t *buf, uint64_t ident[3])
+{
+	int32_t first;
+
+	memcpy(&ident[0], buf + c->l.filename, 8);
+	memcpy(&ident[1], buf + c->l.name, 8);
+	memcpy(&first, buf + c->l.firstlineno, 4);
+	ident[2] = (uint32_t)first;
+}
+
 static int read_code(struct python_code *c, uint64_t code, struct entry *e)
 {
 	uint8_t buf[160];
-	uint64_t fn, name, table, tlen;
-	int32_t first;
+	uint64_t table, tlen, co_name;
 
-	if (python_read(c->pid, code, buf, sizeof(buf)))
+	if (target_mem_read(c->mem, code, buf, sizeof(buf)))
 		return -EFAULT;
 	if (!plausible_refcnt(c, buf))
 		return -ESTALE; /* freed since the capture */
 	if (c->code_type && memcmp(buf + 8, &c->code_type, 8))
 		return -ESTALE; /* its memory now holds another type of object */
-	memcpy(&fn, buf + c->l.filename, 8);
-	memcpy(&name, buf + c->l.name, 8);
+	code_ident(c, buf, e->ident);
 	memcpy(&table, buf + c->l.linetable, 8);
-	memcpy(&first, buf + c->l.firstlineno, 4);
-	{
-		uint64_t co_name;
-
-		memcpy(&co_name, buf + c->l.filename + 8, 8);
-		e->capture_ident = fn ^ (co_name << 1);
-	}
-	e->code = code;
-	e->ident[0] = fn;
-	e->ident[1] = name;
-	e->ident[2] = (uint32_t)first;
-	e->firstlineno = first;
-	e->filename = read_str(c, fn);
-	e->function = read_str(c, name);
+	memcpy(&co_name, buf + c->l.filename + 8, 8);
+	e->capture_ident = e->ident[0] ^ (co_name << 1);
+	e->firstlineno = (int32_t)e->ident[2];
+	e->filename = read_str(c, e->ident[0]);
+	e->function = read_str(c, e->ident[1]);
 	if (!e->function) {
 		/* co_name/co_qualname is always a str: its memory was reused */
 		free(e->filename);
 		e->filename = NULL;
 		return -ESTALE;
 	}
-	if (table && !python_read(c->pid, table + 16, &tlen, 8) && tlen < (1 << 24)) {
+	if (table && !target_mem_read(c->mem, table + 16, &tlen, 8) && tlen < (1 << 24)) {
 		e->table = malloc(tlen ? tlen : 1);
-		if (e->table && !python_read(c->pid, table + 32, e->table, tlen))
+		if (e->table && !target_mem_read(c->mem, table + 32, e->table, tlen))
 			e->table_len = tlen;
 	}
 	if (!e->filename)
@@ -226,49 +201,24 @@ static int read_code(struct python_code *c, uint64_t code, struct entry *e)
 	return e->filename ? 0 : -ENOMEM;
 }
 
-static struct entry *slot(struct python_code *c, uint64_t code)
-{
-	size_t i = (code >> 4) * 0x9e3779b97f4a7c15ull & (c->cap - 1);
-
-	while (c->e[i].code && c->e[i].code != code)
-		i = (i + 1) & (c->cap - 1);
-	return &c->e[i];
-}
-
-static int grow(struct python_code *c)
-{
-	struct entry *old = c->e;
-	size_t oldcap = c->cap, i;
-
-	c->e = calloc(oldcap * 2, sizeof(*c->e));
-	if (!c->e) {
-		c->e = old;
-		return -ENOMEM;
-	}
-	c->cap = oldcap * 2;
-	for (i = 0; i < oldcap; i++)
-		if (old[i].code)
-			*slot(c, old[i].code) = old[i];
-	free(old);
-	return 0;
-}
-
 int python_code_frame(struct python_code *c, uint64_t code, int64_t instr, uint64_t ident,
 		      const char **filename, uint32_t *lineno, const char **function)
 {
-	struct entry *e;
+	struct entry *e = u64_map_get(&c->entries, code);
 	int line, err;
+	bool added;
 
-	if ((c->n + 1) * 2 > c->cap && (err = grow(c)))
-		return err;
-	e = slot(c, code);
-	if (!e->code) {
-		err = read_code(c, code, e);
+	if (!e) {
+		struct entry fresh = {0};
+
+		err = read_code(c, code, &fresh);
+		if (!err && !(e = u64_map_put(&c->entries, code, &added)))
+			err = -ENOMEM;
 		if (err) {
-			entry_free(e);
+			entry_free(&fresh);
 			return err;
 		}
-		c->n++;
+		*e = fresh;
 	}
 	if (e->capture_ident != ident)
 		return -ESTALE; /* freed, and its memory reused, since the capture */
@@ -281,34 +231,35 @@ int python_code_frame(struct python_code *c, uint64_t code, int64_t instr, uint6
 
 void python_code_revalidate(struct python_code *c)
 {
-	size_t i;
+	struct u64_map *m = &c->entries;
+	/* removal moves entries: collect the keys of the gone, then remove */
+	uint64_t *gone = malloc((m->n + 1) * sizeof(*gone));
+	size_t ngone = 0;
 
-	for (i = 0; i < c->cap; i++) {
-		struct entry *e = &c->e[i];
+	if (!gone) {
+		/* cannot tell which: forget them all, to be read again */
+		forget_all(c);
+		u64_map_init(m, sizeof(struct entry));
+		return;
+	}
+	for (size_t i = 0; i < m->cap; i++) {
+		struct entry *e = u64_map_value_at(m, i);
 		uint8_t buf[160];
-		uint64_t fn, name;
-		int32_t first;
+		uint64_t now[3];
 
-		if (!e->code)
+		if (!m->keys[i])
 			continue;
-		if (!python_read(c->pid, e->code, buf, sizeof(buf))) {
-			memcpy(&fn, buf + c->l.filename, 8);
-			memcpy(&name, buf + c->l.name, 8);
-			memcpy(&first, buf + c->l.firstlineno, 4);
-			if (fn == e->ident[0] && name == e->ident[1] &&
-			    (uint32_t)first == e->ident[2])
+		if (!target_mem_read(c->mem, m->keys[i], buf, sizeof(buf))) {
+			code_ident(c, buf, now);
+			if (!memcmp(now, e->ident, sizeof(now)))
 				continue;
 		}
-		/* gone or reused: drop it and re-insert the rest of its run */
-		entry_free(e);
-		c->n--;
-		for (size_t j = (i + 1) & (c->cap - 1); c->e[j].code; j = (j + 1) & (c->cap - 1)) {
-			struct entry moved = c->e[j];
-
-			memset(&c->e[j], 0, sizeof(c->e[j]));
-			*slot(c, moved.code) = moved;
-		}
+		entry_free(e); /* gone or reused */
+		gone[ngone++] = m->keys[i];
 	}
+	while (ngone > 0)
+		u64_map_remove(m, gone[--ngone]);
+	free(gone);
 }
 
 static int varint(const uint8_t *t, size_t len, size_t *i, uint32_t *out)

@@ -1,6 +1,7 @@
 /* CPython code objects read from outside: (code object, instruction) ->
  * file, line and function, as PyFrame_GetLineNumber computes them, for every
- * supported version. Reads /proc/PID/mem; never writes. */
+ * supported version, with the code layout of python/layout.c. Reads the
+ * target's memory; never writes. */
 #ifndef TRACER_PYTHON_CODE_H
 #define TRACER_PYTHON_CODE_H
 
@@ -11,12 +12,10 @@
 
 struct python_code;
 
-int python_code_open(pid_t pid, const struct python_target *t, struct python_code **out);
+/* A cache of t's code objects, read through t->mem (which must stay open
+ * until python_code_close). 0, -EPROTONOSUPPORT or -ENOMEM. */
+int python_code_open(const struct python_target *t, struct python_code **out);
 void python_code_close(struct python_code *c);
-
-/* 0 when the process's PyCode_Type (and _Py_DebugOffsets, 3.13+) agree
- * with the layout this module reads; -EPROTO with why filled if not. */
-int python_code_check(const struct python_target *t, char *why, size_t why_len);
 
 /* Resolves one frame captured with identity ident (co_filename ^ co_name<<1
  * at capture); strings are owned by the cache. Returns 0, -ESTALE when the

@@ -1,126 +1,14 @@
+/* CPython in a process: the file holding _PyRuntime, its version, and the
+ * facts the process gives about its layout (PyCode_Type's member table,
+ * _Py_DebugOffsets at the positions python/layout.c lists). */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "elfsym.h"
 #include "python/find.h"
-#include "target.h"
-
-/* Per minor version, x86-64 (../shared/PYTHON.md section 2, checked against
- * the DWARF of each build): where the thread state, frames and code objects
- * keep what the walker reads. tss_key is the offset of the gilstate TSS
- * key (autoTSSkey._key) in _PyRuntime. */
-struct layout {
-	int minor;
-	uint32_t tss_key_off;
-	struct tracer_py_config cfg;
-};
-
-static const struct layout layouts[] = {
-    {8,
-     1396,
-     {.ts_frame = 24, .cframe_current = -1, .fr_previous = 24, .fr_code = 32, .fr_instr = 104}},
-    {9,
-     588,
-     {.ts_frame = 24, .cframe_current = -1, .fr_previous = 24, .fr_code = 32, .fr_instr = 104}},
-    {10,
-     588,
-     {.ts_frame = 24, .cframe_current = -1, .fr_previous = 24, .fr_code = 32, .fr_instr = 96}},
-    {11,
-     596,
-     {.ts_native_tid = 160,
-      .ts_frame = 56,
-      .cframe_current = 8,
-      .fr_previous = 48,
-      .fr_code = 32,
-      .fr_instr = 56,
-      .fr_owner = 69,
-      .owner_generator = 1,
-      .code_adaptive = 184,
-      .code_firsttraceable = 168}},
-    {12,
-     1548,
-     {.ts_native_tid = 144,
-      .ts_frame = 56,
-      .cframe_current = 0,
-      .fr_previous = 8,
-      .fr_code = 0,
-      .fr_instr = 56,
-      .fr_owner = 70,
-      .owner_skip_min = 3,
-      .owner_generator = 1,
-      .code_adaptive = 192,
-      .code_firsttraceable = 176}},
-    {13,
-     2164,
-     {.ts_native_tid = 160,
-      .ts_frame = 72,
-      .cframe_current = -1,
-      .fr_previous = 8,
-      .fr_code = 0,
-      .fr_instr = 56,
-      .fr_owner = 70,
-      .owner_skip_min = 3,
-      .owner_generator = 1,
-      .code_adaptive = 200,
-      .code_firsttraceable = 184}},
-    /* 3.14: f_executable is a _PyStackRef whose low 2 bits are tags; the
-     * owner enum gains INTERPRETER (3) before CSTACK (4); the gilstate key
-     * still binds the thread (PyGILState_GetThisThreadState of 3.14.8). */
-    {14,
-     2340,
-     {.ts_native_tid = 160,
-      .ts_frame = 72,
-      .cframe_current = -1,
-      .fr_previous = 8,
-      .fr_code = 0,
-      .fr_instr = 56,
-      .fr_owner = 74,
-      .owner_skip_min = 3,
-      .owner_generator = 1,
-      .code_adaptive = 208,
-      .code_firsttraceable = 192,
-      .code_tag_mask = 3}},
-};
-
-/* Where _Py_DebugOffsets keeps the offsets we check, per minor version
- * (Include/internal/pycore_debug_offsets.h; offsetof computed against each
- * version's headers, and read back from the 3.13.0 and 3.14.8 binaries). */
-struct debug_positions {
-	int minor;
-	uint16_t ts_current_frame, ts_native_tid, fr_previous, fr_executable, fr_instr, fr_owner;
-	uint16_t co_filename, co_name, co_qualname, co_linetable, co_firstlineno, co_adaptive;
-	uint16_t ascii_size, total;
-};
-
-static const struct debug_positions debug_positions[] = {
-    {13, 184, 200, 232, 240, 248, 264, 280, 288, 296, 304, 312, 344, 560, 584},
-    {14, 208, 224, 256, 264, 272, 288, 320, 328, 336, 344, 352, 384, 640, 760},
-};
-
-/* glibc 2.36 x86-64: struct pthread.specific_1stblock (from the
- * disassembly of pthread_getspecific). */
-#define GLIBC_PTHREAD_SPECIFIC 0x310
-
-int python_read(pid_t pid, uint64_t addr, void *buf, size_t len)
-{
-	char path[64];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/mem", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = pread(fd, buf, len, (off_t)addr);
-	close(fd);
-	if (n < 0)
-		return -errno;
-	return (size_t)n == len ? 0 : -EIO;
-}
+#include "python/layout.h"
 
 static int version_from_name(const char *path, int *minor)
 {
@@ -143,24 +31,24 @@ static int64_t u64_at(const uint8_t *b, size_t pos)
 
 /* PyCode_Type as the process has it: tp_basicsize and the offsets its
  * member table (PyMemberDef {name, type, offset, flags, doc}) gives. */
-static void read_code_type(pid_t pid, uint64_t type, struct python_facts *f)
+static void read_code_type(struct target_mem *mem, uint64_t type, struct python_facts *f)
 {
 	uint8_t obj[248], member[40];
 	uint64_t members, name;
 	char str[24];
 	int i;
 
-	if (!type || python_read(pid, type, obj, sizeof(obj)))
+	if (!type || target_mem_read(mem, type, obj, sizeof(obj)))
 		return;
 	f->code_basicsize = u64_at(obj, 32);
 	memcpy(&members, obj + 240, 8);
 	for (i = 0; members && i < 64; i++) {
 		int64_t off;
 
-		if (python_read(pid, members + 40 * (uint64_t)i, member, sizeof(member)))
+		if (target_mem_read(mem, members + 40 * (uint64_t)i, member, sizeof(member)))
 			return;
 		memcpy(&name, member, 8);
-		if (!name || python_read(pid, name, str, sizeof(str)))
+		if (!name || target_mem_read(mem, name, str, sizeof(str)))
 			return;
 		str[sizeof(str) - 1] = '\0';
 		off = u64_at(member, 16);
@@ -179,17 +67,16 @@ static void read_code_type(pid_t pid, uint64_t type, struct python_facts *f)
 
 /* _Py_DebugOffsets at the start of _PyRuntime (3.13+): cookie, version,
  * free_threaded, then the groups of offsets. */
-static void read_debug_offsets(pid_t pid, const struct python_target *t, struct python_facts *f)
+static void read_debug_offsets(struct target_mem *mem, const struct python_target *t,
+			       struct python_facts *f)
 {
-	const struct debug_positions *d = NULL;
+	const struct python_layout *l = python_layout_for(t->minor);
+	const struct python_layout_debug *d = l ? &l->debug : NULL;
 	uint8_t buf[1024];
 	uint64_t version, free_threaded;
-	size_t i;
 
-	for (i = 0; i < sizeof(debug_positions) / sizeof(debug_positions[0]); i++)
-		if (debug_positions[i].minor == t->minor)
-			d = &debug_positions[i];
-	if (!d || python_read(pid, t->runtime, buf, d->total))
+	if (!d || !d->total || d->total > sizeof(buf) ||
+	    target_mem_read(mem, t->runtime, buf, d->total))
 		return;
 	memcpy(&version, buf + 8, 8);
 	memcpy(&free_threaded, buf + 16, 8);
@@ -214,13 +101,15 @@ static void read_debug_offsets(pid_t pid, const struct python_target *t, struct 
 		f->co_filename = -2; /* the process contradicts itself: trust neither */
 }
 
-int python_find(pid_t pid, struct python_target *out)
+int python_find(struct target_mem *mem, struct python_target *out)
 {
+	pid_t pid = mem->pid;
 	struct target_maps maps;
 	size_t i;
 	int err = -ENOENT;
 
 	memset(out, 0, sizeof(*out));
+	out->mem = mem;
 	if ((err = target_read_maps(pid, &maps)))
 		return err;
 	err = -ENOENT;
@@ -269,85 +158,8 @@ int python_find(pid_t pid, struct python_target *out)
 		f->co_firstlineno = f->co_linetable = -1;
 		f->ts_current_frame = f->ts_native_tid = f->fr_previous = f->fr_executable = -1;
 		f->fr_instr = f->fr_owner = f->co_adaptive = f->ascii_size = -1;
-		read_code_type(pid, out->code_type, f);
-		read_debug_offsets(pid, out, f);
+		read_code_type(mem, out->code_type, f);
+		read_debug_offsets(mem, out, f);
 	}
-	for (i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++)
-		if (out->major == 3 && layouts[i].minor == out->minor)
-			return 0;
-	return -EPROTONOSUPPORT;
-}
-
-int python_layout_checks_agree(const struct python_layout_check *c, size_t n, char *why, size_t why_len)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (c[i].fact == c[i].table)
-			continue;
-		if (c[i].fact < 0)
-			snprintf(why, why_len, "its %s could not be read", c[i].what);
-		else
-			snprintf(why, why_len, "its %s is at %lld, the table says %lld", c[i].what,
-				 (long long)c[i].fact, (long long)c[i].table);
-		return -EPROTO;
-	}
-	return 0;
-}
-
-int python_layout_config(const struct python_target *t, struct tracer_py_config *cfg, char *why,
-		      size_t why_len)
-{
-	const struct python_facts *f = &t->facts;
-	size_t i;
-
-	for (i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++)
-		if (layouts[i].minor == t->minor)
-			break;
-	if (i == sizeof(layouts) / sizeof(layouts[0]))
-		return -EPROTONOSUPPORT;
-	*cfg = layouts[i].cfg;
-	cfg->code_ident = t->minor <= 10 ? 104 : 112; /* co_filename, then co_name */
-	/* Py_tss_t {int _is_initialized; pthread_key_t _key;}: the walker reads
-	 * it itself, so the process may not have created it yet. */
-	cfg->tss_key_addr = t->runtime + layouts[i].tss_key_off - 4;
-	cfg->pthread_specific = GLIBC_PTHREAD_SPECIFIC;
-	cfg->tss_key = -1;
-	/* the walker reads these pairs in one go each (bpf/python.bpf.h) */
-	if (cfg->ts_native_tid &&
-	    (cfg->ts_native_tid < cfg->ts_frame || cfg->ts_native_tid - cfg->ts_frame > 108))
-		return -EPROTONOSUPPORT;
-	if (cfg->code_firsttraceable && cfg->code_firsttraceable - cfg->code_ident + 4 > 127)
-		return -EPROTONOSUPPORT;
-	/* The code object's fields from PyCode_Type in every version, the
-	 * thread state and frame fields from _Py_DebugOffsets where published:
-	 * a process that disagrees gets native tracebacks, never wrong frames. */
-	{
-		const struct python_layout_check code[] = {
-		    {"PyCode_Type.co_filename", f->co_filename, cfg->code_ident},
-		    {"PyCode_Type.co_name", f->co_name, cfg->code_ident + 8},
-		    /* from 3.11 its size is where co_code_adaptive starts */
-		    {"PyCode_Type size (co_code_adaptive)",
-		     t->minor >= 11 ? f->code_basicsize : cfg->code_adaptive, cfg->code_adaptive},
-		};
-		const struct python_layout_check debug[] = {
-		    {"thread state's current_frame", f->ts_current_frame, cfg->ts_frame},
-		    {"thread state's native_thread_id", f->ts_native_tid, cfg->ts_native_tid},
-		    {"frame's previous", f->fr_previous, cfg->fr_previous},
-		    {"frame's executable", f->fr_executable, cfg->fr_code},
-		    {"frame's instr_ptr", f->fr_instr, cfg->fr_instr},
-		    {"frame's owner", f->fr_owner, cfg->fr_owner},
-		    {"code's co_code_adaptive", f->co_adaptive, cfg->code_adaptive},
-		};
-
-		if (python_layout_checks_agree(code, sizeof(code) / sizeof(code[0]), why, why_len))
-			return -EPROTO;
-		if (t->minor < 13)
-			return 0; /* no _Py_DebugOffsets before 3.13 */
-		if (!f->debug_offsets) {
-			snprintf(why, why_len,
-				 "its _Py_DebugOffsets could not be read or are not %d.%d's",
-				 t->major, t->minor);
-			return -EPROTO;
-		}
-		return python_layout_checks_agree(debug, sizeof(debug) / sizeof(debug[0]), why, why_len);
-	}
+	return out->major == 3 && python_layout_for(out->minor) ? 0 : -EPROTONOSUPPORT;
 }

@@ -1,15 +1,15 @@
-/* CPython seen from the probes: which file of a process holds the
- * interpreter, its version, and the layout the BPF frame walker
- * (bpf/python.bpf.h) needs to read the allocating thread's frames. */
-#ifndef TRACER_PYTHON_BPF_H_USER
-#define TRACER_PYTHON_BPF_H_USER
+/* CPython in a process: which file holds the interpreter, its version, and
+ * what the process reveals about its own layout (to check python/layout.c's
+ * table against). */
+#ifndef TRACER_PYTHON_FIND_H
+#define TRACER_PYTHON_FIND_H
 
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "tracer.h"
+#include "target.h"
 
 /* What a CPython process reveals about its own layout, to check the tables
  * against: PyCode_Type (its size and member table, all versions) and, from
@@ -29,29 +29,15 @@ struct python_target {
 	struct python_facts facts;
 	uint64_t bias; /* load bias of the interpreter's file */
 	char path[PATH_MAX + 64];
+	/* the process's memory, read through by the python/ modules; owned by
+	 * python_find's caller, open while the target is in use */
+	struct target_mem *mem;
 };
 
-/* 0, -ENOENT when the process runs no CPython, -EPROTONOSUPPORT for a
- * version without a layout table (out->minor says which). */
-int python_find(pid_t pid, struct python_target *out);
-
-/* One offset of a layout table against what the process revealed (a fact
- * below 0 was not revealed). */
-struct python_layout_check {
-	const char *what;
-	int64_t fact, table;
-};
-
-/* 0 when every check agrees; else -EPROTO with why naming the first that
- * does not. */
-int python_layout_checks_agree(const struct python_layout_check *c, size_t n, char *why, size_t why_len);
-
-/* The walker's configuration for this interpreter: 0, -EPROTONOSUPPORT, or
- * -EPROTO when the process's own facts contradict the table (why says how). */
-int python_layout_config(const struct python_target *t, struct tracer_py_config *cfg, char *why,
-		      size_t why_len);
-
-/* Reads len bytes of the process's memory at addr (no ptrace, no writes). */
-int python_read(pid_t pid, uint64_t addr, void *buf, size_t len);
+/* Finds CPython in the process whose memory mem is (mem->pid), reading
+ * its facts through mem. 0, -ENOENT when the process runs no CPython,
+ * -EPROTONOSUPPORT for a version without a layout table (out->minor says
+ * which). */
+int python_find(struct target_mem *mem, struct python_target *out);
 
 #endif

@@ -1,31 +1,30 @@
+/* Python frames of a traced process (see frames.h): recognition, the
+ * walker's configuration, and the resolved stacks by key. */
 #include <bpf/bpf.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "elfsym.h"
+#include "model/snapshot.h"
+#include "python/alloc.h"
 #include "python/code.h"
 #include "python/frames.h"
-#include "model/snapshot.h"
+#include "python/layout.h"
+#include "util/hash.h"
 
 enum state { SEARCHING, ACTIVE, UNSUPPORTED };
-
-struct resolved {
-	uint64_t key; /* 0 = empty */
-	struct python_frames_stack *stack;
-};
 
 struct python_frames {
 	struct tracer_bpf *skel;
 	pid_t pid;
 	enum state state;
 	int attempts;
+	struct target_mem mem; /* the process's, target.mem: open while ACTIVE */
 	struct python_target target;
 	struct python_code *code;
 	struct snapshot *strings; /* owns the strings of resolved stacks */
-	struct resolved *r;
-	size_t cap, n;
+	struct u64_map stacks;	  /* stack key -> struct python_frames_stack * */
 	char describe[64];
 	bool hook_pymalloc; /* coverage will be complete: no warning */
 };
@@ -38,10 +37,9 @@ int python_frames_open(struct tracer_bpf *skel, pid_t pid, struct python_frames 
 		return -ENOMEM;
 	p->skel = skel;
 	p->pid = pid;
+	p->mem.fd = p->mem.wfd = -1;
 	p->strings = snapshot_new();
-	p->cap = 1024;
-	p->r = calloc(p->cap, sizeof(*p->r));
-	if (!p->strings || !p->r) {
+	if (!p->strings || u64_map_init(&p->stacks, sizeof(struct python_frames_stack *))) {
 		python_frames_close(p);
 		return -ENOMEM;
 	}
@@ -51,14 +49,14 @@ int python_frames_open(struct tracer_bpf *skel, pid_t pid, struct python_frames 
 
 void python_frames_close(struct python_frames *p)
 {
-	size_t i;
-
 	if (!p)
 		return;
-	for (i = 0; p->r && i < p->cap; i++)
-		free(p->r[i].stack);
-	free(p->r);
+	for (size_t i = 0; i < p->stacks.cap; i++)
+		if (p->stacks.keys[i])
+			free(*(struct python_frames_stack **)u64_map_value_at(&p->stacks, i));
+	u64_map_free(&p->stacks);
 	python_code_close(p->code);
+	target_mem_close(&p->mem);
 	snapshot_free(p->strings);
 	free(p);
 }
@@ -78,70 +76,29 @@ const char *python_frames_describe(struct python_frames *p)
 	return p && p->state == ACTIVE ? p->describe : NULL;
 }
 
-/* Without pymalloc's functions in the symbol table (a stripped build, and
- * with LTO their fast path is inlined into the callers anyway), only blocks
- * that reach libc are seen. Say so once, with the way out. */
-static void warn_if_pymalloc_hidden(struct python_frames *p)
-{
-	struct elfsym_file *f;
-	struct elfsym sym;
-	bool hidden;
-
-	char path[64], env[65536];
-	FILE *e;
-	size_t n = 0, i;
-
-	if (p->hook_pymalloc)
-		return;
-	/* PYTHONMALLOC=malloc routes every object allocation to libc */
-	snprintf(path, sizeof(path), "/proc/%d/environ", p->pid);
-	e = fopen(path, "re");
-	if (e) {
-		n = fread(env, 1, sizeof(env) - 1, e);
-		fclose(e);
-	}
-	for (i = 0; i < n; i += strlen(env + i) + 1) {
-		env[n] = '\0';
-		if (!strcmp(env + i, "PYTHONMALLOC=malloc"))
-			return;
-	}
-	if (elfsym_open(p->target.path, &f))
-		return;
-	hidden = elfsym_lookup(f, "_PyObject_Malloc", &sym) != 0;
-	elfsym_close(f);
-	if (hidden)
-		fprintf(
-		    stderr,
-		    "tracer: warning: CPython in process %d hides pymalloc (stripped or LTO "
-		    "build): only Python blocks above 512 bytes, which reach libc malloc, are "
-		    "traced; launch it with --python-malloc (PYTHONMALLOC=malloc) or attach with "
-		    "--hook-pymalloc for all of them\n",
-		    p->pid);
-}
-
-static void recognise(struct python_frames *p)
+/* One attempt at recognising CPython in the process: the state it leaves. */
+static enum state recognise_once(struct python_frames *p)
 {
 	struct tracer_py_config cfg;
 	__u32 key = (__u32)p->pid;
 	char why[160] = "";
 	int err;
 
-	err = python_find(p->pid, &p->target);
+	err = python_find(&p->mem, &p->target);
 	if (err == -ENOENT)
-		return; /* not (yet) a Python process */
+		return SEARCHING; /* not (yet) a Python process */
 	if (err == -EPROTONOSUPPORT) {
 		fprintf(stderr,
 			"tracer: warning: CPython %d.%d in process %d has no known frame layout; "
 			"tracebacks stay native\n",
 			p->target.major, p->target.minor, p->pid);
-		p->state = UNSUPPORTED;
-		return;
+		return UNSUPPORTED;
 	}
 	if (err)
-		return;
+		return SEARCHING;
 	err = python_layout_config(&p->target, &cfg, why, sizeof(why));
 	if (!err)
-		err = python_code_check(&p->target, why, sizeof(why));
+		err = python_layout_check_code(&p->target, why, sizeof(why));
 	if (err) {
 		if (err == -EPROTO)
 			fprintf(
@@ -149,46 +106,28 @@ static void recognise(struct python_frames *p)
 			    "tracer: warning: CPython %d.%d.%d in process %d does not match the "
 			    "tracer's layout table (%s); tracebacks stay native\n",
 			    p->target.major, p->target.minor, p->target.micro, p->pid, why);
-		p->state = UNSUPPORTED;
-		return;
+		return UNSUPPORTED;
 	}
-	if (python_code_open(p->pid, &p->target, &p->code) ||
-	    bpf_map_update_elem(bpf_map__fd(p->skel->maps.py_configs), &key, &cfg, BPF_ANY)) {
-		p->state = UNSUPPORTED;
-		return;
-	}
-	warn_if_pymalloc_hidden(p);
+	if (python_code_open(&p->target, &p->code) ||
+	    bpf_map_update_elem(bpf_map__fd(p->skel->maps.py_configs), &key, &cfg, BPF_ANY))
+		return UNSUPPORTED;
+	if (!p->hook_pymalloc)
+		python_alloc_warn_if_hidden(&p->target, p->pid);
 	snprintf(p->describe, sizeof(p->describe), "CPython %d.%d.%d", p->target.major,
 		 p->target.minor, p->target.micro);
 	p->skel->bss->python_enabled = true;
-	p->state = ACTIVE;
+	return ACTIVE;
 }
 
-static struct resolved *slot(struct python_frames *p, uint64_t key)
+static void recognise(struct python_frames *p)
 {
-	size_t i = (key * 0x9e3779b97f4a7c15ull) & (p->cap - 1);
-
-	while (p->r[i].key && p->r[i].key != key)
-		i = (i + 1) & (p->cap - 1);
-	return &p->r[i];
-}
-
-static int grow(struct python_frames *p)
-{
-	struct resolved *old = p->r;
-	size_t oldcap = p->cap, i;
-
-	p->r = calloc(oldcap * 2, sizeof(*p->r));
-	if (!p->r) {
-		p->r = old;
-		return -ENOMEM;
-	}
-	p->cap = oldcap * 2;
-	for (i = 0; i < oldcap; i++)
-		if (old[i].key)
-			*slot(p, old[i].key) = old[i];
-	free(old);
-	return 0;
+	/* Opened for each attempt: a launched command may exec again (a
+	 * wrapper script) before the interpreter appears. Left unopened, every
+	 * read fails and the layout checks say what could not be read. */
+	target_mem_open(p->pid, &p->mem);
+	p->state = recognise_once(p);
+	if (p->state != ACTIVE)
+		target_mem_close(&p->mem);
 }
 
 static const char *keep(struct python_frames *p, const char *s)
@@ -233,21 +172,24 @@ static struct python_frames_stack *resolve(struct python_frames *p, uint64_t key
 
 const struct python_frames_stack *python_frames_get(struct python_frames *p, uint64_t key)
 {
-	struct resolved *r;
+	struct python_frames_stack **slot, *st;
+	bool added;
 
 	if (!p || p->state != ACTIVE || !key)
 		return NULL;
-	if ((p->n + 1) * 2 > p->cap && grow(p))
+	slot = u64_map_get(&p->stacks, key);
+	if (slot)
+		return *slot;
+	st = resolve(p, key);
+	if (!st)
 		return NULL;
-	r = slot(p, key);
-	if (!r->key) {
-		r->stack = resolve(p, key);
-		if (!r->stack)
-			return NULL;
-		r->key = key;
-		p->n++;
+	slot = u64_map_put(&p->stacks, key, &added);
+	if (!slot) {
+		free(st);
+		return NULL;
 	}
-	return r->stack;
+	*slot = st;
+	return st;
 }
 
 void python_frames_poll(struct python_frames *p)
