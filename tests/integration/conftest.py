@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from helpers import SOURCES, TRACER, run_tracer, site, workload  # noqa: F401 (old imports)
+from helpers import TRACER
 
 
 @pytest.fixture(autouse=True, scope="session")
