@@ -1,6 +1,8 @@
 """Python frames from outside: the tracer's lineno statistics for a CPython
 workload against tracemalloc's own for the same workload, on every
 interpreter present."""
+import collections
+import contextlib
 import glob
 import json
 import os
@@ -12,16 +14,40 @@ import subprocess
 
 import pytest
 
-from conftest import TRACER, SOURCES, site
+from helpers import SOURCES, Tracer, Workload, by_line, run_tracer, site, statistics_at
 
 WORKLOAD = os.path.join(SOURCES, "py_sites.py")
 PYENV = os.path.expanduser("~/.pyenv/versions")
 VERSIONS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
+DEBIAN = "/usr/bin/python3.11"
 
 
 def interpreter(minor):
     found = sorted(glob.glob(os.path.join(PYENV, minor + ".*", "bin", "python" + minor)))
     return found[-1] if found else None
+
+
+def pyenv_python(minor):
+    """pyenv's CPython minor; the test is skipped without it."""
+    python = interpreter(minor)
+    if not python:
+        pytest.skip("no CPython %s on this machine (pyenv)" % minor)
+    return python
+
+
+def debian_python():
+    """Debian's CPython 3.11 (LTO, stripped); the test is skipped without it."""
+    if not os.path.exists(DEBIAN):
+        pytest.skip("no Debian /usr/bin/python3.11")
+    return DEBIAN
+
+
+def python_or_debian(minor):
+    """pyenv's CPython minor, or Debian's for "debian"; skipped without it."""
+    python = DEBIAN if minor == "debian" else interpreter(minor)
+    if not python or not os.path.exists(python):
+        pytest.skip("no CPython %s on this machine" % minor)
+    return python
 
 
 def command(python):
@@ -35,36 +61,22 @@ def reference(python, workload=WORKLOAD):
     return {line: (size, count) for line, size, count in json.loads(out)}
 
 
-def traced(python, nframe=1, key="lineno", extra=(), warnings=None):
-    t = subprocess.Popen([TRACER, "-n", str(nframe), "-k", key, "-t", "0", "--format", "json"] +
-                         list(extra) + ["--", python, WORKLOAD],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    try:
-        line = t.stdout.readline()
-        assert line.strip() == "ready", (line, t.stderr.read() if t.poll() is not None else "")
-        t.send_signal(signal.SIGINT)  # report while the workload still holds its blocks
-        out = ""
-        while not out.startswith("{"):  # the workload shares this pipe: read to the report
-            out = t.stdout.readline()
-            assert out, "tracer ended without a report: " + t.stderr.read()
-    finally:
-        t.stdin.close()
-        t.wait(timeout=60)
-    err = t.stderr.read()
-    assert t.returncode == 0, err
-    if warnings is not None:
-        warnings.extend(l for l in err.splitlines() if "warning" in l)
-    return json.loads(out)
+def traced(python, nframe=1, key="lineno", extra=()):
+    """The tracer launching py_sites.py with python, stopped by SIGINT: the
+    finished Tracer (its report and stderr_lines)."""
+    with Tracer(["-n", str(nframe), "-k", key] + list(extra) + ["--", python, WORKLOAD]) as t:
+        t.expect("ready")
+        t.signal(signal.SIGINT)  # report while the workload still holds its blocks
+    return t
 
 
-def by_line(report, workload=WORKLOAD):
-    out = {}
-    for st in report["statistics"]:
-        f = st["frames"][0]
-        if f["filename"] == workload:
-            out[f["lineno"]] = (st["size"], st["count"])
-    return out
+def workload_lines(report, workload=WORKLOAD):
+    """{lineno: (size, count)} in the workload of that path."""
+    return by_line(report, workload, exact=True)
+
+
+def warnings(stderr_lines):
+    return [l for l in stderr_lines if "warning" in l]
 
 
 def assert_parity(ref, ours):
@@ -83,12 +95,10 @@ def assert_parity(ref, ours):
 
 @pytest.mark.parametrize("minor", VERSIONS)
 def test_parity_with_tracemalloc(minor):
-    python = interpreter(minor)
-    if not python:
-        pytest.skip("no CPython %s on this machine (pyenv)" % minor)
+    python = pyenv_python(minor)
     ref = reference(python)
-    report = traced(python)
-    ours = by_line(report)
+    report = traced(python).report
+    ours = workload_lines(report)
     assert_parity(ref, ours)
     # temporaries were freed again
     assert ours.get(site("py_sites.py", "temporary"), (0, 0))[0] < 9000 * 5
@@ -97,13 +107,8 @@ def test_parity_with_tracemalloc(minor):
 
 @pytest.mark.parametrize("minor", ["3.11", "3.13"])
 def test_traceback_frames_in_order(minor):
-    python = interpreter(minor)
-    if not python:
-        pytest.skip("no CPython %s on this machine (pyenv)" % minor)
-    report = traced(python, nframe=3, key="traceback")
-    nested = [s for s in report["statistics"]
-              if s["frames"][0]["filename"] == WORKLOAD
-              and s["frames"][0]["lineno"] == site("py_sites.py", "nested")]
+    report = traced(pyenv_python(minor), nframe=3, key="traceback").report
+    nested = statistics_at(report, WORKLOAD, site("py_sites.py", "nested"), exact=True)
     assert nested, "no statistic for the nested site"
     frames = max(nested, key=lambda s: s["size"])["frames"]
     got = [(f["lineno"], f["function"]) for f in frames[:3]]
@@ -113,16 +118,11 @@ def test_traceback_frames_in_order(minor):
     assert got[0][0] == site("py_sites.py", "nested")
 
 
-DEBIAN = "/usr/bin/python3.11"
-
-
 def test_debian_python_warns_and_sees_large_blocks():
-    if not os.path.exists(DEBIAN):
-        pytest.skip("no Debian /usr/bin/python3.11")
-    warnings = []
-    report = traced(DEBIAN, warnings=warnings)
-    assert len(warnings) == 1 and "hides pymalloc" in warnings[0], warnings
-    ours = by_line(report)
+    run = traced(debian_python())
+    found = warnings(run.stderr_lines)
+    assert len(found) == 1 and "hides pymalloc" in found[0], found
+    ours = workload_lines(run.report)
     # buffers above pymalloc's 512-byte threshold reach libc malloc, which
     # the tracer sees with their Python line even in this LTO build; the
     # 56-byte bytearray objects stay inside the inlined pymalloc
@@ -130,13 +130,10 @@ def test_debian_python_warns_and_sees_large_blocks():
 
 
 def test_debian_python_malloc_gives_tracemalloc_counts():
-    if not os.path.exists(DEBIAN):
-        pytest.skip("no Debian /usr/bin/python3.11")
-    ref = reference(DEBIAN)
-    warnings = []
-    ours = by_line(traced(DEBIAN, extra=["--python-malloc"], warnings=warnings))
-    assert warnings == []
-    assert_parity(ref, ours)
+    ref = reference(debian_python())
+    run = traced(DEBIAN, extra=["--python-malloc"])
+    assert warnings(run.stderr_lines) == []
+    assert_parity(ref, workload_lines(run.report))
 
 
 @pytest.mark.parametrize("minor", ["3.11", "3.12"])
@@ -144,17 +141,15 @@ def test_native_merges_c_frames_and_python_frames(minor):
     """--native: the C frames from the interpreter to the allocator (here
     the C function that allocates the bytearray's buffer), then the Python
     frames exactly as without it."""
-    python = interpreter(minor)
-    if not python:
-        pytest.skip("no CPython %s on this machine (pyenv)" % minor)
+    python = pyenv_python(minor)
     big = site("py_sites.py", "big")
 
     def big_tracebacks(report):
         return [s for s in report["statistics"]
                 if any(f["filename"] == WORKLOAD and f["lineno"] == big for f in s["frames"])]
 
-    plain = big_tracebacks(traced(python, nframe=4, key="traceback"))
-    merged = big_tracebacks(traced(python, nframe=4, key="traceback", extra=["--native"]))
+    plain = big_tracebacks(traced(python, nframe=4, key="traceback").report)
+    merged = big_tracebacks(traced(python, nframe=4, key="traceback", extra=["--native"]).report)
     # 200 bytearray objects and their 200 buffers, as tracemalloc counts them
     assert sum(s["count"] for s in plain) == sum(s["count"] for s in merged) == 400
     top = max(merged, key=lambda s: s["size"])
@@ -174,64 +169,55 @@ def test_domain_python_is_what_tracemalloc_counts():
     """--domain python keeps Python's allocators only (tracemalloc's
     numbers); libc blocks of C code are the rest, and the two partition the
     report exactly."""
-    python = interpreter("3.11")
-    if not python:
-        pytest.skip("no CPython 3.11 on this machine (pyenv)")
-    both = traced(python, extra=["--domain", "python", "--domain", "libc"])
-    py = traced(python, extra=["--domain", "python"])
-    libc = traced(python, extra=["--domain", "libc"])
+    python = pyenv_python("3.11")
+    both = traced(python, extra=["--domain", "python", "--domain", "libc"]).report
+    py = traced(python, extra=["--domain", "python"]).report
+    libc = traced(python, extra=["--domain", "libc"]).report
     big = site("py_sites.py", "big")
-    assert by_line(py)[big] == (200 * 20001 + 200 * 56, 400)
-    assert big not in by_line(libc)
-    assert_parity(reference(python), by_line(py))
+    assert workload_lines(py)[big] == (200 * 20001 + 200 * 56, 400)
+    assert big not in workload_lines(libc)
+    assert_parity(reference(python), workload_lines(py))
     # each run is its own process: compare the shares, not the bytes
     total = lambda r: sum(s["size"] for s in r["statistics"])
     assert abs(total(py) + total(libc) - total(both)) <= 0.05 * total(both)
 
 
-def attach_and_trace(python, extra=(), stop=signal.SIGINT, nframe=1, workload=WORKLOAD,
-                     args=("attach",)):
+Attached = collections.namedtuple("Attached", "report stderr_lines tables during after")
+
+
+@contextlib.contextmanager
+def attached(python, extra=(), stop=signal.SIGINT, nframe=1, workload=WORKLOAD,
+             args=("attach",)):
     """Starts the workload in attach mode, attaches the tracer (with -v),
     lets the workload run its allocations, stops the tracer with stop (None:
-    it ends by -d) and returns (report, stderr lines, table slots read
-    while tracing, table slots read after, the workload)."""
-    w = subprocess.Popen(command(python) + [workload] + list(args), stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
-    assert w.stdout.readline().strip() == "ready"
-    args = [TRACER, "-p", str(w.pid), "-v", "-t", "0", "--format", "json", "-n", str(nframe)]
-    if stop is None:
-        args += ["-d", "4"]
-    t = subprocess.Popen(args + list(extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    try:
-        err_lines = []
-        tables = None
-        while tables is None:  # the tables are found (and hooked) before tracing starts
-            line = t.stderr.readline()
-            assert line, "tracer ended: " + "".join(err_lines)
-            err_lines.append(line.rstrip("\n"))
-            if "tracing pid" in line:
-                break
-            m = re.search(r"tables: raw (0x[0-9a-f]+), mem (0x[0-9a-f]+), obj (0x[0-9a-f]+)",
-                          line)
-            if m:
-                tables = [int(x, 16) for x in m.groups()]
-        while "tracing pid" not in err_lines[-1]:
-            err_lines.append(t.stderr.readline().rstrip("\n"))
-        during = read_slots(w.pid, tables) if tables else None
-        w.stdin.write("\n")
-        w.stdin.flush()
-        assert w.stdout.readline().strip() == "done"
-        if stop is not None:
-            t.send_signal(stop)
-        out, err = t.communicate(timeout=60)
-        err_lines += err.splitlines()
+    it ends by -d) and yields an Attached: the report (None without one),
+    the tracer's stderr lines, the allocator tables it printed and their
+    slots read while tracing and after (None without tables). Then the
+    workload, which ran on, must exit cleanly."""
+    with Workload(command(python) + [workload] + list(args)) as w:
+        duration = ["-d", "4"] if stop is None else []
+        with Tracer(["-n", str(nframe)] + duration + list(extra), attach=w.pid,
+                    check=False) as t:
+            tables = allocator_tables(t.stderr_lines)  # found (and hooked) before tracing
+            during = read_slots(w.pid, tables) if tables else None
+            w.run("\n")
+            if stop is not None:
+                t.signal(stop)
         after = read_slots(w.pid, tables) if tables else None
-    finally:
-        if t.poll() is None:
-            t.kill()
-    report = json.loads(out.splitlines()[-1]) if out.strip() else None
-    return report, err_lines, tables, during, after, w
+        try:
+            yield Attached(t.report, t.stderr_lines, tables, during, after)
+        finally:
+            w.say("\n")
+            assert w.wait() == 0
+
+
+def allocator_tables(stderr_lines):
+    """The raw, mem and obj tables' addresses in the tracer's -v lines, or None."""
+    for line in stderr_lines:
+        m = re.search(r"tables: raw (0x[0-9a-f]+), mem (0x[0-9a-f]+), obj (0x[0-9a-f]+)", line)
+        if m:
+            return [int(x, 16) for x in m.groups()]
+    return None
 
 
 def read_slots(pid, tables):
@@ -245,74 +231,54 @@ def read_slots(pid, tables):
         return out
 
 
-def finish(w):
-    w.stdin.write("\n")
-    w.stdin.flush()
-    assert w.wait(timeout=30) == 0
-
-
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, None],
                          ids=["sigint", "sigterm", "duration"])
 def test_debian_hook_pymalloc_gives_tracemalloc_counts_and_restores(stop):
-    if not os.path.exists(DEBIAN):
-        pytest.skip("no Debian /usr/bin/python3.11")
-    report, err, tables, during, after, w = attach_and_trace(DEBIAN, ["--hook-pymalloc"], stop)
-    try:
-        assert report is not None, err
-        raw, mem, obj = during
+    with attached(debian_python(), ["--hook-pymalloc"], stop) as run:
+        err = run.stderr_lines
+        assert run.report is not None, err
+        raw, mem, obj = run.during
         # while tracing, the mem and obj tables call the raw allocator ...
         assert mem == raw and obj == raw
         # ... and afterwards they hold their own functions again
-        assert after[1] != raw and after[2] != raw and after[0] == raw
+        assert run.after[1] != raw and run.after[2] != raw and run.after[0] == raw
         assert any("allocator tables restored" in l for l in err), err
         assert not any("hides pymalloc" in l for l in err)
         # what the stripped build's tables hold was probed: 3 raw functions,
         # pymalloc's malloc, calloc, realloc and free
         assert sum("from its allocator table" in l for l in err) == 7, err
         if stop is signal.SIGINT:
-            assert_parity(reference(DEBIAN), by_line(report))
-    finally:
-        finish(w)  # the workload runs on and exits cleanly after the hook
+            assert_parity(reference(DEBIAN), workload_lines(run.report))
 
 
 def test_debian_without_hook_warns_and_writes_nothing():
-    if not os.path.exists(DEBIAN):
-        pytest.skip("no Debian /usr/bin/python3.11")
-    report, err, tables, during, after, w = attach_and_trace(DEBIAN)
-    try:
+    with attached(debian_python()) as run:
+        err = run.stderr_lines
         assert sum("hides pymalloc" in l and "--hook-pymalloc" in l for l in err) == 1, err
-        raw, mem, obj = during
-        assert mem != raw and obj != raw and during == after
-        small = by_line(report).get(site("py_sites.py", "small"), (0, 0))
+        raw, mem, obj = run.during
+        assert mem != raw and obj != raw and run.during == run.after
+        small = workload_lines(run.report).get(site("py_sites.py", "small"), (0, 0))
         assert small[1] < 500  # of 5000: pymalloc's inlined fast path hides them
-    finally:
-        finish(w)
 
 
 def test_table_route_finds_the_symbol_routes_functions():
     """pyenv's 3.11 keeps .symtab: its allocators are probed by name, and the
     functions its tables hold are the same (nothing is probed twice)."""
-    python = interpreter("3.11")
-    if not python:
-        pytest.skip("no CPython 3.11 on this machine (pyenv)")
-    report, err, tables, during, after, w = attach_and_trace(python)
-    try:
-        assert tables, err
+    with attached(pyenv_python("3.11")) as run:
+        err = run.stderr_lines
+        assert run.tables, err
         by_name = [l for l in err if re.search(r"probe _Py(Object|Mem_Raw)\w+ ", l)]
         assert len(by_name) == 7, err
         assert not any("from its allocator table" in l for l in err), err
-    finally:
-        finish(w)
 
 
 def test_hook_pymalloc_bad_input():
-    p = subprocess.run([TRACER, "--hook-pymalloc", "--", "/bin/true"], capture_output=True,
-                       text=True, timeout=30)
+    p = run_tracer(["--hook-pymalloc", "--", "/bin/true"], timeout=30, check=False)
     assert p.returncode == 2 and "--hook-pymalloc applies to -p PID" in p.stderr
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
-        p = subprocess.run([TRACER, "--hook-pymalloc", "-p", str(sleeper.pid), "-d", "1"],
-                           capture_output=True, text=True, timeout=30)
+        p = run_tracer(["--hook-pymalloc", "-p", str(sleeper.pid), "-d", "1"], timeout=30,
+                       check=False)
         assert p.returncode == 2, p.stderr
         assert p.stderr.strip().endswith("runs no CPython that tracer knows"), p.stderr
     finally:
@@ -323,29 +289,14 @@ THREADS = os.path.join(SOURCES, "py_threads.py")
 
 
 def traced_threads(python, extra=()):
-    t = subprocess.Popen([TRACER, "-t", "0", "--format", "json"] + list(extra) +
-                         ["--", python, THREADS], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert t.stdout.readline().strip() == "ready", t.stderr.read()
-        t.stdin.write("\n")
-        t.stdin.flush()
-        assert t.stdout.readline().strip() == "done"
-        t.send_signal(signal.SIGINT)
-        out = ""
-        while not out.startswith("{"):
-            out = t.stdout.readline()
-            assert out, "tracer ended without a report: " + t.stderr.read()
-    finally:
-        t.stdin.close()
-        t.wait(timeout=60)
-    assert t.returncode == 0, t.stderr.read()
-    lines = {}
-    for st in json.loads(out)["statistics"]:
-        f = st["frames"][0]
-        if f["filename"] == THREADS:
-            lines[f["lineno"]] = (st["size"], st["count"])
-    return lines
+    """{lineno: (size, count)} in py_threads.py, launched by the tracer and
+    reported once its threads are done."""
+    with Tracer(list(extra) + ["--", python, THREADS]) as t:
+        t.expect("ready")
+        t.say("\n")
+        t.expect("done")
+        t.signal(signal.SIGINT)
+    return workload_lines(t.report, THREADS)
 
 
 @pytest.mark.parametrize("minor", VERSIONS + ["debian"])
@@ -354,9 +305,7 @@ def test_threads_get_their_own_frames(minor):
     sleeps with the GIL released and 4 call malloc through ctypes with the
     GIL released: every block carries the frame of the thread that made it,
     not of whichever thread holds the GIL."""
-    python = DEBIAN if minor == "debian" else interpreter(minor)
-    if not python or not os.path.exists(python):
-        pytest.skip("no CPython %s on this machine" % minor)
+    python = python_or_debian(minor)
     lines = traced_threads(python)
     for k in range(8):
         size = 1000 + 100 * k + 33  # a bytes object: 33 bytes of header
@@ -372,9 +321,7 @@ def test_tracemalloc_track_domains(minor):
     """PyTraceMalloc_Track puts a block in the extension's domain with the
     traceback of the Track call, once, as tracemalloc does; a freed and
     untracked block goes."""
-    python = DEBIAN if minor == "debian" else interpreter(minor)
-    if not python or not os.path.exists(python):
-        pytest.skip("no CPython %s on this machine" % minor)
+    python = python_or_debian(minor)
     source = os.path.join(SOURCES, "py_track.py")
     ref = json.loads(subprocess.run([python, source, "ref"], capture_output=True, text=True,
                                     check=True, timeout=60).stdout)
@@ -382,22 +329,11 @@ def test_tracemalloc_track_domains(minor):
     assert ref == [[track, 30 * 5000, 30]]
 
     def report(*extra):
-        t = subprocess.Popen([TRACER, "-t", "0", "--format", "json"] + list(extra) +
-                             ["--", python, source], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert t.stdout.readline().strip() == "ready", t.stderr.read()
-            t.send_signal(signal.SIGINT)
-            out = ""
-            while not out.startswith("{"):
-                out = t.stdout.readline()
-                assert out, t.stderr.read()
-        finally:
-            t.stdin.close()
-            t.wait(timeout=60)
-        return {st["frames"][0]["lineno"]: (st["size"], st["count"])
-                for st in json.loads(out)["statistics"]
-                if st["frames"][0]["filename"] == source}
+        # the tracer's exit status was never checked here
+        with Tracer(list(extra) + ["--", python, source], check=False) as t:
+            t.expect("ready")
+            t.signal(signal.SIGINT)
+        return workload_lines(t.report, source)
 
     assert report("--domain", "389047") == {track: (30 * 5000, 30)}
     # the libc blocks became the domain's: nothing is left at the malloc line
@@ -425,21 +361,18 @@ def forky():
 
 def test_python314_hook_pymalloc_gives_tracemalloc_counts(forky):
     workload = forky + "/py_sites.py"
-    report, err, tables, during, after, w = attach_and_trace(
-        PY314, ["--hook-pymalloc"], workload=workload)
-    try:
+    with attached(PY314, ["--hook-pymalloc"], workload=workload) as run:
+        err, report = run.stderr_lines, run.report
         assert report is not None, err
         assert not any("layout" in l or "no known frame layout" in l for l in err), err
-        raw, mem, obj = during
-        assert mem == raw and obj == raw and after[1] != raw and after[2] != raw
+        raw, mem, obj = run.during
+        assert mem == raw and obj == raw and run.after[1] != raw and run.after[2] != raw
         # LTO inlined the default-allocator test into the wrappers: the
         # tables are found on the branch that calls through them
         assert sum("from its allocator table" in l for l in err) == 7, err
         assert report["counters"]["python frames unreadable"] == 0
         assert report["counters"]["python frames unresolved"] == 0
-        assert_parity(reference(PY314, workload), by_line(report, workload))
-    finally:
-        finish(w)
+        assert_parity(reference(PY314, workload), workload_lines(report, workload))
 
 
 def test_python314_shared_libpython_gives_tracemalloc_counts(forky):
@@ -456,70 +389,53 @@ def test_python314_shared_libpython_gives_tracemalloc_counts(forky):
                    check=True)
     embed = ["chroot", FORKY, forky + "/py_embed"]
     workload = forky + "/py_sites.py"
-    report, err, tables, during, after, w = attach_and_trace(
-        embed, ["--hook-pymalloc"], workload=workload)
-    try:
+    with attached(embed, ["--hook-pymalloc"], workload=workload) as run:
+        err, report = run.stderr_lines, run.report
         assert report is not None, err
         probes = [l for l in err if "from its allocator table" in l]
         assert len(probes) == 7 and all("libpython3.14.so.1.0+" in l for l in probes), err
-        assert during[1] == during[0] and after[1] != during[0]
+        assert run.during[1] == run.during[0] and run.after[1] != run.during[0]
         assert report["counters"]["python frames unreadable"] == 0
         # the raw and libc frees beneath each Python free are the same block,
         # not ~12000 frees of untraced blocks; only blocks from before attach
         assert report["counters"]["frees of untraced blocks"] < 100, report["counters"]
-        assert_parity(reference(embed, workload), by_line(report, workload))
-    finally:
-        finish(w)
+        assert_parity(reference(embed, workload), workload_lines(report, workload))
 
 
 def test_python314_without_hook_warns_and_sees_large_blocks(forky):
     workload = forky + "/py_sites.py"
-    report, err, tables, during, after, w = attach_and_trace(PY314, workload=workload)
-    try:
-        assert sum("hides pymalloc" in l for l in err) == 1, err
-        assert during == after
-        assert by_line(report, workload)[site("py_sites.py", "big")] == (200 * 20001, 200)
-    finally:
-        finish(w)
+    with attached(PY314, workload=workload) as run:
+        assert sum("hides pymalloc" in l for l in run.stderr_lines) == 1, run.stderr_lines
+        assert run.during == run.after
+        assert workload_lines(run.report, workload)[site("py_sites.py", "big")] == \
+            (200 * 20001, 200)
 
 
 def test_python314_traceback_frames_in_order(forky):
     workload = forky + "/py_sites.py"
-    report, err, tables, during, after, w = attach_and_trace(
-        PY314, ["--hook-pymalloc", "-k", "traceback"], nframe=3, workload=workload)
-    try:
-        gen = [s for s in report["statistics"]
-               if s["frames"][0]["filename"] == workload
-               and s["frames"][0]["lineno"] == site("py_sites.py", "gen")]
+    with attached(PY314, ["--hook-pymalloc", "-k", "traceback"], nframe=3,
+                  workload=workload) as run:
+        report = run.report
+        gen = statistics_at(report, workload, site("py_sites.py", "gen"), exact=True)
         assert gen, report["statistics"][:5]
         frames = max(gen, key=lambda s: s["size"])["frames"]
         # the generator's frame, then main() that drives it through list()
         assert [(f["lineno"], f["function"]) for f in frames[:2]] == \
             [(site("py_sites.py", "gen"), "gen"),
              (site("py_sites.py", "gen_call"), "main")], frames
-    finally:
-        finish(w)
 
 
 def test_python314_threads_get_their_own_frames(forky):
     workload = forky + "/py_threads.py"
-    report, err, tables, during, after, w = attach_and_trace(
-        PY314, ["--hook-pymalloc"], workload=workload, args=())
-    try:
-        lines = by_line(report, workload)
+    with attached(PY314, ["--hook-pymalloc"], workload=workload, args=()) as run:
+        lines = workload_lines(run.report, workload)
         for k in range(8):
             size = 1000 + 100 * k + 33
             assert lines.get(site("py_threads.py", "t%d" % k)) == (100 * size, 100), (k, lines)
         assert site("py_threads.py", "sleeper") not in lines
-    finally:
-        finish(w)
-    report, err, tables, during, after, w = attach_and_trace(
-        PY314, ["--domain", "libc"], workload=workload, args=())
-    try:
-        assert by_line(report, workload).get(site("py_threads.py", "native")) == \
+    with attached(PY314, ["--domain", "libc"], workload=workload, args=()) as run:
+        assert workload_lines(run.report, workload).get(site("py_threads.py", "native")) == \
             (4 * 100 * 3000 + 100 * (0 + 1 + 2 + 3), 400)
-    finally:
-        finish(w)
 
 
 def test_unknown_python_version_warns_once_and_stays_native(forky):
@@ -528,17 +444,14 @@ def test_unknown_python_version_warns_once_and_stays_native(forky):
     if not os.path.exists(FORKY + "/usr/bin/python3.15"):
         pytest.skip("no Debian python3.15 in the chroot at %s" % FORKY)
     workload = forky + "/py_sites.py"
-    report, err, tables, during, after, w = attach_and_trace(
-        ["chroot", FORKY, "/usr/bin/python3.15"], workload=workload)
-    try:
-        warnings = [l for l in err if "warning" in l]
-        assert len(warnings) == 1 and "CPython 3.15" in warnings[0] and \
-            "tracebacks stay native" in warnings[0], warnings
+    with attached(["chroot", FORKY, "/usr/bin/python3.15"], workload=workload) as run:
+        report = run.report
+        found = warnings(run.stderr_lines)
+        assert len(found) == 1 and "CPython 3.15" in found[0] and \
+            "tracebacks stay native" in found[0], found
         files = {f["filename"] for s in report["statistics"] for f in s["frames"]}
         assert workload not in files
         assert report["counters"]["python frames unreadable"] == 0
         # the 200 bytearray buffers of 20001 bytes reach libc malloc
         assert sum(s["count"] for s in report["statistics"] if s["size"] >= 20001) >= 1
         assert report["traced_memory"]["current"] >= 200 * 20001, report["traced_memory"]
-    finally:
-        finish(w)

@@ -13,28 +13,15 @@ import time
 
 import pytest
 
-from conftest import TRACER, run_tracer, site, workload
+from helpers import Tracer, by_line, run_tracer, site, statistics_at, workload
 
 SOURCE = "phases.c"
 
 
-def stats(args, user=None, check=True):
-    cmd = [TRACER] + args
-    if user is not None:  # stats and compare need neither root nor BPF
-        cmd = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user, "--clear-groups"] + cmd
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if check:
-        assert p.returncode == 0, p.stderr
-    return p
-
-
-def by_line(report):
-    out = {}
-    for st in report["statistics"]:
-        f = st["frames"][0]
-        if f["filename"].endswith(SOURCE):
-            out[f["lineno"]] = st
-    return out
+def stats_json(args, user=None):
+    """The JSON report of tracer stats or compare (--format json -t 0); as
+    that uid with user (they need neither root nor BPF)."""
+    return json.loads(run_tracer(args + ["--format", "json", "-t", "0"], user=user).stdout)
 
 
 def series_numbers(pattern_dir):
@@ -60,42 +47,23 @@ def snapshot_after_now(d):
     return target
 
 
-def read_until(stream, prefix):
-    while True:
-        line = stream.readline()
-        assert line, "tracer or workload ended early"
-        if line.startswith(prefix):
-            return line.strip()
-
-
 @pytest.fixture(scope="module")
 def series(tmp_path_factory):
     """One traced run of the phases workload: snapshot numbers after phase 1
     and after phase 2, the final report, and the late block's address."""
     d = str(tmp_path_factory.mktemp("series"))
-    t = subprocess.Popen([TRACER, "-i", "0.2", "-o", os.path.join(d, "snap-%n.snap"), "-n", "3",
-                          "--format", "json", "-t", "0", "--", workload("phases")],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    try:
-        read_until(t.stdout, "ready")
-        t.stdin.write("1\n")
-        t.stdin.flush()
-        read_until(t.stdout, "done")
+    with Tracer(["-i", "0.2", "-o", os.path.join(d, "snap-%n.snap"), "-n", "3", "--",
+                 workload("phases")]) as t:
+        t.read_until("ready")
+        t.say("1\n")
+        t.read_until("done")
         after1 = snapshot_after_now(d)
-        t.stdin.write("2\n")
-        t.stdin.flush()
-        address = read_until(t.stdout, "done").split()[1]
+        t.say("2\n")
+        address = t.read_until("done").split()[1]
         after2 = snapshot_after_now(d)
-        t.stdin.close()
-        final = json.loads(read_until(t.stdout, "{"))
-        # the final report comes last: nothing but it may follow
-        assert t.wait(timeout=60) == 0, t.stderr.read()
-    finally:
-        if t.poll() is None:
-            t.kill()
+        t.end_input()  # the workload ends: the final report, the last file
     last = series_numbers(d)[-1]
-    return {"dir": d, "after1": after1, "after2": after2, "last": last, "final": final,
+    return {"dir": d, "after1": after1, "after2": after2, "last": last, "final": t.report,
             "address": address}
 
 
@@ -124,10 +92,10 @@ def test_stats_of_the_last_file_is_the_live_report(series, key, cumulative):
         shutil.copy(snap(series, series["last"]), copy)
         os.chmod(copy, 0o644)
         os.chmod(d, 0o755)
-        args = ["stats", copy, "--format", "json", "-t", "0", "-k", key]
+        args = ["stats", copy, "-k", key]
         if cumulative:
             args.append("--cumulative")
-        from_file = json.loads(stats(args, user=65534).stdout)
+        from_file = stats_json(args, user=65534)
     finally:
         shutil.rmtree(d)
     live = series["final"]
@@ -136,27 +104,27 @@ def test_stats_of_the_last_file_is_the_live_report(series, key, cumulative):
         assert from_file["traced_memory"] == live["traced_memory"]
         assert from_file["counters"] == live["counters"]
         assert from_file["nframe"] == 3
-    lines = by_line(from_file)
+    lines = by_line(from_file, SOURCE)
     grow, late = site(SOURCE, "grow"), site(SOURCE, "late")
     if key == "traceback":
         callers = sorted((st["frames"][1]["function"], st["count"])
-                         for st in from_file["statistics"]
-                         if st["frames"][0]["filename"].endswith(SOURCE) and
-                         st["frames"][0]["lineno"] == grow)
+                         for st in statistics_at(from_file, SOURCE, grow))
         assert callers == [("phase1", 100), ("phase2", 300)]
     elif key != "filename":
-        assert (lines[grow]["size"], lines[grow]["count"]) == (400 * 1000, 400)
-        assert (lines[late]["size"], lines[late]["count"]) == (20 * 4096, 20)
+        assert lines[grow] == (400 * 1000, 400)
+        assert lines[late] == (20 * 4096, 20)
         assert site(SOURCE, "temp") not in lines
 
 
+def between_phases(series):
+    return ["compare", snap(series, series["after1"]), snap(series, series["after2"])]
+
+
 def test_compare_gives_the_growth_between_phases(series):
-    out = json.loads(stats(["compare", snap(series, series["after1"]),
-                            snap(series, series["after2"]), "--format", "json", "-t", "0"]
-                           ).stdout)
-    lines = by_line(out)
+    out = stats_json(between_phases(series))
     grow, temp, late = site(SOURCE, "grow"), site(SOURCE, "temp"), site(SOURCE, "late")
-    got = {l: (s["size"], s["size_diff"], s["count"], s["count_diff"]) for l, s in lines.items()}
+    got = by_line(out, SOURCE,
+                  value=lambda s: (s["size"], s["size_diff"], s["count"], s["count_diff"]))
     assert got == {grow: (400000, 300000, 400, 300),
                    temp: (0, -50 * 4096, 0, -50),
                    late: (20 * 4096, 20 * 4096, 20, 20)}
@@ -167,8 +135,7 @@ def test_compare_gives_the_growth_between_phases(series):
 
 
 def test_compare_text_is_statisticdiff(series):
-    p = stats(["compare", snap(series, series["after1"]), snap(series, series["after2"]),
-               "-t", "3"])
+    p = run_tracer(between_phases(series) + ["-t", "3"])
     diffs = [l for l in p.stdout.splitlines() if SOURCE + ":" in l]
     assert diffs[0].endswith("%s:%d: size=391 KiB (+293 KiB), count=400 (+300), average=1000 B"
                              % (SOURCE, site(SOURCE, "grow")))
@@ -177,24 +144,22 @@ def test_compare_text_is_statisticdiff(series):
 
 
 def test_compare_cumulative_counts_the_caller(series):
-    out = json.loads(stats(["compare", snap(series, series["after1"]),
-                            snap(series, series["after2"]), "--format", "json", "-t", "0",
-                            "--cumulative"]).stdout)
-    lines = by_line(out)
+    size_diffs = by_line(stats_json(between_phases(series) + ["--cumulative"]), SOURCE,
+                         value=lambda s: s["size_diff"])
     # phase2() calls add_grow(300) and mallocs the late blocks itself
-    phase2_call = [l for l in lines if lines[l]["size_diff"] == 300000 + 20 * 4096]
+    phase2_call = [l for l in size_diffs if size_diffs[l] == 300000 + 20 * 4096]
     assert len(phase2_call) == 1
 
 
 def test_address_gives_the_block_traceback(series):
     addr = int(series["address"], 16)
-    p = stats(["stats", snap(series, series["last"]), "--address", hex(addr + 100)])
+    p = run_tracer(["stats", snap(series, series["last"]), "--address", hex(addr + 100)])
     first, *frames = p.stdout.splitlines()
     assert first == "%s: offset 100 in a block of 4096 B (4096 B) at %s, domain libc, " \
                     "allocated at:" % (hex(addr + 100), hex(addr))
     assert frames[0].startswith('  File "') and \
         frames[0].endswith('%s", line %d, in phase2' % (SOURCE, site(SOURCE, "late")))
-    p = stats(["stats", snap(series, series["last"]), "--address", "0x10"], check=False)
+    p = run_tracer(["stats", snap(series, series["last"]), "--address", "0x10"], check=False)
     assert p.returncode == 1
     assert p.stdout == "0x10: no traced block holds this address\n"
 
@@ -215,7 +180,7 @@ def test_bad_files_get_one_line_and_status_2(series, tmp_path):
             f.write(data)
         for cmd in (["stats", path], ["compare", path, snap(series, 1)],
                     ["compare", snap(series, 1), path]):
-            p = stats(cmd, check=False)
+            p = run_tracer(cmd, check=False)
             assert p.returncode == 2, (name, p.stderr)
             assert p.stdout == ""
             assert p.stderr.count("\n") == 1 and message in p.stderr, (name, p.stderr)
@@ -229,7 +194,7 @@ def test_bad_files_get_one_line_and_status_2(series, tmp_path):
                            "--address applies to"),
                           (["stats", snap(series, 1), "-k", "traceback", "--cumulative"],
                            "cumulative mode cannot by used")]:
-        p = stats(args, check=False)
+        p = run_tracer(args, check=False)
         assert p.returncode == 2, args
         assert p.stderr.count("\n") == 1 and message in p.stderr, (args, p.stderr)
 
@@ -241,16 +206,14 @@ def test_bad_output_name_is_refused_before_tracing():
 
 
 def test_unwritable_output_is_an_error(tmp_path):
-    p = subprocess.run([TRACER, "-o", str(tmp_path / "no" / "such" / "dir.snap"), "--",
-                        workload("phases")], input="", capture_output=True, text=True,
-                       timeout=60)
+    p = run_tracer(["-o", str(tmp_path / "no" / "such" / "dir.snap"), "--", workload("phases")],
+                   input="", check=False)
     assert p.returncode == 1
     assert "cannot write snapshot" in p.stderr and "No such file or directory" in p.stderr
 
 
 def filtered(series, *args):
-    out = json.loads(stats(["stats", snap(series, series["last"]), "--format", "json", "-t", "0"]
-                           + list(args)).stdout)
+    out = stats_json(["stats", snap(series, series["last"])] + list(args))
     return {(st["frames"][0]["filename"].rsplit("/", 1)[-1], st["frames"][0]["lineno"]):
             (st["size"], st["count"]) for st in out["statistics"]}
 
@@ -283,23 +246,21 @@ def test_filters_on_a_saved_snapshot(series):
 
 
 def test_filters_on_compare(series):
-    out = json.loads(stats(["compare", snap(series, series["after1"]),
-                            snap(series, series["after2"]), "--format", "json", "-t", "0",
-                            "--include", "*/%s:%d" % (SOURCE, site(SOURCE, "temp"))]).stdout)
+    out = stats_json(between_phases(series) +
+                     ["--include", "*/%s:%d" % (SOURCE, site(SOURCE, "temp"))])
     assert [(s["size_diff"], s["count_diff"]) for s in out["statistics"]] == [(-204800, -50)]
 
 
 def test_filters_on_live_reports_leave_the_file_whole(tmp_path):
     path = str(tmp_path / "whole.snap")
-    p = subprocess.run([TRACER, "--format", "json", "-t", "0", "-o", path, "--include",
-                        "*/%s:%d" % (SOURCE, site(SOURCE, "late")), "--",
-                        workload("phases")], input="1\n2\n", capture_output=True, text=True,
-                       timeout=60)
-    assert p.returncode == 0, p.stderr
-    live = json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
+    with Tracer(["-o", path, "--include", "*/%s:%d" % (SOURCE, site(SOURCE, "late")), "--",
+                 workload("phases")]) as t:
+        t.say("1\n2\n")
+        t.end_input()
+    live = t.report
     assert [(s["frames"][0]["lineno"], s["count"]) for s in live["statistics"]] == \
         [(site(SOURCE, "late"), 20)]
-    whole = json.loads(stats(["stats", path, "--format", "json", "-t", "0"]).stdout)
+    whole = stats_json(["stats", path])
     assert sum(s["count"] for s in whole["statistics"]) > 20 + 400 - 1
 
 
@@ -308,7 +269,7 @@ def test_bad_filters():
                           (["--exclude", "a.c:0"], "invalid filter 'a.c:0'"),
                           (["--domain", "heap"], "unknown domain 'heap'"),
                           (["--all-frames"], "--all-frames applies to")]:
-        p = stats(["stats", "/nonexistent"] + args, check=False)
+        p = run_tracer(["stats", "/nonexistent"] + args, check=False)
         assert p.returncode == 2 and p.stderr.count("\n") == 1 and message in p.stderr, \
             (args, p.stderr)
 
@@ -318,7 +279,8 @@ GO = shutil.which("go")
 
 def pprof_file(series, tmp_path, *args):
     out = str(tmp_path / "heap.pb.gz")
-    stats(["stats", snap(series, series["last"]), "--format", "pprof", "-o", out] + list(args))
+    run_tracer(["stats", snap(series, series["last"]), "--format", "pprof", "-o", out] +
+               list(args))
     return out
 
 
@@ -330,8 +292,7 @@ def go_pprof(*args):
 
 
 def total(series, key):
-    out = json.loads(stats(["stats", snap(series, series["last"]), "--format", "json", "-t", "0",
-                            "-k", "traceback"]).stdout)
+    out = stats_json(["stats", snap(series, series["last"]), "-k", "traceback"])
     return sum(s[key] for s in out["statistics"])
 
 
@@ -369,7 +330,7 @@ def test_pprof_of_a_filtered_snapshot(series, tmp_path):
 
 
 def test_collapsed_sums_to_the_snapshot(series):
-    out = stats(["stats", snap(series, series["last"]), "--format", "collapsed"]).stdout
+    out = run_tracer(["stats", snap(series, series["last"]), "--format", "collapsed"]).stdout
     lines = out.splitlines()
     assert lines == sorted(lines)
     assert sum(int(l.rsplit(" ", 1)[1]) for l in lines) == total(series, "size")
