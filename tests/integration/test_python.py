@@ -231,8 +231,9 @@ def read_slots(pid, tables):
         return out
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, None],
-                         ids=["sigint", "sigterm", "duration"])
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGALRM,
+                                  signal.SIGHUP, None],
+                         ids=["sigint", "sigterm", "sigquit", "sigalrm", "sighup", "duration"])
 def test_debian_hook_pymalloc_gives_tracemalloc_counts_and_restores(stop):
     with attached(debian_python(), ["--hook-pymalloc"], stop) as run:
         err = run.stderr_lines
@@ -455,3 +456,82 @@ def test_unknown_python_version_warns_once_and_stays_native(forky):
         # the 200 bytearray buffers of 20001 bytes reach libc malloc
         assert sum(s["count"] for s in report["statistics"] if s["size"] >= 20001) >= 1
         assert report["traced_memory"]["current"] >= 200 * 20001, report["traced_memory"]
+
+
+# A class whose __init__ allocates: from 3.13 a shim frame (_Py_InitCleanup)
+# sits between the caller and __init__, shown by neither tracemalloc nor us.
+INIT = os.path.join(SOURCES, "py_init.py")
+
+
+def init_reference(python, workload=INIT, nframe=5):
+    """tracemalloc's tracebacks (lines, most recent first) of py_init.py,
+    with their sizes and counts."""
+    out = subprocess.run(command(python) + [workload, "ref", str(nframe)], capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    return {tuple(lines): (size, count) for lines, size, count in json.loads(out)}
+
+
+def init_tracebacks(report, workload=INIT):
+    """Ours, likewise: the statistics by traceback that start in workload."""
+    return {tuple(f["lineno"] for f in st["frames"]): (st["size"], st["count"])
+            for st in report["statistics"] if st["frames"][0]["filename"] == workload}
+
+
+def assert_init_parity(ref, ours):
+    init = site("py_init.py", "init")
+    ref_init = {tb: v for tb, v in ref.items() if tb[0] == init}
+    assert len(ref_init) == 1, ref
+    # the __init__ allocations: the same single traceback, exactly
+    assert {tb: v for tb, v in ours.items() if tb[0] == init} == ref_init
+    assert list(ref_init)[0][:4] == (init, site("py_init.py", "construct"),
+                                     site("py_init.py", "main"), site("py_init.py", "module"))
+
+
+def test_init_shim_is_not_a_frame_313():
+    python = pyenv_python("3.13")
+    with attached(python, ["-k", "traceback"], nframe=5, workload=INIT, args=()) as run:
+        assert run.report is not None, run.stderr_lines
+        assert_init_parity(init_reference(python), init_tracebacks(run.report))
+
+
+def test_init_shim_is_not_a_frame_314(forky):
+    workload = forky + "/py_init.py"
+    shutil.copy(INIT, FORKY + forky)
+    with attached(PY314, ["--hook-pymalloc", "-k", "traceback"], nframe=5, workload=workload,
+                  args=()) as run:
+        assert run.report is not None, run.stderr_lines
+        assert_init_parity(init_reference(PY314, workload), init_tracebacks(run.report, workload))
+
+
+# A process in its own pid namespace (a container), traced by its host pid:
+# CPython 3.11+ keep the namespace's thread id in native_thread_id.
+def namespaced_report(python, extra=(), workload=WORKLOAD):
+    """py_sites.py in attach mode under unshare --pid --fork --mount-proc,
+    traced by the host pid of its interpreter."""
+    if not shutil.which("unshare"):
+        pytest.skip("no unshare (util-linux)")
+    with Workload(["unshare", "--pid", "--fork", "--mount-proc"] + command(python) +
+                  [workload, "attach"]) as w:
+        inner = int(subprocess.check_output(["pgrep", "-P", str(w.pid)], text=True).split()[0])
+        with open("/proc/%d/status" % inner) as f:
+            nspid = [l.split()[1:] for l in f if l.startswith("NSpid:")][0]
+        assert len(nspid) == 2 and nspid[1] == "1", nspid  # pid 1 in its namespace
+        with Tracer(list(extra), attach=inner) as t:
+            w.run("\n")
+            t.signal(signal.SIGINT)
+        w.say("\n")
+    return t.report
+
+
+@pytest.mark.parametrize("minor", VERSIONS)
+def test_python_frames_in_a_pid_namespace(minor):
+    python = pyenv_python(minor)
+    report = namespaced_report(python)
+    assert_parity(reference(python), workload_lines(report))
+    assert report["counters"]["python frames unreadable"] == 0
+
+
+def test_python314_frames_in_a_pid_namespace(forky):
+    workload = forky + "/py_sites.py"
+    report = namespaced_report(PY314, ["--hook-pymalloc"], workload)
+    assert_parity(reference(PY314, workload), workload_lines(report, workload))

@@ -205,11 +205,13 @@ def test_bad_output_name_is_refused_before_tracing():
     assert "invalid output file name 'snap-%q.snap'" in p.stderr
 
 
-def test_unwritable_output_is_an_error(tmp_path):
+def test_unwritable_output_is_refused_before_tracing(tmp_path):
     p = run_tracer(["-o", str(tmp_path / "no" / "such" / "dir.snap"), "--", workload("phases")],
                    input="", check=False)
-    assert p.returncode == 1
-    assert "cannot write snapshot" in p.stderr and "No such file or directory" in p.stderr
+    assert p.returncode == 2
+    assert p.stderr.count("\n") == 1, p.stderr
+    assert "cannot save snapshots" in p.stderr and "No such file or directory" in p.stderr
+    assert "ready" not in p.stdout  # the command never ran
 
 
 def filtered(series, *args):

@@ -1,0 +1,168 @@
+"""A root tool facing what others control: output files that are links,
+devices or another user's; a snapshot that cannot be written late; signals
+that would end the tracer; processes that cannot be traced."""
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+
+import pytest
+
+from helpers import Tracer, by_line, run_tracer, site, workload
+
+SRC = "phases.c"
+NOBODY = 65534
+
+
+def refused(args, message):
+    """The tracer refuses args at once: status 2, one line with message."""
+    p = run_tracer(args, input="", check=False)
+    assert p.returncode == 2, (args, p.returncode, p.stderr)
+    assert p.stderr.count("\n") == 1 and message in p.stderr, (args, p.stderr)
+    assert "ready" not in p.stdout  # nothing was launched
+    return p
+
+
+def a_snapshot(tmp_path):
+    path = tmp_path / "saved.snap"
+    run_tracer(["-o", str(path), "--", workload("phases")], input="")
+    return str(path)
+
+
+def test_output_is_never_a_device_a_fifo_or_through_a_link(tmp_path):
+    dev = tmp_path / "null"
+    os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    link = tmp_path / "link.snap"
+    link.symlink_to(victim)
+    dangling = tmp_path / "dangling.snap"
+    dangling.symlink_to(tmp_path / "created-through-the-link")
+    for out, message in [(dev, "not a regular file"), (fifo, "not a regular file"),
+                         (link, "symbolic link"), (dangling, "symbolic link"),
+                         (tmp_path, "not a regular file")]:
+        refused(["-o", str(out), "--", workload("phases")], message)
+    snap = a_snapshot(tmp_path)
+    for out, message in [(dev, "not a regular file"), (link, "symbolic link")]:
+        p = run_tracer(["stats", snap, "-o", str(out)], check=False)
+        assert p.returncode == 2 and message in p.stderr, p.stderr
+    assert stat.S_ISCHR(os.stat(dev).st_mode) and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert victim.read_text() == "precious" and os.path.islink(link)
+    assert not os.path.exists(tmp_path / "created-through-the-link")
+
+
+def test_another_users_file_in_a_sticky_directory_is_refused(tmp_path):
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    theirs = shared / "theirs.snap"
+    theirs.write_text("theirs")
+    os.chown(theirs, NOBODY, NOBODY)
+    refused(["-o", str(theirs), "--", workload("phases")], "belongs to another user")
+    p = run_tracer(["stats", a_snapshot(tmp_path), "-o", str(theirs)], check=False)
+    assert p.returncode == 2 and "belongs to another user" in p.stderr
+    assert theirs.read_text() == "theirs"
+
+
+def test_snapshots_belong_to_the_sudo_user():
+    d = tempfile.mkdtemp(prefix="tracer-sudo-", dir="/tmp")  # pytest's tmp_path is root's only
+    try:
+        os.chmod(d, 0o755)
+        out = os.path.join(d, "mine.snap")
+        env = dict(os.environ, SUDO_UID=str(NOBODY), SUDO_GID=str(NOBODY))
+        run_tracer(["-o", out, "--", workload("phases")], env=env, input="")
+        st = os.stat(out)
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (NOBODY, NOBODY, 0o600)
+        # and that user can read it, without root
+        p = run_tracer(["stats", out, "--format", "json"], user=NOBODY)
+        assert json.loads(p.stdout)["target"]["command"].endswith("phases")
+        assert os.listdir(d) == ["mine.snap"]  # nothing left beside it
+    finally:
+        shutil.rmtree(d)
+
+
+def test_a_snapshot_that_cannot_be_written_still_reports(tmp_path):
+    out = tmp_path / "gone"
+    out.mkdir()
+    with Tracer(["-o", str(out / "s.snap"), "--", workload("phases")], check=False) as t:
+        t.expect("ready")
+        t.say("1\n")
+        t.read_until("done")
+        os.rmdir(out)  # the directory goes away while tracing
+        t.end_input()
+    assert t.returncode == 1
+    assert "snapshot 1 not saved" in t.stderr and "No such file or directory" in t.stderr
+    grow = site(SRC, "grow")
+    assert by_line(t.report, SRC)[grow] == (100 * 1000, 100)
+
+
+def test_interval_reports_go_on_after_a_failed_write(tmp_path):
+    out = tmp_path / "gone"
+    out.mkdir()
+    with Tracer(["-i", "0.3", "-o", str(out / "s-%n.snap"), "--", workload("phases")],
+                check=False) as t:
+        t.expect("ready")
+        os.rmdir(out)
+        for _ in range(3):  # three interval reports, none saved
+            t.out.until(lambda l: l.startswith("{"), 10)
+        t.end_input()
+    assert t.returncode == 1 and t.report is not None
+    assert t.stderr.count("not saved") >= 4
+
+
+def test_usr1_takes_a_snapshot_usr2_resets_the_peak_quit_ends(tmp_path):
+    out = tmp_path / "s-%n.snap"
+    with Tracer(["-o", str(out), "--", workload("phases")]) as t:
+        t.expect("ready")
+        t.say("1\n")
+        t.read_until("done")
+        t.signal(signal.SIGUSR1)  # take_snapshot(): a report now, and its file
+        now = json.loads(t.out.until(lambda l: l.startswith("{"), 10))
+        t.say("2\n")
+        t.read_until("done")
+        t.signal(signal.SIGUSR2)  # reset_peak()
+        t.signal(signal.SIGUSR1)
+        after_reset = json.loads(t.out.until(lambda l: l.startswith("{"), 10))
+        t.signal(signal.SIGQUIT)  # ends the tracer through its normal path
+    lines = by_line(now, SRC)
+    assert lines[site(SRC, "grow")] == (100 * 1000, 100)
+    assert lines[site(SRC, "temp")] == (50 * 4096, 50)
+    assert now["traced_memory"]["peak"] >= now["traced_memory"]["current"] >= 304800
+    # phase 2 freed the temporaries: before the reset the peak held them
+    mem = after_reset["traced_memory"]
+    assert mem["peak"] == mem["current"], mem
+    assert by_line(after_reset, SRC)[site(SRC, "grow")] == (400 * 1000, 400)
+    assert t.report["traced_memory"]["peak"] == t.report["traced_memory"]["current"]
+    assert sorted(os.listdir(tmp_path)) == ["s-1.snap", "s-2.snap", "s-3.snap"]
+
+
+def test_processes_that_cannot_be_traced_get_one_line():
+    # a kernel thread (kthreadd is pid 2 wherever /proc shows it)
+    with open("/proc/2/stat") as f:
+        flags = int(f.read().rsplit(")", 1)[1].split()[6])
+    assert flags & 0x00200000, "pid 2 is not a kernel thread here"
+    refused(["-p", "2", "-d", "1"], "kernel thread")
+    # a zombie: a child that exited and was not waited for
+    child = subprocess.Popen(["true"])
+    for _ in range(100):
+        with open("/proc/%d/stat" % child.pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        subprocess.run(["sleep", "0.05"])
+    refused(["-p", str(child.pid), "-d", "1"], "zombie")
+    child.wait()
+    refused(["-p", str(child.pid), "-d", "1"], "no such process")
+
+
+def test_a_process_whose_map_cannot_be_read():
+    try:
+        open("/proc/1/maps").read(1)
+    except PermissionError:
+        refused(["-p", "1", "-d", "1"], "cannot read process 1's memory map")
+    else:
+        pytest.skip("pid 1's memory map is readable here (no process to refuse)")
