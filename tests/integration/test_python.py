@@ -535,3 +535,22 @@ def test_python314_frames_in_a_pid_namespace(forky):
     workload = forky + "/py_sites.py"
     report = namespaced_report(PY314, ["--hook-pymalloc"], workload)
     assert_parity(reference(PY314, workload), workload_lines(report, workload))
+
+
+@pytest.mark.parametrize("minor", ["2.7", "3.6", "3.7"])
+def test_older_pythons_get_one_warning(minor):
+    """Interpreters older than the layout table (2.7 and 3.6 have no
+    _PyRuntime at all) say so once and are traced as native programs."""
+    python = pyenv_python(minor)
+    run = Tracer(["-n", "2", "--", python, "-c", "x = [bytearray(30000) for i in range(50)]"])
+    with run:
+        pass
+    found = warnings(run.stderr_lines)
+    assert len(found) == 1, found
+    assert "CPython %s" % minor in found[0] and "tracebacks stay native" in found[0], found
+    assert ("small objects (pymalloc) are not seen" in found[0]) == (minor == "2.7")
+    files = {f["filename"] for s in run.report["statistics"] for f in s["frames"]}
+    assert not any(f.endswith(".py") or f == "<string>" for f in files), files
+    # the 50 buffers of 30000 bytes reach libc malloc and are traced
+    assert sum(s["count"] for s in run.report["statistics"] if s["size"] >= 30000 * 50) >= 1 or \
+        sum(s["size"] for s in run.report["statistics"]) >= 30000 * 50

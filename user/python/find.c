@@ -10,15 +10,17 @@
 #include "python/find.h"
 #include "python/layout.h"
 
-static int version_from_name(const char *path, int *minor)
+/* "pythonX.Y" or "libpythonX.Y..." in a file's name. */
+static int version_from_name(const char *path, int *major, int *minor)
 {
 	const char *base = strrchr(path, '/');
-	const char *p = strstr(base ? base : path, "python3.");
+	const char *p = strstr(base ? base + 1 : path, "python");
 
-	if (!p)
+	if (!p || (p[6] != '2' && p[6] != '3') || p[7] != '.' || p[8] < '0' || p[8] > '9')
 		return -ENOENT;
+	*major = p[6] - '0';
 	*minor = atoi(p + 8);
-	return *minor > 0 ? 0 : -ENOENT;
+	return 0;
 }
 
 static int64_t u64_at(const uint8_t *b, size_t pos)
@@ -126,6 +128,11 @@ int python_find(struct target_mem *mem, struct python_target *out)
 		if (elfsym_open(file, &f))
 			continue;
 		if (elfsym_lookup_object(f, "_PyRuntime", &rt)) {
+			/* before 3.7 there is no _PyRuntime: an interpreter all the
+			 * same, which the tracer cannot read */
+			if (!elfsym_lookup(f, "Py_Initialize", &ver) &&
+			    !version_from_name(m->path, &out->major, &out->minor))
+				err = -EPROTONOSUPPORT;
 			elfsym_close(f);
 			continue;
 		}
@@ -142,7 +149,7 @@ int python_find(struct target_mem *mem, struct python_target *out)
 			out->micro = (int)((hex >> 8) & 0xff);
 			err = 0;
 		} else {
-			err = version_from_name(m->path, &out->minor);
+			err = version_from_name(m->path, &out->major, &out->minor);
 			if (err)
 				err = -EPROTONOSUPPORT; /* an interpreter we cannot date */
 		}

@@ -89,9 +89,10 @@ static enum state recognise_once(struct python_frames *p)
 		return SEARCHING; /* not (yet) a Python process */
 	if (err == -EPROTONOSUPPORT) {
 		fprintf(stderr,
-			"tracer: warning: CPython %d.%d in process %d has no known frame layout; "
-			"tracebacks stay native\n",
-			p->target.major, p->target.minor, p->pid);
+			"tracer: warning: CPython %d.%d in process %d has no known frame layout "
+			"(the tracer reads 3.8 to 3.14); tracebacks stay native%s\n",
+			p->target.major, p->target.minor, p->pid,
+			p->target.major < 3 ? ", and its small objects (pymalloc) are not seen" : "");
 		return UNSUPPORTED;
 	}
 	if (err)
