@@ -76,6 +76,10 @@ const char *python_frames_describe(struct python_frames *p)
 	return p && p->state == ACTIVE ? p->describe : NULL;
 }
 
+/* Polls (20 ms apart in a launch's first 2 s, 250 ms later) during which a
+ * layout fact that cannot be read yet is retried. */
+#define PYTHON_FRAMES_UNREADABLE_ATTEMPTS 50
+
 /* One attempt at recognising CPython in the process: the state it leaves. */
 static enum state recognise_once(struct python_frames *p)
 {
@@ -92,7 +96,8 @@ static enum state recognise_once(struct python_frames *p)
 			"tracer: warning: CPython %d.%d in process %d has no known frame layout "
 			"(the tracer reads 3.8 to 3.14); tracebacks stay native%s\n",
 			p->target.major, p->target.minor, p->pid,
-			p->target.major < 3 ? ", and its small objects (pymalloc) are not seen" : "");
+			p->target.major < 3 ? ", and its small objects (pymalloc) are not seen"
+					    : "");
 		return UNSUPPORTED;
 	}
 	if (err)
@@ -100,8 +105,13 @@ static enum state recognise_once(struct python_frames *p)
 	err = python_layout_config(&p->target, &cfg, why, sizeof(why));
 	if (!err)
 		err = python_layout_check_code(&p->target, why, sizeof(why));
+	/* A process just launched may not have relocated libpython yet (its
+	 * PyCode_Type's member table reads as zeros): look again for a while
+	 * before saying it does not match. */
+	if (err == -EAGAIN && p->attempts < PYTHON_FRAMES_UNREADABLE_ATTEMPTS)
+		return SEARCHING;
 	if (err) {
-		if (err == -EPROTO)
+		if (err == -EPROTO || err == -EAGAIN)
 			fprintf(
 			    stderr,
 			    "tracer: warning: CPython %d.%d.%d in process %d does not match the "

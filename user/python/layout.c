@@ -190,11 +190,12 @@ int python_layout_checks_agree(const struct python_layout_check *c, size_t n, ch
 	for (size_t i = 0; i < n; i++) {
 		if (c[i].fact == c[i].table)
 			continue;
-		if (c[i].fact < 0)
+		if (c[i].fact < 0) {
 			snprintf(why, why_len, "its %s could not be read", c[i].what);
-		else
-			snprintf(why, why_len, "its %s is at %lld, the table says %lld", c[i].what,
-				 (long long)c[i].fact, (long long)c[i].table);
+			return -EAGAIN; /* not yet, perhaps: a library not yet relocated */
+		}
+		snprintf(why, why_len, "its %s is at %lld, the table says %lld", c[i].what,
+			 (long long)c[i].fact, (long long)c[i].table);
 		return -EPROTO;
 	}
 	return 0;
@@ -253,15 +254,18 @@ int python_layout_config(const struct python_target *t, struct tracer_py_config 
 		    {"code's co_code_adaptive", f->co_adaptive, cfg->code_adaptive},
 		};
 
-		if (python_layout_checks_agree(code, sizeof(code) / sizeof(code[0]), why, why_len))
-			return -EPROTO;
+		int err =
+		    python_layout_checks_agree(code, sizeof(code) / sizeof(code[0]), why, why_len);
+
+		if (err)
+			return err;
 		if (!l->debug.total)
 			return 0; /* no _Py_DebugOffsets before 3.13 */
 		if (!f->debug_offsets) {
 			snprintf(why, why_len,
 				 "its _Py_DebugOffsets could not be read or are not %d.%d's",
 				 t->major, t->minor);
-			return -EPROTO;
+			return -EAGAIN;
 		}
 		return python_layout_checks_agree(debug, sizeof(debug) / sizeof(debug[0]), why,
 						  why_len);

@@ -51,7 +51,8 @@ struct python_layout_check {
 	int64_t fact, table;
 };
 
-/* 0 when every check agrees; else -EPROTO with why naming the first that
+/* 0 when every check agrees; else -EPROTO (a fact differs) or -EAGAIN (one
+ * could not be read) with why naming the first that
  * does not. */
 int python_layout_checks_agree(const struct python_layout_check *c, size_t n, char *why,
 			       size_t why_len);
