@@ -1,6 +1,6 @@
 # tracer: BPF object -> skeleton header -> user binary build/tracer.
 #
-# user/*.c and user/python/*.c are the tracing side: they see the BPF
+# user/*.c, user/python/*.c and user/unwind/*.c are the tracing side: they see the BPF
 # contract and the skeleton. user/model, user/report and user/util know
 # nothing of BPF: they build without -Ibpf and -I$(BUILD), so an include of
 # the BPF side from there is a compile error. Every tests/unit/test_*.c is one
@@ -22,7 +22,7 @@ LDLIBS   := -lbpf -ldw -lelf -lcapstone -lz -lpthread -lstdc++
 
 BPF_SRCS    := $(wildcard bpf/*.bpf.c)
 SKELS       := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
-TRACE_SRCS  := $(wildcard user/*.c user/python/*.c)
+TRACE_SRCS  := $(wildcard user/*.c user/python/*.c user/unwind/*.c)
 PURE_SRCS   := $(wildcard user/model/*.c user/report/*.c user/util/*.c)
 TRACE_OBJS  := $(patsubst user/%.c,$(BUILD)/user/%.o,$(TRACE_SRCS))
 PURE_OBJS   := $(patsubst user/%.c,$(BUILD)/user/%.o,$(PURE_SRCS))
