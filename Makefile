@@ -1,6 +1,6 @@
 # tracer: BPF object -> skeleton header -> user binary build/tracer.
 #
-# user/*.c and user/python/*.c are the tracing side: they see the BPF
+# user/*.c, user/python/*.c and user/unwind/*.c are the tracing side: they see the BPF
 # contract and the skeleton. user/model, user/report and user/util know
 # nothing of BPF: they build without -Ibpf and -I$(BUILD), so an include of
 # the BPF side from there is a compile error. Every tests/unit/test_*.c is one
@@ -22,7 +22,7 @@ LDLIBS   := -lbpf -ldw -lelf -lcapstone -lz -lpthread -lstdc++
 
 BPF_SRCS    := $(wildcard bpf/*.bpf.c)
 SKELS       := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
-TRACE_SRCS  := $(wildcard user/*.c user/python/*.c)
+TRACE_SRCS  := $(wildcard user/*.c user/python/*.c user/unwind/*.c)
 PURE_SRCS   := $(wildcard user/model/*.c user/report/*.c user/util/*.c)
 TRACE_OBJS  := $(patsubst user/%.c,$(BUILD)/user/%.o,$(TRACE_SRCS))
 PURE_OBJS   := $(patsubst user/%.c,$(BUILD)/user/%.o,$(PURE_SRCS))
@@ -92,12 +92,13 @@ $(BUILD) $(BUILD)/tests $(BUILD)/workloads $(BUILD)/fuzz:
 	mkdir -p $@
 
 # Parsers of what targets control, under libFuzzer with ASan and UBSan:
-# the snapshot loader (seeded with valid files) and the /proc/PID/maps
-# parser (seeded with real maps). `make fuzz` runs each for FUZZ_SECONDS;
+# the snapshot loader (seeded with valid files), the /proc/PID/maps
+# parser (seeded with real maps) and the unwind table builder (seeded with
+# small executables and their .eh_frame). `make fuzz` runs each for FUZZ_SECONDS;
 # `make test` runs them briefly (FUZZ_QUICK_SECONDS).
 FUZZ_SECONDS       ?= 300
 FUZZ_QUICK_SECONDS ?= 15
-FUZZ_TARGETS := snapfile maps
+FUZZ_TARGETS := snapfile maps unwind
 FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
 FUZZ_SRCS    := $(wildcard user/model/*.c user/util/*.c)
 FUZZ_FLAGS   := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -fsanitize=fuzzer,address,undefined \
@@ -106,13 +107,21 @@ $(BUILD)/fuzz/fuzz_snapfile: tests/fuzz/fuzz_snapfile.c $(FUZZ_SRCS) $(PURE_HDRS
 	$(CLANG) $(FUZZ_FLAGS) $< $(FUZZ_SRCS) -o $@ -lz
 $(BUILD)/fuzz/fuzz_maps: tests/fuzz/fuzz_maps.c user/target.c user/target.h | $(BUILD)/fuzz
 	$(CLANG) $(FUZZ_FLAGS) $< user/target.c -o $@
+UNWIND_SRCS  := user/unwind/cfi.c user/unwind/table.c user/util/util.c
+$(BUILD)/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c $(UNWIND_SRCS) $(wildcard user/unwind/*.h) \
+		| $(BUILD)/fuzz
+	$(CLANG) $(FUZZ_FLAGS) $< $(UNWIND_SRCS) -o $@ -lelf
 $(BUILD)/fuzz/seed_snapfile: tests/fuzz/seed_snapfile.c $(FUZZ_SRCS) | $(BUILD)/fuzz
 	$(CC) $(CFLAGS) $< $(FUZZ_SRCS) -o $@ -lz
 
 # one corpus per target, made afresh: valid snapshot files; the maps of
-# this shell, of init-like and of CPython processes
+# this shell, of init-like and of CPython processes; small executables
+# (with and without frame pointers, PLT CFI, .eh_frame) and, behind the
+# fuzz target's one-byte mode prefix, their .eh_frame sections alone
 fuzz-corpus: $(BUILD)/fuzz/seed_snapfile
-	rm -rf $(BUILD)/fuzz/corpus-* && mkdir -p $(BUILD)/fuzz/corpus-snapfile $(BUILD)/fuzz/corpus-maps
+	rm -rf $(BUILD)/fuzz/corpus-* && mkdir -p $(BUILD)/fuzz/corpus-snapfile $(BUILD)/fuzz/corpus-maps \
+		$(BUILD)/fuzz/corpus-unwind
+	bash tests/fuzz/seed_unwind.sh $(CC) $(BUILD)/fuzz/corpus-unwind
 	$(BUILD)/fuzz/seed_snapfile $(BUILD)/fuzz/corpus-snapfile
 	cat /proc/self/maps > $(BUILD)/fuzz/corpus-maps/self
 	-for p in $$(pgrep -d ' ' -f 'python|systemd|sshd' | cut -d' ' -f1-8); do \
