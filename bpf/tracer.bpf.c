@@ -304,22 +304,40 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 	return 0;
 }
 
-static __always_inline void add_current(struct tracer_proc_stats *st, __s64 delta)
+/* Adds delta to a current figure and raises its peak to it. */
+static __always_inline void mem_add(__s64 *current, __s64 *peakp, __s64 delta)
 {
 	__s64 cur, peak;
 	int i;
 
-	cur = __sync_add_and_fetch(&st->current, delta);
+	cur = __sync_add_and_fetch(current, delta);
 	if (delta <= 0)
 		return;
-	peak = st->peak;
+	peak = *peakp;
 	for (i = 0; i < 8 && cur > peak; i++) {
-		__s64 old = __sync_val_compare_and_swap(&st->peak, peak, cur);
+		__s64 old = __sync_val_compare_and_swap(peakp, peak, cur);
 
 		if (old == peak)
 			break;
 		peak = old;
 	}
+}
+
+/* The figures of domain's class (tracer.h: python or native). */
+static __always_inline struct tracer_mem *class_mem(struct tracer_proc_stats *st, __u32 domain)
+{
+	return TRACER_CLASS_OF(domain) ? &st->classes[TRACER_CLASS_NATIVE]
+				       : &st->classes[TRACER_CLASS_PYTHON];
+}
+
+/* Traced memory changes by delta in domain: every domain's figure and its
+ * class's. */
+static __always_inline void add_current(struct tracer_proc_stats *st, __u32 domain, __s64 delta)
+{
+	struct tracer_mem *m = class_mem(st, domain);
+
+	mem_add(&st->current, &st->peak, delta);
+	mem_add(&m->current, &m->peak, delta);
 }
 
 /* The two buckets of a key: both halves of its mix64, reduced to [0, n)
@@ -401,7 +419,7 @@ static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
 	struct tracer_alloc_info *info;
 	struct tracer_slot *slot;
 	__u64 size, *last;
-	__u32 zero = 0;
+	__u32 zero = 0, domain;
 
 	last = bpf_map_lookup_elem(&last_freed, &zero);
 	info = trace_find(key, &slot);
@@ -413,6 +431,7 @@ static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
 	if (last)
 		*last = key;
 	size = info->size;
+	domain = info->domain; /* its bytes leave the class they were counted in */
 	if (slot) {
 		if (__sync_val_compare_and_swap(&slot->key, key, 0) != key)
 			return; /* another thread freed it first */
@@ -423,7 +442,7 @@ static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
 	}
 	__sync_fetch_and_add(&live_traces, -1);
 	if (st) {
-		add_current(st, -(__s64)size);
+		add_current(st, domain, -(__s64)size);
 		__sync_fetch_and_add(&st->frees, 1);
 	}
 }
@@ -431,23 +450,27 @@ static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
 /* Stores a block's info under key: in its buckets' emptier one (two-choice
  * hashing keeps them even), else the overflow map. A block already traced
  * at that address (its free was not seen, or PyTraceMalloc_Track of a block
- * libc gave us) is replaced; *old_size receives its size. */
+ * libc gave us) is replaced; *old receives its size and domain (size 0 and
+ * the new domain when there was none). */
 static __always_inline int trace_store(__u64 key, const struct tracer_alloc_info *info,
-				       __u64 *old_size)
+				       struct tracer_alloc_info *old)
 {
 	struct tracer_alloc_info *prev;
 	struct tracer_bucket *b[2];
 	struct tracer_slot *slot;
 	int free_slots[2], first;
 
-	*old_size = 0;
+	old->size = 0;
+	old->domain = info->domain;
 	buckets_of(key, b);
 	slot = slot_scan(key, b, free_slots);
 	if (slot && __sync_val_compare_and_swap(&slot->key, key, key | TRACER_SLOT_BUSY) == key) {
-		*old_size = slot->info.size;
+		old->size = slot->info.size;
+		old->domain = slot->info.domain;
 	} else {
 		if (overflow_used && (prev = bpf_map_lookup_elem(&allocs_overflow, &key))) {
-			*old_size = prev->size;
+			old->size = prev->size;
+			old->domain = prev->domain;
 			bpf_map_update_elem(&allocs_overflow, &key, info, BPF_EXIST);
 			return 0;
 		}
@@ -479,8 +502,7 @@ static __always_inline int trace_store(__u64 key, const struct tracer_alloc_info
 static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, __u64 size,
 				   __u32 domain, __u64 ip, struct tracer_proc_stats *st)
 {
-	struct tracer_alloc_info info = {.size = size, .domain = domain, .ip = ip};
-	__u64 old_size;
+	struct tracer_alloc_info info = {.size = size, .domain = domain, .ip = ip}, old;
 
 	info.stack_id = -1;
 	info.py_stack = py_capture(tgid);
@@ -489,15 +511,26 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 		if (info.stack_id < 0)
 			count(TRACER_CNT_STACK_LOST, 1);
 	}
-	if (trace_store(key, &info, &old_size)) {
+	if (trace_store(key, &info, &old)) {
 		count(TRACER_CNT_ALLOCS_FULL, 1);
 		count(TRACER_CNT_ALLOCS_FULL_BYTES, size);
 		return;
 	}
-	if (st) {
-		add_current(st, (__s64)size - (__s64)old_size);
-		__sync_fetch_and_add(&st->allocs, 1);
+	if (!st)
+		return;
+	if (TRACER_CLASS_OF(old.domain) == TRACER_CLASS_OF(domain)) {
+		add_current(st, domain, (__s64)size - (__s64)old.size);
+	} else {
+		/* the block replaced was counted in the other class (a libc block
+		 * PyTraceMalloc_Track moves to its domain): it leaves that one */
+		struct tracer_mem *m = class_mem(st, old.domain);
+
+		mem_add(&m->current, &m->peak, -(__s64)old.size);
+		m = class_mem(st, domain);
+		mem_add(&m->current, &m->peak, (__s64)size);
+		mem_add(&st->current, &st->peak, (__s64)size - (__s64)old.size);
 	}
+	__sync_fetch_and_add(&st->allocs, 1);
 }
 
 /* Return of an allocator: the outermost call records its block. */

@@ -10,9 +10,22 @@
 /* The kernel's user stack walk stops at perf_event_max_stack (127). */
 #define TRACER_MAX_NFRAME 127
 
-/* Domains as in user/snapshot.h */
+/* Domains as in user/model/snapshot.h: 0 and every PyTraceMalloc_Track
+ * domain are tracemalloc's; tracer's own start at TRACER_DOMAIN_NATIVE. */
 #define TRACER_DOMAIN_PYTHON 0u
 #define TRACER_DOMAIN_LIBC 0xfffffff0u
+#define TRACER_DOMAIN_NATIVE TRACER_DOMAIN_LIBC /* the lowest of tracer's own */
+
+/* Traced memory is kept per class of domain as well as for all domains:
+ * "python" is what tracemalloc's get_traced_memory() counts (its domains),
+ * "native" is tracer's own (libc). */
+enum tracer_domain_class {
+	TRACER_CLASS_PYTHON = 0, /* domain < TRACER_DOMAIN_NATIVE */
+	TRACER_CLASS_NATIVE = 1, /* domain >= TRACER_DOMAIN_NATIVE */
+	TRACER_NCLASSES,
+};
+
+#define TRACER_CLASS_OF(domain) ((domain) >= TRACER_DOMAIN_NATIVE)
 
 /* What an entry probe stashed; selects how the return value is read. */
 enum tracer_alloc_kind {
@@ -98,12 +111,21 @@ struct tracer_bucket {
 	struct tracer_slot s[TRACER_BUCKET_SLOTS];
 };
 
+/* Bytes live in some domains, and the highest that figure reached since
+ * start or reset. */
+struct tracer_mem {
+	__s64 current;
+	__s64 peak;
+};
+
 /* Per traced process, updated where the events happen. */
 struct tracer_proc_stats {
-	__s64 current; /* bytes live */
+	__s64 current; /* bytes live, every domain */
 	__s64 peak;    /* highest current since start or reset */
 	__u64 allocs;  /* allocation events traced */
 	__u64 frees;   /* frees of traced blocks */
+	/* the same by class of domain (enum tracer_domain_class) */
+	struct tracer_mem classes[TRACER_NCLASSES];
 };
 
 /* Everything that can be lost or is worth knowing; reported by name. */

@@ -356,21 +356,39 @@ static int drain_traces(struct collector *c, struct snapshot *snap, struct resol
 	return err;
 }
 
+static uint64_t bytes(__s64 v)
+{
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+/* The BPF classes (tracer.h) are the model's (snapshot.h), in the same order. */
+_Static_assert((int)TRACER_NCLASSES == (int)SNAPSHOT_NCLASSES &&
+		   (int)TRACER_CLASS_PYTHON == (int)SNAPSHOT_CLASS_PYTHON &&
+		   (int)TRACER_CLASS_NATIVE == (int)SNAPSHOT_CLASS_NATIVE &&
+		   TRACER_DOMAIN_NATIVE == SNAPSHOT_DOMAIN_NATIVE,
+	       "domain classes differ between tracer.h and snapshot.h");
+
 static void add_proc_stats(struct snapshot *snap, const struct tracer_proc_stats *st)
 {
-	snap->traced_current += st->current > 0 ? (uint64_t)st->current : 0;
-	snap->traced_peak += st->peak > 0 ? (uint64_t)st->peak : 0;
+	snap->traced_current += bytes(st->current);
+	snap->traced_peak += bytes(st->peak);
+	for (int k = 0; k < TRACER_NCLASSES; k++) {
+		snap->domain_memory[k].current += bytes(st->classes[k].current);
+		snap->domain_memory[k].peak += bytes(st->classes[k].peak);
+	}
 	snap->alloc_events += st->allocs;
 	snap->free_events += st->frees;
 }
 
-/* Traced memory: the target's own, or every traced process's with --follow. */
+/* Traced memory, every domain's and each class's: the target's own, or the
+ * sum over every traced process with --follow. */
 static void traced_memory(struct collector *c, struct snapshot *snap)
 {
 	int pfd = bpf_map__fd(c->skel->maps.procs);
 	struct tracer_proc_stats st;
 	__u32 key, next, *prev = NULL;
 
+	snap->domain_memory_known = true;
 	if (!c->follow) {
 		add_proc_stats(snap, &c->skel->bss->target_stats);
 		return;
@@ -410,12 +428,18 @@ void collect_reset_peak(struct collector *c)
 	 * what reset_peak() does, give or take an event in flight */
 	__atomic_store_n(&t->peak, __atomic_load_n(&t->current, __ATOMIC_RELAXED),
 			 __ATOMIC_RELAXED);
+	for (int k = 0; k < TRACER_NCLASSES; k++)
+		__atomic_store_n(&t->classes[k].peak,
+				 __atomic_load_n(&t->classes[k].current, __ATOMIC_RELAXED),
+				 __ATOMIC_RELAXED);
 	while (c->follow && !bpf_map_get_next_key(pfd, prev, &next)) {
 		key = next;
 		prev = &key;
 		if (bpf_map_lookup_elem(pfd, &key, &st))
 			continue;
 		st.peak = st.current;
+		for (int k = 0; k < TRACER_NCLASSES; k++)
+			st.classes[k].peak = st.classes[k].current;
 		bpf_map_update_elem(pfd, &key, &st, BPF_EXIST);
 	}
 }

@@ -35,6 +35,10 @@ int main(int argc, char **argv)
 		s->traceback_limit = 2;
 		s->target.command = (uint32_t)snapshot_intern_string(s, "cmd");
 		s->target.host = (uint32_t)snapshot_intern_string(s, "host");
+		/* with and without the optional domain memory section */
+		s->domain_memory_known = n > 0;
+		s->domain_memory[SNAPSHOT_CLASS_PYTHON] = (struct snapshot_domain_memory){48, 96};
+		s->domain_memory[SNAPSHOT_CLASS_NATIVE] = (struct snapshot_domain_memory){48, 48};
 		snprintf(path, sizeof(path), "%s/seed-%d.snap", argv[1], n);
 		if (add_traces(s, n * 2) || snapfile_write(s, path, why, sizeof(why))) {
 			fprintf(stderr, "seed_snapfile: cannot write %s\n", path);

@@ -245,6 +245,62 @@ static void test_statistics_of_a_filtered_snapshot(void **state)
 	snapshot_free(s);
 }
 
+/* filter_traces() leaves get_traced_memory() alone: a filtered snapshot
+ * (--domain libc, --exclude ...) keeps the header's traced memory, every
+ * domain's and each class's, whatever traces it keeps. */
+static void test_filters_keep_traced_memory(void **state)
+{
+	struct snapshot *s = sample(), *out;
+	struct filter_set fs = {0};
+	uint64_t current, peak;
+
+	s->traced_current = 630;
+	s->traced_peak = 1000;
+	s->domain_memory_known = true;
+	s->domain_memory[SNAPSHOT_CLASS_PYTHON] = (struct snapshot_domain_memory){430, 700};
+	s->domain_memory[SNAPSHOT_CLASS_NATIVE] = (struct snapshot_domain_memory){200, 300};
+	assert_int_equal(filter_add_domain(&fs.domains, true, LIBC), 0);
+	assert_int_equal(filter_add(&fs.rest, false, "b.py", false), 0);
+	assert_int_equal(filter_set_apply(s, &fs, &out), 0);
+	assert_int_equal(out->ntraces, 1); /* T5 */
+	assert_int_equal(out->traced_current, 630);
+	assert_int_equal(out->traced_peak, 1000);
+	assert_true(out->domain_memory_known);
+	assert_memory_equal(out->domain_memory, s->domain_memory, sizeof(s->domain_memory));
+	/* the python class, though no Python-domain trace is left */
+	assert_true(snapshot_traced_memory(out, &current, &peak));
+	assert_int_equal(current, 430);
+	assert_int_equal(peak, 700);
+	snapshot_free(out);
+	filter_set_free(&fs);
+
+	/* unknown stays unknown (a snapshot file from an older tracer) */
+	s->domain_memory_known = false;
+	assert_int_equal(filter_add_domain(&fs.domains, true, PY), 0);
+	assert_int_equal(filter_set_apply(s, &fs, &out), 0);
+	assert_false(out->domain_memory_known);
+	assert_false(snapshot_traced_memory(out, &current, &peak));
+	assert_int_equal(current, 630);
+	assert_int_equal(peak, 1000);
+	snapshot_free(out);
+	filter_set_free(&fs);
+	snapshot_free(s);
+}
+
+/* The classes of domains: tracemalloc's (0 and any PyTraceMalloc_Track
+ * domain) and tracer's own from 0xfffffff0. */
+static void test_domain_classes(void **state)
+{
+	assert_int_equal(snapshot_domain_class(PY), SNAPSHOT_CLASS_PYTHON);
+	assert_int_equal(snapshot_domain_class(389047), SNAPSHOT_CLASS_PYTHON); /* numpy's */
+	assert_int_equal(snapshot_domain_class(0xffffffef), SNAPSHOT_CLASS_PYTHON);
+	assert_int_equal(snapshot_domain_class(LIBC), SNAPSHOT_CLASS_NATIVE);
+	assert_int_equal(snapshot_domain_class(0xffffffff), SNAPSHOT_CLASS_NATIVE);
+	assert_string_equal(snapshot_class_name(SNAPSHOT_CLASS_PYTHON), "python");
+	assert_string_equal(snapshot_class_name(SNAPSHOT_CLASS_NATIVE), "native");
+	assert_null(snapshot_class_name(SNAPSHOT_NCLASSES));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -253,6 +309,8 @@ int main(void)
 	    cmocka_unit_test(test_combinations),
 	    cmocka_unit_test(test_specs),
 	    cmocka_unit_test(test_statistics_of_a_filtered_snapshot),
+	    cmocka_unit_test(test_filters_keep_traced_memory),
+	    cmocka_unit_test(test_domain_classes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

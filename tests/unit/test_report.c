@@ -1,5 +1,7 @@
 /* report_snapshot/report_compare: text header lines and the JSON document
- * for a small hand-built snapshot, checked byte for byte. */
+ * for a small hand-built snapshot, checked byte for byte; traced memory for
+ * a Python process (both classes of domains), a C one (libc only) and a
+ * snapshot file that predates the figures by domain. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "model/snapfile.h"
 #include "report/report.h"
 
 static struct snapshot *make(void)
@@ -23,9 +26,14 @@ static struct snapshot *make(void)
 	s->target.host = (uint32_t)snapshot_intern_string(s, "h");
 	s->target.start_time = 7;
 	s->traceback_limit = 5;
+	/* a Python process: 113 B live in domain 0, the rest in libc */
 	s->traced_current = 12897484; /* 12.3 MiB */
 	s->traced_peak = 15728640;    /* 15.0 MiB */
-	s->tracer_memory = 1258291;   /* 1228.8 KiB: shown as "1229 KiB" */
+	s->domain_memory_known = true;
+	s->domain_memory[SNAPSHOT_CLASS_PYTHON] = (struct snapshot_domain_memory){113, 4096};
+	s->domain_memory[SNAPSHOT_CLASS_NATIVE] =
+	    (struct snapshot_domain_memory){12897484 - 113, 15728640 - 4096};
+	s->tracer_memory = 1258291; /* 1228.8 KiB: shown as "1229 KiB" */
 	s->alloc_events = 123;
 	s->free_events = 100;
 	f[0] = (uint32_t)snapshot_intern_frame(s, "/no/such/b.c", 2, "leaf");
@@ -55,14 +63,18 @@ static void test_text(void **state)
 	struct snapshot *s = make();
 	struct report_options o = {.format = REPORT_TEXT, .key = STATS_KEY_LINENO, .top = 10};
 
-	assert_string_equal(run(s, &o),
-			    "tracer: pid 4242 (./my\"prog arg), nframe 5\n"
-			    "traced memory: current 12.3 MiB (12897484 B), peak 15.0 MiB (15728640 B)\n"
-			    "tracer memory: 1229 KiB (1258291 B)\n"
-			    "events: 123 allocations, 100 frees, 2 live traces\n"
-			    "lost: allocs table full 0, stack truncated 3\n"
-			    "top 1 lineno statistics:\n"
-			    "/no/such/b.c:2: size=113 B, count=2, average=56 B\n");
+	assert_string_equal(
+	    run(s, &o), "tracer: pid 4242 (./my\"prog arg), nframe 5\n"
+			"traced memory: current 113 B (113 B), peak 4096 B (4096 B)\n"
+			"traced memory by domain: python current 113 B (113 B), peak 4096 B "
+			"(4096 B); native (libc) current 12.3 MiB (12897371 B), peak 15.0 MiB "
+			"(15724544 B); all domains current 12.3 MiB (12897484 B), peak 15.0 MiB "
+			"(15728640 B)\n"
+			"tracer memory: 1229 KiB (1258291 B)\n"
+			"events: 123 allocations, 100 frees, 2 live traces\n"
+			"lost: allocs table full 0, stack truncated 3\n"
+			"top 1 lineno statistics:\n"
+			"/no/such/b.c:2: size=113 B, count=2, average=56 B\n");
 	o.cumulative = true;
 	o.top = 0;
 	assert_non_null(strstr(run(s, &o), "top 2 lineno statistics (cumulative):\n"
@@ -90,24 +102,160 @@ static void test_json(void **state)
 	struct report_options o = {.format = REPORT_JSON, .key = STATS_KEY_TRACEBACK};
 
 	assert_string_equal(
-		run(s, &o),
-		"{\"target\":{\"pid\":4242,\"command\":\"./my\\\"prog arg\",\"start_time\":7,"
-		"\"host\":\"h\"},\"nframe\":5,\"traced_memory\":{\"current\":12897484,"
-		"\"peak\":15728640},\"tracer_memory\":1258291,\"events\":{\"allocations\":123,"
-		"\"frees\":100},\"traces\":2,\"taken_at\":0,\"duration_ns\":0,"
-		"\"counters\":{\"allocs table full\":0,\"stack truncated\":3},"
-		"\"key\":\"traceback\",\"cumulative\":false,\"statistics\":[{\"frames\":["
-		"{\"filename\":\"/no/such/b.c\",\"lineno\":2,\"function\":\"leaf\"},"
-		"{\"filename\":\"/no/such/a.c\",\"lineno\":9,\"function\":null}],"
-		"\"size\":113,\"count\":2,\"average\":56.5}]}\n");
+	    run(s, &o),
+	    "{\"target\":{\"pid\":4242,\"command\":\"./my\\\"prog arg\",\"start_time\":7,"
+	    "\"host\":\"h\"},\"nframe\":5,\"traced_memory\":{\"current\":113,\"peak\":4096,"
+	    "\"of\":\"python\",\"python\":{\"current\":113,\"peak\":4096},"
+	    "\"native\":{\"current\":12897371,\"peak\":15724544},"
+	    "\"all\":{\"current\":12897484,\"peak\":15728640}},\"tracer_memory\":1258291,"
+	    "\"events\":{\"allocations\":123,"
+	    "\"frees\":100},\"traces\":2,\"taken_at\":0,\"duration_ns\":0,"
+	    "\"counters\":{\"allocs table full\":0,\"stack truncated\":3},"
+	    "\"key\":\"traceback\",\"cumulative\":false,\"statistics\":[{\"frames\":["
+	    "{\"filename\":\"/no/such/b.c\",\"lineno\":2,\"function\":\"leaf\"},"
+	    "{\"filename\":\"/no/such/a.c\",\"lineno\":9,\"function\":null}],"
+	    "\"size\":113,\"count\":2,\"average\":56.5}]}\n");
 	snapshot_free(s);
+}
+
+/* The header's traced memory lines: the text from "traced memory:" to
+ * "tracer memory:", and the JSON object "traced_memory". */
+static const char *text_memory_lines(const struct snapshot *s)
+{
+	static char lines[1024];
+	struct report_options o = {.format = REPORT_TEXT, .key = STATS_KEY_LINENO, .top = 1};
+	const char *all = run(s, &o), *from = strstr(all, "traced memory:"),
+		   *to = strstr(all, "tracer memory:");
+
+	assert_non_null(from);
+	assert_non_null(to);
+	assert_true(to > from && (size_t)(to - from) < sizeof(lines));
+	memcpy(lines, from, (size_t)(to - from));
+	lines[to - from] = 0;
+	return lines;
+}
+
+static const char *json_memory(const struct snapshot *s)
+{
+	static char obj[1024];
+	struct report_options o = {.format = REPORT_JSON, .key = STATS_KEY_LINENO, .top = 1};
+	const char *all = run(s, &o), *from = strstr(all, "\"traced_memory\":"),
+		   *to = strstr(all, ",\"tracer_memory\":");
+
+	assert_non_null(from);
+	assert_non_null(to);
+	assert_true(to > from && (size_t)(to - from) < sizeof(obj));
+	memcpy(obj, from, (size_t)(to - from));
+	obj[to - from] = 0;
+	return obj;
+}
+
+/* A C process: no Python-domain block ever, so the first line is every
+ * domain's figure (all of it libc's). */
+static void test_libc_only(void **state)
+{
+	struct snapshot *s = make();
+
+	s->domain_memory[SNAPSHOT_CLASS_PYTHON] = (struct snapshot_domain_memory){0, 0};
+	s->domain_memory[SNAPSHOT_CLASS_NATIVE] =
+	    (struct snapshot_domain_memory){12897484, 15728640};
+	assert_string_equal(
+	    text_memory_lines(s),
+	    "traced memory: current 12.3 MiB (12897484 B), peak 15.0 MiB (15728640 B)\n"
+	    "traced memory by domain: python current 0 B (0 B), peak 0 B (0 B); native (libc) "
+	    "current 12.3 MiB (12897484 B), peak 15.0 MiB (15728640 B); all domains current "
+	    "12.3 MiB (12897484 B), peak 15.0 MiB (15728640 B)\n");
+	assert_string_equal(json_memory(s),
+			    "\"traced_memory\":{\"current\":12897484,\"peak\":15728640,\"of\":"
+			    "\"all\",\"python\":{\"current\":0,\"peak\":0},\"native\":{"
+			    "\"current\":12897484,\"peak\":15728640},\"all\":{\"current\":"
+			    "12897484,\"peak\":15728640}}");
+	/* Python blocks all freed again: still a Python process (its peak), and
+	 * the first line is the python class, current 0 */
+	s->domain_memory[SNAPSHOT_CLASS_PYTHON] = (struct snapshot_domain_memory){0, 640};
+	assert_non_null(
+	    strstr(text_memory_lines(s), "traced memory: current 0 B (0 B), peak 640 B (640 B)\n"));
+	assert_non_null(strstr(json_memory(s), "\"of\":\"python\""));
+	snapshot_free(s);
+}
+
+/* A snapshot file written before the figures by domain (no domain memory
+ * section) loads with them unknown: the first line is every domain's, the
+ * second says the file does not have them; JSON gives null. */
+static void test_old_file(void **state)
+{
+	struct snapshot *s = make(), *t;
+	char err[256] = "";
+	void *buf;
+	size_t len;
+
+	s->domain_memory_known = false; /* what an older tracer wrote: 7 sections */
+	assert_int_equal(snapfile_encode(s, &buf, &len), 0);
+	assert_int_equal(((unsigned char *)buf)[12], 7);
+	assert_int_equal(snapfile_decode(buf, len, &t, err, sizeof(err)), 0);
+	assert_false(t->domain_memory_known);
+	assert_string_equal(
+	    text_memory_lines(t),
+	    "traced memory: current 12.3 MiB (12897484 B), peak 15.0 MiB (15728640 B)\n"
+	    "traced memory by domain: not in this snapshot file (written by an older tracer); "
+	    "the line above counts all domains\n");
+	assert_string_equal(json_memory(t),
+			    "\"traced_memory\":{\"current\":12897484,\"peak\":15728640,\"of\":"
+			    "\"all\",\"python\":null,\"native\":null,\"all\":{\"current\":"
+			    "12897484,\"peak\":15728640}}");
+	free(buf);
+	snapshot_free(t);
+
+	/* and a file that has them gives them back */
+	s->domain_memory_known = true;
+	assert_int_equal(snapfile_encode(s, &buf, &len), 0);
+	assert_int_equal(snapfile_decode(buf, len, &t, err, sizeof(err)), 0);
+	assert_true(t->domain_memory_known);
+	{
+		char *from_file = strdup(text_memory_lines(t));
+
+		assert_string_equal(from_file, text_memory_lines(s));
+		assert_non_null(strstr(from_file, "; native (libc) current 12.3 MiB (12897371 B)"));
+		free(from_file);
+	}
+	free(buf);
+	snapshot_free(t);
+	snapshot_free(s);
+}
+
+/* tracer compare: each snapshot's header with its own figures. */
+static void test_compare_headers(void **state)
+{
+	struct snapshot *old_snap = make(), *new_snap = make();
+	struct report_options o = {.format = REPORT_TEXT, .key = STATS_KEY_LINENO, .top = 1};
+	FILE *f = fmemopen(buf, sizeof(buf), "w");
+	const char *p;
+
+	old_snap->domain_memory_known = false;
+	assert_int_equal(report_compare(f, old_snap, new_snap, &o), 0);
+	fputc('\0', f);
+	fclose(f);
+	p = strstr(buf, "old snapshot\n");
+	assert_non_null(p);
+	assert_non_null(strstr(p,
+			       "traced memory: current 12.3 MiB (12897484 B), peak 15.0 MiB "
+			       "(15728640 B)\ntraced memory by domain: not in this snapshot file"));
+	p = strstr(p, "new snapshot\n");
+	assert_non_null(p);
+	assert_non_null(strstr(p, "traced memory: current 113 B (113 B), peak 4096 B (4096 B)\n"
+				  "traced memory by domain: python current 113 B"));
+	snapshot_free(old_snap);
+	snapshot_free(new_snap);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_text),
-		cmocka_unit_test(test_json),
+	    cmocka_unit_test(test_text),
+	    cmocka_unit_test(test_json),
+	    cmocka_unit_test(test_libc_only),
+	    cmocka_unit_test(test_old_file),
+	    cmocka_unit_test(test_compare_headers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,6 +31,11 @@ static void put64(unsigned char *p, uint64_t v)
 		p[i] = (unsigned char)(v >> (8 * i));
 }
 
+static uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 static uint64_t get64(const unsigned char *p)
 {
 	uint64_t v = 0;
@@ -59,7 +64,7 @@ static uint32_t frame(struct snapshot *s, const char *file, uint32_t line, const
 }
 
 /* A snapshot with Python and native frames, several domains, a recursive
- * traceback, a frameless trace and counters. */
+ * traceback, a frameless trace, counters and traced memory by domain. */
 static struct snapshot *sample(void)
 {
 	struct snapshot *s = snapshot_new();
@@ -79,6 +84,9 @@ static struct snapshot *sample(void)
 	s->traceback_limit = 3;
 	s->traced_current = 123456;
 	s->traced_peak = 234567;
+	s->domain_memory_known = true;
+	s->domain_memory[SNAPSHOT_CLASS_PYTHON] = (struct snapshot_domain_memory){100000, 200000};
+	s->domain_memory[SNAPSHOT_CLASS_NATIVE] = (struct snapshot_domain_memory){23456, 34567};
 	s->tracer_memory = 4242;
 	s->taken_at = 1795558595;
 	s->duration_ns = 1000000007;
@@ -157,6 +165,11 @@ static void test_round_trip(void **state)
 	assert_int_equal(t->traceback_limit, 3);
 	assert_int_equal(t->traced_current, 123456);
 	assert_int_equal(t->traced_peak, 234567);
+	assert_true(t->domain_memory_known);
+	assert_int_equal(t->domain_memory[SNAPSHOT_CLASS_PYTHON].current, 100000);
+	assert_int_equal(t->domain_memory[SNAPSHOT_CLASS_PYTHON].peak, 200000);
+	assert_int_equal(t->domain_memory[SNAPSHOT_CLASS_NATIVE].current, 23456);
+	assert_int_equal(t->domain_memory[SNAPSHOT_CLASS_NATIVE].peak, 34567);
 	assert_int_equal(t->tracer_memory, 4242);
 	assert_int_equal(t->taken_at, 1795558595);
 	assert_int_equal(t->duration_ns, 1000000007);
@@ -278,7 +291,7 @@ static void test_truncated_everywhere(void **state)
 	for (cut = 0; cut < len; cut++)
 		expect_reject(buf, cut, cut < 8 ? "not a tracer snapshot" : "truncated");
 	/* and when the header is rewritten to match the cut, the sections catch it */
-	for (int i = 0; i < 7; i++) {
+	for (uint32_t i = 0; i < get32(buf + 12); i++) {
 		cut = get64(entry(buf, i) + 8) + get64(entry(buf, i) + 16) - 1;
 		if (cut < 80)
 			continue;
@@ -351,7 +364,7 @@ static void test_foreign_and_newer(void **state)
 
 static unsigned char *section(unsigned char *buf, int id)
 {
-	for (int i = 0; i < 7; i++)
+	for (uint32_t i = 0; i < get32(buf + 12); i++)
 		if (buf[48 + i * 24] == id)
 			return buf + get64(entry(buf, i) + 8);
 	return NULL;
@@ -364,6 +377,7 @@ static void test_bad_structure(void **state)
 	size_t len;
 
 	assert_int_equal(snapfile_encode(s, (void **)&buf, &len), 0);
+	assert_int_equal(get32(buf + 12), 8); /* with the domain memory section */
 #define MUTATE(stmt, undo, msg)                                                                    \
 	do {                                                                                       \
 		stmt;                                                                              \
@@ -372,9 +386,9 @@ static void test_bad_structure(void **state)
 		undo;                                                                              \
 		reseal(buf, len);                                                                  \
 	} while (0)
-	MUTATE(put32(buf + 12, 65), put32(buf + 12, 7), "65 sections");
-	MUTATE(put32(buf + 12, 0xffffffff), put32(buf + 12, 7), "sections");
-	MUTATE(put32(buf + 12, 6), put32(buf + 12, 7), "no counters section");
+	MUTATE(put32(buf + 12, 65), put32(buf + 12, 8), "65 sections");
+	MUTATE(put32(buf + 12, 0xffffffff), put32(buf + 12, 8), "sections");
+	MUTATE(put32(buf + 12, 6), put32(buf + 12, 8), "no counters section");
 	/* a section whose offset + length wraps around */
 	uint64_t off5 = get64(entry(buf, 5) + 8), len5 = get64(entry(buf, 5) + 16);
 	MUTATE(put64(entry(buf, 5) + 16, UINT64_MAX - 8), put64(entry(buf, 5) + 16, len5),
@@ -423,6 +437,11 @@ static void test_bad_structure(void **state)
 	MUTATE(put32(p + 72, 500), put32(p + 72, s->target.command), "the target's command");
 	p = section(buf, 7);
 	MUTATE(put32(p, 501), put32(p, s->counters[0].name), "a counter refers to string 501");
+	/* traced memory by domain: one record per class */
+	p = section(buf, 8);
+	MUTATE(put32(p + 24, 0), put32(p + 24, 1), "two domain memory records for python");
+	MUTATE(put64(entry(buf, 7) + 16, 30), put64(entry(buf, 7) + 16, 48), "whole number");
+	MUTATE(put32(entry(buf, 7), 7), put32(entry(buf, 7), 8), "two counters sections");
 	/* a record section that is not a whole number of records */
 	MUTATE(put64(entry(buf, 5) + 16, get64(entry(buf, 5) + 16) - 1),
 	       put64(entry(buf, 5) + 16, get64(entry(buf, 5) + 16) + 1), "whole number");
@@ -436,32 +455,89 @@ static void test_unknown_section_is_skipped(void **state)
 {
 	struct snapshot *s = sample(), *t;
 	unsigned char *buf, *big;
-	size_t len, table_end = 48 + 7 * 24, blen;
-	int i;
+	size_t len, table_end, blen;
+	uint32_t i, nsec;
 
 	assert_int_equal(snapfile_encode(s, (void **)&buf, &len), 0);
+	nsec = get32(buf + 12);
+	table_end = 48 + nsec * 24;
 	blen = len + 24 + 16;
 	big = calloc(1, blen);
 	memcpy(big, buf, table_end);
 	memcpy(big + table_end + 24, buf + table_end, len - table_end);
-	for (i = 0; i < 7; i++)
+	for (i = 0; i < nsec; i++)
 		put64(entry(big, i) + 8, get64(entry(big, i) + 8) + 24);
-	put32(entry(big, 7), 99);
-	put64(entry(big, 7) + 8, len + 24);
-	put64(entry(big, 7) + 16, 16);
+	put32(entry(big, nsec), 99);
+	put64(entry(big, nsec) + 8, len + 24);
+	put64(entry(big, nsec) + 16, 16);
 	memcpy(big + len + 24, "future contents", 16);
-	put32(big + 12, 8);
+	put32(big + 12, nsec + 1);
 	put64(big + 16, blen);
 	reseal(big, blen);
 	t = decode_ok(big, blen);
 	assert_same_stats(s, t, STATS_KEY_TRACEBACK, false);
+	assert_true(t->domain_memory_known);
 	snapshot_free(t);
 
-	/* but a known section that goes missing is an error */
+	/* the domain memory section is optional: without it (a file from an
+	 * older tracer, or a reader skipping it) the figures are unknown */
+	put32(entry(big, 7), 97);
+	reseal(big, blen);
+	t = decode_ok(big, blen);
+	assert_false(t->domain_memory_known);
+	assert_int_equal(t->domain_memory[SNAPSHOT_CLASS_PYTHON].peak, 0);
+	assert_int_equal(t->traced_current, 123456);
+	assert_same_stats(s, t, STATS_KEY_TRACEBACK, false);
+	snapshot_free(t);
+
+	/* but a required section that goes missing is an error */
 	put32(entry(big, 6), 98);
 	reseal(big, blen);
 	expect_reject(big, blen, "no counters section");
 	free(big);
+	free(buf);
+	snapshot_free(s);
+}
+
+/* Traced memory by domain: a snapshot that does not know it is written as
+ * an older tracer wrote it (7 sections, no domain memory section) and
+ * loads so; a class this reader does not know is skipped. */
+static void test_domain_memory_section(void **state)
+{
+	struct snapshot *s = sample(), *t;
+	unsigned char *buf, *p;
+	size_t len;
+
+	s->domain_memory_known = false;
+	assert_int_equal(snapfile_encode(s, (void **)&buf, &len), 0);
+	assert_int_equal(get32(buf + 12), 7);
+	assert_null(section(buf, 8));
+	t = decode_ok(buf, len);
+	assert_false(t->domain_memory_known);
+	assert_int_equal(t->traced_peak, 234567);
+	snapshot_free(t);
+	free(buf);
+
+	/* the section: (class, 0, current, peak) for python then native */
+	s->domain_memory_known = true;
+	assert_int_equal(snapfile_encode(s, (void **)&buf, &len), 0);
+	p = section(buf, 8);
+	assert_non_null(p);
+	assert_int_equal(get64(entry(buf, 7) + 16), 48);
+	assert_int_equal(get32(p), 0);
+	assert_int_equal(get64(p + 8), 100000);
+	assert_int_equal(get64(p + 16), 200000);
+	assert_int_equal(get32(p + 24), 1);
+	assert_int_equal(get64(p + 32), 23456);
+	assert_int_equal(get64(p + 40), 34567);
+	/* a class added by a later writer is skipped */
+	put32(p + 24, 5);
+	reseal(buf, len);
+	t = decode_ok(buf, len);
+	assert_true(t->domain_memory_known);
+	assert_int_equal(t->domain_memory[SNAPSHOT_CLASS_PYTHON].current, 100000);
+	assert_int_equal(t->domain_memory[SNAPSHOT_CLASS_NATIVE].current, 0);
+	snapshot_free(t);
 	free(buf);
 	snapshot_free(s);
 }
@@ -495,6 +571,7 @@ int main(void)
 	    cmocka_unit_test(test_foreign_and_newer),
 	    cmocka_unit_test(test_bad_structure),
 	    cmocka_unit_test(test_unknown_section_is_skipped),
+	    cmocka_unit_test(test_domain_memory_section),
 	    cmocka_unit_test(test_expand_name),
 	};
 

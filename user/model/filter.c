@@ -202,6 +202,8 @@ int filter_snapshot(const struct snapshot *in, const struct filter_list *l, stru
 	s->traceback_limit = in->traceback_limit;
 	s->traced_current = in->traced_current;
 	s->traced_peak = in->traced_peak;
+	s->domain_memory_known = in->domain_memory_known;
+	memcpy(s->domain_memory, in->domain_memory, sizeof(s->domain_memory));
 	s->tracer_memory = in->tracer_memory;
 	s->taken_at = in->taken_at;
 	s->duration_ns = in->duration_ns;

@@ -20,6 +20,7 @@ static const unsigned char magic[8] = {0x89, 'T', 'R', 'S', 'N', 'A', 'P', '\n'}
 #define CRC_OFFSET 24u
 #define ENTRY_SIZE 24u
 #define META_SIZE 80u
+#define DOMAIN_MEMORY_RECORD 24u
 
 enum section_id {
 	SEC_META = 1,
@@ -29,13 +30,21 @@ enum section_id {
 	SEC_TRACEBACKS,
 	SEC_TRACES,
 	SEC_COUNTERS,
-	SEC_KNOWN_MAX = SEC_COUNTERS,
+	SEC_REQUIRED_MAX = SEC_COUNTERS, /* every file has 1 .. this */
+	/* optional: a file written before it existed lacks it */
+	SEC_DOMAIN_MEMORY,
+	SEC_KNOWN_MAX = SEC_DOMAIN_MEMORY,
 };
 
 static const char *const section_names[] = {
-    [SEC_META] = "meta",	   [SEC_STRINGS] = "strings",	    [SEC_FRAMES] = "frames",
-    [SEC_FRAME_IDS] = "frame ids", [SEC_TRACEBACKS] = "tracebacks", [SEC_TRACES] = "traces",
+    [SEC_META] = "meta",
+    [SEC_STRINGS] = "strings",
+    [SEC_FRAMES] = "frames",
+    [SEC_FRAME_IDS] = "frame ids",
+    [SEC_TRACEBACKS] = "tracebacks",
+    [SEC_TRACES] = "traces",
     [SEC_COUNTERS] = "counters",
+    [SEC_DOMAIN_MEMORY] = "domain memory",
 };
 
 /* ---- little-endian access ---- */
@@ -72,7 +81,8 @@ static size_t align8(size_t n)
 int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 {
 	size_t len[SEC_KNOWN_MAX + 1] = {0}, off[SEC_KNOWN_MAX + 1] = {0}, total, pos;
-	const unsigned nsec = SEC_KNOWN_MAX;
+	/* the optional section only when there is something to say */
+	const unsigned nsec = s->domain_memory_known ? SEC_DOMAIN_MEMORY : SEC_REQUIRED_MAX;
 	unsigned char *buf, *p;
 	uint32_t i;
 	uint64_t t;
@@ -87,9 +97,10 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 	len[SEC_TRACEBACKS] = (size_t)s->ntracebacks * 12;
 	len[SEC_TRACES] = (size_t)s->ntraces * 24;
 	len[SEC_COUNTERS] = (size_t)s->ncounters * 16;
+	len[SEC_DOMAIN_MEMORY] = (size_t)SNAPSHOT_NCLASSES * DOMAIN_MEMORY_RECORD;
 
 	pos = HEADER_SIZE + nsec * ENTRY_SIZE;
-	for (id = 1; id <= SEC_KNOWN_MAX; id++) {
+	for (id = 1; id <= (int)nsec; id++) {
 		off[id] = align8(pos);
 		pos = off[id] + len[id];
 	}
@@ -102,7 +113,7 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 	put32(buf + 8, SNAPFILE_VERSION);
 	put32(buf + 12, nsec);
 	put64(buf + 16, total);
-	for (id = 1; id <= SEC_KNOWN_MAX; id++) {
+	for (id = 1; id <= (int)nsec; id++) {
 		p = buf + HEADER_SIZE + (id - 1) * ENTRY_SIZE;
 		put32(p, (uint32_t)id);
 		put64(p + 8, off[id]);
@@ -155,6 +166,13 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 		put32(p, s->counters[i].name);
 		put64(p + 8, s->counters[i].value);
 	}
+	if (nsec >= SEC_DOMAIN_MEMORY)
+		for (i = 0, p = buf + off[SEC_DOMAIN_MEMORY]; i < SNAPSHOT_NCLASSES;
+		     i++, p += DOMAIN_MEMORY_RECORD) {
+			put32(p, i);
+			put64(p + 8, s->domain_memory[i].current);
+			put64(p + 16, s->domain_memory[i].peak);
+		}
 
 	put32(buf + CRC_OFFSET, (uint32_t)crc32_z(crc32(0, NULL, 0), buf, total));
 	*out = buf;
@@ -230,7 +248,7 @@ static int check_sections(const unsigned char *buf, size_t len, struct section *
 			return fail(err, errlen, "corrupt: two %s sections", section_names[id]);
 		sec[id] = (struct section){buf + off, slen, true};
 	}
-	for (i = 1; i <= SEC_KNOWN_MAX; i++)
+	for (i = 1; i <= SEC_REQUIRED_MAX; i++)
 		if (!sec[i].present)
 			return fail(err, errlen, "corrupt: no %s section", section_names[i]);
 	return 0;
@@ -493,6 +511,37 @@ static int decode_counters(struct decoder *d)
 	return 0;
 }
 
+/* Traced memory by class of domain, when the file has it: one record per
+ * class (class u32, zero u32, current u64, peak u64); a class this reader
+ * does not know is skipped, a class given twice refused. */
+static int decode_domain_memory(struct decoder *d)
+{
+	const unsigned char *p = d->sec[SEC_DOMAIN_MEMORY].p;
+	bool seen[SNAPSHOT_NCLASSES] = {false};
+	uint64_t i, n = 0;
+	int err;
+
+	if (!d->sec[SEC_DOMAIN_MEMORY].present)
+		return 0; /* an older file: the figures stay unknown */
+	if ((err = check_records(d->sec, SEC_DOMAIN_MEMORY, DOMAIN_MEMORY_RECORD, &n, d->err,
+				 d->errlen)))
+		return err;
+	for (i = 0; i < n; i++, p += DOMAIN_MEMORY_RECORD) {
+		uint32_t c = get32(p);
+
+		if (c >= SNAPSHOT_NCLASSES)
+			continue; /* a class added later */
+		if (seen[c])
+			return fail(d->err, d->errlen, "corrupt: two domain memory records for %s",
+				    snapshot_class_name((enum snapshot_domain_class)c));
+		seen[c] = true;
+		d->s->domain_memory[c].current = get64(p + 8);
+		d->s->domain_memory[c].peak = get64(p + 16);
+	}
+	d->s->domain_memory_known = true;
+	return 0;
+}
+
 int snapfile_decode(const void *data, size_t len, struct snapshot **out, char *err, size_t errlen)
 {
 	struct section sec[SEC_KNOWN_MAX + 1] = {0};
@@ -535,8 +584,9 @@ int snapfile_decode(const void *data, size_t len, struct snapshot **out, char *e
 		return -ENOMEM;
 	/* order matters: strings before what names them, the limit before tracebacks */
 	if (!(rc = decode_strings(&d)) && !(rc = decode_meta(&d)) && !(rc = decode_frames(&d)) &&
-	    !(rc = decode_tracebacks(&d)) && !(rc = decode_traces(&d)))
-		rc = decode_counters(&d);
+	    !(rc = decode_tracebacks(&d)) && !(rc = decode_traces(&d)) &&
+	    !(rc = decode_counters(&d)))
+		rc = decode_domain_memory(&d);
 	free(d.string_map);
 	free(d.frame_map);
 	free(d.tb_map);

@@ -21,10 +21,18 @@
  *     TRACEBACKS  count times (first u32, nframe u32, total_nframe u32)
  *     TRACES      count times (address u64, size u64, domain u32, traceback u32)
  *     COUNTERS    count times (name u32, reserved u32, value u64)
+ *     DOMAIN_MEMORY  optional (id 8): traced memory by class of domain,
+ *                 count times (class u32, reserved u32, current u64,
+ *                 peak u64); class 0 python (every domain below
+ *                 0xfffffff0: tracemalloc's get_traced_memory()), 1 native
+ *                 (tracer's own domains, libc); a class given twice is
+ *                 refused, an unknown class skipped
  *
  * Every index is checked against its table, every length against its
  * section, before anything is used. Unknown section ids are skipped (a
- * compatible addition); a higher version is refused. */
+ * compatible addition): a reader older than DOMAIN_MEMORY skips it, and a
+ * file without it loads with the figures by domain unknown
+ * (snapshot.domain_memory_known false). A higher version is refused. */
 #ifndef TRACER_SNAPFILE_H
 #define TRACER_SNAPFILE_H
 

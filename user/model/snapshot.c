@@ -223,6 +223,30 @@ int snapshot_set_counter(struct snapshot *s, const char *name, uint64_t value)
 	return 0;
 }
 
+const char *snapshot_class_name(enum snapshot_domain_class c)
+{
+	static const char *const names[SNAPSHOT_NCLASSES] = {
+	    [SNAPSHOT_CLASS_PYTHON] = "python",
+	    [SNAPSHOT_CLASS_NATIVE] = "native",
+	};
+
+	return (unsigned)c < SNAPSHOT_NCLASSES ? names[c] : NULL;
+}
+
+bool snapshot_traced_memory(const struct snapshot *s, uint64_t *current, uint64_t *peak)
+{
+	const struct snapshot_domain_memory *py = &s->domain_memory[SNAPSHOT_CLASS_PYTHON];
+
+	if (s->domain_memory_known && (py->current || py->peak)) {
+		*current = py->current;
+		*peak = py->peak;
+		return true;
+	}
+	*current = s->traced_current;
+	*peak = s->traced_peak;
+	return false;
+}
+
 const char *snapshot_domain_name(uint32_t domain, char *buf)
 {
 	if (domain == SNAPSHOT_DOMAIN_PYTHON)

@@ -10,9 +10,27 @@
 #include <stdint.h>
 
 /* Domains: 0 is tracemalloc's (Python allocators); PyTraceMalloc_Track may
- * use any other number; tracer's own domains sit at the top of the range. */
+ * use any other number; tracer's own domains sit at the top of the range,
+ * from SNAPSHOT_DOMAIN_NATIVE up. */
 #define SNAPSHOT_DOMAIN_PYTHON 0u
 #define SNAPSHOT_DOMAIN_LIBC 0xfffffff0u
+#define SNAPSHOT_DOMAIN_NATIVE SNAPSHOT_DOMAIN_LIBC /* the lowest of tracer's own */
+
+/* Classes of domains whose traced memory is kept apart: "python" is every
+ * domain below SNAPSHOT_DOMAIN_NATIVE (0 and PyTraceMalloc_Track's), what
+ * tracemalloc's get_traced_memory() counts; "native" is tracer's own
+ * domains (libc today), which tracemalloc never sees. */
+enum snapshot_domain_class {
+	SNAPSHOT_CLASS_PYTHON,
+	SNAPSHOT_CLASS_NATIVE,
+	SNAPSHOT_NCLASSES,
+};
+
+/* Traced memory of one class: bytes live, and the highest that reached. */
+struct snapshot_domain_memory {
+	uint64_t current;
+	uint64_t peak;
+};
 
 /* tracemalloc's limit for total_nframe */
 #define SNAPSHOT_MAX_TOTAL_NFRAME 65535u
@@ -52,19 +70,24 @@ struct snapshot_counter {
 
 struct snapshot_target {
 	int32_t pid;
-	uint32_t command;     /* string index: the command line or comm */
-	uint64_t start_time;  /* target start, seconds since the epoch (0 unknown) */
-	uint32_t host;        /* string index: hostname */
+	uint32_t command;    /* string index: the command line or comm */
+	uint64_t start_time; /* target start, seconds since the epoch (0 unknown) */
+	uint32_t host;	     /* string index: hostname */
 };
 
 struct snapshot {
 	/* header */
 	uint32_t traceback_limit; /* nframe */
-	uint64_t traced_current;  /* bytes, get_traced_memory()[0] */
-	uint64_t traced_peak;     /* bytes, get_traced_memory()[1] */
-	uint64_t tracer_memory;   /* bytes, get_tracemalloc_memory() */
-	uint64_t taken_at;        /* seconds since the epoch */
-	uint64_t duration_ns;     /* how long tracing ran */
+	uint64_t traced_current;  /* bytes live, every domain */
+	uint64_t traced_peak;	  /* the highest traced_current reached */
+	/* traced memory by class (indexed by enum snapshot_domain_class);
+	 * domain_memory_known is false for a file written before tracer kept
+	 * them (no domain memory section), and the figures are then 0 */
+	bool domain_memory_known;
+	struct snapshot_domain_memory domain_memory[SNAPSHOT_NCLASSES];
+	uint64_t tracer_memory; /* bytes, get_tracemalloc_memory() */
+	uint64_t taken_at;	/* seconds since the epoch */
+	uint64_t duration_ns;	/* how long tracing ran */
 	uint64_t alloc_events;
 	uint64_t free_events;
 	struct snapshot_target target;
@@ -114,12 +137,26 @@ static inline const char *snapshot_string(const struct snapshot *s, uint32_t idx
 	return idx < s->nstrings ? s->strings[idx] : NULL;
 }
 
-static inline const struct snapshot_frame *snapshot_frame_at(const struct snapshot *s,
-							     const struct snapshot_traceback *tb,
-							     uint32_t i)
+static inline const struct snapshot_frame *
+snapshot_frame_at(const struct snapshot *s, const struct snapshot_traceback *tb, uint32_t i)
 {
 	return &s->frames[s->frame_ids[tb->first + i]];
 }
+
+/* The class of a domain. */
+static inline enum snapshot_domain_class snapshot_domain_class(uint32_t domain)
+{
+	return domain >= SNAPSHOT_DOMAIN_NATIVE ? SNAPSHOT_CLASS_NATIVE : SNAPSHOT_CLASS_PYTHON;
+}
+
+/* "python" or "native"; NULL for a class out of range. */
+const char *snapshot_class_name(enum snapshot_domain_class c);
+
+/* Traced memory as tracemalloc's get_traced_memory() gives it: the python
+ * class's figures when the snapshot knows them and Python-domain blocks
+ * were traced (its current or peak is not 0), and then returns true; else
+ * every domain's (traced_current, traced_peak), and returns false. */
+bool snapshot_traced_memory(const struct snapshot *s, uint64_t *current, uint64_t *peak);
 
 /* "python", "libc" or the decimal number; buf must hold 16 bytes. */
 const char *snapshot_domain_name(uint32_t domain, char *buf);

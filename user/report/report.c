@@ -5,17 +5,59 @@
 #include "report/format.h"
 #include "report/report.h"
 
-static void text_header(FILE *out, const struct snapshot *s)
+/* How each class of domains is named in the text header. */
+static const char *const class_labels[SNAPSHOT_NCLASSES] = {
+    [SNAPSHOT_CLASS_PYTHON] = "python",
+    [SNAPSHOT_CLASS_NATIVE] = "native (libc)",
+};
+
+/* "current X (N B), peak Y (N B)" */
+static void text_memory(FILE *out, uint64_t current, uint64_t peak)
 {
 	char a[32], b[32];
+
+	fprintf(out, "current %s (%" PRIu64 " B), peak %s (%" PRIu64 " B)",
+		format_size(a, sizeof(a), (double)current, false), current,
+		format_size(b, sizeof(b), (double)peak, false), peak);
+}
+
+/* The first line is tracemalloc's get_traced_memory() (the python class)
+ * for a process that has had Python-domain blocks, else every domain's;
+ * the second gives each class and all domains, so that the first is
+ * always one of them. */
+static void text_traced_memory(FILE *out, const struct snapshot *s)
+{
+	uint64_t current, peak;
+
+	snapshot_traced_memory(s, &current, &peak);
+	fputs("traced memory: ", out);
+	text_memory(out, current, peak);
+	fputs("\ntraced memory by domain: ", out);
+	if (!s->domain_memory_known) {
+		fputs("not in this snapshot file (written by an older tracer); "
+		      "the line above counts all domains\n",
+		      out);
+		return;
+	}
+	for (int k = 0; k < SNAPSHOT_NCLASSES; k++) {
+		fprintf(out, "%s ", class_labels[k]);
+		text_memory(out, s->domain_memory[k].current, s->domain_memory[k].peak);
+		fputs("; ", out);
+	}
+	fputs("all domains ", out);
+	text_memory(out, s->traced_current, s->traced_peak);
+	fputc('\n', out);
+}
+
+static void text_header(FILE *out, const struct snapshot *s)
+{
+	char a[32];
 	uint32_t i;
 
 	fprintf(out, "tracer: pid %d (%s), nframe %u\n", s->target.pid,
 		snapshot_string(s, s->target.command) ? snapshot_string(s, s->target.command) : "?",
 		s->traceback_limit);
-	fprintf(out, "traced memory: current %s (%" PRIu64 " B), peak %s (%" PRIu64 " B)\n",
-		format_size(a, sizeof(a), (double)s->traced_current, false), s->traced_current,
-		format_size(b, sizeof(b), (double)s->traced_peak, false), s->traced_peak);
+	text_traced_memory(out, s);
 	fprintf(out, "tracer memory: %s (%" PRIu64 " B)\n",
 		format_size(a, sizeof(a), (double)s->tracer_memory, false), s->tracer_memory);
 	fprintf(out,
@@ -47,6 +89,35 @@ static void text_stats(FILE *out, const struct stats_list *l, const struct repor
 	}
 }
 
+/* {"current":N,"peak":N} */
+static void json_memory(FILE *out, uint64_t current, uint64_t peak)
+{
+	fprintf(out, "{\"current\":%" PRIu64 ",\"peak\":%" PRIu64 "}", current, peak);
+}
+
+/* "traced_memory": current and peak as the text header's first line, "of"
+ * saying which figure they are ("python" or "all"), then each class (null
+ * when the snapshot file predates them) and all domains. */
+static void json_traced_memory(FILE *out, const struct snapshot *s)
+{
+	uint64_t current, peak;
+	bool python = snapshot_traced_memory(s, &current, &peak);
+
+	fprintf(out,
+		",\"traced_memory\":{\"current\":%" PRIu64 ",\"peak\":%" PRIu64 ",\"of\":\"%s\"",
+		current, peak, python ? "python" : "all");
+	for (int k = 0; k < SNAPSHOT_NCLASSES; k++) {
+		fprintf(out, ",\"%s\":", snapshot_class_name((enum snapshot_domain_class)k));
+		if (s->domain_memory_known)
+			json_memory(out, s->domain_memory[k].current, s->domain_memory[k].peak);
+		else
+			fputs("null", out);
+	}
+	fputs(",\"all\":", out);
+	json_memory(out, s->traced_current, s->traced_peak);
+	fputc('}', out);
+}
+
 static void json_header(FILE *out, const struct snapshot *s)
 {
 	uint32_t i;
@@ -55,13 +126,14 @@ static void json_header(FILE *out, const struct snapshot *s)
 	format_json_string(out, snapshot_string(s, s->target.command));
 	fprintf(out, ",\"start_time\":%" PRIu64 ",\"host\":", s->target.start_time);
 	format_json_string(out, snapshot_string(s, s->target.host));
+	fprintf(out, "},\"nframe\":%u", s->traceback_limit);
+	json_traced_memory(out, s);
 	fprintf(out,
-		"},\"nframe\":%u,\"traced_memory\":{\"current\":%" PRIu64 ",\"peak\":%" PRIu64
-		"},\"tracer_memory\":%" PRIu64 ",\"events\":{\"allocations\":%" PRIu64
+		",\"tracer_memory\":%" PRIu64 ",\"events\":{\"allocations\":%" PRIu64
 		",\"frees\":%" PRIu64 "},\"traces\":%" PRIu64 ",\"taken_at\":%" PRIu64
 		",\"duration_ns\":%" PRIu64 ",\"counters\":{",
-		s->traceback_limit, s->traced_current, s->traced_peak, s->tracer_memory,
-		s->alloc_events, s->free_events, s->ntraces, s->taken_at, s->duration_ns);
+		s->tracer_memory, s->alloc_events, s->free_events, s->ntraces, s->taken_at,
+		s->duration_ns);
 	for (i = 0; i < s->ncounters; i++) {
 		if (i)
 			fputc(',', out);
