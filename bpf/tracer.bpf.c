@@ -55,6 +55,9 @@ __u32 next_proc_index = 0;
  * lookup on the probe path; session.c reads it. --follow keeps them in
  * procs. */
 struct tracer_proc_stats target_stats = {};
+/* reset_peak(): user space adds one; each process's figures catch up at
+ * their next event (add_current), user space reads stale ones as reset */
+__u64 peak_generation = 0;
 /* user/python/frames.c sets it once a traced process is known to run
  * CPython (its config is then in py_configs). */
 bool python_enabled = false;
@@ -335,7 +338,14 @@ static __always_inline struct tracer_mem *class_mem(struct tracer_proc_stats *st
 static __always_inline void add_current(struct tracer_proc_stats *st, __u32 domain, __s64 delta)
 {
 	struct tracer_mem *m = class_mem(st, domain);
+	__u64 gen = peak_generation;
 
+	if (st->peak_generation != gen) { /* reset_peak() since the last event */
+		st->peak_generation = gen;
+		st->peak = st->current;
+		for (int k = 0; k < TRACER_NCLASSES; k++)
+			st->classes[k].peak = st->classes[k].current;
+	}
 	mem_add(&st->current, &st->peak, delta);
 	mem_add(&m->current, &m->peak, delta);
 }

@@ -126,6 +126,9 @@ struct tracer_proc_stats {
 	__u64 frees;   /* frees of traced blocks */
 	/* the same by class of domain (enum tracer_domain_class) */
 	struct tracer_mem classes[TRACER_NCLASSES];
+	/* the reset_peak() (SIGUSR2) its peaks date from: when the global
+	 * peak_generation has moved on, every peak here is its current */
+	__u64 peak_generation;
 };
 
 /* Everything that can be lost or is worth knowing; reported by name. */

@@ -368,13 +368,18 @@ _Static_assert((int)TRACER_NCLASSES == (int)SNAPSHOT_NCLASSES &&
 		   TRACER_DOMAIN_NATIVE == SNAPSHOT_DOMAIN_NATIVE,
 	       "domain classes differ between tracer.h and snapshot.h");
 
-static void add_proc_stats(struct snapshot *snap, const struct tracer_proc_stats *st)
+static void add_proc_stats(struct snapshot *snap, const struct tracer_proc_stats *st,
+			   uint64_t generation)
 {
+	bool reset = st->peak_generation != generation; /* no event since reset_peak() */
+
 	snap->traced_current += bytes(st->current);
-	snap->traced_peak += bytes(st->peak);
+	snap->traced_peak += bytes(reset ? st->current : st->peak);
 	for (int k = 0; k < TRACER_NCLASSES; k++) {
-		snap->domain_memory[k].current += bytes(st->classes[k].current);
-		snap->domain_memory[k].peak += bytes(st->classes[k].peak);
+		const struct tracer_mem *m = &st->classes[k];
+
+		snap->domain_memory[k].current += bytes(m->current);
+		snap->domain_memory[k].peak += bytes(reset ? m->current : m->peak);
 	}
 	snap->alloc_events += st->allocs;
 	snap->free_events += st->frees;
@@ -387,17 +392,18 @@ static void traced_memory(struct collector *c, struct snapshot *snap)
 	int pfd = bpf_map__fd(c->skel->maps.procs);
 	struct tracer_proc_stats st;
 	__u32 key, next, *prev = NULL;
+	uint64_t generation = __atomic_load_n(&c->skel->bss->peak_generation, __ATOMIC_RELAXED);
 
 	snap->domain_memory_known = true;
 	if (!c->follow) {
-		add_proc_stats(snap, &c->skel->bss->target_stats);
+		add_proc_stats(snap, &c->skel->bss->target_stats, generation);
 		return;
 	}
 	while (!bpf_map_get_next_key(pfd, prev, &next)) {
 		key = next;
 		prev = &key;
 		if (!bpf_map_lookup_elem(pfd, &key, &st))
-			add_proc_stats(snap, &st);
+			add_proc_stats(snap, &st, generation);
 	}
 }
 
@@ -419,29 +425,9 @@ static int set_counters(struct collector *c, struct snapshot *snap,
 
 void collect_reset_peak(struct collector *c)
 {
-	int pfd = bpf_map__fd(c->skel->maps.procs);
-	struct tracer_proc_stats st;
-	__u32 key, next, *prev = NULL;
-	struct tracer_proc_stats *t = &c->skel->bss->target_stats;
-
-	/* the probes raise peak with compare-and-swap; a store of current is
-	 * what reset_peak() does, give or take an event in flight */
-	__atomic_store_n(&t->peak, __atomic_load_n(&t->current, __ATOMIC_RELAXED),
-			 __ATOMIC_RELAXED);
-	for (int k = 0; k < TRACER_NCLASSES; k++)
-		__atomic_store_n(&t->classes[k].peak,
-				 __atomic_load_n(&t->classes[k].current, __ATOMIC_RELAXED),
-				 __ATOMIC_RELAXED);
-	while (c->follow && !bpf_map_get_next_key(pfd, prev, &next)) {
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(pfd, &key, &st))
-			continue;
-		st.peak = st.current;
-		for (int k = 0; k < TRACER_NCLASSES; k++)
-			st.classes[k].peak = st.classes[k].current;
-		bpf_map_update_elem(pfd, &key, &st, BPF_EXIST);
-	}
+	/* every process's peaks date from before this now: the probes reset
+	 * them at its next event, add_proc_stats reads them as reset until then */
+	__atomic_add_fetch(&c->skel->bss->peak_generation, 1, __ATOMIC_RELAXED);
 }
 
 struct snapshot *collect_snapshot(struct collector *c)

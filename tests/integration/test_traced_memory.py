@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, TRACER, run_tracer, workload
+from helpers import ROOT, TRACER, run_tracer, workload
 
 SOURCE = os.path.join(ROOT, "tests", "workloads", "py_traced_memory.py")
 TRACK = os.path.join(ROOT, "tests", "workloads", "py_track.py")
