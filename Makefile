@@ -124,8 +124,8 @@ fuzz-corpus: $(BUILD)/fuzz/seed_snapfile
 	bash tests/fuzz/seed_unwind.sh $(CC) $(BUILD)/fuzz/corpus-unwind
 	$(BUILD)/fuzz/seed_snapfile $(BUILD)/fuzz/corpus-snapfile
 	cat /proc/self/maps > $(BUILD)/fuzz/corpus-maps/self
-	-for p in $$(pgrep -d ' ' -f 'python|systemd|sshd' | cut -d' ' -f1-8); do \
-		cat /proc/$$p/maps > $(BUILD)/fuzz/corpus-maps/$$p 2>/dev/null; done
+	for p in $$(pgrep -d ' ' -f 'python|systemd|sshd' | cut -d' ' -f1-8); do \
+		cat /proc/$$p/maps > $(BUILD)/fuzz/corpus-maps/$$p 2>/dev/null || true; done
 
 fuzz-run: $(FUZZ_BINS) fuzz-corpus
 	@set -e; for t in $(FUZZ_TARGETS); do \

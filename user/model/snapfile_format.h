@@ -1,0 +1,73 @@
+/* The snapshot file's layout as both directions need it (snapfile.c
+ * writes, snapfile_load.c reads and checks): magic, sizes, section ids,
+ * little-endian access. Private to user/model; the format itself is
+ * specified in snapfile.h and docs/SNAPSHOT_FORMAT.md. */
+#ifndef TRACER_SNAPFILE_FORMAT_H
+#define TRACER_SNAPFILE_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+static const unsigned char snapfile_magic[8] = {0x89, 'T', 'R', 'S', 'N', 'A', 'P', '\n'};
+
+#define HEADER_SIZE 48u
+#define CRC_OFFSET 24u
+#define ENTRY_SIZE 24u
+#define META_SIZE 80u
+#define DOMAIN_MEMORY_RECORD 24u
+
+enum section_id {
+	SEC_META = 1,
+	SEC_STRINGS,
+	SEC_FRAMES,
+	SEC_FRAME_IDS,
+	SEC_TRACEBACKS,
+	SEC_TRACES,
+	SEC_COUNTERS,
+	SEC_REQUIRED_MAX = SEC_COUNTERS, /* every file has 1 .. this */
+	/* optional: a file written before it existed lacks it */
+	SEC_DOMAIN_MEMORY,
+	SEC_KNOWN_MAX = SEC_DOMAIN_MEMORY,
+};
+
+static const char *const snapfile_section_names[] = {
+    [SEC_META] = "meta",
+    [SEC_STRINGS] = "strings",
+    [SEC_FRAMES] = "frames",
+    [SEC_FRAME_IDS] = "frame ids",
+    [SEC_TRACEBACKS] = "tracebacks",
+    [SEC_TRACES] = "traces",
+    [SEC_COUNTERS] = "counters",
+    [SEC_DOMAIN_MEMORY] = "domain memory",
+};
+
+/* ---- little-endian access ---- */
+
+static inline void put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline void put64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t get64(const unsigned char *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static inline size_t align8(size_t n)
+{
+	return (n + 7) & ~(size_t)7;
+}
+
+#endif

@@ -1,0 +1,469 @@
+/* Loading a snapshot file: every length, count and index is checked
+ * before anything is used (snapfile.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "model/snapfile.h"
+#include "model/snapfile_format.h"
+
+/* ---- decoding: nothing is used before it is checked ---- */
+
+struct section {
+	const unsigned char *p;
+	uint64_t len;
+	bool present;
+};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int check_sections(const unsigned char *buf, size_t len, struct section *sec, char *err,
+			  size_t errlen)
+{
+	uint64_t lo[SNAPFILE_MAX_SECTIONS], hi[SNAPFILE_MAX_SECTIONS];
+	uint32_t n = get32(buf + 12), i, j;
+	uint64_t table_end = HEADER_SIZE + (uint64_t)n * ENTRY_SIZE;
+
+	if (n > SNAPFILE_MAX_SECTIONS)
+		return fail(err, errlen, "corrupt: %u sections (at most %u)", n,
+			    SNAPFILE_MAX_SECTIONS);
+	if (table_end > len)
+		return fail(err, errlen, "truncated: the section table ends past the file");
+	for (i = 0; i < n; i++) {
+		const unsigned char *e = buf + HEADER_SIZE + i * ENTRY_SIZE;
+		uint32_t id = get32(e);
+		uint64_t off = get64(e + 8), slen = get64(e + 16);
+
+		if (off % 8 || off < table_end || off > len || slen > len - off)
+			return fail(err, errlen,
+				    "corrupt: section %u (id %u) lies outside the file "
+				    "(offset %" PRIu64 ", length %" PRIu64 ", file %zu bytes)",
+				    i, id, off, slen, len);
+		lo[i] = off;
+		hi[i] = off + slen;
+		for (j = 0; j < i; j++)
+			if (lo[i] < hi[j] && lo[j] < hi[i])
+				return fail(err, errlen, "corrupt: sections %u and %u overlap", j,
+					    i);
+		if (id == 0 || id > SEC_KNOWN_MAX)
+			continue; /* a later compatible addition */
+		if (sec[id].present)
+			return fail(err, errlen, "corrupt: two %s sections",
+				    snapfile_section_names[id]);
+		sec[id] = (struct section){buf + off, slen, true};
+	}
+	for (i = 1; i <= SEC_REQUIRED_MAX; i++)
+		if (!sec[i].present)
+			return fail(err, errlen, "corrupt: no %s section",
+				    snapfile_section_names[i]);
+	return 0;
+}
+
+static int check_records(const struct section *sec, int id, size_t size, uint64_t *count, char *err,
+			 size_t errlen)
+{
+	/* sec is the whole table, indexed by id */
+	if (sec[id].len % size)
+		return fail(err, errlen,
+			    "corrupt: %s section of %" PRIu64 " bytes is not a "
+			    "whole number of %zu-byte records",
+			    snapfile_section_names[id], sec[id].len, size);
+	*count = sec[id].len / size;
+	if (*count > UINT32_MAX && id != SEC_TRACES)
+		return fail(err, errlen, "corrupt: too many %s", snapfile_section_names[id]);
+	return 0;
+}
+
+struct decoder {
+	const struct section *sec; /* indexed by section id */
+	struct snapshot *s;
+	uint32_t *string_map, *frame_map, *tb_map;
+	uint64_t nstrings, nframes, nframe_ids, ntracebacks;
+	char *err;
+	size_t errlen;
+};
+
+static int decode_strings(struct decoder *d)
+{
+	const struct section *sec = &d->sec[SEC_STRINGS];
+	const unsigned char *p = sec->p, *end = sec->p + sec->len;
+	uint64_t i, n = 0;
+	char *str;
+
+	if (sec->len < 4)
+		return fail(d->err, d->errlen, "corrupt: strings section too short");
+	n = get32(p);
+	p += 4;
+	if (n > (sec->len - 4) / 4)
+		return fail(d->err, d->errlen,
+			    "corrupt: %" PRIu64 " strings cannot fit in %" PRIu64 " bytes", n,
+			    sec->len);
+	d->string_map = malloc(n * sizeof(uint32_t) + 1);
+	if (!d->string_map)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		uint32_t slen;
+		int64_t idx;
+
+		if ((size_t)(end - p) < 4)
+			return fail(d->err, d->errlen, "corrupt: string %" PRIu64 " is cut off", i);
+		slen = get32(p);
+		p += 4;
+		if (slen > (size_t)(end - p))
+			return fail(d->err, d->errlen,
+				    "corrupt: string %" PRIu64 " of %u bytes runs past its section",
+				    i, slen);
+		if (memchr(p, 0, slen))
+			return fail(d->err, d->errlen, "corrupt: string %" PRIu64 " holds a NUL",
+				    i);
+		str = strndup((const char *)p, slen);
+		if (!str)
+			return -ENOMEM;
+		idx = snapshot_intern_string(d->s, str);
+		free(str);
+		if (idx < 0)
+			return (int)idx;
+		d->string_map[i] = (uint32_t)idx;
+		p += slen;
+	}
+	if (p != end)
+		return fail(d->err, d->errlen, "corrupt: %zu stray bytes after the strings",
+			    (size_t)(end - p));
+	d->nstrings = n;
+	return 0;
+}
+
+static int string_at(struct decoder *d, uint32_t idx, const char *what, const char **out)
+{
+	if (idx >= d->nstrings)
+		return fail(d->err, d->errlen, "corrupt: %s refers to string %u of %" PRIu64, what,
+			    idx, d->nstrings);
+	*out = snapshot_string(d->s, d->string_map[idx]);
+	return 0;
+}
+
+static int decode_frames(struct decoder *d)
+{
+	const unsigned char *p = d->sec[SEC_FRAMES].p;
+	uint64_t i;
+	int err;
+
+	if ((err = check_records(d->sec, SEC_FRAMES, 12, &d->nframes, d->err, d->errlen)))
+		return err;
+	d->frame_map = malloc(d->nframes * sizeof(uint32_t) + 1);
+	if (!d->frame_map)
+		return -ENOMEM;
+	for (i = 0; i < d->nframes; i++, p += 12) {
+		const char *filename, *function = NULL;
+		uint32_t fn = get32(p + 8);
+		int64_t idx;
+
+		if ((err = string_at(d, get32(p), "a frame's file name", &filename)))
+			return err;
+		if (fn != SNAPSHOT_NO_STRING &&
+		    (err = string_at(d, fn, "a frame's function", &function)))
+			return err;
+		idx = snapshot_intern_frame(d->s, filename, get32(p + 4), function);
+		if (idx < 0)
+			return (int)idx;
+		d->frame_map[i] = (uint32_t)idx;
+	}
+	return 0;
+}
+
+static int decode_tracebacks(struct decoder *d)
+{
+	const struct section *ids = &d->sec[SEC_FRAME_IDS];
+	uint32_t limit = d->s->traceback_limit, *frames;
+	const unsigned char *p = d->sec[SEC_TRACEBACKS].p;
+	uint64_t i;
+	int err;
+
+	if ((err = check_records(d->sec, SEC_FRAME_IDS, 4, &d->nframe_ids, d->err, d->errlen)) ||
+	    (err = check_records(d->sec, SEC_TRACEBACKS, 12, &d->ntracebacks, d->err, d->errlen)))
+		return err;
+	d->tb_map = malloc(d->ntracebacks * sizeof(uint32_t) + 1);
+	frames = malloc((size_t)limit * sizeof(uint32_t) + 1);
+	if (!d->tb_map || !frames) {
+		free(frames);
+		return -ENOMEM;
+	}
+	for (i = 0; i < d->ntracebacks; i++, p += 12) {
+		uint32_t first = get32(p), n = get32(p + 4), total = get32(p + 8), k;
+		int64_t idx;
+
+		if (n > limit || n > total || total > SNAPSHOT_MAX_TOTAL_NFRAME ||
+		    (uint64_t)first + n > d->nframe_ids) {
+			free(frames);
+			return fail(d->err, d->errlen,
+				    "corrupt: traceback %" PRIu64
+				    " (first %u, nframe %u, total %u) "
+				    "does not fit the limit %u or the %" PRIu64 " frame ids",
+				    i, first, n, total, limit, d->nframe_ids);
+		}
+		for (k = 0; k < n; k++) {
+			uint32_t f = get32(ids->p + ((uint64_t)first + k) * 4);
+
+			if (f >= d->nframes) {
+				free(frames);
+				return fail(d->err, d->errlen,
+					    "corrupt: traceback %" PRIu64
+					    " refers to frame %u of %" PRIu64,
+					    i, f, d->nframes);
+			}
+			frames[k] = d->frame_map[f];
+		}
+		idx = snapshot_intern_traceback(d->s, frames, n, total);
+		if (idx < 0) {
+			free(frames);
+			return (int)idx;
+		}
+		d->tb_map[i] = (uint32_t)idx;
+	}
+	free(frames);
+	return 0;
+}
+
+static int decode_traces(struct decoder *d)
+{
+	const unsigned char *p = d->sec[SEC_TRACES].p;
+	struct snapshot *s = d->s;
+	uint64_t i, n = 0, size, total = 0;
+	int err;
+
+	if ((err = check_records(d->sec, SEC_TRACES, 24, &n, d->err, d->errlen)))
+		return err;
+	if (n) {
+		s->traces = malloc(n * sizeof(*s->traces));
+		if (!s->traces)
+			return -ENOMEM;
+		s->cap_traces = n;
+	}
+	for (i = 0; i < n; i++, p += 24) {
+		uint32_t tb = get32(p + 20);
+
+		if (tb >= d->ntracebacks)
+			return fail(d->err, d->errlen,
+				    "corrupt: trace %" PRIu64 " refers to traceback %u of %" PRIu64,
+				    i, tb, d->ntracebacks);
+		size = get64(p + 8);
+		/* sums over the traces (and cumulative ones, times at most 65535
+		 * frames) then stay far below 2^64 */
+		if (size > SNAPFILE_MAX_TRACE_SIZE)
+			return fail(d->err, d->errlen,
+				    "corrupt: trace %" PRIu64 " of %" PRIu64
+				    " bytes is larger than an address space",
+				    i, size);
+		total += size;
+		if (total > SNAPFILE_MAX_TOTAL_SIZE)
+			return fail(d->err, d->errlen,
+				    "corrupt: the traces hold more than %" PRIu64 " bytes",
+				    SNAPFILE_MAX_TOTAL_SIZE);
+		s->traces[i] = (struct snapshot_trace){.address = get64(p),
+						       .size = size,
+						       .domain = get32(p + 16),
+						       .traceback = d->tb_map[tb]};
+	}
+	s->ntraces = n;
+	return 0;
+}
+
+static int decode_meta(struct decoder *d)
+{
+	const struct section *sec = &d->sec[SEC_META];
+	const unsigned char *p = sec->p;
+	struct snapshot *s = d->s;
+	const char *command, *host;
+	int err;
+
+	if (sec->len < META_SIZE)
+		return fail(d->err, d->errlen, "corrupt: meta section of %" PRIu64 " bytes",
+			    sec->len);
+	s->traceback_limit = get32(p);
+	if (s->traceback_limit < 1 || s->traceback_limit > SNAPSHOT_MAX_TOTAL_NFRAME)
+		return fail(d->err, d->errlen, "corrupt: traceback limit %u", s->traceback_limit);
+	s->target.pid = (int32_t)get32(p + 4);
+	s->traced_current = get64(p + 8);
+	s->traced_peak = get64(p + 16);
+	s->tracer_memory = get64(p + 24);
+	s->taken_at = get64(p + 32);
+	s->duration_ns = get64(p + 40);
+	s->alloc_events = get64(p + 48);
+	s->free_events = get64(p + 56);
+	s->target.start_time = get64(p + 64);
+	if ((err = string_at(d, get32(p + 72), "the target's command", &command)) ||
+	    (err = string_at(d, get32(p + 76), "the host name", &host)))
+		return err;
+	s->target.command = d->string_map[get32(p + 72)];
+	s->target.host = d->string_map[get32(p + 76)];
+	return 0;
+}
+
+static int decode_counters(struct decoder *d)
+{
+	const unsigned char *p = d->sec[SEC_COUNTERS].p;
+	uint64_t i, n = 0;
+	const char *name;
+	int err;
+
+	if ((err = check_records(d->sec, SEC_COUNTERS, 16, &n, d->err, d->errlen)))
+		return err;
+	for (i = 0; i < n; i++, p += 16) {
+		if ((err = string_at(d, get32(p), "a counter", &name)) ||
+		    (err = snapshot_set_counter(d->s, name, get64(p + 8))))
+			return err;
+	}
+	return 0;
+}
+
+/* Traced memory by class of domain, when the file has it: one record per
+ * class (class u32, zero u32, current u64, peak u64); a class this reader
+ * does not know is skipped, a class given twice refused. */
+static int decode_domain_memory(struct decoder *d)
+{
+	const unsigned char *p = d->sec[SEC_DOMAIN_MEMORY].p;
+	bool seen[SNAPSHOT_NCLASSES] = {false};
+	uint64_t i, n = 0;
+	int err;
+
+	if (!d->sec[SEC_DOMAIN_MEMORY].present)
+		return 0; /* an older file: the figures stay unknown */
+	if ((err = check_records(d->sec, SEC_DOMAIN_MEMORY, DOMAIN_MEMORY_RECORD, &n, d->err,
+				 d->errlen)))
+		return err;
+	for (i = 0; i < n; i++, p += DOMAIN_MEMORY_RECORD) {
+		uint32_t c = get32(p);
+
+		if (c >= SNAPSHOT_NCLASSES)
+			continue; /* a class added later */
+		if (seen[c])
+			return fail(d->err, d->errlen, "corrupt: two domain memory records for %s",
+				    snapshot_class_name((enum snapshot_domain_class)c));
+		seen[c] = true;
+		d->s->domain_memory[c].current = get64(p + 8);
+		d->s->domain_memory[c].peak = get64(p + 16);
+	}
+	d->s->domain_memory_known = true;
+	return 0;
+}
+
+int snapfile_decode(const void *data, size_t len, struct snapshot **out, char *err, size_t errlen)
+{
+	struct section sec[SEC_KNOWN_MAX + 1] = {0};
+	const unsigned char *buf = data;
+	struct decoder d = {.sec = sec, .err = err, .errlen = errlen};
+	uint32_t version, crc;
+	uint64_t size;
+	int rc;
+
+	*out = NULL;
+	if (len < sizeof(snapfile_magic) || memcmp(buf, snapfile_magic, sizeof(snapfile_magic)))
+		return fail(err, errlen, "not a tracer snapshot (no snapshot magic number)");
+	if (len < HEADER_SIZE)
+		return fail(err, errlen, "truncated: %zu bytes, shorter than the header", len);
+	version = get32(buf + 8);
+	if (version > SNAPFILE_VERSION)
+		return fail(err, errlen,
+			    "snapshot format version %u is newer than this tracer's (%u): "
+			    "use a newer tracer",
+			    version, SNAPFILE_VERSION);
+	if (version == 0)
+		return fail(err, errlen, "corrupt: format version 0");
+	size = get64(buf + 16);
+	if (size != len)
+		return fail(err, errlen, "%s: the header says %" PRIu64 " bytes, the file has %zu",
+			    size > len ? "truncated" : "corrupt", size, len);
+	crc = (uint32_t)crc32(0, NULL, 0);
+	crc = (uint32_t)crc32(crc, buf, CRC_OFFSET);
+	crc = (uint32_t)crc32(crc, (const unsigned char[4]){0}, 4);
+	crc = (uint32_t)crc32_z(crc, buf + CRC_OFFSET + 4, len - CRC_OFFSET - 4);
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+	if (crc != get32(buf + CRC_OFFSET))
+		return fail(err, errlen, "corrupt: checksum mismatch (the file was damaged)");
+#endif
+	if ((rc = check_sections(buf, len, sec, err, errlen)))
+		return rc;
+
+	d.s = snapshot_new();
+	if (!d.s)
+		return -ENOMEM;
+	/* order matters: strings before what names them, the limit before tracebacks */
+	if (!(rc = decode_strings(&d)) && !(rc = decode_meta(&d)) && !(rc = decode_frames(&d)) &&
+	    !(rc = decode_tracebacks(&d)) && !(rc = decode_traces(&d)) &&
+	    !(rc = decode_counters(&d)))
+		rc = decode_domain_memory(&d);
+	free(d.string_map);
+	free(d.frame_map);
+	free(d.tb_map);
+	if (rc) {
+		if (rc == -ENOMEM)
+			snprintf(err, errlen, "out of memory");
+		snapshot_free(d.s);
+		return rc;
+	}
+	*out = d.s;
+	return 0;
+}
+
+int snapfile_load(const char *path, struct snapshot **out, char *err, size_t errlen)
+{
+	unsigned char *buf = NULL;
+	struct stat st;
+	size_t got = 0;
+	int fd, rc;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s", strerror(errno));
+		return rc;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		snprintf(err, errlen, "not a regular file");
+		return -EINVAL;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		close(fd);
+		snprintf(err, errlen, "out of memory reading %lld bytes", (long long)st.st_size);
+		return -ENOMEM;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			rc = r < 0 ? -errno : -EIO;
+			snprintf(err, errlen, "read error: %s",
+				 r < 0 ? strerror(errno) : "file shrank");
+			free(buf);
+			close(fd);
+			return rc;
+		}
+		got += (size_t)r;
+	}
+	close(fd);
+	rc = snapfile_decode(buf, got, out, err, errlen);
+	free(buf);
+	return rc;
+}
