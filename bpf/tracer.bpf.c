@@ -544,6 +544,16 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 }
 
 /* Return of an allocator: the outermost call records its block. */
+/* Whether the process's interpreter has begun finalising: its live set is
+ * kept as it was then (the event is counted, not applied). */
+static __always_inline bool finalizing(const struct tracer_proc_stats *st)
+{
+	if (!st || !st->finalized)
+		return false;
+	count(TRACER_CNT_AFTER_FINALIZE, 1);
+	return true;
+}
+
 static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 {
 	struct tracer_proc_stats *st;
@@ -570,6 +580,8 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 			addr = 0;
 	}
 	st = proc_stats(tgid, true);
+	if (finalizing(st))
+		return 0;
 	if (p->kind == TRACER_KIND_REALLOC && p->oldptr && (addr || p->size == 0))
 		/* moved, grown in place or freed by size 0 */
 		forget(TRACER_KEY(proc, p->oldptr), st);
@@ -586,14 +598,19 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 
 static __always_inline int free_enter(__u64 ptr)
 {
+	struct tracer_proc_stats *st;
 	__u32 tgid, proc;
 
 	if (probe_only || !ptr)
 		return 0;
+
 	tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!traced_proc(tgid, &proc))
 		return 0;
-	forget(TRACER_KEY(proc, ptr), proc_stats(tgid, false));
+	st = proc_stats(tgid, false);
+	if (finalizing(st))
+		return 0;
+	forget(TRACER_KEY(proc, ptr), st);
 	return 0;
 }
 
@@ -695,6 +712,8 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 	if (!traced_proc(tgid, &proc))
 		return 0;
 	st = proc_stats(tgid, true);
+	if (finalizing(st))
+		return 0;
 	key = TRACER_KEY(proc, ptr);
 	bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
 	record(ctx, tgid, key, size, domain, ret, st);
@@ -718,8 +737,27 @@ int BPF_KPROBE(py_untrack_enter, __u32 domain, __u64 ptr)
 	/* tracemalloc forgets (domain, ptr) only: a block freed already, or
 	 * traced in another domain, stays as it is */
 	info = trace_find(key, &slot);
-	if (info && info->domain == domain)
+	if (info && info->domain == domain && !finalizing(proc_stats(tgid, false)))
 		forget(key, proc_stats(tgid, false));
+	return 0;
+}
+
+/* Py_FinalizeEx: the interpreter starts tearing down; its live set as it
+ * is now is what the final report shows. */
+SEC("uprobe")
+int BPF_KPROBE(py_finalize_enter)
+{
+	struct tracer_proc_stats *st;
+	__u32 tgid, proc;
+
+	if (probe_only)
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!traced_proc(tgid, &proc))
+		return 0;
+	st = proc_stats(tgid, true);
+	if (st)
+		st->finalized = 1;
 	return 0;
 }
 

@@ -129,6 +129,10 @@ struct tracer_proc_stats {
 	/* the reset_peak() (SIGUSR2) its peaks date from: when the global
 	 * peak_generation has moved on, every peak here is its current */
 	__u64 peak_generation;
+	/* set when the process's interpreter starts finalising (Py_FinalizeEx):
+	 * from then on its live set stays as it was, as the program's own last
+	 * take_snapshot() would see it, and events are only counted */
+	__u64 finalized;
 };
 
 /* Everything that can be lost or is worth knowing; reported by name. */
@@ -143,6 +147,7 @@ enum tracer_counter {
 	TRACER_CNT_UNKNOWN_FREES,    /* free of a block allocated before attach */
 	TRACER_CNT_PY_UNREADABLE,    /* a Python frame or thread state could not be read */
 	TRACER_CNT_PY_STACKS_FULL,   /* Python stack table full: native frames only */
+	TRACER_CNT_AFTER_FINALIZE,   /* events after Py_FinalizeEx began: not applied */
 	TRACER_CNT_MAX,
 };
 

@@ -23,6 +23,7 @@ static const char *const counter_names[TRACER_CNT_MAX] = {
     [TRACER_CNT_UNKNOWN_FREES] = "frees of untraced blocks",
     [TRACER_CNT_PY_UNREADABLE] = "python frames unreadable",
     [TRACER_CNT_PY_STACKS_FULL] = "python stack table full",
+    [TRACER_CNT_AFTER_FINALIZE] = "events after Python finalization (not applied)",
 };
 _Static_assert(ARRAY_SIZE(counter_names) == TRACER_CNT_MAX, "every counter has a name");
 

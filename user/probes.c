@@ -67,6 +67,8 @@ static const struct probe_spec specs[] = {
     /* an extension's own domains (numpy) */
     {"PyTraceMalloc_Track", AT_ENTRY, R3, PROG(py_track_enter)},
     {"PyTraceMalloc_Untrack", FREE_ONLY, R2, PROG(py_untrack_enter)},
+    /* the interpreter's finalisation: the final report's moment */
+    {"Py_FinalizeEx", AT_ENTRY, 0, PROG(py_finalize_enter)},
 };
 
 #define NSPECS (sizeof(specs) / sizeof(specs[0]))

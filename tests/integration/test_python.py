@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from helpers import SOURCES, Tracer, Workload, by_line, run_tracer, site, statistics_at
+from helpers import SOURCES, Tracer, Workload, by_line, run_tracer, site, statistics_at, trace
 
 WORKLOAD = os.path.join(SOURCES, "py_sites.py")
 PYENV = os.path.expanduser("~/.pyenv/versions")
@@ -554,3 +554,23 @@ def test_older_pythons_get_one_warning(minor):
     # the 50 buffers of 30000 bytes reach libc malloc and are traced (freed
     # again at exit, before the report: the peak holds them)
     assert run.report["traced_memory"]["all"]["peak"] >= 30000 * 50
+
+
+EXIT = os.path.join(SOURCES, "py_exit.py")
+
+
+def test_launched_python_reports_what_it_held_at_finalization():
+    """A program that allocates and ends: the final report is its live set
+    when Py_FinalizeEx began (as its own last take_snapshot() would see it),
+    not what is left after shutdown; what shutdown did is counted."""
+    python = debian_python()  # static: recognised at its exec, before any Python code
+    out = subprocess.run([python, EXIT, "ref"], capture_output=True, text=True, check=True,
+                         timeout=120).stdout
+    ref = {line: (size, count) for line, size, count in json.loads(out)}
+    report = trace(["--python-malloc", "--", python, EXIT])
+    ours = workload_lines(report, EXIT)
+    for name in ("held", "strings"):
+        line = site("py_exit.py", name)
+        assert ours.get(line, (0, 0))[1] == ref[line][1], (name, ours, ref)
+        assert abs(ours[line][0] - ref[line][0]) <= 0.01 * ref[line][0], (name, ours, ref)
+    assert report["counters"]["events after Python finalization (not applied)"] > 0
