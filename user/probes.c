@@ -183,6 +183,17 @@ static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const c
 	return add_link(p, l);
 }
 
+/* An allocator's entry and return probes at off. The return probe goes in
+ * first: in a running process a call that passes the entry probe must also
+ * be one whose return is caught, or its stash would be left behind. */
+static int attach_with_return(struct tracer_bpf *skel, struct probes *p, struct bpf_program *prog,
+			      pid_t pid, const char *path, uint64_t off)
+{
+	int err = attach(p, skel->progs.alloc_return, pid, path, off, true);
+
+	return err ? err : attach(p, prog, pid, path, off, false);
+}
+
 int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, const char *path,
 		       bool verbose)
 {
@@ -225,9 +236,7 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 						 &pl) &&
 			    pl.stack_adjust == 0)
 				off += pl.offset;
-			err = attach(p, prog, pid, path, off, false);
-			if (!err)
-				err = attach(p, skel->progs.alloc_return, pid, path, off, true);
+			err = attach_with_return(skel, p, prog, pid, path, off);
 		}
 		if (!err)
 			err = remember(p, path, sym.file_offset);
@@ -312,9 +321,10 @@ int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 	 * the probe stays on its entry. */
 	if (probed(p, path, off))
 		return 0;
-	err = attach(p, spec_prog(skel, spec), attach_pid, path, off, false);
-	if (!err && spec->shape == ALLOC_RETURNS)
-		err = attach(p, skel->progs.alloc_return, attach_pid, path, off, true);
+	if (spec->shape == ALLOC_RETURNS)
+		err = attach_with_return(skel, p, spec_prog(skel, spec), attach_pid, path, off);
+	else
+		err = attach(p, spec_prog(skel, spec), attach_pid, path, off, false);
 	if (!err)
 		err = remember(p, path, off);
 	if (err)

@@ -119,6 +119,8 @@ int64_t resolve_traceback(struct snapshot *snap, struct symbolizer *sym,
 
 	if (t->py && t->py->nframe)
 		return python_traceback(snap, sym, o, t, &w, counts);
+	if (t->py)
+		counts->py_unresolved += t->py->unresolved; /* not one of its frames resolved */
 	if (t->domain == SNAPSHOT_DOMAIN_PYTHON && t->python_process && !o->native)
 		return unknown_traceback(snap); /* a Python allocation with no Python frame */
 	err = native_frames(snap, sym, t, &w, false);

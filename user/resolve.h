@@ -7,6 +7,9 @@
  *   native set, the C frames from the allocator up to the interpreter's
  *   dispatch loop come first (as far as the native walk shows them), and
  *   count in total_nframe.
+ * - A Python stack none of whose frames resolved (their code objects freed
+ *   before they were read) counts them as unresolved and is treated as no
+ *   Python stack.
  * - A Python-domain allocation by a thread with no Python frame, in a
  *   process running a recognised CPython, is tracemalloc's empty traceback:
  *   one frame <unknown>:0, total_nframe 1 (not with native).

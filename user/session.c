@@ -386,6 +386,23 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 	}
 }
 
+/* Recognises CPython in the target now and configures its walker: 0, or
+ * the exit status after one line. */
+static int recognise_python(struct session *s)
+{
+	if (s->o->hook_pymalloc)
+		python_frames_expect_hook(s->py);
+	python_frames_poll(s->py);
+	if (s->o->hook_pymalloc && !python_frames_describe(s->py)) {
+		fprintf(stderr,
+			"tracer: --hook-pymalloc: process %d runs no CPython that tracer "
+			"knows\n",
+			s->pid);
+		return 2;
+	}
+	return 0;
+}
+
 int session_run(const struct session_options *o)
 {
 	struct session s = {.o = o};
@@ -428,10 +445,20 @@ int session_run(const struct session_options *o)
 		s.skel->bss->target_tgid = (__u32)s.pid;
 		if (o->follow)
 			add_traced_pid(&s, s.pid);
-		n = attach_launch(&s, o->follow ? -1 : s.pid);
+		n = python_frames_open(s.skel, s.pid, &s.py) ? -ENOMEM
+							      : attach_launch(&s, o->follow ? -1 : s.pid);
 	} else {
 		if (o->follow)
 			add_traced_pid(&s, s.pid);
+		/* Python's walker first: configured before any probe can record
+		 * an allocation of a thread running Python */
+		if (python_frames_open(s.skel, s.pid, &s.py)) {
+			fprintf(stderr, "tracer: out of memory\n");
+			goto out;
+		}
+		if ((rc = recognise_python(&s)))
+			goto out;
+		rc = 1;
 		n = probes_attach_process(s.skel, &s.probes, s.pid, o->follow ? -1 : s.pid,
 					  o->verbose);
 	}
@@ -483,28 +510,21 @@ int session_run(const struct session_options *o)
 		rc = 2;
 		goto out;
 	}
-	if (python_frames_open(s.skel, s.pid, &s.py) ||
-	    collect_open(&s.collect, s.skel, s.pid,
+	if (collect_open(&s.collect, s.skel, s.pid,
 			 &(struct resolve_options){.nframe = o->nframe, .native = o->native},
 			 o->follow, s.py)) {
 		fprintf(stderr, "tracer: out of memory\n");
 		goto out;
 	}
-	if (o->hook_pymalloc)
-		python_frames_expect_hook(s.py);
-	python_frames_poll(s.py);
-	if (o->hook_pymalloc && !python_frames_describe(s.py)) {
-		fprintf(stderr,
-			"tracer: --hook-pymalloc: process %d runs no CPython that tracer "
-			"knows\n",
-			s.pid);
-		rc = 2;
+	if (launched && (rc = recognise_python(&s)))
 		goto out;
-	}
+	/* the allocator functions CPython's tables hold, probed where the
+	 * symbol table did not already place them (and --hook-pymalloc) */
 	if (python_allocators(&s)) {
 		rc = 2;
 		goto out;
 	}
+	rc = 1;
 	if (o->verbose)
 		fprintf(stderr, "tracer: tracing pid %d with %zu probes in %zu files\n", s.pid,
 			s.probes.functions, s.probes.files);

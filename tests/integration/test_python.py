@@ -574,3 +574,24 @@ def test_launched_python_reports_what_it_held_at_finalization():
         assert ours.get(line, (0, 0))[1] == ref[line][1], (name, ours, ref)
         assert abs(ours[line][0] - ref[line][0]) <= 0.01 * ref[line][0], (name, ours, ref)
     assert report["counters"]["events after Python finalization (not applied)"] > 0
+
+
+@pytest.mark.parametrize("minor", ["3.12", "3.13"])
+def test_attach_leaves_no_window_without_python_frames(minor):
+    """Attached to a thread allocating at full speed, no Python allocation
+    is recorded before the walker knows the interpreter (Python is
+    configured before the allocator probes go in)."""
+    python = pyenv_python(minor)
+    busy = os.path.join(SOURCES, "py_busy.py")
+    with Workload([python, busy]) as w:
+        with Tracer(["--domain", "python"], attach=w.pid) as t:
+            subprocess.run(["sleep", "0.5"])
+            w.run("\n")
+            t.signal(signal.SIGINT)
+    files = collections.Counter(s["frames"][0]["filename"] for s in t.report["statistics"])
+    assert files[busy] > 0, files
+    # and every call is recorded from the start: a call caught at its entry
+    # but not its return once left the thread unrecorded for good
+    assert t.report["events"]["allocations"] > 20000, t.report["events"]
+    native = {f: n for f, n in files.items() if not (f == busy or f.startswith("<frozen"))}
+    assert native == {}, native

@@ -309,6 +309,19 @@ static void test_unresolved_python_frames_are_counted(void **state)
 	free(py);
 }
 
+static void test_a_stack_with_no_frame_resolved_is_counted(void **state)
+{
+	struct fixture *f = *state;
+	struct python_frames_stack *py = py_stack(0, 4, 3);
+	struct resolve_trace t = {
+	    .ip = SITE, .domain = SNAPSHOT_DOMAIN_PYTHON, .py = py, .python_process = true};
+	const struct snapshot_traceback *tb = resolve(f, 5, false, &t);
+
+	assert_string_equal(frame(f, tb, 0), "<unknown>:0");
+	assert_int_equal(f->counts.py_unresolved, 3); /* never silently */
+	free(py);
+}
+
 static void test_equal_inputs_share_a_traceback(void **state)
 {
 	struct fixture *f = *state;
@@ -341,6 +354,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_python_allocation_without_python_frames, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_unresolved_python_frames_are_counted, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_a_stack_with_no_frame_resolved_is_counted, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_equal_inputs_share_a_traceback, setup, teardown),
 	};
