@@ -255,6 +255,16 @@ static __always_inline bool traced(__u32 tgid)
 	return traced_proc(tgid, &proc);
 }
 
+/* The calling process, when its events are recorded (not the floor, a
+ * traced process): its tgid and its index in allocation keys. */
+static __always_inline bool recording(__u32 *tgid, __u32 *proc)
+{
+	if (probe_only)
+		return false;
+	*tgid = bpf_get_current_pid_tgid() >> 32;
+	return traced_proc(*tgid, proc);
+}
+
 /* tgid's figures: target_stats, or with --follow its entry in procs (made
  * when create is set); NULL when procs is full. */
 static __always_inline struct tracer_proc_stats *proc_stats(__u32 tgid, bool create)
@@ -564,10 +574,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 	__u64 addr = ret;
 	__u32 tgid, proc;
 
-	if (probe_only)
-		return 0;
-	tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!traced_proc(tgid, &proc))
+	if (!recording(&tgid, &proc))
 		return 0;
 	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0, 0);
 	if (!p || !p->depth) {
@@ -604,11 +611,7 @@ static __always_inline int free_enter(__u64 ptr)
 	struct tracer_proc_stats *st;
 	__u32 tgid, proc;
 
-	if (probe_only || !ptr)
-		return 0;
-
-	tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!traced_proc(tgid, &proc))
+	if (!ptr || !recording(&tgid, &proc))
 		return 0;
 	st = proc_stats(tgid, false);
 	if (finalizing(st))
@@ -709,10 +712,7 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 	__u64 ret = 0, key;
 	__u32 tgid, proc;
 
-	if (probe_only || !ptr)
-		return 0;
-	tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!traced_proc(tgid, &proc))
+	if (!ptr || !recording(&tgid, &proc))
 		return 0;
 	st = proc_stats(tgid, true);
 	if (finalizing(st))
@@ -731,10 +731,7 @@ int BPF_KPROBE(py_untrack_enter, __u32 domain, __u64 ptr)
 	__u32 tgid, proc;
 	__u64 key;
 
-	if (probe_only || !ptr)
-		return 0;
-	tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!traced_proc(tgid, &proc))
+	if (!ptr || !recording(&tgid, &proc))
 		return 0;
 	key = TRACER_KEY(proc, ptr);
 	/* tracemalloc forgets (domain, ptr) only: a block freed already, or
@@ -753,10 +750,7 @@ int BPF_KPROBE(py_finalize_enter)
 	struct tracer_proc_stats *st;
 	__u32 tgid, proc;
 
-	if (probe_only)
-		return 0;
-	tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!traced_proc(tgid, &proc))
+	if (!recording(&tgid, &proc))
 		return 0;
 	st = proc_stats(tgid, true);
 	if (st)
