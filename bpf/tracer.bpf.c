@@ -284,12 +284,12 @@ static __always_inline struct tracer_proc_stats *proc_stats(__u32 tgid, bool cre
 }
 
 /* Entry of an allocator: the outermost call of the thread stashes its
- * arguments; nested calls, deeper in the stack, only deepen. A stash whose
- * outer frame is not above the current stack pointer belongs to a call
- * that never returned through our probe (attached mid-call, longjmp): start
- * afresh. (A stash at the same stack pointer is such a call: a nested one
- * has pushed at least its return address. Taking it for nesting left a
- * thread that calls malloc from one place in a loop unrecorded for good.) */
+ * arguments; nested calls only deepen (a tail call, realloc -> jmp malloc,
+ * enters at the same stack pointer). A stash whose outer frame lies below
+ * the current stack pointer belongs to a call that never returned through
+ * our probe (longjmp): start afresh. A call caught at its entry but not at
+ * its return would look like an outer frame for every later call from the
+ * same depth: the return probes go in before the entry probes (probes.c). */
 static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 kind, __u64 size,
 				       __u64 oldptr, __u64 memptr)
 {
@@ -306,7 +306,7 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 		count(TRACER_CNT_THREAD_LOST, 1);
 		return 0;
 	}
-	if (p->depth && sp < p->outer_sp) {
+	if (p->depth && sp <= p->outer_sp) {
 		p->depth++;
 		return 0;
 	}
