@@ -281,24 +281,29 @@ static bool is_file(const char *path, const struct target_mapping *m)
 
 void target_file_path(pid_t pid, const struct target_mapping *m, char *buf, size_t len)
 {
-	char root[64], self[64];
-	struct stat a, b;
+	char other[PATH_MAX + 64];
 
-	/* Same root as ours: use the path as is, so messages stay readable. */
-	snprintf(root, sizeof(root), "/proc/%d/root", pid);
-	snprintf(self, sizeof(self), "/proc/self/root");
-	if (pid > 0 && stat(root, &a) == 0 && stat(self, &b) == 0 &&
-	    (a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
-		/* The kernel prints a mapped file's path from the reader's root
-		 * when it can (a chroot: the path is ours already), else from
-		 * the target's mount namespace: the file's identity decides. */
-		if (is_file(m->path, m))
-			snprintf(buf, len, "%s", m->path);
-		else
-			snprintf(buf, len, "%s%s", root, m->path);
-	} else {
+	/* The path as the kernel printed it, where it is that very file (the
+	 * usual case, and a chroot of ours: messages stay readable); else as
+	 * the target's root sees it (another mount namespace's root); else
+	 * the mapping itself, which names the file whatever namespace, mount
+	 * or name (a newline in it, a deleted file) it has. */
+	if (is_file(m->path, m)) {
 		snprintf(buf, len, "%s", m->path);
+		return;
 	}
+	snprintf(other, sizeof(other), "/proc/%d/root%s", pid, m->path);
+	if (pid > 0 && is_file(other, m)) {
+		snprintf(buf, len, "%s", other);
+		return;
+	}
+	snprintf(other, sizeof(other), "/proc/%d/map_files/%llx-%llx", pid,
+		 (unsigned long long)m->start, (unsigned long long)m->end);
+	if (pid > 0 && is_file(other, m)) {
+		snprintf(buf, len, "%s", other);
+		return;
+	}
+	snprintf(buf, len, "%s", m->path); /* gone: said where it is opened */
 }
 
 int target_mem_open(pid_t pid, struct target_mem *m)

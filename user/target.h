@@ -40,9 +40,10 @@ int target_parse_maps(const char *text, size_t len, struct target_maps *out);
 void target_maps_free(struct target_maps *maps);
 /* The mapping containing addr, or NULL. */
 const struct target_mapping *target_maps_find(const struct target_maps *maps, uint64_t addr);
-/* A path, openable from our root, to the file mapped at m (whose path is
- * not NULL): through /proc/PID/root for another mount namespace, as is in
- * a chroot of ours. */
+/* A path, openable from our root, to the very file mapped at m (whose path
+ * is not NULL; checked by device and inode): the path itself, or through
+ * /proc/PID/root (another root), or /proc/PID/map_files (a file only the
+ * target's mount namespace shows, a deleted or renamed one). */
 void target_file_path(pid_t pid, const struct target_mapping *m, char *buf, size_t len);
 
 /* The process's memory, through one /proc/PID/mem descriptor: reads, and

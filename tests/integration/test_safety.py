@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from helpers import Tracer, by_line, run_tracer, site, workload
+from helpers import Tracer, Workload, by_line, run_tracer, site, workload
 
 SRC = "phases.c"
 NOBODY = 65534
@@ -166,3 +166,24 @@ def test_a_process_whose_map_cannot_be_read():
         refused(["-p", "1", "-d", "1"], "cannot read process 1's memory map")
     else:
         pytest.skip("pid 1's memory map is readable here (no process to refuse)")
+
+
+def test_a_binary_only_its_mount_namespace_shows_gets_its_lines():
+    """The program runs from a tmpfs mounted in its own mount namespace: the
+    path in its maps names nothing here; the file is reached through
+    /proc/PID/map_files, and its frames get their source lines."""
+    hidden = tempfile.mkdtemp(prefix="tracer-mntns-", dir="/tmp")
+    try:
+        script = "mount -t tmpfs t %s && cp %s %s/phases && exec %s/phases" % (
+            hidden, workload("phases"), hidden, hidden)
+        with Workload(["unshare", "-m", "--propagation", "private", "sh", "-c", script]) as w:
+            assert not os.path.exists(os.path.join(hidden, "phases"))  # not from here
+            with Tracer([], attach=w.pid) as t:
+                w.say("1\n")
+                w.read_until("done")
+                t.signal(signal.SIGINT)
+        lines = by_line(t.report, SRC)
+        assert lines[site(SRC, "grow")] == (100 * 1000, 100), t.report["statistics"][:3]
+        assert lines[site(SRC, "temp")] == (50 * 4096, 50)
+    finally:
+        os.rmdir(hidden)
