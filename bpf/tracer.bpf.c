@@ -546,17 +546,12 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 	} else {
 		/* the block replaced was counted in the other class (a libc block
 		 * PyTraceMalloc_Track moves to its domain): it leaves that one */
-		struct tracer_mem *m = class_mem(st, old.domain);
-
-		mem_add(&m->current, &m->peak, -(__s64)old.size);
-		m = class_mem(st, domain);
-		mem_add(&m->current, &m->peak, (__s64)size);
-		mem_add(&st->current, &st->peak, (__s64)size - (__s64)old.size);
+		add_current(st, old.domain, -(__s64)old.size);
+		add_current(st, domain, (__s64)size);
 	}
 	__sync_fetch_and_add(&st->allocs, 1);
 }
 
-/* Return of an allocator: the outermost call records its block. */
 /* Whether the process's interpreter has begun finalising: its live set is
  * kept as it was then (the event is counted, not applied). */
 static __always_inline bool finalizing(const struct tracer_proc_stats *st)
@@ -567,6 +562,7 @@ static __always_inline bool finalizing(const struct tracer_proc_stats *st)
 	return true;
 }
 
+/* Return of an allocator: the outermost call records its block. */
 static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 {
 	struct tracer_proc_stats *st;
@@ -726,6 +722,7 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 SEC("uprobe")
 int BPF_KPROBE(py_untrack_enter, __u32 domain, __u64 ptr)
 {
+	struct tracer_proc_stats *st;
 	struct tracer_alloc_info *info;
 	struct tracer_slot *slot;
 	__u32 tgid, proc;
@@ -737,8 +734,9 @@ int BPF_KPROBE(py_untrack_enter, __u32 domain, __u64 ptr)
 	/* tracemalloc forgets (domain, ptr) only: a block freed already, or
 	 * traced in another domain, stays as it is */
 	info = trace_find(key, &slot);
-	if (info && info->domain == domain && !finalizing(proc_stats(tgid, false)))
-		forget(key, proc_stats(tgid, false));
+	st = proc_stats(tgid, false);
+	if (info && info->domain == domain && !finalizing(st))
+		forget(key, st);
 	return 0;
 }
 

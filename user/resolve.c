@@ -85,13 +85,12 @@ static int64_t unknown_traceback(struct snapshot *snap)
 
 static int64_t python_traceback(struct snapshot *snap, struct symbolizer *sym,
 				const struct resolve_options *o, const struct resolve_trace *t,
-				struct walk *w, struct resolve_counts *counts)
+				struct walk *w)
 {
 	const struct python_frames_stack *py = t->py;
 	uint32_t native = 0, i;
 	int err;
 
-	counts->py_unresolved += py->unresolved;
 	if (o->native) {
 		err = native_frames(snap, sym, t, w, true);
 		if (err)
@@ -117,10 +116,10 @@ int64_t resolve_traceback(struct snapshot *snap, struct symbolizer *sym,
 	struct walk w = {.limit = o->nframe < TRACER_MAX_NFRAME ? o->nframe : TRACER_MAX_NFRAME};
 	int err;
 
-	if (t->py && t->py->nframe)
-		return python_traceback(snap, sym, o, t, &w, counts);
 	if (t->py)
-		counts->py_unresolved += t->py->unresolved; /* not one of its frames resolved */
+		counts->py_unresolved += t->py->unresolved;
+	if (t->py && t->py->nframe)
+		return python_traceback(snap, sym, o, t, &w);
 	if (t->domain == SNAPSHOT_DOMAIN_PYTHON && t->python_process && !o->native)
 		return unknown_traceback(snap); /* a Python allocation with no Python frame */
 	err = native_frames(snap, sym, t, &w, false);
