@@ -38,11 +38,12 @@ MODEL_BINS  := $(patsubst %,$(BUILD)/tests/%,$(MODEL_TESTS))
 RESOLVE_BIN := $(BUILD)/tests/test_resolve
 TRACE_BINS  := $(filter-out $(MODEL_BINS) $(RESOLVE_BIN),$(UNIT_BINS))
 # py_embed.c links a libpython that only the tests' chroot has: they build it
-WL_C      := $(filter-out tests/workloads/py_embed.c,$(wildcard tests/workloads/*.c))
+# nofp.c is built as distributions build: -O2 without frame pointers
+WL_C      := $(filter-out tests/workloads/py_embed.c tests/workloads/nofp.c,$(wildcard tests/workloads/*.c))
 WL_CXX    := $(wildcard tests/workloads/*.cc)
 WL_BINS   := $(patsubst tests/workloads/%.c,$(BUILD)/workloads/%,$(WL_C)) \
              $(patsubst tests/workloads/%.cc,$(BUILD)/workloads/%,$(WL_CXX)) \
-             $(BUILD)/workloads/native-static
+             $(BUILD)/workloads/native-static $(BUILD)/workloads/nofp $(BUILD)/workloads/nofp-nodebug
 
 .PHONY: all test unit integration fuzz fuzz-quick fuzz-run fuzz-corpus demo bench snapshot-perf \
 	clean deps
@@ -85,6 +86,11 @@ $(BUILD)/workloads/%: tests/workloads/%.c | $(BUILD)/workloads
 # the allocator lives in the executable itself
 $(BUILD)/workloads/native-static: tests/workloads/native.c | $(BUILD)/workloads
 	$(CC) $(WL_FLAGS) -static $< -o $@
+# no frame pointers, with and without debug information
+$(BUILD)/workloads/nofp: tests/workloads/nofp.c | $(BUILD)/workloads
+	$(CC) -O2 -g -fomit-frame-pointer $< -o $@
+$(BUILD)/workloads/nofp-nodebug: tests/workloads/nofp.c | $(BUILD)/workloads
+	$(CC) -O2 -fomit-frame-pointer $< -o $@
 $(BUILD)/workloads/%: tests/workloads/%.cc | $(BUILD)/workloads
 	g++ $(WL_FLAGS) $< -o $@
 
@@ -110,7 +116,7 @@ $(BUILD)/fuzz/fuzz_maps: tests/fuzz/fuzz_maps.c user/target.c user/target.h | $(
 UNWIND_SRCS  := user/unwind/cfi.c user/unwind/table.c user/util/util.c
 $(BUILD)/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c $(UNWIND_SRCS) $(wildcard user/unwind/*.h) \
 		| $(BUILD)/fuzz
-	$(CLANG) $(FUZZ_FLAGS) $< $(UNWIND_SRCS) -o $@ -lelf
+	$(CLANG) $(FUZZ_FLAGS) -Ibpf $< $(UNWIND_SRCS) -o $@ -lelf
 $(BUILD)/fuzz/seed_snapfile: tests/fuzz/seed_snapfile.c $(FUZZ_SRCS) | $(BUILD)/fuzz
 	$(CC) $(CFLAGS) $< $(FUZZ_SRCS) -o $@ -lz
 

@@ -5,7 +5,7 @@
  *
  * Code only: the maps and settings it uses (py_configs, py_stacks,
  * py_scratch, py_frame_bufs with PY_READ and PY_WINDOW; python_enabled,
- * py_nframe) are declared at the top of tracer.bpf.c, with count() and
+ * nframe) are declared at the top of tracer.bpf.c, with count() and
  * mix64(), before the line that includes this file. */
 #ifndef TRACER_PYTHON_BPF_H
 #define TRACER_PYTHON_BPF_H
@@ -158,7 +158,7 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 	if (w->st->total < TRACER_PY_MAX_WALK)
 		w->st->total++;
 	/* beyond nframe a frame is only counted (total_nframe) */
-	if (w->st->nframe < py_nframe && w->st->nframe < TRACER_MAX_NFRAME) {
+	if (w->st->nframe < nframe && w->st->nframe < TRACER_MAX_NFRAME) {
 		__u32 n = w->st->nframe;
 		__u64 id[2] = {};
 

@@ -39,7 +39,7 @@ const volatile bool capture_stack = false; /* nframe > 1 */
 const volatile bool native_with_python = false;
 const volatile __u32 alloc_buckets = 1;	   /* allocs' max_entries (session_alloc_buckets) */
 const volatile __u64 max_traces = 1 << 20; /* --max-allocs */
-const volatile __u32 py_nframe = 1;	   /* -n: Python frames kept per traceback */
+const volatile __u32 nframe = 1;	   /* -n: frames kept per traceback, Python or native */
 
 /* Globals. */
 __u64 live_traces = 0;	 /* traces stored; kept here, user space does not read it */
@@ -58,6 +58,12 @@ struct tracer_proc_stats target_stats = {};
 /* reset_peak(): user space adds one; each process's figures catch up at
  * their next event (add_current), user space reads stale ones as reset */
 __u64 peak_generation = 0;
+/* Native stacks stored in native_stacks: user/stacks.c drains early when
+ * this runs ahead of what it has taken. */
+__u64 native_stacks_added = 0;
+/* Walks that found no table for their process, or an address in none of
+ * its mappings: user/unwind/maps.c reads the mappings again when it moves. */
+__u64 unwind_wanted = 0;
 /* user/python/frames.c sets it once a traced process is known to run
  * CPython (its config is then in py_configs). */
 bool python_enabled = false;
@@ -82,13 +88,67 @@ struct {
 	__type(value, struct tracer_alloc_info);
 } allocs_overflow SEC(".maps");
 
-/* Native stacks, when nframe > 1. */
+/* Native stacks, when nframe > 1, under the key a trace keeps (its site,
+ * TRACER_SITE_STACK set), awaiting user space: user/stacks.c moves each
+ * into its own store at every drain (~0.25 s, and sooner when
+ * native_stacks_added runs ahead) and deletes it here. So what bounds it is
+ * the number of new distinct stacks between two drains; a stack beyond it
+ * counts TRACER_CNT_STACK_LOST and its trace keeps frame 0 only. */
 struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 1); /* session.c sizes it: --max-stacks */
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u64)); /* session.c sets it: nframe * 8 */
-} stacks SEC(".maps");
+	__type(key, __u64);
+	/* session.c sets it: the header and nframe pcs */
+	__uint(value_size, sizeof(struct tracer_native_stack));
+} native_stacks SEC(".maps");
+
+/* BPF only: the native stack being walked. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tracer_native_stack);
+} native_scratch SEC(".maps");
+
+/* Unwind tables (tracer.h), written by user/unwind/maps.c through mmap:
+ * every file's rows one after the other, and per file its page index. Sized
+ * at load from the files the target maps, with room for more. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1); /* session.c sizes it */
+	__type(key, __u32);
+	__type(value, struct unwind_row);
+} unwind_rows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1); /* session.c sizes it */
+	__type(key, __u32);
+	__type(value, __u64); /* a row index (u64: array elements are 8-aligned) */
+} unwind_pages SEC(".maps");
+
+/* Every tabled file by identity (user/unwind/maps.c), for addresses a
+ * process's table does not cover yet. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384); /* fixed; user space counts files beyond it */
+	__type(key, struct tracer_unwind_file_key);
+	__type(value, struct tracer_unwind_file);
+} unwind_files SEC(".maps");
+
+/* tgid -> its executable mappings and their tables (user/unwind/maps.c);
+ * a fork copies the parent's (follow_fork), an exec drops it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096); /* fixed, as procs */
+	__type(key, __u32);
+	__type(value, struct tracer_unwind_proc);
+} unwind_procs SEC(".maps");
 
 /* --follow: tgid -> its figures (target_stats without --follow). */
 struct {
@@ -229,6 +289,7 @@ static __always_inline __u64 mix64(__u64 h)
 /* 4. Parts in files of their own. */
 
 #include "python.bpf.h" /* py_capture() */
+#include "unwind.bpf.h" /* native_capture() */
 
 /* 5. Which processes are traced, the allocation table, the probes' bodies. */
 
@@ -520,19 +581,20 @@ static __always_inline int trace_store(__u64 key, const struct tracer_alloc_info
 	return 0;
 }
 
-/* Records a live block: its call site (frame 0), its Python stack, its
- * native stack when that is what its traceback will show. */
+/* Records a live block: its call site (frame 0: ip, with the caller's
+ * stack pointer sp there), its Python stack, its native stack when that is
+ * what its traceback will show. */
 static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, __u64 size,
-				   __u32 domain, __u64 ip, struct tracer_proc_stats *st)
+				   __u32 domain, __u64 ip, __u64 sp, struct tracer_proc_stats *st)
 {
-	struct tracer_alloc_info info = {.size = size, .domain = domain, .ip = ip}, old;
+	struct tracer_alloc_info info = {.size = size, .domain = domain, .site = ip}, old;
+	__u64 stack;
 
-	info.stack_id = -1;
 	info.py_stack = py_capture(tgid);
 	if (capture_stack && (!info.py_stack || native_with_python)) {
-		info.stack_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-		if (info.stack_id < 0)
-			count(TRACER_CNT_STACK_LOST, 1);
+		stack = native_capture(ctx, tgid, ip, sp);
+		if (stack)
+			info.site = stack;
 	}
 	if (trace_store(key, &info, &old)) {
 		count(TRACER_CNT_ALLOCS_FULL, 1);
@@ -598,7 +660,8 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 	}
 
 	/* At a return probe the IP is the caller's return address: frame 0. */
-	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, p->domain, PT_REGS_IP(ctx), st);
+	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, p->domain, PT_REGS_IP(ctx),
+	       PT_REGS_SP(ctx), st);
 	return 0;
 }
 
@@ -715,7 +778,8 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 		return 0;
 	key = TRACER_KEY(proc, ptr);
 	bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
-	record(ctx, tgid, key, size, domain, ret, st);
+	/* the caller's state once returned: sp past the return address */
+	record(ctx, tgid, key, size, domain, ret, PT_REGS_SP(ctx) + 8, st);
 	return 0;
 }
 
@@ -773,5 +837,24 @@ int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)
 	}
 	if (bpf_map_update_elem(&traced_pids, &ctgid, &idx, BPF_ANY))
 		count(TRACER_CNT_PROCS_FULL, 1);
+	/* the child maps what its parent mapped: the same unwind table */
+	if (capture_stack) {
+		struct tracer_unwind_proc *up = bpf_map_lookup_elem(&unwind_procs, &ptgid);
+
+		if (up)
+			bpf_map_update_elem(&unwind_procs, &ctgid, up, BPF_ANY);
+	}
+	return 0;
+}
+
+/* An exec replaces every mapping: the process's unwind table goes, and
+ * user space reads the new ones (unwind_wanted). */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(unwind_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+
+	if (bpf_map_delete_elem(&unwind_procs, &tgid) == 0)
+		__sync_fetch_and_add(&unwind_wanted, 1);
 	return 0;
 }

@@ -82,14 +82,113 @@ struct tracer_py_stack {
 #define TRACER_KEY_ADDR(key) ((key) & ((1ull << TRACER_KEY_ADDR_BITS) - 1))
 #define TRACER_KEY_PROC(key) ((__u32)((key) >> TRACER_KEY_ADDR_BITS))
 
-/* One live allocation. ip is frame 0 (the call site's return address);
- * stack_id indexes the stack map for deeper frames (-1: none). */
+/* One live allocation. site is frame 0 (the call site's return address)
+ * or, with TRACER_SITE_STACK set, the key in native_stacks of the native
+ * stack walked from there (whose first frame is that address): user-space
+ * addresses have bits 47-63 clear, so one field holds either. */
+#define TRACER_SITE_STACK (1ull << 63)
+#define TRACER_SITE_IS_STACK(site) (((site)&TRACER_SITE_STACK) != 0)
+
 struct tracer_alloc_info {
 	__u64 size;
-	__u64 ip;
+	__u64 site;
 	__u64 py_stack; /* key in py_stacks, 0: the thread ran no Python code */
-	__s32 stack_id;
+	__u32 pad;
 	__u32 domain;
+};
+
+/* Native unwinding (bpf/unwind.bpf.h) with the rows user/unwind/table.c
+ * builds from each mapped file's CFI; table.h explains the encoding. A
+ * row is { start, rule }: start the offset of its first byte from the
+ * table's base, rule these fields. */
+enum unwind_kind {
+	UNWIND_NONE,
+	UNWIND_CFA_RSP,
+	UNWIND_CFA_RBP,
+	UNWIND_PLT,
+	UNWIND_STOP,
+	UNWIND_CANNOT,
+	UNWIND_KIND_COUNT
+};
+
+enum unwind_rbp {
+	UNWIND_RBP_SAME,
+	UNWIND_RBP_AT_CFA,
+	UNWIND_RBP_LOST,
+};
+
+#define UNWIND_RULE_KIND_BITS 3
+#define UNWIND_RULE_RBP_SHIFT 3
+#define UNWIND_RULE_RBP_OFF_SHIFT 5
+#define UNWIND_RULE_RBP_OFF_BITS 6
+#define UNWIND_RULE_CFA_SHIFT 11
+#define UNWIND_CFA_OFF_MAX ((1u << 21) - 1)
+#define UNWIND_RBP_OFF_MIN (-256)
+#define UNWIND_RBP_OFF_MAX 248
+
+struct unwind_row {
+	__u32 start; /* offset from the table's base */
+	__u32 rule;
+};
+
+/* The maps: every file's rows, one after the other, in unwind_rows; per
+ * file a page index in unwind_pages, entry p holding the row that covers
+ * the table offset p << TRACER_UNWIND_PAGE_SHIFT (so a lookup searches
+ * only the rows of one page), one more entry after the last page; per
+ * process its executable mappings, sorted, in unwind_procs. */
+#define TRACER_UNWIND_PAGE_SHIFT 12
+#define TRACER_UNWIND_MAX_MAPPINGS 1024 /* per process; a power of two */
+
+struct tracer_unwind_mapping {
+	__u64 start, end; /* [start, end) of the process's address space */
+	__u64 bias;	  /* table offset = pc - bias */
+	__u32 pages;	  /* the file's first entry in unwind_pages */
+	__u32 npages;	  /* pages its table covers; 0: no CFI, frame pointers */
+};
+
+/* A tabled file, by identity, for an address the process's table does
+ * not cover yet (a library mapped since, a launched program before its
+ * first install): the walker finds the mapping with bpf_find_vma and
+ * computes its bias from the file's PT_LOADs as user space does. */
+#define TRACER_UNWIND_FILE_SEGS 4
+
+struct tracer_unwind_file_key {
+	__u64 dev; /* the kernel's encoding: major << 20 | minor */
+	__u64 ino;
+};
+
+struct tracer_unwind_file {
+	__u32 pages, npages; /* as in a mapping */
+	__u32 nsegs, pad;
+	__u64 base; /* the table's */
+	struct {
+		__u64 offset, vaddr, filesz;
+	} segs[TRACER_UNWIND_FILE_SEGS];
+};
+
+struct tracer_unwind_proc {
+	__u32 n; /* mappings */
+	__u32 generation; /* user space's count of installs, for its own use */
+	struct tracer_unwind_mapping m[TRACER_UNWIND_MAX_MAPPINGS];
+};
+
+/* Why a native walk ended. */
+enum tracer_stack_end {
+	TRACER_END_NFRAME,     /* nframe frames: complete as asked */
+	TRACER_END_BOTTOM,     /* the outermost frame (CFI says so, or return address 0) */
+	TRACER_END_NO_MAPPING, /* an address in no mapping the process's table holds */
+	TRACER_END_NO_CFI,     /* no CFI covers the address */
+	TRACER_END_CANNOT,     /* CFI the walker does not follow (table.h says why) */
+	TRACER_END_RBP_LOST,   /* the CFA is rbp-based, and rbp was lost */
+	TRACER_END_READ,       /* the stack could not be read there */
+	TRACER_END_BAD_CFA,    /* the CFA is not above the stack pointer */
+	TRACER_END_COUNT,
+};
+
+struct tracer_native_stack {
+	__u32 nframe; /* pcs stored, frame 0 first */
+	__u32 end;    /* enum tracer_stack_end */
+	__u64 pcs[TRACER_MAX_NFRAME];
 };
 
 /* The allocs table: an array of buckets of TRACER_BUCKET_SLOTS slots; a
@@ -139,7 +238,8 @@ struct tracer_proc_stats {
 enum tracer_counter {
 	TRACER_CNT_ALLOCS_FULL, /* allocs table full: allocation not traced */
 	TRACER_CNT_ALLOCS_FULL_BYTES,
-	TRACER_CNT_STACK_LOST,	     /* stack map full or hash collision: frame 0 only */
+	TRACER_CNT_STACK_LOST,	     /* native stack table full: frame 0 only */
+	TRACER_CNT_UNWIND_NO_TABLE,  /* walks before the process's table was installed (slow path) */
 	TRACER_CNT_THREAD_LOST,	     /* no per-thread slot for an entry probe */
 	TRACER_CNT_RETURN_UNMATCHED, /* return probe without its entry (attached mid-call) */
 	TRACER_CNT_PROCS_FULL,	     /* per-process stats table full */

@@ -15,7 +15,8 @@
 static const char *const counter_names[TRACER_CNT_MAX] = {
     [TRACER_CNT_ALLOCS_FULL] = "allocs table full",
     [TRACER_CNT_ALLOCS_FULL_BYTES] = "allocs table full (bytes)",
-    [TRACER_CNT_STACK_LOST] = "stack table full or collision",
+    [TRACER_CNT_STACK_LOST] = "native stack table full",
+    [TRACER_CNT_UNWIND_NO_TABLE] = "native stacks walked before their process was tabled",
     [TRACER_CNT_THREAD_LOST] = "thread slot unavailable",
     [TRACER_CNT_RETURN_UNMATCHED] = "return without entry",
     [TRACER_CNT_PROCS_FULL] = "process table full",
@@ -26,6 +27,16 @@ static const char *const counter_names[TRACER_CNT_MAX] = {
     [TRACER_CNT_AFTER_FINALIZE] = "events after Python finalization (not applied)",
 };
 _Static_assert(ARRAY_SIZE(counter_names) == TRACER_CNT_MAX, "every counter has a name");
+
+/* Why native walks ended short (NFRAME and BOTTOM are complete). */
+static const char *const stack_end_names[TRACER_END_COUNT] = {
+    [TRACER_END_NO_MAPPING] = "native stack cut: address in no mapping read",
+    [TRACER_END_NO_CFI] = "native stack cut: no CFI for the address",
+    [TRACER_END_CANNOT] = "native stack cut: CFI not followed",
+    [TRACER_END_RBP_LOST] = "native stack cut: rbp lost",
+    [TRACER_END_READ] = "native stack cut: stack unreadable",
+    [TRACER_END_BAD_CFA] = "native stack cut: CFA below the stack pointer",
+};
 
 uint64_t collect_now_ns(void)
 {
@@ -47,12 +58,36 @@ int collect_open(struct collector *c, struct tracer_bpf *skel, pid_t pid,
 	target_command(pid, c->command, sizeof(c->command));
 	c->start_time = target_start_time(pid);
 	c->started_ns = collect_now_ns();
+	if (resolve->nframe > 1) {
+		if (stack_store_init(&c->stacks, bpf_map__fd(skel->maps.native_stacks),
+				     resolve->nframe))
+			return -ENOMEM;
+		c->have_stacks = true;
+	}
 	return symbolize_open(pid, &c->sym);
+}
+
+void collect_drain_stacks(struct collector *c, bool due)
+{
+	uint64_t added;
+
+	if (!c->have_stacks)
+		return;
+	added = __atomic_load_n(&c->skel->bss->native_stacks_added, __ATOMIC_RELAXED);
+	/* every drained stack in use is stored again at its next use: drain
+	 * when due, or before the map is a quarter full */
+	if (added != c->stacks_seen &&
+	    (due || added - c->stacks_seen >= bpf_map__max_entries(c->skel->maps.native_stacks) / 4)) {
+		c->stacks_seen = added;
+		stack_store_drain(&c->stacks);
+	}
 }
 
 void collect_close(struct collector *c)
 {
 	symbolize_close(c->sym);
+	if (c->have_stacks)
+		stack_store_free(&c->stacks);
 	for (size_t i = 0; i < c->nprocs; i++)
 		symbolize_close(c->procs[i].sym);
 	free(c->procs);
@@ -157,9 +192,8 @@ static uint64_t tracer_memory(struct collector *c)
 /* Traces with the same (process, call site, stack) share a traceback: most
  * of a large snapshot resolves from here without a syscall or a lookup. */
 struct tb_cache_entry {
-	uint64_t ip, py_stack;
+	uint64_t site, py_stack;
 	uint32_t tgid;
-	int32_t stack_id;
 	struct resolve_counts counts; /* what resolving it counted */
 	int64_t tb;
 };
@@ -173,15 +207,14 @@ struct drain {
 	size_t ncache, cap_cache;
 	pid_t *procs; /* --follow: the process of each key index */
 	uint32_t nprocs;
-	uint64_t *stack; /* a stack map value */
+	uint64_t stacks_missing; /* site keys found in no store: frame 0 unknown */
 };
 
 static bool cache_eq(const void *ctx, uint32_t entry, const void *key)
 {
 	const struct tb_cache_entry *a = &((const struct drain *)ctx)->cache[entry], *b = key;
 
-	return a->ip == b->ip && a->py_stack == b->py_stack && a->tgid == b->tgid &&
-	       a->stack_id == b->stack_id;
+	return a->site == b->site && a->py_stack == b->py_stack && a->tgid == b->tgid;
 }
 
 /* A cut or short stack counts for every trace that has it; an unresolved
@@ -189,20 +222,40 @@ static bool cache_eq(const void *ctx, uint32_t entry, const void *key)
 static void add_counts(struct resolve_counts *to, const struct resolve_counts *c, bool first)
 {
 	to->truncated += c->truncated;
-	to->ended_early += c->ended_early;
+	for (int k = 0; k < TRACER_END_COUNT; k++)
+		to->stack_end[k] += c->stack_end[k];
+	for (int k = 0; k < UNWIND_WHY_COUNT; k++)
+		to->cannot[k] += c->cannot[k];
 	if (first)
 		to->py_unresolved += c->py_unresolved;
+}
+
+/* Which CFI rule stopped a walk at a CANNOT row: the row of its last
+ * frame (looked up at pc - 1 above frame 0, as the walker did). */
+static void explain_cannot(struct collector *c, uint32_t tgid, const struct stack_entry *st,
+			   struct resolve_counts *counts)
+{
+	uint64_t pc;
+	uint32_t rule, why;
+
+	if (!c->unwind || !st || !st->n)
+		return;
+	pc = st->pcs[st->n - 1] - (st->n > 1 ? 1 : 0);
+	if (unwind_maps_rule(c->unwind, (pid_t)tgid, pc, &rule))
+		return;
+	why = rule >> UNWIND_RULE_CFA_SHIFT;
+	if ((rule & 7) == UNWIND_CANNOT && why < UNWIND_WHY_COUNT)
+		counts->cannot[why] += counts->stack_end[TRACER_END_CANNOT];
 }
 
 /* The traceback of a trace of process tgid with this info. */
 static int64_t traceback_of(struct drain *d, uint32_t tgid, const struct tracer_alloc_info *info)
 {
 	struct collector *c = d->c;
-	struct tb_cache_entry key = {
-	    .ip = info->ip, .py_stack = info->py_stack, .tgid = tgid, .stack_id = info->stack_id};
-	uint64_t h = hash_mix(hash_mix(hash_mix(hash_u64(info->ip), info->py_stack), tgid),
-			      (uint32_t)info->stack_id);
-	struct resolve_trace t = {.ip = info->ip, .domain = info->domain};
+	struct tb_cache_entry key = {.site = info->site, .py_stack = info->py_stack, .tgid = tgid};
+	uint64_t h = hash_mix(hash_mix(hash_u64(info->site), info->py_stack), tgid);
+	struct resolve_trace t = {.ip = info->site, .domain = info->domain};
+	const struct stack_entry *native = NULL;
 	struct tb_cache_entry *e;
 	int64_t found;
 	size_t pos;
@@ -219,15 +272,27 @@ static int64_t traceback_of(struct drain *d, uint32_t tgid, const struct tracer_
 		return -ENOMEM;
 	e = &d->cache[d->ncache];
 	*e = key;
-	if (info->stack_id >= 0 &&
-	    !bpf_map_lookup_elem(bpf_map__fd(c->skel->maps.stacks), &info->stack_id, d->stack))
-		t.stack = d->stack;
+	if (TRACER_SITE_IS_STACK(info->site)) {
+		t.ip = 0;
+		if (c->have_stacks)
+			native = stack_store_get(&c->stacks, info->site);
+		if (native && native->n) {
+			t.ip = native->pcs[0];
+			t.stack = native->pcs;
+			t.nstack = native->n;
+			t.stack_end = native->end;
+		} else {
+			d->stacks_missing++;
+		}
+	}
 	t.py = python_frames_get(tgid == (uint32_t)c->pid ? c->py : NULL, info->py_stack);
 	t.python_process = python_frames_describe(c->py) != NULL;
 	e->tb = resolve_traceback(d->snap, collect_symbolizer(c, (pid_t)tgid), &c->resolve, &t,
 				  &e->counts);
 	if (e->tb < 0)
 		return e->tb;
+	if (e->counts.stack_end[TRACER_END_CANNOT])
+		explain_cannot(c, tgid, native, &e->counts);
 	add_counts(&d->counts, &e->counts, true);
 	hash_index_put(&d->index, pos, h, (uint32_t)d->ncache++);
 	return e->tb;
@@ -341,19 +406,22 @@ static int drain_traces(struct collector *c, struct snapshot *snap, struct resol
 	struct drain d = {.c = c, .snap = snap};
 	int err = -ENOMEM;
 
-	d.stack = calloc(TRACER_MAX_NFRAME, sizeof(uint64_t));
+	if (c->have_stacks)
+		stack_store_drain(&c->stacks);
 	if (c->follow)
 		d.procs = proc_of_index(c, &d.nprocs);
-	if (d.stack && (!c->follow || d.procs)) {
+	if (!c->follow || d.procs) {
 		err = drain_buckets(&d);
 		if (!err)
 			err = drain_overflow(&d);
 	}
 	*counts = d.counts;
+	c->stacks_missing = d.stacks_missing;
+	if (c->have_stacks && !err)
+		stack_store_sweep(&c->stacks);
 	hash_index_free(&d.index);
 	free(d.cache);
 	free(d.procs);
-	free(d.stack);
 	return err;
 }
 
@@ -418,9 +486,49 @@ static int set_counters(struct collector *c, struct snapshot *snap,
 		if (snapshot_set_counter(snap, counter_names[k], cnt.c[k]))
 			return -ENOMEM;
 	if (snapshot_set_counter(snap, "python frames unresolved", lost->py_unresolved) ||
-	    snapshot_set_counter(snap, "stack truncated (address outside code)", lost->truncated) ||
-	    snapshot_set_counter(snap, "stack ended early (no frame pointer)", lost->ended_early))
+	    snapshot_set_counter(snap, "stack truncated (address outside code)", lost->truncated))
 		return -ENOMEM;
+	if (!c->have_stacks)
+		return 0;
+	for (int k = 0; k < TRACER_END_COUNT; k++) {
+		char name[128];
+
+		if (!stack_end_names[k])
+			continue;
+		if (k == TRACER_END_CANNOT) {
+			uint64_t explained = 0;
+
+			for (int w = 0; w < UNWIND_WHY_COUNT; w++) {
+				snprintf(name, sizeof(name), "%s (%s)", stack_end_names[k],
+					 unwind_why_name((unsigned)w));
+				explained += lost->cannot[w];
+				if (lost->cannot[w] && /* a breakdown: only what happened */
+				    snapshot_set_counter(snap, name, lost->cannot[w]))
+					return -ENOMEM;
+			}
+			/* the rest: rows the last install no longer holds */
+			if (snapshot_set_counter(snap, stack_end_names[k],
+						 lost->stack_end[k] - explained))
+				return -ENOMEM;
+			continue;
+		}
+		if (snapshot_set_counter(snap, stack_end_names[k], lost->stack_end[k]))
+			return -ENOMEM;
+	}
+	if (snapshot_set_counter(snap, "native stack missing", c->stacks_missing))
+		return -ENOMEM;
+	if (c->unwind) {
+		struct unwind_maps_stats st;
+
+		unwind_maps_get_stats(c->unwind, &st);
+		if (snapshot_set_counter(snap, "unwind: files not tabled (no room in the maps)",
+					 st.files_no_room) ||
+		    snapshot_set_counter(snap, "unwind: files unreadable", st.files_bad) ||
+		    snapshot_set_counter(snap, "unwind: files not found by identity (table full)",
+					 st.files_unpublished) ||
+		    snapshot_set_counter(snap, "unwind: mappings left out", st.mappings_left_out))
+			return -ENOMEM;
+	}
 	return 0;
 }
 

@@ -13,9 +13,11 @@
 #include "model/snapshot.h"
 #include "python/frames.h"
 #include "resolve.h"
+#include "stacks.h"
 #include "symbolize.h"
 #include "tracer.h"
 #include "tracer.skel.h"
+#include "unwind/maps.h"
 
 struct collector {
 	struct tracer_bpf *skel;
@@ -24,6 +26,11 @@ struct collector {
 	pid_t pid;		  /* the target (the launched command with --follow) */
 	struct python_frames *py; /* the target's Python frames; may be NULL */
 	struct symbolizer *sym;	  /* the target's */
+	struct stack_store stacks; /* native stacks, when nframe > 1 */
+	bool have_stacks;
+	uint64_t stacks_seen;	 /* native_stacks_added at the last drain */
+	uint64_t stacks_missing; /* in the last snapshot */
+	struct unwind_maps *unwind; /* the session's, for what it could not table; may be NULL */
 	struct collect_proc {
 		pid_t pid;
 		struct symbolizer *sym;
@@ -45,6 +52,10 @@ void collect_close(struct collector *c);
 struct symbolizer *collect_symbolizer(struct collector *c, pid_t pid);
 /* Reads the mappings of every traced process that lives. */
 void collect_refresh(struct collector *c);
+
+/* Moves the native stacks stored since the last drain out of BPF, when due
+ * or when the map fills; cheap when there are none. */
+void collect_drain_stacks(struct collector *c, bool due);
 
 /* Every live trace now, with the header and counters; NULL when out of
  * memory. */

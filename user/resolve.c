@@ -2,26 +2,7 @@
 #include <string.h>
 
 #include "resolve.h"
-#include "tracer.h"
 #include "util/util.h"
-
-/* The functions where a walk ends because the stack does. */
-static bool stack_bottom(const char *fn)
-{
-	static const char *const bottoms[] = {"_start",
-					      "__libc_start_call_main",
-					      "__libc_start_main",
-					      "start_thread",
-					      "clone",
-					      "clone3",
-					      "__clone",
-					      "__clone3"};
-
-	for (size_t i = 0; fn && i < ARRAY_SIZE(bottoms); i++)
-		if (!strcmp(fn, bottoms[i]))
-			return true;
-	return false;
-}
 
 /* The interpreter's dispatch functions: with --native, the Python frames
  * take their place in a merged traceback. */
@@ -44,7 +25,7 @@ static int native_frames(struct snapshot *snap, struct symbolizer *sym,
 			 const struct resolve_trace *t, struct walk *w, bool stop_at_interpreter)
 {
 	for (uint32_t i = 0; w->n < w->limit; i++) {
-		uint64_t ip = i == 0 ? t->ip : (t->stack ? t->stack[i] : 0);
+		uint64_t ip = i == 0 ? t->ip : (t->stack && i < t->nstack ? t->stack[i] : 0);
 		struct symbolize_frame f;
 		int64_t id;
 
@@ -125,9 +106,9 @@ int64_t resolve_traceback(struct snapshot *snap, struct symbolizer *sym,
 	err = native_frames(snap, sym, t, &w, false);
 	if (err)
 		return err;
-	if (w.n < w.limit && w.n > 0 && !w.cut &&
-	    !stack_bottom(snapshot_string(snap, snap->frames[w.ids[w.n - 1]].function)))
-		counts->ended_early++; /* a frame without a frame pointer hid its callers */
+	if (t->stack && !w.cut && w.n < w.limit && t->stack_end < TRACER_END_COUNT &&
+	    t->stack_end != TRACER_END_NFRAME && t->stack_end != TRACER_END_BOTTOM)
+		counts->stack_end[t->stack_end]++; /* the walk could not go on */
 	if (w.cut)
 		counts->truncated++;
 	if (w.n == 0)

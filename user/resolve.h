@@ -14,9 +14,9 @@
  *   process running a recognised CPython, is tracemalloc's empty traceback:
  *   one frame <unknown>:0, total_nframe 1 (not with native).
  * - Otherwise native frames, cut at the first address outside known code
- *   (counted as truncated); a walk that ends before nframe without reaching
- *   a stack bottom (_start, clone ...) is counted as ended early. No frame
- *   at all gives <unknown>:0.
+ *   (counted as truncated); a walk that ended before nframe for another
+ *   reason than reaching the stack's bottom is counted by that reason
+ *   (enum tracer_stack_end). No frame at all gives <unknown>:0.
  * - At most nframe frames are kept. */
 #ifndef TRACER_RESOLVE_H
 #define TRACER_RESOLVE_H
@@ -27,6 +27,8 @@
 #include "model/snapshot.h"
 #include "python/frames.h"
 #include "symbolize.h"
+#include "tracer.h"
+#include "unwind/table.h"
 
 struct resolve_options {
 	uint32_t nframe;
@@ -35,7 +37,9 @@ struct resolve_options {
 
 struct resolve_trace {
 	uint64_t ip;			      /* frame 0: the call site's return address */
-	const uint64_t *stack;		      /* native walk, stack[1..nframe), or NULL */
+	const uint64_t *stack;		      /* native walk: frames stack[1..nstack), or NULL */
+	uint32_t nstack;
+	uint32_t stack_end;		      /* why the walk ended (enum tracer_stack_end) */
 	uint32_t domain;		      /* SNAPSHOT_DOMAIN_* or an extension's */
 	const struct python_frames_stack *py; /* the thread's Python stack, or NULL */
 	bool python_process;		      /* the process runs a recognised CPython */
@@ -44,8 +48,10 @@ struct resolve_trace {
 /* What resolving lost, added up over the traces of one snapshot. */
 struct resolve_counts {
 	uint64_t truncated;	/* cut at an address outside any code */
-	uint64_t ended_early;	/* shorter than nframe, not at the stack's bottom */
 	uint64_t py_unresolved; /* Python frames whose code object was unreadable */
+	/* native walks that ended short, by reason (NFRAME and BOTTOM: complete) */
+	uint64_t stack_end[TRACER_END_COUNT];
+	uint64_t cannot[UNWIND_WHY_COUNT]; /* of TRACER_END_CANNOT, by the row's reason */
 };
 
 /* Interns the traceback of t into snap; returns its index or a negative

@@ -25,6 +25,7 @@
 #include "target.h"
 #include "tracer.h"
 #include "tracer.skel.h"
+#include "unwind/maps.h"
 #include "util/util.h"
 
 /* Every signal that would end the tracer ends it through the normal path,
@@ -79,6 +80,9 @@ struct session {
 	int save_error;		     /* the last -o write that failed, or 0 */
 	struct python_alloc pyalloc; /* CPython's allocator tables, once found */
 	bool python_alloc_done;
+	struct unwind_maps *unwind; /* nframe > 1: the native walker's tables */
+	uint64_t unwind_seen;	    /* unwind_wanted when the tables were last installed */
+	double next_unwind;	    /* when they may be installed again */
 };
 
 uint32_t session_alloc_buckets(uint32_t max_allocs)
@@ -142,6 +146,109 @@ static int report(struct session *s)
 	return err;
 }
 
+/* The libraries a launched command will map, found as the dynamic linker
+ * will (breadth of DT_NEEDED, each once, 256 at most), each given to fn. */
+#define LAUNCH_MAX_LIBS 256
+
+struct launch_libs {
+	char *paths[LAUNCH_MAX_LIBS];
+	size_t n;
+	const char *runpath, *origin;
+};
+
+static void add_launch_lib(const char *name, void *arg)
+{
+	struct launch_libs *l = arg;
+	char path[PATH_MAX];
+
+	if (l->n >= LAUNCH_MAX_LIBS ||
+	    target_find_library(name, l->runpath, l->origin, path, sizeof(path)))
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		if (!strcmp(l->paths[i], path))
+			return;
+	l->paths[l->n] = strdup(path);
+	if (l->paths[l->n])
+		l->n++;
+}
+
+/* Adds the needed libraries of the object at path to l. */
+static void needed_of(struct launch_libs *l, const char *path)
+{
+	char runpath[4096], origin[PATH_MAX], *slash;
+	struct elfsym_file *f;
+
+	if (elfsym_open(path, &f))
+		return;
+	runpath[0] = '\0';
+	elfsym_needed(f, NULL, NULL, runpath, sizeof(runpath));
+	snprintf(origin, sizeof(origin), "%s", path);
+	slash = strrchr(origin, '/');
+	if (slash)
+		*slash = '\0';
+	l->runpath = runpath;
+	l->origin = origin;
+	elfsym_needed(f, add_launch_lib, l, NULL, 0);
+	elfsym_close(f);
+}
+
+/* nframe > 1: the unwind tables of what the target maps (attach), or of
+ * the command, its libraries and ours (launch), built before the maps are
+ * sized. */
+static int prepare_unwind(struct session *s)
+{
+	struct launch_libs libs = {0};
+	char exe[PATH_MAX];
+	int err;
+
+	err = unwind_maps_new(&s->unwind);
+	if (err)
+		return err;
+	if (!s->o->argv)
+		return unwind_maps_prepare_process(s->unwind, s->o->pid);
+	err = unwind_maps_prepare_process(s->unwind, getpid()); /* our libc, as attach_launch */
+	if (!err && !target_find_executable(s->o->argv[0], exe, sizeof(exe))) {
+		err = unwind_maps_prepare_file(s->unwind, exe);
+		needed_of(&libs, exe);
+		for (size_t i = 0; i < libs.n && !err; i++) {
+			needed_of(&libs, libs.paths[i]);
+			err = unwind_maps_prepare_file(s->unwind, libs.paths[i]);
+		}
+	}
+	for (size_t i = 0; i < libs.n; i++)
+		free(libs.paths[i]);
+	return err;
+}
+
+/* Installs the unwind tables of every traced process whose mappings the
+ * walker asked for (a process not yet tabled, an address in no mapping:
+ * a library mapped since), at most every 0.1 s. */
+static void refresh_unwind(struct session *s, bool now)
+{
+	__u64 wanted;
+	double t = now_s();
+
+	if (!s->unwind)
+		return;
+	wanted = __atomic_load_n(&s->skel->bss->unwind_wanted, __ATOMIC_RELAXED);
+	if (!now && (wanted == s->unwind_seen || t < s->next_unwind))
+		return;
+	s->unwind_seen = wanted;
+	s->next_unwind = t + 0.1;
+	unwind_maps_install(s->unwind, s->pid);
+	if (s->o->follow) {
+		int fd = bpf_map__fd(s->skel->maps.traced_pids);
+		__u32 key, next, *prev = NULL;
+
+		while (!bpf_map_get_next_key(fd, prev, &next)) {
+			key = next;
+			prev = &key;
+			if ((pid_t)key != s->pid && target_alive((pid_t)key))
+				unwind_maps_install(s->unwind, (pid_t)key);
+		}
+	}
+}
+
 static int setup_bpf(struct session *s)
 {
 	const struct session_options *o = s->o;
@@ -156,15 +263,28 @@ static int setup_bpf(struct session *s)
 	s->skel->rodata->filter_pids = o->follow;
 	s->skel->rodata->capture_stack = o->nframe > 1;
 	s->skel->rodata->native_with_python = o->native;
-	s->skel->rodata->py_nframe = o->nframe;
+	s->skel->rodata->nframe = o->nframe;
 	s->skel->rodata->alloc_buckets = o->probe_only ? 1 : session_alloc_buckets(o->max_allocs);
 	s->skel->rodata->max_traces = o->max_allocs;
 	bpf_map__set_max_entries(s->skel->maps.allocs, s->skel->rodata->alloc_buckets);
 	bpf_map__set_max_entries(s->skel->maps.allocs_overflow,
 				 o->probe_only ? 1 : o->max_allocs / 4 + 64);
-	if (o->nframe > 1) {
-		bpf_map__set_value_size(s->skel->maps.stacks, o->nframe * sizeof(__u64));
-		bpf_map__set_max_entries(s->skel->maps.stacks, o->max_stacks);
+	if (o->nframe > 1 && !o->probe_only) {
+		uint32_t rows, pages;
+
+		if (prepare_unwind(s)) {
+			fprintf(stderr, "tracer: out of memory\n");
+			return -ENOMEM;
+		}
+		unwind_maps_capacity(s->unwind, &rows, &pages);
+		bpf_map__set_max_entries(s->skel->maps.unwind_rows, rows);
+		bpf_map__set_max_entries(s->skel->maps.unwind_pages, pages);
+		bpf_map__set_value_size(s->skel->maps.native_stacks,
+					offsetof(struct tracer_native_stack, pcs) +
+					    o->nframe * sizeof(__u64));
+		bpf_map__set_max_entries(s->skel->maps.native_stacks, o->max_stacks);
+	} else {
+		bpf_program__set_autoload(s->skel->progs.unwind_exec, false);
 	}
 	if (!o->follow)
 		bpf_program__set_autoload(s->skel->progs.follow_fork, false);
@@ -173,10 +293,23 @@ static int setup_bpf(struct session *s)
 		fprintf(stderr, "tracer: cannot load the BPF programs: %s\n", strerror(-err));
 		return err;
 	}
-	if (o->follow) {
+	if (s->unwind) {
+		err = unwind_maps_bind(s->unwind, bpf_map__fd(s->skel->maps.unwind_rows),
+				       bpf_map__max_entries(s->skel->maps.unwind_rows),
+				       bpf_map__fd(s->skel->maps.unwind_pages),
+				       bpf_map__max_entries(s->skel->maps.unwind_pages),
+				       bpf_map__fd(s->skel->maps.unwind_procs),
+				       bpf_map__fd(s->skel->maps.unwind_files));
+		if (err) {
+			fprintf(stderr, "tracer: cannot map the unwind tables: %s\n",
+				strerror(-err));
+			return err;
+		}
+	}
+	if (o->follow || s->unwind) {
 		err = tracer_bpf__attach(s->skel);
 		if (err) {
-			fprintf(stderr, "tracer: cannot attach the fork tracepoint: %s\n",
+			fprintf(stderr, "tracer: cannot attach the fork and exec tracepoints: %s\n",
 				strerror(-err));
 			return err;
 		}
@@ -298,6 +431,8 @@ static bool reap_traced(struct session *s, int *exit_status)
 
 			if (sym)
 				symbolize_refresh(sym);
+			if (s->unwind)
+				unwind_maps_forget(s->unwind, r);
 			if (r == s->pid)
 				python_frames_poll(s->py);
 			sig = 0;
@@ -311,6 +446,7 @@ static bool reap_traced(struct session *s, int *exit_status)
 			/* the new program is mapped, nothing of it has run yet:
 			 * the moment to recognise a statically linked CPython */
 			symbolize_refresh(collect_symbolizer(&s->collect, s->pid));
+			refresh_unwind(s, true); /* ld.so and the executable, for now */
 			python_frames_poll(s->py);
 			sig = 0;
 		} else if (event) {
@@ -363,6 +499,8 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 		}
 		if (t - started < 2 && !python_frames_describe(s->py))
 			python_frames_poll(s->py); /* a starting interpreter: look often */
+		refresh_unwind(s, false);
+		collect_drain_stacks(&s->collect, t >= next_refresh);
 		if (t >= next_refresh) {
 			collect_refresh(&s->collect);
 			python_frames_poll(s->py);
@@ -459,6 +597,9 @@ int session_run(const struct session_options *o)
 		if ((rc = recognise_python(&s)))
 			goto out;
 		rc = 1;
+		/* the native walker's tables, too, before any probe records */
+		if (s.unwind)
+			unwind_maps_install(s.unwind, s.pid);
 		n = probes_attach_process(s.skel, &s.probes, s.pid, o->follow ? -1 : s.pid,
 					  o->verbose);
 	}
@@ -516,6 +657,7 @@ int session_run(const struct session_options *o)
 		fprintf(stderr, "tracer: out of memory\n");
 		goto out;
 	}
+	s.collect.unwind = s.unwind;
 	if (launched && (rc = recognise_python(&s)))
 		goto out;
 	/* the allocator functions CPython's tables hold, probed where the
@@ -549,6 +691,7 @@ out:
 	}
 	collect_close(&s.collect);
 	python_frames_close(s.py);
+	unwind_maps_free(s.unwind);
 	tracer_bpf__destroy(s.skel);
 	return rc;
 }

@@ -37,7 +37,7 @@ def test_launch_exact_counts():
     assert report["traced_memory"]["current"] >= total
     assert report["traced_memory"]["peak"] >= report["traced_memory"]["current"]
     counters = report["counters"]
-    for lost in ("allocs table full", "stack table full or collision", "thread slot unavailable",
+    for lost in ("allocs table full", "native stack table full", "thread slot unavailable",
                  "return without entry"):
         assert counters[lost] == 0, lost
 

@@ -13,6 +13,8 @@
 
 #include "resolve.h"
 
+#define NSTACK(a) ((uint32_t)(sizeof(a) / sizeof((a)[0])))
+
 struct symbolizer {
 	bool refreshed;
 	int refreshes;
@@ -107,7 +109,7 @@ static void test_native_frames_in_order(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t stack[] = {SITE, HELPER, CALLER, MAIN, START};
-	struct resolve_trace t = {.ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_LIBC};
+	struct resolve_trace t = {.ip = SITE, .stack = stack, .nstack = NSTACK(stack), .domain = SNAPSHOT_DOMAIN_LIBC};
 	const struct snapshot_traceback *tb = resolve(f, 5, false, &t);
 
 	assert_int_equal(tb->nframe, 5);
@@ -116,20 +118,19 @@ static void test_native_frames_in_order(void **state)
 	assert_string_equal(frame(f, tb, 1), "native.c:17:helper");
 	assert_string_equal(frame(f, tb, 3), "native.c:19:main");
 	assert_string_equal(frame(f, tb, 4), "native.c:20:_start");
-	assert_int_equal(f->counts.truncated + f->counts.ended_early, 0);
+	assert_int_equal(f->counts.truncated, 0);
 }
 
 static void test_native_truncated_at_nframe(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t stack[] = {SITE, HELPER, CALLER, MAIN, START};
-	struct resolve_trace t = {.ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_LIBC};
+	struct resolve_trace t = {.ip = SITE, .stack = stack, .nstack = NSTACK(stack), .domain = SNAPSHOT_DOMAIN_LIBC};
 	const struct snapshot_traceback *tb = resolve(f, 2, false, &t);
 
 	assert_int_equal(tb->nframe, 2);
 	assert_int_equal(tb->total_nframe, 2); /* a native walk counts what it kept */
 	assert_string_equal(frame(f, tb, 1), "native.c:17:helper");
-	assert_int_equal(f->counts.ended_early, 0); /* full: not early */
 }
 
 static void test_frame_zero_is_the_call_site_not_the_stack(void **state)
@@ -137,7 +138,7 @@ static void test_frame_zero_is_the_call_site_not_the_stack(void **state)
 	struct fixture *f = *state;
 	/* the walk's first entry is not used: the return probe's ip is frame 0 */
 	const uint64_t stack[] = {MAIN, HELPER, START};
-	struct resolve_trace t = {.ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_LIBC};
+	struct resolve_trace t = {.ip = SITE, .stack = stack, .nstack = NSTACK(stack), .domain = SNAPSHOT_DOMAIN_LIBC};
 	const struct snapshot_traceback *tb = resolve(f, 3, false, &t);
 
 	assert_int_equal(tb->nframe, 3);
@@ -149,12 +150,11 @@ static void test_cut_outside_code_is_counted(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t stack[] = {SITE, HELPER, 0xdead, MAIN};
-	struct resolve_trace t = {.ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_LIBC};
+	struct resolve_trace t = {.ip = SITE, .stack = stack, .nstack = NSTACK(stack), .domain = SNAPSHOT_DOMAIN_LIBC};
 	const struct snapshot_traceback *tb = resolve(f, 4, false, &t);
 
 	assert_int_equal(tb->nframe, 2);
 	assert_int_equal(f->counts.truncated, 1);
-	assert_int_equal(f->counts.ended_early, 0);
 	assert_true(f->sym.refreshes >= 1); /* an unknown address first re-reads the maps */
 }
 
@@ -162,7 +162,7 @@ static void test_unknown_address_known_after_refresh(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t stack[] = {SITE, 0x9000, START};
-	struct resolve_trace t = {.ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_LIBC};
+	struct resolve_trace t = {.ip = SITE, .stack = stack, .nstack = NSTACK(stack), .domain = SNAPSHOT_DOMAIN_LIBC};
 	const struct snapshot_traceback *tb = resolve(f, 3, false, &t);
 
 	assert_int_equal(tb->nframe, 3);
@@ -170,21 +170,34 @@ static void test_unknown_address_known_after_refresh(void **state)
 	assert_int_equal(f->counts.truncated, 0);
 }
 
-static void test_ended_early_unless_at_the_bottom(void **state)
+static void test_walks_cut_short_are_counted_by_reason(void **state)
 {
 	struct fixture *f = *state;
-	const uint64_t short_walk[] = {SITE, HELPER, 0};
-	const uint64_t to_bottom[] = {SITE, HELPER, THREAD, 0};
-	struct resolve_trace t = {.ip = SITE, .stack = short_walk, .domain = SNAPSHOT_DOMAIN_LIBC};
+	const uint64_t short_walk[] = {SITE, HELPER};
+	const uint64_t to_bottom[] = {SITE, HELPER, THREAD};
+	struct resolve_trace t = {.ip = SITE,
+				  .stack = short_walk,
+				  .nstack = NSTACK(short_walk),
+				  .stack_end = TRACER_END_NO_CFI,
+				  .domain = SNAPSHOT_DOMAIN_LIBC};
 
 	assert_int_equal(resolve(f, 8, false, &t)->nframe, 2);
-	assert_int_equal(f->counts.ended_early, 1);
+	assert_int_equal(f->counts.stack_end[TRACER_END_NO_CFI], 1);
 	t.stack = to_bottom;
+	t.nstack = NSTACK(to_bottom);
+	t.stack_end = TRACER_END_BOTTOM; /* complete */
 	assert_int_equal(resolve(f, 8, false, &t)->nframe, 3);
-	assert_int_equal(f->counts.ended_early, 1); /* start_thread is a bottom */
-	t.stack = NULL;				    /* no stack at all: frame 0 only */
+	t.stack_end = TRACER_END_NFRAME;
+	assert_int_equal(resolve(f, 3, false, &t)->nframe, 3);
+	t.stack_end = TRACER_END_READ;
+	assert_int_equal(resolve(f, 8, false, &t)->nframe, 3);
+	assert_int_equal(f->counts.stack_end[TRACER_END_READ], 1);
+	assert_int_equal(f->counts.stack_end[TRACER_END_NO_CFI], 1);
+	assert_int_equal(f->counts.stack_end[TRACER_END_BOTTOM], 0);
+	assert_int_equal(f->counts.stack_end[TRACER_END_NFRAME], 0);
+	t.stack = NULL; /* no walk (nframe 1): nothing to count */
 	assert_int_equal(resolve(f, 8, false, &t)->nframe, 1);
-	assert_int_equal(f->counts.ended_early, 2);
+	assert_int_equal(f->counts.stack_end[TRACER_END_READ], 1);
 }
 
 static void test_no_frame_at_all_is_unknown(void **state)
@@ -221,7 +234,7 @@ static void test_python_frames_replace_native(void **state)
 	const uint64_t stack[] = {SITE, HELPER, EVAL, MAIN};
 	struct python_frames_stack *py = py_stack(3, 7, 0);
 	struct resolve_trace t = {.ip = SITE,
-				  .stack = stack,
+				  .stack = stack, .nstack = NSTACK(stack),
 				  .domain = SNAPSHOT_DOMAIN_PYTHON,
 				  .py = py,
 				  .python_process = true};
@@ -255,7 +268,7 @@ static void test_native_then_python_frames(void **state)
 	const uint64_t stack[] = {SITE, HELPER, EVAL, MAIN};
 	struct python_frames_stack *py = py_stack(2, 4, 0);
 	struct resolve_trace t = {.ip = SITE,
-				  .stack = stack,
+				  .stack = stack, .nstack = NSTACK(stack),
 				  .domain = SNAPSHOT_DOMAIN_PYTHON,
 				  .py = py,
 				  .python_process = true};
@@ -279,7 +292,7 @@ static void test_python_allocation_without_python_frames(void **state)
 	struct fixture *f = *state;
 	const uint64_t stack[] = {SITE, HELPER, MAIN};
 	struct resolve_trace t = {
-	    .ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_PYTHON, .python_process = true};
+	    .ip = SITE, .stack = stack, .nstack = NSTACK(stack), .domain = SNAPSHOT_DOMAIN_PYTHON, .python_process = true};
 	const struct snapshot_traceback *tb = resolve(f, 3, false, &t);
 
 	/* tracemalloc's empty traceback */
@@ -326,7 +339,7 @@ static void test_equal_inputs_share_a_traceback(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t stack[] = {SITE, HELPER, START};
-	struct resolve_trace t = {.ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_LIBC};
+	struct resolve_trace t = {.ip = SITE, .stack = stack, .nstack = NSTACK(stack), .domain = SNAPSHOT_DOMAIN_LIBC};
 	struct resolve_options o = {.nframe = 3};
 	int64_t a = resolve_traceback(f->snap, &f->sym, &o, &t, &f->counts);
 	int64_t b = resolve_traceback(f->snap, &f->sym, &o, &t, &f->counts);
@@ -345,7 +358,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cut_outside_code_is_counted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_address_known_after_refresh, setup,
 					    teardown),
-	    cmocka_unit_test_setup_teardown(test_ended_early_unless_at_the_bottom, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_walks_cut_short_are_counted_by_reason, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_frame_at_all_is_unknown, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_python_frames_replace_native, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_python_frames_truncated_at_nframe, setup,

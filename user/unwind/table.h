@@ -80,23 +80,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* the row encoding, shared with the BPF walker */
+#include "tracer.h"
+
 #define UNWIND_MAX_ROWS (4u << 20)
-
-enum unwind_kind {
-	UNWIND_NONE,
-	UNWIND_CFA_RSP,
-	UNWIND_CFA_RBP,
-	UNWIND_PLT,
-	UNWIND_STOP,
-	UNWIND_CANNOT,
-	UNWIND_KIND_COUNT
-};
-
-enum unwind_rbp {
-	UNWIND_RBP_SAME,
-	UNWIND_RBP_AT_CFA,
-	UNWIND_RBP_LOST,
-};
 
 /* Why a row is CANNOT */
 enum unwind_why {
@@ -109,20 +96,6 @@ enum unwind_why {
 	UNWIND_WHY_BAD_CFI,    /* the CIE or the FDE's program does not parse */
 	UNWIND_WHY_PLT_LAYOUT, /* a PLT section without CFI, of an unknown layout */
 	UNWIND_WHY_COUNT
-};
-
-#define UNWIND_RULE_KIND_BITS 3
-#define UNWIND_RULE_RBP_SHIFT 3
-#define UNWIND_RULE_RBP_OFF_SHIFT 5
-#define UNWIND_RULE_RBP_OFF_BITS 6
-#define UNWIND_RULE_CFA_SHIFT 11
-#define UNWIND_CFA_OFF_MAX ((1u << 21) - 1)
-#define UNWIND_RBP_OFF_MIN (-256)
-#define UNWIND_RBP_OFF_MAX 248
-
-struct unwind_row {
-	uint32_t start; /* offset from the table's base */
-	uint32_t rule;
 };
 
 static inline uint32_t unwind_rule(unsigned kind, unsigned rbp, int rbp_off, uint32_t cfa_off)
