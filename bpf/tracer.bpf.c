@@ -111,6 +111,26 @@ struct {
 	__type(value, struct tracer_native_stack);
 } native_scratch SEC(".maps");
 
+/* BPF only: per CPU, the rule found for recent return addresses, so that
+ * the stacks allocations repeat skip both binary searches. Direct-mapped;
+ * an entry holds for the process's table of that generation only. */
+#define UNWIND_CACHE_SIZE 4096 /* a power of two */
+
+struct unwind_cache_entry {
+	__u64 pc;
+	__u32 tgid;
+	__u32 generation;
+	__u32 rule;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, UNWIND_CACHE_SIZE);
+	__type(key, __u32);
+	__type(value, struct unwind_cache_entry);
+} unwind_cache SEC(".maps");
+
 /* Unwind tables (tracer.h), written by user/unwind/maps.c through mmap:
  * every file's rows one after the other, and per file its page index. Sized
  * at load from the files the target maps, with room for more. */

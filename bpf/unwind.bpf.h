@@ -27,6 +27,7 @@
 
 struct unwind_walk {
 	const struct tracer_unwind_proc *proc; /* NULL: none installed yet */
+	__u32 tgid, generation;		       /* the process and its table's install */
 	struct tracer_unwind_mapping found;    /* the last found by bpf_find_vma */
 	struct tracer_native_stack *st;
 	__u64 pc, sp, bp;
@@ -201,29 +202,56 @@ static __always_inline const struct tracer_unwind_mapping *unwind_mapping_slow(s
 	return NULL;
 }
 
-/* One frame: from the state at w->pc to its caller's; 1 stops the walk. */
-static long unwind_step(__u32 i, struct unwind_walk *w)
+/* The rule for address look: 0, or 1 with w->end set. From the cache when
+ * the process's installed table gave it before; the slow path's answers
+ * (no table covered the address) are not cached. */
+static __always_inline int unwind_find_rule(struct unwind_walk *w, __u64 look, __u32 *rule)
 {
 	const struct tracer_unwind_mapping *m;
-	__u64 look = i ? w->pc - 1 : w->pc, cfa, ra = 0, bp = w->bp, pair[2];
-	__u32 rule, kind, n;
-	int rbp_off;
+	struct unwind_cache_entry *c;
+	bool slow = false;
+	__u32 idx;
 
+	idx = (__u32)(((look ^ ((__u64)w->tgid << 32)) * 0x9e3779b97f4a7c15ull) >> 52) &
+	      (UNWIND_CACHE_SIZE - 1);
+	c = bpf_map_lookup_elem(&unwind_cache, &idx);
+	if (c && w->proc && c->pc == look && c->tgid == w->tgid && c->generation == w->generation) {
+		*rule = c->rule;
+		return 0;
+	}
 	m = unwind_mapping(w->proc, look);
-	if (!m)
+	if (!m) {
 		m = unwind_mapping_slow(w, look);
+		slow = true;
+	}
 	if (!m) {
 		w->end = TRACER_END_NO_MAPPING;
 		return 1;
 	}
 	if (!m->npages) /* a file without CFI: it keeps frame pointers, or nothing does */
-		rule = UNWIND_CFA_RBP | UNWIND_RBP_AT_CFA << UNWIND_RULE_RBP_SHIFT |
-		       ((__u32)(-16 / 8) & 0x3f) << UNWIND_RULE_RBP_OFF_SHIFT |
-		       16u << UNWIND_RULE_CFA_SHIFT;
-	else if (look < m->bias || unwind_rule_at(m, look - m->bias, &rule)) {
-		w->end = TRACER_END_NO_CFI;
-		return 1;
+		*rule = UNWIND_CFA_RBP | UNWIND_RBP_AT_CFA << UNWIND_RULE_RBP_SHIFT |
+			((__u32)(-16 / 8) & 0x3f) << UNWIND_RULE_RBP_OFF_SHIFT |
+			16u << UNWIND_RULE_CFA_SHIFT;
+	else if (look < m->bias || unwind_rule_at(m, look - m->bias, rule))
+		*rule = UNWIND_NONE;
+	if (c && !slow) {
+		c->pc = look;
+		c->tgid = w->tgid;
+		c->generation = w->generation;
+		c->rule = *rule;
 	}
+	return 0;
+}
+
+/* One frame: from the state at w->pc to its caller's; 1 stops the walk. */
+static long unwind_step(__u32 i, struct unwind_walk *w)
+{
+	__u64 look = i ? w->pc - 1 : w->pc, cfa, ra = 0, bp = w->bp, pair[2];
+	__u32 rule, kind, n;
+	int rbp_off;
+
+	if (unwind_find_rule(w, look, &rule))
+		return 1;
 	kind = rule & ((1u << UNWIND_RULE_KIND_BITS) - 1);
 	switch (kind) {
 	case UNWIND_CFA_RSP:
@@ -311,8 +339,11 @@ static __always_inline __u64 native_capture(struct pt_regs *ctx, __u32 tgid, __u
 	__u64 key;
 	long err;
 
+	w.tgid = tgid;
 	w.proc = bpf_map_lookup_elem(&unwind_procs, &tgid);
-	if (!w.proc) /* walked the slow way until user space installs it */
+	if (w.proc)
+		w.generation = w.proc->generation;
+	else /* walked the slow way until user space installs it */
 		count(TRACER_CNT_UNWIND_NO_TABLE, 1);
 	st = bpf_map_lookup_elem(&native_scratch, &zero);
 	if (!st)

@@ -3,9 +3,14 @@
  * chain from the other. Each function does work after its call, so that no
  * call becomes a jump (a tail call leaves no frame behind to unwind).
  *   nofp        run both chains, then exit (blocks stay live)
- *   nofp deep N allocate once at each recursion depth 0..N-1, N times over */
+ *   nofp tree N K  N allocations, the i-th at the end of a chain of left()
+ *                  and right() calls spelling i in binary (N distinct
+ *                  stacks), each freed at once except every K-th; a pause
+ *                  of 1 ms after every 100; prints "done" and waits for a
+ *                  line on stdin */
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define NOINLINE __attribute__((noinline))
 
@@ -33,33 +38,49 @@ NOINLINE void *b3(size_t n) { void *p = b4(n); sink++; return p; }          /* S
 NOINLINE void *b2(size_t n) { void *p = b3(n); sink++; return p; }          /* SITE:b2 */
 NOINLINE void *b1(size_t n) { void *p = b2(n); sink++; return p; }          /* SITE:b1 */
 
-/* a stack frame of its own, with a variable-sized array: CFA from rbp */
-NOINLINE void *recurse(int depth, size_t n)
+NOINLINE void *left(int level, unsigned path, size_t n);
+NOINLINE void *right(int level, unsigned path, size_t n);
+
+/* one bit of path per frame, lowest first; a frame of its own size */
+NOINLINE void *left(int level, unsigned path, size_t n)
 {
-	volatile char pad[16 + depth % 7];
+	volatile char pad[24];
 	void *p;
 
 	pad[0] = 1;
-	p = depth ? recurse(depth - 1, n) : alloc_block(n); /* SITE:recurse */
+	p = !level ? alloc_block(n) : (path & 1) ? left(level - 1, path >> 1, n)
+						  : right(level - 1, path >> 1, n);
 	sink += pad[0];
+	return p;
+}
+
+NOINLINE void *right(int level, unsigned path, size_t n)
+{
+	void *p = !level ? alloc_block(n) : (path & 1) ? left(level - 1, path >> 1, n)
+						       : right(level - 1, path >> 1, n);
+	sink++;
 	return p;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc > 2) { /* deep N */
-		int n = atoi(argv[2]);
+	if (argc > 3) { /* tree N K */
+		long n = atol(argv[2]), k = atol(argv[3]);
+		char line[16];
 
-		for (int round = 0; round < n; round++)
-			for (int d = 0; d < n; d++) {
-				void *p = recurse(d, 100);
+		for (long i = 0; i < n; i++) {
+			void *p = right(16, (unsigned)i, 100);
 
-				if (nkeep < 4096 && round == 0)
-					keep[nkeep++] = p;
-				else
-					free(p);
-			}
-		return 0;
+			if (i % k == 0 && nkeep < 4096)
+				keep[nkeep++] = p;
+			else
+				free(p);
+			if (i % 100 == 99)
+				usleep(1000);
+		}
+		printf("done\n");
+		fflush(stdout);
+		return !fgets(line, sizeof(line), stdin);
 	}
 	for (int i = 0; i < 100; i++)
 		keep[nkeep++] = a1(1000); /* SITE:main_a */
