@@ -63,8 +63,58 @@ int collect_open(struct collector *c, struct tracer_bpf *skel, pid_t pid,
 				     resolve->nframe))
 			return -ENOMEM;
 		c->have_stacks = true;
+		c->sweep_at = 4 * (size_t)bpf_map__max_entries(skel->maps.native_stacks);
 	}
 	return symbolize_open(pid, &c->sym);
+}
+
+/* Marks the stacks live traces refer to, then sweeps the others: what a
+ * snapshot does, without resolving anything. For a long run without
+ * reports, whose store would otherwise keep every stack ever seen. */
+static void sweep_stacks(struct collector *c)
+{
+	int afd = bpf_map__fd(c->skel->maps.allocs);
+	uint32_t batch = 1024, count, out_batch;
+	struct tracer_bucket *buckets = calloc(batch, sizeof(*buckets));
+	__u32 *keys = calloc(batch, sizeof(*keys));
+	bool first = true;
+
+	if (!keys || !buckets)
+		goto out;
+	for (;;) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		int r;
+
+		count = batch;
+		r = bpf_map_lookup_batch(afd, first ? NULL : &out_batch, &out_batch, keys, buckets,
+					 &count, &opts);
+		if (r && errno != ENOENT)
+			goto out; /* nothing swept: all kept */
+		first = false;
+		for (uint32_t i = 0; i < count; i++)
+			for (int j = 0; j < TRACER_BUCKET_SLOTS; j++)
+				if (buckets[i].s[j].key &&
+				    TRACER_SITE_IS_STACK(buckets[i].s[j].info.site))
+					stack_store_get(&c->stacks, buckets[i].s[j].info.site);
+		if (r)
+			break;
+	}
+	if (c->skel->bss->overflow_used) {
+		int fd = bpf_map__fd(c->skel->maps.allocs_overflow);
+		__u64 key, next, *prev = NULL;
+		struct tracer_alloc_info info;
+
+		while (!bpf_map_get_next_key(fd, prev, &next)) {
+			key = next;
+			prev = &key;
+			if (!bpf_map_lookup_elem(fd, &key, &info) && TRACER_SITE_IS_STACK(info.site))
+				stack_store_get(&c->stacks, info.site);
+		}
+	}
+	stack_store_sweep(&c->stacks);
+out:
+	free(keys);
+	free(buckets);
 }
 
 void collect_drain_stacks(struct collector *c, bool due)
@@ -80,6 +130,13 @@ void collect_drain_stacks(struct collector *c, bool due)
 	    (due || added - c->stacks_seen >= bpf_map__max_entries(c->skel->maps.native_stacks) / 4)) {
 		c->stacks_seen = added;
 		stack_store_drain(&c->stacks);
+	}
+	/* twice what the last sweep kept, and at least 4 tables' worth */
+	if (due && c->stacks.stacks.n > c->sweep_at) {
+		sweep_stacks(c);
+		c->sweep_at = 2 * c->stacks.stacks.n;
+		if (c->sweep_at < 4 * (size_t)bpf_map__max_entries(c->skel->maps.native_stacks))
+			c->sweep_at = 4 * (size_t)bpf_map__max_entries(c->skel->maps.native_stacks);
 	}
 }
 
