@@ -43,7 +43,8 @@ WL_C      := $(filter-out tests/workloads/py_embed.c tests/workloads/nofp.c,$(wi
 WL_CXX    := $(wildcard tests/workloads/*.cc)
 WL_BINS   := $(patsubst tests/workloads/%.c,$(BUILD)/workloads/%,$(WL_C)) \
              $(patsubst tests/workloads/%.cc,$(BUILD)/workloads/%,$(WL_CXX)) \
-             $(BUILD)/workloads/native-static $(BUILD)/workloads/nofp $(BUILD)/workloads/nofp-nodebug
+             $(BUILD)/workloads/native-static $(BUILD)/workloads/nofp $(BUILD)/workloads/nofp-nodebug \
+             $(BUILD)/workloads/bench_mix-nofp
 
 .PHONY: all test unit integration fuzz fuzz-quick fuzz-run fuzz-corpus demo bench snapshot-perf \
 	clean deps
@@ -91,6 +92,8 @@ $(BUILD)/workloads/nofp: tests/workloads/nofp.c | $(BUILD)/workloads
 	$(CC) -O2 -g -fomit-frame-pointer $< -o $@
 $(BUILD)/workloads/nofp-nodebug: tests/workloads/nofp.c | $(BUILD)/workloads
 	$(CC) -O2 -fomit-frame-pointer $< -o $@
+$(BUILD)/workloads/bench_mix-nofp: tests/workloads/bench_mix.c | $(BUILD)/workloads
+	$(CC) -O2 -g -fomit-frame-pointer $< -o $@
 $(BUILD)/workloads/%: tests/workloads/%.cc | $(BUILD)/workloads
 	g++ $(WL_FLAGS) $< -o $@
 

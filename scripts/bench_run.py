@@ -72,7 +72,7 @@ def tracer_help():
 
 
 # Counters that mean an event was not recorded (user/session.c's names).
-LOST_COUNTERS = ("allocs table full", "stack table full or collision", "thread slot unavailable",
+LOST_COUNTERS = ("allocs table full", "native stack table full", "thread slot unavailable",
                  "return without entry", "process table full")
 
 
@@ -405,18 +405,90 @@ def pythons():
     return found
 
 
+def bench_csv(rows):
+    """A CSV file of rows rows for sqlite3 to import, made once."""
+    d = os.path.join(BUILD, "bench")
+    path = os.path.join(d, "rows-%d.csv" % rows)
+    if not os.path.exists(path):
+        os.makedirs(d, exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            for i in range(rows):
+                f.write("%d,%s,%d\n" % (i, "x" * (1 + i * 7919 % 40), i * 104729 % 1000003))
+        os.rename(path + ".tmp", path)
+    return path
+
+
+def real_programs(scale):
+    """Debian programs doing real work, timed from outside (REAL): sqlite3
+    importing and indexing a CSV, clang++ compiling a C++ file. No frame
+    pointers in either."""
+    out = []
+    if shutil.which("sqlite3"):
+        out.append(("sqlite3-import", [shutil.which("sqlite3"), "-cmd", ".mode csv", "-cmd",
+                                       ".import %s t" % bench_csv(400000 // scale), ":memory:",
+                                       "create index ti on t(b);"], REAL))
+    if shutil.which("clang++"):
+        out.append(("clang++-O2", [shutil.which("clang++"), "-std=c++17", "-O2", "-c",
+                                   os.path.join(ROOT, "scripts", "bench_cxx.cc"), "-o",
+                                   "/dev/null"], REAL))
+    return out
+
+
 def workloads(quick):
     scale = 5 if quick else 1
     wl = [
         ("bench_malloc", [os.path.join(BUILD, "workloads", "bench_malloc"), str(1000000 // scale)], False),
         ("bench_mix", [os.path.join(BUILD, "workloads", "bench_mix"), str(100000 // scale), "2"], False),
-    ]
+        # the same mix built as distributions build: -O2, no frame pointers
+        ("bench_mix-nofp", [os.path.join(BUILD, "workloads", "bench_mix-nofp"), str(100000 // scale), "2"], False),
+    ] + real_programs(scale)
     for name, exe in pythons():
         wl.append((name, [exe, os.path.join(ROOT, "scripts", "bench_py.py"), str(50000 // scale)], True))
     return wl
 
 
+# A workload that does not time itself (a real program): untraced and
+# heaptrack are timed from outside, around the whole run; the tracer's runs
+# by the report's duration_ns (from the command's exec to its exit, as the
+# tracer saw it), so that attaching and detaching are not counted.
+REAL = "real"
+
+
+def run_real(argv, tracer_run=False):
+    t0 = time.monotonic_ns()
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=RUN_TIMEOUT, universal_newlines=True)
+    wall = time.monotonic_ns() - t0
+    if p.returncode != 0:
+        tail = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError("%s exited %d: %s" % (os.path.basename(argv[0]), p.returncode, tail))
+    res = {"elapsed_ns": wall}
+    if tracer_run:
+        docs = json_docs(p.stdout)
+        if not docs or not docs[-1].get("duration_ns"):
+            raise RuntimeError("no report from the tracer")
+        res["elapsed_ns"] = docs[-1]["duration_ns"]
+        res.update(tracer_figures(docs[-1]))
+    return res
+
+
 def run_config(config, cmd, is_py):
+    if is_py == REAL:
+        if config == "untraced":
+            return run_real(cmd)
+        if config in ("floor", "tracer-n1", "tracer-n16") or config.startswith("tracer-n"):
+            nframe = 1 if config == "floor" else int(config[len("tracer-n"):])
+            return run_real(tracer_argv(nframe, config == "floor", cmd), tracer_run=True)
+        if config == "heaptrack":
+            exe = shutil.which("heaptrack")
+            if not exe:
+                raise Skip("heaptrack not installed")
+            d = tempfile.mkdtemp(prefix="bench-heaptrack-")
+            try:
+                return run_real([exe, "-o", os.path.join(d, "ht")] + cmd)
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+        return None  # memleak needs a workload that waits for it; tracemalloc is Python's
     if config == "untraced":
         return run(cmd)[0]
     if config == "floor":

@@ -41,27 +41,14 @@
  * RBP_LOST. Measured maxima: 181312 bytes of CFA offset (libLLVM-14),
  * rbp at CFA-56. Adjacent rows with the same rule are merged.
  *
- * What the BPF walker will do with them (bpf/, next session): per frame,
- * find the row of pc (for frames above the first, of pc - 1: a return
- * address may be the first byte of the next function after a noreturn
- * call); CFA from rsp or rbp (or the PLT rule); return address =
- * *(CFA - 8); rbp = unchanged, or *(CFA + rbp_off), or marked unknown;
- * rsp = CFA; pc = return address. It stops, counting why, at STOP or a
- * return address of 0 (the normal end), at NONE or CANNOT (counted per
- * reason: "frames not unwindable"), at a CFA_RBP row after RBP_LOST, when
- * the CFA does not grow (a corrupt stack), when a read fails, or at
- * nframe.
- *
- * Next steps: (1) BPF maps: the rows of every file in one array map shared
- * by all processes, a file table keyed by device + inode (build-id where
- * known) giving each file's first row, count and base, and per process a
- * table of executable mappings [start, end) -> file and load bias
- * (bias = start - pgoff - (p_vaddr - p_offset) + base of the segment
- * mapped), so that offset = pc - bias; (2) the walker in bpf/unwind.bpf.h,
- * bounded loops, the encoding above moving into bpf/tracer.h; (3) files
- * dlopen'd later (mmap events, or the maps re-read when a pc finds no
- * mapping); (4) signal frames (glibc's __restore_rt) and the
- * CFA = *(rbp - 8) form of stack-realigning functions, otel handles both.
+ * The BPF walker (bpf/unwind.bpf.h) uses them so: per frame, the row of
+ * pc (for frames above the first, of pc - 1: a return address may be the
+ * first byte of the next function after a noreturn call); CFA from rsp or
+ * rbp (or the PLT rule); return address = *(CFA - 8); rbp = unchanged, or
+ * *(CFA + rbp_off), or unknown; rsp = CFA; pc = return address.
+ * user/unwind/maps.c puts every file's rows into its maps. Not handled yet:
+ * signal frames (glibc's __restore_rt) and the CFA = *(rbp - 8) form of
+ * stack-realigning functions (CANNOT rows, counted by reason).
  *
  * Bounds (the target controls its files): at most 4 Mi rows
  * (UNWIND_MAX_ROWS, 32 MiB) and 4 Mi FDEs per file, and 64 Ki CIEs per
