@@ -109,7 +109,7 @@ FUZZ_SECONDS       ?= 300
 FUZZ_QUICK_SECONDS ?= 15
 FUZZ_TARGETS := snapfile maps unwind
 FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
-FUZZ_SRCS    := $(wildcard user/model/*.c user/util/*.c)
+FUZZ_SRCS    := $(wildcard user/model/*.c user/report/*.c user/util/*.c)
 FUZZ_FLAGS   := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 $(BUILD)/fuzz/fuzz_snapfile: tests/fuzz/fuzz_snapfile.c $(FUZZ_SRCS) $(PURE_HDRS) | $(BUILD)/fuzz

@@ -620,6 +620,11 @@ struct snapshot *collect_snapshot(struct collector *c)
 	snap->target.command = (uint32_t)command;
 	snap->target.host = (uint32_t)hostname;
 	traced_memory(c, snap);
+	if (resolve_mappings(snap, c->sym))
+		goto fail;
+	for (size_t i = 0; i < c->nprocs; i++)
+		if (resolve_mappings(snap, c->procs[i].sym))
+			goto fail;
 	if (drain_traces(c, snap, &lost) || set_counters(c, snap, &lost))
 		goto fail;
 	snap->tracer_memory = tracer_memory(c);

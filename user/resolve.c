@@ -18,6 +18,47 @@ struct walk {
 	bool at_interpreter; /* stopped at the interpreter's loop */
 };
 
+/* The mapping of a native frame into snap: its index, or
+ * SNAPSHOT_NO_MAPPING when the symbolizer knows none; or a negative errno. */
+static int64_t intern_mapping(struct snapshot *snap, const struct symbolize_mapping *m)
+{
+	if (!m->path || m->start >= m->limit)
+		return SNAPSHOT_NO_MAPPING;
+	return snapshot_intern_mapping(snap, m->path, m->build_id, m->start, m->limit, m->offset);
+}
+
+/* A native frame with where it is (its mapping, address, offset in its
+ * function), when that is known and consistent. */
+static int64_t intern_native(struct snapshot *snap, const struct symbolize_frame *f)
+{
+	int64_t m = intern_mapping(snap, &f->mapping);
+
+	if (m < 0)
+		return m;
+	if (m == SNAPSHOT_NO_MAPPING || f->pc < f->mapping.start || f->pc >= f->mapping.limit)
+		return snapshot_intern_frame(snap, f->filename, f->lineno, f->function);
+	return snapshot_intern_native_frame(snap, f->filename, f->lineno, f->function, (uint32_t)m,
+					    f->pc, f->function_offset);
+}
+
+int resolve_mappings(struct snapshot *snap, struct symbolizer *sym)
+{
+	struct symbolize_mapping m;
+
+	/* the executable's first, then the others in address order */
+	for (int pass = 0; sym && pass < 2; pass++)
+		for (size_t i = 0; symbolize_mapping_at(sym, i, &m); i++) {
+			int64_t id;
+
+			if (m.main != (pass == 0))
+				continue;
+			id = intern_mapping(snap, &m);
+			if (id < 0)
+				return (int)id;
+		}
+	return 0;
+}
+
 /* Native frames of a trace, most recent first, into w->ids: the call site,
  * then the stack walk. Stops where the walk leaves known code and, with
  * stop_at_interpreter, at the interpreter's loop. */
@@ -26,7 +67,7 @@ static int native_frames(struct snapshot *snap, struct symbolizer *sym,
 {
 	for (uint32_t i = 0; w->n < w->limit; i++) {
 		uint64_t ip = i == 0 ? t->ip : (t->stack && i < t->nstack ? t->stack[i] : 0);
-		struct symbolize_frame f;
+		struct symbolize_frame f = {0};
 		int64_t id;
 
 		if (!ip)
@@ -45,7 +86,7 @@ static int native_frames(struct snapshot *snap, struct symbolizer *sym,
 			w->at_interpreter = true;
 			break;
 		}
-		id = snapshot_intern_frame(snap, f.filename, f.lineno, f.function);
+		id = intern_native(snap, &f);
 		if (id < 0)
 			return (int)id;
 		w->ids[w->n++] = (uint32_t)id;

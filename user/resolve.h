@@ -60,4 +60,9 @@ int64_t resolve_traceback(struct snapshot *snap, struct symbolizer *sym,
 			  const struct resolve_options *o, const struct resolve_trace *t,
 			  struct resolve_counts *counts);
 
+/* Every executable mapping sym has seen into snap's mappings, the
+ * executable's first (pprof's main binary); native frames add theirs as
+ * they are interned. 0 or a negative errno; sym may be NULL. */
+int resolve_mappings(struct snapshot *snap, struct symbolizer *sym);
+
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "elfsym.h"
 #include "symbolize.h"
@@ -15,15 +16,18 @@ char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
 struct symbolizer {
 	pid_t pid;
 	Dwfl *dwfl;
-	struct target_maps maps;  /* executable file mappings seen, merged */
-	char *last_maps;	  /* raw text of the last /proc/PID/maps read */
+	struct target_maps maps; /* executable file mappings seen, merged */
+	char *last_maps;	 /* raw text of the last /proc/PID/maps read */
 	size_t last_len;
-	struct u64_map cache; /* return address -> struct symbolize_frame */
+	struct u64_map cache;	  /* return address -> struct symbolize_frame */
+	struct u64_map build_ids; /* Dwfl_Module * -> its build-id (char *, NULL: none) */
+	dev_t exe_dev;		  /* the executable, as /proc/PID/exe last showed it */
+	ino_t exe_ino;
 };
 
 static const Dwfl_Callbacks callbacks = {
-	.find_elf = dwfl_linux_proc_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+    .find_elf = dwfl_linux_proc_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
 };
 
 int symbolize_open(pid_t pid, struct symbolizer **out)
@@ -34,7 +38,8 @@ int symbolize_open(pid_t pid, struct symbolizer **out)
 		return -ENOMEM;
 	s->pid = pid;
 	s->dwfl = dwfl_begin(&callbacks);
-	if (!s->dwfl || u64_map_init(&s->cache, sizeof(struct symbolize_frame))) {
+	if (!s->dwfl || u64_map_init(&s->cache, sizeof(struct symbolize_frame)) ||
+	    u64_map_init(&s->build_ids, sizeof(char *))) {
 		symbolize_close(s);
 		return -ENOMEM;
 	}
@@ -58,6 +63,10 @@ void symbolize_close(struct symbolizer *s)
 		free((char *)f->function);
 	}
 	u64_map_free(&s->cache);
+	for (i = 0; i < s->build_ids.cap; i++)
+		if (s->build_ids.keys[i])
+			free(*(char **)u64_map_value_at(&s->build_ids, i));
+	u64_map_free(&s->build_ids);
 	if (s->dwfl)
 		dwfl_end(s->dwfl);
 	target_maps_free(&s->maps);
@@ -80,6 +89,20 @@ static int cmp_mapping(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
+/* Which file is the executable: read again whenever the maps change (a
+ * launched command is first seen before its exec). */
+static void note_executable(struct symbolizer *s)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)s->pid);
+	if (!stat(path, &st)) {
+		s->exe_dev = st.st_dev;
+		s->exe_ino = st.st_ino;
+	}
+}
+
 /* Mappings stay known after they disappear: a block allocated by a library
  * that was unloaded later still deserves its frame. New ones are added. */
 void symbolize_refresh(struct symbolizer *s)
@@ -97,6 +120,7 @@ void symbolize_refresh(struct symbolizer *s)
 	free(s->last_maps);
 	s->last_maps = raw;
 	s->last_len = len;
+	note_executable(s);
 	if (target_parse_maps(raw, len, &now))
 		return;
 
@@ -232,6 +256,67 @@ static void resolve(struct symbolizer *s, uint64_t ip, struct symbolize_frame *f
 	}
 }
 
+/* The build-id of the file a module was reported from, in lowercase hex
+ * (readelf -n's form); NULL when it has none. Read once per module. */
+static const char *module_build_id(struct symbolizer *s, Dwfl_Module *mod)
+{
+	const unsigned char *bits;
+	GElf_Addr vaddr;
+	char **slot, *hex;
+	bool added;
+	int n;
+
+	slot = u64_map_put(&s->build_ids, (uint64_t)(uintptr_t)mod, &added);
+	if (!slot || !added)
+		return slot ? *slot : NULL;
+	n = dwfl_module_build_id(mod, &bits, &vaddr);
+	if (n <= 0 || n > 64 || !(hex = malloc((size_t)n * 2 + 1)))
+		return NULL;
+	for (int i = 0; i < n; i++)
+		snprintf(hex + 2 * i, 3, "%02x", bits[i]);
+	*slot = hex;
+	return hex;
+}
+
+static void describe_mapping(struct symbolizer *s, const struct target_mapping *m,
+			     struct symbolize_mapping *out)
+{
+	Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, m->start);
+
+	*out = (struct symbolize_mapping){
+	    .start = m->start,
+	    .limit = m->end,
+	    .offset = m->offset,
+	    .path = m->path,
+	    .build_id = mod ? module_build_id(s, mod) : NULL,
+	    .main = s->exe_ino && m->dev == s->exe_dev && m->ino == s->exe_ino,
+	};
+}
+
+bool symbolize_mapping_at(struct symbolizer *s, size_t i, struct symbolize_mapping *out)
+{
+	if (i >= s->maps.n)
+		return false;
+	describe_mapping(s, &s->maps.m[i], out);
+	return true;
+}
+
+/* Where a resolved frame is: its mapping and its offset in its function. */
+static void place(struct symbolizer *s, uint64_t ip, struct symbolize_frame *f)
+{
+	uint64_t pc = ip - 1;
+	const struct target_mapping *m = target_maps_find(&s->maps, pc);
+	Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, pc);
+	GElf_Off offset = 0;
+	GElf_Sym sym;
+
+	f->pc = pc;
+	if (m && m->path)
+		describe_mapping(s, m, &f->mapping);
+	if (mod && f->function && dwfl_module_addrinfo(mod, pc, &offset, &sym, NULL, NULL, NULL))
+		f->function_offset = offset + 1;
+}
+
 int symbolize_return_address(struct symbolizer *s, uint64_t ip, struct symbolize_frame *out)
 {
 	struct symbolize_frame *f;
@@ -242,8 +327,10 @@ int symbolize_return_address(struct symbolizer *s, uint64_t ip, struct symbolize
 	f = u64_map_put(&s->cache, ip, &added);
 	if (!f)
 		return -ENOMEM;
-	if (added)
+	if (added) {
 		resolve(s, ip, f);
+		place(s, ip, f);
+	}
 	*out = *f;
 	return out->filename ? 0 : -ENOMEM;
 }

@@ -10,10 +10,26 @@
 
 struct symbolizer;
 
+/* An executable mapping of the process: addresses [start, limit) map the
+ * file path from offset (pprof's Mapping). Strings are owned by the
+ * symbolizer. */
+struct symbolize_mapping {
+	uint64_t start, limit, offset;
+	const char *path;     /* as the target maps it; NULL: no mapping */
+	const char *build_id; /* the file's GNU build-id in lowercase hex, or NULL */
+	bool main;	      /* the process's executable */
+};
+
 struct symbolize_frame {
 	const char *filename; /* source file, or "binary+0xOFFSET" without line info */
 	uint32_t lineno;      /* 0 when unknown */
 	const char *function; /* NULL when no symbol covers the address */
+	/* where it is: the address resolved (the return address - 1, inside
+	 * the call instruction), the return address's offset from the start of
+	 * the function's symbol (0 unknown), the mapping holding pc */
+	uint64_t pc;
+	uint64_t function_offset;
+	struct symbolize_mapping mapping;
 };
 
 int symbolize_open(pid_t pid, struct symbolizer **out);
@@ -25,5 +41,8 @@ bool symbolize_valid_ip(struct symbolizer *s, uint64_t ip);
 /* Resolves a return address (the call instruction is just before it).
  * Strings are owned by the symbolizer. Returns 0 or -ENOENT (ip unknown). */
 int symbolize_return_address(struct symbolizer *s, uint64_t ip, struct symbolize_frame *out);
+/* The i-th executable file mapping seen so far (in address order): true
+ * and *out filled, or false past the last. */
+bool symbolize_mapping_at(struct symbolizer *s, size_t i, struct symbolize_mapping *out);
 
 #endif

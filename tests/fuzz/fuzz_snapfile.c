@@ -5,9 +5,13 @@
  * checks behind it. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "model/snapfile.h"
 #include "model/stats.h"
+#include "report/collapsed.h"
+#include "report/pprof.h"
+#include "report/report.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -22,6 +26,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		stats_list_free(&l);
 	if (!stats_compute(s, STATS_KEY_FILENAME, true, &l))
 		stats_list_free(&l);
+	/* and be printed in every format: frames, mappings, addresses */
+	static FILE *null;
+	if (!null)
+		null = fopen("/dev/null", "w");
+	if (null) {
+		/* text by lineno: -k traceback would open the source files the
+		 * frames name */
+		struct report_options o = {.format = REPORT_TEXT, .key = STATS_KEY_LINENO};
+
+		report_snapshot(null, s, &o);
+		o.format = REPORT_JSON;
+		o.key = STATS_KEY_TRACEBACK;
+		report_snapshot(null, s, &o);
+		pprof_write(s, null);
+		collapsed_write(s, null);
+	}
 	snapshot_free(s);
 	return 0;
 }

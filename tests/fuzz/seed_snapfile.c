@@ -19,6 +19,30 @@ static int add_traces(struct snapshot *s, int n)
 	return snapshot_set_counter(s, "lost", 1);
 }
 
+/* Native frames that say where they are: the mappings and frame
+ * addresses sections. */
+static int add_native(struct snapshot *s)
+{
+	int64_t m1 =
+	    snapshot_intern_mapping(s, "/usr/bin/prog", "0123abcd", 0x401000, 0x402000, 0x1000);
+	int64_t m2 = snapshot_intern_mapping(s, "/lib/libc.so.6", NULL, 0x7f0000001000,
+					     0x7f0000100000, 0x1000);
+	int64_t f1, f2, tb;
+	uint32_t ids[2];
+
+	if (m1 < 0 || m2 < 0)
+		return -1;
+	f1 = snapshot_intern_native_frame(s, "/usr/bin/prog+0x1234", 0, "work", (uint32_t)m1,
+					  0x401234, 0x35);
+	f2 = snapshot_intern_native_frame(s, "prog.c", 7, "main", (uint32_t)m2, 0x7f0000002000,
+					  0x10);
+	ids[0] = (uint32_t)f1, ids[1] = (uint32_t)f2;
+	if (f1 < 0 || f2 < 0)
+		return -1;
+	tb = snapshot_intern_traceback(s, ids, 2, 2);
+	return tb < 0 ? -1 : snapshot_add_trace(s, 0x9000, 16, 0xfffffff0u, (uint32_t)tb);
+}
+
 int main(int argc, char **argv)
 {
 	char path[4096], why[512];
@@ -27,7 +51,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: seed_snapfile DIR\n");
 		return 2;
 	}
-	for (int n = 0; n < 3; n++) {
+	for (int n = 0; n < 4; n++) {
 		struct snapshot *s = snapshot_new();
 
 		if (!s)
@@ -40,7 +64,9 @@ int main(int argc, char **argv)
 		s->domain_memory[SNAPSHOT_CLASS_PYTHON] = (struct snapshot_domain_memory){48, 96};
 		s->domain_memory[SNAPSHOT_CLASS_NATIVE] = (struct snapshot_domain_memory){48, 48};
 		snprintf(path, sizeof(path), "%s/seed-%d.snap", argv[1], n);
-		if (add_traces(s, n * 2) || snapfile_write(s, path, why, sizeof(why))) {
+		/* the last one with mappings and frame addresses too */
+		if (add_traces(s, n * 2) || (n == 3 && add_native(s)) ||
+		    snapfile_write(s, path, why, sizeof(why))) {
 			fprintf(stderr, "seed_snapfile: cannot write %s\n", path);
 			return 1;
 		}

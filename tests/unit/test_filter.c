@@ -287,6 +287,49 @@ static void test_filters_keep_traced_memory(void **state)
 	snapshot_free(s);
 }
 
+/* A filtered snapshot keeps every mapping, in order (the executable's
+ * first), and where each kept native frame is; the frame that only a
+ * dropped trace had is gone. */
+static void test_filters_keep_mappings(void **state)
+{
+	struct snapshot *s = snapshot_new(), *out;
+	struct filter_list l = {0};
+	int64_t m0 = snapshot_intern_mapping(s, "/bin/prog", "abcd", 0x1000, 0x2000, 0);
+	int64_t m1 = snapshot_intern_mapping(s, "/lib/libc.so.6", NULL, 0x7000, 0x9000, 0x1000);
+	int64_t f0 = snapshot_intern_native_frame(s, "/bin/prog+0x123", 0, "work", (uint32_t)m0,
+						  0x1123, 0x24);
+	int64_t f1 = snapshot_intern_native_frame(s, "/lib/libc.so.6+0x1200", 0, NULL, (uint32_t)m1,
+						  0x7200, 0);
+	uint32_t a = (uint32_t)f0, b = (uint32_t)f1;
+
+	assert_true(m0 == 0 && m1 == 1 && f0 >= 0 && f1 >= 0);
+	/* a frame must lie in its mapping, and a frame without one has no address */
+	assert_int_equal(snapshot_intern_native_frame(s, "x", 0, NULL, (uint32_t)m0, 0x2000, 0),
+			 -EINVAL);
+	assert_int_equal(snapshot_intern_native_frame(s, "x", 0, NULL, 2, 0x1500, 0), -EINVAL);
+	assert_int_equal(snapshot_intern_native_frame(s, "x", 0, NULL, SNAPSHOT_NO_MAPPING, 1, 0),
+			 -EINVAL);
+	assert_int_equal(snapshot_intern_mapping(s, "/x", NULL, 0x5000, 0x5000, 0), -EINVAL);
+	assert_int_equal(snapshot_intern_mapping(s, "/lib/libc.so.6", NULL, 0x7000, 0x9000, 0x1000),
+			 1);
+	snapshot_add_trace(s, 0x10, 8, LIBC, (uint32_t)snapshot_intern_traceback(s, &a, 1, 1));
+	snapshot_add_trace(s, 0x20, 8, LIBC, (uint32_t)snapshot_intern_traceback(s, &b, 1, 1));
+	assert_int_equal(filter_add(&l, false, "/lib/*", false), 0);
+	assert_int_equal(filter_snapshot(s, &l, &out), 0);
+	assert_int_equal(out->ntraces, 1);
+	assert_int_equal(out->nmappings, 2);
+	assert_memory_equal(&out->mappings[1], &s->mappings[1], sizeof(s->mappings[1]));
+	assert_string_equal(snapshot_string(out, out->mappings[0].path), "/bin/prog");
+	assert_string_equal(snapshot_string(out, out->mappings[0].build_id), "abcd");
+	assert_int_equal(out->nframes, 1);
+	assert_int_equal(out->frames[0].mapping, 0);
+	assert_int_equal(out->frames[0].address, 0x1123);
+	assert_int_equal(out->frames[0].function_offset, 0x24);
+	snapshot_free(out);
+	filter_list_free(&l);
+	snapshot_free(s);
+}
+
 /* The classes of domains: tracemalloc's (0 and any PyTraceMalloc_Track
  * domain) and tracer's own from 0xfffffff0. */
 static void test_domain_classes(void **state)
@@ -310,6 +353,7 @@ int main(void)
 	    cmocka_unit_test(test_specs),
 	    cmocka_unit_test(test_statistics_of_a_filtered_snapshot),
 	    cmocka_unit_test(test_filters_keep_traced_memory),
+	    cmocka_unit_test(test_filters_keep_mappings),
 	    cmocka_unit_test(test_domain_classes),
 	};
 

@@ -112,9 +112,104 @@ static void test_json(void **state)
 	    "\"frees\":100},\"traces\":2,\"taken_at\":0,\"duration_ns\":0,"
 	    "\"counters\":{\"allocs table full\":0,\"stack truncated\":3},"
 	    "\"key\":\"traceback\",\"cumulative\":false,\"statistics\":[{\"frames\":["
-	    "{\"filename\":\"/no/such/b.c\",\"lineno\":2,\"function\":\"leaf\"},"
-	    "{\"filename\":\"/no/such/a.c\",\"lineno\":9,\"function\":null}],"
+	    "{\"filename\":\"/no/such/b.c\",\"lineno\":2,\"function\":\"leaf\","
+	    "\"binary\":null,\"function_offset\":null},"
+	    "{\"filename\":\"/no/such/a.c\",\"lineno\":9,\"function\":null,"
+	    "\"binary\":null,\"function_offset\":null}],"
 	    "\"size\":113,\"count\":2,\"average\":56.5}]}\n");
+	snapshot_free(s);
+}
+
+/* Native frames without a source line (a binary without debug
+ * information) name their function: "binary: function+0xOFFSET" where
+ * tracemalloc's "file:line" goes, in statistics, tracebacks, JSON and
+ * get_object_traceback; "binary+0xOFFSET" where no symbol covers the
+ * address. They group by address for 'lineno' and by binary for
+ * 'filename'; a frame with a source line, a Python frame and a frame of an
+ * older file (no mapping) read as before. */
+static struct snapshot *make_native(void)
+{
+	struct snapshot *s = snapshot_new();
+	int64_t m = snapshot_intern_mapping(s, "/usr/bin/redis-server", "ab12", 0x555500001000,
+					    0x555500100000, 0x1000);
+	uint32_t f[4], tb1, tb2;
+
+	s->traceback_limit = 3;
+	s->target.command = (uint32_t)snapshot_intern_string(s, "redis-server");
+	s->target.host = s->target.command;
+	f[0] = (uint32_t)snapshot_intern_native_frame(s, "/usr/bin/redis-server+0x7bc18", 0,
+						      "zmalloc_usable", (uint32_t)m, 0x55550007cc18,
+						      0x19);
+	f[1] = (uint32_t)snapshot_intern_native_frame(s, "/usr/bin/redis-server+0x7c000", 0, NULL,
+						      (uint32_t)m, 0x55550007d000, 0);
+	f[2] = (uint32_t)snapshot_intern_native_frame(s, "server.c", 7, "main", (uint32_t)m,
+						      0x555500002000, 0x30);
+	f[3] = (uint32_t)snapshot_intern_frame(s, "/old/file+0x10", 0, "old"); /* an older file */
+	tb1 = (uint32_t)snapshot_intern_traceback(s, f, 3, 3);
+	tb2 = (uint32_t)snapshot_intern_traceback(s, &f[1], 1, 1);
+	assert_int_equal(snapshot_add_trace(s, 0x1000, 100, SNAPSHOT_DOMAIN_LIBC, tb1), 0);
+	assert_int_equal(snapshot_add_trace(s, 0x2000, 40, SNAPSHOT_DOMAIN_LIBC, tb2), 0);
+	assert_int_equal(snapshot_add_trace(s, 0x3000, 1, SNAPSHOT_DOMAIN_LIBC,
+					    (uint32_t)snapshot_intern_traceback(s, &f[3], 1, 1)),
+			 0);
+	return s;
+}
+
+static void test_native_without_lines(void **state)
+{
+	struct snapshot *s = make_native();
+	struct report_options o = {.format = REPORT_TEXT, .key = STATS_KEY_LINENO};
+
+	assert_non_null(strstr(run(s, &o),
+			       "top 3 lineno statistics:\n"
+			       "/usr/bin/redis-server: zmalloc_usable+0x19: size=100 B, "
+			       "count=1, average=100 B\n"
+			       "/usr/bin/redis-server+0x7c000: size=40 B, count=1, "
+			       "average=40 B\n"
+			       "/old/file+0x10:0: size=1 B, count=1, average=1 B\n"));
+	o.cumulative = true;
+	assert_non_null(strstr(run(s, &o),
+			       "/usr/bin/redis-server+0x7c000: size=140 B, count=2, "
+			       "average=70 B\n"
+			       "server.c:7: size=100 B, count=1, average=100 B\n"
+			       "/usr/bin/redis-server: zmalloc_usable+0x19: size=100 B"));
+	/* a binary is a file: one statistic, counted once per frame in it */
+	o.key = STATS_KEY_FILENAME;
+	assert_non_null(strstr(run(s, &o), "top 3 filename statistics (cumulative):\n"
+					   "/usr/bin/redis-server:0: size=240 B, count=3, "
+					   "average=80 B\n"
+					   "server.c:0: size=100 B, count=1, average=100 B\n"
+					   "/old/file+0x10:0: size=1 B"));
+	o.cumulative = false;
+	o.key = STATS_KEY_TRACEBACK;
+	assert_non_null(strstr(run(s, &o),
+			       "top 3 traceback statistics:\n"
+			       "server.c:7: size=100 B, count=1, average=100 B\n"
+			       "  File \"server.c\", line 7\n"
+			       "  File \"/usr/bin/redis-server+0x7c000\"\n"
+			       "  File \"/usr/bin/redis-server\", in zmalloc_usable+0x19\n"
+			       "/usr/bin/redis-server+0x7c000: size=40 B"));
+	o.format = REPORT_JSON;
+	assert_non_null(strstr(
+	    run(s, &o), "{\"frames\":[{\"filename\":\"/usr/bin/redis-server+0x7bc18\",\"lineno\":0,"
+			"\"function\":\"zmalloc_usable\",\"binary\":\"/usr/bin/redis-server\","
+			"\"function_offset\":25},{\"filename\":\"/usr/bin/redis-server+0x7c000\","
+			"\"lineno\":0,\"function\":null,\"binary\":\"/usr/bin/redis-server\","
+			"\"function_offset\":null},{\"filename\":\"server.c\",\"lineno\":7,"
+			"\"function\":\"main\",\"binary\":null,\"function_offset\":null}]"));
+	{
+		FILE *f = fmemopen(buf, sizeof(buf), "w");
+
+		assert_int_equal(report_address(f, s, 0x1010), 0);
+		fputc('\0', f);
+		fclose(f);
+		assert_string_equal(buf,
+				    "0x1010: offset 16 in a block of 100 B (100 B) at 0x1000, "
+				    "domain libc, allocated at:\n"
+				    "  File \"/usr/bin/redis-server\", in zmalloc_usable+0x19\n"
+				    "  File \"/usr/bin/redis-server+0x7c000\"\n"
+				    "  File \"server.c\", line 7, in main\n");
+	}
 	snapshot_free(s);
 }
 
@@ -256,6 +351,7 @@ int main(void)
 	    cmocka_unit_test(test_libc_only),
 	    cmocka_unit_test(test_old_file),
 	    cmocka_unit_test(test_compare_headers),
+	    cmocka_unit_test(test_native_without_lines),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

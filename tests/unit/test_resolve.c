@@ -38,6 +38,23 @@ void symbolize_refresh(struct symbolizer *s)
 	s->refreshed = true;
 }
 
+/* The executable mappings, in address order: libc below the program (the
+ * executable, listed first by resolve_mappings), the late library once
+ * refreshed. */
+static const struct symbolize_mapping mappings[] = {
+    {0x400, 0x800, 0x1000, "/lib/libc.so.6", NULL, false},
+    {0x800, 0x2000, 0, "/bin/prog", "0123abcd", true},
+    {0x8000, 0xa000, 0x2000, "/lib/late.so", NULL, false},
+};
+
+bool symbolize_mapping_at(struct symbolizer *s, size_t i, struct symbolize_mapping *out)
+{
+	if (i >= (s->refreshed ? 3u : 2u))
+		return false;
+	*out = mappings[i];
+	return true;
+}
+
 int symbolize_return_address(struct symbolizer *s, uint64_t ip, struct symbolize_frame *out)
 {
 	static char file[64];
@@ -48,6 +65,9 @@ int symbolize_return_address(struct symbolizer *s, uint64_t ip, struct symbolize
 	out->filename = file;
 	out->lineno = (uint32_t)(ip >> 8); /* 0x1000 -> line 16 */
 	out->function = ip == 0x9000 ? "late" : functions[(ip - 0x1000) / 0x100];
+	out->pc = ip - 1;
+	out->function_offset = 0x10;
+	out->mapping = mappings[ip == 0x9000 ? 2 : 1];
 	return 0;
 }
 
@@ -348,6 +368,42 @@ static void test_equal_inputs_share_a_traceback(void **state)
 	assert_int_equal(a, b);
 }
 
+/* Native frames say where they are: the mapping (interned with its
+ * build-id), the address symbolized (the return address - 1) and the
+ * offset in the function; resolve_mappings lists the executable first. */
+static void test_native_frames_have_mappings_and_addresses(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t stack[] = {SITE, HELPER};
+	struct resolve_trace t = {.ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_LIBC};
+	const struct snapshot_traceback *tb;
+	const struct snapshot_frame *fr;
+	struct snapshot *all = snapshot_new();
+
+	assert_int_equal(resolve_mappings(all, &f->sym), 0);
+	assert_int_equal(all->nmappings, 2);
+	assert_string_equal(snapshot_string(all, all->mappings[0].path), "/bin/prog");
+	assert_string_equal(snapshot_string(all, all->mappings[0].build_id), "0123abcd");
+	assert_int_equal(all->mappings[0].start, 0x800);
+	assert_int_equal(all->mappings[0].limit, 0x2000);
+	assert_string_equal(snapshot_string(all, all->mappings[1].path), "/lib/libc.so.6");
+	assert_int_equal(all->mappings[1].build_id, SNAPSHOT_NO_STRING);
+	assert_int_equal(all->mappings[1].file_offset, 0x1000);
+	/* again: nothing new */
+	assert_int_equal(resolve_mappings(all, &f->sym), 0);
+	assert_int_equal(all->nmappings, 2);
+	assert_int_equal(resolve_mappings(all, NULL), 0);
+	snapshot_free(all);
+
+	tb = resolve(f, 2, false, &t);
+	fr = snapshot_frame_at(f->snap, tb, 1);
+	assert_int_equal(f->snap->nmappings, 1);
+	assert_int_equal(fr->mapping, 0);
+	assert_int_equal(fr->address, HELPER - 1);
+	assert_int_equal(fr->function_offset, 0x10);
+	assert_int_equal(snapshot_frame_at(f->snap, tb, 0)->address, SITE - 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -371,6 +427,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_a_stack_with_no_frame_resolved_is_counted, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_equal_inputs_share_a_traceback, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_native_frames_have_mappings_and_addresses, setup,
+					    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

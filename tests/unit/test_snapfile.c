@@ -542,6 +542,143 @@ static void test_domain_memory_section(void **state)
 	snapshot_free(s);
 }
 
+/* sample() with native frames that say where they are: two mappings (one
+ * without a build-id), frames in them with and without source lines, a
+ * traceback of them and a trace. */
+static struct snapshot *native_sample(void)
+{
+	struct snapshot *s = sample();
+	int64_t exe = snapshot_intern_mapping(s, "/usr/bin/redis-server", "4e1f00aa",
+					      0x555500001000, 0x555500090000, 0x1000);
+	int64_t lib = snapshot_intern_mapping(s, "/usr/lib/libc.so.6", NULL, 0x7f0000028000,
+					      0x7f00001bd000, 0x28000);
+	int64_t f1, f2, f3, tb;
+	uint32_t ids[3];
+
+	assert_true(exe == 0 && lib == 1);
+	f1 = snapshot_intern_native_frame(s, "/usr/bin/redis-server+0x7bc18", 0, "zmalloc_usable",
+					  (uint32_t)exe, 0x55550007bc18, 0x19);
+	f2 = snapshot_intern_native_frame(s, "/usr/bin/redis-server+0x7bd00", 0, NULL,
+					  (uint32_t)exe, 0x55550007bd00, 0);
+	/* the same file and line as sample()'s make_thing, another address */
+	f3 = snapshot_intern_native_frame(s, "native.c", 42, "make_thing", (uint32_t)lib,
+					  0x7f0000030000, 0x40);
+	assert_true(f1 >= 0 && f2 >= 0 && f3 >= 0);
+	ids[0] = (uint32_t)f1, ids[1] = (uint32_t)f2, ids[2] = (uint32_t)f3;
+	tb = snapshot_intern_traceback(s, ids, 3, 3);
+	assert_true(tb >= 0);
+	assert_int_equal(
+	    snapshot_add_trace(s, 0x7f0000400000, 64, SNAPSHOT_DOMAIN_LIBC, (uint32_t)tb), 0);
+	return s;
+}
+
+/* Mappings and frame addresses (sections 9 and 10): kept by a round trip;
+ * a file without them (an older tracer's) loads with no mapping on any
+ * frame; a hostile one is refused. */
+static void test_mappings_sections(void **state)
+{
+	struct snapshot *s = native_sample(), *t;
+	unsigned char *buf, *p, *again;
+	size_t len, len2;
+	uint32_t i;
+
+	/* no mappings: written as before, without sections 9 and 10 */
+	t = sample();
+	assert_int_equal(snapfile_encode(t, (void **)&buf, &len), 0);
+	assert_int_equal(get32(buf + 12), 8);
+	assert_null(section(buf, 9));
+	free(buf);
+	snapshot_free(t);
+
+	assert_int_equal(snapfile_encode(s, (void **)&buf, &len), 0);
+	assert_int_equal(get32(buf + 12), 10);
+	p = section(buf, 9);
+	assert_non_null(p);
+	assert_int_equal(get64(entry(buf, 8) + 16), 2 * 32);
+	assert_int_equal(get64(p), 0x555500001000);
+	assert_int_equal(get64(p + 8), 0x555500090000);
+	assert_int_equal(get64(p + 16), 0x1000);
+	assert_string_equal(s->strings[get32(p + 24)], "/usr/bin/redis-server");
+	assert_string_equal(s->strings[get32(p + 28)], "4e1f00aa");
+	assert_int_equal(get32(p + 32 + 28), SNAPSHOT_NO_STRING);
+	assert_int_equal(get64(entry(buf, 9) + 16), (uint64_t)s->nframes * 24);
+
+	t = decode_ok(buf, len);
+	assert_int_equal(t->nmappings, 2);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(t->mappings[i].start, s->mappings[i].start);
+		assert_int_equal(t->mappings[i].limit, s->mappings[i].limit);
+		assert_int_equal(t->mappings[i].file_offset, s->mappings[i].file_offset);
+		assert_string_equal(snapshot_string(t, t->mappings[i].path),
+				    snapshot_string(s, s->mappings[i].path));
+	}
+	assert_string_equal(snapshot_string(t, t->mappings[0].build_id), "4e1f00aa");
+	assert_int_equal(t->mappings[1].build_id, SNAPSHOT_NO_STRING);
+	assert_int_equal(t->nframes, s->nframes);
+	for (i = 0; i < s->nframes; i++) {
+		assert_int_equal(t->frames[i].mapping, s->frames[i].mapping);
+		assert_int_equal(t->frames[i].address, s->frames[i].address);
+		assert_int_equal(t->frames[i].function_offset, s->frames[i].function_offset);
+	}
+	assert_same_stats(s, t, STATS_KEY_TRACEBACK, false);
+	assert_same_stats(s, t, STATS_KEY_FILENAME, true);
+	assert_int_equal(snapfile_encode(t, (void **)&again, &len2), 0);
+	assert_int_equal(len, len2);
+	assert_memory_equal(buf, again, len);
+	free(again);
+	snapshot_free(t);
+
+	/* a reader that does not know them (or a file without them): the
+	 * frames lose where they are and nothing else; the two make_thing
+	 * frames become one */
+	put32(entry(buf, 8), 97);
+	put32(entry(buf, 9), 98);
+	reseal(buf, len);
+	t = decode_ok(buf, len);
+	assert_int_equal(t->nmappings, 0);
+	assert_int_equal(t->nframes, s->nframes - 1);
+	for (i = 0; i < t->nframes; i++) {
+		assert_int_equal(t->frames[i].mapping, SNAPSHOT_NO_MAPPING);
+		assert_int_equal(t->frames[i].address, 0);
+	}
+	assert_same_stats(s, t, STATS_KEY_LINENO, false);
+	snapshot_free(t);
+	/* frame addresses without mappings: only frames without a mapping */
+	put32(entry(buf, 9), 10);
+	reseal(buf, len);
+	expect_reject(buf, len, "refers to mapping 0 of 0");
+	put32(entry(buf, 8), 9);
+	reseal(buf, len);
+	snapshot_free(decode_ok(buf, len));
+
+	/* hostile mappings and addresses */
+	p = section(buf, 9);
+	MUTATE(put64(p + 8, 0x555500001000), put64(p + 8, 0x555500090000),
+	       "mapping 0 ends (0x555500001000) before it starts");
+	MUTATE(put32(p + 24, 4000), put32(p + 24, s->mappings[0].path),
+	       "a mapping's path refers to string 4000");
+	MUTATE(put32(p + 28, 4001), put32(p + 28, s->mappings[0].build_id),
+	       "a mapping's build-id refers to string 4001");
+	MUTATE(put64(entry(buf, 8) + 16, 40), put64(entry(buf, 8) + 16, 64), "whole number");
+	MUTATE(put32(entry(buf, 8), 10), put32(entry(buf, 8), 9), "two frame addresses sections");
+	p = section(buf, 10);
+	for (i = 0; i < s->nframes && s->frames[i].mapping == SNAPSHOT_NO_MAPPING; i++)
+		;
+	assert_true(i < s->nframes);
+	p += 24 * i; /* the first frame with a mapping */
+	MUTATE(put32(p, 2), put32(p, 0), "refers to mapping 2 of 2");
+	MUTATE(put64(p + 8, 0x555500090000), put64(p + 8, s->frames[i].address),
+	       "lies outside its mapping (0x555500001000-0x555500090000)");
+	MUTATE(put64(p + 8, 0x555500000fff), put64(p + 8, s->frames[i].address),
+	       "lies outside its mapping");
+	MUTATE(put32(p, SNAPSHOT_NO_MAPPING), put32(p, 0), "has an address but no mapping");
+	MUTATE(put64(entry(buf, 9) + 16, get64(entry(buf, 9) + 16) - 24),
+	       put64(entry(buf, 9) + 16, get64(entry(buf, 9) + 16) + 24), "frame addresses for");
+	snapshot_free(decode_ok(buf, len));
+	free(buf);
+	snapshot_free(s);
+}
+
 static void test_expand_name(void **state)
 {
 	char out[64];
@@ -572,6 +709,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_structure),
 	    cmocka_unit_test(test_unknown_section_is_skipped),
 	    cmocka_unit_test(test_domain_memory_section),
+	    cmocka_unit_test(test_mappings_sections),
 	    cmocka_unit_test(test_expand_name),
 	};
 

@@ -176,8 +176,10 @@ static int64_t copy_traceback(struct snapshot *out, const struct snapshot *in, u
 	for (uint32_t i = 0; i < tb->nframe && r >= 0; i++) {
 		const struct snapshot_frame *f = snapshot_frame_at(in, tb, i);
 
-		r = snapshot_intern_frame(out, snapshot_string(in, f->filename), f->lineno,
-					  snapshot_string(in, f->function));
+		/* mappings were copied first, in order: their indices are kept */
+		r = snapshot_intern_native_frame(out, snapshot_string(in, f->filename), f->lineno,
+						 snapshot_string(in, f->function), f->mapping,
+						 f->address, f->function_offset);
 		ids[i] = (uint32_t)r;
 	}
 	if (r >= 0)
@@ -218,6 +220,17 @@ int filter_snapshot(const struct snapshot *in, const struct filter_list *l, stru
 	}
 	s->target.command = (uint32_t)cmd;
 	s->target.host = (uint32_t)host;
+	for (uint32_t i = 0; i < in->nmappings && !err; i++) {
+		const struct snapshot_mapping *m = &in->mappings[i];
+		int64_t r = snapshot_intern_mapping(s, snapshot_string(in, m->path),
+						    snapshot_string(in, m->build_id), m->start,
+						    m->limit, m->file_offset);
+
+		if (r < 0)
+			err = (int)r;
+		else if (r != i)
+			err = -EINVAL; /* two equal mappings: not an interned table */
+	}
 	for (uint32_t i = 0; i < in->ncounters && !err; i++)
 		err = snapshot_set_counter(s, snapshot_string(in, in->counters[i].name),
 					   in->counters[i].value);

@@ -20,12 +20,22 @@
 int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 {
 	size_t len[SEC_KNOWN_MAX + 1] = {0}, off[SEC_KNOWN_MAX + 1] = {0}, total, pos;
-	/* the optional section only when there is something to say */
-	const unsigned nsec = s->domain_memory_known ? SEC_DOMAIN_MEMORY : SEC_REQUIRED_MAX;
 	unsigned char *buf, *p;
+	int ids[SEC_KNOWN_MAX], id;
+	unsigned nsec = 0, k;
 	uint32_t i;
 	uint64_t t;
-	int id;
+
+	/* the required sections, then the optional ones that have something to
+	 * say: a snapshot without them is written as an older tracer wrote it */
+	for (id = 1; id <= SEC_REQUIRED_MAX; id++)
+		ids[nsec++] = id;
+	if (s->domain_memory_known)
+		ids[nsec++] = SEC_DOMAIN_MEMORY;
+	if (s->nmappings) {
+		ids[nsec++] = SEC_MAPPINGS;
+		ids[nsec++] = SEC_FRAME_ADDRESSES;
+	}
 
 	len[SEC_META] = META_SIZE;
 	len[SEC_STRINGS] = 4;
@@ -37,9 +47,12 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 	len[SEC_TRACES] = (size_t)s->ntraces * 24;
 	len[SEC_COUNTERS] = (size_t)s->ncounters * 16;
 	len[SEC_DOMAIN_MEMORY] = (size_t)SNAPSHOT_NCLASSES * DOMAIN_MEMORY_RECORD;
+	len[SEC_MAPPINGS] = (size_t)s->nmappings * MAPPING_RECORD;
+	len[SEC_FRAME_ADDRESSES] = (size_t)s->nframes * FRAME_ADDRESS_RECORD;
 
 	pos = HEADER_SIZE + nsec * ENTRY_SIZE;
-	for (id = 1; id <= (int)nsec; id++) {
+	for (k = 0; k < nsec; k++) {
+		id = ids[k];
 		off[id] = align8(pos);
 		pos = off[id] + len[id];
 	}
@@ -52,8 +65,9 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 	put32(buf + 8, SNAPFILE_VERSION);
 	put32(buf + 12, nsec);
 	put64(buf + 16, total);
-	for (id = 1; id <= (int)nsec; id++) {
-		p = buf + HEADER_SIZE + (id - 1) * ENTRY_SIZE;
+	for (k = 0; k < nsec; k++) {
+		id = ids[k];
+		p = buf + HEADER_SIZE + k * ENTRY_SIZE;
 		put32(p, (uint32_t)id);
 		put64(p + 8, off[id]);
 		put64(p + 16, len[id]);
@@ -105,13 +119,29 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 		put32(p, s->counters[i].name);
 		put64(p + 8, s->counters[i].value);
 	}
-	if (nsec >= SEC_DOMAIN_MEMORY)
+	if (s->domain_memory_known)
 		for (i = 0, p = buf + off[SEC_DOMAIN_MEMORY]; i < SNAPSHOT_NCLASSES;
 		     i++, p += DOMAIN_MEMORY_RECORD) {
 			put32(p, i);
 			put64(p + 8, s->domain_memory[i].current);
 			put64(p + 16, s->domain_memory[i].peak);
 		}
+	if (s->nmappings) {
+		for (i = 0, p = buf + off[SEC_MAPPINGS]; i < s->nmappings;
+		     i++, p += MAPPING_RECORD) {
+			put64(p, s->mappings[i].start);
+			put64(p + 8, s->mappings[i].limit);
+			put64(p + 16, s->mappings[i].file_offset);
+			put32(p + 24, s->mappings[i].path);
+			put32(p + 28, s->mappings[i].build_id);
+		}
+		for (i = 0, p = buf + off[SEC_FRAME_ADDRESSES]; i < s->nframes;
+		     i++, p += FRAME_ADDRESS_RECORD) {
+			put32(p, s->frames[i].mapping);
+			put64(p + 8, s->frames[i].address);
+			put64(p + 16, s->frames[i].function_offset);
+		}
+	}
 
 	put32(buf + CRC_OFFSET, (uint32_t)crc32_z(crc32(0, NULL, 0), buf, total));
 	*out = buf;

@@ -27,12 +27,24 @@
  *                 0xfffffff0: tracemalloc's get_traced_memory()), 1 native
  *                 (tracer's own domains, libc); a class given twice is
  *                 refused, an unknown class skipped
+ *     MAPPINGS    optional (id 9): the executable mappings, the traced
+ *                 executable's first: count times (start u64, limit u64,
+ *                 file offset u64, path u32, build-id u32: a string index,
+ *                 lowercase hex, or 0xffffffff for none); start < limit
+ *     FRAME_ADDRESSES  optional (id 10), written with MAPPINGS: where each
+ *                 frame of FRAMES is, in the same order and number: (mapping
+ *                 u32, reserved u32, address u64, function offset u64);
+ *                 mapping 0xffffffff (a Python frame) has address and offset
+ *                 0, any other is an index into MAPPINGS whose range holds
+ *                 the address
  *
  * Every index is checked against its table, every length against its
  * section, before anything is used. Unknown section ids are skipped (a
  * compatible addition): a reader older than DOMAIN_MEMORY skips it, and a
  * file without it loads with the figures by domain unknown
- * (snapshot.domain_memory_known false). A higher version is refused. */
+ * (snapshot.domain_memory_known false); one older than MAPPINGS and
+ * FRAME_ADDRESSES skips them, and a file without them loads with no
+ * mappings and every frame without one. A higher version is refused. */
 #ifndef TRACER_SNAPFILE_H
 #define TRACER_SNAPFILE_H
 

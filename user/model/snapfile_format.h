@@ -15,6 +15,8 @@ static const unsigned char snapfile_magic[8] = {0x89, 'T', 'R', 'S', 'N', 'A', '
 #define ENTRY_SIZE 24u
 #define META_SIZE 80u
 #define DOMAIN_MEMORY_RECORD 24u
+#define MAPPING_RECORD 32u
+#define FRAME_ADDRESS_RECORD 24u
 
 enum section_id {
 	SEC_META = 1,
@@ -27,7 +29,9 @@ enum section_id {
 	SEC_REQUIRED_MAX = SEC_COUNTERS, /* every file has 1 .. this */
 	/* optional: a file written before it existed lacks it */
 	SEC_DOMAIN_MEMORY,
-	SEC_KNOWN_MAX = SEC_DOMAIN_MEMORY,
+	SEC_MAPPINGS,
+	SEC_FRAME_ADDRESSES,
+	SEC_KNOWN_MAX = SEC_FRAME_ADDRESSES,
 };
 
 static const char *const snapfile_section_names[] = {
@@ -39,6 +43,8 @@ static const char *const snapfile_section_names[] = {
     [SEC_TRACES] = "traces",
     [SEC_COUNTERS] = "counters",
     [SEC_DOMAIN_MEMORY] = "domain memory",
+    [SEC_MAPPINGS] = "mappings",
+    [SEC_FRAME_ADDRESSES] = "frame addresses",
 };
 
 /* ---- little-endian access ---- */

@@ -94,8 +94,8 @@ static int check_records(const struct section *sec, int id, size_t size, uint64_
 struct decoder {
 	const struct section *sec; /* indexed by section id */
 	struct snapshot *s;
-	uint32_t *string_map, *frame_map, *tb_map;
-	uint64_t nstrings, nframes, nframe_ids, ntracebacks;
+	uint32_t *string_map, *frame_map, *tb_map, *mapping_map;
+	uint64_t nstrings, nframes, nframe_ids, ntracebacks, nmappings;
 	char *err;
 	size_t errlen;
 };
@@ -159,20 +159,107 @@ static int string_at(struct decoder *d, uint32_t idx, const char *what, const ch
 	return 0;
 }
 
+/* The executable mappings, when the file has them: (start u64, limit u64,
+ * file offset u64, path u32, build-id u32), start below limit, the strings
+ * checked. Before the frames, which refer to them. */
+static int decode_mappings(struct decoder *d)
+{
+	const unsigned char *p = d->sec[SEC_MAPPINGS].p;
+	uint64_t i;
+	int err;
+
+	if (!d->sec[SEC_MAPPINGS].present)
+		return 0; /* an older file: no frame has a mapping */
+	if ((err = check_records(d->sec, SEC_MAPPINGS, MAPPING_RECORD, &d->nmappings, d->err,
+				 d->errlen)))
+		return err;
+	d->mapping_map = malloc(d->nmappings * sizeof(uint32_t) + 1);
+	if (!d->mapping_map)
+		return -ENOMEM;
+	for (i = 0; i < d->nmappings; i++, p += MAPPING_RECORD) {
+		uint64_t start = get64(p), limit = get64(p + 8);
+		uint32_t bid = get32(p + 28);
+		const char *path, *build_id = NULL;
+		int64_t idx;
+
+		if (start >= limit)
+			return fail(d->err, d->errlen,
+				    "corrupt: mapping %" PRIu64 " ends (0x%" PRIx64
+				    ") before it starts (0x%" PRIx64 ")",
+				    i, limit, start);
+		if ((err = string_at(d, get32(p + 24), "a mapping's path", &path)) ||
+		    (bid != SNAPSHOT_NO_STRING &&
+		     (err = string_at(d, bid, "a mapping's build-id", &build_id))))
+			return err;
+		idx = snapshot_intern_mapping(d->s, path, build_id, start, limit, get64(p + 16));
+		if (idx < 0)
+			return (int)idx;
+		d->mapping_map[i] = (uint32_t)idx;
+	}
+	return 0;
+}
+
+/* Where frame i is, from the frame addresses section (mapping u32, zero
+ * u32, address u64, function offset u64), when the file has it: a mapping
+ * that holds the address, or none and no address. */
+static int frame_address(struct decoder *d, uint64_t i, uint32_t *mapping, uint64_t *address,
+			 uint64_t *function_offset)
+{
+	const unsigned char *p;
+	uint32_t m;
+
+	*mapping = SNAPSHOT_NO_MAPPING;
+	*address = *function_offset = 0;
+	if (!d->sec[SEC_FRAME_ADDRESSES].present)
+		return 0;
+	p = d->sec[SEC_FRAME_ADDRESSES].p + i * FRAME_ADDRESS_RECORD;
+	m = get32(p);
+	*address = get64(p + 8);
+	*function_offset = get64(p + 16);
+	if (m == SNAPSHOT_NO_MAPPING) {
+		if (*address || *function_offset)
+			return fail(d->err, d->errlen,
+				    "corrupt: frame %" PRIu64 " has an address but no mapping", i);
+		return 0;
+	}
+	if (m >= d->nmappings)
+		return fail(d->err, d->errlen,
+			    "corrupt: frame %" PRIu64 " refers to mapping %u of %" PRIu64, i, m,
+			    d->nmappings);
+	*mapping = d->mapping_map[m];
+	if (*address < d->s->mappings[*mapping].start || *address >= d->s->mappings[*mapping].limit)
+		return fail(d->err, d->errlen,
+			    "corrupt: frame %" PRIu64 " at 0x%" PRIx64
+			    " lies outside its mapping (0x%" PRIx64 "-0x%" PRIx64 ")",
+			    i, *address, d->s->mappings[*mapping].start,
+			    d->s->mappings[*mapping].limit);
+	return 0;
+}
+
 static int decode_frames(struct decoder *d)
 {
 	const unsigned char *p = d->sec[SEC_FRAMES].p;
-	uint64_t i;
+	uint64_t i, naddr;
 	int err;
 
 	if ((err = check_records(d->sec, SEC_FRAMES, 12, &d->nframes, d->err, d->errlen)))
 		return err;
+	if (d->sec[SEC_FRAME_ADDRESSES].present) {
+		if ((err = check_records(d->sec, SEC_FRAME_ADDRESSES, FRAME_ADDRESS_RECORD, &naddr,
+					 d->err, d->errlen)))
+			return err;
+		if (naddr != d->nframes)
+			return fail(d->err, d->errlen,
+				    "corrupt: %" PRIu64 " frame addresses for %" PRIu64 " frames",
+				    naddr, d->nframes);
+	}
 	d->frame_map = malloc(d->nframes * sizeof(uint32_t) + 1);
 	if (!d->frame_map)
 		return -ENOMEM;
 	for (i = 0; i < d->nframes; i++, p += 12) {
 		const char *filename, *function = NULL;
-		uint32_t fn = get32(p + 8);
+		uint32_t fn = get32(p + 8), mapping;
+		uint64_t address, function_offset;
 		int64_t idx;
 
 		if ((err = string_at(d, get32(p), "a frame's file name", &filename)))
@@ -180,7 +267,10 @@ static int decode_frames(struct decoder *d)
 		if (fn != SNAPSHOT_NO_STRING &&
 		    (err = string_at(d, fn, "a frame's function", &function)))
 			return err;
-		idx = snapshot_intern_frame(d->s, filename, get32(p + 4), function);
+		if ((err = frame_address(d, i, &mapping, &address, &function_offset)))
+			return err;
+		idx = snapshot_intern_native_frame(d->s, filename, get32(p + 4), function, mapping,
+						   address, function_offset);
 		if (idx < 0)
 			return (int)idx;
 		d->frame_map[i] = (uint32_t)idx;
@@ -405,13 +495,14 @@ int snapfile_decode(const void *data, size_t len, struct snapshot **out, char *e
 	if (!d.s)
 		return -ENOMEM;
 	/* order matters: strings before what names them, the limit before tracebacks */
-	if (!(rc = decode_strings(&d)) && !(rc = decode_meta(&d)) && !(rc = decode_frames(&d)) &&
-	    !(rc = decode_tracebacks(&d)) && !(rc = decode_traces(&d)) &&
-	    !(rc = decode_counters(&d)))
+	if (!(rc = decode_strings(&d)) && !(rc = decode_meta(&d)) && !(rc = decode_mappings(&d)) &&
+	    !(rc = decode_frames(&d)) && !(rc = decode_tracebacks(&d)) &&
+	    !(rc = decode_traces(&d)) && !(rc = decode_counters(&d)))
 		rc = decode_domain_memory(&d);
 	free(d.string_map);
 	free(d.frame_map);
 	free(d.tb_map);
+	free(d.mapping_map);
 	if (rc) {
 		if (rc == -ENOMEM)
 			snprintf(err, errlen, "out of memory");

@@ -8,7 +8,7 @@
 #include "util/util.h"
 
 struct intern {
-	struct hash_index strings, frames, tracebacks;
+	struct hash_index strings, frames, tracebacks, mappings;
 };
 
 static int grow(void **arr, uint32_t *cap, size_t elem, uint64_t need)
@@ -58,6 +58,7 @@ void snapshot_free(struct snapshot *s)
 		hash_index_free(&in->strings);
 		hash_index_free(&in->frames);
 		hash_index_free(&in->tracebacks);
+		hash_index_free(&in->mappings);
 		free(in);
 	}
 	for (i = 0; i < s->nstrings; i++)
@@ -66,6 +67,7 @@ void snapshot_free(struct snapshot *s)
 	free(s->frames);
 	free(s->frame_ids);
 	free(s->tracebacks);
+	free(s->mappings);
 	free(s->traces);
 	free(s->counters);
 	free(s);
@@ -107,16 +109,33 @@ static bool frame_eq(const void *ctx, uint32_t idx, const void *key)
 	return !memcmp(&s->frames[idx], key, sizeof(struct snapshot_frame));
 }
 
-int64_t snapshot_intern_frame(struct snapshot *s, const char *filename, uint32_t lineno,
-			      const char *function)
+/* A frame without a mapping has no address; one with holds its address. */
+static bool place_ok(const struct snapshot *s, uint32_t mapping, uint64_t address,
+		     uint64_t function_offset)
+{
+	if (mapping == SNAPSHOT_NO_MAPPING)
+		return !address && !function_offset;
+	return mapping < s->nmappings && address >= s->mappings[mapping].start &&
+	       address < s->mappings[mapping].limit;
+}
+
+int64_t snapshot_intern_native_frame(struct snapshot *s, const char *filename, uint32_t lineno,
+				     const char *function, uint32_t mapping, uint64_t address,
+				     uint64_t function_offset)
 {
 	struct intern *in = s->intern;
-	struct snapshot_frame f = {.lineno = lineno, .function = SNAPSHOT_NO_STRING};
+	struct snapshot_frame f = {.lineno = lineno,
+				   .function = SNAPSHOT_NO_STRING,
+				   .mapping = mapping,
+				   .address = address,
+				   .function_offset = function_offset};
 	int64_t idx;
 	uint64_t h;
 	size_t pos;
 	int err;
 
+	if (!place_ok(s, mapping, address, function_offset))
+		return -EINVAL;
 	idx = snapshot_intern_string(s, filename ? filename : "<unknown>");
 	if (idx < 0)
 		return idx;
@@ -128,6 +147,7 @@ int64_t snapshot_intern_frame(struct snapshot *s, const char *filename, uint32_t
 		f.function = (uint32_t)idx;
 	}
 	h = hash_mix(hash_mix(hash_mix(0, f.filename), f.lineno), f.function);
+	h = hash_mix(hash_mix(hash_mix(h, f.mapping), f.address), f.function_offset);
 	if ((err = hash_index_reserve(&in->frames)))
 		return err;
 	idx = hash_index_find(&in->frames, h, frame_eq, s, &f, &pos);
@@ -138,6 +158,59 @@ int64_t snapshot_intern_frame(struct snapshot *s, const char *filename, uint32_t
 	s->frames[s->nframes] = f;
 	hash_index_put(&in->frames, pos, h, s->nframes);
 	return s->nframes++;
+}
+
+int64_t snapshot_intern_frame(struct snapshot *s, const char *filename, uint32_t lineno,
+			      const char *function)
+{
+	return snapshot_intern_native_frame(s, filename, lineno, function, SNAPSHOT_NO_MAPPING, 0,
+					    0);
+}
+
+static bool mapping_eq(const void *ctx, uint32_t idx, const void *key)
+{
+	const struct snapshot *s = ctx;
+
+	return !memcmp(&s->mappings[idx], key, sizeof(struct snapshot_mapping));
+}
+
+int64_t snapshot_intern_mapping(struct snapshot *s, const char *path, const char *build_id,
+				uint64_t start, uint64_t limit, uint64_t file_offset)
+{
+	struct intern *in = s->intern;
+	struct snapshot_mapping m = {.start = start,
+				     .limit = limit,
+				     .file_offset = file_offset,
+				     .build_id = SNAPSHOT_NO_STRING};
+	int64_t idx;
+	uint64_t h;
+	size_t pos;
+	int err;
+
+	if (start >= limit)
+		return -EINVAL;
+	idx = snapshot_intern_string(s, path ? path : "");
+	if (idx < 0)
+		return idx;
+	m.path = (uint32_t)idx;
+	if (build_id) {
+		idx = snapshot_intern_string(s, build_id);
+		if (idx < 0)
+			return idx;
+		m.build_id = (uint32_t)idx;
+	}
+	h = hash_mix(hash_mix(hash_mix(hash_mix(hash_mix(0, start), limit), file_offset), m.path),
+		     m.build_id);
+	if ((err = hash_index_reserve(&in->mappings)))
+		return err;
+	idx = hash_index_find(&in->mappings, h, mapping_eq, s, &m, &pos);
+	if (idx >= 0)
+		return idx;
+	if ((err = grow((void **)&s->mappings, &s->cap_mappings, sizeof(m), s->nmappings + 1ull)))
+		return err;
+	s->mappings[s->nmappings] = m;
+	hash_index_put(&in->mappings, pos, h, s->nmappings);
+	return s->nmappings++;
 }
 
 struct tb_key {

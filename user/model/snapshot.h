@@ -35,14 +35,37 @@ struct snapshot_domain_memory {
 /* tracemalloc's limit for total_nframe */
 #define SNAPSHOT_MAX_TOTAL_NFRAME 65535u
 
+/* An executable mapping of a traced process: addresses [start, limit) map
+ * the file path from file_offset (pprof's Mapping). path and build_id are
+ * string indices; build_id is the file's GNU build-id in lowercase hex, or
+ * SNAPSHOT_NO_STRING when it has none. start < limit. */
+#define SNAPSHOT_NO_MAPPING UINT32_MAX
+struct snapshot_mapping {
+	uint64_t start, limit, file_offset;
+	uint32_t path;
+	uint32_t build_id;
+};
+
 /* One frame. filename/function are string indices; SNAPSHOT_NO_STRING for
  * "none". A native frame without line information has lineno 0 and a
- * filename of the form "/path/to/binary+0x1a2b". */
+ * filename of the form "/path/to/binary+0x1a2b" (the file offset).
+ *
+ * A native frame also says where it is: mapping (an index into mappings)
+ * holds address, the instruction it was symbolized at in the process's
+ * address space (its return address - 1: inside the call instruction, as
+ * pprof's Location.address wants it); function_offset is the return
+ * address's offset from the start of the function's symbol (what
+ * "zmalloc_usable+0x19" says), 0 when unknown. A Python frame, and every
+ * frame of a snapshot file written before tracer kept them, has mapping
+ * SNAPSHOT_NO_MAPPING and address and function_offset 0. */
 #define SNAPSHOT_NO_STRING UINT32_MAX
 struct snapshot_frame {
 	uint32_t filename;
 	uint32_t lineno;
 	uint32_t function;
+	uint32_t mapping;
+	uint64_t address;
+	uint64_t function_offset;
 };
 
 /* A traceback: frames[first .. first+nframe) of the frame_ids array, most
@@ -101,6 +124,11 @@ struct snapshot {
 	uint32_t nframe_ids, cap_frame_ids;
 	struct snapshot_traceback *tracebacks;
 	uint32_t ntracebacks, cap_tracebacks;
+	/* the executable mappings of the traced process(es), the executable's
+	 * first (pprof takes the first for the main binary); referenced by
+	 * frames or not */
+	struct snapshot_mapping *mappings;
+	uint32_t nmappings, cap_mappings;
 
 	struct snapshot_trace *traces;
 	uint64_t ntraces;
@@ -122,6 +150,15 @@ void snapshot_free(struct snapshot *s);
 int64_t snapshot_intern_string(struct snapshot *s, const char *str);
 int64_t snapshot_intern_frame(struct snapshot *s, const char *filename, uint32_t lineno,
 			      const char *function);
+/* A native frame, with where it is (struct snapshot_frame): mapping is
+ * SNAPSHOT_NO_MAPPING (then address and function_offset must be 0) or a
+ * mapping that holds address; else -EINVAL. */
+int64_t snapshot_intern_native_frame(struct snapshot *s, const char *filename, uint32_t lineno,
+				     const char *function, uint32_t mapping, uint64_t address,
+				     uint64_t function_offset);
+/* A mapping; build_id may be NULL. -EINVAL unless start < limit. */
+int64_t snapshot_intern_mapping(struct snapshot *s, const char *path, const char *build_id,
+				uint64_t start, uint64_t limit, uint64_t file_offset);
 int64_t snapshot_intern_traceback(struct snapshot *s, const uint32_t *frame_ids, uint32_t nframe,
 				  uint32_t total_nframe);
 
@@ -141,6 +178,12 @@ static inline const struct snapshot_frame *
 snapshot_frame_at(const struct snapshot *s, const struct snapshot_traceback *tb, uint32_t i)
 {
 	return &s->frames[s->frame_ids[tb->first + i]];
+}
+
+static inline const struct snapshot_mapping *snapshot_frame_mapping(const struct snapshot *s,
+								    const struct snapshot_frame *f)
+{
+	return f->mapping < s->nmappings ? &s->mappings[f->mapping] : NULL;
 }
 
 /* The class of a domain. */

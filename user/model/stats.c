@@ -89,12 +89,27 @@ static int64_t group_of(struct grouping *gr, const struct stats_frame *key, uint
 static struct stats_frame key_frame(const struct snapshot *s, const struct snapshot_frame *f,
 				    enum stats_key key)
 {
+	const struct snapshot_mapping *m = f->lineno ? NULL : snapshot_frame_mapping(s, f);
 	struct stats_frame k = {
 	    .filename = s->strings[f->filename],
 	    .lineno = key == STATS_KEY_FILENAME ? 0 : f->lineno,
 	    .function = key == STATS_KEY_FILENAME ? NULL : snapshot_string(s, f->function),
 	};
+
+	/* a native frame without a source line: its file is its binary, and
+	 * its line is where in it (the filename's offset) */
+	if (m && key == STATS_KEY_FILENAME) {
+		k.filename = snapshot_string(s, m->path);
+	} else if (m) {
+		k.binary = snapshot_string(s, m->path);
+		k.function_offset = k.function ? f->function_offset : 0;
+	}
 	return k;
+}
+
+struct stats_frame stats_frame_of(const struct snapshot *s, const struct snapshot_frame *f)
+{
+	return key_frame(s, f, STATS_KEY_LINENO);
 }
 
 static void accumulate(struct group *g, bool old, uint64_t size, uint64_t count)

@@ -18,6 +18,14 @@ struct stats_frame {
 	const char *filename;
 	uint32_t lineno;
 	const char *function; /* for display only; NULL when unknown */
+	/* For display only, and set only where the key decides them: a native
+	 * frame without a source line (its filename "binary+0xOFFSET", lineno
+	 * 0) in a known mapping has binary, the mapped file, and
+	 * function_offset, the return address's offset in function (0
+	 * unknown); NULL and 0 for every other frame and for 'filename' keys,
+	 * where such a frame's file is its binary. */
+	const char *binary;
+	uint64_t function_offset;
 };
 
 /* A Statistic (or StatisticDiff when from stats_compare). key holds nkey
@@ -44,6 +52,9 @@ int stats_compute(const struct snapshot *s, enum stats_key key, bool cumulative,
 int stats_compare(const struct snapshot *new_snap, const struct snapshot *old_snap,
 		  enum stats_key key, bool cumulative, struct stats_list *out);
 void stats_list_free(struct stats_list *l);
+
+/* A snapshot frame as a 'lineno' or 'traceback' key holds it. */
+struct stats_frame stats_frame_of(const struct snapshot *s, const struct snapshot_frame *f);
 
 /* "filename", "lineno", "traceback" -> key; returns 0 or -EINVAL. */
 int stats_parse_key(const char *name, enum stats_key *key);

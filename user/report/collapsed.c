@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/stats.h"
 #include "report/collapsed.h"
 
 struct line {
@@ -17,31 +18,46 @@ static void put_label(char **p, const char *s)
 		*(*p)++ = *s == ';' ? ':' : *s == '\n' ? ' ' : *s;
 }
 
-/* "function (file:line)", or "file:line" without a function name. */
-static size_t frame_label(const struct snapshot *s, const struct snapshot_frame *f, char *out)
+/* "function (file:line)", or "file:line" without a function name; a
+ * native frame without a source line: "function+0xOFFSET (binary)", or its
+ * "binary+0xOFFSET" without a function name. */
+static size_t frame_label(const struct snapshot *s, const struct snapshot_frame *sf, char *out)
 {
-	char *p = out, num[16];
-	const char *fn = f->function != SNAPSHOT_NO_STRING ? snapshot_string(s, f->function) : NULL;
+	struct stats_frame f = stats_frame_of(s, sf);
+	char *p = out, num[32];
 
-	if (fn) {
-		put_label(&p, fn);
+	if (f.function) {
+		put_label(&p, f.function);
+		if (f.binary && f.function_offset) {
+			snprintf(num, sizeof(num), "+0x%" PRIx64, f.function_offset);
+			put_label(&p, num);
+		}
 		put_label(&p, " (");
 	}
-	put_label(&p, snapshot_string(s, f->filename));
-	snprintf(num, sizeof(num), ":%" PRIu32, f->lineno);
-	put_label(&p, num);
-	if (fn)
+	if (f.binary && f.function) {
+		put_label(&p, f.binary);
+	} else {
+		put_label(&p, f.filename);
+		if (!f.binary) {
+			snprintf(num, sizeof(num), ":%" PRIu32, f.lineno);
+			put_label(&p, num);
+		}
+	}
+	if (f.function)
 		put_label(&p, ")");
 	*p = '\0';
 	return (size_t)(p - out);
 }
 
-static size_t label_bound(const struct snapshot *s, const struct snapshot_frame *f)
+static size_t label_bound(const struct snapshot *s, const struct snapshot_frame *sf)
 {
-	size_t n = strlen(snapshot_string(s, f->filename)) + 16;
+	struct stats_frame f = stats_frame_of(s, sf);
+	size_t n = strlen(f.filename) + 16;
 
-	if (f->function != SNAPSHOT_NO_STRING)
-		n += strlen(snapshot_string(s, f->function)) + 3;
+	if (f.binary)
+		n += strlen(f.binary) + 24;
+	if (f.function)
+		n += strlen(f.function) + 3;
 	return n;
 }
 

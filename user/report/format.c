@@ -1,3 +1,4 @@
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,34 @@ const char *format_size(char *buf, size_t len, double size, bool sign)
 	return buf;
 }
 
+void format_frame(FILE *out, const struct stats_frame *f)
+{
+	if (f->binary && f->function) {
+		fprintf(out, "%s: %s", f->binary, f->function);
+		if (f->function_offset)
+			fprintf(out, "+0x%" PRIx64, f->function_offset);
+	} else if (f->binary) {
+		fputs(f->filename, out); /* "binary+0xOFFSET" */
+	} else {
+		fprintf(out, "%s:%u", f->filename, f->lineno);
+	}
+}
+
+bool format_frame_file(FILE *out, const struct stats_frame *f)
+{
+	if (f->binary && f->function) {
+		fprintf(out, "File \"%s\", in %s", f->binary, f->function);
+		if (f->function_offset)
+			fprintf(out, "+0x%" PRIx64, f->function_offset);
+		return true;
+	}
+	if (f->binary)
+		fprintf(out, "File \"%s\"", f->filename);
+	else
+		fprintf(out, "File \"%s\", line %u", f->filename, f->lineno);
+	return false;
+}
+
 /* str(Traceback) is str of its oldest frame: "file:line". */
 static void print_oldest(FILE *out, const struct stats_entry *e)
 {
@@ -32,7 +61,7 @@ static void print_oldest(FILE *out, const struct stats_entry *e)
 		fputs("<unknown>:0", out);
 		return;
 	}
-	fprintf(out, "%s:%u", e->key[e->nkey - 1].filename, e->key[e->nkey - 1].lineno);
+	format_frame(out, &e->key[e->nkey - 1]);
 }
 
 void format_statistic(FILE *out, const struct stats_entry *e, bool diff)
@@ -145,8 +174,11 @@ void format_traceback(FILE *out, const struct stats_frame *frames, uint32_t n, i
 		long idx = most_recent_first ? stop - 1 - k : start + k;
 		const struct stats_frame *f = &frames[n - 1 - idx];
 
-		fprintf(out, "  File \"%s\", line %u\n", f->filename, f->lineno);
-		print_source_line(out, f->filename, f->lineno);
+		fputs("  ", out);
+		format_frame_file(out, f);
+		fputc('\n', out);
+		if (!f->binary)
+			print_source_line(out, f->filename, f->lineno);
 	}
 }
 

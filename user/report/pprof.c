@@ -10,6 +10,7 @@
 enum {
 	PROFILE_SAMPLE_TYPE = 1,
 	PROFILE_SAMPLE = 2,
+	PROFILE_MAPPING = 3,
 	PROFILE_LOCATION = 4,
 	PROFILE_FUNCTION = 5,
 	PROFILE_STRING_TABLE = 6,
@@ -25,7 +26,18 @@ enum {
 	SAMPLE_LABEL = 3,
 	LABEL_KEY = 1,
 	LABEL_STR = 2,
+	MAPPING_ID = 1,
+	MAPPING_MEMORY_START = 2,
+	MAPPING_MEMORY_LIMIT = 3,
+	MAPPING_FILE_OFFSET = 4,
+	MAPPING_FILENAME = 5,
+	MAPPING_BUILD_ID = 6,
+	MAPPING_HAS_FUNCTIONS = 7,
+	MAPPING_HAS_FILENAMES = 8,
+	MAPPING_HAS_LINE_NUMBERS = 9,
 	LOCATION_ID = 1,
+	LOCATION_MAPPING_ID = 2,
+	LOCATION_ADDRESS = 3,
 	LOCATION_LINE = 4,
 	LINE_FUNCTION_ID = 1,
 	LINE_LINE = 2,
@@ -211,6 +223,8 @@ static int gzip_to(FILE *out, const struct buf *b)
 	return rc == Z_STREAM_END ? 0 : -EIO;
 }
 
+enum { HAVE_FUNCTIONS = 1, HAVE_LINES = 2 };
+
 int pprof_write(const struct snapshot *s, FILE *out)
 {
 	struct buf prof = {0}, msg = {0}, sub = {0}, packed = {0};
@@ -219,7 +233,9 @@ int pprof_write(const struct snapshot *s, FILE *out)
 	uint64_t nsamples = 0, i;
 	uint32_t *func_of_frame = NULL, nfunc = 0, ndomains = 0;
 	struct domain_name *domains = NULL;
-	struct u64_map funcs = {0}; /* (name, file) string indices + 1 -> function id */
+	/* (name, file) string indices + 1 -> function id; Python's, native's */
+	struct u64_map funcs[2] = {{0}};
+	unsigned char *have = NULL; /* per mapping: HAVE_* of its frames */
 	int64_t str_inuse_objects, str_count, str_inuse_space, str_bytes, str_space, str_domain;
 	int err = 0;
 
@@ -293,18 +309,74 @@ int pprof_write(const struct snapshot *s, FILE *out)
 		field_message(&prof, PROFILE_SAMPLE, &msg);
 	}
 
-	/* functions: one per (name, file); a frame without a name is named by
-	 * its file, which is how tracemalloc's frames read */
-	if (u64_map_init(&funcs, sizeof(uint32_t))) {
+	/* mappings: every one the snapshot has, in its order (the executable's
+	 * first: pprof's main binary); what their frames already say keeps
+	 * pprof from symbolizing them again, and a mapping whose frames say
+	 * nothing is left to it (or to a server) */
+	if (s->nmappings) {
+		have = calloc(s->nmappings, 1);
+		if (!have) {
+			err = -ENOMEM;
+			goto out;
+		}
+	}
+	for (i = 0; i < s->nframes; i++) {
+		const struct snapshot_frame *f = &s->frames[i];
+
+		if (f->mapping >= s->nmappings)
+			continue;
+		if (f->function != SNAPSHOT_NO_STRING)
+			have[f->mapping] |= HAVE_FUNCTIONS;
+		if (f->lineno)
+			have[f->mapping] |= HAVE_LINES;
+	}
+	for (i = 0; i < s->nmappings; i++) {
+		const struct snapshot_mapping *m = &s->mappings[i];
+
+		field_varint(&msg, MAPPING_ID, i + 1);
+		field_varint(&msg, MAPPING_MEMORY_START, m->start);
+		field_varint(&msg, MAPPING_MEMORY_LIMIT, m->limit);
+		field_varint(&msg, MAPPING_FILE_OFFSET, m->file_offset);
+		field_varint(&msg, MAPPING_FILENAME, (uint64_t)snapshot_str(&st, s, m->path));
+		field_varint(&msg, MAPPING_BUILD_ID, (uint64_t)snapshot_str(&st, s, m->build_id));
+		field_varint(&msg, MAPPING_HAS_FUNCTIONS, !!(have[i] & HAVE_FUNCTIONS));
+		field_varint(&msg, MAPPING_HAS_FILENAMES, !!(have[i] & HAVE_LINES));
+		field_varint(&msg, MAPPING_HAS_LINE_NUMBERS, !!(have[i] & HAVE_LINES));
+		field_message(&prof, PROFILE_MAPPING, &msg);
+	}
+
+	/* and one for the frames without an address (Python's, <unknown>, those
+	 * of a snapshot file older than mappings): complete as they are, so
+	 * that pprof neither tries to symbolize them nor, when no other mapping
+	 * is left, makes up an empty main binary and says it has no file name */
+	field_varint(&msg, MAPPING_ID, (uint64_t)s->nmappings + 1);
+	field_varint(&msg, MAPPING_FILENAME,
+		     (uint64_t)intern(&st, s->nmappings ? "[python]" : "[no address]"));
+	field_varint(&msg, MAPPING_HAS_FUNCTIONS, 1);
+	field_varint(&msg, MAPPING_HAS_FILENAMES, 1);
+	field_varint(&msg, MAPPING_HAS_LINE_NUMBERS, 1);
+	field_message(&prof, PROFILE_MAPPING, &msg);
+
+	/* functions: one per (name, file, kind). A frame without a name is
+	 * named by its file, which is how tracemalloc's frames read. A native
+	 * frame without a source line has no file: pprof groups the frames of
+	 * one function. A native function's system_name is its name, as pprof's
+	 * own symbolizer gives it (pprof then shortens C++ names); a Python
+	 * frame's is empty, which tells pprof that the name is final: pprof
+	 * would otherwise take "<module>" for a C++ template argument and cut
+	 * it to nothing. */
+	if (u64_map_init(&funcs[0], sizeof(uint32_t)) ||
+	    u64_map_init(&funcs[1], sizeof(uint32_t))) {
 		err = -ENOMEM;
 		goto out;
 	}
 	for (i = 0; i < s->nframes; i++) {
 		const struct snapshot_frame *f = &s->frames[i];
+		bool native = f->mapping < s->nmappings, added;
 		uint32_t name = f->function != SNAPSHOT_NO_STRING ? f->function : f->filename;
-		bool added;
+		uint32_t file = native && !f->lineno ? SNAPSHOT_NO_STRING : f->filename;
 		uint32_t *id =
-		    u64_map_put(&funcs, ((uint64_t)name << 32 | f->filename) + 1, &added);
+		    u64_map_put(&funcs[native], ((uint64_t)name << 32 | file) + 1, &added);
 
 		if (!id) {
 			err = -ENOMEM;
@@ -318,8 +390,10 @@ int pprof_write(const struct snapshot *s, FILE *out)
 		func_of_frame[i] = nfunc;
 		field_varint(&msg, FUNCTION_ID, nfunc);
 		field_varint(&msg, FUNCTION_NAME, (uint64_t)snapshot_str(&st, s, name));
-		field_varint(&msg, FUNCTION_SYSTEM_NAME, (uint64_t)snapshot_str(&st, s, name));
-		field_varint(&msg, FUNCTION_FILENAME, (uint64_t)snapshot_str(&st, s, f->filename));
+		if (native)
+			field_varint(&msg, FUNCTION_SYSTEM_NAME,
+				     (uint64_t)snapshot_str(&st, s, name));
+		field_varint(&msg, FUNCTION_FILENAME, (uint64_t)snapshot_str(&st, s, file));
 		field_message(&prof, PROFILE_FUNCTION, &msg);
 	}
 	func_of_frame[s->nframes] = ++nfunc; /* <unknown> */
@@ -327,9 +401,16 @@ int pprof_write(const struct snapshot *s, FILE *out)
 	field_varint(&msg, FUNCTION_NAME, (uint64_t)intern(&st, "<unknown>"));
 	field_message(&prof, PROFILE_FUNCTION, &msg);
 
-	/* locations: one per frame, id = frame index + 1 */
+	/* locations: one per frame, id = frame index + 1; a native frame's in
+	 * its mapping, at the address it was symbolized at */
 	for (i = 0; i <= s->nframes; i++) {
 		field_varint(&msg, LOCATION_ID, i + 1);
+		if (i < s->nframes && s->frames[i].mapping < s->nmappings) {
+			field_varint(&msg, LOCATION_MAPPING_ID, (uint64_t)s->frames[i].mapping + 1);
+			field_varint(&msg, LOCATION_ADDRESS, s->frames[i].address);
+		} else {
+			field_varint(&msg, LOCATION_MAPPING_ID, (uint64_t)s->nmappings + 1);
+		}
 		field_varint(&sub, LINE_FUNCTION_ID, func_of_frame[i]);
 		if (i < s->nframes)
 			field_varint(&sub, LINE_LINE, s->frames[i].lineno);
@@ -360,7 +441,9 @@ out:
 	free(func_of_frame);
 	free(st.of_snapshot);
 	free(st.s);
-	u64_map_free(&funcs);
+	u64_map_free(&funcs[0]);
+	u64_map_free(&funcs[1]);
+	free(have);
 	for (i = 0; i < ndomains; i++)
 		free(domains[i].name);
 	free(domains);

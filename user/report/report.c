@@ -163,6 +163,18 @@ static void json_stats(FILE *out, const struct stats_list *l, const struct repor
 				format_json_string(out, e->key[k].function);
 			else
 				fputs("null", out);
+			/* a native frame without a source line: its binary, and
+			 * where in its function */
+			fputs(",\"binary\":", out);
+			if (e->key[k].binary)
+				format_json_string(out, e->key[k].binary);
+			else
+				fputs("null", out);
+			if (e->key[k].binary && e->key[k].function_offset)
+				fprintf(out, ",\"function_offset\":%" PRIu64,
+					e->key[k].function_offset);
+			else
+				fputs(",\"function_offset\":null", out);
 			fputc('}', out);
 		}
 		fprintf(out, "],\"size\":%" PRIu64 ",\"count\":%" PRIu64, e->size, e->count);
@@ -243,12 +255,11 @@ int report_address(FILE *out, const struct snapshot *s, uint64_t addr)
 			format_size(size, sizeof(size), (double)t->size, false), t->size,
 			t->address, snapshot_domain_name(t->domain, dom));
 		for (uint32_t k = 0; k < tb->nframe; k++) {
-			const struct snapshot_frame *f = snapshot_frame_at(s, tb, k);
+			struct stats_frame f = stats_frame_of(s, snapshot_frame_at(s, tb, k));
 
-			fprintf(out, "  File \"%s\", line %u", snapshot_string(s, f->filename),
-				f->lineno);
-			if (f->function != SNAPSHOT_NO_STRING)
-				fprintf(out, ", in %s", snapshot_string(s, f->function));
+			fputs("  ", out);
+			if (!format_frame_file(out, &f) && f.function)
+				fprintf(out, ", in %s", f.function);
 			fputc('\n', out);
 		}
 		if (!tb->nframe)
