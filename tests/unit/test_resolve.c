@@ -375,7 +375,7 @@ static void test_native_frames_have_mappings_and_addresses(void **state)
 {
 	struct fixture *f = *state;
 	const uint64_t stack[] = {SITE, HELPER};
-	struct resolve_trace t = {.ip = SITE, .stack = stack, .domain = SNAPSHOT_DOMAIN_LIBC};
+	struct resolve_trace t = {.ip = SITE, .stack = stack, .nstack = NSTACK(stack), .domain = SNAPSHOT_DOMAIN_LIBC};
 	const struct snapshot_traceback *tb;
 	const struct snapshot_frame *fr;
 	struct snapshot *all = snapshot_new();
