@@ -40,11 +40,11 @@ TRACE_BINS  := $(filter-out $(MODEL_BINS) $(RESOLVE_BIN),$(UNIT_BINS))
 # py_embed.c links a libpython that only the tests' chroot has: they build it
 # nofp.c is built as distributions build: -O2 without frame pointers
 WL_C      := $(filter-out tests/workloads/py_embed.c tests/workloads/nofp.c,$(wildcard tests/workloads/*.c))
-WL_CXX    := $(wildcard tests/workloads/*.cc)
+WL_CXX    := $(filter-out tests/workloads/cxx_o2.cc,$(wildcard tests/workloads/*.cc))
 WL_BINS   := $(patsubst tests/workloads/%.c,$(BUILD)/workloads/%,$(WL_C)) \
              $(patsubst tests/workloads/%.cc,$(BUILD)/workloads/%,$(WL_CXX)) \
              $(BUILD)/workloads/native-static $(BUILD)/workloads/nofp $(BUILD)/workloads/nofp-nodebug \
-             $(BUILD)/workloads/bench_mix-nofp
+             $(BUILD)/workloads/bench_mix-nofp $(BUILD)/workloads/cxx_o2
 
 .PHONY: all test unit integration fuzz fuzz-quick fuzz-run fuzz-corpus demo bench snapshot-perf \
 	clean deps
@@ -94,6 +94,8 @@ $(BUILD)/workloads/nofp-nodebug: tests/workloads/nofp.c | $(BUILD)/workloads
 	$(CC) -O2 -fomit-frame-pointer $< -o $@
 $(BUILD)/workloads/bench_mix-nofp: tests/workloads/bench_mix.c | $(BUILD)/workloads
 	$(CC) -O2 -g -fomit-frame-pointer $< -o $@
+$(BUILD)/workloads/cxx_o2: tests/workloads/cxx_o2.cc | $(BUILD)/workloads
+	g++ -O2 -g $< -o $@
 $(BUILD)/workloads/%: tests/workloads/%.cc | $(BUILD)/workloads
 	g++ $(WL_FLAGS) $< -o $@
 

@@ -39,7 +39,10 @@ const volatile bool capture_stack = false; /* nframe > 1 */
 const volatile bool native_with_python = false;
 const volatile __u32 alloc_buckets = 1;	   /* allocs' max_entries (session_alloc_buckets) */
 const volatile __u64 max_traces = 1 << 20; /* --max-allocs */
-const volatile __u32 nframe = 1;	   /* -n: frames kept per traceback, Python or native */
+const volatile __u32 nframe = 1;	   /* -n: Python frames kept per traceback */
+/* native frames walked: nframe, and more to stand in for allocator
+ * plumbing that user/resolve.c leaves out (resolve_walk_depth) */
+const volatile __u32 native_nframe = 1;
 
 /* Globals. */
 __u64 live_traces = 0;	 /* traces stored; kept here, user space does not read it */

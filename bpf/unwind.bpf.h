@@ -15,7 +15,7 @@
  * the stack: user space counts why stacks were cut.
  *
  * Code only: the maps and settings it uses (native_stacks, native_scratch,
- * unwind_rows, unwind_pages, unwind_procs; nframe, native_stacks_added,
+ * unwind_rows, unwind_pages, unwind_procs; native_nframe, native_stacks_added,
  * unwind_wanted) are declared at the top of tracer.bpf.c, with count() and
  * mix64(), before the line that includes this file. */
 #ifndef TRACER_UNWIND_BPF_H
@@ -316,7 +316,7 @@ static long unwind_step(__u32 i, struct unwind_walk *w)
 		w->st->nframe = n + 1;
 	}
 	w->hash = mix64(w->hash ^ ra);
-	if (n + 1 >= nframe) {
+	if (n + 1 >= native_nframe) {
 		w->end = TRACER_END_NFRAME;
 		return 1;
 	}
@@ -355,8 +355,9 @@ static __always_inline __u64 native_capture(struct pt_regs *ctx, __u32 tgid, __u
 	w.bp = PT_REGS_FP(ctx);
 	w.hash = mix64(0x9e3779b97f4a7c15ull ^ ip);
 	w.end = TRACER_END_NFRAME;
-	if (nframe > 1)
-		bpf_loop(nframe - 1 < TRACER_MAX_NFRAME ? nframe - 1 : TRACER_MAX_NFRAME - 1,
+	if (native_nframe > 1)
+		bpf_loop(native_nframe - 1 < TRACER_MAX_NFRAME ? native_nframe - 1
+							       : TRACER_MAX_NFRAME - 1,
 			 unwind_step, &w, 0);
 	st->end = w.end;
 	key = mix64(w.hash ^ w.end) | TRACER_SITE_STACK;

@@ -60,7 +60,7 @@ int collect_open(struct collector *c, struct tracer_bpf *skel, pid_t pid,
 	c->started_ns = collect_now_ns();
 	if (resolve->nframe > 1) {
 		if (stack_store_init(&c->stacks, bpf_map__fd(skel->maps.native_stacks),
-				     resolve->nframe))
+				     resolve_walk_depth(resolve)))
 			return -ENOMEM;
 		c->have_stacks = true;
 		c->sweep_at = 4 * (size_t)bpf_map__max_entries(skel->maps.native_stacks);

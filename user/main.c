@@ -41,6 +41,9 @@ static const char usage[] =
     "                         undone at detach), so that every block reaches a probe\n"
     "      --native           Python tracebacks start with the C frames that lead\n"
     "                         from the interpreter to the allocator\n"
+    "      --keep-allocator-frames  keep the frames of allocator plumbing (Rust's alloc\n"
+    "                         shims, libstdc++'s allocators, zmalloc ...) at the top\n"
+    "                         of native tracebacks; by default they are left out\n"
     "  -v, --verbose          say where the probes are\n"
     "\n"
     "reports (tracing, stats and compare):\n"
@@ -154,6 +157,7 @@ enum {
 	OPT_PYTHON_MALLOC,
 	OPT_ADDRESS,
 	OPT_NATIVE,
+	OPT_KEEP_ALLOCATOR_FRAMES,
 	OPT_INCLUDE,
 	OPT_EXCLUDE,
 	OPT_ALL_FRAMES,
@@ -180,6 +184,7 @@ static const struct option longopts[] = {
     {"python-malloc", no_argument, NULL, OPT_PYTHON_MALLOC},
     {"address", required_argument, NULL, OPT_ADDRESS},
     {"native", no_argument, NULL, OPT_NATIVE},
+    {"keep-allocator-frames", no_argument, NULL, OPT_KEEP_ALLOCATOR_FRAMES},
     {"hook-pymalloc", no_argument, NULL, OPT_HOOK_PYMALLOC},
     {"include", required_argument, NULL, OPT_INCLUDE},
     {"exclude", required_argument, NULL, OPT_EXCLUDE},
@@ -196,7 +201,7 @@ static bool tracing_only(int c)
 {
 	return c == 'p' || c == 'n' || c == 'd' || c == 'i' || c == OPT_FOLLOW ||
 	       c == OPT_MAX_ALLOCS || c == OPT_MAX_STACKS || c == OPT_PROBE_ONLY ||
-	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == OPT_HOOK_PYMALLOC || c == 'v';
+	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == OPT_KEEP_ALLOCATOR_FRAMES || c == OPT_HOOK_PYMALLOC || c == 'v';
 }
 
 /* --include/--exclude in the order given; built once --all-frames is known */
@@ -333,6 +338,9 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_NATIVE:
 			o->native = true;
+			break;
+		case OPT_KEEP_ALLOCATOR_FRAMES:
+			o->keep_allocator_frames = true;
 			break;
 		case OPT_HOOK_PYMALLOC:
 			o->hook_pymalloc = true;

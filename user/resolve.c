@@ -11,6 +11,72 @@ static bool interpreter_frame(const char *fn)
 	return fn && (!strncmp(fn, "_PyEval_", 8) || !strncmp(fn, "PyEval_", 7));
 }
 
+/* Allocator plumbing: functions between the allocator and the code that
+ * asked for memory, whose frames say nothing of where it was asked. Frames
+ * in them at the top of a traceback (most recent first) are left out, so
+ * that the statistic by line lands on the first frame a user would call
+ * "where I allocated": Rust's global allocator shims and RawVec/Vec
+ * growth, libstdc++'s allocators and containers' growth, and allocator
+ * wrappers of well-known programs and libraries (redis's zmalloc family,
+ * GLib's g_malloc family, GNU's xmalloc family). Matched on the function's
+ * name (prefix, or whole name for the wrappers). */
+static const char *const plumbing_prefixes[] = {
+    "__rust_", "__rdl_", "__rg_", "alloc::", "<alloc::", "core::", "<core::", "std::sys::",
+    "std::alloc::", "<std::alloc::", "std::", "__gnu_cxx::", "operator new",
+};
+static const char *const plumbing_names[] = {
+    "zmalloc", "zcalloc", "zrealloc", "zstrdup", "zmalloc_usable", "zcalloc_usable",
+    "zrealloc_usable", "ztrymalloc", "ztrycalloc", "ztryrealloc", "ztrymalloc_usable",
+    "ztrycalloc_usable", "ztryrealloc_usable", "ztrymalloc_usable_internal",
+    "ztrycalloc_usable_internal", "ztryrealloc_usable_internal", "g_malloc", "g_malloc0",
+    "g_realloc", "g_try_malloc", "g_try_malloc0", "g_try_realloc", "g_malloc_n", "g_malloc0_n",
+    "g_realloc_n", "g_strdup", "g_memdup", "g_memdup2", "xmalloc", "xcalloc", "xrealloc",
+    "xzalloc", "xstrdup", "xmemdup",
+};
+
+/* Source files of the languages' own allocation paths: Rust's standard
+ * library (alloc, core, std, as rustc records them: /rustc/HASH/library/)
+ * and libstdc++'s headers, whose code is inlined into the caller's frame
+ * (each of its lines an inline frame of its own once expanded). */
+static bool plumbing_file(const char *file)
+{
+	if (!file)
+		return false;
+	if (!strncmp(file, "/rustc/", 7)) {
+		const char *lib = strstr(file, "/library/");
+
+		return lib && (!strncmp(lib, "/library/alloc/", 15) ||
+			       !strncmp(lib, "/library/core/", 14) ||
+			       !strncmp(lib, "/library/std/", 13));
+	}
+	return !strncmp(file, "/usr/include/c++/", 17);
+}
+
+bool resolve_is_plumbing(const char *fn)
+{
+	const char *sp;
+
+	if (!fn)
+		return false;
+	/* a template function's demangled name starts with its return type
+	 * ("void std::vector<long>::_M_realloc_insert<long>(...)"): skip one
+	 * word of it */
+	sp = strchr(fn, ' ');
+	if (sp && strcspn(fn, "(<:") > (size_t)(sp - fn))
+		fn = sp + 1;
+	for (size_t i = 0; i < ARRAY_SIZE(plumbing_prefixes); i++)
+		if (!strncmp(fn, plumbing_prefixes[i], strlen(plumbing_prefixes[i])))
+			return true;
+	for (size_t i = 0; i < ARRAY_SIZE(plumbing_names); i++) {
+		size_t n = strlen(plumbing_names[i]);
+
+		/* the name alone, or with its C++ parameter list */
+		if (!strncmp(fn, plumbing_names[i], n) && (fn[n] == '\0' || fn[n] == '('))
+			return true;
+	}
+	return false;
+}
+
 struct walk {
 	uint32_t ids[TRACER_MAX_NFRAME];
 	uint32_t n, limit;
@@ -94,6 +160,28 @@ static int native_frames(struct snapshot *snap, struct symbolizer *sym,
 	return 0;
 }
 
+/* Leaves out the leading frames in allocator plumbing (all but the last
+ * when every one is), then keeps at most limit frames. */
+static void skip_plumbing(const struct snapshot *snap, struct walk *w, uint32_t limit)
+{
+	uint32_t k = 0;
+
+	/* by the file only where no function is known: a frame's line can be
+	 * in a library header inlined into the caller's own function */
+	for (; k + 1 < w->n; k++) {
+		const struct snapshot_frame *f = &snap->frames[w->ids[k]];
+		const char *fn = snapshot_string(snap, f->function);
+
+		if (!(fn ? resolve_is_plumbing(fn) : plumbing_file(snapshot_string(snap, f->filename))))
+			break;
+	}
+	if (k)
+		memmove(w->ids, w->ids + k, (w->n - k) * sizeof(w->ids[0]));
+	w->n -= k;
+	if (w->n > limit)
+		w->n = limit;
+}
+
 static int64_t unknown_traceback(struct snapshot *snap)
 {
 	int64_t id = snapshot_intern_frame(snap, "<unknown>", 0, NULL);
@@ -117,6 +205,9 @@ static int64_t python_traceback(struct snapshot *snap, struct symbolizer *sym,
 		err = native_frames(snap, sym, t, w, true);
 		if (err)
 			return err;
+		if (!o->keep_plumbing)
+			skip_plumbing(snap, w, o->nframe);
+		w->limit = o->nframe < TRACER_MAX_NFRAME ? o->nframe : TRACER_MAX_NFRAME;
 		native = w->n;
 	}
 	for (i = 0; i < py->nframe && w->n < w->limit; i++) {
@@ -135,7 +226,9 @@ int64_t resolve_traceback(struct snapshot *snap, struct symbolizer *sym,
 			  const struct resolve_options *o, const struct resolve_trace *t,
 			  struct resolve_counts *counts)
 {
-	struct walk w = {.limit = o->nframe < TRACER_MAX_NFRAME ? o->nframe : TRACER_MAX_NFRAME};
+	uint32_t limit = o->nframe < TRACER_MAX_NFRAME ? o->nframe : TRACER_MAX_NFRAME;
+	/* frames walked beyond nframe stand in for the plumbing left out */
+	struct walk w = {.limit = o->keep_plumbing ? limit : resolve_walk_depth(o)};
 	int err;
 
 	if (t->py)
@@ -152,7 +245,16 @@ int64_t resolve_traceback(struct snapshot *snap, struct symbolizer *sym,
 		counts->stack_end[t->stack_end]++; /* the walk could not go on */
 	if (w.cut)
 		counts->truncated++;
+	if (!o->keep_plumbing)
+		skip_plumbing(snap, &w, limit);
 	if (w.n == 0)
 		return unknown_traceback(snap);
 	return snapshot_intern_traceback(snap, w.ids, w.n, w.n);
+}
+
+uint32_t resolve_walk_depth(const struct resolve_options *o)
+{
+	uint32_t n = o->nframe + (o->keep_plumbing || o->nframe <= 1 ? 0 : RESOLVE_PLUMBING_EXTRA);
+
+	return n < TRACER_MAX_NFRAME ? n : TRACER_MAX_NFRAME;
 }

@@ -17,6 +17,10 @@
  *   (counted as truncated); a walk that ended before nframe for another
  *   reason than reaching the stack's bottom is counted by that reason
  *   (enum tracer_stack_end). No frame at all gives <unknown>:0.
+ * - Native frames at the top of a traceback in allocator plumbing (Rust's
+ *   alloc shims and RawVec growth, libstdc++'s allocators and containers,
+ *   zmalloc, g_malloc, xmalloc ...) are left out, unless keep_plumbing; the
+ *   walk goes RESOLVE_PLUMBING_EXTRA frames deeper to make up for them.
  * - At most nframe frames are kept. */
 #ifndef TRACER_RESOLVE_H
 #define TRACER_RESOLVE_H
@@ -32,8 +36,20 @@
 
 struct resolve_options {
 	uint32_t nframe;
-	bool native; /* --native: C frames before Python frames */
+	bool native;	    /* --native: C frames before Python frames */
+	bool keep_plumbing; /* --keep-allocator-frames: no frame left out */
 };
+
+/* Native frames walked beyond nframe, to stand in for leading frames in
+ * allocator plumbing that are left out (resolve_is_plumbing). */
+#define RESOLVE_PLUMBING_EXTRA 8
+
+/* How deep the native walk goes for o: nframe, plus the extra frames
+ * unless plumbing is kept (or nframe is 1: no walk at all). */
+uint32_t resolve_walk_depth(const struct resolve_options *o);
+
+/* Whether a function is allocator plumbing (resolve.c lists them). */
+bool resolve_is_plumbing(const char *function);
 
 struct resolve_trace {
 	uint64_t ip;			      /* frame 0: the call site's return address */

@@ -80,6 +80,7 @@ struct session {
 	int save_error;		     /* the last -o write that failed, or 0 */
 	struct python_alloc pyalloc; /* CPython's allocator tables, once found */
 	bool python_alloc_done;
+	struct resolve_options resolve; /* how tracebacks are made (and walked) */
 	struct unwind_maps *unwind; /* nframe > 1: the native walker's tables */
 	uint64_t unwind_seen;	    /* unwind_wanted when the tables were last installed */
 	double next_unwind;	    /* when they may be installed again */
@@ -264,6 +265,7 @@ static int setup_bpf(struct session *s)
 	s->skel->rodata->capture_stack = o->nframe > 1;
 	s->skel->rodata->native_with_python = o->native;
 	s->skel->rodata->nframe = o->nframe;
+	s->skel->rodata->native_nframe = resolve_walk_depth(&s->resolve);
 	s->skel->rodata->alloc_buckets = o->probe_only ? 1 : session_alloc_buckets(o->max_allocs);
 	s->skel->rodata->max_traces = o->max_allocs;
 	bpf_map__set_max_entries(s->skel->maps.allocs, s->skel->rodata->alloc_buckets);
@@ -281,7 +283,7 @@ static int setup_bpf(struct session *s)
 		bpf_map__set_max_entries(s->skel->maps.unwind_pages, pages);
 		bpf_map__set_value_size(s->skel->maps.native_stacks,
 					offsetof(struct tracer_native_stack, pcs) +
-					    o->nframe * sizeof(__u64));
+					    resolve_walk_depth(&s->resolve) * sizeof(__u64));
 		bpf_map__set_max_entries(s->skel->maps.native_stacks, o->max_stacks);
 	} else {
 		bpf_program__set_autoload(s->skel->progs.unwind_exec, false);
@@ -543,7 +545,10 @@ static int recognise_python(struct session *s)
 
 int session_run(const struct session_options *o)
 {
-	struct session s = {.o = o};
+	struct session s = {.o = o,
+			    .resolve = {.nframe = o->nframe,
+					.native = o->native,
+					.keep_plumbing = o->keep_allocator_frames}};
 	struct target_launch launch = {.go_fd = -1, .err_fd = -1};
 	int exit_status = -1, err, rc = 1, n;
 	bool launched = false, released = false;
@@ -652,7 +657,7 @@ int session_run(const struct session_options *o)
 		goto out;
 	}
 	if (collect_open(&s.collect, s.skel, s.pid,
-			 &(struct resolve_options){.nframe = o->nframe, .native = o->native},
+			 &s.resolve,
 			 o->follow, s.py)) {
 		fprintf(stderr, "tracer: out of memory\n");
 		goto out;

@@ -33,6 +33,7 @@ struct session_options {
 	bool python_malloc;  /* --python-malloc: launch with PYTHONMALLOC=malloc */
 	bool hook_pymalloc;  /* --hook-pymalloc: point pymalloc's tables at raw */
 	bool native;	     /* --native: C frames then Python frames, merged */
+	bool keep_allocator_frames; /* --keep-allocator-frames: no plumbing left out */
 	bool verbose;
 	const char *output; /* -o FILE pattern, or NULL */
 	struct report_options report;

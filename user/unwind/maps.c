@@ -125,7 +125,10 @@ static int read_segments(Elf *elf, struct file *f)
 	for (size_t i = 0; i < n && f->nsegs < MAX_SEGS; i++) {
 		GElf_Phdr ph;
 
-		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD)
+		/* executable ones only: an exec mapping maps one of them, and the
+		 * page its file offset starts in may also hold the end of the
+		 * segment before (Rust's and lld's layouts) */
+		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD || !(ph.p_flags & PF_X))
 			continue;
 		f->segs[f->nsegs++] = (struct segment){ph.p_offset, ph.p_vaddr, ph.p_filesz};
 	}
