@@ -207,9 +207,9 @@ static int64_t python_traceback(struct snapshot *snap, struct symbolizer *sym,
 			return err;
 		if (!o->keep_plumbing)
 			skip_plumbing(snap, w, o->nframe);
-		w->limit = o->nframe < TRACER_MAX_NFRAME ? o->nframe : TRACER_MAX_NFRAME;
 		native = w->n;
 	}
+	w->limit = o->nframe < TRACER_MAX_NFRAME ? o->nframe : TRACER_MAX_NFRAME;
 	for (i = 0; i < py->nframe && w->n < w->limit; i++) {
 		int64_t id = snapshot_intern_frame(snap, py->frames[i].filename,
 						   py->frames[i].lineno, py->frames[i].function);

@@ -22,6 +22,8 @@ struct symbolizer {
 
 static const char *const functions[] = {
     "alloc_site", "helper", "caller", "main", "_start", "_PyEval_EvalFrameDefault", "start_thread",
+    "__rust_alloc", "alloc::raw_vec::finish_grow", "void std::vector<long>::_M_realloc_insert<long>()",
+    "zmalloc", "zmalloc_fast",
 };
 
 bool symbolize_valid_ip(struct symbolizer *s, uint64_t ip)
@@ -78,6 +80,11 @@ int symbolize_return_address(struct symbolizer *s, uint64_t ip, struct symbolize
 #define START 0x1400  /* _start */
 #define EVAL 0x1500   /* the interpreter loop */
 #define THREAD 0x1600 /* start_thread */
+#define RUST_ALLOC 0x1700 /* plumbing ... */
+#define RAW_VEC 0x1800
+#define VECTOR 0x1900
+#define ZMALLOC 0x1a00
+#define NOT_ZMALLOC 0x1b00 /* a name that only starts like one */
 
 struct fixture {
 	struct snapshot *snap;
@@ -218,6 +225,58 @@ static void test_walks_cut_short_are_counted_by_reason(void **state)
 	t.stack = NULL; /* no walk (nframe 1): nothing to count */
 	assert_int_equal(resolve(f, 8, false, &t)->nframe, 1);
 	assert_int_equal(f->counts.stack_end[TRACER_END_READ], 1);
+}
+
+static void test_allocator_plumbing_left_out(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t rust[] = {RUST_ALLOC, RAW_VEC, HELPER, CALLER, MAIN};
+	const uint64_t cxx[] = {VECTOR, ZMALLOC, CALLER, MAIN};
+	struct resolve_trace t = {
+	    .ip = RUST_ALLOC, .stack = rust, .nstack = NSTACK(rust), .domain = SNAPSHOT_DOMAIN_LIBC};
+	const struct snapshot_traceback *tb = resolve(f, 2, false, &t);
+
+	/* the walk went deeper than nframe: 2 frames after the 2 left out */
+	assert_int_equal(tb->nframe, 2);
+	assert_string_equal(frame(f, tb, 0), "native.c:17:helper");
+	assert_string_equal(frame(f, tb, 1), "native.c:18:caller");
+	t.ip = VECTOR;
+	t.stack = cxx;
+	t.nstack = NSTACK(cxx);
+	tb = resolve(f, 3, false, &t);
+	assert_int_equal(tb->nframe, 2);
+	assert_string_equal(frame(f, tb, 0), "native.c:18:caller");
+}
+
+static void test_plumbing_kept_when_asked_or_when_all(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t rust[] = {RUST_ALLOC, RAW_VEC, HELPER};
+	const uint64_t only[] = {RUST_ALLOC, RAW_VEC};
+	const uint64_t near[] = {NOT_ZMALLOC, HELPER};
+	struct resolve_options keep = {.nframe = 3, .keep_plumbing = true};
+	struct resolve_trace t = {
+	    .ip = RUST_ALLOC, .stack = rust, .nstack = NSTACK(rust), .domain = SNAPSHOT_DOMAIN_LIBC};
+	int64_t id = resolve_traceback(f->snap, &f->sym, &keep, &t, &f->counts);
+	const struct snapshot_traceback *tb;
+
+	assert_true(id >= 0);
+	tb = &f->snap->tracebacks[id];
+	assert_int_equal(tb->nframe, 3);
+	assert_string_equal(frame(f, tb, 0), "native.c:23:__rust_alloc");
+	t.stack = only; /* nothing but plumbing: the last of it stays */
+	t.nstack = NSTACK(only);
+	tb = resolve(f, 3, false, &t);
+	assert_int_equal(tb->nframe, 1);
+	assert_string_equal(frame(f, tb, 0), "native.c:24:alloc::raw_vec::finish_grow");
+	t.ip = NOT_ZMALLOC;
+	t.stack = near;
+	t.nstack = NSTACK(near);
+	tb = resolve(f, 3, false, &t);
+	assert_string_equal(frame(f, tb, 0), "native.c:27:zmalloc_fast");
+	assert_true(resolve_is_plumbing("zmalloc(unsigned long)"));
+	assert_false(resolve_is_plumbing("zmallocx"));
+	assert_false(resolve_is_plumbing(NULL));
 }
 
 static void test_no_frame_at_all_is_unknown(void **state)
@@ -415,6 +474,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_unknown_address_known_after_refresh, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_walks_cut_short_are_counted_by_reason, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_allocator_plumbing_left_out, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_plumbing_kept_when_asked_or_when_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_frame_at_all_is_unknown, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_python_frames_replace_native, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_python_frames_truncated_at_nframe, setup,
