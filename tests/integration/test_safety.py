@@ -187,3 +187,21 @@ def test_a_binary_only_its_mount_namespace_shows_gets_its_lines():
         assert lines[site(SRC, "temp")] == (50 * 4096, 50)
     finally:
         os.rmdir(hidden)
+
+
+def test_source_paths_a_snapshot_names_are_read_only_as_regular_files(tmp_path):
+    # tracebacks print source lines from the paths the snapshot names: a
+    # FIFO put where the source was must not block the report (nor be read)
+    src = tmp_path / "prog.c"
+    shutil.copy(os.path.join(os.path.dirname(__file__), "..", "workloads", "native.c"), src)
+    exe = tmp_path / "prog"
+    subprocess.run(["gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-pthread", str(src), "-o",
+                    str(exe)], check=True)
+    snap = tmp_path / "s.snap"
+    run_tracer(["-n", "3", "-t", "1", "-o", str(snap), "--", str(exe)])
+    report = run_tracer(["stats", str(snap), "-k", "traceback", "-t", "3"]).stdout
+    assert "SITE:" in report  # the source lines, from the regular file
+    os.unlink(src)
+    os.mkfifo(src)
+    report = run_tracer(["stats", str(snap), "-k", "traceback", "-t", "3"], timeout=20).stdout
+    assert "prog.c" in report and "SITE:" not in report

@@ -1,7 +1,10 @@
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "report/format.h"
 
@@ -96,9 +99,11 @@ static unsigned next_file;
 static const struct cached_file *load_file(const char *name)
 {
 	struct cached_file *c;
+	struct stat st;
 	FILE *f;
 	long n;
 	unsigned i;
+	int fd;
 
 	for (i = 0; i < 16; i++)
 		if (files[i].name && !strcmp(files[i].name, name))
@@ -108,9 +113,15 @@ static const struct cached_file *load_file(const char *name)
 	free(c->text);
 	memset(c, 0, sizeof(*c));
 	c->name = strdup(name);
-	f = fopen(name, "re");
-	if (!f)
+	/* a path a snapshot names: only a regular file is read (a FIFO or a
+	 * device there would block, or be read from) */
+	fd = open(name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
 		return c;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || !(f = fdopen(fd, "r"))) {
+		close(fd);
+		return c;
+	}
 	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && n < (64 << 20) &&
 	    fseek(f, 0, SEEK_SET) == 0) {
 		c->text = malloc((size_t)n);
