@@ -18,7 +18,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
             -std=gnu11 -D_GNU_SOURCE -Iuser
 TRACE_CFLAGS := -I$(BUILD) -Ibpf
-LDLIBS   := -lbpf -ldw -lelf -lcapstone -lz -lpthread -lstdc++
+LDLIBS   := -lbpf -ldw -ldebuginfod -lelf -lcapstone -lz -lpthread -lstdc++
 
 BPF_SRCS    := $(wildcard bpf/*.bpf.c)
 SKELS       := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))

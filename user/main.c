@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "debuginfo.h"
 #include "model/filter.h"
 #include "model/snapfile.h"
 #include "model/stats.h"
@@ -41,6 +42,10 @@ static const char usage[] =
     "                         undone at detach), so that every block reaches a probe\n"
     "      --native           Python tracebacks start with the C frames that lead\n"
     "                         from the interpreter to the allocator\n"
+    "      --debug-dir DIR    look for separate debug files (DIR/.build-id/xx/yyyy.debug,\n"
+    "                         DIR/<binary's directory>/<debuglink>) in DIR before\n"
+    "                         /usr/lib/debug; may be repeated; debuginfod is asked\n"
+    "                         too when DEBUGINFOD_URLS is set\n"
     "  -v, --verbose          say where the probes are\n"
     "\n"
     "reports (tracing, stats and compare):\n"
@@ -159,7 +164,8 @@ enum {
 	OPT_ALL_FRAMES,
 	OPT_DOMAIN,
 	OPT_EXCLUDE_DOMAIN,
-	OPT_HOOK_PYMALLOC
+	OPT_HOOK_PYMALLOC,
+	OPT_DEBUG_DIR
 };
 
 static const struct option longopts[] = {
@@ -181,6 +187,7 @@ static const struct option longopts[] = {
     {"address", required_argument, NULL, OPT_ADDRESS},
     {"native", no_argument, NULL, OPT_NATIVE},
     {"hook-pymalloc", no_argument, NULL, OPT_HOOK_PYMALLOC},
+    {"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
     {"include", required_argument, NULL, OPT_INCLUDE},
     {"exclude", required_argument, NULL, OPT_EXCLUDE},
     {"all-frames", no_argument, NULL, OPT_ALL_FRAMES},
@@ -196,7 +203,8 @@ static bool tracing_only(int c)
 {
 	return c == 'p' || c == 'n' || c == 'd' || c == 'i' || c == OPT_FOLLOW ||
 	       c == OPT_MAX_ALLOCS || c == OPT_MAX_STACKS || c == OPT_PROBE_ONLY ||
-	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == OPT_HOOK_PYMALLOC || c == 'v';
+	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == OPT_HOOK_PYMALLOC || c == OPT_DEBUG_DIR ||
+	       c == 'v';
 }
 
 /* --include/--exclude in the order given; built once --all-frames is known */
@@ -336,6 +344,12 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_HOOK_PYMALLOC:
 			o->hook_pymalloc = true;
+			break;
+		case OPT_DEBUG_DIR:
+			if (debuginfo_add_dir(optarg))
+				return bad("invalid --debug-dir '%s' (an absolute path, at most 16 "
+					   "of them)",
+					   optarg);
 			break;
 		case OPT_INCLUDE:
 		case OPT_EXCLUDE: {

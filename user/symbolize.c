@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "debuginfo.h"
 #include "elfsym.h"
 #include "symbolize.h"
 #include "target.h"
@@ -23,7 +24,7 @@ struct symbolizer {
 
 static const Dwfl_Callbacks callbacks = {
 	.find_elf = dwfl_linux_proc_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.find_debuginfo = debuginfo_dwfl_find,
 };
 
 int symbolize_open(pid_t pid, struct symbolizer **out)
