@@ -18,7 +18,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
             -std=gnu11 -D_GNU_SOURCE -Iuser
 TRACE_CFLAGS := -I$(BUILD) -Ibpf
-LDLIBS   := -lbpf -ldw -ldebuginfod -lelf -lcapstone -lz -lpthread -lstdc++
+LDLIBS   := -lbpf -ldw -ldebuginfod -lelf -lcapstone -liberty -lz -lpthread -lstdc++
 
 BPF_SRCS    := $(wildcard bpf/*.bpf.c)
 SKELS       := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
@@ -38,11 +38,16 @@ MODEL_BINS  := $(patsubst %,$(BUILD)/tests/%,$(MODEL_TESTS))
 RESOLVE_BIN := $(BUILD)/tests/test_resolve
 TRACE_BINS  := $(filter-out $(MODEL_BINS) $(RESOLVE_BIN),$(UNIT_BINS))
 # py_embed.c links a libpython that only the tests' chroot has: they build it
+# Rust workloads, where rustc is installed
+RUSTC     ?= rustc
+RUST_BINS := $(if $(shell command -v $(RUSTC)),$(patsubst tests/workloads/%.rs,$(BUILD)/workloads/%,\
+             $(wildcard tests/workloads/*.rs)))
 WL_C      := $(filter-out tests/workloads/py_embed.c,$(wildcard tests/workloads/*.c))
 WL_CXX    := $(wildcard tests/workloads/*.cc)
 WL_BINS   := $(patsubst tests/workloads/%.c,$(BUILD)/workloads/%,$(WL_C)) \
              $(patsubst tests/workloads/%.cc,$(BUILD)/workloads/%,$(WL_CXX)) \
-             $(BUILD)/workloads/native-static
+             $(BUILD)/workloads/native-static $(BUILD)/workloads/inline-O2 \
+             $(RUST_BINS)
 
 .PHONY: all test unit integration fuzz fuzz-quick fuzz-run fuzz-corpus demo bench snapshot-perf \
 	clean deps
@@ -87,6 +92,12 @@ $(BUILD)/workloads/native-static: tests/workloads/native.c | $(BUILD)/workloads
 	$(CC) $(WL_FLAGS) -static $< -o $@
 $(BUILD)/workloads/%: tests/workloads/%.cc | $(BUILD)/workloads
 	g++ $(WL_FLAGS) $< -o $@
+# optimised as released code is (inlining on), frame pointers kept
+$(BUILD)/workloads/%-O2: tests/workloads/%.c | $(BUILD)/workloads
+	$(CC) -O2 -g -fno-omit-frame-pointer $< -o $@
+# Rust, with frame pointers (the BPF walker needs them yet)
+$(BUILD)/workloads/%: tests/workloads/%.rs | $(BUILD)/workloads
+	$(RUSTC) -O -g -C force-frame-pointers=yes $< -o $@
 
 $(BUILD) $(BUILD)/tests $(BUILD)/workloads $(BUILD)/fuzz:
 	mkdir -p $@

@@ -2,7 +2,7 @@
 # Installs what building and testing tracer needs, from Debian's packages.
 # Quiet and quick when everything is already there.
 set -euo pipefail
-pkgs=(make gcc g++ clang llvm libbpf-dev bpftool libelf-dev libdw-dev libdebuginfod-dev zlib1g-dev
+pkgs=(make gcc g++ clang llvm libbpf-dev bpftool libelf-dev libdw-dev libdebuginfod-dev libiberty-dev zlib1g-dev
       libcapstone-dev libcmocka-dev pkg-config python3 python3-pytest
       golang-go util-linux debootstrap)
 missing=()

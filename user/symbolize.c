@@ -1,6 +1,7 @@
 #include <dwarf.h>
 #include <elfutils/libdwfl.h>
 #include <errno.h>
+#include <libiberty/demangle.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,16 @@ struct symbolizer {
 	struct target_maps maps;  /* executable file mappings seen, merged */
 	char *last_maps;	  /* raw text of the last /proc/PID/maps read */
 	size_t last_len;
-	struct u64_map cache; /* return address -> struct symbolize_frame */
+	struct u64_map cache; /* return address -> struct entry, its frames */
 };
+
+/* A return address's frames, innermost first. */
+struct entry {
+	uint32_t n;
+	struct symbolize_frame *frames;
+};
+
+static void free_frames(struct symbolize_frame *f, size_t n);
 
 static const Dwfl_Callbacks callbacks = {
 	.find_elf = dwfl_linux_proc_find_elf,
@@ -35,7 +44,7 @@ int symbolize_open(pid_t pid, struct symbolizer **out)
 		return -ENOMEM;
 	s->pid = pid;
 	s->dwfl = dwfl_begin(&callbacks);
-	if (!s->dwfl || u64_map_init(&s->cache, sizeof(struct symbolize_frame))) {
+	if (!s->dwfl || u64_map_init(&s->cache, sizeof(struct entry))) {
 		symbolize_close(s);
 		return -ENOMEM;
 	}
@@ -51,12 +60,12 @@ void symbolize_close(struct symbolizer *s)
 	if (!s)
 		return;
 	for (i = 0; i < s->cache.cap; i++) {
-		struct symbolize_frame *f = u64_map_value_at(&s->cache, i);
+		struct entry *e = u64_map_value_at(&s->cache, i);
 
 		if (!s->cache.keys[i])
 			continue;
-		free((char *)f->filename);
-		free((char *)f->function);
+		free_frames(e->frames, e->n);
+		free(e->frames);
 	}
 	u64_map_free(&s->cache);
 	if (s->dwfl)
@@ -173,6 +182,10 @@ static char *demangle(const char *name)
 
 	if (!name)
 		return NULL;
+	/* Rust's (legacy _ZN...17h<hash>E, v0 _R...), by libiberty */
+	if ((name[0] == '_' && (name[1] == 'Z' || name[1] == 'R')) &&
+	    (d = rust_demangle(name, DMGL_PARAMS | DMGL_ANSI)))
+		return d;
 	if (name[0] == '_' && name[1] == 'Z') {
 		d = __cxa_demangle(name, NULL, NULL, &status);
 		if (d && status == 0)
@@ -183,68 +196,214 @@ static char *demangle(const char *name)
 }
 
 /* A relative source name is relative to its compilation directory. */
-static char *absolute_source(Dwfl_Module *mod, uint64_t pc, const char *src)
+static char *absolute_source(Dwarf_Die *cu, const char *src)
 {
-	Dwarf_Addr bias;
-	Dwarf_Die *cu;
 	Dwarf_Attribute attr;
 	const char *dir;
 	char *out;
 
 	if (src[0] == '/')
 		return strdup(src);
-	cu = dwfl_module_addrdie(mod, pc, &bias);
 	dir = cu ? dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &attr)) : NULL;
 	if (!dir || asprintf(&out, "%s/%s", dir, src) < 0)
 		return strdup(src);
 	return out;
 }
 
-static void resolve(struct symbolizer *s, uint64_t ip, struct symbolize_frame *f)
+/* The name of a function's DIE (through its abstract origin or
+ * specification): the linkage name demangled, else the plain name. */
+static char *die_function(Dwarf_Die *die)
+{
+	Dwarf_Attribute attr;
+	const char *name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr));
+
+	if (!name)
+		name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr));
+	if (name)
+		return demangle(name);
+	name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_name, &attr));
+	return name ? strdup(name) : NULL;
+}
+
+/* Where an inlined call was made: its DW_AT_call_file and _line. */
+static void call_site(Dwarf_Die *inl, struct symbolize_frame *f)
+{
+	Dwarf_Attribute attr;
+	Dwarf_Word file, line;
+	Dwarf_Files *files;
+	Dwarf_Die cu;
+	size_t nfiles;
+	const char *src;
+
+	if (dwarf_formudata(dwarf_attr(inl, DW_AT_call_file, &attr), &file) ||
+	    dwarf_formudata(dwarf_attr(inl, DW_AT_call_line, &attr), &line) || line == 0 ||
+	    line > UINT32_MAX || !dwarf_diecu(inl, &cu, NULL, NULL) ||
+	    dwarf_getsrcfiles(&cu, &files, &nfiles) || file >= nfiles)
+		return;
+	src = dwarf_filesrc(files, file, NULL, NULL);
+	if (!src)
+		return;
+	f->filename = absolute_source(&cu, src);
+	f->lineno = (uint32_t)line;
+}
+
+#define SCOPE_DEPTH 256 /* nested scopes (functions, blocks, inlined calls) */
+#define NEST_DEPTH 64	 /* namespaces, types within types */
+
+/* Finds the scopes containing pc under parent and writes them, outermost
+ * first, to path[depth...]; returns the depth reached (depth: none). DIEs
+ * without addresses that may hold functions (namespaces, as Rust nests every
+ * function; types) are searched through. dwarf_getscopes is not used: it
+ * finds nothing under Rust's namespaces. */
+static int find_scopes(Dwarf_Die *parent, Dwarf_Addr pc, Dwarf_Die *path, int depth, int nest)
+{
+	Dwarf_Die child;
+	int r;
+
+	if (dwarf_child(parent, &child) != 0)
+		return depth;
+	do {
+		switch (dwarf_tag(&child)) {
+		case DW_TAG_subprogram:
+		case DW_TAG_inlined_subroutine:
+		case DW_TAG_lexical_block:
+		case DW_TAG_try_block:
+		case DW_TAG_catch_block:
+		case DW_TAG_with_stmt:
+		case DW_TAG_entry_point:
+			if (dwarf_haspc(&child, pc) != 1)
+				break;
+			path[depth] = child;
+			if (depth + 1 == SCOPE_DEPTH)
+				return depth + 1;
+			return find_scopes(&child, pc, path, depth + 1, nest);
+		case DW_TAG_namespace:
+		case DW_TAG_module:
+		case DW_TAG_class_type:
+		case DW_TAG_structure_type:
+		case DW_TAG_union_type:
+			if (nest < NEST_DEPTH &&
+			    (r = find_scopes(&child, pc, path, depth, nest + 1)) > depth)
+				return r;
+			break;
+		}
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return depth;
+}
+
+/* The inlined calls at pc, innermost first: frames[0..n) get the inlined
+ * functions' names, frames[1..n] the lines of their calls, frames[n] the
+ * name of the function they are in. Returns n (0: pc is in no inlined
+ * code). */
+static size_t inline_chain(Dwarf_Die *cu, Dwarf_Addr pc, struct symbolize_frame *frames)
+{
+	Dwarf_Die *path = malloc(SCOPE_DEPTH * sizeof(*path));
+	int depth = path ? find_scopes(cu, pc, path, 0, 0) : 0, i;
+	size_t n = 0;
+
+	for (i = depth - 1; i >= 0 && n < SYMBOLIZE_MAX_INLINE - 1; i--) {
+		int tag = dwarf_tag(&path[i]);
+
+		if (tag == DW_TAG_subprogram)
+			break;
+		if (tag != DW_TAG_inlined_subroutine)
+			continue;
+		frames[n].function = die_function(&path[i]);
+		call_site(&path[i], &frames[n + 1]);
+		n++;
+	}
+	if (i >= 0 && dwarf_tag(&path[i]) == DW_TAG_subprogram)
+		frames[n].function = die_function(&path[i]); /* the symbol's name wins */
+	free(path);
+	return n;
+}
+
+static void free_frames(struct symbolize_frame *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free((char *)f[i].filename);
+		free((char *)f[i].function);
+	}
+}
+
+static int resolve(struct symbolizer *s, uint64_t ip, struct entry *e)
 {
 	uint64_t pc = ip - 1; /* inside the call instruction */
 	Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, pc);
 	const struct target_mapping *m = target_maps_find(&s->maps, ip);
+	struct symbolize_frame f[SYMBOLIZE_MAX_INLINE];
+	size_t n = 0, i;
 	char buf[4300];
 
-	memset(f, 0, sizeof(*f));
+	memset(f, 0, sizeof(f));
 	if (mod) {
+		Dwarf_Addr bias = 0;
+		Dwarf_Die *cu = dwfl_module_addrdie(mod, pc, &bias);
 		Dwfl_Line *line = dwfl_module_getsrc(mod, pc);
 		const char *name = dwfl_module_addrname(mod, pc);
 		int lineno = 0;
 
-		f->function = demangle(name);
 		if (line) {
 			const char *src = dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL);
 
 			if (src && lineno > 0) {
-				f->filename = absolute_source(mod, pc, src);
-				f->lineno = (uint32_t)lineno;
+				f[0].filename = absolute_source(cu, src);
+				f[0].lineno = (uint32_t)lineno;
 			}
 		}
+		if (cu)
+			n = inline_chain(cu, pc - bias, f);
+		/* the outermost frame is the function the symbol table names */
+		if (name) {
+			free((char *)f[n].function);
+			f[n].function = demangle(name);
+		}
 	}
-	if (!f->filename) {
+	if (!f[0].filename) {
 		if (m && m->path)
 			snprintf(buf, sizeof(buf), "%s+0x%llx", m->path,
 				 (unsigned long long)(pc - m->start + m->offset));
 		else
 			snprintf(buf, sizeof(buf), "[unknown]+0x%llx", (unsigned long long)pc);
-		f->filename = strdup(buf);
+		f[0].filename = strdup(buf);
 	}
+	/* an inlined call without its line keeps the address's place */
+	for (i = 1; i <= n; i++)
+		if (!f[i].filename) {
+			f[i].filename = strdup(f[i - 1].filename);
+			f[i].lineno = 0;
+		}
+	n++;
+	for (i = 0; i < n; i++)
+		if (!f[i].filename) {
+			free_frames(f, n);
+			return -ENOMEM;
+		}
+	e->frames = malloc(n * sizeof(*f));
+	if (!e->frames) {
+		free_frames(f, n);
+		return -ENOMEM;
+	}
+	memcpy(e->frames, f, n * sizeof(*f));
+	e->n = (uint32_t)n;
+	return 0;
 }
 
-int symbolize_return_address(struct symbolizer *s, uint64_t ip, struct symbolize_frame *out)
+int symbolize_return_address(struct symbolizer *s, uint64_t ip,
+			     const struct symbolize_frame **frames)
 {
-	struct symbolize_frame *f;
+	struct entry *e;
 	bool added;
 
 	if (!ip)
 		return -ENOENT;
-	f = u64_map_put(&s->cache, ip, &added);
-	if (!f)
+	e = u64_map_put(&s->cache, ip, &added);
+	if (!e)
 		return -ENOMEM;
-	if (added)
-		resolve(s, ip, f);
-	*out = *f;
-	return out->filename ? 0 : -ENOMEM;
+	if (added && resolve(s, ip, e)) {
+		u64_map_remove(&s->cache, ip);
+		return -ENOMEM;
+	}
+	*frames = e->frames;
+	return (int)e->n;
 }
