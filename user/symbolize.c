@@ -8,6 +8,7 @@
 
 #include "debuginfo.h"
 #include "elfsym.h"
+#include "modsym.h"
 #include "symbolize.h"
 #include "target.h"
 #include "util/hash.h"
@@ -21,6 +22,7 @@ struct symbolizer {
 	char *last_maps;	  /* raw text of the last /proc/PID/maps read */
 	size_t last_len;
 	struct u64_map cache; /* return address -> struct entry, its frames */
+	struct u64_map mods;  /* Dwfl_Module * -> struct modsym *, its indexes */
 };
 
 /* A return address's frames, innermost first. */
@@ -44,7 +46,8 @@ int symbolize_open(pid_t pid, struct symbolizer **out)
 		return -ENOMEM;
 	s->pid = pid;
 	s->dwfl = dwfl_begin(&callbacks);
-	if (!s->dwfl || u64_map_init(&s->cache, sizeof(struct entry))) {
+	if (!s->dwfl || u64_map_init(&s->cache, sizeof(struct entry)) ||
+	    u64_map_init(&s->mods, sizeof(struct modsym *))) {
 		symbolize_close(s);
 		return -ENOMEM;
 	}
@@ -68,6 +71,10 @@ void symbolize_close(struct symbolizer *s)
 		free(e->frames);
 	}
 	u64_map_free(&s->cache);
+	for (i = 0; i < s->mods.cap; i++)
+		if (s->mods.keys[i])
+			modsym_free(*(struct modsym **)u64_map_value_at(&s->mods, i));
+	u64_map_free(&s->mods);
 	if (s->dwfl)
 		dwfl_end(s->dwfl);
 	target_maps_free(&s->maps);
@@ -295,11 +302,16 @@ static int find_scopes(Dwarf_Die *parent, Dwarf_Addr pc, Dwarf_Die *path, int de
  * functions' names, frames[1..n] the lines of their calls, frames[n] the
  * name of the function they are in. Returns n (0: pc is in no inlined
  * code). */
-static size_t inline_chain(Dwarf_Die *cu, Dwarf_Addr pc, struct symbolize_frame *frames)
+static size_t inline_chain(struct modsym *ms, Dwarf_Die *cu, Dwarf_Addr pc,
+			   struct symbolize_frame *frames)
 {
 	Dwarf_Die *path = malloc(SCOPE_DEPTH * sizeof(*path));
-	int depth = path ? find_scopes(cu, pc, path, 0, 0) : 0, i;
+	int depth = 0, i;
 	size_t n = 0;
+
+	/* the function by its CU's index, then the scopes within it */
+	if (path && !modsym_subprogram(ms, cu, pc, &path[0]))
+		depth = find_scopes(&path[0], pc, path, 1, 0);
 
 	for (i = depth - 1; i >= 0 && n < SYMBOLIZE_MAX_INLINE - 1; i--) {
 		int tag = dwarf_tag(&path[i]);
@@ -326,21 +338,39 @@ static void free_frames(struct symbolize_frame *f, size_t n)
 	}
 }
 
+/* The indexes of mod, made on first use; NULL without memory. */
+static struct modsym *mod_indexes(struct symbolizer *s, Dwfl_Module *mod)
+{
+	bool added;
+	struct modsym **m = u64_map_put(&s->mods, (uint64_t)(uintptr_t)mod, &added);
+
+	if (!m)
+		return NULL;
+	if (added && !(*m = modsym_new(mod))) {
+		u64_map_remove(&s->mods, (uint64_t)(uintptr_t)mod);
+		return NULL;
+	}
+	return *m;
+}
+
 static int resolve(struct symbolizer *s, uint64_t ip, struct entry *e)
 {
 	uint64_t pc = ip - 1; /* inside the call instruction */
 	Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, pc);
 	const struct target_mapping *m = target_maps_find(&s->maps, ip);
 	struct symbolize_frame f[SYMBOLIZE_MAX_INLINE];
+	struct modsym *ms = NULL;
 	size_t n = 0, i;
 	char buf[4300];
 
 	memset(f, 0, sizeof(f));
+	if (mod && !(ms = mod_indexes(s, mod)))
+		return -ENOMEM;
 	if (mod) {
 		Dwarf_Addr bias = 0;
 		Dwarf_Die *cu = dwfl_module_addrdie(mod, pc, &bias);
 		Dwfl_Line *line = dwfl_module_getsrc(mod, pc);
-		const char *name = dwfl_module_addrname(mod, pc);
+		const char *name = modsym_function(ms, pc);
 		int lineno = 0;
 
 		if (line) {
@@ -352,7 +382,7 @@ static int resolve(struct symbolizer *s, uint64_t ip, struct entry *e)
 			}
 		}
 		if (cu)
-			n = inline_chain(cu, pc - bias, f);
+			n = inline_chain(ms, cu, pc - bias, f);
 		/* the outermost frame is the function the symbol table names */
 		if (name) {
 			free((char *)f[n].function);
