@@ -135,7 +135,7 @@ static bool matches(const struct debuginfo_binary *b, int fd, off_t size, const 
 	if (b->build_id)
 		ok = len == (ssize_t)b->build_id_len && !memcmp(id, b->build_id, (size_t)len);
 	else
-		ok = len <= 0 && b->debuglink && file_crc(fd, size) == b->crc;
+		ok = b->debuglink && file_crc(fd, size) == b->crc;
 	elf_end(elf);
 	if (!ok)
 		fprintf(stderr, "tracer: debug file %s for %s refused: its %s does not match\n",
