@@ -1,14 +1,18 @@
 #include <dwarf.h>
+#include <libiberty/demangle.h>
 #include <errno.h>
 #include <gelf.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "modsym.h"
 #include "util/hash.h"
 
 #define NEST_DEPTH 64 /* namespaces, types within types */
+
+char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
 
 struct sym {
 	Dwarf_Addr addr, size;
@@ -235,4 +239,179 @@ int modsym_subprogram(struct modsym *m, Dwarf_Die *cu, Dwarf_Addr pc, Dwarf_Die 
 			return 0;
 		}
 	return -ENOENT;
+}
+
+static char *demangle(const char *name)
+{
+	int status = -1;
+	char *d;
+
+	if (!name)
+		return NULL;
+	/* Rust's (legacy _ZN...17h<hash>E, v0 _R...), by libiberty */
+	if ((name[0] == '_' && (name[1] == 'Z' || name[1] == 'R')) &&
+	    (d = rust_demangle(name, DMGL_PARAMS | DMGL_ANSI)))
+		return d;
+	if (name[0] == '_' && name[1] == 'Z') {
+		d = __cxa_demangle(name, NULL, NULL, &status);
+		if (d && status == 0)
+			return d;
+		free(d);
+	}
+	return strdup(name);
+}
+
+/* A relative source name is relative to its compilation directory. */
+static char *absolute_source(Dwarf_Die *cu, const char *src)
+{
+	Dwarf_Attribute attr;
+	const char *dir;
+	char *out;
+
+	if (src[0] == '/')
+		return strdup(src);
+	dir = cu ? dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &attr)) : NULL;
+	if (!dir || asprintf(&out, "%s/%s", dir, src) < 0)
+		return strdup(src);
+	return out;
+}
+
+/* The name of a function's DIE (through its abstract origin or
+ * specification): the linkage name demangled, else the plain name. */
+static char *die_function(Dwarf_Die *die)
+{
+	Dwarf_Attribute attr;
+	const char *name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr));
+
+	if (!name)
+		name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr));
+	if (name)
+		return demangle(name);
+	name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_name, &attr));
+	return name ? strdup(name) : NULL;
+}
+
+/* Where an inlined call was made: its DW_AT_call_file and _line. */
+static void call_site(Dwarf_Die *inl, struct symbolize_frame *f)
+{
+	Dwarf_Attribute attr;
+	Dwarf_Word file, line;
+	Dwarf_Files *files;
+	Dwarf_Die cu;
+	size_t nfiles;
+	const char *src;
+
+	if (dwarf_formudata(dwarf_attr(inl, DW_AT_call_file, &attr), &file) ||
+	    dwarf_formudata(dwarf_attr(inl, DW_AT_call_line, &attr), &line) || line == 0 ||
+	    line > UINT32_MAX || !dwarf_diecu(inl, &cu, NULL, NULL) ||
+	    dwarf_getsrcfiles(&cu, &files, &nfiles) || file >= nfiles)
+		return;
+	src = dwarf_filesrc(files, file, NULL, NULL);
+	if (!src)
+		return;
+	f->filename = absolute_source(&cu, src);
+	f->lineno = (uint32_t)line;
+}
+
+#define SCOPE_DEPTH 256 /* nested scopes (functions, blocks, inlined calls) */
+
+/* Finds the scopes containing pc under parent and writes them, outermost
+ * first, to path[depth...]; returns the depth reached (depth: none). DIEs
+ * without addresses that may hold functions (namespaces, as Rust nests every
+ * function; types) are searched through. dwarf_getscopes is not used: it
+ * finds nothing under Rust's namespaces. */
+static int find_scopes(Dwarf_Die *parent, Dwarf_Addr pc, Dwarf_Die *path, int depth, int nest)
+{
+	Dwarf_Die child;
+	int r;
+
+	if (dwarf_child(parent, &child) != 0)
+		return depth;
+	do {
+		switch (dwarf_tag(&child)) {
+		case DW_TAG_subprogram:
+		case DW_TAG_inlined_subroutine:
+		case DW_TAG_lexical_block:
+		case DW_TAG_try_block:
+		case DW_TAG_catch_block:
+		case DW_TAG_with_stmt:
+		case DW_TAG_entry_point:
+			if (dwarf_haspc(&child, pc) != 1)
+				break;
+			path[depth] = child;
+			if (depth + 1 == SCOPE_DEPTH)
+				return depth + 1;
+			return find_scopes(&child, pc, path, depth + 1, nest);
+		case DW_TAG_namespace:
+		case DW_TAG_module:
+		case DW_TAG_class_type:
+		case DW_TAG_structure_type:
+		case DW_TAG_union_type:
+			if (nest < NEST_DEPTH &&
+			    (r = find_scopes(&child, pc, path, depth, nest + 1)) > depth)
+				return r;
+			break;
+		}
+	} while (dwarf_siblingof(&child, &child) == 0);
+	return depth;
+}
+
+/* The inlined calls at pc, innermost first: frames[0..n) get the inlined
+ * functions' names, frames[1..n] the lines of their calls, frames[n] the
+ * name of the function they are in. Returns n (0: pc is in no inlined
+ * code). */
+static size_t inline_chain(struct modsym *ms, Dwarf_Die *cu, Dwarf_Addr pc,
+			   struct symbolize_frame *frames)
+{
+	Dwarf_Die *path = malloc(SCOPE_DEPTH * sizeof(*path));
+	int depth = 0, i;
+	size_t n = 0;
+
+	/* the function by its CU's index, then the scopes within it */
+	if (path && !modsym_subprogram(ms, cu, pc, &path[0]))
+		depth = find_scopes(&path[0], pc, path, 1, 0);
+
+	for (i = depth - 1; i >= 0 && n < SYMBOLIZE_MAX_INLINE - 1; i--) {
+		int tag = dwarf_tag(&path[i]);
+
+		if (tag == DW_TAG_subprogram)
+			break;
+		if (tag != DW_TAG_inlined_subroutine)
+			continue;
+		frames[n].function = die_function(&path[i]);
+		call_site(&path[i], &frames[n + 1]);
+		n++;
+	}
+	if (i >= 0 && dwarf_tag(&path[i]) == DW_TAG_subprogram)
+		frames[n].function = die_function(&path[i]); /* the symbol's name wins */
+	free(path);
+	return n;
+}
+
+size_t modsym_frames(struct modsym *m, Dwarf_Addr pc, struct symbolize_frame *f)
+{
+	Dwarf_Addr bias = 0;
+	Dwarf_Die *cu = dwfl_module_addrdie(m->mod, pc, &bias);
+	Dwfl_Line *line = dwfl_module_getsrc(m->mod, pc);
+	const char *name = modsym_function(m, pc);
+	int lineno = 0;
+	size_t n = 0;
+
+	memset(f, 0, SYMBOLIZE_MAX_INLINE * sizeof(*f));
+	if (line) {
+		const char *src = dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL);
+
+		if (src && lineno > 0) {
+			f[0].filename = absolute_source(cu, src);
+			f[0].lineno = (uint32_t)lineno;
+		}
+	}
+	if (cu)
+		n = inline_chain(m, cu, pc - bias, f);
+	/* the outermost frame is the function the symbol table names */
+	if (name) {
+		free((char *)f[n].function);
+		f[n].function = demangle(name);
+	}
+	return n + 1;
 }

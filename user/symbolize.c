@@ -1,7 +1,5 @@
-#include <dwarf.h>
 #include <elfutils/libdwfl.h>
 #include <errno.h>
-#include <libiberty/demangle.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +10,6 @@
 #include "symbolize.h"
 #include "target.h"
 #include "util/hash.h"
-
-char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
 
 struct symbolizer {
 	pid_t pid;
@@ -182,154 +178,6 @@ bool symbolize_valid_ip(struct symbolizer *s, uint64_t ip)
 	return m && m->exec;
 }
 
-static char *demangle(const char *name)
-{
-	int status = -1;
-	char *d;
-
-	if (!name)
-		return NULL;
-	/* Rust's (legacy _ZN...17h<hash>E, v0 _R...), by libiberty */
-	if ((name[0] == '_' && (name[1] == 'Z' || name[1] == 'R')) &&
-	    (d = rust_demangle(name, DMGL_PARAMS | DMGL_ANSI)))
-		return d;
-	if (name[0] == '_' && name[1] == 'Z') {
-		d = __cxa_demangle(name, NULL, NULL, &status);
-		if (d && status == 0)
-			return d;
-		free(d);
-	}
-	return strdup(name);
-}
-
-/* A relative source name is relative to its compilation directory. */
-static char *absolute_source(Dwarf_Die *cu, const char *src)
-{
-	Dwarf_Attribute attr;
-	const char *dir;
-	char *out;
-
-	if (src[0] == '/')
-		return strdup(src);
-	dir = cu ? dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &attr)) : NULL;
-	if (!dir || asprintf(&out, "%s/%s", dir, src) < 0)
-		return strdup(src);
-	return out;
-}
-
-/* The name of a function's DIE (through its abstract origin or
- * specification): the linkage name demangled, else the plain name. */
-static char *die_function(Dwarf_Die *die)
-{
-	Dwarf_Attribute attr;
-	const char *name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr));
-
-	if (!name)
-		name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr));
-	if (name)
-		return demangle(name);
-	name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_name, &attr));
-	return name ? strdup(name) : NULL;
-}
-
-/* Where an inlined call was made: its DW_AT_call_file and _line. */
-static void call_site(Dwarf_Die *inl, struct symbolize_frame *f)
-{
-	Dwarf_Attribute attr;
-	Dwarf_Word file, line;
-	Dwarf_Files *files;
-	Dwarf_Die cu;
-	size_t nfiles;
-	const char *src;
-
-	if (dwarf_formudata(dwarf_attr(inl, DW_AT_call_file, &attr), &file) ||
-	    dwarf_formudata(dwarf_attr(inl, DW_AT_call_line, &attr), &line) || line == 0 ||
-	    line > UINT32_MAX || !dwarf_diecu(inl, &cu, NULL, NULL) ||
-	    dwarf_getsrcfiles(&cu, &files, &nfiles) || file >= nfiles)
-		return;
-	src = dwarf_filesrc(files, file, NULL, NULL);
-	if (!src)
-		return;
-	f->filename = absolute_source(&cu, src);
-	f->lineno = (uint32_t)line;
-}
-
-#define SCOPE_DEPTH 256 /* nested scopes (functions, blocks, inlined calls) */
-#define NEST_DEPTH 64	 /* namespaces, types within types */
-
-/* Finds the scopes containing pc under parent and writes them, outermost
- * first, to path[depth...]; returns the depth reached (depth: none). DIEs
- * without addresses that may hold functions (namespaces, as Rust nests every
- * function; types) are searched through. dwarf_getscopes is not used: it
- * finds nothing under Rust's namespaces. */
-static int find_scopes(Dwarf_Die *parent, Dwarf_Addr pc, Dwarf_Die *path, int depth, int nest)
-{
-	Dwarf_Die child;
-	int r;
-
-	if (dwarf_child(parent, &child) != 0)
-		return depth;
-	do {
-		switch (dwarf_tag(&child)) {
-		case DW_TAG_subprogram:
-		case DW_TAG_inlined_subroutine:
-		case DW_TAG_lexical_block:
-		case DW_TAG_try_block:
-		case DW_TAG_catch_block:
-		case DW_TAG_with_stmt:
-		case DW_TAG_entry_point:
-			if (dwarf_haspc(&child, pc) != 1)
-				break;
-			path[depth] = child;
-			if (depth + 1 == SCOPE_DEPTH)
-				return depth + 1;
-			return find_scopes(&child, pc, path, depth + 1, nest);
-		case DW_TAG_namespace:
-		case DW_TAG_module:
-		case DW_TAG_class_type:
-		case DW_TAG_structure_type:
-		case DW_TAG_union_type:
-			if (nest < NEST_DEPTH &&
-			    (r = find_scopes(&child, pc, path, depth, nest + 1)) > depth)
-				return r;
-			break;
-		}
-	} while (dwarf_siblingof(&child, &child) == 0);
-	return depth;
-}
-
-/* The inlined calls at pc, innermost first: frames[0..n) get the inlined
- * functions' names, frames[1..n] the lines of their calls, frames[n] the
- * name of the function they are in. Returns n (0: pc is in no inlined
- * code). */
-static size_t inline_chain(struct modsym *ms, Dwarf_Die *cu, Dwarf_Addr pc,
-			   struct symbolize_frame *frames)
-{
-	Dwarf_Die *path = malloc(SCOPE_DEPTH * sizeof(*path));
-	int depth = 0, i;
-	size_t n = 0;
-
-	/* the function by its CU's index, then the scopes within it */
-	if (path && !modsym_subprogram(ms, cu, pc, &path[0]))
-		depth = find_scopes(&path[0], pc, path, 1, 0);
-
-	for (i = depth - 1; i >= 0 && n < SYMBOLIZE_MAX_INLINE - 1; i--) {
-		int tag = dwarf_tag(&path[i]);
-
-		if (tag == DW_TAG_subprogram)
-			break;
-		if (tag != DW_TAG_inlined_subroutine)
-			continue;
-		frames[n].function = die_function(&path[i]);
-		call_site(&path[i], &frames[n + 1]);
-		n++;
-	}
-	if (i >= 0 && dwarf_tag(&path[i]) == DW_TAG_subprogram)
-		frames[n].function = die_function(&path[i]); /* the symbol's name wins */
-	free(path);
-	return n;
-}
-
 static void free_frames(struct symbolize_frame *f, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -366,29 +214,8 @@ static int resolve(struct symbolizer *s, uint64_t ip, struct entry *e)
 	memset(f, 0, sizeof(f));
 	if (mod && !(ms = mod_indexes(s, mod)))
 		return -ENOMEM;
-	if (mod) {
-		Dwarf_Addr bias = 0;
-		Dwarf_Die *cu = dwfl_module_addrdie(mod, pc, &bias);
-		Dwfl_Line *line = dwfl_module_getsrc(mod, pc);
-		const char *name = modsym_function(ms, pc);
-		int lineno = 0;
-
-		if (line) {
-			const char *src = dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL);
-
-			if (src && lineno > 0) {
-				f[0].filename = absolute_source(cu, src);
-				f[0].lineno = (uint32_t)lineno;
-			}
-		}
-		if (cu)
-			n = inline_chain(ms, cu, pc - bias, f);
-		/* the outermost frame is the function the symbol table names */
-		if (name) {
-			free((char *)f[n].function);
-			f[n].function = demangle(name);
-		}
-	}
+	if (mod)
+		n = modsym_frames(ms, pc, f) - 1;
 	if (!f[0].filename) {
 		if (m && m->path)
 			snprintf(buf, sizeof(buf), "%s+0x%llx", m->path,
