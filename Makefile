@@ -109,7 +109,7 @@ $(BUILD) $(BUILD)/tests $(BUILD)/workloads $(BUILD)/fuzz:
 # `make test` runs them briefly (FUZZ_QUICK_SECONDS).
 FUZZ_SECONDS       ?= 300
 FUZZ_QUICK_SECONDS ?= 15
-FUZZ_TARGETS := snapfile maps unwind
+FUZZ_TARGETS := snapfile maps unwind symbols
 FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
 FUZZ_SRCS    := $(wildcard user/model/*.c user/util/*.c)
 FUZZ_FLAGS   := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -fsanitize=fuzzer,address,undefined \
@@ -122,16 +122,22 @@ UNWIND_SRCS  := user/unwind/cfi.c user/unwind/table.c user/util/util.c
 $(BUILD)/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c $(UNWIND_SRCS) $(wildcard user/unwind/*.h) \
 		| $(BUILD)/fuzz
 	$(CLANG) $(FUZZ_FLAGS) $< $(UNWIND_SRCS) -o $@ -lelf
+$(BUILD)/fuzz/fuzz_symbols: tests/fuzz/fuzz_symbols.c user/modsym.c user/util/hash.c user/modsym.h \
+		user/symbolize.h | $(BUILD)/fuzz
+	$(CLANG) $(FUZZ_FLAGS) $< user/modsym.c user/util/hash.c -o $@ -ldw -lelf -liberty -lstdc++
 $(BUILD)/fuzz/seed_snapfile: tests/fuzz/seed_snapfile.c $(FUZZ_SRCS) | $(BUILD)/fuzz
 	$(CC) $(CFLAGS) $< $(FUZZ_SRCS) -o $@ -lz
 
-# one corpus per target, made afresh: valid snapshot files; the maps of
+# one corpus per target, made afresh: valid snapshot files; -O2 -g builds of
+# small workloads (symbols, with inlined calls); the maps of
 # this shell, of init-like and of CPython processes; small executables
 # (with and without frame pointers, PLT CFI, .eh_frame) and, behind the
 # fuzz target's one-byte mode prefix, their .eh_frame sections alone
 fuzz-corpus: $(BUILD)/fuzz/seed_snapfile
 	rm -rf $(BUILD)/fuzz/corpus-* && mkdir -p $(BUILD)/fuzz/corpus-snapfile $(BUILD)/fuzz/corpus-maps \
-		$(BUILD)/fuzz/corpus-unwind
+		$(BUILD)/fuzz/corpus-unwind $(BUILD)/fuzz/corpus-symbols
+	for f in inline native demo; do $(CC) -O2 -g -fno-omit-frame-pointer tests/workloads/$$f.c \
+		-pthread -o $(BUILD)/fuzz/corpus-symbols/$$f; done
 	bash tests/fuzz/seed_unwind.sh $(CC) $(BUILD)/fuzz/corpus-unwind
 	$(BUILD)/fuzz/seed_snapfile $(BUILD)/fuzz/corpus-snapfile
 	cat /proc/self/maps > $(BUILD)/fuzz/corpus-maps/self

@@ -208,7 +208,8 @@ static struct cu_index *cu_index(struct modsym *m, Dwarf_Die *cu)
 	x = calloc(1, sizeof(*x));
 	if (x) {
 		collect(&f, cu, 0);
-		qsort(f.v, f.n, sizeof(*f.v), cmp_fn);
+		if (f.n)
+			qsort(f.v, f.n, sizeof(*f.v), cmp_fn);
 		x->fns = f.v;
 		x->n = f.n;
 	}
