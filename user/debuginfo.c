@@ -293,6 +293,33 @@ static int target_root(const char *file, char *root, size_t len)
 	return open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 }
 
+/* The dwz file at the path its link names. */
+static int by_alt_name(struct search *s)
+{
+	const char *alt = s->b->alt, *slash = strrchr(s->b->file, '/');
+	char path[PATH_MAX * 2 + 16];
+	int fd;
+
+	if (!alt[0] || strnlen(alt, PATH_MAX) == PATH_MAX)
+		return -ENOENT;
+	if (alt[0] != '/') {
+		if (!slash)
+			return -ENOENT;
+		snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - s->b->file), s->b->file,
+			 alt);
+		return try(s, -1, path);
+	}
+	for (size_t i = 0; i < ndirs; i++)
+		if (!strncmp(alt, "/usr/lib/debug/", 15)) {
+			snprintf(path, sizeof(path), "%s%s", dirs[i], alt + 14);
+			if ((fd = try(s, -1, path)) != -ENOENT)
+				return fd;
+		}
+	if ((fd = try(s, -1, alt)) != -ENOENT)
+		return fd;
+	return s->root >= 0 ? try(s, s->root, alt) : -ENOENT;
+}
+
 int debuginfo_find(const struct debuginfo_binary *b, char **path)
 {
 	struct search s = {.b = b, .path = path};
@@ -304,7 +331,7 @@ int debuginfo_find(const struct debuginfo_binary *b, char **path)
 	if (b->build_id && b->build_id_len)
 		fd = each_root(&s, by_build_id, NULL);
 	if (fd == -ENOENT)
-		fd = by_debuglink(&s);
+		fd = b->alt ? by_alt_name(&s) : by_debuglink(&s);
 	if (fd == -ENOENT)
 		fd = from_debuginfod(&s);
 	if (s.root >= 0)
@@ -318,6 +345,7 @@ int debuginfo_dwfl_find(Dwfl_Module *mod, void **userdata, const char *modname,
 {
 	const unsigned char *id = NULL;
 	GElf_Addr vaddr;
+	Dwarf_Addr bias;
 	int len = dwfl_module_build_id(mod, &id, &vaddr);
 	struct debuginfo_binary b = {
 	    .file = file_name ? file_name : modname,
@@ -327,10 +355,27 @@ int debuginfo_dwfl_find(Dwfl_Module *mod, void **userdata, const char *modname,
 	    .debuglink = debuglink_file,
 	    .crc = debuglink_crc,
 	};
+	Elf *elf = dwfl_module_getelf(mod, &bias);
+	GElf_Word crc;
 	int fd;
 
 	if (!b.file || !b.name)
 		return -1;
+	/* libdwfl asks again, with the debug file's altlink name in place of
+	 * the binary's debuglink, for the dwz file that debug file needs */
+	if (debuglink_file && (!elf || debuglink_file != dwelf_elf_gnu_debuglink(elf, &crc))) {
+		Dwarf *dw = dwfl_module_getdwarf(mod, &bias);
+		const void *alt_id;
+		const char *alt;
+		ssize_t n = dw ? dwelf_dwarf_gnu_debugaltlink(dw, &alt, &alt_id) : -1;
+
+		if (n <= 0 || alt != debuglink_file)
+			return -1;
+		b.build_id = alt_id;
+		b.build_id_len = (size_t)n;
+		b.debuglink = NULL;
+		b.alt = alt;
+	}
 	fd = debuginfo_find(&b, debuginfo_file_name);
 	return fd < 0 ? -1 : fd;
 }

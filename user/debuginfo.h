@@ -6,6 +6,11 @@
  *    under each debug directory followed by the binary's directory;
  * 3. from debuginfod (libdebuginfod) when DEBUGINFOD_URLS is set.
  *
+ * A debug file that dwz made refers to a shared one (.gnu_debugaltlink: a
+ * path and that file's build-id), looked for by build-id in the same
+ * places, then at the path: as given, relative to the debug file, and with
+ * a leading /usr/lib/debug replaced by each --debug-dir.
+ *
  * The tracer runs as root and the target controls the binary (its build-id
  * and debuglink bytes) and maybe the directories: a candidate is looked at
  * without opening it first (O_PATH), and only a regular file on a real file
@@ -39,6 +44,9 @@ struct debuginfo_binary {
 	size_t build_id_len;
 	const char *debuglink; /* NULL when it has none */
 	uint32_t crc;	       /* the debuglink's CRC-32 */
+	/* Looking for the dwz file a debug file's .gnu_debugaltlink names:
+	 * build_id is that link's, file the debug file, alt the name. */
+	const char *alt;
 };
 
 /* Opens the debug file of b: a read-only descriptor, and its path in

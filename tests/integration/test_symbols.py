@@ -203,6 +203,36 @@ def test_debug_file_from_debuginfod(tmp_path):
 INL = "inline.c"
 
 
+@pytest.mark.skipif(shutil.which("dwz") is None, reason="dwz not installed")
+def test_dwz_shared_debug_file(tmp_path):
+    """Debian's debug files are made smaller with dwz: what two of them share
+    (here new_node's DIE, which the inlined calls refer to) moves to one
+    file that .gnu_debugaltlink names (path and build-id)."""
+    src = os.path.join(SOURCES, INL)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    flags = ["-O2", "-g", "-fno-omit-frame-pointer"]
+    subprocess.run(["gcc"] + flags + [src, "-o", a], check=True)
+    subprocess.run(["gcc"] + flags + ["-fno-reorder-blocks", src, "-o", b], check=True)
+    debug = tmp_path / "debug"
+    os.makedirs(debug / ".dwz")
+    split_debug(a, a + ".debug")
+    split_debug(b, b + ".debug")
+    subprocess.run(["dwz", "-m", str(debug / ".dwz" / "common.debug"), "-M",
+                    "/usr/lib/debug/.dwz/common.debug", a + ".debug", b + ".debug"], check=True)
+    os.rename(a + ".debug", build_id_path(debug, build_id(a)))
+
+    def inlined_frame():
+        report = trace(["--debug-dir", str(debug), "-n", "3", "-k", "traceback", "--", a])
+        st = statistics_at(report, INL, site(INL, "inline_alloc"))
+        assert sum(x["count"] for x in st) == 400
+        return {x["frames"][0]["function"] for x in st}
+
+    # the shared file under --debug-dir in place of /usr/lib/debug
+    assert inlined_frame() == {"new_node"}
+    os.rename(debug / ".dwz" / "common.debug", tmp_path / "common.debug")
+    assert inlined_frame() == {None}  # its name is in the shared file only
+
+
 def test_inlined_allocator_expands_into_its_callers():
     report = trace(["-n", "4", "-k", "traceback", "--", workload("inline-O2")])
     got = {}
