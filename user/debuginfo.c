@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "debuginfo.h"
+#include "util/hash.h"
 
 
 #ifndef CONFIGFS_MAGIC_NUMBER
@@ -113,6 +114,23 @@ static uint32_t file_crc(int fd, off_t size)
 	return (uint32_t)crc;
 }
 
+/* Says once per file and binary why a debug file is not used (libdwfl asks
+ * again for a module whose first lookup failed; --follow has many
+ * processes mapping one file). */
+static void refuse(const char *path, const char *name, const char *why)
+{
+	static uint64_t said[256];
+	static size_t nsaid;
+	uint64_t h = hash_mix(hash_str(path), hash_str(name));
+
+	for (size_t i = 0; i < nsaid; i++)
+		if (said[i] == h)
+			return;
+	if (nsaid < sizeof(said) / sizeof(said[0]))
+		said[nsaid++] = h;
+	fprintf(stderr, "tracer: debug file %s for %s refused: %s\n", path, name, why);
+}
+
 /* Whether fd is an ELF file that belongs to b. */
 static bool matches(const struct debuginfo_binary *b, int fd, off_t size, const char *path)
 {
@@ -127,8 +145,7 @@ static bool matches(const struct debuginfo_binary *b, int fd, off_t size, const 
 	if (!elf || elf_kind(elf) != ELF_K_ELF) {
 		if (elf)
 			elf_end(elf);
-		fprintf(stderr, "tracer: debug file %s for %s refused: not an ELF file\n", path,
-			b->name);
+		refuse(path, b->name, "not an ELF file");
 		return false;
 	}
 	len = dwelf_elf_gnu_build_id(elf, &id);
@@ -138,8 +155,8 @@ static bool matches(const struct debuginfo_binary *b, int fd, off_t size, const 
 		ok = b->debuglink && file_crc(fd, size) == b->crc;
 	elf_end(elf);
 	if (!ok)
-		fprintf(stderr, "tracer: debug file %s for %s refused: its %s does not match\n",
-			path, b->name, b->build_id ? "build-id" : "CRC");
+		refuse(path, b->name,
+		       b->build_id ? "its build-id does not match" : "its CRC does not match");
 	return ok;
 }
 
