@@ -18,7 +18,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
             -std=gnu11 -D_GNU_SOURCE -Iuser
 TRACE_CFLAGS := -I$(BUILD) -Ibpf
-LDLIBS   := -lbpf -ldw -lelf -lcapstone -lz -lpthread -lstdc++
+LDLIBS   := -lbpf -ldw -ldebuginfod -lelf -lcapstone -liberty -lz -lpthread -lstdc++
 
 BPF_SRCS    := $(wildcard bpf/*.bpf.c)
 SKELS       := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
@@ -38,13 +38,19 @@ MODEL_BINS  := $(patsubst %,$(BUILD)/tests/%,$(MODEL_TESTS))
 RESOLVE_BIN := $(BUILD)/tests/test_resolve
 TRACE_BINS  := $(filter-out $(MODEL_BINS) $(RESOLVE_BIN),$(UNIT_BINS))
 # py_embed.c links a libpython that only the tests' chroot has: they build it
+# Rust workloads, where rustc is installed
+RUSTC     ?= rustc
+RUST_BINS := $(if $(shell command -v $(RUSTC)),$(patsubst tests/workloads/%.rs,$(BUILD)/workloads/%,\
+             $(wildcard tests/workloads/*.rs)))
 # nofp.c is built as distributions build: -O2 without frame pointers
 WL_C      := $(filter-out tests/workloads/py_embed.c tests/workloads/nofp.c,$(wildcard tests/workloads/*.c))
 WL_CXX    := $(filter-out tests/workloads/cxx_o2.cc,$(wildcard tests/workloads/*.cc))
 WL_BINS   := $(patsubst tests/workloads/%.c,$(BUILD)/workloads/%,$(WL_C)) \
              $(patsubst tests/workloads/%.cc,$(BUILD)/workloads/%,$(WL_CXX)) \
-             $(BUILD)/workloads/native-static $(BUILD)/workloads/nofp $(BUILD)/workloads/nofp-nodebug \
-             $(BUILD)/workloads/bench_mix-nofp $(BUILD)/workloads/cxx_o2
+             $(BUILD)/workloads/native-static $(BUILD)/workloads/inline-O2 \
+             $(BUILD)/workloads/nofp $(BUILD)/workloads/nofp-nodebug \
+             $(BUILD)/workloads/bench_mix-nofp $(BUILD)/workloads/cxx_o2 \
+             $(RUST_BINS)
 
 .PHONY: all test unit integration fuzz fuzz-quick fuzz-run fuzz-corpus demo bench snapshot-perf \
 	clean deps
@@ -98,6 +104,12 @@ $(BUILD)/workloads/cxx_o2: tests/workloads/cxx_o2.cc | $(BUILD)/workloads
 	g++ -O2 -g $< -o $@
 $(BUILD)/workloads/%: tests/workloads/%.cc | $(BUILD)/workloads
 	g++ $(WL_FLAGS) $< -o $@
+# optimised as released code is (inlining on), frame pointers kept
+$(BUILD)/workloads/%-O2: tests/workloads/%.c | $(BUILD)/workloads
+	$(CC) -O2 -g -fno-omit-frame-pointer $< -o $@
+# Rust, with frame pointers (the BPF walker needs them yet)
+$(BUILD)/workloads/%: tests/workloads/%.rs | $(BUILD)/workloads
+	$(RUSTC) -O -g -C force-frame-pointers=yes $< -o $@
 
 $(BUILD) $(BUILD)/tests $(BUILD)/workloads $(BUILD)/fuzz:
 	mkdir -p $@
@@ -109,7 +121,7 @@ $(BUILD) $(BUILD)/tests $(BUILD)/workloads $(BUILD)/fuzz:
 # `make test` runs them briefly (FUZZ_QUICK_SECONDS).
 FUZZ_SECONDS       ?= 300
 FUZZ_QUICK_SECONDS ?= 15
-FUZZ_TARGETS := snapfile maps unwind
+FUZZ_TARGETS := snapfile maps unwind symbols
 FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
 FUZZ_SRCS    := $(wildcard user/model/*.c user/report/*.c user/util/*.c)
 FUZZ_FLAGS   := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -fsanitize=fuzzer,address,undefined \
@@ -122,16 +134,22 @@ UNWIND_SRCS  := user/unwind/cfi.c user/unwind/table.c user/util/util.c
 $(BUILD)/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c $(UNWIND_SRCS) $(wildcard user/unwind/*.h) \
 		| $(BUILD)/fuzz
 	$(CLANG) $(FUZZ_FLAGS) -Ibpf $< $(UNWIND_SRCS) -o $@ -lelf
+$(BUILD)/fuzz/fuzz_symbols: tests/fuzz/fuzz_symbols.c user/modsym.c user/util/hash.c user/modsym.h \
+		user/symbolize.h | $(BUILD)/fuzz
+	$(CLANG) $(FUZZ_FLAGS) $< user/modsym.c user/util/hash.c -o $@ -ldw -lelf -liberty -lstdc++
 $(BUILD)/fuzz/seed_snapfile: tests/fuzz/seed_snapfile.c $(FUZZ_SRCS) | $(BUILD)/fuzz
 	$(CC) $(CFLAGS) $< $(FUZZ_SRCS) -o $@ -lz
 
-# one corpus per target, made afresh: valid snapshot files; the maps of
+# one corpus per target, made afresh: valid snapshot files; -O2 -g builds of
+# small workloads (symbols, with inlined calls); the maps of
 # this shell, of init-like and of CPython processes; small executables
 # (with and without frame pointers, PLT CFI, .eh_frame) and, behind the
 # fuzz target's one-byte mode prefix, their .eh_frame sections alone
 fuzz-corpus: $(BUILD)/fuzz/seed_snapfile
 	rm -rf $(BUILD)/fuzz/corpus-* && mkdir -p $(BUILD)/fuzz/corpus-snapfile $(BUILD)/fuzz/corpus-maps \
-		$(BUILD)/fuzz/corpus-unwind
+		$(BUILD)/fuzz/corpus-unwind $(BUILD)/fuzz/corpus-symbols
+	for f in inline native demo; do $(CC) -O2 -g -fno-omit-frame-pointer tests/workloads/$$f.c \
+		-pthread -o $(BUILD)/fuzz/corpus-symbols/$$f; done
 	bash tests/fuzz/seed_unwind.sh $(CC) $(BUILD)/fuzz/corpus-unwind
 	$(BUILD)/fuzz/seed_snapfile $(BUILD)/fuzz/corpus-snapfile
 	cat /proc/self/maps > $(BUILD)/fuzz/corpus-maps/self

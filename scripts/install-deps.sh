@@ -2,9 +2,9 @@
 # Installs what building and testing tracer needs, from Debian's packages.
 # Quiet and quick when everything is already there.
 set -euo pipefail
-pkgs=(make gcc g++ clang llvm libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
+pkgs=(make gcc g++ clang llvm libbpf-dev bpftool libelf-dev libdw-dev libdebuginfod-dev libiberty-dev zlib1g-dev
       libcapstone-dev libcmocka-dev pkg-config python3 python3-pytest
-      golang-go util-linux debootstrap)
+      golang-go util-linux debootstrap dwz)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

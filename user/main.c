@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "debuginfo.h"
 #include "model/filter.h"
 #include "model/snapfile.h"
 #include "model/stats.h"
@@ -44,6 +45,10 @@ static const char usage[] =
     "      --keep-allocator-frames  keep the frames of allocator plumbing (Rust's alloc\n"
     "                         shims, libstdc++'s allocators, zmalloc ...) at the top\n"
     "                         of native tracebacks; by default they are left out\n"
+    "      --debug-dir DIR    look for separate debug files (DIR/.build-id/xx/yyyy.debug,\n"
+    "                         DIR/<binary's directory>/<debuglink>) in DIR before\n"
+    "                         /usr/lib/debug; may be repeated; debuginfod is asked\n"
+    "                         too when DEBUGINFOD_URLS is set\n"
     "  -v, --verbose          say where the probes are\n"
     "\n"
     "reports (tracing, stats and compare):\n"
@@ -163,7 +168,8 @@ enum {
 	OPT_ALL_FRAMES,
 	OPT_DOMAIN,
 	OPT_EXCLUDE_DOMAIN,
-	OPT_HOOK_PYMALLOC
+	OPT_HOOK_PYMALLOC,
+	OPT_DEBUG_DIR
 };
 
 static const struct option longopts[] = {
@@ -186,6 +192,7 @@ static const struct option longopts[] = {
     {"native", no_argument, NULL, OPT_NATIVE},
     {"keep-allocator-frames", no_argument, NULL, OPT_KEEP_ALLOCATOR_FRAMES},
     {"hook-pymalloc", no_argument, NULL, OPT_HOOK_PYMALLOC},
+    {"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
     {"include", required_argument, NULL, OPT_INCLUDE},
     {"exclude", required_argument, NULL, OPT_EXCLUDE},
     {"all-frames", no_argument, NULL, OPT_ALL_FRAMES},
@@ -201,7 +208,8 @@ static bool tracing_only(int c)
 {
 	return c == 'p' || c == 'n' || c == 'd' || c == 'i' || c == OPT_FOLLOW ||
 	       c == OPT_MAX_ALLOCS || c == OPT_MAX_STACKS || c == OPT_PROBE_ONLY ||
-	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == OPT_KEEP_ALLOCATOR_FRAMES || c == OPT_HOOK_PYMALLOC || c == 'v';
+	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == OPT_KEEP_ALLOCATOR_FRAMES ||
+	       c == OPT_HOOK_PYMALLOC || c == OPT_DEBUG_DIR || c == 'v';
 }
 
 /* --include/--exclude in the order given; built once --all-frames is known */
@@ -344,6 +352,12 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_HOOK_PYMALLOC:
 			o->hook_pymalloc = true;
+			break;
+		case OPT_DEBUG_DIR:
+			if (debuginfo_add_dir(optarg))
+				return bad("invalid --debug-dir '%s' (an absolute path, at most 16 "
+					   "of them)",
+					   optarg);
 			break;
 		case OPT_INCLUDE:
 		case OPT_EXCLUDE: {

@@ -126,15 +126,17 @@ int resolve_mappings(struct snapshot *snap, struct symbolizer *sym)
 }
 
 /* Native frames of a trace, most recent first, into w->ids: the call site,
- * then the stack walk. Stops where the walk leaves known code and, with
- * stop_at_interpreter, at the interpreter's loop. */
+ * then the stack walk, each address expanded into its inlined frames (each
+ * one a frame toward nframe). Stops where the walk leaves known code and,
+ * with stop_at_interpreter, at an address in the interpreter's loop (its
+ * frames, inlined ones too, are where the Python frames go). */
 static int native_frames(struct snapshot *snap, struct symbolizer *sym,
 			 const struct resolve_trace *t, struct walk *w, bool stop_at_interpreter)
 {
 	for (uint32_t i = 0; w->n < w->limit; i++) {
 		uint64_t ip = i == 0 ? t->ip : (t->stack && i < t->nstack ? t->stack[i] : 0);
-		struct symbolize_frame f = {0};
-		int64_t id;
+		const struct symbolize_frame *f;
+		int n;
 
 		if (!ip)
 			break;
@@ -146,16 +148,20 @@ static int native_frames(struct snapshot *snap, struct symbolizer *sym,
 				break;
 			}
 		}
-		if (symbolize_return_address(sym, ip, &f))
-			return -ENOMEM;
-		if (stop_at_interpreter && interpreter_frame(f.function)) {
+		n = symbolize_return_address(sym, ip, &f);
+		if (n < 1)
+			return n < 0 ? n : -ENOENT;
+		if (stop_at_interpreter && interpreter_frame(f[n - 1].function)) {
 			w->at_interpreter = true;
 			break;
 		}
-		id = intern_native(snap, &f);
-		if (id < 0)
-			return (int)id;
-		w->ids[w->n++] = (uint32_t)id;
+		for (int k = 0; k < n && w->n < w->limit; k++) {
+			int64_t id = intern_native(snap, &f[k]);
+
+			if (id < 0)
+				return (int)id;
+			w->ids[w->n++] = (uint32_t)id;
+		}
 	}
 	return 0;
 }

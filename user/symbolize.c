@@ -1,4 +1,3 @@
-#include <dwarf.h>
 #include <elfutils/libdwfl.h>
 #include <errno.h>
 #include <stdio.h>
@@ -6,12 +5,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "debuginfo.h"
 #include "elfsym.h"
+#include "modsym.h"
 #include "symbolize.h"
 #include "target.h"
 #include "util/hash.h"
-
-char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
 
 struct symbolizer {
 	pid_t pid;
@@ -19,15 +18,24 @@ struct symbolizer {
 	struct target_maps maps; /* executable file mappings seen, merged */
 	char *last_maps;	 /* raw text of the last /proc/PID/maps read */
 	size_t last_len;
-	struct u64_map cache;	  /* return address -> struct symbolize_frame */
+	struct u64_map cache;	  /* return address -> struct entry, its frames */
+	struct u64_map mods;	  /* Dwfl_Module * -> struct modsym *, its indexes */
 	struct u64_map build_ids; /* Dwfl_Module * -> its build-id (char *, NULL: none) */
 	dev_t exe_dev;		  /* the executable, as /proc/PID/exe last showed it */
 	ino_t exe_ino;
 };
 
+/* A return address's frames, innermost first. */
+struct entry {
+	uint32_t n;
+	struct symbolize_frame *frames;
+};
+
+static void free_frames(struct symbolize_frame *f, size_t n);
+
 static const Dwfl_Callbacks callbacks = {
-    .find_elf = dwfl_linux_proc_find_elf,
-    .find_debuginfo = dwfl_standard_find_debuginfo,
+	.find_elf = dwfl_linux_proc_find_elf,
+	.find_debuginfo = debuginfo_dwfl_find,
 };
 
 int symbolize_open(pid_t pid, struct symbolizer **out)
@@ -38,7 +46,8 @@ int symbolize_open(pid_t pid, struct symbolizer **out)
 		return -ENOMEM;
 	s->pid = pid;
 	s->dwfl = dwfl_begin(&callbacks);
-	if (!s->dwfl || u64_map_init(&s->cache, sizeof(struct symbolize_frame)) ||
+	if (!s->dwfl || u64_map_init(&s->cache, sizeof(struct entry)) ||
+	    u64_map_init(&s->mods, sizeof(struct modsym *)) ||
 	    u64_map_init(&s->build_ids, sizeof(char *))) {
 		symbolize_close(s);
 		return -ENOMEM;
@@ -55,18 +64,22 @@ void symbolize_close(struct symbolizer *s)
 	if (!s)
 		return;
 	for (i = 0; i < s->cache.cap; i++) {
-		struct symbolize_frame *f = u64_map_value_at(&s->cache, i);
+		struct entry *e = u64_map_value_at(&s->cache, i);
 
 		if (!s->cache.keys[i])
 			continue;
-		free((char *)f->filename);
-		free((char *)f->function);
+		free_frames(e->frames, e->n);
+		free(e->frames);
 	}
 	u64_map_free(&s->cache);
 	for (i = 0; i < s->build_ids.cap; i++)
 		if (s->build_ids.keys[i])
 			free(*(char **)u64_map_value_at(&s->build_ids, i));
 	u64_map_free(&s->build_ids);
+	for (i = 0; i < s->mods.cap; i++)
+		if (s->mods.keys[i])
+			modsym_free(*(struct modsym **)u64_map_value_at(&s->mods, i));
+	u64_map_free(&s->mods);
 	if (s->dwfl)
 		dwfl_end(s->dwfl);
 	target_maps_free(&s->maps);
@@ -189,71 +202,72 @@ bool symbolize_valid_ip(struct symbolizer *s, uint64_t ip)
 	return m && m->exec;
 }
 
-static char *demangle(const char *name)
+static void free_frames(struct symbolize_frame *f, size_t n)
 {
-	int status = -1;
-	char *d;
-
-	if (!name)
-		return NULL;
-	if (name[0] == '_' && name[1] == 'Z') {
-		d = __cxa_demangle(name, NULL, NULL, &status);
-		if (d && status == 0)
-			return d;
-		free(d);
+	for (size_t i = 0; i < n; i++) {
+		free((char *)f[i].filename);
+		free((char *)f[i].function);
 	}
-	return strdup(name);
 }
 
-/* A relative source name is relative to its compilation directory. */
-static char *absolute_source(Dwfl_Module *mod, uint64_t pc, const char *src)
+/* The indexes of mod, made on first use; NULL without memory. */
+static struct modsym *mod_indexes(struct symbolizer *s, Dwfl_Module *mod)
 {
-	Dwarf_Addr bias;
-	Dwarf_Die *cu;
-	Dwarf_Attribute attr;
-	const char *dir;
-	char *out;
+	bool added;
+	struct modsym **m = u64_map_put(&s->mods, (uint64_t)(uintptr_t)mod, &added);
 
-	if (src[0] == '/')
-		return strdup(src);
-	cu = dwfl_module_addrdie(mod, pc, &bias);
-	dir = cu ? dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &attr)) : NULL;
-	if (!dir || asprintf(&out, "%s/%s", dir, src) < 0)
-		return strdup(src);
-	return out;
+	if (!m)
+		return NULL;
+	if (added && !(*m = modsym_new(mod))) {
+		u64_map_remove(&s->mods, (uint64_t)(uintptr_t)mod);
+		return NULL;
+	}
+	return *m;
 }
 
-static void resolve(struct symbolizer *s, uint64_t ip, struct symbolize_frame *f)
+static int resolve(struct symbolizer *s, uint64_t ip, struct entry *e)
 {
 	uint64_t pc = ip - 1; /* inside the call instruction */
 	Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, pc);
 	const struct target_mapping *m = target_maps_find(&s->maps, ip);
+	struct symbolize_frame f[SYMBOLIZE_MAX_INLINE];
+	struct modsym *ms = NULL;
+	size_t n = 0, i;
 	char buf[4300];
 
-	memset(f, 0, sizeof(*f));
-	if (mod) {
-		Dwfl_Line *line = dwfl_module_getsrc(mod, pc);
-		const char *name = dwfl_module_addrname(mod, pc);
-		int lineno = 0;
-
-		f->function = demangle(name);
-		if (line) {
-			const char *src = dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL);
-
-			if (src && lineno > 0) {
-				f->filename = absolute_source(mod, pc, src);
-				f->lineno = (uint32_t)lineno;
-			}
-		}
-	}
-	if (!f->filename) {
+	memset(f, 0, sizeof(f));
+	if (mod && !(ms = mod_indexes(s, mod)))
+		return -ENOMEM;
+	if (mod)
+		n = modsym_frames(ms, pc, f) - 1;
+	if (!f[0].filename) {
 		if (m && m->path)
 			snprintf(buf, sizeof(buf), "%s+0x%llx", m->path,
 				 (unsigned long long)(pc - m->start + m->offset));
 		else
 			snprintf(buf, sizeof(buf), "[unknown]+0x%llx", (unsigned long long)pc);
-		f->filename = strdup(buf);
+		f[0].filename = strdup(buf);
 	}
+	/* an inlined call without its line keeps the address's place */
+	for (i = 1; i <= n; i++)
+		if (!f[i].filename) {
+			f[i].filename = strdup(f[i - 1].filename);
+			f[i].lineno = 0;
+		}
+	n++;
+	for (i = 0; i < n; i++)
+		if (!f[i].filename) {
+			free_frames(f, n);
+			return -ENOMEM;
+		}
+	e->frames = malloc(n * sizeof(*f));
+	if (!e->frames) {
+		free_frames(f, n);
+		return -ENOMEM;
+	}
+	memcpy(e->frames, f, n * sizeof(*f));
+	e->n = (uint32_t)n;
+	return 0;
 }
 
 /* The build-id of the file a module was reported from, in lowercase hex
@@ -301,36 +315,48 @@ bool symbolize_mapping_at(struct symbolizer *s, size_t i, struct symbolize_mappi
 	return true;
 }
 
-/* Where a resolved frame is: its mapping and its offset in its function. */
-static void place(struct symbolizer *s, uint64_t ip, struct symbolize_frame *f)
+/* Where the frames of a return address are: the mapping holding it, and
+ * the return address's offset in the function the symbol table names (the
+ * outermost frame's; every inlined frame is at the same address). */
+static void place(struct symbolizer *s, uint64_t ip, struct entry *e)
 {
 	uint64_t pc = ip - 1;
 	const struct target_mapping *m = target_maps_find(&s->maps, pc);
 	Dwfl_Module *mod = dwfl_addrmodule(s->dwfl, pc);
-	GElf_Off offset = 0;
-	GElf_Sym sym;
+	struct symbolize_mapping where = {0};
+	struct modsym *ms = mod ? mod_indexes(s, mod) : NULL;
+	Dwarf_Addr start = 0;
+	uint64_t offset = 0;
 
-	f->pc = pc;
 	if (m && m->path)
-		describe_mapping(s, m, &f->mapping);
-	if (mod && f->function && dwfl_module_addrinfo(mod, pc, &offset, &sym, NULL, NULL, NULL))
-		f->function_offset = offset + 1;
+		describe_mapping(s, m, &where);
+	if (ms && modsym_function_at(ms, pc, &start) && start <= pc)
+		offset = pc - start + 1;
+	for (uint32_t i = 0; i < e->n; i++) {
+		e->frames[i].pc = pc;
+		e->frames[i].mapping = where;
+		e->frames[i].function_offset = e->frames[i].function ? offset : 0;
+	}
 }
 
-int symbolize_return_address(struct symbolizer *s, uint64_t ip, struct symbolize_frame *out)
+int symbolize_return_address(struct symbolizer *s, uint64_t ip,
+			     const struct symbolize_frame **frames)
 {
-	struct symbolize_frame *f;
+	struct entry *e;
 	bool added;
 
 	if (!ip)
 		return -ENOENT;
-	f = u64_map_put(&s->cache, ip, &added);
-	if (!f)
+	e = u64_map_put(&s->cache, ip, &added);
+	if (!e)
 		return -ENOMEM;
 	if (added) {
-		resolve(s, ip, f);
-		place(s, ip, f);
+		if (resolve(s, ip, e)) {
+			u64_map_remove(&s->cache, ip);
+			return -ENOMEM;
+		}
+		place(s, ip, e);
 	}
-	*out = *f;
-	return out->filename ? 0 : -ENOMEM;
+	*frames = e->frames;
+	return (int)e->n;
 }

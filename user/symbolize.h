@@ -1,6 +1,7 @@
 /* Native frames: return addresses of a process turned into source file,
  * line and function with libdw, resolved while the process lives and kept
- * usable after it exits (files are opened when their mapping is first seen). */
+ * usable after it exits (files are opened when their mapping is first seen).
+ * Separate debug files are found by debuginfo.c. */
 #ifndef TRACER_SYMBOLIZE_H
 #define TRACER_SYMBOLIZE_H
 
@@ -38,9 +39,18 @@ void symbolize_close(struct symbolizer *s);
 void symbolize_refresh(struct symbolizer *s);
 /* Whether ip lies in an executable file mapping seen so far. */
 bool symbolize_valid_ip(struct symbolizer *s, uint64_t ip);
-/* Resolves a return address (the call instruction is just before it).
- * Strings are owned by the symbolizer. Returns 0 or -ENOENT (ip unknown). */
-int symbolize_return_address(struct symbolizer *s, uint64_t ip, struct symbolize_frame *out);
+/* The most frames one address expands to (inlined calls in one another). */
+#define SYMBOLIZE_MAX_INLINE 64
+
+/* Resolves a return address (the call instruction is just before it) into
+ * its frames, innermost first: the functions inlined at the call, each at
+ * its line (as addr2line -i shows them), then the function the code
+ * belongs to, at the line of the outermost inlined call. Each frame has the
+ * address's pc and mapping. *frames points at them; frames and strings are
+ * owned by the symbolizer. Returns their number (>= 1), -ENOENT (ip
+ * unknown) or -ENOMEM. */
+int symbolize_return_address(struct symbolizer *s, uint64_t ip,
+			     const struct symbolize_frame **frames);
 /* The i-th executable file mapping seen so far (in address order): true
  * and *out filled, or false past the last. */
 bool symbolize_mapping_at(struct symbolizer *s, size_t i, struct symbolize_mapping *out);

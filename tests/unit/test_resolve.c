@@ -1,7 +1,8 @@
 /* The traceback merge rules of resolve.c, with a symbolizer of our own
  * (linked instead of symbolize.o): addresses 0x1000 + 0x100*k are known
  * code named by the table below; 0x9000 becomes known only after a
- * refresh (a library mapped since); anything else is outside code. */
+ * refresh (a library mapped since); 0xa000 and 0xa100 are calls in
+ * inlined code (several frames each); anything else is outside code. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,10 +27,15 @@ static const char *const functions[] = {
     "zmalloc", "zmalloc_fast",
 };
 
+#define INLINED 0xa000	 /* grow <- push (inlined) <- user */
+#define EVAL_INLINED 0xa100 /* list_append inlined in the interpreter loop */
+
 bool symbolize_valid_ip(struct symbolizer *s, uint64_t ip)
 {
 	if (ip == 0x9000)
 		return s->refreshed;
+	if (ip == INLINED || ip == EVAL_INLINED)
+		return true;
 	return ip >= 0x1000 && ip < 0x1000 + 0x100 * sizeof(functions) / sizeof(functions[0]) &&
 	       ip % 0x100 == 0;
 }
@@ -57,20 +63,33 @@ bool symbolize_mapping_at(struct symbolizer *s, size_t i, struct symbolize_mappi
 	return true;
 }
 
-int symbolize_return_address(struct symbolizer *s, uint64_t ip, struct symbolize_frame *out)
+int symbolize_return_address(struct symbolizer *s, uint64_t ip,
+			     const struct symbolize_frame **frames)
 {
-	static char file[64];
+	static const struct symbolize_frame inlined[] = {
+	    {"vec.h", 5, "grow"}, {"vec.h", 9, "push"}, {"user.c", 30, "user"}};
+	static const struct symbolize_frame eval_inlined[] = {
+	    {"listobject.c", 10, "list_append"}, {"ceval.c", 20, "_PyEval_EvalFrameDefault"}};
+	static struct symbolize_frame one;
 
 	if (!symbolize_valid_ip(s, ip))
 		return -ENOENT;
-	snprintf(file, sizeof(file), "native.c");
-	out->filename = file;
-	out->lineno = (uint32_t)(ip >> 8); /* 0x1000 -> line 16 */
-	out->function = ip == 0x9000 ? "late" : functions[(ip - 0x1000) / 0x100];
-	out->pc = ip - 1;
-	out->function_offset = 0x10;
-	out->mapping = mappings[ip == 0x9000 ? 2 : 1];
-	return 0;
+	if (ip == INLINED) {
+		*frames = inlined;
+		return 3;
+	}
+	if (ip == EVAL_INLINED) {
+		*frames = eval_inlined;
+		return 2;
+	}
+	one.filename = "native.c";
+	one.lineno = (uint32_t)(ip >> 8); /* 0x1000 -> line 16 */
+	one.function = ip == 0x9000 ? "late" : functions[(ip - 0x1000) / 0x100];
+	one.pc = ip - 1;
+	one.function_offset = 0x10;
+	one.mapping = mappings[ip == 0x9000 ? 2 : 1];
+	*frames = &one;
+	return 1;
 }
 
 #define SITE 0x1000   /* alloc_site, line 16 */
@@ -414,6 +433,74 @@ static void test_a_stack_with_no_frame_resolved_is_counted(void **state)
 	free(py);
 }
 
+static void test_inlined_frames_expand_innermost_first(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t stack[] = {INLINED, HELPER, MAIN, START, 0};
+	struct resolve_trace t = {
+	    .ip = INLINED, .stack = stack, .nstack = NSTACK(stack), .domain = SNAPSHOT_DOMAIN_LIBC};
+	const struct snapshot_traceback *tb = resolve(f, 10, false, &t);
+
+	assert_int_equal(tb->nframe, 6);
+	assert_int_equal(tb->total_nframe, 6);
+	assert_string_equal(frame(f, tb, 0), "vec.h:5:grow");
+	assert_string_equal(frame(f, tb, 1), "vec.h:9:push");
+	assert_string_equal(frame(f, tb, 2), "user.c:30:user");
+	assert_string_equal(frame(f, tb, 3), "native.c:17:helper");
+	assert_string_equal(frame(f, tb, 5), "native.c:20:_start");
+	assert_int_equal(f->counts.truncated, 0);
+}
+
+static void test_inlined_frames_count_toward_nframe(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t stack[] = {INLINED, HELPER, MAIN};
+	struct resolve_trace t = {
+	    .ip = INLINED, .stack = stack, .nstack = NSTACK(stack), .domain = SNAPSHOT_DOMAIN_LIBC};
+	const struct snapshot_traceback *tb = resolve(f, 2, false, &t);
+
+	/* cut inside one address's frames */
+	assert_int_equal(tb->nframe, 2);
+	assert_int_equal(tb->total_nframe, 2);
+	assert_string_equal(frame(f, tb, 1), "vec.h:9:push");
+	tb = resolve(f, 4, false, &t);
+	assert_int_equal(tb->nframe, 4);
+	assert_string_equal(frame(f, tb, 3), "native.c:17:helper");
+	/* a deeper address expands as well */
+	const uint64_t deeper[] = {SITE, INLINED, MAIN};
+
+	t.ip = SITE;
+	t.stack = deeper;
+	t.nstack = NSTACK(deeper);
+	tb = resolve(f, 5, false, &t);
+	assert_int_equal(tb->nframe, 5);
+	assert_string_equal(frame(f, tb, 0), "native.c:16:alloc_site");
+	assert_string_equal(frame(f, tb, 1), "vec.h:5:grow");
+	assert_string_equal(frame(f, tb, 3), "user.c:30:user");
+	assert_string_equal(frame(f, tb, 4), "native.c:19:main");
+	assert_int_equal(f->counts.truncated, 0);
+}
+
+static void test_native_stops_at_inlined_interpreter_code(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t stack[] = {SITE, HELPER, EVAL_INLINED, MAIN};
+	struct python_frames_stack *py = py_stack(1, 1, 0);
+	struct resolve_trace t = {.ip = SITE,
+				  .stack = stack,
+				  .nstack = NSTACK(stack),
+				  .domain = SNAPSHOT_DOMAIN_PYTHON,
+				  .py = py,
+				  .python_process = true};
+	const struct snapshot_traceback *tb = resolve(f, 10, true, &t);
+
+	/* an address whose function is the loop: its inlined frames go too */
+	assert_int_equal(tb->nframe, 3);
+	assert_string_equal(frame(f, tb, 1), "native.c:17:helper");
+	assert_string_equal(frame(f, tb, 2), "py.py:100:f");
+	free(py);
+}
+
 static void test_equal_inputs_share_a_traceback(void **state)
 {
 	struct fixture *f = *state;
@@ -486,6 +573,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_unresolved_python_frames_are_counted, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_a_stack_with_no_frame_resolved_is_counted, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_inlined_frames_expand_innermost_first, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_inlined_frames_count_toward_nframe, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_native_stops_at_inlined_interpreter_code, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_equal_inputs_share_a_traceback, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_native_frames_have_mappings_and_addresses, setup,
