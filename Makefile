@@ -107,9 +107,9 @@ $(BUILD)/workloads/%: tests/workloads/%.cc | $(BUILD)/workloads
 # optimised as released code is (inlining on), frame pointers kept
 $(BUILD)/workloads/%-O2: tests/workloads/%.c | $(BUILD)/workloads
 	$(CC) -O2 -g -fno-omit-frame-pointer $< -o $@
-# Rust, with frame pointers (the BPF walker needs them yet)
+# Rust, as cargo's release profile builds it (no frame pointers: CFI)
 $(BUILD)/workloads/%: tests/workloads/%.rs | $(BUILD)/workloads
-	$(RUSTC) -O -g -C force-frame-pointers=yes $< -o $@
+	$(RUSTC) -O -g $< -o $@
 
 $(BUILD) $(BUILD)/tests $(BUILD)/workloads $(BUILD)/fuzz:
 	mkdir -p $@

@@ -233,8 +233,9 @@ int64_t resolve_traceback(struct snapshot *snap, struct symbolizer *sym,
 			  struct resolve_counts *counts)
 {
 	uint32_t limit = o->nframe < TRACER_MAX_NFRAME ? o->nframe : TRACER_MAX_NFRAME;
-	/* frames walked beyond nframe stand in for the plumbing left out */
-	struct walk w = {.limit = o->keep_plumbing ? limit : resolve_walk_depth(o)};
+	/* frames walked beyond nframe stand in for the plumbing left out (the
+	 * walk's addresses, each maybe expanded into many inlined frames) */
+	struct walk w = {.limit = o->keep_plumbing ? limit : TRACER_MAX_NFRAME};
 	int err;
 
 	if (t->py)

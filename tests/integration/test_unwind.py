@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from helpers import Tracer, Workload, site, statistics_at, trace, workload
+from helpers import Tracer, Workload, by_line, site, statistics_at, trace, workload
 
 SRC = "nofp.c"
 CHAIN_A = ["alloc_block", "a5", "a4", "a3", "a2", "a1", "main"]
@@ -107,3 +107,35 @@ def test_debian_sqlite3_attached_deep_tracebacks(csv_file):
     cut = sum(cut_short(report).values())
     assert cut <= 0.01 * sum(st["count"] for st in report["statistics"]), cut_short(report)
     assert report["counters"]["native stack table full"] == 0
+
+
+CXX = "cxx_o2.cc"
+
+
+def test_cxx_o2_statistics_land_on_the_users_lines():
+    # libstdc++'s allocator and growth code, inlined or not, is left out:
+    # each statistic by line is the line of this program that asked
+    lines = by_line(trace(["-n", "4", "--", workload("cxx_o2")]), CXX)
+    assert lines[site(CXX, "push_back")] == (131072 * 8, 1)  # the last growth
+    assert lines[site(CXX, "reserve")] == (200 * 32, 1)
+    assert lines[site(CXX, "string")] == (200 * 101, 200)
+    assert lines[site(CXX, "new_vector")] == (24, 1)
+    assert lines[site(CXX, "new_names")] == (24, 1)
+    assert lines[site(CXX, "new_array")] == (4000, 1)
+
+
+def test_cxx_o2_plumbing_kept_when_asked():
+    report = trace(["-n", "4", "--keep-allocator-frames", "--", workload("cxx_o2")])
+    lines = by_line(report, CXX)
+    assert site(CXX, "push_back") not in lines  # a libstdc++ header's line is first
+
+
+RS = "vecpush.rs"
+
+
+@pytest.mark.skipif(not os.path.exists(workload("vecpush")), reason="rustc not installed")
+def test_rust_push_line_is_the_statistic():
+    # built as cargo's release profile builds: no frame pointers; the alloc
+    # shims and RawVec growth are left out
+    lines = by_line(trace(["-n", "2", "--", workload("vecpush")]), RS)
+    assert lines[site(RS, "rust_push")] == (64 * 8192, 64)

@@ -1,5 +1,5 @@
-// Rust: Vec::push growth, built `rustc -O -g -C force-frame-pointers=yes`
-// (the Makefile's vecpush). push is inlined into fill(); growth goes
+// Rust: Vec::push growth, built `rustc -O -g` (the Makefile's vecpush; no
+// frame pointers, as cargo's release profile). push is inlined into fill(); growth goes
 // through RawVec and the allocator shims to libc's malloc (first push) and
 // realloc (every doubling after). 64 vectors of 1024 u64 each grow 4, 8,
 // ..., 1024 elements: each ends in one live 8192-byte block whose last
