@@ -303,8 +303,10 @@ int unwind_maps_prepare_process(struct unwind_maps *u, pid_t pid)
 
 void unwind_maps_capacity(const struct unwind_maps *u, uint32_t *rows, uint32_t *pages)
 {
-	uint64_t r = 2 * u->prepared_rows + UNWIND_MAPS_HEADROOM;
-	uint64_t p = 2 * u->prepared_pages + UNWIND_MAPS_HEADROOM / 8;
+	/* files mapped later (dlopen) are few next to what a program maps at
+	 * start, where the large ones (libLLVM: 949 k rows) are */
+	uint64_t r = u->prepared_rows + u->prepared_rows / 4 + UNWIND_MAPS_HEADROOM;
+	uint64_t p = u->prepared_pages + u->prepared_pages / 4 + UNWIND_MAPS_HEADROOM / 8;
 
 	*rows = r > 2 * UNWIND_MAX_ROWS ? 2 * UNWIND_MAX_ROWS : (uint32_t)r;
 	*pages = p > (1u << 22) ? 1u << 22 : (uint32_t)p;

@@ -6,7 +6,7 @@
  *
  * The maps are sized at load (an array cannot grow): the files a target
  * maps, or a command will map, are built first (unwind_maps_prepare_*),
- * their sum with room for as many again and UNWIND_MAPS_HEADROOM more rows
+ * their sum with a quarter more and UNWIND_MAPS_HEADROOM more rows
  * decides the size; files mapped later (dlopen) take from that room, and
  * one that finds no room is counted (files_no_room) and unwinds no frame.
  *
@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define UNWIND_MAPS_HEADROOM (256u << 10) /* rows, beyond twice the prepared */
+#define UNWIND_MAPS_HEADROOM (512u << 10) /* rows (4 MiB), beyond 5/4 of the prepared */
 
 struct unwind_maps;
 
