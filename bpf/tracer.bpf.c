@@ -132,6 +132,10 @@ struct pending {
 	__u64 size;
 	__u64 oldptr; /* realloc: the block being replaced */
 	__u64 memptr; /* posix_memalign: where the block is written */
+	/* py_site_enter: the stack pointer at a tail jump of CPython's inlined
+	 * raw allocator to libc's; the entry that follows at that stack
+	 * pointer is in the Python domain. 0: none */
+	__u64 site_sp;
 	__u32 depth;  /* nesting of allocator calls; 0 = idle */
 	__u32 domain;
 	__u32 kind;
@@ -143,6 +147,21 @@ struct {
 	__type(key, int);
 	__type(value, struct pending); /* one per thread, made by its first entry probe */
 } pendings SEC(".maps");
+
+/* Return addresses at which CPython's inlined raw allocator (PyMem_RawMalloc
+ * & co, inlined by LTO) calls libc's malloc, calloc or realloc: such a block
+ * is in the Python domain, as tracemalloc traces it.
+ * user/python/alloc.c adds them (user/python/sites.c finds them); alloc_exit
+ * looks the return address of an outermost libc call up. The tail jumps
+ * among those calls have no return address in CPython: py_site_enter is
+ * probed on them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 12); /* fixed; beyond it alloc.c warns */
+	__type(key, struct tracer_site_key);
+	__type(value, __u32); /* the domain */
+} py_alloc_sites SEC(".maps");
 
 /* tgid -> how to walk its CPython frames: user/python/frames.c adds it (the
  * walker fills in tss_key once the interpreter has created it). */
@@ -306,6 +325,11 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 		count(TRACER_CNT_THREAD_LOST, 1);
 		return 0;
 	}
+	if (p->site_sp) { /* py_site_enter's mark is for the call it jumps to */
+		if (p->site_sp == sp && domain == TRACER_DOMAIN_LIBC)
+			domain = TRACER_DOMAIN_PYTHON;
+		p->site_sp = 0;
+	}
 	if (p->depth && sp <= p->outer_sp) {
 		p->depth++;
 		return 0;
@@ -437,7 +461,9 @@ static __always_inline struct tracer_alloc_info *trace_find(__u64 key, struct tr
 	return overflow_used ? bpf_map_lookup_elem(&allocs_overflow, &key) : NULL;
 }
 
-static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
+/* Forgets the block at key; returns whether it was traced, with its domain
+ * in *was (realloc: libc's realloc of a Python block yields a Python block). */
+static __always_inline bool forget_domain(__u64 key, struct tracer_proc_stats *st, __u32 *was)
 {
 	struct tracer_alloc_info *info;
 	struct tracer_slot *slot;
@@ -449,7 +475,7 @@ static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
 	if (!info) {
 		if (!last || *last != key)
 			count(TRACER_CNT_UNKNOWN_FREES, 1);
-		return;
+		return false;
 	}
 	if (last)
 		*last = key;
@@ -457,10 +483,10 @@ static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
 	domain = info->domain; /* its bytes leave the class they were counted in */
 	if (slot) {
 		if (__sync_val_compare_and_swap(&slot->key, key, 0) != key)
-			return; /* another thread freed it first */
+			return false; /* another thread freed it first */
 	} else {
 		if (bpf_map_delete_elem(&allocs_overflow, &key))
-			return;
+			return false;
 		__sync_fetch_and_add(&overflow_used, -1);
 	}
 	__sync_fetch_and_add(&live_traces, -1);
@@ -468,6 +494,15 @@ static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
 		add_current(st, domain, -(__s64)size);
 		__sync_fetch_and_add(&st->frees, 1);
 	}
+	*was = domain;
+	return true;
+}
+
+static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
+{
+	__u32 was;
+
+	forget_domain(key, st, &was);
 }
 
 /* Stores a block's info under key: in its buckets' emptier one (two-choice
@@ -562,13 +597,42 @@ static __always_inline bool finalizing(const struct tracer_proc_stats *st)
 	return true;
 }
 
+/* The domain of a block from an outermost call of libc's allocator (not
+ * one of CPython's functions, whose probes give the Python domain): the
+ * Python domain when CPython's inlined raw allocator made the call (its
+ * return address is one of py_alloc_sites; a tail jump's mark turned the
+ * domain at the entry already); else a realloc keeps the domain of the
+ * block it replaces (CPython's realloc of a Python block, inlined somewhere
+ * no site was found for, stays in the Python domain; C code's realloc of
+ * its own block stays libc's); else libc's. A realloc of a block from
+ * before attach by some other caller is counted: its domain is unknown. */
+static __always_inline __u32 libc_call_domain(__u32 tgid, __u64 ret, const struct pending *p,
+					      bool old_traced, __u32 old_domain)
+{
+	if (python_enabled) {
+		struct tracer_site_key k = {.addr = ret, .tgid = tgid};
+		__u32 *d = bpf_map_lookup_elem(&py_alloc_sites, &k);
+
+		if (d)
+			return *d;
+	}
+	if (p->kind != TRACER_KIND_REALLOC || !p->oldptr)
+		return TRACER_DOMAIN_LIBC;
+	if (old_traced)
+		return old_domain;
+	if (python_enabled && bpf_map_lookup_elem(&py_configs, &tgid))
+		count(TRACER_CNT_REALLOC_DOMAIN_UNKNOWN, 1);
+	return TRACER_DOMAIN_LIBC;
+}
+
 /* Return of an allocator: the outermost call records its block. */
 static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 {
 	struct tracer_proc_stats *st;
 	struct pending *p;
 	__u64 addr = ret;
-	__u32 tgid, proc;
+	__u32 tgid, proc, domain, old_domain = 0;
+	bool old_traced = false;
 
 	if (!recording(&tgid, &proc))
 		return 0;
@@ -590,7 +654,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 		return 0;
 	if (p->kind == TRACER_KIND_REALLOC && p->oldptr && (addr || p->size == 0))
 		/* moved, grown in place or freed by size 0 */
-		forget(TRACER_KEY(proc, p->oldptr), st);
+		old_traced = forget_domain(TRACER_KEY(proc, p->oldptr), st, &old_domain);
 	if (!addr) {
 		if (p->size || p->kind != TRACER_KIND_REALLOC)
 			count(TRACER_CNT_FAILED_ALLOCS, 1);
@@ -598,7 +662,10 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 	}
 
 	/* At a return probe the IP is the caller's return address: frame 0. */
-	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, p->domain, PT_REGS_IP(ctx), st);
+	domain = p->domain;
+	if (domain == TRACER_DOMAIN_LIBC)
+		domain = libc_call_domain(tgid, PT_REGS_IP(ctx), p, old_traced, old_domain);
+	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain, PT_REGS_IP(ctx), st);
 	return 0;
 }
 
@@ -681,6 +748,26 @@ SEC("uprobe")
 int BPF_KPROBE(py_free_enter, void *pyctx, __u64 ptr)
 {
 	return free_enter(ptr);
+}
+
+/* A tail jump of CPython's inlined raw allocator to libc's malloc, calloc
+ * or realloc (user/python/sites.h): libc's entry, next, at this stack
+ * pointer, is in the Python domain. */
+SEC("uprobe")
+int BPF_KPROBE(py_site_enter)
+{
+	struct pending *p;
+
+	if (probe_only || !traced(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!p) {
+		count(TRACER_CNT_THREAD_LOST, 1);
+		return 0;
+	}
+	p->site_sp = PT_REGS_SP(ctx);
+	return 0;
 }
 
 SEC("uretprobe")
