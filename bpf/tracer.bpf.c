@@ -662,9 +662,12 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 	}
 
 	/* At a return probe the IP is the caller's return address: frame 0. */
-	domain = p->domain;
-	if (domain == TRACER_DOMAIN_LIBC)
-		domain = libc_call_domain(tgid, PT_REGS_IP(ctx), p, old_traced, old_domain);
+	if (p->domain == TRACER_DOMAIN_LIBC)
+		p->domain = libc_call_domain(tgid, PT_REGS_IP(ctx), p, old_traced, old_domain);
+	/* read back from the map: to the verifier an unknown value, as before
+	 * libc_call_domain, so that its paths join before record() instead of
+	 * each walking record()'s (and the Python walker's) own */
+	domain = *(volatile __u32 *)&p->domain;
 	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain, PT_REGS_IP(ctx), st);
 	return 0;
 }
