@@ -360,9 +360,8 @@ int probes_attach_site(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid
 	n = attach_at(skel, p, pid, attach_pid, addr, skel->progs.py_site_enter, false, path,
 		      sizeof(path), &off);
 	if (n > 0 && verbose)
-		fprintf(stderr,
-			"tracer: probe CPython's inlined allocator tail jump %s+0x%llx\n", path,
-			(unsigned long long)off);
+		fprintf(stderr, "tracer: probe CPython's inlined allocator tail jump %s+0x%llx\n",
+			path, (unsigned long long)off);
 	return n;
 }
 
