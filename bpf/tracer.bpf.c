@@ -215,6 +215,10 @@ struct pending {
 	__u64 size;
 	__u64 oldptr; /* realloc: the block being replaced */
 	__u64 memptr; /* posix_memalign: where the block is written */
+	/* py_site_enter: the stack pointer at a tail jump of CPython's inlined
+	 * raw allocator to libc's; the entry that follows at that stack
+	 * pointer is in the Python domain. 0: none */
+	__u64 site_sp;
 	__u32 depth;  /* nesting of allocator calls; 0 = idle */
 	__u32 domain;
 	__u32 kind;
@@ -226,6 +230,21 @@ struct {
 	__type(key, int);
 	__type(value, struct pending); /* one per thread, made by its first entry probe */
 } pendings SEC(".maps");
+
+/* Return addresses at which CPython's inlined raw allocator (PyMem_RawMalloc
+ * & co, inlined by LTO) calls libc's malloc, calloc or realloc: such a block
+ * is in the Python domain, as tracemalloc traces it.
+ * user/python/alloc.c adds them (user/python/sites.c finds them); alloc_exit
+ * looks the return address of an outermost libc call up. The tail jumps
+ * among those calls have no return address in CPython: py_site_enter is
+ * probed on them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 12); /* fixed; beyond it alloc.c warns */
+	__type(key, struct tracer_site_key);
+	__type(value, __u32); /* the domain */
+} py_alloc_sites SEC(".maps");
 
 /* tgid -> how to walk its CPython frames: user/python/frames.c adds it (the
  * walker fills in tss_key once the interpreter has created it). */
@@ -390,6 +409,11 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 		count(TRACER_CNT_THREAD_LOST, 1);
 		return 0;
 	}
+	if (p->site_sp) { /* py_site_enter's mark is for the call it jumps to */
+		if (p->site_sp == sp && domain == TRACER_DOMAIN_LIBC)
+			domain = TRACER_DOMAIN_PYTHON;
+		p->site_sp = 0;
+	}
 	if (p->depth && sp <= p->outer_sp) {
 		p->depth++;
 		return 0;
@@ -521,7 +545,9 @@ static __always_inline struct tracer_alloc_info *trace_find(__u64 key, struct tr
 	return overflow_used ? bpf_map_lookup_elem(&allocs_overflow, &key) : NULL;
 }
 
-static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
+/* Forgets the block at key; returns whether it was traced, with its domain
+ * in *was (realloc: libc's realloc of a Python block yields a Python block). */
+static __always_inline bool forget_domain(__u64 key, struct tracer_proc_stats *st, __u32 *was)
 {
 	struct tracer_alloc_info *info;
 	struct tracer_slot *slot;
@@ -533,7 +559,7 @@ static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
 	if (!info) {
 		if (!last || *last != key)
 			count(TRACER_CNT_UNKNOWN_FREES, 1);
-		return;
+		return false;
 	}
 	if (last)
 		*last = key;
@@ -541,10 +567,10 @@ static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
 	domain = info->domain; /* its bytes leave the class they were counted in */
 	if (slot) {
 		if (__sync_val_compare_and_swap(&slot->key, key, 0) != key)
-			return; /* another thread freed it first */
+			return false; /* another thread freed it first */
 	} else {
 		if (bpf_map_delete_elem(&allocs_overflow, &key))
-			return;
+			return false;
 		__sync_fetch_and_add(&overflow_used, -1);
 	}
 	__sync_fetch_and_add(&live_traces, -1);
@@ -552,6 +578,15 @@ static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
 		add_current(st, domain, -(__s64)size);
 		__sync_fetch_and_add(&st->frees, 1);
 	}
+	*was = domain;
+	return true;
+}
+
+static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
+{
+	__u32 was;
+
+	forget_domain(key, st, &was);
 }
 
 /* Stores a block's info under key: in its buckets' emptier one (two-choice
@@ -606,11 +641,15 @@ static __always_inline int trace_store(__u64 key, const struct tracer_alloc_info
 
 /* Records a live block: its call site (frame 0: ip, with the caller's
  * stack pointer sp there), its Python stack, its native stack when that is
- * what its traceback will show. */
+ * what its traceback will show; then its process's figures, looked up
+ * only here: a pointer the caller held across the walks would double what
+ * the verifier explores of them (NULL or not, with --follow) past its
+ * limit. The caller has made the process's entry (proc_stats). */
 static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, __u64 size,
-				   __u32 domain, __u64 ip, __u64 sp, struct tracer_proc_stats *st)
+				   __u32 domain, __u64 ip, __u64 sp)
 {
 	struct tracer_alloc_info info = {.size = size, .domain = domain, .site = ip}, old;
+	struct tracer_proc_stats *st;
 	__u64 stack;
 
 	info.py_stack = py_capture(tgid);
@@ -624,6 +663,7 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 		count(TRACER_CNT_ALLOCS_FULL_BYTES, size);
 		return;
 	}
+	st = proc_stats(tgid, false);
 	if (!st)
 		return;
 	if (TRACER_CLASS_OF(old.domain) == TRACER_CLASS_OF(domain)) {
@@ -647,13 +687,42 @@ static __always_inline bool finalizing(const struct tracer_proc_stats *st)
 	return true;
 }
 
+/* The domain of a block from an outermost call of libc's allocator (not
+ * one of CPython's functions, whose probes give the Python domain): the
+ * Python domain when CPython's inlined raw allocator made the call (its
+ * return address is one of py_alloc_sites; a tail jump's mark turned the
+ * domain at the entry already); else a realloc keeps the domain of the
+ * block it replaces (CPython's realloc of a Python block, inlined somewhere
+ * no site was found for, stays in the Python domain; C code's realloc of
+ * its own block stays libc's); else libc's. A realloc of a block from
+ * before attach by some other caller is counted: its domain is unknown. */
+static __always_inline __u32 libc_call_domain(__u32 tgid, __u64 ret, const struct pending *p,
+					      bool old_traced, __u32 old_domain)
+{
+	if (python_enabled) {
+		struct tracer_site_key k = {.addr = ret, .tgid = tgid};
+		__u32 *d = bpf_map_lookup_elem(&py_alloc_sites, &k);
+
+		if (d)
+			return *d;
+	}
+	if (p->kind != TRACER_KIND_REALLOC || !p->oldptr)
+		return TRACER_DOMAIN_LIBC;
+	if (old_traced)
+		return old_domain;
+	if (python_enabled && bpf_map_lookup_elem(&py_configs, &tgid))
+		count(TRACER_CNT_REALLOC_DOMAIN_UNKNOWN, 1);
+	return TRACER_DOMAIN_LIBC;
+}
+
 /* Return of an allocator: the outermost call records its block. */
 static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 {
 	struct tracer_proc_stats *st;
 	struct pending *p;
 	__u64 addr = ret;
-	__u32 tgid, proc;
+	__u32 tgid, proc, domain, old_domain = 0;
+	bool old_traced = false;
 
 	if (!recording(&tgid, &proc))
 		return 0;
@@ -675,7 +744,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 		return 0;
 	if (p->kind == TRACER_KIND_REALLOC && p->oldptr && (addr || p->size == 0))
 		/* moved, grown in place or freed by size 0 */
-		forget(TRACER_KEY(proc, p->oldptr), st);
+		old_traced = forget_domain(TRACER_KEY(proc, p->oldptr), st, &old_domain);
 	if (!addr) {
 		if (p->size || p->kind != TRACER_KIND_REALLOC)
 			count(TRACER_CNT_FAILED_ALLOCS, 1);
@@ -683,8 +752,14 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 	}
 
 	/* At a return probe the IP is the caller's return address: frame 0. */
-	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, p->domain, PT_REGS_IP(ctx),
-	       PT_REGS_SP(ctx), st);
+	if (p->domain == TRACER_DOMAIN_LIBC)
+		p->domain = libc_call_domain(tgid, PT_REGS_IP(ctx), p, old_traced, old_domain);
+	/* read back from the map: to the verifier an unknown value, as before
+	 * libc_call_domain, so that its paths join before record() instead of
+	 * each walking record()'s (and the Python walker's) own */
+	domain = *(volatile __u32 *)&p->domain;
+	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain, PT_REGS_IP(ctx),
+	       PT_REGS_SP(ctx));
 	return 0;
 }
 
@@ -769,6 +844,26 @@ int BPF_KPROBE(py_free_enter, void *pyctx, __u64 ptr)
 	return free_enter(ptr);
 }
 
+/* A tail jump of CPython's inlined raw allocator to libc's malloc, calloc
+ * or realloc (user/python/sites.h): libc's entry, next, at this stack
+ * pointer, is in the Python domain. */
+SEC("uprobe")
+int BPF_KPROBE(py_site_enter)
+{
+	struct pending *p;
+
+	if (probe_only || !traced(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!p) {
+		count(TRACER_CNT_THREAD_LOST, 1);
+		return 0;
+	}
+	p->site_sp = PT_REGS_SP(ctx);
+	return 0;
+}
+
 SEC("uretprobe")
 int BPF_KRETPROBE(alloc_return, __u64 ret)
 {
@@ -802,7 +897,7 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 	key = TRACER_KEY(proc, ptr);
 	bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
 	/* the caller's state once returned: sp past the return address */
-	record(ctx, tgid, key, size, domain, ret, PT_REGS_SP(ctx) + 8, st);
+	record(ctx, tgid, key, size, domain, ret, PT_REGS_SP(ctx) + 8);
 	return 0;
 }
 

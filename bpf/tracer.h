@@ -191,6 +191,14 @@ struct tracer_native_stack {
 	__u64 pcs[TRACER_MAX_NFRAME];
 };
 
+/* py_alloc_sites' key: a return address in a traced process at which
+ * CPython's inlined raw allocator called libc's (user/python/sites.h). */
+struct tracer_site_key {
+	__u64 addr;
+	__u32 tgid;
+	__u32 pad;
+};
+
 /* The allocs table: an array of buckets of TRACER_BUCKET_SLOTS slots; a
  * key lives in one of two buckets chosen by hashing it (two-choice
  * hashing), so a lookup reads at most 2 buckets and a slot is freed by
@@ -248,6 +256,10 @@ enum tracer_counter {
 	TRACER_CNT_PY_UNREADABLE,    /* a Python frame or thread state could not be read */
 	TRACER_CNT_PY_STACKS_FULL,   /* Python stack table full: native frames only */
 	TRACER_CNT_AFTER_FINALIZE,   /* events after Py_FinalizeEx began: not applied */
+	/* in a CPython process, a libc realloc of a block not traced (from
+	 * before attach) by a caller that is not CPython's inlined allocator:
+	 * its domain is unknown, it is counted as libc's */
+	TRACER_CNT_REALLOC_DOMAIN_UNKNOWN,
 	TRACER_CNT_MAX,
 };
 

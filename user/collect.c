@@ -25,6 +25,7 @@ static const char *const counter_names[TRACER_CNT_MAX] = {
     [TRACER_CNT_PY_UNREADABLE] = "python frames unreadable",
     [TRACER_CNT_PY_STACKS_FULL] = "python stack table full",
     [TRACER_CNT_AFTER_FINALIZE] = "events after Python finalization (not applied)",
+    [TRACER_CNT_REALLOC_DOMAIN_UNKNOWN] = "reallocs of untraced blocks, domain unknown (libc)",
 };
 _Static_assert(ARRAY_SIZE(counter_names) == TRACER_CNT_MAX, "every counter has a name");
 

@@ -209,3 +209,73 @@ int elfsym_needed(struct elfsym_file *f, void (*cb)(const char *name, void *arg)
 	}
 	return -ENOENT;
 }
+
+int elfsym_import_slots(struct elfsym_file *f, const char *name, uint64_t *slots, int max)
+{
+	Elf_Scn *scn = NULL;
+	int n = 0;
+
+	while ((scn = elf_nextscn(f->elf, scn))) {
+		Elf_Scn *symscn;
+		Elf_Data *data, *syms;
+		GElf_Shdr sh, symsh;
+		size_t i;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_RELA || !sh.sh_entsize)
+			continue;
+		symscn = elf_getscn(f->elf, sh.sh_link);
+		if (!symscn || !gelf_getshdr(symscn, &symsh) || symsh.sh_type != SHT_DYNSYM)
+			continue;
+		data = elf_getdata(scn, NULL);
+		syms = elf_getdata(symscn, NULL);
+		for (i = 0; data && syms && i < sh.sh_size / sh.sh_entsize; i++) {
+			GElf_Rela r;
+			GElf_Sym s;
+			const char *sname;
+			unsigned type;
+
+			if (!gelf_getrela(data, (int)i, &r))
+				break;
+			type = GELF_R_TYPE(r.r_info);
+			if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT)
+				continue;
+			if (!gelf_getsym(syms, (int)GELF_R_SYM(r.r_info), &s))
+				continue;
+			sname = elf_strptr(f->elf, symsh.sh_link, s.st_name);
+			if (!sname || strcmp(sname, name))
+				continue;
+			if (n < max)
+				slots[n] = r.r_offset;
+			n++;
+		}
+	}
+	return n < max ? n : max;
+}
+
+int elfsym_code_sections(struct elfsym_file *f,
+			 int (*cb)(const char *name, uint64_t vaddr, const uint8_t *code,
+				   size_t size, void *arg),
+			 void *arg)
+{
+	Elf_Scn *scn = NULL;
+	size_t shstrndx;
+	int err = 0;
+
+	if (elf_getshdrstrndx(f->elf, &shstrndx))
+		return -ENOEXEC;
+	while (!err && (scn = elf_nextscn(f->elf, scn))) {
+		GElf_Shdr sh;
+		Elf_Data *data;
+		const char *name;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_PROGBITS ||
+		    !(sh.sh_flags & SHF_EXECINSTR))
+			continue;
+		name = elf_strptr(f->elf, shstrndx, sh.sh_name);
+		data = elf_getdata(scn, NULL);
+		if (!data || !data->d_buf || data->d_size != sh.sh_size)
+			continue;
+		err = cb(name ? name : "", sh.sh_addr, data->d_buf, data->d_size, arg);
+	}
+	return err;
+}

@@ -37,4 +37,18 @@ bool elfsym_has_interp(struct elfsym_file *f);
 int elfsym_needed(struct elfsym_file *f, void (*cb)(const char *name, void *arg), void *arg,
 		  char *runpath, size_t runpath_len);
 
+/* The link-time addresses of the GOT slots the dynamic linker fills with
+ * the address of the imported function name (its R_X86_64_JUMP_SLOT and
+ * R_X86_64_GLOB_DAT relocations): up to max of them in slots. Returns how
+ * many. */
+int elfsym_import_slots(struct elfsym_file *f, const char *name, uint64_t *slots, int max);
+
+/* Calls cb for every section of code (SHT_PROGBITS, SHF_EXECINSTR) with its
+ * name, link-time address and bytes, which stay valid until elfsym_close,
+ * until cb returns non-zero; returns that, or 0. */
+int elfsym_code_sections(struct elfsym_file *f,
+			 int (*cb)(const char *name, uint64_t vaddr, const uint8_t *code,
+				   size_t size, void *arg),
+			 void *arg);
+
 #endif

@@ -294,46 +294,83 @@ int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, 
 	return err ? err : total;
 }
 
-int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
-			 uint64_t fn, int kind, bool verbose)
+/* prog (with alloc_return on the same spot when returns) at the code
+ * address addr of process pid, once: 1, 0 when that spot already is probed,
+ * or a negative errno. path and off receive the spot. */
+static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
+		     uint64_t addr, struct bpf_program *prog, bool returns, char *path,
+		     size_t pathlen, uint64_t *off)
 {
-	const struct probe_spec *spec = python_spec(kind);
 	const struct target_mapping *m;
 	struct target_maps maps;
-	char path[4200];
-	uint64_t off;
 	int err;
 
-	if (!spec)
-		return -EINVAL;
 	err = target_read_maps(pid, &maps);
 	if (err)
 		return err;
-	m = target_maps_find(&maps, fn);
+	m = target_maps_find(&maps, addr);
 	if (!m || !m->exec || !m->path) {
 		target_maps_free(&maps);
 		return -ENOENT;
 	}
-	target_file_path(pid, m, path, sizeof(path));
-	off = fn - m->start + m->offset;
+	target_file_path(pid, m, path, pathlen);
+	*off = addr - m->start + m->offset;
 	target_maps_free(&maps);
+	if (probed(p, path, *off))
+		return 0;
+	if (returns)
+		err = attach_with_return(skel, p, prog, attach_pid, path, *off);
+	else
+		err = attach(p, prog, attach_pid, path, *off, false);
+	if (!err)
+		err = remember(p, path, *off);
+	return err ? err : 1;
+}
+
+int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
+			 uint64_t fn, int kind, bool verbose)
+{
+	const struct probe_spec *spec = python_spec(kind);
+	char path[4200];
+	uint64_t off;
+	int n;
+
+	if (!spec)
+		return -EINVAL;
 	/* A stripped function has no size to decode its prologue against:
 	 * the probe stays on its entry. */
-	if (probed(p, path, off))
-		return 0;
-	if (spec->shape == ALLOC_RETURNS)
-		err = attach_with_return(skel, p, spec_prog(skel, spec), attach_pid, path, off);
-	else
-		err = attach(p, spec_prog(skel, spec), attach_pid, path, off, false);
-	if (!err)
-		err = remember(p, path, off);
-	if (err)
-		return err;
+	n = attach_at(skel, p, pid, attach_pid, fn, spec_prog(skel, spec),
+		      spec->shape == ALLOC_RETURNS, path, sizeof(path), &off);
+	if (n <= 0)
+		return n;
 	if (verbose)
 		fprintf(stderr, "tracer: probe CPython %s (from its allocator table) %s+0x%llx\n",
 			python_slots[kind].slot, path, (unsigned long long)off);
 	p->functions++;
 	return 1;
+}
+
+int probes_attach_site(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
+		       uint64_t addr, bool verbose)
+{
+	char path[4200];
+	uint64_t off;
+	int n;
+
+	n = attach_at(skel, p, pid, attach_pid, addr, skel->progs.py_site_enter, false, path,
+		      sizeof(path), &off);
+	if (n > 0 && verbose)
+		fprintf(stderr, "tracer: probe CPython's inlined allocator tail jump %s+0x%llx\n",
+			path, (unsigned long long)off);
+	return n;
+}
+
+bool probes_site_row(struct tracer_bpf *skel, struct probes_row *row)
+{
+	row->function = "(CPython's inlined allocator tail jumps)";
+	row->prog = skel->progs.py_site_enter;
+	row->returns = false;
+	return true;
 }
 
 void probes_detach(struct probes *p)

@@ -41,6 +41,11 @@ int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, 
  * entry point already is, or a negative errno. */
 int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 			 uint64_t fn, int kind, bool verbose);
+/* py_site_enter on the tail jump at addr in process pid, where CPython's
+ * inlined raw allocator jumps to libc's (python/sites.h): 1, 0 when that
+ * spot already is probed, or a negative errno. */
+int probes_attach_site(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
+		       uint64_t addr, bool verbose);
 void probes_detach(struct probes *p);
 
 /* The probe table, as tests/unit/test_probes.c checks it: a row's
@@ -53,6 +58,8 @@ struct probes_row {
 };
 /* Row i of the table; false past the last. */
 bool probes_row(struct tracer_bpf *skel, size_t i, struct probes_row *row);
+/* The one probe outside the table: probes_attach_site's. */
+bool probes_site_row(struct tracer_bpf *skel, struct probes_row *row);
 /* The row whose program and shape CPython's allocator slot kind takes
  * (PYTHON_ALLOC_MALLOC ... PYTHON_ALLOC_FREE); false for any other kind. */
 bool probes_python_row(struct tracer_bpf *skel, int kind, struct probes_row *row);

@@ -221,6 +221,28 @@ static int prepare_unwind(struct session *s)
 	return err;
 }
 
+/* A traced process has just exec'd (stopped there, nothing of the new
+ * program run): its table now, with the executable's libraries, so that
+ * its first allocations unwind whole (the slow path finds them by identity
+ * once mapped). */
+static void unwind_exec(struct session *s, pid_t pid)
+{
+	struct launch_libs libs = {0};
+	char exe[64];
+
+	if (!s->unwind)
+		return;
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", pid);
+	needed_of(&libs, exe);
+	for (size_t i = 0; i < libs.n; i++) {
+		needed_of(&libs, libs.paths[i]);
+		unwind_maps_prepare_file(s->unwind, libs.paths[i]);
+	}
+	for (size_t i = 0; i < libs.n; i++)
+		free(libs.paths[i]);
+	unwind_maps_install(s->unwind, pid);
+}
+
 /* Installs the unwind tables of every traced process whose mappings the
  * walker asked for (a process not yet tabled, an address in no mapping:
  * a library mapped since), at most every 0.1 s. */
@@ -448,8 +470,11 @@ static bool reap_traced(struct session *s, int *exit_status)
 			/* the new program is mapped, nothing of it has run yet:
 			 * the moment to recognise a statically linked CPython */
 			symbolize_refresh(collect_symbolizer(&s->collect, s->pid));
-			refresh_unwind(s, true); /* ld.so and the executable, for now */
+			unwind_exec(s, r);
 			python_frames_poll(s->py);
+			sig = 0;
+		} else if (event == PTRACE_EVENT_EXEC) {
+			unwind_exec(s, r); /* a child of --follow */
 			sig = 0;
 		} else if (event) {
 			sig = 0; /* fork, vfork, exec */

@@ -462,6 +462,76 @@ def test_unknown_python_version_warns_once_and_stays_native(forky):
         assert report["traced_memory"]["current"] >= 200 * 20001, report["traced_memory"]
 
 
+# Blocks grown by realloc in LTO builds (Debian's python3.11, forky's
+# python3.14), where CPython's realloc is inlined into its callers and ends
+# in libc's: with every object a raw block (--hook-pymalloc, --python-malloc)
+# each growth reaches libc's realloc, which must keep the block in the
+# Python domain; blocks from before the attach that grow after it through
+# CPython's inlined allocator (a call, or the tail jump of the exported
+# PyMem_Realloc and PyMem_RawMalloc) are new traces of their full size, as
+# tracemalloc makes them.
+REALLOC = os.path.join(SOURCES, "py_realloc.py")
+
+
+def realloc_reference(python, mode, workload):
+    out = subprocess.run(command(python) + [workload, "ref", mode], capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    return {line: (size, count) for line, size, count in json.loads(out)}
+
+
+def realloc_traced(python, mode, workload):
+    """The tracer's report (--domain python) on py_realloc.py: attached with
+    --hook-pymalloc once its early blocks exist, or launching it with
+    --python-malloc; and its stderr lines."""
+    if mode == "attach":
+        with attached(python, ["--hook-pymalloc", "--domain", "python"],
+                      workload=workload) as run:
+            return run.report, run.stderr_lines
+    with Tracer(["-n", "1", "--python-malloc", "--domain", "python", "--"] + command(python) +
+                [workload, "launch"]) as t:
+        t.expect("ready")
+        t.signal(signal.SIGINT)
+    return t.report, t.stderr_lines
+
+
+def assert_realloc_parity(python, mode, workload=REALLOC):
+    ref = realloc_reference(python, mode, workload)
+    report, err = realloc_traced(python, mode, workload)
+    assert report is not None, err
+    line = lambda name: site("py_realloc.py", name)
+    # the workload grows what it says (tracemalloc's figures) ...
+    for name, least in (("bytearray", 10000000), ("list", 800000), ("bytesio", 3000000),
+                        ("str", 200000), ("array", 4000000), ("early_pymem_grow", 300000),
+                        ("raw_malloc", 30000)):
+        assert ref[line(name)][0] >= least, (name, ref)
+    assert ref[line("early_bytearray_grow")] == (50000 + 150000 + 1, 1)
+    assert ref[line("early_list_grow")][0] >= 8 * 1010  # the item array, over-allocated
+    # ... and the tracer's Python domain has every line of tracemalloc's,
+    # exactly; libc's realloc of a libc block from before the attach (not
+    # tracemalloc's) stays out of it
+    ours = workload_lines(report, workload)
+    assert {l: ours.get(l, (0, 0)) for l in ref} == ref, (ref, ours)
+    if mode == "attach":
+        found = [l for l in err if "inlined raw allocator calls libc's" in l]
+        assert len(found) == 1 and "(4 tail jumps)" in found[0], err
+        assert report["counters"]["reallocs of untraced blocks, domain unknown (libc)"] >= 1
+        assert report["traced_memory"]["native"]["current"] >= 64000, report["traced_memory"]
+
+
+@pytest.mark.parametrize("mode", ["attach", "launch"])
+def test_debian_reallocs_stay_in_the_python_domain(mode):
+    assert_realloc_parity(debian_python(), mode)
+
+
+@pytest.mark.parametrize("mode", ["attach", pytest.param("launch", marks=pytest.mark.xfail(
+    strict=True, reason="a launched chroot's python3.14 gets the probes of the host's libc "
+    "(mapped by chroot before its exec), not the chroot's: frees through libc and "
+    "PyMem_RawMalloc's tail jump to libc's malloc are not seen (issue 15, item 5)"))])
+def test_python314_reallocs_stay_in_the_python_domain(forky, mode):
+    shutil.copy(REALLOC, FORKY + forky)
+    assert_realloc_parity(PY314, mode, forky + "/py_realloc.py")
+
+
 # A class whose __init__ allocates: from 3.13 a shim frame (_Py_InitCleanup)
 # sits between the caller and __init__, shown by neither tracemalloc nor us.
 INIT = os.path.join(SOURCES, "py_init.py")

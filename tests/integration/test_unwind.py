@@ -57,10 +57,11 @@ def test_walks_reach_the_bottom_of_the_stack():
 
 
 def test_distinct_stacks_far_beyond_the_stack_table():
-    # 40000 distinct 16-frame stacks pass through a table of 2048: the table
-    # holds only what is new between two drains, and the 400 live blocks
-    # keep 400 tracebacks of their own
-    with Tracer(["-n", "16", "--max-stacks", "2048", "-k", "traceback", "--",
+    # 40000 distinct 16-frame stacks pass through a table of 8192: the table
+    # holds only what is new between two drains (~2000 in the 20 ms between
+    # two looks at it, here), and the 400 live blocks keep 400 tracebacks of
+    # their own
+    with Tracer(["-n", "16", "--max-stacks", "8192", "-k", "traceback", "--",
                  workload("nofp"), "tree", "40000", "100"], timeout=120) as t:
         t.expect("done")
         t.signal()
@@ -139,3 +140,19 @@ def test_rust_push_line_is_the_statistic():
     # shims and RawVec growth are left out
     lines = by_line(trace(["-n", "2", "--", workload("vecpush")]), RS)
     assert lines[site(RS, "rust_push")] == (64 * 8192, 64)
+
+
+def test_follow_children_exec_and_fork_unwound(tmp_path):
+    # --follow at nframe > 1 (it did not load before): children that exec
+    # a program without frame pointers (their tables built after the exec)
+    # and a forked child (its parent's table, copied at fork) are unwound
+    script = tmp_path / "twice.sh"
+    script.write_text("%s\n%s\n" % (workload("nofp"), workload("nofp")))
+    report = trace(["--follow", "-n", "7", "-k", "traceback", "--", "sh", str(script)])
+    got = chains(report)
+    assert got[tuple(CHAIN_A)] == (2 * 100 * 1000, 2 * 100)
+    assert got[tuple(CHAIN_B)] == (2 * 30 * 3000, 2 * 30)
+    report = trace(["--follow", "-n", "3", "-k", "traceback", "--", workload("forker")])
+    forked = [st for st in report["statistics"] if st["frames"][0]["function"] == "main"]
+    assert sum(st["count"] for st in forked) == 200
+    assert all(st["frames"][1]["function"] == "__libc_start_call_main" for st in forked)

@@ -1,3 +1,4 @@
+#include <bpf/bpf.h>
 #include <capstone/capstone.h>
 #include <errno.h>
 #include <stdio.h>
@@ -5,6 +6,7 @@
 
 #include "elfsym.h"
 #include "python/alloc.h"
+#include "python/sites.h"
 #include "target.h"
 
 static const char *const wrappers[PYTHON_ALLOC_NDOMAINS] = {"PyMem_RawMalloc", "PyMem_Malloc",
@@ -217,6 +219,58 @@ static void probe_allocators(const struct python_alloc *a, struct tracer_bpf *sk
 	}
 }
 
+/* CPython's raw allocator inlined into its callers (LTO) calls libc's
+ * directly (python/sites.h): the return addresses of those calls go into
+ * py_alloc_sites, their tail jumps get py_site_enter, so that their blocks
+ * are in the Python domain as tracemalloc's. A site that cannot be
+ * registered is said: its blocks would count as libc's. */
+static void register_sites(const struct python_alloc *a, const struct python_target *t,
+			   struct tracer_bpf *skel, struct probes *p, pid_t attach_pid,
+			   bool verbose)
+{
+	const uint64_t *raw = a->fn[PYTHON_ALLOC_RAW];
+	uint64_t guard[PYTHON_SITE_NKINDS] = {
+	    [PYTHON_SITE_MALLOC] = raw[PYTHON_ALLOC_MALLOC],
+	    [PYTHON_SITE_CALLOC] = raw[PYTHON_ALLOC_CALLOC],
+	    [PYTHON_SITE_REALLOC] = raw[PYTHON_ALLOC_REALLOC],
+	};
+	int fd = bpf_map__fd(skel->maps.py_alloc_sites), err;
+	__u32 domain = TRACER_DOMAIN_PYTHON;
+	size_t lost = 0;
+	struct python_sites s;
+
+	err = python_sites_find(t->path, t->bias, guard, &s);
+	if (err) {
+		fprintf(stderr,
+			"tracer: warning: cannot read CPython's code in %s for its inlined "
+			"allocator calls (%s): blocks they make count as libc's\n",
+			t->path, strerror(-err));
+		return;
+	}
+	for (size_t i = 0; i < s.n; i++) {
+		struct tracer_site_key key = {.addr = s.v[i].addr, .tgid = (__u32)a->pid};
+
+		if (s.v[i].tail)
+			err = probes_attach_site(skel, p, a->pid, attach_pid, s.v[i].addr, verbose);
+		else
+			err = bpf_map_update_elem(fd, &key, &domain, BPF_ANY) ? -errno : 0;
+		if (err < 0)
+			lost++;
+	}
+	if (verbose)
+		fprintf(stderr,
+			"tracer: CPython's inlined raw allocator calls libc's at %zu sites (%zu "
+			"tail jumps) in %s; %zu calls of libc's allocators there are CPython's "
+			"own\n",
+			s.n, s.tails, t->path, s.unguarded);
+	if (lost)
+		fprintf(stderr,
+			"tracer: warning: %zu of the %zu sites where CPython's inlined allocator "
+			"calls libc's could not be registered: their blocks count as libc's\n",
+			lost, s.n);
+	python_sites_free(&s);
+}
+
 int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		       struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 		       bool hook, bool verbose)
@@ -243,6 +297,7 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 			(unsigned long long)a->table[PYTHON_ALLOC_MEM],
 			(unsigned long long)a->table[PYTHON_ALLOC_OBJ]);
 	probe_allocators(a, skel, p, attach_pid, verbose);
+	register_sites(a, t, skel, p, attach_pid, verbose);
 	if (!hook)
 		return 0;
 	err = hook_tables(a);

@@ -260,6 +260,10 @@ int unwind_maps_prepare_file(struct unwind_maps *u, const char *path)
 
 	if (err || !f || f->prepared || !f->t.n)
 		return err;
+	if (u->rows) { /* the maps exist: into them now */
+		write_file(u, f);
+		return 0;
+	}
 	table_size(&f->t, &rows, &pages);
 	u->prepared_rows += rows;
 	u->prepared_pages += pages;

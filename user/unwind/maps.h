@@ -43,7 +43,8 @@ void unwind_maps_free(struct unwind_maps *u);
 
 /* Before the maps exist: build the table of a file a command will map, or
  * of every file a process maps now. 0 or -ENOMEM (a file that cannot be
- * tabled is counted, not an error). */
+ * tabled is counted, not an error). Once they exist, prepare_file writes
+ * the file's table into them at once (a program about to map it). */
 int unwind_maps_prepare_file(struct unwind_maps *u, const char *path);
 int unwind_maps_prepare_process(struct unwind_maps *u, pid_t pid);
 /* The sizes the maps need: what is prepared, and room for more. */

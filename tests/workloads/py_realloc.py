@@ -1,0 +1,139 @@
+"""Blocks that grow by realloc, at known lines (SITE:name), all kept alive.
+
+In LTO builds (Debian's python3.11 and python3.14) CPython's realloc is
+inlined into its callers and ends in libc's realloc; this workload has one
+site for each kind of growth, and blocks allocated before the tracer
+attaches that grow after it: through CPython's inlined realloc (a call),
+through the exported PyMem_Realloc (which ends in a tail jump to libc's),
+and a libc block that libc's realloc grows (not tracemalloc's: its domain
+stays libc's). PyMem_RawMalloc called through ctypes tail-jumps to libc's
+malloc.
+
+  python py_realloc.py attach       allocate the early blocks, print "ready",
+                                    wait for a line (a tracer attaches), grow,
+                                    print "done", wait for a line
+  python py_realloc.py launch       the same without waiting: early blocks,
+                                    growth, "ready", wait for a line
+  python py_realloc.py ref MODE     the same under tracemalloc, started where
+                                    the tracer attaches (MODE attach: after
+                                    the early blocks) or at the start (MODE
+                                    launch), then print its lineno statistics
+                                    for this file as JSON
+"""
+import array
+import ctypes
+import io
+import json
+import sys
+
+keep = []
+CHUNK = b"x" * 10000
+
+api = ctypes.pythonapi  # called with the GIL held, as tracemalloc's hooks need
+for name, args in (("PyMem_Malloc", [ctypes.c_size_t]),
+                   ("PyMem_Realloc", [ctypes.c_void_p, ctypes.c_size_t]),
+                   ("PyMem_RawMalloc", [ctypes.c_size_t])):
+    getattr(api, name).restype = ctypes.c_void_p
+    getattr(api, name).argtypes = args
+libc = ctypes.CDLL(None)
+libc.malloc.restype = libc.realloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.realloc.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+
+
+def early():
+    """Blocks from before the attach, grown by main()."""
+    return [bytearray(50000),  # SITE:early_bytearray
+            [None] * 10,  # SITE:early_list
+            api.PyMem_Malloc(100000),  # SITE:early_pymem
+            libc.malloc(1000)]  # SITE:early_native
+
+
+def grow_bytearray():
+    ba = bytearray()
+    for _ in range(1000):
+        ba.extend(CHUNK)  # SITE:bytearray
+    keep.append(ba)
+
+
+def grow_list():
+    lst = []
+    for _ in range(100000):
+        lst.append(None)  # SITE:list
+    keep.append(lst)
+
+
+def grow_bytesio():
+    bio = io.BytesIO()
+    for _ in range(300):
+        bio.write(CHUNK)  # SITE:bytesio
+    keep.append(bio)
+
+
+def grow_str():
+    s = ""
+    for _ in range(20000):
+        s += "abcdefghij"  # SITE:str
+    keep.append(s)
+
+
+def grow_array():
+    a = array.array("d")
+    for _ in range(500000):
+        a.append(1.0)  # SITE:array
+    keep.append(a)
+
+
+def grow_early(blocks):
+    blocks[0].extend(b"y" * 150000)  # SITE:early_bytearray_grow
+    blocks[1].extend([None] * 1000)  # SITE:early_list_grow
+    blocks[2] = api.PyMem_Realloc(blocks[2], 300000)  # SITE:early_pymem_grow
+    blocks[3] = libc.realloc(blocks[3], 64000)  # SITE:early_native_grow
+    keep.append(blocks)
+
+
+def raw_malloc():
+    keep.append(api.PyMem_RawMalloc(30000))  # SITE:raw_malloc
+
+
+def main(blocks):
+    grow_bytearray()
+    grow_list()
+    grow_bytesio()
+    grow_str()
+    grow_array()
+    grow_early(blocks)
+    raw_malloc()
+
+
+def statistics():
+    import tracemalloc
+    out = []
+    for st in tracemalloc.take_snapshot().statistics("lineno"):
+        f = st.traceback[0]
+        if f.filename == __file__:
+            out.append([f.lineno, st.size, st.count])
+    return out
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1:]
+    if mode == ["ref", "launch"]:
+        import tracemalloc
+        tracemalloc.start(1)
+    blocks = early()
+    if mode == ["ref", "attach"]:
+        import tracemalloc
+        tracemalloc.start(1)
+    elif mode == ["attach"]:
+        print("ready", flush=True)
+        sys.stdin.readline()
+    main(blocks)
+    if mode[:1] == ["ref"]:
+        print(json.dumps(statistics()), flush=True)
+    elif mode == ["attach"]:
+        print("done", flush=True)
+        sys.stdin.readline()
+    else:
+        print("ready", flush=True)
+        sys.stdin.readline()
