@@ -69,54 +69,7 @@ int collect_open(struct collector *c, struct tracer_bpf *skel, pid_t pid,
 	return symbolize_open(pid, &c->sym);
 }
 
-/* Marks the stacks live traces refer to, then sweeps the others: what a
- * snapshot does, without resolving anything. For a long run without
- * reports, whose store would otherwise keep every stack ever seen. */
-static void sweep_stacks(struct collector *c)
-{
-	int afd = bpf_map__fd(c->skel->maps.allocs);
-	uint32_t batch = 1024, count, out_batch;
-	struct tracer_bucket *buckets = calloc(batch, sizeof(*buckets));
-	__u32 *keys = calloc(batch, sizeof(*keys));
-	bool first = true;
-
-	if (!keys || !buckets)
-		goto out;
-	for (;;) {
-		LIBBPF_OPTS(bpf_map_batch_opts, opts);
-		int r;
-
-		count = batch;
-		r = bpf_map_lookup_batch(afd, first ? NULL : &out_batch, &out_batch, keys, buckets,
-					 &count, &opts);
-		if (r && errno != ENOENT)
-			goto out; /* nothing swept: all kept */
-		first = false;
-		for (uint32_t i = 0; i < count; i++)
-			for (int j = 0; j < TRACER_BUCKET_SLOTS; j++)
-				if (buckets[i].s[j].key &&
-				    TRACER_SITE_IS_STACK(buckets[i].s[j].info.site))
-					stack_store_get(&c->stacks, buckets[i].s[j].info.site);
-		if (r)
-			break;
-	}
-	if (c->skel->bss->overflow_used) {
-		int fd = bpf_map__fd(c->skel->maps.allocs_overflow);
-		__u64 key, next, *prev = NULL;
-		struct tracer_alloc_info info;
-
-		while (!bpf_map_get_next_key(fd, prev, &next)) {
-			key = next;
-			prev = &key;
-			if (!bpf_map_lookup_elem(fd, &key, &info) && TRACER_SITE_IS_STACK(info.site))
-				stack_store_get(&c->stacks, info.site);
-		}
-	}
-	stack_store_sweep(&c->stacks);
-out:
-	free(keys);
-	free(buckets);
-}
+static void sweep_stacks(struct collector *c);
 
 void collect_drain_stacks(struct collector *c, bool due)
 {
@@ -392,31 +345,14 @@ static pid_t *proc_of_index(struct collector *c, uint32_t *n)
 	return map;
 }
 
-/* The blocks that found both their buckets full. */
-static int drain_overflow(struct drain *d)
-{
-	int fd = bpf_map__fd(d->c->skel->maps.allocs_overflow);
-	__u64 key, next, *prev = NULL;
-	struct tracer_alloc_info info;
-	int err;
+/* Calls fn for every live trace: the slots of the allocation table's
+ * buckets, then the blocks that found both their buckets full. Stops at
+ * fn's first error and returns it; 0, or -ENOMEM, or a read's -errno. */
+typedef int (*trace_fn)(void *arg, __u64 key, const struct tracer_alloc_info *info);
 
-	if (!d->c->skel->bss->overflow_used)
-		return 0;
-	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(fd, &key, &info))
-			continue; /* freed meanwhile */
-		err = add_slot(d, key, &info);
-		if (err)
-			return err;
-	}
-	return 0;
-}
-
-static int drain_buckets(struct drain *d)
+static int each_trace(struct collector *c, trace_fn fn, void *arg)
 {
-	int afd = bpf_map__fd(d->c->skel->maps.allocs);
+	int afd = bpf_map__fd(c->skel->maps.allocs);
 	uint32_t batch = 4096, count, i, out_batch;
 	__u32 *keys = calloc(batch, sizeof(*keys));
 	struct tracer_bucket *buckets = calloc(batch, sizeof(*buckets));
@@ -436,7 +372,7 @@ static int drain_buckets(struct drain *d)
 					 &count, &opts);
 		if (r && errno != ENOENT) {
 			err = -errno;
-			break;
+			goto out;
 		}
 		first = false;
 		for (i = 0; i < count; i++)
@@ -446,17 +382,50 @@ static int drain_buckets(struct drain *d)
 				/* empty, or a block being recorded right now */
 				if (!sl->key || (sl->key & TRACER_SLOT_BUSY))
 					continue;
-				err = add_slot(d, sl->key, &sl->info);
+				err = fn(arg, sl->key, &sl->info);
 				if (err)
 					goto out;
 			}
 		if (r)
 			break; /* ENOENT: that was the last batch */
 	}
+	if (c->skel->bss->overflow_used) {
+		int fd = bpf_map__fd(c->skel->maps.allocs_overflow);
+		__u64 key, next, *prev = NULL;
+		struct tracer_alloc_info info;
+
+		while (!err && !bpf_map_get_next_key(fd, prev, &next)) {
+			key = next;
+			prev = &key;
+			if (!bpf_map_lookup_elem(fd, &key, &info)) /* else freed meanwhile */
+				err = fn(arg, key, &info);
+		}
+	}
 out:
 	free(keys);
 	free(buckets);
 	return err;
+}
+
+static int add_trace(void *d, __u64 key, const struct tracer_alloc_info *info)
+{
+	return add_slot(d, key, info);
+}
+
+static int mark_stack(void *c, __u64 key, const struct tracer_alloc_info *info)
+{
+	if (TRACER_SITE_IS_STACK(info->site))
+		stack_store_get(&((struct collector *)c)->stacks, info->site);
+	return 0;
+}
+
+/* Marks the stacks live traces refer to, then sweeps the others: what a
+ * snapshot does, without resolving anything. For a long run without
+ * reports, whose store would otherwise keep every stack it saw. */
+static void sweep_stacks(struct collector *c)
+{
+	if (!each_trace(c, mark_stack, c)) /* a failed read sweeps nothing */
+		stack_store_sweep(&c->stacks);
 }
 
 static int drain_traces(struct collector *c, struct snapshot *snap, struct resolve_counts *counts)
@@ -468,11 +437,8 @@ static int drain_traces(struct collector *c, struct snapshot *snap, struct resol
 		stack_store_drain(&c->stacks);
 	if (c->follow)
 		d.procs = proc_of_index(c, &d.nprocs);
-	if (!c->follow || d.procs) {
-		err = drain_buckets(&d);
-		if (!err)
-			err = drain_overflow(&d);
-	}
+	if (!c->follow || d.procs)
+		err = each_trace(c, add_trace, &d);
 	*counts = d.counts;
 	c->stacks_missing = d.stacks_missing;
 	if (c->have_stacks && !err)
