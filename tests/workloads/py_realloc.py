@@ -30,13 +30,17 @@ keep = []
 CHUNK = b"x" * 10000
 
 api = ctypes.pythonapi  # called with the GIL held, as tracemalloc's hooks need
+# blocks come back as ctypes pointer objects, of one size whatever the
+# address: as ints they were 28 or 32 bytes (one or two 30-bit digits), as
+# the address fell below 1 GiB (a non-PIE python's brk heap) or above it
+BLOCK = ctypes.POINTER(ctypes.c_char)
 for name, args in (("PyMem_Malloc", [ctypes.c_size_t]),
                    ("PyMem_Realloc", [ctypes.c_void_p, ctypes.c_size_t]),
                    ("PyMem_RawMalloc", [ctypes.c_size_t])):
-    getattr(api, name).restype = ctypes.c_void_p
+    getattr(api, name).restype = BLOCK
     getattr(api, name).argtypes = args
 libc = ctypes.CDLL(None)
-libc.malloc.restype = libc.realloc.restype = ctypes.c_void_p
+libc.malloc.restype = libc.realloc.restype = BLOCK
 libc.malloc.argtypes = [ctypes.c_size_t]
 libc.realloc.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 
