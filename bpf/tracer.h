@@ -131,6 +131,39 @@ struct unwind_row {
 	__u32 rule;
 };
 
+/* A rule from its fields, and its fields back: the one encoding, for the
+ * table builder and the walker alike. */
+static inline __u32 unwind_rule(unsigned kind, unsigned rbp, int rbp_off, __u32 cfa_off)
+{
+	return (__u32)kind | (__u32)rbp << UNWIND_RULE_RBP_SHIFT |
+	       ((__u32)(rbp_off / 8) & 0x3f) << UNWIND_RULE_RBP_OFF_SHIFT |
+	       cfa_off << UNWIND_RULE_CFA_SHIFT;
+}
+
+static inline unsigned unwind_rule_kind(__u32 rule)
+{
+	return rule & ((1u << UNWIND_RULE_KIND_BITS) - 1);
+}
+
+static inline unsigned unwind_rule_rbp(__u32 rule)
+{
+	return (rule >> UNWIND_RULE_RBP_SHIFT) & 3;
+}
+
+/* bytes from the CFA to the caller's saved rbp (RBP_AT_CFA) */
+static inline int unwind_rule_rbp_off(__u32 rule)
+{
+	int v = (int)((rule >> UNWIND_RULE_RBP_OFF_SHIFT) & 0x3f);
+
+	return (v >= 32 ? v - 64 : v) * 8;
+}
+
+/* the CFA offset, the PLT threshold or the CANNOT reason */
+static inline __u32 unwind_rule_cfa_off(__u32 rule)
+{
+	return rule >> UNWIND_RULE_CFA_SHIFT;
+}
+
 /* The maps: every file's rows, one after the other, in unwind_rows; per
  * file a page index in unwind_pages, entry p holding the row that covers
  * the table offset p << TRACER_UNWIND_PAGE_SHIFT (so a lookup searches

@@ -229,9 +229,7 @@ static __always_inline int unwind_find_rule(struct unwind_walk *w, __u64 look, _
 		return 1;
 	}
 	if (!m->npages) /* a file without CFI: it keeps frame pointers, or nothing does */
-		*rule = UNWIND_CFA_RBP | UNWIND_RBP_AT_CFA << UNWIND_RULE_RBP_SHIFT |
-			((__u32)(-16 / 8) & 0x3f) << UNWIND_RULE_RBP_OFF_SHIFT |
-			16u << UNWIND_RULE_CFA_SHIFT;
+		*rule = unwind_rule(UNWIND_CFA_RBP, UNWIND_RBP_AT_CFA, -16, 16);
 	else if (look < m->bias || unwind_rule_at(m, look - m->bias, rule))
 		*rule = UNWIND_NONE;
 	if (c && !slow) {
@@ -252,20 +250,20 @@ static long unwind_step(__u32 i, struct unwind_walk *w)
 
 	if (unwind_find_rule(w, look, &rule))
 		return 1;
-	kind = rule & ((1u << UNWIND_RULE_KIND_BITS) - 1);
+	kind = unwind_rule_kind(rule);
 	switch (kind) {
 	case UNWIND_CFA_RSP:
-		cfa = w->sp + (rule >> UNWIND_RULE_CFA_SHIFT);
+		cfa = w->sp + unwind_rule_cfa_off(rule);
 		break;
 	case UNWIND_CFA_RBP:
 		if (!w->bp_known) {
 			w->end = TRACER_END_RBP_LOST;
 			return 1;
 		}
-		cfa = w->bp + (rule >> UNWIND_RULE_CFA_SHIFT);
+		cfa = w->bp + unwind_rule_cfa_off(rule);
 		break;
 	case UNWIND_PLT: /* a lazy entry has pushed its index from this byte on */
-		cfa = w->sp + 8 + ((w->pc & 15) >= (rule >> UNWIND_RULE_CFA_SHIFT) ? 8 : 0);
+		cfa = w->sp + 8 + ((w->pc & 15) >= unwind_rule_cfa_off(rule) ? 8 : 0);
 		break;
 	case UNWIND_STOP:
 		w->end = TRACER_END_BOTTOM;
@@ -281,9 +279,8 @@ static long unwind_step(__u32 i, struct unwind_walk *w)
 		w->end = TRACER_END_BAD_CFA;
 		return 1;
 	}
-	rbp_off = (int)((rule >> UNWIND_RULE_RBP_OFF_SHIFT) & 0x3f);
-	rbp_off = (rbp_off >= 32 ? rbp_off - 64 : rbp_off) * 8;
-	switch ((rule >> UNWIND_RULE_RBP_SHIFT) & 3) {
+	rbp_off = unwind_rule_rbp_off(rule);
+	switch (unwind_rule_rbp(rule)) {
 	case UNWIND_RBP_AT_CFA:
 		if (rbp_off == -16) { /* push rbp right after the call: one read */
 			if (bpf_probe_read_user(pair, sizeof(pair), (void *)(cfa - 16)))

@@ -254,8 +254,8 @@ static void explain_cannot(struct collector *c, uint32_t tgid, const struct stac
 	pc = st->pcs[st->n - 1] - (st->n > 1 ? 1 : 0);
 	if (unwind_maps_rule(c->unwind, (pid_t)tgid, pc, &rule))
 		return;
-	why = rule >> UNWIND_RULE_CFA_SHIFT;
-	if ((rule & 7) == UNWIND_CANNOT && why < UNWIND_WHY_COUNT)
+	why = unwind_rule_cfa_off(rule);
+	if (unwind_rule_kind(rule) == UNWIND_CANNOT && why < UNWIND_WHY_COUNT)
 		counts->cannot[why] += counts->stack_end[TRACER_END_CANNOT];
 }
 

@@ -351,41 +351,24 @@ static int add_traced_pid(struct session *s, pid_t pid)
 		   : 0;
 }
 
-/* A needed library of the launched command, probed when it defines
- * allocator functions (libstdc++'s operator new, an allocator library). */
-struct needed_ctx {
-	struct session *s;
-	pid_t attach_pid;
-	const char *runpath, *origin;
-};
-
-static void probe_needed(const char *name, void *arg)
-{
-	struct needed_ctx *c = arg;
-	char path[PATH_MAX];
-
-	if (!strncmp(name, "libc.so", 7) ||
-	    target_find_library(name, c->runpath, c->origin, path, sizeof(path)))
-		return;
-	probes_attach_file(c->s->skel, &c->s->probes, c->attach_pid, path, c->s->o->verbose);
-}
-
+/* The needed libraries of the launched command (the dynamic linker's
+ * search, needed_of), probed when they define allocator functions
+ * (libstdc++'s operator new, an allocator library); libc is ours, probed
+ * already. */
 static void attach_needed(struct session *s, const char *exe, pid_t attach_pid)
 {
-	char runpath[4096], origin[PATH_MAX], *slash;
-	struct needed_ctx c = {
-	    .s = s, .attach_pid = attach_pid, .runpath = runpath, .origin = origin};
-	struct elfsym_file *f;
+	struct launch_libs libs = {0};
 
-	if (elfsym_open(exe, &f))
-		return;
-	elfsym_needed(f, NULL, NULL, runpath, sizeof(runpath));
-	snprintf(origin, sizeof(origin), "%s", exe);
-	slash = strrchr(origin, '/');
-	if (slash)
-		*slash = '\0';
-	elfsym_needed(f, probe_needed, &c, NULL, 0);
-	elfsym_close(f);
+	needed_of(&libs, exe);
+	for (size_t i = 0; i < libs.n; i++) {
+		const char *base = strrchr(libs.paths[i], '/');
+
+		base = base ? base + 1 : libs.paths[i];
+		if (strncmp(base, "libc.so", 7))
+			probes_attach_file(s->skel, &s->probes, attach_pid, libs.paths[i],
+					   s->o->verbose);
+		free(libs.paths[i]);
+	}
 }
 
 /* The files a launched command will map are not known before it runs: probe

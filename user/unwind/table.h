@@ -85,35 +85,24 @@ enum unwind_why {
 	UNWIND_WHY_COUNT
 };
 
-static inline uint32_t unwind_rule(unsigned kind, unsigned rbp, int rbp_off, uint32_t cfa_off)
-{
-	return (uint32_t)kind | (uint32_t)rbp << UNWIND_RULE_RBP_SHIFT |
-	       ((uint32_t)(rbp_off / 8) & 0x3f) << UNWIND_RULE_RBP_OFF_SHIFT |
-	       cfa_off << UNWIND_RULE_CFA_SHIFT;
-}
-
 static inline unsigned unwind_row_kind(const struct unwind_row *r)
 {
-	return r->rule & 7;
+	return unwind_rule_kind(r->rule);
 }
 
 static inline unsigned unwind_row_rbp(const struct unwind_row *r)
 {
-	return (r->rule >> UNWIND_RULE_RBP_SHIFT) & 3;
+	return unwind_rule_rbp(r->rule);
 }
 
-/* bytes from the CFA to the caller's saved rbp (RBP_AT_CFA) */
 static inline int unwind_row_rbp_off(const struct unwind_row *r)
 {
-	int v = (int)((r->rule >> UNWIND_RULE_RBP_OFF_SHIFT) & 0x3f);
-
-	return (v >= 32 ? v - 64 : v) * 8;
+	return unwind_rule_rbp_off(r->rule);
 }
 
-/* the CFA offset, the PLT threshold or the CANNOT reason */
 static inline uint32_t unwind_row_cfa_off(const struct unwind_row *r)
 {
-	return r->rule >> UNWIND_RULE_CFA_SHIFT;
+	return unwind_rule_cfa_off(r->rule);
 }
 
 /* What was read and what came of it. Each FDE read either gave rows (a
