@@ -38,6 +38,9 @@ MODEL_BINS  := $(patsubst %,$(BUILD)/tests/%,$(MODEL_TESTS))
 RESOLVE_BIN := $(BUILD)/tests/test_resolve
 TRACE_BINS  := $(filter-out $(MODEL_BINS) $(RESOLVE_BIN),$(UNIT_BINS))
 # py_embed.c links a libpython that only the tests' chroot has: they build it
+# native.c linked against musl's C library (and dynamic linker), where
+# musl-gcc is installed
+MUSL_BINS := $(if $(shell command -v musl-gcc),$(BUILD)/workloads/native-musl)
 # Rust workloads, where rustc is installed
 RUSTC     ?= rustc
 RUST_BINS := $(if $(shell command -v $(RUSTC)),$(patsubst tests/workloads/%.rs,$(BUILD)/workloads/%,\
@@ -50,7 +53,7 @@ WL_BINS   := $(patsubst tests/workloads/%.c,$(BUILD)/workloads/%,$(WL_C)) \
              $(BUILD)/workloads/native-static $(BUILD)/workloads/inline-O2 \
              $(BUILD)/workloads/nofp $(BUILD)/workloads/nofp-nodebug \
              $(BUILD)/workloads/bench_mix-nofp $(BUILD)/workloads/cxx_o2 \
-             $(RUST_BINS)
+             $(RUST_BINS) $(MUSL_BINS)
 
 .PHONY: all test unit integration fuzz fuzz-quick fuzz-run fuzz-corpus demo bench snapshot-perf \
 	clean deps
@@ -89,10 +92,12 @@ $(TRACE_BINS): $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)/tests
 # and deeper frames are exact.
 WL_FLAGS := -O1 -g -fno-omit-frame-pointer -fno-inline -fno-optimize-sibling-calls -pthread
 $(BUILD)/workloads/%: tests/workloads/%.c | $(BUILD)/workloads
-	$(CC) $(WL_FLAGS) $< -o $@
+	$(CC) $(WL_FLAGS) $< -o $@ -ldl
 # the allocator lives in the executable itself
 $(BUILD)/workloads/native-static: tests/workloads/native.c | $(BUILD)/workloads
 	$(CC) $(WL_FLAGS) -static $< -o $@
+$(BUILD)/workloads/native-musl: tests/workloads/native.c | $(BUILD)/workloads
+	musl-gcc $(WL_FLAGS) $< -o $@
 # no frame pointers, with and without debug information
 $(BUILD)/workloads/nofp: tests/workloads/nofp.c | $(BUILD)/workloads
 	$(CC) -O2 -g -fomit-frame-pointer $< -o $@

@@ -43,6 +43,9 @@ const volatile __u32 nframe = 1;	   /* -n: Python frames kept per traceback */
 /* native frames walked: nframe, and more to stand in for allocator
  * plumbing that user/resolve.c leaves out (resolve_walk_depth) */
 const volatile __u32 native_nframe = 1;
+/* launch mode: every traced process is ptrace'd by the tracer, which stops
+ * it where its dynamic linker has just mapped objects (loader_changed) */
+const volatile bool loader_stop = false;
 
 /* Globals. */
 __u64 live_traces = 0;	 /* traces stored; kept here, user space does not read it */
@@ -51,6 +54,9 @@ __u64 overflow_used = 0; /* of which in allocs_overflow; session.c reads it */
  * alone; this also keeps out a child that inherited the breakpoints);
  * session.c sets it before attaching. */
 __u32 target_tgid = 0;
+/* Its index in allocation keys: a new one at each exec (traced_exec), so
+ * that the blocks of the image it replaced are told from its own. */
+__u32 target_index = 0;
 /* --follow: the index the next traced process gets; session.c gives the
  * first ones, the fork tracepoint the rest. */
 __u32 next_proc_index = 0;
@@ -70,6 +76,9 @@ __u64 unwind_wanted = 0;
 /* user/python/frames.c sets it once a traced process is known to run
  * CPython (its config is then in py_configs). */
 bool python_enabled = false;
+/* Times a traced process's objects changed (its dynamic linker's dlopen,
+ * an exec): user space probes what they define when it moves. */
+__u64 loader_changes = 0;
 
 /* 2. Maps, and the types of their values that only BPF knows. */
 
@@ -302,6 +311,15 @@ struct {
 	__type(value, struct py_frame_buf);
 } py_frame_bufs SEC(".maps");
 
+/* Threads stopped at their dynamic linker's _dl_debug_state
+ * (loader_changed), so that user space knows the stop for its own. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} loader_stops SEC(".maps");
+
 /* 3. What every part uses. */
 
 static __always_inline void count(enum tracer_counter c, __u64 n)
@@ -341,7 +359,7 @@ static __always_inline bool traced_proc(__u32 tgid, __u32 *proc)
 	__u32 *idx;
 
 	if (!filter_pids) {
-		*proc = 0;
+		*proc = target_index;
 		return tgid == target_tgid;
 	}
 	idx = bpf_map_lookup_elem(&traced_pids, &tgid);
@@ -938,6 +956,35 @@ int BPF_KPROBE(py_finalize_enter)
 	return 0;
 }
 
+/* _dl_debug_state(), which the dynamic linker (glibc's and musl's) calls
+ * for debuggers each time the list of loaded objects changes, before any
+ * code of what it loaded runs. A launched process is ptrace'd: it stops
+ * here (SIGSTOP to this thread, marked in loader_stops so that session.c
+ * swallows it) until user space has probed the new objects: a preloaded
+ * allocator, a chroot's libc, a dlopen'd library. An attached process only
+ * says so (loader_changes); its new objects are probed soon after. */
+SEC("uprobe")
+int BPF_KPROBE(loader_changed)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id, one = 1;
+
+	if (!traced(id >> 32))
+		return 0;
+	__sync_fetch_and_add(&loader_changes, 1);
+	if (!loader_stop)
+		return 0;
+	/* only a ptrace'd thread's SIGSTOP stops at the tracer: another's
+	 * would stop its whole process for real */
+	if (!(bpf_get_current_task_btf()->ptrace & 1 /* PT_PTRACED */) ||
+	    bpf_map_update_elem(&loader_stops, &tid, &one, BPF_ANY) ||
+	    bpf_send_signal_thread(19 /* SIGSTOP */)) {
+		bpf_map_delete_elem(&loader_stops, &tid);
+		count(TRACER_CNT_LOADER_STOP_LOST, 1);
+	}
+	return 0;
+}
+
 /* --follow: children of traced processes are traced too. */
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)
@@ -965,14 +1012,46 @@ int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+/* A traced process's exec: the image it replaced took its blocks along,
+ * which nothing can free now. They stay in the table under the process's
+ * old index (user space reports none of them) and the process goes on
+ * under a new one with nothing live; its peak and events stay its own. */
+static __always_inline void image_replaced(__u32 tgid)
+{
+	struct tracer_proc_stats *st;
+	__u32 idx;
+
+	if (!filter_pids) {
+		if (target_index + 1 < TRACER_MAX_PROCS)
+			target_index++;
+		else
+			count(TRACER_CNT_PROCS_FULL, 1);
+	} else {
+		idx = __sync_fetch_and_add(&next_proc_index, 1);
+		if (idx >= TRACER_MAX_PROCS ||
+		    bpf_map_update_elem(&traced_pids, &tgid, &idx, BPF_EXIST))
+			count(TRACER_CNT_PROCS_FULL, 1);
+	}
+	__sync_fetch_and_add(&loader_changes, 1);
+	/* exec has ended every other thread of the process: nothing races */
+	st = proc_stats(tgid, false);
+	if (!st)
+		return;
+	st->current = 0;
+	for (int k = 0; k < TRACER_NCLASSES; k++)
+		st->classes[k].current = 0;
+}
+
 /* An exec replaces every mapping: the process's unwind table goes, and
  * user space reads the new ones (unwind_wanted). */
 SEC("tp_btf/sched_process_exec")
-int BPF_PROG(unwind_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+int BPF_PROG(traced_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 
-	if (bpf_map_delete_elem(&unwind_procs, &tgid) == 0)
+	if (capture_stack && bpf_map_delete_elem(&unwind_procs, &tgid) == 0)
 		__sync_fetch_and_add(&unwind_wanted, 1);
+	if (traced(tgid))
+		image_replaced(tgid);
 	return 0;
 }

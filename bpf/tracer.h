@@ -77,7 +77,8 @@ struct tracer_py_stack {
  * 8-byte key keeps a map element (48-byte kernel header, key, 32-byte value,
  * 8-byte allocator link) at 96 bytes, in the kernel's 96-byte size class. */
 #define TRACER_KEY_ADDR_BITS 47
-#define TRACER_MAX_PROCS (1u << (64 - TRACER_KEY_ADDR_BITS))
+/* the key's top bit is TRACER_SLOT_BUSY: indexes stay below it */
+#define TRACER_MAX_PROCS (1u << (63 - TRACER_KEY_ADDR_BITS))
 #define TRACER_KEY(proc, addr) ((addr) | ((__u64)(proc) << TRACER_KEY_ADDR_BITS))
 #define TRACER_KEY_ADDR(key) ((key) & ((1ull << TRACER_KEY_ADDR_BITS) - 1))
 #define TRACER_KEY_PROC(key) ((__u32)((key) >> TRACER_KEY_ADDR_BITS))
@@ -293,6 +294,9 @@ enum tracer_counter {
 	 * before attach) by a caller that is not CPython's inlined allocator:
 	 * its domain is unknown, it is counted as libc's */
 	TRACER_CNT_REALLOC_DOMAIN_UNKNOWN,
+	/* the dynamic linker changed a launched process's objects, and it
+	 * could not be stopped there: what it loaded is probed late */
+	TRACER_CNT_LOADER_STOP_LOST,
 	TRACER_CNT_MAX,
 };
 

@@ -26,6 +26,7 @@ static const char *const counter_names[TRACER_CNT_MAX] = {
     [TRACER_CNT_PY_STACKS_FULL] = "python stack table full",
     [TRACER_CNT_AFTER_FINALIZE] = "events after Python finalization (not applied)",
     [TRACER_CNT_REALLOC_DOMAIN_UNKNOWN] = "reallocs of untraced blocks, domain unknown (libc)",
+    [TRACER_CNT_LOADER_STOP_LOST] = "objects loaded without a stop (probed late)",
 };
 _Static_assert(ARRAY_SIZE(counter_names) == TRACER_CNT_MAX, "every counter has a name");
 
@@ -218,6 +219,8 @@ struct drain {
 	size_t ncache, cap_cache;
 	pid_t *procs; /* --follow: the process of each key index */
 	uint32_t nprocs;
+	uint32_t target_index; /* without --follow: the target's key index now */
+	uint64_t replaced;     /* blocks of images since exec'd over: not reported */
 	uint64_t stacks_missing; /* site keys found in no store: frame 0 unknown */
 };
 
@@ -318,6 +321,10 @@ static int add_slot(struct drain *d, __u64 key, const struct tracer_alloc_info *
 	if (d->c->follow && proc >= d->nprocs)
 		return 0; /* a process indexed since the map was read */
 	tgid = (uint32_t)(d->c->follow ? d->procs[proc] : d->c->pid);
+	if (d->c->follow ? !tgid : proc != d->target_index) {
+		d->replaced++; /* a block of an image since exec'd over */
+		return 0;
+	}
 	tb = traceback_of(d, tgid, info);
 	if (tb < 0)
 		return (int)tb;
@@ -437,10 +444,13 @@ static int drain_traces(struct collector *c, struct snapshot *snap, struct resol
 		stack_store_drain(&c->stacks);
 	if (c->follow)
 		d.procs = proc_of_index(c, &d.nprocs);
+	else
+		d.target_index = __atomic_load_n(&c->skel->bss->target_index, __ATOMIC_RELAXED);
 	if (!c->follow || d.procs)
 		err = each_trace(c, add_trace, &d);
 	*counts = d.counts;
 	c->stacks_missing = d.stacks_missing;
+	c->replaced_blocks = d.replaced;
 	if (c->have_stacks && !err)
 		stack_store_sweep(&c->stacks);
 	hash_index_free(&d.index);
@@ -510,7 +520,8 @@ static int set_counters(struct collector *c, struct snapshot *snap,
 		if (snapshot_set_counter(snap, counter_names[k], cnt.c[k]))
 			return -ENOMEM;
 	if (snapshot_set_counter(snap, "python frames unresolved", lost->py_unresolved) ||
-	    snapshot_set_counter(snap, "stack truncated (address outside code)", lost->truncated))
+	    snapshot_set_counter(snap, "stack truncated (address outside code)", lost->truncated) ||
+	    snapshot_set_counter(snap, "blocks of exec'd images (not reported)", c->replaced_blocks))
 		return -ENOMEM;
 	if (!c->have_stacks)
 		return 0;

@@ -30,6 +30,7 @@ struct collector {
 	bool have_stacks;
 	uint64_t stacks_seen;	 /* native_stacks_added at the last drain */
 	uint64_t stacks_missing; /* in the last snapshot */
+	uint64_t replaced_blocks; /* in the last snapshot: left by images exec'd over */
 	size_t sweep_at;	 /* stacks in the store that call for a sweep */
 	struct unwind_maps *unwind; /* the session's, for what it could not table; may be NULL */
 	struct collect_proc {

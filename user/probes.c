@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,8 @@ static const struct probe_spec specs[] = {
     {"PyTraceMalloc_Untrack", FREE_ONLY, R2, PROG(py_untrack_enter)},
     /* the interpreter's finalisation: the final report's moment */
     {"Py_FinalizeEx", AT_ENTRY, 0, PROG(py_finalize_enter)},
+    /* the dynamic linker's debugger hook: objects were just loaded */
+    {"_dl_debug_state", AT_ENTRY, 0, PROG(loader_changed)},
 };
 
 #define NSPECS (sizeof(specs) / sizeof(specs[0]))
@@ -194,17 +197,40 @@ static int attach_with_return(struct tracer_bpf *skel, struct probes *p, struct 
 	return err ? err : attach(p, prog, pid, path, off, false);
 }
 
+/* Whether the file st names was examined already (under whatever path:
+ * the tracer's own, or /proc/PID/root/... for a process in a container or
+ * a chroot), else remembers it. */
+static int seen_file(struct probes *p, const struct stat *st)
+{
+	for (size_t i = 0; i < p->nseen; i++)
+		if (p->seen[i].dev == st->st_dev && p->seen[i].ino == st->st_ino)
+			return 1;
+	if (array_reserve((void **)&p->seen, &p->cap_seen, sizeof(*p->seen), p->nseen + 1))
+		return -ENOMEM;
+	p->seen[p->nseen].dev = st->st_dev;
+	p->seen[p->nseen++].ino = st->st_ino;
+	return 0;
+}
+
 int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, const char *path,
 		       bool verbose)
 {
 	uint64_t done[NSPECS];
 	struct elfsym_file *f;
+	struct stat st;
 	size_t i, j, ndone = 0;
 	int err = 0, count = 0;
 
+	if (stat(path, &st))
+		return -errno;
 	err = elfsym_open(path, &f);
 	if (err)
 		return err;
+	err = seen_file(p, &st);
+	if (err) {
+		elfsym_close(f);
+		return err < 0 ? err : 0; /* probed already */
+	}
 	for (i = 0; i < NSPECS && !err; i++) {
 		struct bpf_program *prog;
 		struct placement pl = {};
@@ -383,5 +409,6 @@ void probes_detach(struct probes *p)
 	for (i = 0; i < p->nentries; i++)
 		free(p->entries[i].path);
 	free(p->entries);
+	free(p->seen);
 	memset(p, 0, sizeof(*p));
 }

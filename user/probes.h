@@ -22,6 +22,11 @@ struct probes {
 	size_t n, cap;
 	struct probes_entry *entries; /* every entry point probed, so that none is probed twice */
 	size_t nentries;
+	struct probes_file {
+		dev_t dev;
+		ino_t ino;
+	} * seen; /* every file examined, so that none is probed twice */
+	size_t nseen, cap_seen;
 	size_t functions;     /* functions probed */
 	size_t files;	      /* files that define at least one */
 	char failed_at[4200]; /* where an attach failed: "path+0xoff" */
@@ -29,7 +34,8 @@ struct probes {
 
 /* Attaches to the functions defined in the file at path (as the target sees
  * it) for process pid (-1: every process, filtered in BPF). Returns the
- * number of functions probed there, or a negative errno. */
+ * number of functions probed there (0 for a file examined before, under
+ * any path), or a negative errno. */
 int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, const char *path,
 		       bool verbose);
 /* All files of a running process (from /proc/PID/maps). */

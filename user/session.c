@@ -84,6 +84,7 @@ struct session {
 	struct unwind_maps *unwind; /* nframe > 1: the native walker's tables */
 	uint64_t unwind_seen;	    /* unwind_wanted when the tables were last installed */
 	double next_unwind;	    /* when they may be installed again */
+	uint64_t loader_seen;	    /* loader_changes when objects were last probed */
 };
 
 uint32_t session_alloc_buckets(uint32_t max_allocs)
@@ -283,6 +284,7 @@ static int setup_bpf(struct session *s)
 		return -errno;
 	}
 	s->skel->rodata->probe_only = o->probe_only;
+	s->skel->rodata->loader_stop = o->argv != NULL;
 	s->skel->rodata->filter_pids = o->follow;
 	s->skel->rodata->capture_stack = o->nframe > 1;
 	s->skel->rodata->native_with_python = o->native;
@@ -307,8 +309,6 @@ static int setup_bpf(struct session *s)
 					offsetof(struct tracer_native_stack, pcs) +
 					    resolve_walk_depth(&s->resolve) * sizeof(__u64));
 		bpf_map__set_max_entries(s->skel->maps.native_stacks, o->max_stacks);
-	} else {
-		bpf_program__set_autoload(s->skel->progs.unwind_exec, false);
 	}
 	if (!o->follow)
 		bpf_program__set_autoload(s->skel->progs.follow_fork, false);
@@ -330,13 +330,12 @@ static int setup_bpf(struct session *s)
 			return err;
 		}
 	}
-	if (o->follow || s->unwind) {
-		err = tracer_bpf__attach(s->skel);
-		if (err) {
-			fprintf(stderr, "tracer: cannot attach the fork and exec tracepoints: %s\n",
-				strerror(-err));
-			return err;
-		}
+	/* the exec tracepoint (and with --follow the fork one) */
+	err = tracer_bpf__attach(s->skel);
+	if (err) {
+		fprintf(stderr, "tracer: cannot attach the fork and exec tracepoints: %s\n",
+			strerror(-err));
+		return err;
 	}
 	return 0;
 }
@@ -410,10 +409,41 @@ static int attach_launch(struct session *s, pid_t attach_pid)
 	return n;
 }
 
+/* The objects a traced process maps now (its new image at an exec stop,
+ * what its dynamic linker just loaded at a loader stop, a dlopen): their
+ * allocator functions probed, its unwind table and symbols read again,
+ * and CPython recognised in the launched command before any of it runs. */
+static void probe_new_objects(struct session *s, pid_t tgid)
+{
+	int n;
+
+	n = probes_attach_process(s->skel, &s->probes, tgid, s->o->follow ? -1 : s->pid,
+				  s->o->verbose);
+	if (n < 0 && s->o->verbose)
+		fprintf(stderr, "tracer: probing what process %d loaded: %s\n", tgid,
+			strerror(-n));
+	symbolize_refresh(collect_symbolizer(&s->collect, tgid));
+	if (s->unwind)
+		unwind_maps_install(s->unwind, tgid);
+	if (tgid == s->pid)
+		python_frames_poll(s->py);
+}
+
+/* A SIGSTOP that loader_changed (BPF) sent thread tid: the stop is ours,
+ * the signal goes no further. */
+static bool loader_stopped(struct session *s, pid_t tid)
+{
+	__u32 key = (__u32)tid;
+
+	return !bpf_map_delete_elem(bpf_map__fd(s->skel->maps.loader_stops), &key);
+}
+
 /* Launched commands (and with --follow their children) are ptrace-seized
- * for one reason: to stop at their exit while their mappings still exist.
- * Every other stop is resumed at once, with its signal. Returns true when
- * the launched command itself has ended. */
+ * to stop at their exit while their mappings still exist, at each exec
+ * and where their dynamic linker has loaded objects (loader_changed), so
+ * that what they load is probed before it runs. Every other stop is
+ * resumed at once, with its signal. Returns true when the launched command
+ * itself has ended. */
 static bool reap_traced(struct session *s, int *exit_status)
 {
 	int status;
@@ -433,7 +463,9 @@ static bool reap_traced(struct session *s, int *exit_status)
 			continue;
 		sig = WSTOPSIG(status);
 		event = status >> 16;
-		if (event == PTRACE_EVENT_EXIT) {
+		if (event == PTRACE_EVENT_EXIT && target_tgid_of(r) != r) {
+			sig = 0; /* a thread ends, its process goes on */
+		} else if (event == PTRACE_EVENT_EXIT) {
 			struct symbolizer *sym = collect_symbolizer(&s->collect, r);
 
 			if (sym)
@@ -449,15 +481,19 @@ static bool reap_traced(struct session *s, int *exit_status)
 				continue;
 			}
 			sig = 0;
-		} else if (event == PTRACE_EVENT_EXEC && r == s->pid) {
-			/* the new program is mapped, nothing of it has run yet:
-			 * the moment to recognise a statically linked CPython */
-			symbolize_refresh(collect_symbolizer(&s->collect, s->pid));
-			unwind_exec(s, r);
-			python_frames_poll(s->py);
-			sig = 0;
 		} else if (event == PTRACE_EVENT_EXEC) {
-			unwind_exec(s, r); /* a child of --follow */
+			/* the new program (of the command, or a child of --follow)
+			 * is mapped with its dynamic linker, nothing of it has run
+			 * yet: the moment to probe a static allocator and the
+			 * loader's hook, and to recognise a static CPython */
+			unwind_exec(s, r);
+			probe_new_objects(s, r);
+			sig = 0;
+		} else if (!event && sig == SIGSTOP && loader_stopped(s, r)) {
+			pid_t tgid = target_tgid_of(r);
+
+			if (tgid)
+				probe_new_objects(s, tgid);
 			sig = 0;
 		} else if (event) {
 			sig = 0; /* fork, vfork, exec */
@@ -509,6 +545,10 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 		}
 		if (t - started < 2 && !python_frames_describe(s->py))
 			python_frames_poll(s->py); /* a starting interpreter: look often */
+		if (!launch && s->skel->bss->loader_changes != s->loader_seen) {
+			s->loader_seen = s->skel->bss->loader_changes;
+			probe_new_objects(s, s->pid);
+		}
 		refresh_unwind(s, false);
 		collect_drain_stacks(&s->collect, t >= next_refresh);
 		if (t >= next_refresh) {
@@ -642,7 +682,8 @@ int session_run(const struct session_options *o)
 	if (launched) {
 		/* A launched command is ours: stop it at its exit for a last look
 		 * at its mappings, so that short-lived programs get their frames. */
-		long opts = PTRACE_O_TRACEEXIT | PTRACE_O_TRACEEXEC |
+		/* every thread: any of them may stop at its dynamic linker */
+		long opts = PTRACE_O_TRACEEXIT | PTRACE_O_TRACEEXEC | PTRACE_O_TRACECLONE |
 			    (o->follow ? PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK : 0);
 
 		if (ptrace(PTRACE_SEIZE, s.pid, NULL, (void *)opts))

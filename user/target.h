@@ -22,6 +22,8 @@ struct target_maps {
 };
 
 bool target_alive(pid_t pid);
+/* The process (thread group) thread tid belongs to, or 0 when gone. */
+pid_t target_tgid_of(pid_t tid);
 /* Whether pid is a process that can be traced: 0, or -errno with why
  * saying what it is (no such process, a kernel thread, a zombie, a memory
  * map we may not read). */

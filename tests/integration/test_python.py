@@ -523,10 +523,9 @@ def test_debian_reallocs_stay_in_the_python_domain(mode):
     assert_realloc_parity(debian_python(), mode)
 
 
-@pytest.mark.parametrize("mode", ["attach", pytest.param("launch", marks=pytest.mark.xfail(
-    strict=True, reason="a launched chroot's python3.14 gets the probes of the host's libc "
-    "(mapped by chroot before its exec), not the chroot's: frees through libc and "
-    "PyMem_RawMalloc's tail jump to libc's malloc are not seen (issue 15, item 5)"))])
+# launch: chroot maps the host's libc and then execs the chroot's python3.14,
+# whose own libc its dynamic linker loads: probed at the exec and loader stops
+@pytest.mark.parametrize("mode", ["attach", "launch"])
 def test_python314_reallocs_stay_in_the_python_domain(forky, mode):
     shutil.copy(REALLOC, FORKY + forky)
     assert_realloc_parity(PY314, mode, forky + "/py_realloc.py")
