@@ -227,6 +227,22 @@ static __always_inline __u32 ns_tid(void)
 	return (__u32)nr;
 }
 
+/* One frame of a new stack: its code object into py_pending_code. */
+struct py_watch {
+	struct tracer_py_stack *st;
+};
+
+static long py_watch_code(__u32 i, void *ctx)
+{
+	struct tracer_py_stack *st = ((struct py_watch *)ctx)->st;
+	__u8 one = 1;
+
+	if (i >= st->nframe || i >= TRACER_MAX_NFRAME)
+		return 1;
+	bpf_map_update_elem(&py_pending_code, &st->frames[i].code, &one, BPF_ANY);
+	return 0;
+}
+
 /* Captures the Python stack of the calling thread; returns its key in
  * py_stacks, or 0 when the thread runs no Python code. */
 static __always_inline __u64 py_capture(__u32 tgid)
@@ -236,6 +252,7 @@ static __always_inline __u64 py_capture(__u32 tgid)
 	struct py_walk w = {};
 	__u64 tstate, frame = 0;
 	__u32 zero = 0, native_tid;
+	long err;
 
 	if (!python_enabled)
 		return 0;
@@ -275,9 +292,15 @@ static __always_inline __u64 py_capture(__u32 tgid)
 	w.hash = mix64(w.hash ^ st->total);
 	if (w.hash == 0)
 		w.hash = 1;
-	if (bpf_map_update_elem(&py_stacks, &w.hash, st, BPF_NOEXIST) == -E2BIG) {
+	err = bpf_map_update_elem(&py_stacks, &w.hash, st, BPF_NOEXIST);
+	if (err == -E2BIG) {
 		count(TRACER_CNT_PY_STACKS_FULL, 1);
 		return 0;
+	}
+	if (!err && loader_stop) { /* a new stack: its code objects are watched */
+		struct py_watch watch = {.st = st};
+
+		bpf_loop(TRACER_MAX_NFRAME, py_watch_code, &watch, 0);
 	}
 	return w.hash;
 unreadable:

@@ -279,6 +279,18 @@ struct {
 	__type(value, struct tracer_py_stack);
 } py_stacks SEC(".maps");
 
+/* Launch mode: the code objects that stacks awaiting resolution in
+ * py_stacks refer to. When one is about to be freed (py_code_dealloc) the
+ * process stops until user space has resolved them: the code of a `-c`
+ * string or of a module's body lives only while it runs. user/python/
+ * frames.c deletes an entry once it has resolved its stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 14);
+	__type(key, __u64);
+	__type(value, __u8);
+} py_pending_code SEC(".maps");
+
 /* BPF only: the Python stack being walked (too large for the BPF stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -940,6 +952,25 @@ int BPF_KPROBE(py_untrack_enter, __u32 domain, __u64 ptr)
 	return 0;
 }
 
+/* A launched process is ptrace'd: the calling thread stops (a SIGSTOP to
+ * it, marked in loader_stops so that session.c swallows it) until user
+ * space has looked at the process now: probed the objects just loaded,
+ * recognised CPython, resolved Python stacks while their code lives. Only a
+ * ptrace'd thread: another's SIGSTOP would stop its whole process for real. */
+static __always_inline void stop_for_tracer(__u32 why)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	if (!loader_stop)
+		return;
+	if (!(bpf_get_current_task_btf()->ptrace & 1 /* PT_PTRACED */) ||
+	    bpf_map_update_elem(&loader_stops, &tid, &why, BPF_ANY) ||
+	    bpf_send_signal_thread(19 /* SIGSTOP */)) {
+		bpf_map_delete_elem(&loader_stops, &tid);
+		count(TRACER_CNT_LOADER_STOP_LOST, 1);
+	}
+}
+
 /* Py_FinalizeEx: the interpreter starts tearing down; its live set as it
  * is now is what the final report shows. */
 SEC("uprobe")
@@ -953,35 +984,47 @@ int BPF_KPROBE(py_finalize_enter)
 	st = proc_stats(tgid, true);
 	if (st)
 		st->finalized = 1;
+	/* the live set's Python stacks resolved while their code objects live */
+	stop_for_tracer(TRACER_STOP_PYTHON);
 	return 0;
 }
 
 /* _dl_debug_state(), which the dynamic linker (glibc's and musl's) calls
  * for debuggers each time the list of loaded objects changes, before any
- * code of what it loaded runs. A launched process is ptrace'd: it stops
- * here (SIGSTOP to this thread, marked in loader_stops so that session.c
- * swallows it) until user space has probed the new objects: a preloaded
- * allocator, a chroot's libc, a dlopen'd library. An attached process only
- * says so (loader_changes); its new objects are probed soon after. */
+ * code of what it loaded runs: a launched process stops there to have a
+ * preloaded allocator, a chroot's libc, a dlopen'd library probed first.
+ * An attached process only says so (loader_changes); its new objects are
+ * probed soon after. */
 SEC("uprobe")
 int BPF_KPROBE(loader_changed)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id, one = 1;
-
-	if (!traced(id >> 32))
+	if (!traced(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	__sync_fetch_and_add(&loader_changes, 1);
-	if (!loader_stop)
-		return 0;
-	/* only a ptrace'd thread's SIGSTOP stops at the tracer: another's
-	 * would stop its whole process for real */
-	if (!(bpf_get_current_task_btf()->ptrace & 1 /* PT_PTRACED */) ||
-	    bpf_map_update_elem(&loader_stops, &tid, &one, BPF_ANY) ||
-	    bpf_send_signal_thread(19 /* SIGSTOP */)) {
-		bpf_map_delete_elem(&loader_stops, &tid);
-		count(TRACER_CNT_LOADER_STOP_LOST, 1);
-	}
+	stop_for_tracer(TRACER_STOP_LOADER);
+	return 0;
+}
+
+/* PyCode_Type's tp_dealloc (the address its type object holds, found by
+ * user/session.c): a code object that a stack awaiting resolution refers
+ * to is about to go, so the process stops until that stack is resolved. */
+SEC("uprobe")
+int BPF_KPROBE(py_code_dealloc, __u64 code)
+{
+	if (traced(bpf_get_current_pid_tgid() >> 32) &&
+	    bpf_map_delete_elem(&py_pending_code, &code) == 0)
+		stop_for_tracer(TRACER_STOP_PYTHON);
+	return 0;
+}
+
+/* _PyRuntime_Initialize(), once a shared libpython is relocated and before
+ * any Python code runs: a launched CPython stops to be recognised, so that
+ * its first frames are Python's. */
+SEC("uprobe")
+int BPF_KPROBE(python_starting)
+{
+	if (traced(bpf_get_current_pid_tgid() >> 32))
+		stop_for_tracer(TRACER_STOP_PYTHON);
 	return 0;
 }
 

@@ -276,6 +276,12 @@ struct tracer_proc_stats {
 	__u64 finalized;
 };
 
+/* Why a launched thread stopped for the tracer (loader_stops' value). */
+enum tracer_stop {
+	TRACER_STOP_LOADER = 1, /* its dynamic linker changed its objects */
+	TRACER_STOP_PYTHON,	/* CPython starts, or a watched code object goes */
+};
+
 /* Everything that can be lost or is worth knowing; reported by name. */
 enum tracer_counter {
 	TRACER_CNT_ALLOCS_FULL, /* allocs table full: allocation not traced */

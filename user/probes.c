@@ -1,9 +1,12 @@
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "elfsym.h"
 #include "placement.h"
@@ -70,6 +73,8 @@ static const struct probe_spec specs[] = {
     {"PyTraceMalloc_Untrack", FREE_ONLY, R2, PROG(py_untrack_enter)},
     /* the interpreter's finalisation: the final report's moment */
     {"Py_FinalizeEx", AT_ENTRY, 0, PROG(py_finalize_enter)},
+    /* ... and its start, once a shared libpython is relocated */
+    {"_PyRuntime_Initialize", AT_ENTRY, 0, PROG(python_starting)},
     /* the dynamic linker's debugger hook: objects were just loaded */
     {"_dl_debug_state", AT_ENTRY, 0, PROG(loader_changed)},
 };
@@ -137,14 +142,6 @@ bool probes_python_row(struct tracer_bpf *skel, int kind, struct probes_row *row
 	return true;
 }
 
-static int add_link(struct probes *p, struct bpf_link *l)
-{
-	if (array_reserve((void **)&p->links, &p->cap, sizeof(*p->links), p->n + 1))
-		return -ENOMEM;
-	p->links[p->n++] = l;
-	return 0;
-}
-
 static bool probed(const struct probes *p, const char *path, uint64_t off)
 {
 	for (size_t i = 0; i < p->nentries; i++)
@@ -167,28 +164,114 @@ static int remember(struct probes *p, const char *path, uint64_t off)
 	return 0;
 }
 
+/* A uprobe-multi link (BPF_TRACE_UPROBE_MULTI, kernel 6.6+): one program
+ * on n offsets of one file, for process pid (-1: every process). Made with
+ * the bpf syscall itself: the packaged libbpf (1.1) predates it. One link
+ * for all of a program's functions in a file is one registration and, at
+ * its close, one wait for the probes' removal, where a link per function
+ * waited for each. */
+#define UPROBE_MULTI_ATTACH_TYPE 48 /* BPF_TRACE_UPROBE_MULTI */
+#define UPROBE_MULTI_RETURN 1u	    /* BPF_F_UPROBE_MULTI_RETURN */
+
+struct uprobe_multi_attr { /* union bpf_attr's link_create, uprobe_multi */
+	uint32_t prog_fd, target_fd, attach_type, flags;
+	uint64_t path, offsets, ref_ctr_offsets, cookies;
+	uint32_t cnt, multi_flags, pid;
+	uint32_t pad;
+};
+
+static int uprobe_multi_link(struct bpf_program *prog, pid_t pid, const char *path,
+			     const uint64_t *offsets, uint32_t n, bool retprobe)
+{
+	struct uprobe_multi_attr a = {
+	    .prog_fd = (uint32_t)bpf_program__fd(prog),
+	    .attach_type = UPROBE_MULTI_ATTACH_TYPE,
+	    .path = (uint64_t)(uintptr_t)path,
+	    .offsets = (uint64_t)(uintptr_t)offsets,
+	    .cnt = n,
+	    .multi_flags = retprobe ? UPROBE_MULTI_RETURN : 0,
+	    .pid = pid > 0 ? (uint32_t)pid : 0,
+	};
+	long fd = syscall(__NR_bpf, 28 /* BPF_LINK_CREATE */, &a, sizeof(a));
+
+	return fd < 0 ? -errno : (int)fd;
+}
+
+/* Forgets the probes queued; returns err. */
+static int drop_pending(struct probes *p, int err)
+{
+	for (size_t i = 0; i < p->npending; i++) {
+		free(p->pending[i].path);
+		free(p->pending[i].offsets);
+	}
+	p->npending = 0;
+	return err;
+}
+
+/* Makes the links of the probes queued (struct probes_pending): return
+ * probes first, so that a call that passes an entry probe is one whose
+ * return is caught, or its stash would be left behind. */
+static int flush(struct probes *p)
+{
+	int err = 0;
+
+	for (int round = 0; round < 2 && !err; round++)
+		for (size_t i = 0; i < p->npending && !err; i++) {
+			struct probes_pending *q = &p->pending[i];
+			int fd;
+
+			if (q->retprobe != (round == 0))
+				continue;
+			fd = uprobe_multi_link(q->prog, q->pid, q->path, q->offsets, q->n,
+					       q->retprobe);
+			if (fd < 0) {
+				err = fd;
+				snprintf(p->failed_at, sizeof(p->failed_at), "%s+0x%llx", q->path,
+					 (unsigned long long)q->offsets[0]);
+			} else if (array_reserve((void **)&p->links, &p->cap, sizeof(*p->links),
+						 p->n + 1)) {
+				close(fd);
+				err = -ENOMEM;
+			} else {
+				p->links[p->n].fd = fd;
+				p->links[p->n++].retprobe = q->retprobe;
+			}
+		}
+	return drop_pending(p, err);
+}
+
+/* Queues prog at off of path (the links are made by flush): one queue a
+ * program, a kind and a file. */
 static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const char *path,
 		  uint64_t off, bool retprobe)
 {
-	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = retprobe);
-	struct bpf_link *l;
+	struct probes_pending *q = NULL;
+	size_t i;
 
 	if (!prog)
 		return -ENOENT; /* a row without a program: test_probes fails on it */
-	l = bpf_program__attach_uprobe_opts(prog, pid, path, off, &opts);
-	if (!l) {
-		int err = -errno;
-
-		snprintf(p->failed_at, sizeof(p->failed_at), "%s+0x%llx", path,
-			 (unsigned long long)off);
-		return err;
+	for (i = 0; i < p->npending; i++)
+		if (p->pending[i].prog == prog && p->pending[i].retprobe == retprobe &&
+		    p->pending[i].pid == pid && !strcmp(p->pending[i].path, path))
+			q = &p->pending[i];
+	if (!q) {
+		if (array_reserve((void **)&p->pending, &p->cap_pending, sizeof(*p->pending),
+				  p->npending + 1))
+			return -ENOMEM;
+		q = &p->pending[p->npending];
+		*q = (struct probes_pending){.prog = prog, .retprobe = retprobe, .pid = pid};
+		q->path = strdup(path);
+		if (!q->path)
+			return -ENOMEM;
+		p->npending++;
 	}
-	return add_link(p, l);
+	if (array_reserve((void **)&q->offsets, &q->cap, sizeof(*q->offsets), q->n + 1))
+		return -ENOMEM;
+	q->offsets[q->n++] = off;
+	return 0;
 }
 
-/* An allocator's entry and return probes at off. The return probe goes in
- * first: in a running process a call that passes the entry probe must also
- * be one whose return is caught, or its stash would be left behind. */
+/* An allocator's entry and return probes at off (return first: flush). */
 static int attach_with_return(struct tracer_bpf *skel, struct probes *p, struct bpf_program *prog,
 			      pid_t pid, const char *path, uint64_t off)
 {
@@ -275,6 +358,7 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 		count++;
 	}
 	elfsym_close(f);
+	err = err ? drop_pending(p, err) : flush(p);
 	if (err)
 		return err;
 	if (count) {
@@ -349,6 +433,8 @@ static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t
 	else
 		err = attach(p, prog, attach_pid, path, *off, false);
 	if (!err)
+		err = flush(p);
+	if (!err)
 		err = remember(p, path, *off);
 	return err ? err : 1;
 }
@@ -391,6 +477,31 @@ int probes_attach_site(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid
 	return n;
 }
 
+int probes_attach_code_dealloc(struct tracer_bpf *skel, struct probes *p, pid_t pid,
+			       pid_t attach_pid, uint64_t addr, bool verbose)
+{
+	char path[4200];
+	uint64_t off;
+	int n;
+
+	struct probes_row row;
+
+	probes_code_dealloc_row(skel, &row);
+	n = attach_at(skel, p, pid, attach_pid, addr, row.prog, false, path, sizeof(path), &off);
+	if (n > 0 && verbose)
+		fprintf(stderr, "tracer: probe CPython's code object dealloc %s+0x%llx\n", path,
+			(unsigned long long)off);
+	return n;
+}
+
+bool probes_code_dealloc_row(struct tracer_bpf *skel, struct probes_row *row)
+{
+	row->function = "(PyCode_Type's tp_dealloc)";
+	row->prog = skel->progs.py_code_dealloc;
+	row->returns = false;
+	return true;
+}
+
 bool probes_site_row(struct tracer_bpf *skel, struct probes_row *row)
 {
 	row->function = "(CPython's inlined allocator tail jumps)";
@@ -399,16 +510,64 @@ bool probes_site_row(struct tracer_bpf *skel, struct probes_row *row)
 	return true;
 }
 
+/* Detaching waits: each uprobe's removal waits for an RCU grace period
+ * (tens of ms; ~100 ms on 6.18), one link after another 7 s for a CPython.
+ * Threads that each close some of the links wait for the same grace
+ * periods instead. */
+#define DETACH_THREADS 16
+
+struct detach_share {
+	struct probes *p;
+	bool retprobes; /* this round's kind */
+	size_t first;	/* and every DETACH_THREADS-th link after it */
+};
+
+static void *detach_some(void *arg)
+{
+	struct detach_share *d = arg;
+
+	for (size_t i = d->first; i < d->p->n; i += DETACH_THREADS)
+		if (d->p->links[i].retprobe == d->retprobes) {
+			close(d->p->links[i].fd);
+			d->p->links[i].fd = -1;
+		}
+	return NULL;
+}
+
+/* Every link of one kind, DETACH_THREADS at a time (or one by one where
+ * no thread can be made). */
+static void detach_round(struct probes *p, bool retprobes)
+{
+	struct detach_share share[DETACH_THREADS];
+	pthread_t th[DETACH_THREADS];
+	bool started[DETACH_THREADS] = {0};
+
+	for (size_t t = 0; t < DETACH_THREADS; t++) {
+		share[t] = (struct detach_share){.p = p, .retprobes = retprobes, .first = t};
+		started[t] = t < p->n && !pthread_create(&th[t], NULL, detach_some, &share[t]);
+	}
+	for (size_t t = 0; t < DETACH_THREADS; t++) {
+		if (started[t])
+			pthread_join(th[t], NULL);
+		else
+			detach_some(&share[t]);
+	}
+}
+
 void probes_detach(struct probes *p)
 {
 	size_t i;
 
-	for (i = 0; i < p->n; i++)
-		bpf_link__destroy(p->links[i]);
+	/* entries first: a call that passes an entry probe is one whose
+	 * return probe is still there */
+	detach_round(p, false);
+	detach_round(p, true);
 	free(p->links);
 	for (i = 0; i < p->nentries; i++)
 		free(p->entries[i].path);
 	free(p->entries);
 	free(p->seen);
+	drop_pending(p, 0);
+	free(p->pending);
 	memset(p, 0, sizeof(*p));
 }

@@ -18,7 +18,20 @@ struct probes_entry {
 };
 
 struct probes {
-	struct bpf_link **links;
+	struct probes_link {
+		int fd; /* a uprobe-multi link */
+		bool retprobe;
+	} * links;
+	/* probes queued for one link each (probes.c's flush) */
+	struct probes_pending {
+		struct bpf_program *prog;
+		bool retprobe;
+		pid_t pid;
+		char *path;
+		uint64_t *offsets;
+		size_t n, cap;
+	} * pending;
+	size_t npending, cap_pending;
 	size_t n, cap;
 	struct probes_entry *entries; /* every entry point probed, so that none is probed twice */
 	size_t nentries;
@@ -52,6 +65,10 @@ int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
  * spot already is probed, or a negative errno. */
 int probes_attach_site(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 		       uint64_t addr, bool verbose);
+/* py_code_dealloc on PyCode_Type's tp_dealloc at addr in process pid: 1,
+ * 0 when probed already, or a negative errno. */
+int probes_attach_code_dealloc(struct tracer_bpf *skel, struct probes *p, pid_t pid,
+			       pid_t attach_pid, uint64_t addr, bool verbose);
 void probes_detach(struct probes *p);
 
 /* The probe table, as tests/unit/test_probes.c checks it: a row's
@@ -64,8 +81,10 @@ struct probes_row {
 };
 /* Row i of the table; false past the last. */
 bool probes_row(struct tracer_bpf *skel, size_t i, struct probes_row *row);
-/* The one probe outside the table: probes_attach_site's. */
+/* The probes outside the table: probes_attach_site's and
+ * probes_attach_code_dealloc's. */
 bool probes_site_row(struct tracer_bpf *skel, struct probes_row *row);
+bool probes_code_dealloc_row(struct tracer_bpf *skel, struct probes_row *row);
 /* The row whose program and shape CPython's allocator slot kind takes
  * (PYTHON_ALLOC_MALLOC ... PYTHON_ALLOC_FREE); false for any other kind. */
 bool probes_python_row(struct tracer_bpf *skel, int kind, struct probes_row *row);

@@ -33,9 +33,13 @@
  * snapshot now (tracemalloc's take_snapshot(): the report, and the -o
  * file), SIGUSR2 resets the peak (reset_peak()). */
 static volatile sig_atomic_t stop_signal, snapshot_requested, reset_peak_requested;
+static sigset_t loop_mask;   /* the loop's wait: SIGCHLD unblocked */
+static sigset_t start_mask;  /* as the tracer was started: a launched command's */
 
 static void on_signal(int sig)
 {
+	if (sig == SIGCHLD)
+		return; /* only to end the loop's wait: a traced child stopped */
 	if (sig == SIGUSR1)
 		snapshot_requested = 1;
 	else if (sig == SIGUSR2)
@@ -51,10 +55,20 @@ static void catch_signals(void)
 				     SIGPROF, SIGPWR,  SIGSTKFLT, SIGIO};
 	struct sigaction sa = {.sa_handler = on_signal};
 
+	sigset_t chld;
+
 	sigemptyset(&sa.sa_mask);
 	for (size_t i = 0; i < ARRAY_SIZE(ending); i++)
 		sigaction(ending[i], &sa, NULL);
 	signal(SIGPIPE, SIG_IGN); /* a closed stdout is an EPIPE to report, not a death */
+	/* A launched process waits in its stops for the loop: SIGCHLD, blocked
+	 * but for the loop's wait (ppoll), wakes it at once. */
+	sigaction(SIGCHLD, &sa, NULL);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &start_mask);
+	loop_mask = start_mask;
+	sigdelset(&loop_mask, SIGCHLD);
 }
 
 static double now_s(void)
@@ -80,6 +94,8 @@ struct session {
 	int save_error;		     /* the last -o write that failed, or 0 */
 	struct python_alloc pyalloc; /* CPython's allocator tables, once found */
 	bool python_alloc_done;
+	int python_alloc_err; /* python_allocators' at a stop, for the loop to end on */
+	uint64_t stops[2];    /* launched threads stopped for us: for CPython, for loads */
 	struct resolve_options resolve; /* how tracebacks are made (and walked) */
 	struct unwind_maps *unwind; /* nframe > 1: the native walker's tables */
 	uint64_t unwind_seen;	    /* unwind_wanted when the tables were last installed */
@@ -276,6 +292,7 @@ static void refresh_unwind(struct session *s, bool now)
 static int setup_bpf(struct session *s)
 {
 	const struct session_options *o = s->o;
+	struct bpf_program *prog;
 	int err;
 
 	s->skel = tracer_bpf__open();
@@ -312,6 +329,10 @@ static int setup_bpf(struct session *s)
 	}
 	if (!o->follow)
 		bpf_program__set_autoload(s->skel->progs.follow_fork, false);
+	/* every uprobe program goes on uprobe-multi links (probes.c) */
+	bpf_object__for_each_program(prog, s->skel->obj)
+		if (bpf_program__type(prog) == BPF_PROG_TYPE_KPROBE)
+			bpf_program__set_expected_attach_type(prog, 48 /* BPF_TRACE_UPROBE_MULTI */);
 	err = tracer_bpf__load(s->skel);
 	if (err) {
 		fprintf(stderr, "tracer: cannot load the BPF programs: %s\n", strerror(-err));
@@ -409,6 +430,18 @@ static int attach_launch(struct session *s, pid_t attach_pid)
 	return n;
 }
 
+static int python_allocators(struct session *s);
+
+/* The launched command's CPython at a stop: recognised (and then its
+ * allocators probed) before it goes on, and the stacks captured so far
+ * resolved while their code objects live. */
+static void python_stop(struct session *s)
+{
+	python_frames_poll(s->py);
+	if (!s->python_alloc_done)
+		s->python_alloc_err = python_allocators(s);
+}
+
 /* The objects a traced process maps now (its new image at an exec stop,
  * what its dynamic linker just loaded at a loader stop, a dlopen): their
  * allocator functions probed, its unwind table and symbols read again,
@@ -426,16 +459,18 @@ static void probe_new_objects(struct session *s, pid_t tgid)
 	if (s->unwind)
 		unwind_maps_install(s->unwind, tgid);
 	if (tgid == s->pid)
-		python_frames_poll(s->py);
+		python_stop(s);
 }
 
-/* A SIGSTOP that loader_changed (BPF) sent thread tid: the stop is ours,
- * the signal goes no further. */
-static bool loader_stopped(struct session *s, pid_t tid)
+/* Whether a SIGSTOP of thread tid is one that BPF sent (stop_for_tracer):
+ * then the stop is ours, the signal goes no further, and *why says what
+ * to look at (enum tracer_stop). */
+static bool stopped_for_us(struct session *s, pid_t tid, __u32 *why)
 {
+	int fd = bpf_map__fd(s->skel->maps.loader_stops);
 	__u32 key = (__u32)tid;
 
-	return !bpf_map_delete_elem(bpf_map__fd(s->skel->maps.loader_stops), &key);
+	return !bpf_map_lookup_elem(fd, &key, why) && !bpf_map_delete_elem(fd, &key);
 }
 
 /* Launched commands (and with --follow their children) are ptrace-seized
@@ -451,6 +486,7 @@ static bool reap_traced(struct session *s, int *exit_status)
 
 	while ((r = waitpid(-1, &status, WNOHANG | __WALL)) > 0) {
 		int sig, event;
+		__u32 why;
 
 		if (WIFEXITED(status) || WIFSIGNALED(status)) {
 			if (r == s->pid) {
@@ -489,11 +525,14 @@ static bool reap_traced(struct session *s, int *exit_status)
 			unwind_exec(s, r);
 			probe_new_objects(s, r);
 			sig = 0;
-		} else if (!event && sig == SIGSTOP && loader_stopped(s, r)) {
+		} else if (!event && sig == SIGSTOP && stopped_for_us(s, r, &why)) {
 			pid_t tgid = target_tgid_of(r);
 
-			if (tgid)
+			s->stops[why == TRACER_STOP_LOADER]++;
+			if (why == TRACER_STOP_LOADER && tgid)
 				probe_new_objects(s, tgid);
+			else if (tgid == s->pid)
+				python_stop(s);
 			sig = 0;
 		} else if (event) {
 			sig = 0; /* fork, vfork, exec */
@@ -501,6 +540,24 @@ static bool reap_traced(struct session *s, int *exit_status)
 		ptrace(PTRACE_CONT, r, NULL, (void *)(long)sig);
 	}
 	return false;
+}
+
+/* PyTypeObject.tp_dealloc: after ob_refcnt, ob_type, ob_size, tp_name,
+ * tp_basicsize and tp_itemsize in every CPython 3 */
+#define PY_TYPE_TP_DEALLOC 48
+
+/* A launched CPython stops where a code object that an unresolved stack
+ * refers to is freed (py_code_dealloc), so that its frames are named. */
+static void watch_code_objects(struct session *s, const struct python_target *t)
+{
+	uint64_t dealloc = 0;
+
+	if (!t->code_type || !t->mem ||
+	    target_mem_read(t->mem, t->code_type + PY_TYPE_TP_DEALLOC, &dealloc, sizeof(dealloc)) ||
+	    !dealloc)
+		return;
+	probes_attach_code_dealloc(s->skel, &s->probes, s->pid, s->o->follow ? -1 : s->pid,
+				   dealloc, s->o->verbose);
 }
 
 /* Once CPython is recognised: probe the allocator functions its tables
@@ -513,6 +570,8 @@ static int python_allocators(struct session *s)
 	if (s->python_alloc_done || !t)
 		return 0;
 	s->python_alloc_done = true;
+	if (s->o->argv)
+		watch_code_objects(s, t);
 	return python_alloc_setup(&s->pyalloc, t, s->skel, &s->probes, s->pid,
 				  s->o->follow ? -1 : s->pid, s->o->hook_pymalloc, s->o->verbose);
 }
@@ -556,7 +615,7 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 			python_frames_poll(s->py);
 			next_refresh = t + 0.25;
 		}
-		if (python_allocators(s))
+		if (s->python_alloc_err || python_allocators(s))
 			return -EINVAL;
 		if (reset_peak_requested) {
 			reset_peak_requested = 0;
@@ -570,7 +629,7 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 			if (err)
 				return err;
 		}
-		poll(NULL, 0, 20);
+		ppoll(NULL, 0, &(struct timespec){.tv_nsec = 20 * 1000 * 1000}, &loop_mask);
 	}
 }
 
@@ -625,6 +684,7 @@ int session_run(const struct session_options *o)
 		static char pymalloc[] = "PYTHONMALLOC=malloc";
 		char *extra[] = {o->python_malloc ? pymalloc : NULL, NULL};
 
+		launch.mask = start_mask;
 		err = target_launch_prepare(o->argv, extra, &launch);
 		if (err) {
 			fprintf(stderr, "tracer: cannot start %s: %s\n", o->argv[0],
@@ -728,6 +788,10 @@ int session_run(const struct session_options *o)
 	err = wait_loop(&s, launched ? &launch : NULL, &exit_status);
 	if (!err)
 		err = report(&s);
+	if (o->verbose && launched)
+		fprintf(stderr, "tracer: stopped the command %llu times where it loaded objects, "
+			"%llu times for its CPython\n",
+			(unsigned long long)s.stops[1], (unsigned long long)s.stops[0]);
 	rc = err ? 1 : 0;
 	if (!rc && s.save_error) /* refused (a link, a device, another's file): bad input */
 		rc = s.save_error == -ELOOP || s.save_error == -EEXIST || s.save_error == -EPERM ||

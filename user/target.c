@@ -471,8 +471,12 @@ int target_launch_prepare(char *const argv[], char *const envp_extra[], struct t
 			;
 		for (; envp_extra && *envp_extra; envp_extra++)
 			putenv(*envp_extra);
+		/* as the tracer was started, not as it runs: no handler survives
+		 * exec, but an ignored SIGPIPE and a blocked SIGCHLD would */
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
+		sigprocmask(SIG_SETMASK, &l->mask, NULL);
 		execvp(argv[0], argv);
 		e = errno;
 		if (write(errp[1], &e, sizeof(e)) < 0)

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/types.h>
 
 struct target_mapping {
@@ -81,6 +82,9 @@ struct target_launch {
 	pid_t pid;
 	int go_fd;  /* write end: closing it lets the child exec */
 	int err_fd; /* read end: exec errno arrives here, EOF on success */
+	/* the command's signal mask (the tracer's own, from before it blocked
+	 * any); its dispositions are the defaults */
+	sigset_t mask;
 };
 int target_launch_prepare(char *const argv[], char *const envp_extra[], struct target_launch *l);
 /* Returns 0 when exec succeeded, else -errno of the failed exec. */

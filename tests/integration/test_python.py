@@ -668,3 +668,27 @@ def test_attach_leaves_no_window_without_python_frames(minor):
     assert t.report["events"]["allocations"] > 20000, t.report["events"]
     native = {f: n for f, n in files.items() if not (f == busy or f.startswith("<frozen"))}
     assert native == {}, native
+
+
+# A program that ends at once: its `-c` code object lives only while it
+# runs, and the interpreter is recognised only once its shared libpython is
+# relocated. A launched CPython stops for both (_PyRuntime_Initialize, and
+# PyCode_Type's tp_dealloc of a code object that captured stacks refer to).
+SHORT = "x = [bytes(1000) for _ in range(1000)]"
+
+
+@pytest.mark.parametrize("minor", ["3.8", "3.11", "3.12", "3.13"])
+def test_short_program_gets_its_python_lines(minor):
+    python = pyenv_python(minor)
+    ref = subprocess.run(
+        [python, "-X", "tracemalloc", "-c", SHORT + "\nimport tracemalloc\n"
+         "s = tracemalloc.take_snapshot().statistics('lineno')\n"
+         "print([(t.size, t.count) for t in s if t.traceback[0].filename == '<string>'"
+         " and t.traceback[0].lineno == 1][0])"],
+        capture_output=True, text=True, check=True, timeout=60).stdout
+    rsize, rcount = json.loads(ref.replace("(", "[").replace(")", "]"))
+    report = trace(["--", python, "-c", SHORT])
+    size, count = by_line(report, "<string>", exact=True)[1]
+    assert rcount <= count <= rcount + 16, (count, rcount)
+    assert abs(size - rsize) <= 0.02 * rsize, (size, rsize)
+    assert report["counters"]["python frames unresolved"] == 0

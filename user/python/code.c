@@ -108,6 +108,15 @@ static bool plausible_refcnt(const struct python_code *c, const uint8_t *obj)
 	return word >= 1 && word <= UINT32_MAX;
 }
 
+/* A reference count of 0: an object in its tp_dealloc. */
+static bool dying(const uint8_t *obj)
+{
+	uint32_t count;
+
+	memcpy(&count, obj, sizeof(count));
+	return count == 0;
+}
+
 /* A str object as UTF-8 (compact strings only, which code objects use);
  * NULL when the object does not look like a live, well-formed str. */
 static char *read_str(struct python_code *c, uint64_t obj)
@@ -174,10 +183,14 @@ static int read_code(struct python_code *c, uint64_t code, struct entry *e)
 
 	if (target_mem_read(c->mem, code, buf, sizeof(buf)))
 		return -EFAULT;
-	if (!plausible_refcnt(c, buf))
-		return -ESTALE; /* freed since the capture */
 	if (c->code_type && memcmp(buf + 8, &c->code_type, 8))
 		return -ESTALE; /* its memory now holds another type of object */
+	/* freed since the capture; but a count of 0 with the type intact is a
+	 * code object being deallocated, read where the tracer stopped its
+	 * process (py_code_dealloc): its fields still hold (the identity
+	 * checks below tell it from a reused block) */
+	if (!plausible_refcnt(c, buf) && !(c->code_type && dying(buf)))
+		return -ESTALE;
 	code_ident(c, buf, e->ident);
 	memcpy(&table, buf + c->l.linetable, 8);
 	memcpy(&co_name, buf + c->l.filename + 8, 8);

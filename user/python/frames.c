@@ -164,6 +164,9 @@ static struct python_frames_stack *resolve(struct python_frames *p, uint64_t key
 	if (!st)
 		return NULL;
 	st->total = raw.total;
+	for (i = 0; i < n; i++) /* resolved now: its code objects may go */
+		bpf_map_delete_elem(bpf_map__fd(p->skel->maps.py_pending_code),
+				    &raw.frames[i].code);
 	for (i = 0; i < n; i++) {
 		const char *file, *fn;
 		uint32_t line;
