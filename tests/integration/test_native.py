@@ -188,7 +188,10 @@ def tracer_links():
     ours = {"malloc_enter", "calloc_enter", "realloc_enter", "reallocarray_enter",
             "memalign_enter", "posix_memalign_enter", "free_enter_prog", "alloc_return",
             "py_malloc_enter", "py_calloc_enter", "py_realloc_enter", "py_free_enter",
-            "py_track_enter", "py_untrack_enter", "follow_fork"}
+            "py_track_enter", "py_untrack_enter", "follow_fork", "traced_exec",
+            "py_finalize_enter", "py_site_enter", "loader_changed", "python_starting",
+            "py_code_dealloc"}
+    ours |= {name[:15] for name in ours}  # the kernel keeps 15 characters of a name
     progs = json.loads(subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True,
                                       text=True, check=True).stdout or "[]")
     names = {p["id"]: p.get("name") for p in progs}
