@@ -79,6 +79,8 @@ bool python_enabled = false;
 /* Times a traced process's objects changed (its dynamic linker's dlopen,
  * an exec): user space probes what they define when it moves. */
 __u64 loader_changes = 0;
+/* set while the tracer lets a launched command go: no stop is sent then */
+bool stops_off = false;
 
 /* 2. Maps, and the types of their values that only BPF knows. */
 
@@ -961,7 +963,7 @@ static __always_inline void stop_for_tracer(__u32 why)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 
-	if (!loader_stop)
+	if (!loader_stop || stops_off)
 		return;
 	if (!(bpf_get_current_task_btf()->ptrace & 1 /* PT_PTRACED */) ||
 	    bpf_map_update_elem(&loader_stops, &tid, &why, BPF_ANY) ||

@@ -19,6 +19,10 @@ enum probe_shape {
 	ALLOC_RETURNS, /* entry stashes arguments, return records the block */
 	FREE_ONLY,     /* entry only, may move past the prologue */
 	AT_ENTRY,      /* entry only, on the first instruction: reads [sp] */
+	SHAPE_MASK = 3,
+	/* flag: only in an object that defines malloc (an allocator library,
+	 * a static executable), where the function may not call a probed one */
+	ALLOCATOR_ONLY = 4,
 };
 
 /* One probe: the function, found by name; the shape of its probe; the
@@ -60,6 +64,29 @@ static const struct probe_spec specs[] = {
     {"_ZnwmSt11align_val_tRKSt9nothrow_t", ALLOC_RETURNS, R1, PROG(malloc_enter)},
     {"_ZnamSt11align_val_tRKSt9nothrow_t", ALLOC_RETURNS, R1, PROG(malloc_enter)},
     {"free", FREE_ONLY, R1, PROG(free_enter_prog)},
+    /* jemalloc's own API (redis's defragmenter, jemalloc-aware C++): the
+     * size, or the block and size, where malloc and realloc have them */
+    {"mallocx", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"rallocx", ALLOC_RETURNS, R2, PROG(realloc_enter)},
+    {"sdallocx", FREE_ONLY, R1, PROG(free_enter_prog)},
+    {"dallocx", FREE_ONLY, R1, PROG(free_enter_prog)},
+    /* C++ operator delete, every variant, where an allocator library
+     * (jemalloc, tcmalloc) defines its own: sized delete never reaches its
+     * free. libstdc++'s calls free, probed already (ALLOCATOR_ONLY). */
+    {"_ZdlPv", FREE_ONLY | ALLOCATOR_ONLY, R1, PROG(free_enter_prog)},
+    {"_ZdaPv", FREE_ONLY | ALLOCATOR_ONLY, R1, PROG(free_enter_prog)},
+    {"_ZdlPvm", FREE_ONLY | ALLOCATOR_ONLY, R1, PROG(free_enter_prog)},
+    {"_ZdaPvm", FREE_ONLY | ALLOCATOR_ONLY, R1, PROG(free_enter_prog)},
+    {"_ZdlPvRKSt9nothrow_t", FREE_ONLY | ALLOCATOR_ONLY, R1, PROG(free_enter_prog)},
+    {"_ZdaPvRKSt9nothrow_t", FREE_ONLY | ALLOCATOR_ONLY, R1, PROG(free_enter_prog)},
+    {"_ZdlPvSt11align_val_t", FREE_ONLY | ALLOCATOR_ONLY, R1, PROG(free_enter_prog)},
+    {"_ZdaPvSt11align_val_t", FREE_ONLY | ALLOCATOR_ONLY, R1, PROG(free_enter_prog)},
+    {"_ZdlPvmSt11align_val_t", FREE_ONLY | ALLOCATOR_ONLY, R1, PROG(free_enter_prog)},
+    {"_ZdaPvmSt11align_val_t", FREE_ONLY | ALLOCATOR_ONLY, R1, PROG(free_enter_prog)},
+    {"_ZdlPvSt11align_val_tRKSt9nothrow_t", FREE_ONLY | ALLOCATOR_ONLY, R1,
+     PROG(free_enter_prog)},
+    {"_ZdaPvSt11align_val_tRKSt9nothrow_t", FREE_ONLY | ALLOCATOR_ONLY, R1,
+     PROG(free_enter_prog)},
     /* CPython (from .symtab where the build keeps it) */
     {"_PyObject_Malloc", ALLOC_RETURNS, R2, PROG(py_malloc_enter)},
     {"_PyObject_Calloc", ALLOC_RETURNS, R3, PROG(py_calloc_enter)},
@@ -121,7 +148,7 @@ static void row_of(struct tracer_bpf *skel, const struct probe_spec *s, struct p
 {
 	row->function = s->name;
 	row->prog = spec_prog(skel, s);
-	row->returns = s->shape == ALLOC_RETURNS;
+	row->returns = (s->shape & SHAPE_MASK) == ALLOC_RETURNS;
 }
 
 bool probes_row(struct tracer_bpf *skel, size_t i, struct probes_row *row)
@@ -300,9 +327,11 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 {
 	uint64_t done[NSPECS];
 	struct elfsym_file *f;
+	struct elfsym sym;
 	struct stat st;
 	size_t i, j, ndone = 0;
 	int err = 0, count = 0;
+	bool allocator;
 
 	if (stat(path, &st))
 		return -errno;
@@ -314,12 +343,14 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 		elfsym_close(f);
 		return err < 0 ? err : 0; /* probed already */
 	}
+	allocator = !elfsym_lookup(f, "malloc", &sym);
 	for (i = 0; i < NSPECS && !err; i++) {
 		struct bpf_program *prog;
 		struct placement pl = {};
-		struct elfsym sym;
 		uint64_t off;
 
+		if ((specs[i].shape & ALLOCATOR_ONLY) && !allocator)
+			continue;
 		if (elfsym_lookup(f, specs[i].name, &sym))
 			continue;
 		/* Aliases (memalign = aligned_alloc) share one probe. */
@@ -330,9 +361,9 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 		done[ndone++] = sym.file_offset;
 		prog = spec_prog(skel, &specs[i]);
 		off = sym.file_offset;
-		if (specs[i].shape == AT_ENTRY) {
+		if ((specs[i].shape & SHAPE_MASK) == AT_ENTRY) {
 			err = attach(p, prog, pid, path, off, false);
-		} else if (specs[i].shape == FREE_ONLY) {
+		} else if ((specs[i].shape & SHAPE_MASK) == FREE_ONLY) {
 			if (!placement_file_keep(path, sym.file_offset, sym.size, specs[i].reads,
 						 &pl))
 				off += pl.offset;
@@ -354,7 +385,7 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 		if (verbose)
 			fprintf(stderr, "tracer: probe %s %s+0x%llx%s\n", specs[i].name, path,
 				(unsigned long long)off,
-				specs[i].shape == ALLOC_RETURNS ? " (entry and return)" : "");
+				(specs[i].shape & SHAPE_MASK) == ALLOC_RETURNS ? " (entry and return)" : "");
 		count++;
 	}
 	elfsym_close(f);
@@ -452,7 +483,7 @@ int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 	/* A stripped function has no size to decode its prologue against:
 	 * the probe stays on its entry. */
 	n = attach_at(skel, p, pid, attach_pid, fn, spec_prog(skel, spec),
-		      spec->shape == ALLOC_RETURNS, path, sizeof(path), &off);
+		      (spec->shape & SHAPE_MASK) == ALLOC_RETURNS, path, sizeof(path), &off);
 	if (n <= 0)
 		return n;
 	if (verbose)

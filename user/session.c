@@ -96,6 +96,7 @@ struct session {
 	bool python_alloc_done;
 	int python_alloc_err; /* python_allocators' at a stop, for the loop to end on */
 	uint64_t stops[2];    /* launched threads stopped for us: for CPython, for loads */
+	bool releasing;	      /* release_stops: the command is let go */
 	struct resolve_options resolve; /* how tracebacks are made (and walked) */
 	struct unwind_maps *unwind; /* nframe > 1: the native walker's tables */
 	uint64_t unwind_seen;	    /* unwind_wanted when the tables were last installed */
@@ -529,7 +530,9 @@ static bool reap_traced(struct session *s, int *exit_status)
 			pid_t tgid = target_tgid_of(r);
 
 			s->stops[why == TRACER_STOP_LOADER]++;
-			if (why == TRACER_STOP_LOADER && tgid)
+			if (s->releasing)
+				; /* only taken, the probes are going */
+			else if (why == TRACER_STOP_LOADER && tgid)
 				probe_new_objects(s, tgid);
 			else if (tgid == s->pid)
 				python_stop(s);
@@ -558,6 +561,29 @@ static void watch_code_objects(struct session *s, const struct python_target *t)
 		return;
 	probes_attach_code_dealloc(s->skel, &s->probes, s->pid, s->o->follow ? -1 : s->pid,
 				   dealloc, s->o->verbose);
+}
+
+/* Before the tracer lets a launched command go: no thread of it may keep a
+ * SIGSTOP of ours (sent, or in its signal-delivery stop), which would stop
+ * its process for real once the tracer is gone. No new one is sent, and
+ * those sent are taken (within 2 s: a thread that is gone has none). */
+static void release_stops(struct session *s)
+{
+	int fd = bpf_map__fd(s->skel->maps.loader_stops), status;
+	double until = now_s() + 2;
+	__u32 key, next;
+
+	s->skel->bss->stops_off = true;
+	s->releasing = true;
+	while (!bpf_map_get_next_key(fd, NULL, &next) && now_s() < until) {
+		do {
+			key = next;
+			if (!target_alive((pid_t)key))
+				bpf_map_delete_elem(fd, &key);
+		} while (!bpf_map_get_next_key(fd, &key, &next));
+		reap_traced(s, &status);
+		ppoll(NULL, 0, &(struct timespec){.tv_nsec = 5 * 1000 * 1000}, &loop_mask);
+	}
 }
 
 /* Once CPython is recognised: probe the allocator functions its tables
@@ -800,6 +826,8 @@ int session_run(const struct session_options *o)
 			 : 1;
 out:
 	python_unhook(&s);
+	if (launched && released)
+		release_stops(&s);
 	/* detach first: the target runs untraced from here on */
 	probes_detach(&s.probes);
 	if (launched && !released) {

@@ -1,0 +1,54 @@
+"""Allocators other than glibc's: jemalloc linked in (its own API, and C++'s
+new and sized delete served by it) and tcmalloc preloaded; exact per-line
+figures, and nothing freed left as live."""
+import os
+
+import pytest
+
+from helpers import Tracer, by_line, site, trace, workload
+
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4"
+
+
+def need_workload(name):
+    if not os.path.exists(workload(name)):
+        pytest.skip("%s not built (jemalloc's headers are not installed)" % name)
+    return workload(name)
+
+
+def check_cxx(report):
+    lines = by_line(report, "cxx.cc")
+    assert lines[site("cxx.cc", "new")] == (300 * 96, 300)
+    assert lines[site("cxx.cc", "new_array")] == (50 * 4000, 50)
+    # `delete new Node()`: a sized operator delete, jemalloc's or tcmalloc's
+    # own, that never calls their free
+    assert site("cxx.cc", "deleted") not in lines
+
+
+def test_cxx_new_delete_under_jemalloc():
+    check_cxx(trace(["--", need_workload("cxx-jemalloc")]))
+
+
+def test_cxx_new_delete_under_preloaded_tcmalloc():
+    if not os.path.exists(TCMALLOC):
+        pytest.skip("no %s" % TCMALLOC)
+    check_cxx(trace(["--", "env", "LD_PRELOAD=" + TCMALLOC, workload("cxx")]))
+
+
+def test_jemalloc_api():
+    report = trace(["--", need_workload("jemalloc_api")])
+    src = "jemalloc_api.c"
+    lines = by_line(report, src)
+    assert lines == {site(src, "mallocx"): (100 * 1000, 100),
+                     site(src, "rallocx"): (20 * 50000, 20)}
+    # every block allocated, and the 100 freed by sdallocx and dallocx
+    assert report["counters"]["frees of untraced blocks"] == 0
+
+
+def test_glibc_cxx_delete_costs_no_extra_probe():
+    """libstdc++'s operator delete calls free: it is not probed itself (a
+    second trap per delete), and the frees are still exact."""
+    with Tracer(["-v", "--", workload("cxx")]) as t:
+        pass
+    assert not [l for l in t.stderr_lines if "probe _Zdl" in l and "libstdc++" in l]
+    check_cxx(t.report)
