@@ -79,6 +79,8 @@ bool python_enabled = false;
 /* Times a traced process's objects changed (its dynamic linker's dlopen,
  * an exec): user space probes what they define when it moves. */
 __u64 loader_changes = 0;
+/* Execs of traced processes (traced_exec). */
+__u64 execs = 0;
 /* set while the tracer lets a launched command go: no stop is sent then */
 bool stops_off = false;
 
@@ -1078,6 +1080,7 @@ static __always_inline void image_replaced(__u32 tgid)
 			count(TRACER_CNT_PROCS_FULL, 1);
 	}
 	__sync_fetch_and_add(&loader_changes, 1);
+	__sync_fetch_and_add(&execs, 1);
 	/* exec has ended every other thread of the process: nothing races */
 	st = proc_stats(tgid, false);
 	if (!st)

@@ -102,6 +102,7 @@ struct session {
 	uint64_t unwind_seen;	    /* unwind_wanted when the tables were last installed */
 	double next_unwind;	    /* when they may be installed again */
 	uint64_t loader_seen;	    /* loader_changes when objects were last probed */
+	uint64_t execs_seen;	    /* execs when the command was last read */
 };
 
 uint32_t session_alloc_buckets(uint32_t max_allocs)
@@ -524,6 +525,10 @@ static bool reap_traced(struct session *s, int *exit_status)
 			 * yet: the moment to probe a static allocator and the
 			 * loader's hook, and to recognise a static CPython */
 			unwind_exec(s, r);
+			if (r == s->pid) {
+				target_command(r, s->collect.command, sizeof(s->collect.command));
+				python_frames_exec(s->py);
+			}
 			probe_new_objects(s, r);
 			sig = 0;
 		} else if (!event && sig == SIGSTOP && stopped_for_us(s, r, &why)) {
@@ -630,6 +635,12 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 		}
 		if (t - started < 2 && !python_frames_describe(s->py))
 			python_frames_poll(s->py); /* a starting interpreter: look often */
+		if (!launch && s->skel->bss->execs != s->execs_seen) {
+			/* the attached process is a new program now */
+			s->execs_seen = s->skel->bss->execs;
+			target_command(s->pid, s->collect.command, sizeof(s->collect.command));
+			python_frames_exec(s->py);
+		}
 		if (!launch && s->skel->bss->loader_changes != s->loader_seen) {
 			s->loader_seen = s->skel->bss->loader_changes;
 			probe_new_objects(s, s->pid);

@@ -5,6 +5,7 @@ library dlopen'd later, and the new image of an exec — launched (stopped at
 the exec and at the dynamic linker's _dl_debug_state until probed) and
 attached (probed soon after). Exact per-line figures of the program, and
 nothing of the wrapper it exec'd from."""
+import glob
 import json
 import os
 import subprocess
@@ -109,3 +110,28 @@ def test_attached_process_execs():
         assert lines.get(site(SRC, name)) == (size * count, count), name
     # the "before" blocks: allocated by the new image after its exec
     assert lines.get(site(SRC, "before")) == (8192 * 100, 100)
+
+
+def test_attached_shell_execs_python():
+    """-p on a shell that then execs CPython: the new image is recognised
+    (Python lines) and the header names the new command."""
+    pythons = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12.*/bin/python3.12")))
+    if not pythons:
+        pytest.skip("no CPython 3.12 on this machine (pyenv)")
+    code = ("import sys\n"
+            "print('ready', flush=True); sys.stdin.readline()\n"
+            "x = [bytearray(10000) for _ in range(100)]\n"
+            "print('done', flush=True); sys.stdin.readline()\n")
+    with Workload(["sh", "-c", 'echo ready; read x; exec "$0" -c "$1"', pythons[-1],
+                   code]) as w:
+        with Tracer([], attach=w.pid) as t:
+            w.say("go\n")
+            w.expect("ready")  # CPython now
+            # an attached process is not stopped: CPython is recognised a
+            # loop turn after its exec
+            assert t.err.until(lambda l: "CPython allocator tables" in l, 10), t.stderr
+            w.run("go\n")
+            t.signal()
+    size, count = by_line(t.report, "<string>", exact=True)[3]
+    assert count >= 100 and size >= 100 * 10000, (size, count)
+    assert t.report["target"]["command"].startswith(pythons[-1]), t.report["target"]

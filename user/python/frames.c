@@ -206,6 +206,16 @@ const struct python_frames_stack *python_frames_get(struct python_frames *p, uin
 	return st;
 }
 
+void python_frames_exec(struct python_frames *p)
+{
+	/* a new image: any interpreter in it is looked for afresh (the one
+	 * recognised before, if any, went with the old image) */
+	if (p && p->state != ACTIVE) {
+		p->state = SEARCHING;
+		p->attempts = 0;
+	}
+}
+
 void python_frames_poll(struct python_frames *p)
 {
 	static __u64 keys[1 << 14];

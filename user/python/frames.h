@@ -30,6 +30,10 @@ void python_frames_close(struct python_frames *p);
 /* Called often: recognises the interpreter once it is there, then resolves
  * the stacks captured since the last call. */
 void python_frames_poll(struct python_frames *p);
+/* The process exec'd: an interpreter in its new image is looked for, as
+ * at the start (one that was recognised stays: an exec from CPython into
+ * CPython keeps its configuration until it is seen again). */
+void python_frames_exec(struct python_frames *p);
 /* The resolved stack with this key (resolving it now if needed), or NULL. */
 const struct python_frames_stack *python_frames_get(struct python_frames *p, uint64_t key);
 /* --hook-pymalloc will make coverage complete: no coverage warning. */
