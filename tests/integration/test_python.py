@@ -692,3 +692,13 @@ def test_short_program_gets_its_python_lines(minor):
     assert abs(count - rcount) <= 16, (count, rcount)
     assert abs(size - rsize) <= 0.02 * rsize, (size, rsize)
     assert report["counters"]["python frames unresolved"] == 0
+
+
+def test_fifty_launches_all_get_python_frames():
+    """No race at launch: recognised at _PyRuntime_Initialize, before any
+    Python code runs, every time."""
+    python = pyenv_python("3.12")
+    for i in range(50):
+        report = trace(["--", python, "-c", SHORT])
+        lines = by_line(report, "<string>", exact=True)
+        assert lines.get(1, (0, 0))[1] >= 1000, (i, lines)
