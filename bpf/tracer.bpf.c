@@ -46,9 +46,11 @@ const volatile __u32 native_nframe = 1;
 /* launch mode: every traced process is ptrace'd by the tracer, which stops
  * it where its dynamic linker has just mapped objects (loader_changed) */
 const volatile bool loader_stop = false;
+/* --keep-exited: a --follow child that exits keeps its blocks live */
+const volatile bool keep_exited = false;
 
 /* Globals. */
-__u64 live_traces = 0;	 /* traces stored; kept here, user space does not read it */
+__u64 live_traces = 0;	 /* traces stored; user space takes off those it sweeps */
 __u64 overflow_used = 0; /* of which in allocs_overflow; session.c reads it */
 /* The one traced process without --follow (its uprobes are attached to it
  * alone; this also keeps out a child that inherited the breakpoints);
@@ -79,16 +81,20 @@ bool python_enabled = false;
 /* Times a traced process's objects changed (its dynamic linker's dlopen,
  * an exec): user space probes what they define when it moves. */
 __u64 loader_changes = 0;
-/* Execs of traced processes (traced_exec). */
+/* Execs of traced processes (traced_exec), and --follow children that
+ * left at their exit (traced_exit). */
 __u64 execs = 0;
+__u64 exits = 0;
 /* set while the tracer lets a launched command go: no stop is sent then */
 bool stops_off = false;
 
 /* 2. Maps, and the types of their values that only BPF knows. */
 
-/* Live allocations (tracer.h: two-choice buckets of slots). */
+/* Live allocations (tracer.h: two-choice buckets of slots). Mapped by user
+ * space too, which frees the slots of processes gone (collect_sweep_gone). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 1); /* buckets: session.c sizes it (alloc_buckets) */
 	__type(key, __u32);
 	__type(value, struct tracer_bucket);
@@ -1088,6 +1094,23 @@ static __always_inline void image_replaced(__u32 tgid)
 	st->current = 0;
 	for (int k = 0; k < TRACER_NCLASSES; k++)
 		st->classes[k].current = 0;
+}
+
+/* --follow: a traced process other than the command leaves at its exit,
+ * with the blocks it still held (they stay in the table under an index no
+ * process has: user space reports none of them, and reads its figures
+ * before it forgets them). */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(traced_exit, struct task_struct *p)
+{
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+
+	if (!filter_pids || keep_exited || BPF_CORE_READ(p, pid) != tgid ||
+	    tgid == target_tgid)
+		return 0;
+	if (bpf_map_delete_elem(&traced_pids, &tgid) == 0)
+		__sync_fetch_and_add(&exits, 1);
+	return 0;
 }
 
 /* An exec replaces every mapping: the process's unwind table goes, and

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,6 +73,105 @@ int collect_open(struct collector *c, struct tracer_bpf *skel, pid_t pid,
 
 static void sweep_stacks(struct collector *c);
 
+/* Which key indexes belong to no process any more: without --follow all
+ * but the target's; with it those no tgid holds in traced_pids, among the
+ * indexes given out before the last sweep (a newer one may not be in the
+ * map yet). One bit an index. */
+static uint8_t *gone_indexes(struct collector *c, uint32_t *limit)
+{
+	uint8_t *gone = malloc(TRACER_MAX_PROCS / 8);
+	int fd = bpf_map__fd(c->skel->maps.traced_pids);
+	__u32 key, next, idx, *prev = NULL;
+
+	if (!gone)
+		return NULL;
+	memset(gone, 0xff, TRACER_MAX_PROCS / 8);
+	if (!c->follow) {
+		idx = __atomic_load_n(&c->skel->bss->target_index, __ATOMIC_RELAXED);
+		gone[idx / 8] &= (uint8_t)~(1u << (idx % 8));
+		*limit = idx;
+		return gone;
+	}
+	*limit = c->swept_next_index;
+	c->swept_next_index = __atomic_load_n(&c->skel->bss->next_proc_index, __ATOMIC_RELAXED);
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (!bpf_map_lookup_elem(fd, &key, &idx) && idx < TRACER_MAX_PROCS)
+			gone[idx / 8] &= (uint8_t)~(1u << (idx % 8));
+	}
+	return gone;
+}
+
+static bool index_gone(const uint8_t *gone, uint32_t limit, uint64_t key)
+{
+	uint32_t idx = TRACER_KEY_PROC(key);
+
+	return idx < limit && (gone[idx / 8] >> (idx % 8)) & 1;
+}
+
+void collect_sweep_gone(struct collector *c)
+{
+	uint64_t events = __atomic_load_n(&c->skel->bss->execs, __ATOMIC_RELAXED) +
+			  __atomic_load_n(&c->skel->bss->exits, __ATOMIC_RELAXED);
+	int fd = bpf_map__fd(c->skel->maps.allocs);
+	uint32_t nbuckets = bpf_map__max_entries(c->skel->maps.allocs), limit;
+	uint64_t freed = 0, freed_overflow = 0;
+	uint8_t *gone;
+
+	if (events == c->swept_at_events)
+		return;
+	if (!c->table) {
+		size_t page = (size_t)sysconf(_SC_PAGESIZE);
+		void *m;
+
+		c->table_bytes = ((size_t)nbuckets * sizeof(struct tracer_bucket) + page - 1) /
+				 page * page;
+		m = mmap(NULL, c->table_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED)
+			return;
+		c->table = m;
+	}
+	gone = gone_indexes(c, &limit);
+	if (!gone)
+		return;
+	/* done, unless indexes were given out since the last sweep: those are
+	 * for the next one */
+	if (!c->follow || limit == c->swept_next_index)
+		c->swept_at_events = events;
+	for (uint32_t b = 0; b < nbuckets; b++)
+		for (int j = 0; j < TRACER_BUCKET_SLOTS; j++) {
+			__u64 *k = &c->table[b].s[j].key;
+			__u64 key = __atomic_load_n(k, __ATOMIC_RELAXED);
+
+			/* the probes claim a free slot (0) and free a live one with
+			 * a compare-and-swap: so does this, on keys no probe can
+			 * free any more */
+			if (key && !(key & TRACER_SLOT_BUSY) && index_gone(gone, limit, key) &&
+			    __atomic_compare_exchange_n(k, &key, 0, false, __ATOMIC_RELAXED,
+							__ATOMIC_RELAXED))
+				freed++;
+		}
+	if (c->skel->bss->overflow_used) {
+		int ofd = bpf_map__fd(c->skel->maps.allocs_overflow);
+		__u64 key, next, *prev = NULL;
+
+		while (!bpf_map_get_next_key(ofd, prev, &next)) {
+			key = next;
+			if (index_gone(gone, limit, key) && !bpf_map_delete_elem(ofd, &key)) {
+				freed_overflow++;
+				prev = NULL; /* from the start again */
+				continue;
+			}
+			prev = &key;
+		}
+	}
+	__atomic_sub_fetch(&c->skel->bss->overflow_used, freed_overflow, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&c->skel->bss->live_traces, freed + freed_overflow, __ATOMIC_RELAXED);
+	c->swept_blocks += freed + freed_overflow;
+	free(gone);
+}
+
 void collect_drain_stacks(struct collector *c, bool due)
 {
 	uint64_t added;
@@ -103,6 +203,8 @@ void collect_close(struct collector *c)
 	for (size_t i = 0; i < c->nprocs; i++)
 		symbolize_close(c->procs[i].sym);
 	free(c->procs);
+	if (c->table)
+		munmap(c->table, c->table_bytes);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -128,6 +230,56 @@ struct symbolizer *collect_symbolizer(struct collector *c, pid_t pid)
 	return sym;
 }
 
+/* A child that left: its events and its peak count, its blocks no more. */
+static void add_gone(struct tracer_proc_stats *gone, const struct tracer_proc_stats *st)
+{
+	gone->allocs += st->allocs;
+	gone->frees += st->frees;
+	gone->peak += st->peak;
+	for (int k = 0; k < TRACER_NCLASSES; k++)
+		gone->classes[k].peak += st->classes[k].peak;
+}
+
+/* --follow: whether tgid has left (traced_exit) with what it held. */
+static bool left(struct collector *c, __u32 tgid)
+{
+	__u32 idx;
+
+	return !c->keep_exited && (pid_t)tgid != c->pid &&
+	       bpf_map_lookup_elem(bpf_map__fd(c->skel->maps.traced_pids), &tgid, &idx);
+}
+
+/* --follow: what children that exited leave behind, once they have left
+ * (traced_exit): their symbolizer, and their figures in the procs map,
+ * whose events and peak are kept in c->gone. */
+static void forget_exited(struct collector *c)
+{
+	int pfd = bpf_map__fd(c->skel->maps.procs), tfd = bpf_map__fd(c->skel->maps.traced_pids);
+	struct tracer_proc_stats st;
+	__u32 key, next, idx, *prev = NULL;
+	size_t i, kept = 0;
+
+	for (i = 0; i < c->nprocs; i++) {
+		key = (__u32)c->procs[i].pid;
+		if (bpf_map_lookup_elem(tfd, &key, &idx) && !target_alive(c->procs[i].pid))
+			symbolize_close(c->procs[i].sym);
+		else
+			c->procs[kept++] = c->procs[i];
+	}
+	c->nprocs = kept;
+	while (!bpf_map_get_next_key(pfd, prev, &next)) {
+		key = next;
+		if ((pid_t)key == c->pid || !bpf_map_lookup_elem(tfd, &key, &idx) ||
+		    target_alive((pid_t)key) || bpf_map_lookup_elem(pfd, &key, &st)) {
+			prev = &key;
+			continue;
+		}
+		add_gone(&c->gone, &st);
+		bpf_map_delete_elem(pfd, &key); /* the walk goes on from the start */
+		prev = NULL;
+	}
+}
+
 void collect_refresh(struct collector *c)
 {
 	int fd = bpf_map__fd(c->skel->maps.traced_pids);
@@ -136,6 +288,8 @@ void collect_refresh(struct collector *c)
 	symbolize_refresh(c->sym);
 	if (!c->follow)
 		return;
+	if (!c->keep_exited)
+		forget_exited(c);
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
 		key = next;
 		prev = &key;
@@ -502,12 +656,20 @@ static void traced_memory(struct collector *c, struct snapshot *snap)
 		add_proc_stats(snap, &c->skel->bss->target_stats, generation);
 		return;
 	}
+	struct tracer_proc_stats gone = c->gone;
+
 	while (!bpf_map_get_next_key(pfd, prev, &next)) {
 		key = next;
 		prev = &key;
-		if (!bpf_map_lookup_elem(pfd, &key, &st))
+		if (bpf_map_lookup_elem(pfd, &key, &st))
+			continue;
+		if (left(c, key))
+			add_gone(&gone, &st); /* not yet forgotten */
+		else
 			add_proc_stats(snap, &st, generation);
 	}
+	gone.peak_generation = generation; /* its peaks are what they were */
+	add_proc_stats(snap, &gone, generation);
 }
 
 static int set_counters(struct collector *c, struct snapshot *snap,
@@ -521,7 +683,8 @@ static int set_counters(struct collector *c, struct snapshot *snap,
 			return -ENOMEM;
 	if (snapshot_set_counter(snap, "python frames unresolved", lost->py_unresolved) ||
 	    snapshot_set_counter(snap, "stack truncated (address outside code)", lost->truncated) ||
-	    snapshot_set_counter(snap, "blocks of exec'd images (not reported)", c->replaced_blocks))
+	    snapshot_set_counter(snap, "blocks of exec'd or exited images (not reported)",
+				 c->replaced_blocks + c->swept_blocks))
 		return -ENOMEM;
 	if (!c->have_stacks)
 		return 0;
@@ -572,6 +735,10 @@ void collect_reset_peak(struct collector *c)
 	/* every process's peaks date from before this now: the probes reset
 	 * them at its next event, add_proc_stats reads them as reset until then */
 	__atomic_add_fetch(&c->skel->bss->peak_generation, 1, __ATOMIC_RELAXED);
+	/* children gone hold nothing now */
+	c->gone.peak = 0;
+	for (int k = 0; k < TRACER_NCLASSES; k++)
+		c->gone.classes[k].peak = 0;
 }
 
 struct snapshot *collect_snapshot(struct collector *c)

@@ -23,6 +23,14 @@ struct collector {
 	struct tracer_bpf *skel;
 	struct resolve_options resolve;
 	bool follow;		  /* --follow: keys carry a process index */
+	bool keep_exited;	  /* --keep-exited: children that exit stay */
+	struct tracer_proc_stats gone; /* --follow: the figures of children that left */
+	/* collect_sweep_gone: the allocation table mapped, and when it last ran */
+	struct tracer_bucket *table;
+	size_t table_bytes;
+	uint64_t swept_at_events; /* execs + exits then */
+	uint32_t swept_next_index; /* next_proc_index then */
+	uint64_t swept_blocks;	   /* in all */
 	pid_t pid;		  /* the target (the launched command with --follow) */
 	struct python_frames *py; /* the target's Python frames; may be NULL */
 	struct symbolizer *sym;	  /* the target's */
@@ -58,6 +66,12 @@ void collect_refresh(struct collector *c);
 /* Moves the native stacks stored since the last drain out of BPF, when due
  * or when the map fills; cheap when there are none. */
 void collect_drain_stacks(struct collector *c, bool due);
+
+/* Frees the allocation table's slots that processes gone left behind
+ * (the blocks of images exec'd over, of children that exited): their
+ * blocks can never be freed. Cheap unless a process went since the last
+ * sweep. */
+void collect_sweep_gone(struct collector *c);
 
 /* Every live trace now, with the header and counters; NULL when out of
  * memory. */

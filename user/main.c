@@ -29,7 +29,10 @@ static const char usage[] =
     "  -i, --interval SEC     also report (and save, with -o) every SEC seconds\n"
     "  -o, --output FILE      save each snapshot to FILE; %%n in FILE is the sequence\n"
     "                         number (1, 2, ...), %%t the UTC time (20261124T221500Z)\n"
-    "      --follow           with --: trace the command's children too\n"
+    "      --follow           with --: trace the command's children too; a child\n"
+    "                         that exits leaves the live set\n"
+    "      --keep-exited      with --follow: the blocks a child held when it exited\n"
+    "                         stay in the reports\n"
     "      --max-allocs N     live allocations kept (default %u); their table takes\n"
     "                         50 bytes of kernel memory per N, from the start\n"
     "      --max-stacks N     distinct stacks kept when nframe > 1 (default %u)\n"
@@ -163,6 +166,7 @@ enum {
 	OPT_ADDRESS,
 	OPT_NATIVE,
 	OPT_KEEP_ALLOCATOR_FRAMES,
+	OPT_KEEP_EXITED,
 	OPT_INCLUDE,
 	OPT_EXCLUDE,
 	OPT_ALL_FRAMES,
@@ -184,6 +188,7 @@ static const struct option longopts[] = {
     {"cumulative", no_argument, NULL, OPT_CUMULATIVE},
     {"format", required_argument, NULL, OPT_FORMAT},
     {"follow", no_argument, NULL, OPT_FOLLOW},
+    {"keep-exited", no_argument, NULL, OPT_KEEP_EXITED},
     {"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
     {"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
     {"probe-only", no_argument, NULL, OPT_PROBE_ONLY},
@@ -206,7 +211,7 @@ static const struct option longopts[] = {
 /* Options that only tracing takes, and those that only stats takes. */
 static bool tracing_only(int c)
 {
-	return c == 'p' || c == 'n' || c == 'd' || c == 'i' || c == OPT_FOLLOW ||
+	return c == 'p' || c == 'n' || c == 'd' || c == 'i' || c == OPT_FOLLOW || c == OPT_KEEP_EXITED ||
 	       c == OPT_MAX_ALLOCS || c == OPT_MAX_STACKS || c == OPT_PROBE_ONLY ||
 	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == OPT_KEEP_ALLOCATOR_FRAMES ||
 	       c == OPT_HOOK_PYMALLOC || c == OPT_DEBUG_DIR || c == 'v';
@@ -326,6 +331,9 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 		case OPT_FOLLOW:
 			o->follow = true;
 			break;
+		case OPT_KEEP_EXITED:
+			o->keep_exited = true;
+			break;
 		case OPT_MAX_ALLOCS:
 			if (parse_long(optarg, 1, 1 << 28, &v))
 				return bad("invalid --max-allocs '%s' (1..268435456)", optarg);
@@ -441,6 +449,8 @@ static int check_trace_args(struct cli *cli)
 				 "--python-malloc");
 	if (o->follow && !o->argv)
 		return bad("%s", "--follow applies to a launched command (-- COMMAND)");
+	if (o->keep_exited && !o->follow)
+		return bad("%s", "--keep-exited applies with --follow");
 	if (o->output) {
 		char probe[PATH_MAX];
 

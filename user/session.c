@@ -304,6 +304,7 @@ static int setup_bpf(struct session *s)
 	}
 	s->skel->rodata->probe_only = o->probe_only;
 	s->skel->rodata->loader_stop = o->argv != NULL;
+	s->skel->rodata->keep_exited = o->keep_exited;
 	s->skel->rodata->filter_pids = o->follow;
 	s->skel->rodata->capture_stack = o->nframe > 1;
 	s->skel->rodata->native_with_python = o->native;
@@ -329,8 +330,10 @@ static int setup_bpf(struct session *s)
 					    resolve_walk_depth(&s->resolve) * sizeof(__u64));
 		bpf_map__set_max_entries(s->skel->maps.native_stacks, o->max_stacks);
 	}
-	if (!o->follow)
+	if (!o->follow) {
 		bpf_program__set_autoload(s->skel->progs.follow_fork, false);
+		bpf_program__set_autoload(s->skel->progs.traced_exit, false);
+	}
 	/* every uprobe program goes on uprobe-multi links (probes.c) */
 	bpf_object__for_each_program(prog, s->skel->obj)
 		if (bpf_program__type(prog) == BPF_PROG_TYPE_KPROBE)
@@ -504,7 +507,11 @@ static bool reap_traced(struct session *s, int *exit_status)
 		if (event == PTRACE_EVENT_EXIT && target_tgid_of(r) != r) {
 			sig = 0; /* a thread ends, its process goes on */
 		} else if (event == PTRACE_EVENT_EXIT) {
-			struct symbolizer *sym = collect_symbolizer(&s->collect, r);
+			/* its mappings, for its blocks' frames, while they exist:
+			 * the command's, and with --keep-exited a child's */
+			struct symbolizer *sym = r == s->pid || s->o->keep_exited
+							 ? collect_symbolizer(&s->collect, r)
+							 : NULL;
 
 			if (sym)
 				symbolize_refresh(sym);
@@ -649,6 +656,7 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 		collect_drain_stacks(&s->collect, t >= next_refresh);
 		if (t >= next_refresh) {
 			collect_refresh(&s->collect);
+			collect_sweep_gone(&s->collect);
 			python_frames_poll(s->py);
 			next_refresh = t + 0.25;
 		}
@@ -809,6 +817,7 @@ int session_run(const struct session_options *o)
 		goto out;
 	}
 	s.collect.unwind = s.unwind;
+	s.collect.keep_exited = o->keep_exited;
 	if (launched && (rc = recognise_python(&s)))
 		goto out;
 	/* the allocator functions CPython's tables hold, probed where the
@@ -825,6 +834,9 @@ int session_run(const struct session_options *o)
 	err = wait_loop(&s, launched ? &launch : NULL, &exit_status);
 	if (!err)
 		err = report(&s);
+	if (o->verbose && s.collect.swept_blocks)
+		fprintf(stderr, "tracer: freed %llu slots of the allocation table that processes "
+			"gone had left\n", (unsigned long long)s.collect.swept_blocks);
 	if (o->verbose && launched)
 		fprintf(stderr, "tracer: stopped the command %llu times where it loaded objects, "
 			"%llu times for its CPython\n",

@@ -24,6 +24,7 @@ struct session_options {
 	pid_t pid;	     /* -p, or 0 */
 	char **argv;	     /* -- CMD ..., or NULL */
 	bool follow;	     /* --follow: children too */
+	bool keep_exited;    /* --keep-exited: a child's blocks outlive it */
 	uint32_t nframe;     /* -n */
 	double duration;     /* -d seconds, 0 = until Ctrl-C or target exit */
 	double interval;     /* -i seconds, 0 = report at the end only */

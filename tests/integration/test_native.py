@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from helpers import Tracer, Workload, by_line, run_tracer, site, statistics_at, trace, workload
+from helpers import TRACER, Tracer, Workload, by_line, run_tracer, site, statistics_at, trace, workload
 
 SRC = "native.c"
 
@@ -212,10 +212,15 @@ def test_nothing_left_attached():
 def test_follow_traces_children(tmp_path):
     script = tmp_path / "twice.sh"
     script.write_text("%s\n%s\n" % (workload("native"), workload("native")))
-    report = trace(["--follow", "--", "sh", str(script)])
+    # what each child held when it exited, kept
+    report = trace(["--follow", "--keep-exited", "--", "sh", str(script)])
     lines = by_line(report, SRC)
     for name, (size, count) in EXPECTED.items():
         assert lines.get(site(SRC, name)) == (2 * size * count, 2 * count), name
+    # by default a child that exits leaves the live set, its events stay
+    report = trace(["--follow", "--", "sh", str(script)])
+    assert by_line(report, SRC) == {}
+    assert report["events"]["allocations"] >= 2 * sum(c for _, c in EXPECTED.values())
     # without --follow, the children are not traced
     report = trace(["--", "sh", str(script)])
     assert by_line(report, SRC) == {}
@@ -224,8 +229,12 @@ def test_follow_traces_children(tmp_path):
 def test_follow_keeps_equal_addresses_of_two_processes_apart():
     """After fork, parent and child allocate at the same addresses; each
     process's blocks are its own."""
-    report = trace(["--follow", "--", workload("forker")])
+    report = trace(["--follow", "--keep-exited", "--", workload("forker")])
     assert by_line(report, "forker.c") == {site("forker.c", "forked"): (2 * 100 * 2048, 200)}
+    # the child exited holding its 100: they leave with it
+    report = trace(["--follow", "--", workload("forker")])
+    assert by_line(report, "forker.c") == {site("forker.c", "forked"): (100 * 2048, 100)}
+    assert report["traced_memory"]["current"] < 2 * 100 * 2048
     report = trace(["--", workload("forker")])
     assert by_line(report, "forker.c") == {site("forker.c", "forked"): (100 * 2048, 100)}
 
@@ -271,3 +280,28 @@ def test_threads_allocating_at_once_are_counted_exactly():
         assert report["traced_memory"]["current"] == \
             sum(s["size"] for s in report["statistics"]), extra
         assert report["events"]["allocations"] - report["events"]["frees"] == report["traces"]
+
+
+def max_rss_kib(args):
+    """The tracer run to its end: (its JSON report, its peak resident set)."""
+    p = subprocess.Popen([TRACER, "--format", "json", "-t", "0"] + args,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    assert p.returncode == 0
+    return json.loads(out.splitlines()[-1]), usage.ru_maxrss
+
+
+def test_follow_many_children_memory_stays_bounded():
+    """10,000 children that exit holding blocks: every event counted, only
+    the parent's blocks live, their table slots freed, and the tracer's
+    memory as with 500."""
+    small, rss_small = max_rss_kib(["--follow", "--", workload("spawner"), "500"])
+    report, rss = max_rss_kib(["--follow", "--", workload("spawner"), "10000"])
+    assert by_line(report, "spawner.c") == {site("spawner.c", "parent"): (5 * 3000, 5)}
+    assert by_line(small, "spawner.c") == {site("spawner.c", "parent"): (5 * 3000, 5)}
+    assert report["events"]["allocations"] >= 10000 * 10 + 5
+    assert report["counters"]["blocks of exec'd or exited images (not reported)"] == 10000 * 10
+    assert report["counters"]["process table full"] == 0
+    assert rss - rss_small < 8 * 1024, (rss_small, rss)

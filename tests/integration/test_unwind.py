@@ -148,11 +148,13 @@ def test_follow_children_exec_and_fork_unwound(tmp_path):
     # and a forked child (its parent's table, copied at fork) are unwound
     script = tmp_path / "twice.sh"
     script.write_text("%s\n%s\n" % (workload("nofp"), workload("nofp")))
-    report = trace(["--follow", "-n", "7", "-k", "traceback", "--", "sh", str(script)])
+    report = trace(["--follow", "--keep-exited", "-n", "7", "-k", "traceback", "--", "sh",
+                    str(script)])
     got = chains(report)
     assert got[tuple(CHAIN_A)] == (2 * 100 * 1000, 2 * 100)
     assert got[tuple(CHAIN_B)] == (2 * 30 * 3000, 2 * 30)
-    report = trace(["--follow", "-n", "3", "-k", "traceback", "--", workload("forker")])
+    report = trace(["--follow", "--keep-exited", "-n", "3", "-k", "traceback", "--",
+                    workload("forker")])
     forked = [st for st in report["statistics"] if st["frames"][0]["function"] == "main"]
     assert sum(st["count"] for st in forked) == 200
     assert all(st["frames"][1]["function"] == "__libc_start_call_main" for st in forked)
