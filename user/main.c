@@ -274,6 +274,9 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 		case 'p':
 			if (parse_long(optarg, 1, INT_MAX, &v))
 				return bad("invalid PID '%s'", optarg);
+			if (o->pid && o->pid != (pid_t)v)
+				return bad("%s", "-p given twice: one process at a time (run a tracer "
+						 "for each)");
 			o->pid = (pid_t)v;
 			break;
 		case 'n':

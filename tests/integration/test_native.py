@@ -136,6 +136,7 @@ def refused(args):
 def test_bad_input():
     assert "no such process" in refused(["-p", "999999999"])
     assert "invalid PID" in refused(["-p", "abc"])
+    assert "-p given twice" in refused(["-p", "1", "-p", "2"])
     assert "range [1; 127]" in refused(["-n", "0", "-p", "1"])
     assert "range [1; 127]" in refused(["-n", "128", "-p", "1"])
     assert "cannot execute" in refused(["--", "/nonexistent/program"])
