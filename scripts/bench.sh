@@ -70,4 +70,6 @@ cc -O2 -std=gnu11 -D_GNU_SOURCE -Iuser scripts/uprobe_cost.c user/placement.c us
 	-lcapstone -lelf -o build/uprobe_cost ||
 	echo "bench: cannot build build/uprobe_cost; its table is skipped" >&2
 
-exec /usr/bin/python3 scripts/bench_run.py "$@"
+/usr/bin/python3 scripts/bench_run.py "$@"
+# attach and detach times, and a launched CPython's stops
+exec /usr/bin/python3 scripts/bench_attach.py
