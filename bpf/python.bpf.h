@@ -282,6 +282,7 @@ static __always_inline __u64 py_capture(__u32 tgid)
 		goto unreadable;
 	st->nframe = 0;
 	st->total = 0;
+	st->tgid = tgid;
 	w.cfg = c;
 	w.st = st;
 	w.frame = frame;

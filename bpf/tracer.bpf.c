@@ -1055,6 +1055,14 @@ int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)
 	}
 	if (bpf_map_update_elem(&traced_pids, &ctgid, &idx, BPF_ANY))
 		count(TRACER_CNT_PROCS_FULL, 1);
+	/* a forked CPython is the same interpreter, its threads' states at the
+	 * same addresses: its parent's walker configuration */
+	if (python_enabled) {
+		struct tracer_py_config *pc = bpf_map_lookup_elem(&py_configs, &ptgid);
+
+		if (pc)
+			bpf_map_update_elem(&py_configs, &ctgid, pc, BPF_ANY);
+	}
 	/* the child maps what its parent mapped: the same unwind table */
 	if (capture_stack) {
 		struct tracer_unwind_proc *up = bpf_map_lookup_elem(&unwind_procs, &ptgid);

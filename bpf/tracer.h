@@ -67,6 +67,10 @@ struct tracer_py_frame {
 struct tracer_py_stack {
 	__u32 nframe; /* stored, most recent first */
 	__u32 total;  /* all complete frames walked, saturated at TRACER_PY_MAX_WALK */
+	/* the process that captured it, whose memory holds its code objects
+	 * (--follow: a forked child's may be its own); not in its key */
+	__u32 tgid;
+	__u32 pad;
 	struct tracer_py_frame frames[TRACER_MAX_NFRAME];
 };
 

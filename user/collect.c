@@ -453,7 +453,11 @@ static int64_t traceback_of(struct drain *d, uint32_t tgid, const struct tracer_
 			d->stacks_missing++;
 		}
 	}
-	t.py = python_frames_get(tgid == (uint32_t)c->pid ? c->py : NULL, info->py_stack);
+	/* the target's stacks, and with --follow its forked children's (the
+	 * walker's configuration copied at fork; each resolved in the memory
+	 * of the process that captured it) */
+	t.py = python_frames_get(tgid == (uint32_t)c->pid || c->follow ? c->py : NULL,
+				 info->py_stack);
 	t.python_process = python_frames_describe(c->py) != NULL;
 	e->tb = resolve_traceback(d->snap, collect_symbolizer(c, (pid_t)tgid), &c->resolve, &t,
 				  &e->counts);

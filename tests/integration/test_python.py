@@ -702,3 +702,21 @@ def test_fifty_launches_all_get_python_frames():
         report = trace(["--", python, "-c", SHORT])
         lines = by_line(report, "<string>", exact=True)
         assert lines.get(1, (0, 0))[1] >= 1000, (i, lines)
+
+
+POOL = os.path.join(SOURCES, "py_pool.py")
+
+
+@pytest.mark.parametrize("minor", ["3.8", "3.11", "3.12", "3.13"])
+def test_follow_forked_pool_workers_get_python_lines(minor):
+    """--follow on a multiprocessing pool of forked workers: the walker's
+    configuration goes with each fork, and each worker's stacks resolve in
+    its own memory; --keep-exited keeps what the workers held at exit."""
+    python = pyenv_python(minor)
+    report = trace(["--follow", "--keep-exited", "--", python, POOL])
+    size, count = by_line(report, POOL, exact=True)[site("py_pool.py", "worker")]
+    # 120 bytearrays (object and buffer each), and a few growths of the
+    # workers' lists
+    assert 240 <= count <= 256, count
+    assert 120 * 10000 <= size <= 120 * (10001 + 64) + 4 * 4096, size
+    assert report["counters"]["python frames unresolved"] == 0

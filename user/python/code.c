@@ -242,6 +242,14 @@ int python_code_frame(struct python_code *c, uint64_t code, int64_t instr, uint6
 	return 0;
 }
 
+struct target_mem *python_code_use_mem(struct python_code *c, struct target_mem *mem)
+{
+	struct target_mem *was = c->mem;
+
+	c->mem = mem;
+	return was;
+}
+
 void python_code_revalidate(struct python_code *c)
 {
 	struct u64_map *m = &c->entries;

@@ -24,6 +24,10 @@ void python_code_close(struct python_code *c);
 int python_code_frame(struct python_code *c, uint64_t code, int64_t instr, uint64_t ident,
 		      const char **filename, uint32_t *lineno, const char **function);
 
+/* Reads through mem from now on (another process of the same interpreter:
+ * a forked child); returns the memory read through until now. */
+struct target_mem *python_code_use_mem(struct python_code *c, struct target_mem *mem);
+
 /* Re-reads the identity of every cached code object and forgets those
  * whose memory now holds something else (freed and reused). */
 void python_code_revalidate(struct python_code *c);

@@ -10,6 +10,7 @@
 #include "python/alloc.h"
 #include "python/code.h"
 #include "python/frames.h"
+#include "util/util.h"
 #include "python/layout.h"
 #include "util/hash.h"
 
@@ -27,7 +28,35 @@ struct python_frames {
 	struct u64_map stacks;	  /* stack key -> struct python_frames_stack * */
 	char describe[64];
 	bool hook_pymalloc; /* coverage will be complete: no warning */
+	/* --follow: the memory of forked children whose stacks were resolved
+	 * last (a child's code objects may be its own), round robin */
+	struct python_frames_child {
+		pid_t pid;
+		struct target_mem mem;
+	} children[16];
+	unsigned next_child;
 };
+
+/* The memory of process pid, another than the target (a forked child), or
+ * NULL: the target's, or a process whose memory cannot be opened. */
+static struct target_mem *child_mem(struct python_frames *p, pid_t pid)
+{
+	struct python_frames_child *ch;
+
+	if (!pid || pid == p->pid)
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(p->children); i++)
+		if (p->children[i].pid == pid)
+			return &p->children[i].mem;
+	ch = &p->children[p->next_child++ % ARRAY_SIZE(p->children)];
+	if (ch->pid)
+		target_mem_close(&ch->mem);
+	ch->pid = 0;
+	if (target_mem_open(pid, &ch->mem))
+		return NULL;
+	ch->pid = pid;
+	return &ch->mem;
+}
 
 int python_frames_open(struct tracer_bpf *skel, pid_t pid, struct python_frames **out)
 {
@@ -57,6 +86,9 @@ void python_frames_close(struct python_frames *p)
 	u64_map_free(&p->stacks);
 	python_code_close(p->code);
 	target_mem_close(&p->mem);
+	for (size_t i = 0; i < ARRAY_SIZE(p->children); i++)
+		if (p->children[i].pid)
+			target_mem_close(&p->children[i].mem);
 	snapshot_free(p->strings);
 	free(p);
 }
@@ -155,6 +187,7 @@ static struct python_frames_stack *resolve(struct python_frames *p, uint64_t key
 {
 	struct tracer_py_stack raw;
 	struct python_frames_stack *st;
+	struct target_mem *child;
 	uint32_t i, n;
 
 	if (bpf_map_lookup_elem(bpf_map__fd(p->skel->maps.py_stacks), &key, &raw))
@@ -167,12 +200,23 @@ static struct python_frames_stack *resolve(struct python_frames *p, uint64_t key
 	for (i = 0; i < n; i++) /* resolved now: its code objects may go */
 		bpf_map_delete_elem(bpf_map__fd(p->skel->maps.py_pending_code),
 				    &raw.frames[i].code);
+	/* a forked child's code objects: its own memory first, then (gone, or
+	 * code from before its fork) its parent's */
+	child = child_mem(p, (pid_t)raw.tgid);
 	for (i = 0; i < n; i++) {
 		const char *file, *fn;
 		uint32_t line;
+		int err = -ENOENT;
 
-		if (python_code_frame(p->code, raw.frames[i].code, raw.frames[i].instr,
-				      raw.frames[i].ident, &file, &line, &fn)) {
+		if (child) {
+			struct target_mem *own = python_code_use_mem(p->code, child);
+
+			err = python_code_frame(p->code, raw.frames[i].code, raw.frames[i].instr,
+						raw.frames[i].ident, &file, &line, &fn);
+			python_code_use_mem(p->code, own);
+		}
+		if (err && python_code_frame(p->code, raw.frames[i].code, raw.frames[i].instr,
+					     raw.frames[i].ident, &file, &line, &fn)) {
 			st->unresolved++;
 			continue; /* counted, and left out */
 		}
