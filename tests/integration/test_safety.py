@@ -205,3 +205,24 @@ def test_source_paths_a_snapshot_names_are_read_only_as_regular_files(tmp_path):
     os.mkfifo(src)
     report = run_tracer(["stats", str(snap), "-k", "traceback", "-t", "3"], timeout=20).stdout
     assert "prog.c" in report and "SITE:" not in report
+
+
+def test_file_name_with_a_newline_and_a_space(tmp_path):
+    """/proc/PID/maps escapes a newline in a path (\\012): the executable at
+    such a path is still probed and symbolized, launched and attached."""
+    where = tmp_path / "new\nline dir"
+    where.mkdir()
+    exe = str(where / "native static")
+    shutil.copy(workload("native-static"), exe)
+    expected = {site("native.c", "malloc"): (4096 * 1000, 1000),
+                site("native.c", "thread"): (512 * 800, 800)}
+    with Tracer(["--", exe]) as t:
+        pass
+    lines = by_line(t.report, "native.c")
+    assert {k: lines.get(k) for k in expected} == expected
+    with Workload([exe, "wait"]) as w:
+        with Tracer([], attach=w.pid) as t:
+            w.run("go\n")
+            t.signal()
+    lines = by_line(t.report, "native.c")
+    assert {k: lines.get(k) for k in expected} == expected
