@@ -18,11 +18,14 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
             -std=gnu11 -D_GNU_SOURCE -Iuser
 TRACE_CFLAGS := -I$(BUILD) -Ibpf
-LDLIBS   := -lbpf -ldw -ldebuginfod -lelf -lcapstone -liberty -lz -lpthread -lstdc++
+LDLIBS   := -lbpf -ldw -ldebuginfod -lelf -lcapstone -liberty -lmicrohttpd -lz -lpthread -lstdc++
+# the version: VERSION, and git describe when the tree is a git checkout
+VERSION  := 0.1.0
+GIT_DESCRIBE := $(shell git describe --always --dirty 2>/dev/null)
 
 BPF_SRCS    := $(wildcard bpf/*.bpf.c)
 SKELS       := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
-TRACE_SRCS  := $(wildcard user/*.c user/python/*.c user/unwind/*.c)
+TRACE_SRCS  := $(wildcard user/*.c user/python/*.c user/unwind/*.c user/serve/*.c)
 PURE_SRCS   := $(wildcard user/model/*.c user/report/*.c user/util/*.c)
 TRACE_OBJS  := $(patsubst user/%.c,$(BUILD)/user/%.o,$(TRACE_SRCS))
 PURE_OBJS   := $(patsubst user/%.c,$(BUILD)/user/%.o,$(PURE_SRCS))
@@ -80,6 +83,10 @@ $(filter-out $(PURE_OBJS),$(TRACE_OBJS)): $(BUILD)/user/%.o: user/%.c $(USER_HDR
 		$(wildcard bpf/*.h) $(SKELS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(TRACE_CFLAGS) -c $< -o $@
+
+$(BUILD)/user/main.o: CFLAGS += -DTRACER_VERSION='"$(VERSION)"' \
+	$(if $(GIT_DESCRIBE),-DTRACER_GIT='"$(GIT_DESCRIBE)"')
+$(BUILD)/user/main.o: Makefile
 
 $(BUILD)/tracer: $(TRACE_OBJS) $(PURE_OBJS)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
