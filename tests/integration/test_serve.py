@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from helpers import TRACER, _Lines, _Piped, run_tracer, site, workload
+from helpers import TRACER, Workload, _Lines, _Piped, run_tracer, site, workload
 
 SOURCE = "phases.c"
 GO = shutil.which("go")
@@ -395,3 +395,42 @@ def test_serve_ends_with_the_target():
         s.expect("ready")
         s.end_input()  # the workload exits
         assert s.process.wait(timeout=30) == 0
+
+
+def test_attached_and_slow_clients_do_not_stall_it():
+    """-p PID; 100 connections that never finish their request hold their
+    own threads only: the tracing goes on and other requests are served."""
+    at = phases_lines()
+    with Workload([workload("phases")]) as w, Serve(["-p", str(w.pid)]) as s:
+        assert s.pid == w.pid
+        host, port = s.base[len("http://"):].rsplit(":", 1)
+        slow = []
+        try:
+            for _ in range(100):
+                c = socket.create_connection((host, int(port)), timeout=10)
+                c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never ends
+                slow.append(c)
+            w.say("1\n")
+            w.read_until("done")
+            time.sleep(1.1)  # past the shared snapshot's second
+            started = time.monotonic()
+            status, _, body = get(s.url("/debug/pprof/heap"), timeout=30)
+            assert status == 200 and time.monotonic() - started < 10
+            prof = gzip.decompress(body)
+            assert valid_proto(prof)
+            status, _, body = get(s.url("/metrics"), timeout=30)
+            assert status == 200
+            m = re.search(r"^tracer_allocations_total\{.*\} (\d+)$", body.decode(), re.M)
+            assert int(m.group(1)) >= 150  # phase 1, traced while they hang
+        finally:
+            for c in slow:
+                c.close()
+        path = None
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "h.pb.gz")
+            with open(path, "wb") as f:
+                f.write(get(s.url("/debug/pprof/heap"))[2])
+            if GO:
+                lines, _ = raw_by_line(go_pprof(d, "-raw", path))
+                assert lines[at["grow"]] == (100, 100000)
+                assert lines[at["temp"]] == (50, 50 * 4096)
