@@ -144,6 +144,12 @@ def test_deb_installs_and_runs(tmp_path):
     unit = (root / "lib/systemd/system/tracer.service").read_text()
     assert "ExecStart=/usr/bin/tracer serve $TRACER_ARGS" in unit
     assert "EnvironmentFile=-/etc/default/tracer" in unit
+    if shutil.which("systemd-analyze"):  # the unit as systemd reads it, pointed at this binary
+        copy = tmp_path / "tracer.service"
+        copy.write_text(unit.replace("/usr/bin/tracer", str(root / "usr/bin/tracer")))
+        v = subprocess.run(["systemd-analyze", "verify", "--man=no", str(copy)],
+                           capture_output=True, text=True)
+        assert v.returncode == 0 and not v.stdout + v.stderr, v.stdout + v.stderr
     conffiles = subprocess.run(["dpkg-query", "--root=%s" % root, "-W", "-f=${Conffiles}",
                                 "tracer"], capture_output=True, text=True).stdout
     assert "/etc/default/tracer" in conffiles
