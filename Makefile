@@ -18,11 +18,14 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
             -std=gnu11 -D_GNU_SOURCE -Iuser
 TRACE_CFLAGS := -I$(BUILD) -Ibpf
-LDLIBS   := -lbpf -ldw -ldebuginfod -lelf -lcapstone -liberty -lz -lpthread -lstdc++
+LDLIBS   := -lbpf -ldw -ldebuginfod -lelf -lcapstone -liberty -lmicrohttpd -lz -lpthread -lstdc++
+# the version: VERSION, and git describe when the tree is a git checkout
+VERSION  := 0.1.0
+GIT_DESCRIBE := $(shell git describe --always --dirty 2>/dev/null)
 
 BPF_SRCS    := $(wildcard bpf/*.bpf.c)
 SKELS       := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
-TRACE_SRCS  := $(wildcard user/*.c user/python/*.c user/unwind/*.c)
+TRACE_SRCS  := $(wildcard user/*.c user/python/*.c user/unwind/*.c user/serve/*.c)
 PURE_SRCS   := $(wildcard user/model/*.c user/report/*.c user/util/*.c)
 TRACE_OBJS  := $(patsubst user/%.c,$(BUILD)/user/%.o,$(TRACE_SRCS))
 PURE_OBJS   := $(patsubst user/%.c,$(BUILD)/user/%.o,$(PURE_SRCS))
@@ -32,7 +35,7 @@ PURE_HDRS   := $(wildcard user/model/*.h user/report/*.h user/util/*.h)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 MODEL_TESTS := test_stats test_filter test_report test_export test_snapfile test_hash \
-               test_outfile
+               test_outfile test_metrics
 MODEL_BINS  := $(patsubst %,$(BUILD)/tests/%,$(MODEL_TESTS))
 # resolve.c with the test's own symbolizer in place of symbolize.o
 RESOLVE_BIN := $(BUILD)/tests/test_resolve
@@ -61,7 +64,7 @@ WL_BINS   := $(patsubst tests/workloads/%.c,$(BUILD)/workloads/%,$(WL_C)) \
              $(RUST_BINS) $(MUSL_BINS) $(JEMALLOC_BINS)
 
 .PHONY: all test unit integration fuzz fuzz-quick fuzz-run fuzz-corpus demo bench snapshot-perf \
-	clean deps
+	clean deps install deb
 .SECONDARY:
 all: $(BUILD)/tracer $(WL_BINS)
 
@@ -80,6 +83,10 @@ $(filter-out $(PURE_OBJS),$(TRACE_OBJS)): $(BUILD)/user/%.o: user/%.c $(USER_HDR
 		$(wildcard bpf/*.h) $(SKELS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(TRACE_CFLAGS) -c $< -o $@
+
+$(BUILD)/user/main.o: CFLAGS += -DTRACER_VERSION='"$(VERSION)"' \
+	$(if $(GIT_DESCRIBE),-DTRACER_GIT='"$(GIT_DESCRIBE)"')
+$(BUILD)/user/main.o: Makefile
 
 $(BUILD)/tracer: $(TRACE_OBJS) $(PURE_OBJS)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
@@ -211,6 +218,59 @@ snapshot-perf: $(PURE_OBJS)
 bench: deps
 	$(MAKE) all
 	bash scripts/bench.sh
+
+# Installing: the binary, its man page, the systemd unit (tracer serve with
+# $$TRACER_ARGS from $(SYSCONFDIR)/default/tracer, installed only where none
+# is, so that an upgrade keeps the one edited) and bash completion.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+DESTDIR    ?=
+
+install: $(BUILD)/tracer
+	install -D -m 0755 $(BUILD)/tracer $(DESTDIR)$(BINDIR)/tracer
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(UNITDIR)
+	sed 's/@VERSION@/$(VERSION)/' docs/tracer.1 > $(DESTDIR)$(MANDIR)/man1/tracer.1
+	sed -e 's|@BINDIR@|$(BINDIR)|' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|' \
+		packaging/tracer.service.in > $(DESTDIR)$(UNITDIR)/tracer.service
+	chmod 0644 $(DESTDIR)$(MANDIR)/man1/tracer.1 $(DESTDIR)$(UNITDIR)/tracer.service
+	install -D -m 0644 packaging/tracer.bash-completion $(DESTDIR)$(COMPLETIONDIR)/tracer
+	test -e $(DESTDIR)$(SYSCONFDIR)/default/tracer || \
+		install -D -m 0644 packaging/default-tracer $(DESTDIR)$(SYSCONFDIR)/default/tracer
+
+# A Debian package of what `make install PREFIX=/usr` installs, built with
+# dpkg-deb; Depends from dpkg-shlibdeps (the packages that hold the
+# libraries the binary needs), the defaults file a conffile.
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB      := $(BUILD)/tracer_$(VERSION)_$(DEB_ARCH).deb
+DEB_ROOT := $(BUILD)/deb/root
+deb: $(DEB)
+$(DEB): $(BUILD)/tracer docs/tracer.1 packaging/tracer.service.in packaging/default-tracer \
+		packaging/tracer.bash-completion Makefile
+	rm -rf $(BUILD)/deb && mkdir -p $(DEB_ROOT)/DEBIAN $(BUILD)/deb/debian
+	$(MAKE) --no-print-directory install PREFIX=/usr DESTDIR=$(abspath $(DEB_ROOT)) \
+		BUILD=$(BUILD)
+	strip --strip-debug --preserve-dates -o $(DEB_ROOT)/usr/bin/tracer $(BUILD)/tracer
+	gzip -9n $(DEB_ROOT)/usr/share/man/man1/tracer.1
+	printf 'Source: tracer\n\nPackage: tracer\nArchitecture: any\n' > $(BUILD)/deb/debian/control
+	cd $(BUILD)/deb && dpkg-shlibdeps -O -eroot/usr/bin/tracer 2>/dev/null | \
+		sed -n 's/^shlibs:Depends=//p' > depends
+	test -s $(BUILD)/deb/depends
+	echo /etc/default/tracer > $(DEB_ROOT)/DEBIAN/conffiles
+	{ echo 'Package: tracer'; echo 'Version: $(VERSION)'; echo 'Architecture: $(DEB_ARCH)'; \
+	  echo 'Maintainer: tracer developers <tracer@localhost>'; \
+	  echo "Depends: $$(cat $(BUILD)/deb/depends)"; \
+	  echo 'Section: devel'; echo 'Priority: optional'; \
+	  echo "Installed-Size: $$(du -sk --exclude=DEBIAN $(DEB_ROOT) | cut -f1)"; \
+	  echo 'Description: tracemalloc for any process, from outside (eBPF)'; \
+	  echo ' Traces the live allocations of a running process or a launched command'; \
+	  echo ' with uprobes and BPF, reports them as Python'"'"'s tracemalloc does, and'; \
+	  echo ' serves heap profiles (pprof) and Prometheus metrics with tracer serve.'; \
+	} > $(DEB_ROOT)/DEBIAN/control
+	dpkg-deb --root-owner-group -Zxz --build $(DEB_ROOT) $@
 
 clean:
 	rm -rf $(BUILD)

@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(make gcc g++ clang llvm libbpf-dev bpftool libelf-dev libdw-dev libdebuginfod-dev libiberty-dev zlib1g-dev
       libcapstone-dev libcmocka-dev pkg-config python3 python3-pytest
       golang-go util-linux debootstrap dwz
-      libjemalloc-dev libgoogle-perftools4 musl-tools)
+      libjemalloc-dev libgoogle-perftools4 musl-tools
+      libmicrohttpd-dev prometheus dpkg-dev man-db)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -12,15 +12,30 @@
 #include "model/stats.h"
 #include "offline.h"
 #include "report/format.h"
+#include "serve/serve.h"
+#include "serve/server.h"
 #include "session.h"
 #include "tracer.h"
 #include "util/outfile.h"
+
+/* VERSION from the Makefile, and git describe where the build had it */
+#ifndef TRACER_VERSION
+#define TRACER_VERSION "unknown"
+#endif
+#ifdef TRACER_GIT
+#define TRACER_VERSION_STRING TRACER_VERSION " (git " TRACER_GIT ")"
+#else
+#define TRACER_VERSION_STRING TRACER_VERSION
+#endif
 
 static const char usage[] =
     "usage: tracer [options] -p PID            trace a running process\n"
     "       tracer [options] -- COMMAND [ARG...] launch a command and trace it\n"
     "       tracer stats [options] FILE          statistics of a saved snapshot\n"
     "       tracer compare [options] OLD NEW     what changed between two snapshots\n"
+    "       tracer serve [options] -p PID|-- COMMAND  trace, and serve profiles and\n"
+    "                                            metrics over HTTP until stopped\n"
+    "       tracer --version\n"
     "\n"
     "tracing:\n"
     "  -p, --pid PID          attach to a running process (all its threads)\n"
@@ -71,15 +86,22 @@ static const char usage[] =
     "      --domain D         only domain D (python, libc or a number), applied first\n"
     "      --exclude-domain D drop domain D\n"
     "\n"
+    "serve (the tracing options too; reports are served, not printed):\n"
+    "      --listen ADDR:PORT address to serve on (default %s; loopback unless\n"
+    "                         given: 0.0.0.0:PORT or [::]:PORT for every interface)\n"
+    "      --token-file FILE  require 'Authorization: Bearer TOKEN', TOKEN being the\n"
+    "                         file's content (16..4096 characters, mode 600)\n"
+    "\n"
     "stats:\n"
     "  -o, --output FILE      write the report to FILE instead of standard output\n"
     "      --address ADDR     the traceback of the live block holding ADDR\n"
-    "  -h, --help\n";
+    "  -h, --help\n"
+    "      --version\n";
 
 static void print_usage(FILE *f)
 {
 	fprintf(f, usage, TRACER_MAX_NFRAME, SESSION_DEFAULT_MAX_ALLOCS,
-		SESSION_DEFAULT_MAX_STACKS);
+		SESSION_DEFAULT_MAX_STACKS, SERVER_DEFAULT_LISTEN);
 }
 
 static int bad(const char *fmt, const char *arg)
@@ -153,7 +175,7 @@ static int parse_nframe(const char *s, uint32_t *out)
 	return 0;
 }
 
-enum command { CMD_TRACE, CMD_STATS, CMD_COMPARE };
+enum command { CMD_TRACE, CMD_STATS, CMD_COMPARE, CMD_SERVE };
 
 enum {
 	OPT_CUMULATIVE = 256,
@@ -173,7 +195,10 @@ enum {
 	OPT_DOMAIN,
 	OPT_EXCLUDE_DOMAIN,
 	OPT_HOOK_PYMALLOC,
-	OPT_DEBUG_DIR
+	OPT_DEBUG_DIR,
+	OPT_LISTEN,
+	OPT_TOKEN_FILE,
+	OPT_VERSION
 };
 
 static const struct option longopts[] = {
@@ -203,8 +228,11 @@ static const struct option longopts[] = {
     {"all-frames", no_argument, NULL, OPT_ALL_FRAMES},
     {"domain", required_argument, NULL, OPT_DOMAIN},
     {"exclude-domain", required_argument, NULL, OPT_EXCLUDE_DOMAIN},
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
     {},
 };
 
@@ -217,6 +245,14 @@ static bool tracing_only(int c)
 	       c == OPT_HOOK_PYMALLOC || c == OPT_DEBUG_DIR || c == 'v';
 }
 
+/* Options of reports, which tracer serve serves rather than prints. */
+static bool report_only(int c)
+{
+	return c == 'o' || c == 'i' || c == 't' || c == 'k' || c == 'l' || c == OPT_CUMULATIVE ||
+	       c == OPT_FORMAT || c == OPT_INCLUDE || c == OPT_EXCLUDE || c == OPT_ALL_FRAMES ||
+	       c == OPT_DOMAIN || c == OPT_EXCLUDE_DOMAIN || c == OPT_ADDRESS;
+}
+
 /* --include/--exclude in the order given; built once --all-frames is known */
 struct filename_filter {
 	bool inclusive;
@@ -226,6 +262,7 @@ struct filename_filter {
 struct cli {
 	enum command cmd;
 	struct session_options trace;
+	struct server_options serve;
 	struct filter_set filters;
 	struct filename_filter *names;
 	int nnames;
@@ -256,16 +293,23 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 	long v;
 	int c;
 
-	if (cli->cmd == CMD_TRACE && env && *env && parse_nframe(env, &o->nframe))
+	bool tracing = cli->cmd == CMD_TRACE || cli->cmd == CMD_SERVE;
+
+	if (tracing && env && *env && parse_nframe(env, &o->nframe))
 		return 2;
 	/* tracing stops at the command; stats and compare take options anywhere */
-	const char *optstring =
-	    cli->cmd == CMD_TRACE ? "+p:n:d:i:o:t:k:l:vh" : "p:n:d:i:o:t:k:l:vh";
+	const char *optstring = tracing ? "+p:n:d:i:o:t:k:l:vh" : "p:n:d:i:o:t:k:l:vh";
 
 	while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
-		if (cli->cmd != CMD_TRACE && tracing_only(c))
+		if (!tracing && tracing_only(c))
 			return bad("%s applies to tracing, not to saved snapshots",
 				   option_name(c, name));
+		if (cli->cmd == CMD_SERVE && report_only(c))
+			return bad("%s applies to reports; tracer serve serves them (see "
+				   "--help)",
+				   option_name(c, name));
+		if ((c == OPT_LISTEN || c == OPT_TOKEN_FILE) && cli->cmd != CMD_SERVE)
+			return bad("%s applies to 'tracer serve'", option_name(c, name));
 		if (c == OPT_ADDRESS && cli->cmd != CMD_STATS)
 			return bad("%s", "--address applies to 'tracer stats FILE'");
 		if (c == 'o' && cli->cmd == CMD_COMPARE)
@@ -407,8 +451,17 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 		case 'v':
 			o->verbose = true;
 			break;
+		case OPT_LISTEN:
+			cli->serve.listen = optarg;
+			break;
+		case OPT_TOKEN_FILE:
+			cli->serve.token_file = optarg;
+			break;
 		case 'h':
 			print_usage(stdout);
+			exit(0);
+		case OPT_VERSION:
+			printf("tracer %s\n", TRACER_VERSION_STRING);
 			exit(0);
 		default:
 			print_usage(stderr);
@@ -490,6 +543,8 @@ int main(int argc, char **argv)
 		cli.cmd = CMD_STATS;
 	else if (argc > 1 && !strcmp(argv[1], "compare"))
 		cli.cmd = CMD_COMPARE;
+	else if (argc > 1 && !strcmp(argv[1], "serve"))
+		cli.cmd = CMD_SERVE;
 	if (cli.cmd != CMD_TRACE) {
 		argv++;
 		argc--;
@@ -510,6 +565,12 @@ int main(int argc, char **argv)
 			rc = cli.cmd == CMD_STATS ? offline_stats(&r) : offline_compare(&r);
 			break;
 		}
+		case CMD_SERVE:
+			cli.serve.version = TRACER_VERSION_STRING;
+			rc = check_trace_args(&cli);
+			if (!rc)
+				rc = serve_run(&cli.trace, &cli.serve);
+			break;
 		default:
 			rc = check_trace_args(&cli);
 			if (!rc)

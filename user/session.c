@@ -619,6 +619,16 @@ static void python_unhook(struct session *s)
 	python_alloc_restore(&s->pyalloc);
 }
 
+/* A snapshot for the consumer (tracer serve's requests), built here
+ * between polls so that the loop never waits on a client. */
+static void feed_consumer(struct session *s)
+{
+	double t = now_s();
+	struct snapshot *snap = collect_snapshot(&s->collect);
+
+	s->o->consumer->give(s->o->consumer->arg, snap, now_s() - t);
+}
+
 static int wait_loop(struct session *s, struct target_launch *launch, int *exit_status)
 {
 	const struct session_options *o = s->o;
@@ -666,6 +676,8 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 			reset_peak_requested = 0;
 			collect_reset_peak(&s->collect);
 		}
+		if (o->consumer && o->consumer->wants(o->consumer->arg))
+			feed_consumer(s);
 		if (snapshot_requested || (next_report && t >= next_report)) {
 			if (!snapshot_requested)
 				next_report += o->interval;
@@ -832,7 +844,7 @@ int session_run(const struct session_options *o)
 			s.probes.functions, s.probes.files);
 
 	err = wait_loop(&s, launched ? &launch : NULL, &exit_status);
-	if (!err)
+	if (!err && !o->consumer)
 		err = report(&s);
 	if (o->verbose && s.collect.swept_blocks)
 		fprintf(stderr, "tracer: freed %llu slots of the allocation table that processes "

@@ -20,6 +20,17 @@
 uint32_t session_alloc_buckets(uint32_t max_allocs);
 uint64_t session_alloc_table_bytes(uint32_t max_allocs);
 
+/* Besides reports, a consumer of snapshots that the loop feeds between its
+ * polls (tracer serve): when wants() says so, the loop builds a snapshot
+ * and gives it (ownership passes; NULL when it could not), with how long
+ * that took. With a consumer the session prints no report of its own. */
+struct snapshot;
+struct session_consumer {
+	bool (*wants)(void *arg);
+	void (*give)(void *arg, struct snapshot *snap, double build_seconds);
+	void *arg;
+};
+
 struct session_options {
 	pid_t pid;	     /* -p, or 0 */
 	char **argv;	     /* -- CMD ..., or NULL */
@@ -39,6 +50,7 @@ struct session_options {
 	const char *output; /* -o FILE pattern, or NULL */
 	struct report_options report;
 	const struct filter_set *filters; /* applied to reports, not to -o files */
+	const struct session_consumer *consumer; /* or NULL */
 };
 
 /* Runs the session; returns the process exit status (0, 1 runtime error,

@@ -7,9 +7,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "model/delta.h"
 #include "model/snapfile.h"
 #include "model/stats.h"
 #include "report/collapsed.h"
+#include "report/metrics.h"
 #include "report/pprof.h"
 #include "report/report.h"
 
@@ -41,7 +43,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		report_snapshot(null, s, &o);
 		pprof_write(s, null);
 		collapsed_write(s, null);
+		metrics_write(s, NULL, null);
 	}
+	/* and be the earlier half of a delta profile (tracer serve) */
+	struct snapshot *d = snapshot_new();
+
+	if (d && !snapshot_import_traces(d, s) && null) {
+		struct pprof_options po = {.delta = true, .subtract_from = d->ntraces};
+
+		if (!snapshot_import_traces(d, s))
+			pprof_write_with(d, &po, null);
+	}
+	snapshot_free(d);
 	snapshot_free(s);
 	return 0;
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "model/delta.h"
 #include "report/pprof.h"
 #include "util/hash.h"
 
@@ -181,11 +182,38 @@ static int64_t domain_string(struct strtab *t, struct domain_name **names, uint3
 	return p[(*n)++].str;
 }
 
-/* One sample: a traceback in a domain, its traces summed. */
+/* One sample: a traceback in a domain, its traces summed (a delta's
+ * earlier traces negatively). */
 struct sample {
 	uint32_t traceback, domain;
-	uint64_t count, size;
+	int64_t count, size;
 };
+
+/* The sample types, in Go's heap profile's order. alloc_* are every block
+ * allocated since tracing began, freed or not: the model does not count
+ * them per site yet, so they are not written (a profile with made-up
+ * alloc_* figures would mislead); has_alloc_counts() is where that changes,
+ * and sample_value() is where a sample's alloc_* figures would be read. */
+enum sample_value { ALLOC_OBJECTS, ALLOC_SPACE, INUSE_OBJECTS, INUSE_SPACE, NVALUES };
+
+static const struct {
+	const char *type, *unit;
+} sample_types[NVALUES] = {
+    [ALLOC_OBJECTS] = {"alloc_objects", "count"},
+    [ALLOC_SPACE] = {"alloc_space", "bytes"},
+    [INUSE_OBJECTS] = {"inuse_objects", "count"},
+    [INUSE_SPACE] = {"inuse_space", "bytes"},
+};
+
+static bool has_alloc_counts(const struct snapshot *s)
+{
+	return false;
+}
+
+static int64_t sample_value(const struct sample *x, enum sample_value v)
+{
+	return v == INUSE_OBJECTS ? x->count : v == INUSE_SPACE ? x->size : 0;
+}
 
 static int cmp_sample(const void *a, const void *b)
 {
@@ -227,6 +255,11 @@ enum { HAVE_FUNCTIONS = 1, HAVE_LINES = 2 };
 
 int pprof_write(const struct snapshot *s, FILE *out)
 {
+	return pprof_write_with(s, &(struct pprof_options){0}, out);
+}
+
+int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FILE *out)
+{
 	struct buf prof = {0}, msg = {0}, sub = {0}, packed = {0};
 	struct strtab st = {0};
 	struct sample *samples = NULL;
@@ -236,7 +269,10 @@ int pprof_write(const struct snapshot *s, FILE *out)
 	/* (name, file) string indices + 1 -> function id; Python's, native's */
 	struct u64_map funcs[2] = {{0}};
 	unsigned char *have = NULL; /* per mapping: HAVE_* of its frames */
-	int64_t str_inuse_objects, str_count, str_inuse_space, str_bytes, str_space, str_domain;
+	int64_t str_type[NVALUES], str_unit[NVALUES], str_bytes, str_space, str_domain;
+	int64_t str_pid = 0, str_comm = 0, pid_value = 0, comm_value = 0;
+	char pid[16], comm[SNAPSHOT_COMM_LEN];
+	bool wanted[NVALUES] = {[INUSE_OBJECTS] = true, [INUSE_SPACE] = true};
 	int err = 0;
 
 	if (s->ntraces > (uint64_t)SIZE_MAX / sizeof(*samples)) /* 32-bit hosts */
@@ -251,38 +287,56 @@ int pprof_write(const struct snapshot *s, FILE *out)
 	for (i = 0; i < s->nstrings; i++)
 		st.of_snapshot[i] = -1;
 	intern(&st, "");
-	str_inuse_objects = intern(&st, "inuse_objects");
-	str_count = intern(&st, "count");
-	str_inuse_space = intern(&st, "inuse_space");
-	str_bytes = intern(&st, "bytes");
+	wanted[ALLOC_OBJECTS] = wanted[ALLOC_SPACE] = has_alloc_counts(s);
+	for (int v = 0; v < NVALUES; v++) {
+		str_type[v] = wanted[v] ? intern(&st, sample_types[v].type) : 0;
+		str_unit[v] = wanted[v] ? intern(&st, sample_types[v].unit) : 0;
+	}
+	str_bytes = str_unit[INUSE_SPACE];
 	str_space = intern(&st, "space");
 	str_domain = intern(&st, "domain");
-	if (str_domain < 0) {
+	if (s->target.pid) {
+		snprintf(pid, sizeof(pid), "%d", (int)s->target.pid);
+		str_pid = intern(&st, "pid");
+		pid_value = intern(&st, pid);
+		str_comm = intern(&st, "comm");
+		comm_value = intern(&st, snapshot_comm(s, comm));
+	}
+	if (str_domain < 0 || str_pid < 0 || pid_value < 0 || str_comm < 0 || comm_value < 0) {
 		err = -ENOMEM;
 		goto out;
 	}
 
-	/* samples: traces grouped by (traceback, domain) */
-	for (i = 0; i < s->ntraces; i++)
-		samples[i] = (struct sample){s->traces[i].traceback, s->traces[i].domain, 1,
-					     s->traces[i].size};
+	/* samples: traces grouped by (traceback, domain); a delta's earlier
+	 * traces count negatively, and what comes to nothing is dropped */
+	for (i = 0; i < s->ntraces; i++) {
+		int64_t sign = o->delta && i >= o->subtract_from ? -1 : 1;
+
+		samples[i] = (struct sample){s->traces[i].traceback, s->traces[i].domain, sign,
+					     sign * (int64_t)s->traces[i].size};
+	}
 	qsort(samples, s->ntraces, sizeof(*samples), cmp_sample);
 	for (i = 0; i < s->ntraces; i++) {
 		if (nsamples && !cmp_sample(&samples[nsamples - 1], &samples[i])) {
-			samples[nsamples - 1].count++;
+			samples[nsamples - 1].count += samples[i].count;
 			samples[nsamples - 1].size += samples[i].size;
 		} else {
+			if (nsamples && !samples[nsamples - 1].count && !samples[nsamples - 1].size)
+				nsamples--;
 			samples[nsamples++] = samples[i];
 		}
 	}
+	if (nsamples && !samples[nsamples - 1].count && !samples[nsamples - 1].size)
+		nsamples--;
 
-	/* sample_type: inuse_objects/count, inuse_space/bytes; the default is space */
-	field_varint(&msg, VALUE_TYPE_TYPE, (uint64_t)str_inuse_objects);
-	field_varint(&msg, VALUE_TYPE_UNIT, (uint64_t)str_count);
-	field_message(&prof, PROFILE_SAMPLE_TYPE, &msg);
-	field_varint(&msg, VALUE_TYPE_TYPE, (uint64_t)str_inuse_space);
-	field_varint(&msg, VALUE_TYPE_UNIT, (uint64_t)str_bytes);
-	field_message(&prof, PROFILE_SAMPLE_TYPE, &msg);
+	/* sample_type: Go's heap profile's, those known; the default is inuse_space */
+	for (int v = 0; v < NVALUES; v++) {
+		if (!wanted[v])
+			continue;
+		field_varint(&msg, VALUE_TYPE_TYPE, (uint64_t)str_type[v]);
+		field_varint(&msg, VALUE_TYPE_UNIT, (uint64_t)str_unit[v]);
+		field_message(&prof, PROFILE_SAMPLE_TYPE, &msg);
+	}
 
 	for (i = 0; i < nsamples; i++) {
 		const struct snapshot_traceback *tb = &s->tracebacks[samples[i].traceback];
@@ -295,8 +349,9 @@ int pprof_write(const struct snapshot *s, FILE *out)
 		if (!tb->nframe)
 			varint(&packed, (uint64_t)s->nframes + 1);
 		field_message(&msg, SAMPLE_LOCATION_ID, &packed);
-		varint(&packed, samples[i].count);
-		varint(&packed, samples[i].size);
+		for (int v = 0; v < NVALUES; v++)
+			if (wanted[v])
+				varint(&packed, (uint64_t)sample_value(&samples[i], v));
 		field_message(&msg, SAMPLE_VALUE, &packed);
 		label = domain_string(&st, &domains, &ndomains, samples[i].domain);
 		if (label < 0) {
@@ -306,6 +361,14 @@ int pprof_write(const struct snapshot *s, FILE *out)
 		field_varint(&sub, LABEL_KEY, (uint64_t)str_domain);
 		field_varint(&sub, LABEL_STR, (uint64_t)label);
 		field_message(&msg, SAMPLE_LABEL, &sub);
+		if (str_pid) {
+			field_varint(&sub, LABEL_KEY, (uint64_t)str_pid);
+			field_varint(&sub, LABEL_STR, (uint64_t)pid_value);
+			field_message(&msg, SAMPLE_LABEL, &sub);
+			field_varint(&sub, LABEL_KEY, (uint64_t)str_comm);
+			field_varint(&sub, LABEL_STR, (uint64_t)comm_value);
+			field_message(&msg, SAMPLE_LABEL, &sub);
+		}
 		field_message(&prof, PROFILE_SAMPLE, &msg);
 	}
 
@@ -427,7 +490,7 @@ int pprof_write(const struct snapshot *s, FILE *out)
 	field_varint(&msg, VALUE_TYPE_UNIT, (uint64_t)str_bytes);
 	field_message(&prof, PROFILE_PERIOD_TYPE, &msg);
 	field_varint(&prof, PROFILE_PERIOD, 1);
-	field_varint(&prof, PROFILE_DEFAULT_SAMPLE_TYPE, (uint64_t)str_inuse_space);
+	field_varint(&prof, PROFILE_DEFAULT_SAMPLE_TYPE, (uint64_t)str_type[INUSE_SPACE]);
 
 	err = prof.err ? prof.err : msg.err ? msg.err : sub.err ? sub.err : packed.err;
 	if (!err)

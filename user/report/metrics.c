@@ -1,0 +1,225 @@
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "model/delta.h"
+#include "report/metrics.h"
+
+/* What each of the snapshot's counters means for a scrape. A counter whose
+ * name is not here is taken for lost events: nothing is hidden. */
+enum counter_kind {
+	KIND_LOST,	       /* an event not traced, or not applied */
+	KIND_LOST_BYTES,       /* the bytes of the allocations lost */
+	KIND_DEGRADED,	       /* traced, with less than the whole traceback or domain */
+	KIND_FAILED_ALLOCS,    /* the allocator returned NULL: nothing to trace */
+	KIND_UNTRACED_FREES,   /* frees of blocks allocated before tracing */
+};
+
+static const struct {
+	const char *name; /* a whole name, or a prefix ending in ':' */
+	enum counter_kind kind;
+	const char *reason; /* the label, when not the name's identifier */
+} kinds[] = {
+    {"allocs table full (bytes)", KIND_LOST_BYTES, "allocs_table_full"},
+    {"failed allocations (NULL)", KIND_FAILED_ALLOCS},
+    {"frees of untraced blocks", KIND_UNTRACED_FREES},
+    {"native stack table full", KIND_DEGRADED},
+    {"native stacks walked before their process was tabled", KIND_DEGRADED},
+    {"python frames unreadable", KIND_DEGRADED},
+    {"python stack table full", KIND_DEGRADED},
+    {"reallocs of untraced blocks, domain unknown (libc)", KIND_DEGRADED},
+    {"python frames unresolved", KIND_DEGRADED},
+    {"stack truncated (address outside code)", KIND_DEGRADED},
+    {"native stack missing", KIND_DEGRADED},
+    {"native stack cut:", KIND_DEGRADED},
+    {"unwind:", KIND_DEGRADED},
+};
+
+static enum counter_kind kind_of(const char *name, const char **reason)
+{
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		size_t n = strlen(kinds[i].name);
+
+		if (kinds[i].name[n - 1] == ':' ? !strncmp(name, kinds[i].name, n)
+						: !strcmp(name, kinds[i].name)) {
+			if (reason)
+				*reason = kinds[i].reason;
+			return kinds[i].kind;
+		}
+	}
+	if (reason)
+		*reason = NULL;
+	return KIND_LOST;
+}
+
+void metrics_identifier(const char *name, char *out, size_t len)
+{
+	size_t n = 0;
+	bool gap = false;
+
+	for (const char *p = name; *p && n + 2 < len; p++) {
+		char c = *p;
+
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+			if (gap && n)
+				out[n++] = '_';
+			out[n++] = c;
+			gap = false;
+		} else {
+			gap = true;
+		}
+	}
+	if (!n && len > 7)
+		n = (size_t)snprintf(out, len, "unnamed");
+	out[n] = '\0';
+}
+
+/* A label value as the exposition format quotes it: \, " and newline escaped. */
+static void put_value(FILE *out, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\')
+			fputs("\\\\", out);
+		else if (*v == '"')
+			fputs("\\\"", out);
+		else if (*v == '\n')
+			fputs("\\n", out);
+		else
+			fputc(*v, out);
+	}
+}
+
+struct writer {
+	FILE *out;
+	const struct snapshot *s;
+	char pid[16];
+	char comm[SNAPSHOT_COMM_LEN];
+};
+
+static void family(struct writer *w, const char *name, const char *type, const char *help)
+{
+	fprintf(w->out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{pid="..",comm=".."[,key="value"]} */
+static void labels(struct writer *w, const char *name, const char *key, const char *value)
+{
+	fprintf(w->out, "%s{pid=\"%s\",comm=\"", name, w->pid);
+	put_value(w->out, w->comm);
+	fputc('"', w->out);
+	if (key) {
+		fprintf(w->out, ",%s=\"", key);
+		put_value(w->out, value);
+		fputc('"', w->out);
+	}
+	fputc('}', w->out);
+}
+
+static void per_process(struct writer *w, const char *name, const char *type, const char *help,
+			uint64_t value)
+{
+	family(w, name, type, help);
+	labels(w, name, NULL, NULL);
+	fprintf(w->out, " %llu\n", (unsigned long long)value);
+}
+
+/* One family with one sample per counter of that kind (by reason), every
+ * reason there even at 0 so that rates start at the first scrape. */
+static void by_reason(struct writer *w, enum counter_kind kind, const char *name,
+		      const char *help)
+{
+	char id[128];
+
+	family(w, name, "counter", help);
+	for (uint32_t i = 0; i < w->s->ncounters; i++) {
+		const char *cn = snapshot_string(w->s, w->s->counters[i].name), *reason;
+
+		if (!cn || kind_of(cn, &reason) != kind)
+			continue;
+		metrics_identifier(cn, id, sizeof(id));
+		labels(w, name, "reason", reason ? reason : id);
+		fprintf(w->out, " %llu\n", (unsigned long long)w->s->counters[i].value);
+	}
+}
+
+static uint64_t sum_of(const struct snapshot *s, enum counter_kind kind)
+{
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; i < s->ncounters; i++) {
+		const char *cn = snapshot_string(s, s->counters[i].name);
+
+		if (cn && kind_of(cn, NULL) == kind)
+			n += s->counters[i].value;
+	}
+	return n;
+}
+
+int metrics_write(const struct snapshot *s, const struct metrics_info *info, FILE *out)
+{
+	struct writer w = {.out = out, .s = s};
+	uint64_t lost = sum_of(s, KIND_LOST), failed = sum_of(s, KIND_FAILED_ALLOCS);
+	uint64_t untraced = sum_of(s, KIND_UNTRACED_FREES);
+
+	snprintf(w.pid, sizeof(w.pid), "%d", (int)s->target.pid);
+	snapshot_comm(s, w.comm);
+
+	per_process(&w, "tracer_traced_bytes", "gauge",
+		    "Bytes in the live blocks traced now, every domain.", s->traced_current);
+	per_process(&w, "tracer_traced_peak_bytes", "gauge",
+		    "The highest tracer_traced_bytes reached since tracing began (or SIGUSR2).",
+		    s->traced_peak);
+	if (s->domain_memory_known) {
+		family(&w, "tracer_traced_class_bytes", "gauge",
+		       "Bytes traced now by class of domain: python (tracemalloc's "
+		       "get_traced_memory()) or native.");
+		for (int k = 0; k < SNAPSHOT_NCLASSES; k++) {
+			labels(&w, "tracer_traced_class_bytes", "class",
+			       snapshot_class_name((enum snapshot_domain_class)k));
+			fprintf(out, " %llu\n", (unsigned long long)s->domain_memory[k].current);
+		}
+	}
+	per_process(&w, "tracer_live_blocks", "gauge", "Live blocks traced now.", s->ntraces);
+	per_process(&w, "tracer_allocations_total", "counter",
+		    "Allocation events traced since tracing began.", s->alloc_events);
+	per_process(&w, "tracer_frees_total", "counter",
+		    "Frees of traced blocks since tracing began.", s->free_events);
+	per_process(&w, "tracer_failed_allocations_total", "counter",
+		    "Allocations that returned NULL (nothing to trace).", failed);
+	per_process(&w, "tracer_untraced_frees_total", "counter",
+		    "Frees of blocks allocated before tracing began.", untraced);
+	by_reason(&w, KIND_LOST, "tracer_lost_events_total",
+		  "Allocator events not traced or not applied, by reason.");
+	by_reason(&w, KIND_LOST_BYTES, "tracer_lost_bytes_total",
+		  "Bytes of the allocations not traced, by reason.");
+	by_reason(&w, KIND_DEGRADED, "tracer_degraded_events_total",
+		  "Events traced with less than their whole traceback or domain, by reason.");
+	per_process(&w, "tracer_probe_hits_total", "counter",
+		    "Allocator calls the probes handled: traced, untraced frees, failed and "
+		    "lost.",
+		    s->alloc_events + s->free_events + failed + untraced + lost);
+	family(&w, "tracer_tracing_seconds", "gauge", "How long tracing has run.");
+	labels(&w, "tracer_tracing_seconds", NULL, NULL);
+	fprintf(out, " %.3f\n", s->duration_ns / 1e9);
+
+	family(&w, "tracer_memory_bytes", "gauge",
+	       "The tracer's own memory: its BPF maps (kernel) and its resident set.");
+	fprintf(out, "tracer_memory_bytes %llu\n", (unsigned long long)s->tracer_memory);
+	if (info) {
+		family(&w, "tracer_snapshot_build_seconds", "gauge",
+		       "How long the snapshot these figures come from took to build.");
+		fprintf(out, "tracer_snapshot_build_seconds %.6f\n", info->snapshot_seconds);
+		family(&w, "tracer_snapshot_age_seconds", "gauge",
+		       "How old that snapshot was when served.");
+		fprintf(out, "tracer_snapshot_age_seconds %.6f\n", info->snapshot_age_seconds);
+		if (info->version) {
+			family(&w, "tracer_build_info", "gauge", "The tracer's version, as a label.");
+			fputs("tracer_build_info{version=\"", out);
+			put_value(out, info->version);
+			fputs("\"} 1\n", out);
+		}
+	}
+	return ferror(out) ? -EIO : 0;
+}
