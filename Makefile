@@ -18,14 +18,15 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
             -std=gnu11 -D_GNU_SOURCE -Iuser
 TRACE_CFLAGS := -I$(BUILD) -Ibpf
-LDLIBS   := -lbpf -ldw -ldebuginfod -lelf -lcapstone -liberty -lmicrohttpd -lz -lpthread -lstdc++
+LDLIBS   := -lbpf -ldw -ldebuginfod -lelf -lcapstone -liberty -lmicrohttpd -lncursesw -lz -lpthread \
+            -lstdc++
 # the version: VERSION, and git describe when the tree is a git checkout
 VERSION  := 0.1.0
 GIT_DESCRIBE := $(shell git describe --always --dirty 2>/dev/null)
 
 BPF_SRCS    := $(wildcard bpf/*.bpf.c)
 SKELS       := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
-TRACE_SRCS  := $(wildcard user/*.c user/python/*.c user/unwind/*.c user/serve/*.c)
+TRACE_SRCS  := $(wildcard user/*.c user/python/*.c user/unwind/*.c user/serve/*.c user/live/*.c)
 PURE_SRCS   := $(wildcard user/model/*.c user/report/*.c user/util/*.c)
 TRACE_OBJS  := $(patsubst user/%.c,$(BUILD)/user/%.o,$(TRACE_SRCS))
 PURE_OBJS   := $(patsubst user/%.c,$(BUILD)/user/%.o,$(PURE_SRCS))

@@ -6,7 +6,8 @@ pkgs=(make gcc g++ clang llvm libbpf-dev bpftool libelf-dev libdw-dev libdebugin
       libcapstone-dev libcmocka-dev pkg-config python3 python3-pytest
       golang-go util-linux debootstrap dwz
       libjemalloc-dev libgoogle-perftools4 musl-tools
-      libmicrohttpd-dev prometheus dpkg-dev man-db)
+      libmicrohttpd-dev prometheus dpkg-dev man-db
+      libncurses-dev tmux)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

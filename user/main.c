@@ -12,6 +12,7 @@
 #include "model/stats.h"
 #include "offline.h"
 #include "report/format.h"
+#include "live/top.h"
 #include "serve/serve.h"
 #include "serve/server.h"
 #include "session.h"
@@ -35,6 +36,8 @@ static const char usage[] =
     "       tracer compare [options] OLD NEW     what changed between two snapshots\n"
     "       tracer serve [options] -p PID|-- COMMAND  trace, and serve profiles and\n"
     "                                            metrics over HTTP until stopped\n"
+    "       tracer top [options] -p PID            a live view of a process's\n"
+    "                                            allocations, refreshed each second\n"
     "       tracer --version\n"
     "\n"
     "tracing:\n"
@@ -91,6 +94,11 @@ static const char usage[] =
     "                         given: 0.0.0.0:PORT or [::]:PORT for every interface)\n"
     "      --token-file FILE  require 'Authorization: Bearer TOKEN', TOKEN being the\n"
     "                         file's content (16..4096 characters, mode 600)\n"
+    "\n"
+    "top (-p PID and the tracing options; -k and -t set what it shows first,\n"
+    "-i its refresh in seconds, default 1): keys g grouping (lineno, filename,\n"
+    "traceback), s order (size, growth, count), + and - frames shown, p pause,\n"
+    "q quit\n"
     "\n"
     "stats:\n"
     "  -o, --output FILE      write the report to FILE instead of standard output\n"
@@ -175,7 +183,7 @@ static int parse_nframe(const char *s, uint32_t *out)
 	return 0;
 }
 
-enum command { CMD_TRACE, CMD_STATS, CMD_COMPARE, CMD_SERVE };
+enum command { CMD_TRACE, CMD_STATS, CMD_COMPARE, CMD_SERVE, CMD_TOP };
 
 enum {
 	OPT_CUMULATIVE = 256,
@@ -293,7 +301,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 	long v;
 	int c;
 
-	bool tracing = cli->cmd == CMD_TRACE || cli->cmd == CMD_SERVE;
+	bool tracing = cli->cmd == CMD_TRACE || cli->cmd == CMD_SERVE || cli->cmd == CMD_TOP;
 
 	if (tracing && env && *env && parse_nframe(env, &o->nframe))
 		return 2;
@@ -306,6 +314,10 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 				   option_name(c, name));
 		if (cli->cmd == CMD_SERVE && report_only(c))
 			return bad("%s applies to reports; tracer serve serves them (see "
+				   "--help)",
+				   option_name(c, name));
+		if (cli->cmd == CMD_TOP && report_only(c) && c != 't' && c != 'k' && c != 'i')
+			return bad("%s applies to reports; tracer top shows its own view (see "
 				   "--help)",
 				   option_name(c, name));
 		if ((c == OPT_LISTEN || c == OPT_TOKEN_FILE) && cli->cmd != CMD_SERVE)
@@ -545,6 +557,8 @@ int main(int argc, char **argv)
 		cli.cmd = CMD_COMPARE;
 	else if (argc > 1 && !strcmp(argv[1], "serve"))
 		cli.cmd = CMD_SERVE;
+	else if (argc > 1 && !strcmp(argv[1], "top"))
+		cli.cmd = CMD_TOP;
 	if (cli.cmd != CMD_TRACE) {
 		argv++;
 		argc--;
@@ -565,6 +579,11 @@ int main(int argc, char **argv)
 			rc = cli.cmd == CMD_STATS ? offline_stats(&r) : offline_compare(&r);
 			break;
 		}
+		case CMD_TOP:
+			rc = check_trace_args(&cli);
+			if (!rc)
+				rc = top_run(&cli.trace);
+			break;
 		case CMD_SERVE:
 			cli.serve.version = TRACER_VERSION_STRING;
 			rc = check_trace_args(&cli);

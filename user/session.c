@@ -678,6 +678,8 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 		}
 		if (o->consumer && o->consumer->wants(o->consumer->arg))
 			feed_consumer(s);
+		if (o->consumer && o->consumer->done && o->consumer->done(o->consumer->arg))
+			return 0;
 		if (snapshot_requested || (next_report && t >= next_report)) {
 			if (!snapshot_requested)
 				next_report += o->interval;

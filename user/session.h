@@ -28,6 +28,7 @@ struct snapshot;
 struct session_consumer {
 	bool (*wants)(void *arg);
 	void (*give)(void *arg, struct snapshot *snap, double build_seconds);
+	bool (*done)(void *arg); /* optional: the session ends when it says so */
 	void *arg;
 };
 
