@@ -72,7 +72,7 @@ static void test_text(void **state)
 			"(15728640 B)\n"
 			"tracer memory: 1229 KiB (1258291 B)\n"
 			"events: 123 allocations, 100 frees, 2 live traces\n"
-			"lost: allocs table full 0, stack truncated 3\n"
+			"lost: 3 stack truncated\n"
 			"top 1 lineno statistics:\n"
 			"/no/such/b.c:2: size=113 B, count=2, average=56 B\n");
 	o.cumulative = true;
@@ -110,12 +110,12 @@ static void test_json(void **state)
 	    "\"all\":{\"current\":12897484,\"peak\":15728640}},\"tracer_memory\":1258291,"
 	    "\"events\":{\"allocations\":123,"
 	    "\"frees\":100},\"traces\":2,\"taken_at\":0,\"duration_ns\":0,"
-	    "\"counters\":{\"allocs table full\":0,\"stack truncated\":3},"
+	    "\"losses\":{\"allocs_table_full\":0,\"stack_truncated\":3},\"notes\":{},"
 	    "\"key\":\"traceback\",\"cumulative\":false,\"statistics\":[{\"frames\":["
 	    "{\"filename\":\"/no/such/b.c\",\"lineno\":2,\"function\":\"leaf\","
 	    "\"binary\":null,\"function_offset\":null},"
 	    "{\"filename\":\"/no/such/a.c\",\"lineno\":9,\"function\":null,"
-	    "\"binary\":null,\"function_offset\":null}],"
+	    "\"binary\":null,\"function_offset\":null}],\"title_frame\":1,"
 	    "\"size\":113,\"count\":2,\"average\":56.5}]}\n");
 	snapshot_free(s);
 }

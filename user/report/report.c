@@ -2,6 +2,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "report/counters.h"
 #include "report/format.h"
 #include "report/report.h"
 
@@ -49,25 +50,81 @@ static void text_traced_memory(FILE *out, const struct snapshot *s)
 	fputc('\n', out);
 }
 
-static void text_header(FILE *out, const struct snapshot *s)
+/* Wraps the counters' line before this many columns. */
+#define COUNTER_LINE_WIDTH 100
+
+/* "lost: 12 allocations not traced (...), 3 native stacks cut (no CFI)":
+ * the nonzero counters of one kind, wrapped under the label; nothing when
+ * every one is 0. The bytes of a full allocation table go with its count. */
+static void text_counters(FILE *out, const struct snapshot *s, enum counter_kind kind,
+			  const char *label)
 {
-	char a[32];
+	size_t col = 0, indent = strlen(label) + 2;
+	uint64_t lost_bytes = 0;
+	struct counter_info ci;
 	uint32_t i;
 
-	fprintf(out, "tracer: pid %d (%s), nframe %u\n", s->target.pid,
-		snapshot_string(s, s->target.command) ? snapshot_string(s, s->target.command) : "?",
-		s->traceback_limit);
+	for (i = 0; i < s->ncounters; i++) {
+		counter_describe(snapshot_string(s, s->counters[i].name), &ci);
+		if (ci.bytes_of_previous)
+			lost_bytes = s->counters[i].value;
+	}
+	for (i = 0; i < s->ncounters; i++) {
+		char item[320], num[32], size[32];
+		uint64_t v = s->counters[i].value;
+		FILE *f;
+		size_t len;
+
+		counter_describe(snapshot_string(s, s->counters[i].name), &ci);
+		if (!v || ci.kind != kind || ci.bytes_of_previous)
+			continue;
+		snprintf(num, sizeof(num), "%" PRIu64, v);
+		if (!strcmp(ci.key, "allocs_table_full") && lost_bytes)
+			snprintf(num + strlen(num), sizeof(num) - strlen(num), " (%s)",
+				 format_size(size, sizeof(size), (double)lost_bytes, false));
+		/* the text may hold a name from a file: escaped */
+		f = fmemopen(item, sizeof(item), "w");
+		if (!f)
+			continue;
+		fprintf(f, "%s ", num);
+		format_text(f, ci.text);
+		fputc('\0', f);
+		fclose(f);
+		item[sizeof(item) - 1] = '\0';
+		len = strlen(item);
+		if (!col) {
+			fprintf(out, "%s: ", label);
+			col = indent;
+		} else if (col + 2 + len > COUNTER_LINE_WIDTH) {
+			fprintf(out, ",\n%*s", (int)indent, "");
+			col = indent;
+		} else {
+			fputs(", ", out);
+			col += 2;
+		}
+		fputs(item, out);
+		col += len;
+	}
+	if (col)
+		fputc('\n', out);
+}
+
+static void text_header(FILE *out, const struct snapshot *s)
+{
+	const char *command = snapshot_string(s, s->target.command);
+	char a[32];
+
+	fprintf(out, "tracer: pid %d (", s->target.pid);
+	format_text(out, command ? command : "?");
+	fprintf(out, "), nframe %u\n", s->traceback_limit);
 	text_traced_memory(out, s);
 	fprintf(out, "tracer memory: %s (%" PRIu64 " B)\n",
 		format_size(a, sizeof(a), (double)s->tracer_memory, false), s->tracer_memory);
 	fprintf(out,
 		"events: %" PRIu64 " allocations, %" PRIu64 " frees, %" PRIu64 " live traces\n",
 		s->alloc_events, s->free_events, s->ntraces);
-	fputs("lost:", out);
-	for (i = 0; i < s->ncounters; i++)
-		fprintf(out, "%s %s %" PRIu64, i ? "," : "",
-			snapshot_string(s, s->counters[i].name), s->counters[i].value);
-	fputc('\n', out);
+	text_counters(out, s, COUNTER_LOSS, "lost");
+	text_counters(out, s, COUNTER_NOTE, "notes");
 }
 
 static void text_stats(FILE *out, const struct stats_list *l, const struct report_options *o,
@@ -118,9 +175,27 @@ static void json_traced_memory(FILE *out, const struct snapshot *s)
 	fputc('}', out);
 }
 
+/* ,"losses":{"allocs_table_full":0,...}: every counter of a kind, zero or
+ * not, by its key. */
+static void json_counters(FILE *out, const struct snapshot *s, enum counter_kind kind,
+			  const char *name)
+{
+	struct counter_info ci;
+	bool first = true;
+
+	fprintf(out, ",\"%s\":{", name);
+	for (uint32_t i = 0; i < s->ncounters; i++) {
+		counter_describe(snapshot_string(s, s->counters[i].name), &ci);
+		if (ci.kind != kind)
+			continue;
+		fprintf(out, "%s\"%s\":%" PRIu64, first ? "" : ",", ci.key, s->counters[i].value);
+		first = false;
+	}
+	fputc('}', out);
+}
+
 static void json_header(FILE *out, const struct snapshot *s)
 {
-	uint32_t i;
 
 	fprintf(out, "{\"target\":{\"pid\":%d,\"command\":", s->target.pid);
 	format_json_string(out, snapshot_string(s, s->target.command));
@@ -131,16 +206,11 @@ static void json_header(FILE *out, const struct snapshot *s)
 	fprintf(out,
 		",\"tracer_memory\":%" PRIu64 ",\"events\":{\"allocations\":%" PRIu64
 		",\"frees\":%" PRIu64 "},\"traces\":%" PRIu64 ",\"taken_at\":%" PRIu64
-		",\"duration_ns\":%" PRIu64 ",\"counters\":{",
+		",\"duration_ns\":%" PRIu64,
 		s->tracer_memory, s->alloc_events, s->free_events, s->ntraces, s->taken_at,
 		s->duration_ns);
-	for (i = 0; i < s->ncounters; i++) {
-		if (i)
-			fputc(',', out);
-		format_json_string(out, snapshot_string(s, s->counters[i].name));
-		fprintf(out, ":%" PRIu64, s->counters[i].value);
-	}
-	fputc('}', out);
+	json_counters(out, s, COUNTER_LOSS, "losses");
+	json_counters(out, s, COUNTER_NOTE, "notes");
 }
 
 static void json_stats(FILE *out, const struct stats_list *l, const struct report_options *o,
@@ -177,7 +247,11 @@ static void json_stats(FILE *out, const struct stats_list *l, const struct repor
 				fputs(",\"function_offset\":null", out);
 			fputc('}', out);
 		}
-		fprintf(out, "],\"size\":%" PRIu64 ",\"count\":%" PRIu64, e->size, e->count);
+		fputc(']', out);
+		/* which frame the text report titles it by */
+		if (o->key == STATS_KEY_TRACEBACK && e->nkey)
+			fprintf(out, ",\"title_frame\":%u", format_title_frame(e));
+		fprintf(out, ",\"size\":%" PRIu64 ",\"count\":%" PRIu64, e->size, e->count);
 		/* tracemalloc's average is size / count, undefined for count 0 */
 		if (e->count)
 			fprintf(out, ",\"average\":%.17g", (double)e->size / (double)e->count);
