@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "report/format.h"
+#include "util/util.h"
 
 const char *format_size(char *buf, size_t len, double size, bool sign)
 {
@@ -29,49 +30,180 @@ const char *format_size(char *buf, size_t len, double size, bool sign)
 	return buf;
 }
 
+/* Length of the valid UTF-8 sequence at s, or 0 when it is not one
+ * (truncated, overlong, a surrogate, beyond U+10FFFF). */
+static int utf8_sequence(const unsigned char *s)
+{
+	uint32_t cp;
+	int n, i;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80) /* also stops at the terminating NUL */
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+/* A code point a terminal acts on rather than shows: C0 and C1 controls,
+ * DEL, and the bidirectional overrides and isolates (U+202A..U+202E,
+ * U+2066..U+2069) that reorder what follows them. */
+static bool is_control(const unsigned char *s, int n)
+{
+	if (n == 1)
+		return s[0] < 0x20 || s[0] == 0x7f;
+	if (n == 2)
+		return s[0] == 0xc2 && s[1] < 0xa0; /* U+0080..U+009F */
+	if (n == 3 && s[0] == 0xe2 && s[1] == 0x80)
+		return s[2] >= 0xaa && s[2] <= 0xae;
+	if (n == 3 && s[0] == 0xe2 && s[1] == 0x81)
+		return s[2] >= 0xa6 && s[2] <= 0xa9;
+	return false;
+}
+
+void format_text(FILE *out, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	while (s && *s) {
+		int n = utf8_sequence(s);
+
+		if (!n || is_control(s, n)) {
+			/* each byte of it: nothing reaches the terminal raw */
+			for (int i = 0; i < (n ? n : 1); i++)
+				fprintf(out, "\\x%02x", s[i]);
+			s += n ? n : 1;
+			continue;
+		}
+		fwrite(s, 1, (size_t)n, out);
+		s += n;
+	}
+}
+
 void format_frame(FILE *out, const struct stats_frame *f)
 {
 	if (f->binary && f->function) {
-		fprintf(out, "%s: %s", f->binary, f->function);
+		format_text(out, f->binary);
+		fputs(": ", out);
+		format_text(out, f->function);
 		if (f->function_offset)
 			fprintf(out, "+0x%" PRIx64, f->function_offset);
 	} else if (f->binary) {
-		fputs(f->filename, out); /* "binary+0xOFFSET" */
+		format_text(out, f->filename); /* "binary+0xOFFSET" */
 	} else {
-		fprintf(out, "%s:%u", f->filename, f->lineno);
+		format_text(out, f->filename);
+		fprintf(out, ":%u", f->lineno);
 	}
 }
 
 bool format_frame_file(FILE *out, const struct stats_frame *f)
 {
+	fputs("File \"", out);
 	if (f->binary && f->function) {
-		fprintf(out, "File \"%s\", in %s", f->binary, f->function);
+		format_text(out, f->binary);
+		fputs("\", in ", out);
+		format_text(out, f->function);
 		if (f->function_offset)
 			fprintf(out, "+0x%" PRIx64, f->function_offset);
 		return true;
 	}
-	if (f->binary)
-		fprintf(out, "File \"%s\"", f->filename);
-	else
-		fprintf(out, "File \"%s\", line %u", f->filename, f->lineno);
+	format_text(out, f->filename);
+	fputc('"', out);
+	if (!f->binary)
+		fprintf(out, ", line %u", f->lineno);
 	return false;
 }
 
-/* str(Traceback) is str of its oldest frame: "file:line". */
-static void print_oldest(FILE *out, const struct stats_entry *e)
+/* Where a native program starts, and threads start: the oldest frames of
+ * every complete native stack. */
+static const char *const startup_functions[] = {
+    "_start",	   "__libc_start_main", "__libc_start_main_impl", "__libc_start_call_main",
+    "_dl_start",   "_dl_start_user",	"start_thread",		  "clone",
+    "clone3",	   "__clone",		"__clone3",		  "__clone_internal",
+};
+static const char *const startup_files[] = {
+    "libc-start.c", "libc_start_call_main.h", "start.S", "clone.S", "clone3.S", "pthread_create.c",
+};
+/* The runtime every program runs on, by the start of the mapped file's
+ * name: the C and C++ runtimes, the dynamic linker, allocators, and the
+ * CPython interpreter's own C code (a Python frame has no mapping). */
+static const char *const runtime_modules[] = {
+    "libc.so",	  "libc-",	   "ld-linux",	 "ld-musl",	"libstdc++.so", "libgcc_s.so",
+    "libc++.so",  "libc++abi.so", "libm.so",	 "libpthread.so", "libdl.so",	  "libjemalloc.so",
+    "libtcmalloc", "libmimalloc",  "libpython", "python",
+};
+
+static bool in_list(const char *s, const char *const *list, size_t n, bool prefix)
+{
+	for (size_t i = 0; s && i < n; i++)
+		if (prefix ? !strncmp(s, list[i], strlen(list[i])) : !strcmp(s, list[i]))
+			return true;
+	return false;
+}
+
+static const char *base_name(const char *path)
+{
+	const char *slash = path ? strrchr(path, '/') : NULL;
+
+	return slash ? slash + 1 : path;
+}
+
+bool format_is_runtime_frame(const struct stats_frame *f)
+{
+	if (in_list(f->function, startup_functions, ARRAY_SIZE(startup_functions), false) ||
+	    in_list(base_name(f->filename), startup_files, ARRAY_SIZE(startup_files), false))
+		return true;
+	/* libstdc++'s headers inlined into the program's own functions */
+	if (!strncmp(f->filename, "/usr/include/c++/", 17))
+		return true;
+	return in_list(base_name(f->module ? f->module : f->binary), runtime_modules,
+		       ARRAY_SIZE(runtime_modules), true);
+}
+
+uint32_t format_title_frame(const struct stats_entry *e)
+{
+	uint32_t oldest = e->nkey - 1;
+
+	if (!e->nkey)
+		return 0;
+	if (!format_is_runtime_frame(&e->key[oldest]))
+		return oldest;
+	for (uint32_t k = 0; k < e->nkey; k++)
+		if (!format_is_runtime_frame(&e->key[k]))
+			return k;
+	return oldest;
+}
+
+/* str(Traceback) is str of its oldest frame, "file:line"; where that is
+ * runtime (format_title_frame), of the most recent frame of the program's
+ * own code. */
+static void print_title(FILE *out, const struct stats_entry *e)
 {
 	if (!e->nkey) {
 		fputs("<unknown>:0", out);
 		return;
 	}
-	format_frame(out, &e->key[e->nkey - 1]);
+	format_frame(out, &e->key[format_title_frame(e)]);
 }
 
 void format_statistic(FILE *out, const struct stats_entry *e, bool diff)
 {
 	char a[32], b[32];
 
-	print_oldest(out, e);
+	print_title(out, e);
 	if (diff)
 		fprintf(out, ": size=%s (%s), count=%llu (%+lld)",
 			format_size(a, sizeof(a), (double)e->size, false),
@@ -161,8 +293,15 @@ static void print_source_line(FILE *out, const char *filename, uint32_t lineno)
 		p++;
 	while (eol > p && strchr(" \t\r\f\v", eol[-1]))
 		eol--;
-	if (eol > p)
-		fprintf(out, "    %.*s\n", (int)(eol - p), p);
+	if (eol > p) {
+		/* the line is the target's text: escaped as its names are */
+		char *line = strndup(p, (size_t)(eol - p));
+
+		fputs("    ", out);
+		format_text(out, line ? line : "");
+		fputc('\n', out);
+		free(line);
+	}
 }
 
 void format_traceback(FILE *out, const struct stats_frame *frames, uint32_t n, int limit,
@@ -193,34 +332,6 @@ void format_traceback(FILE *out, const struct stats_frame *frames, uint32_t n, i
 	}
 }
 
-/* Length of the valid UTF-8 sequence at s, or 0 when it is not one
- * (truncated, overlong, a surrogate, beyond U+10FFFF). */
-static int utf8_sequence(const unsigned char *s)
-{
-	uint32_t cp;
-	int n, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80) /* also stops at the terminating NUL */
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return n;
-}
-
 /* JSON needs valid UTF-8: a byte that does not start a valid sequence (a
  * file name in another encoding, say) becomes U+FFFD. */
 void format_json_string(FILE *out, const char *str)
@@ -245,6 +356,14 @@ void format_json_string(FILE *out, const char *str)
 			fputs("\\t", out);
 		else if (c < 0x20 || c == 0x7f)
 			fprintf(out, "\\u%04x", c);
+		else if (is_control(s, n) || (n == 3 && s[0] == 0xe2 && s[1] == 0x80 &&
+					      (s[2] == 0xa8 || s[2] == 0xa9)))
+			/* C1 controls, bidirectional controls, and U+2028/9 (line
+			 * ends to JavaScript) as \uXXXX */
+			fprintf(out, "\\u%04x",
+				n == 2 ? (unsigned)(s[0] & 0x1f) << 6 | (s[1] & 0x3f)
+				       : (unsigned)(s[0] & 0x0f) << 12 | (unsigned)(s[1] & 0x3f) << 6 |
+					     (s[2] & 0x3f));
 		else
 			fwrite(s, 1, (size_t)n, out);
 		s += n;

@@ -20,12 +20,27 @@ void format_frame(FILE *out, const struct stats_frame *f);
  * 'File "binary", in function+0xOFFSET' (then it returns true: the
  * function is printed) or 'File "binary+0xOFFSET"'. */
 bool format_frame_file(FILE *out, const struct stats_frame *f);
+/* Whether a frame is runtime rather than the program's own code: startup
+ * (_start, __libc_start_call_main, a thread's start), the C and C++
+ * runtimes, the dynamic linker, an allocator's library, libstdc++'s
+ * inlined headers, the interpreter's C code. */
+bool format_is_runtime_frame(const struct stats_frame *f);
+/* The frame that titles a statistic: its oldest (tracemalloc's rule), or,
+ * when that is runtime, the most recent that is not (the oldest when all
+ * are). Index into e->key; 0 for an empty key. */
+uint32_t format_title_frame(const struct stats_entry *e);
 /* str(Statistic) or, with diff, str(StatisticDiff), without newline. */
 void format_statistic(FILE *out, const struct stats_entry *e, bool diff);
 /* Traceback.format(limit, most_recent_first) of a key, one line each. */
 void format_traceback(FILE *out, const struct stats_frame *frames, uint32_t n, int limit,
 		      bool most_recent_first);
-/* A JSON string literal with its quotes. */
+/* Text from the target (file, function and command names, source lines)
+ * as a terminal may show it: valid UTF-8 passes, and each byte of a control
+ * character (C0, DEL, C1, a bidirectional override or isolate) or of an
+ * invalid sequence prints as \xNN. */
+void format_text(FILE *out, const char *s);
+/* A JSON string literal with its quotes: control characters (as
+ * format_text's, and U+2028/U+2029) as \uXXXX, invalid UTF-8 as U+FFFD. */
 void format_json_string(FILE *out, const char *s);
 
 #endif
