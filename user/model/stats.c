@@ -89,11 +89,13 @@ static int64_t group_of(struct grouping *gr, const struct stats_frame *key, uint
 static struct stats_frame key_frame(const struct snapshot *s, const struct snapshot_frame *f,
 				    enum stats_key key)
 {
-	const struct snapshot_mapping *m = f->lineno ? NULL : snapshot_frame_mapping(s, f);
+	const struct snapshot_mapping *fm = snapshot_frame_mapping(s, f);
+	const struct snapshot_mapping *m = f->lineno ? NULL : fm;
 	struct stats_frame k = {
 	    .filename = s->strings[f->filename],
 	    .lineno = key == STATS_KEY_FILENAME ? 0 : f->lineno,
 	    .function = key == STATS_KEY_FILENAME ? NULL : snapshot_string(s, f->function),
+	    .module = fm ? snapshot_string(s, fm->path) : NULL,
 	};
 
 	/* a native frame without a source line: its file is its binary, and

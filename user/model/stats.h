@@ -26,6 +26,10 @@ struct stats_frame {
 	 * where such a frame's file is its binary. */
 	const char *binary;
 	uint64_t function_offset;
+	/* For display only: the file a native frame's mapping maps (whether
+	 * or not the frame has a source line), NULL when unknown (a Python
+	 * frame, a frame of an older snapshot file). */
+	const char *module;
 };
 
 /* A Statistic (or StatisticDiff when from stats_compare). key holds nkey
