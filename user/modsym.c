@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "modsym.h"
+#include "util/path.h"
 #include "util/hash.h"
 
 #define NEST_DEPTH 64 /* namespaces, types within types */
@@ -274,18 +275,20 @@ static char *demangle(const char *name)
 	return strdup(name);
 }
 
-/* A relative source name is relative to its compilation directory. */
+/* A relative source name is relative to its compilation directory; the
+ * joined path is normalised (path.h: "./libio/./libio/x.c" -> "libio/x.c"),
+ * here, where every report's frames come from. */
 static char *absolute_source(Dwarf_Die *cu, const char *src)
 {
 	Dwarf_Attribute attr;
 	const char *dir;
 	char *out;
 
-	if (src[0] == '/')
-		return strdup(src);
-	dir = cu ? dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &attr)) : NULL;
+	dir = src[0] == '/' || !cu ? NULL : dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &attr));
 	if (!dir || asprintf(&out, "%s/%s", dir, src) < 0)
-		return strdup(src);
+		out = strdup(src);
+	if (out)
+		path_normalise_source(out);
 	return out;
 }
 
