@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "debuginfo.h"
 #include "model/filter.h"
@@ -80,6 +81,8 @@ static const char usage[] =
     "      --format FMT       text (default) or json; for stats also pprof (gzipped\n"
     "                         profile.proto for go tool pprof) or collapsed (stacks\n"
     "                         for flame graphs)\n"
+    "      --color WHEN       colour in the text report: auto (default: when standard\n"
+    "                         output is a terminal and NO_COLOR is unset), always, never\n"
     "\n"
     "filters (tracemalloc's filter_traces; reports only, -o files keep everything):\n"
     "      --include PAT[:LINE]  keep traces whose most recent frame matches (fnmatch);\n"
@@ -103,6 +106,7 @@ static const char usage[] =
     "stats:\n"
     "  -o, --output FILE      write the report to FILE instead of standard output\n"
     "      --address ADDR     the traceback of the live block holding ADDR\n"
+    "      --collapsed-lines  --format collapsed with a frame per line, not per function\n"
     "  -h, --help\n"
     "      --version\n";
 
@@ -206,7 +210,9 @@ enum {
 	OPT_DEBUG_DIR,
 	OPT_LISTEN,
 	OPT_TOKEN_FILE,
-	OPT_VERSION
+	OPT_VERSION,
+	OPT_COLOR,
+	OPT_COLLAPSED_LINES,
 };
 
 static const struct option longopts[] = {
@@ -238,6 +244,9 @@ static const struct option longopts[] = {
     {"exclude-domain", required_argument, NULL, OPT_EXCLUDE_DOMAIN},
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"color", required_argument, NULL, OPT_COLOR},
+    {"colour", required_argument, NULL, OPT_COLOR},
+    {"collapsed-lines", no_argument, NULL, OPT_COLLAPSED_LINES},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -267,8 +276,11 @@ struct filename_filter {
 	const char *spec;
 };
 
+enum color_when { COLOR_AUTO, COLOR_ALWAYS, COLOR_NEVER };
+
 struct cli {
 	enum command cmd;
+	enum color_when color;
 	struct session_options trace;
 	struct server_options serve;
 	struct filter_set filters;
@@ -324,6 +336,8 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			return bad("%s applies to 'tracer serve'", option_name(c, name));
 		if (c == OPT_ADDRESS && cli->cmd != CMD_STATS)
 			return bad("%s", "--address applies to 'tracer stats FILE'");
+		if (c == OPT_COLLAPSED_LINES && cli->cmd != CMD_STATS)
+			return bad("%s", "--collapsed-lines applies to 'tracer stats FILE'");
 		if (c == 'o' && cli->cmd == CMD_COMPARE)
 			return bad("%s", "-o does not apply to compare");
 		switch (c) {
@@ -460,6 +474,19 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 				return bad("invalid address '%s' (e.g. 0x7f3a12c0)", optarg);
 			cli->has_address = true;
 			break;
+		case OPT_COLOR:
+			if (!strcmp(optarg, "auto"))
+				cli->color = COLOR_AUTO;
+			else if (!strcmp(optarg, "always"))
+				cli->color = COLOR_ALWAYS;
+			else if (!strcmp(optarg, "never"))
+				cli->color = COLOR_NEVER;
+			else
+				return bad("invalid --color '%s' (auto, always or never)", optarg);
+			break;
+		case OPT_COLLAPSED_LINES:
+			o->report.collapsed_lines = true;
+			break;
 		case 'v':
 			o->verbose = true;
 			break;
@@ -494,6 +521,15 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 	}
 	if (cli->all_frames && !cli->nnames)
 		return bad("%s", "--all-frames applies to --include and --exclude filters");
+	if (o->report.collapsed_lines && o->report.format != REPORT_COLLAPSED)
+		return bad("%s", "--collapsed-lines applies to --format collapsed");
+	/* auto: a terminal on standard output that did not opt out (no-color.org);
+	 * a report written to a file (stats -o) never */
+	o->report.color = o->report.format == REPORT_TEXT &&
+			  (cli->color == COLOR_ALWAYS ||
+			   (cli->color == COLOR_AUTO && isatty(STDOUT_FILENO) &&
+			    !(cli->cmd == CMD_STATS && o->output) && !getenv("NO_COLOR") &&
+			    !(getenv("TERM") && !strcmp(getenv("TERM"), "dumb"))));
 	o->filters = &cli->filters;
 	cli->files = argv + optind;
 	cli->nfiles = argc - optind;

@@ -79,7 +79,7 @@ int offline_stats(const struct offline_request *r)
 	else if (ro->format == REPORT_PPROF)
 		err = pprof_write(s, out);
 	else if (ro->format == REPORT_COLLAPSED)
-		err = collapsed_write(s, out);
+		err = collapsed_write(s, out, ro->collapsed_lines);
 	else
 		err = report_snapshot(out, s, ro);
 	snapshot_free(s);

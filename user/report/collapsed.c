@@ -5,60 +5,86 @@
 
 #include "model/stats.h"
 #include "report/collapsed.h"
+#include "report/format.h"
 
 struct line {
 	char *stack;
 	uint64_t bytes;
 };
 
-/* ';' separates frames and '\n' lines: neither may appear inside one. */
-static void put_label(char **p, const char *s)
+/* ';' separates frames, ' ' the count and '\n' lines: none may appear
+ * inside a label (a space may, before the count: the tools take the last
+ * one); control characters are escaped as the text report escapes them. */
+static void put_label(FILE *out, const char *s)
 {
-	for (; *s; s++)
-		*(*p)++ = *s == ';' ? ':' : *s == '\n' ? ' ' : *s;
+	size_t len = strlen(s);
+	char *clean = malloc(len + 1);
+
+	if (!clean)
+		return;
+	for (size_t i = 0; i <= len; i++)
+		clean[i] = s[i] == ';' ? ':' : s[i];
+	format_text(out, clean);
+	free(clean);
 }
 
-/* "function (file:line)", or "file:line" without a function name; a
- * native frame without a source line: "function+0xOFFSET (binary)", or its
+/* By function: "function", or "file:function" for a frame of interpreted
+ * code (a Python frame: no mapping; its functions' names repeat across
+ * files); a frame without a function: its file, or its binary. With lines:
+ * "function (file:line)", or "file:line" without a function name; a native
+ * frame without a source line: "function+0xOFFSET (binary)", or its
  * "binary+0xOFFSET" without a function name. */
-static size_t frame_label(const struct snapshot *s, const struct snapshot_frame *sf, char *out)
+static void frame_label(FILE *out, const struct snapshot *s, const struct snapshot_frame *sf,
+			bool lines)
 {
 	struct stats_frame f = stats_frame_of(s, sf);
-	char *p = out, num[32];
+	char num[32];
 
+	if (!lines) {
+		if (f.function && !f.module && !f.binary && f.lineno) {
+			put_label(out, f.filename);
+			fputc(':', out);
+		}
+		if (f.function)
+			put_label(out, f.function);
+		else
+			put_label(out, f.binary ? f.binary : f.filename);
+		return;
+	}
 	if (f.function) {
-		put_label(&p, f.function);
+		put_label(out, f.function);
 		if (f.binary && f.function_offset) {
 			snprintf(num, sizeof(num), "+0x%" PRIx64, f.function_offset);
-			put_label(&p, num);
+			put_label(out, num);
 		}
-		put_label(&p, " (");
+		put_label(out, " (");
 	}
 	if (f.binary && f.function) {
-		put_label(&p, f.binary);
+		put_label(out, f.binary);
 	} else {
-		put_label(&p, f.filename);
+		put_label(out, f.filename);
 		if (!f.binary) {
 			snprintf(num, sizeof(num), ":%" PRIu32, f.lineno);
-			put_label(&p, num);
+			put_label(out, num);
 		}
 	}
 	if (f.function)
-		put_label(&p, ")");
-	*p = '\0';
-	return (size_t)(p - out);
+		put_label(out, ")");
 }
 
-static size_t label_bound(const struct snapshot *s, const struct snapshot_frame *sf)
+/* Whether a traceback stops short of where its stack began: cut at nframe
+ * (tracemalloc's total_nframe says so), or a native stack whose oldest
+ * frame is not a program's or thread's start. */
+static bool is_cut(const struct snapshot *s, const struct snapshot_traceback *tb)
 {
-	struct stats_frame f = stats_frame_of(s, sf);
-	size_t n = strlen(f.filename) + 16;
+	struct stats_frame root;
 
-	if (f.binary)
-		n += strlen(f.binary) + 24;
-	if (f.function)
-		n += strlen(f.function) + 3;
-	return n;
+	if (tb->total_nframe > tb->nframe)
+		return true;
+	if (!tb->nframe)
+		return false;
+	root = stats_frame_of(s, snapshot_frame_at(s, tb, tb->nframe - 1));
+	return root.module && !format_is_stack_start(&root);
 }
 
 static int cmp_line(const void *a, const void *b)
@@ -66,7 +92,7 @@ static int cmp_line(const void *a, const void *b)
 	return strcmp(((const struct line *)a)->stack, ((const struct line *)b)->stack);
 }
 
-int collapsed_write(const struct snapshot *s, FILE *out)
+int collapsed_write(const struct snapshot *s, FILE *out, bool lines_kept)
 {
 	uint64_t *bytes = calloc(s->ntracebacks + 1, sizeof(*bytes));
 	struct line *lines = calloc(s->ntracebacks + 1, sizeof(*lines));
@@ -82,30 +108,35 @@ int collapsed_write(const struct snapshot *s, FILE *out)
 	/* one stack string per traceback, root first */
 	for (i = 0; i < s->ntracebacks; i++) {
 		const struct snapshot_traceback *tb = &s->tracebacks[i];
-		size_t len = 16;
-		char *p;
+		size_t len;
+		FILE *f;
 
 		if (!bytes[i])
 			continue;
-		for (uint32_t k = 0; k < tb->nframe; k++)
-			len += label_bound(s, snapshot_frame_at(s, tb, k)) + 1;
-		p = lines[n].stack = malloc(len);
-		if (!p) {
+		f = open_memstream(&lines[n].stack, &len);
+		if (!f) {
 			err = -ENOMEM;
 			goto out;
 		}
+		if (is_cut(s, tb))
+			fputs(COLLAPSED_CUT_ROOT ";", f);
 		if (!tb->nframe)
-			p += sprintf(p, "<unknown>");
+			fputs("<unknown>", f);
 		for (uint32_t k = tb->nframe; k-- > 0;) {
-			p += frame_label(s, snapshot_frame_at(s, tb, k), p);
+			frame_label(f, s, snapshot_frame_at(s, tb, k), lines_kept);
 			if (k)
-				*p++ = ';';
+				fputc(';', f);
 		}
-		*p = '\0';
+		if (fclose(f) || !lines[n].stack) {
+			free(lines[n].stack);
+			lines[n].stack = NULL;
+			err = -ENOMEM;
+			goto out;
+		}
 		lines[n++].bytes = bytes[i];
 	}
-	/* tracebacks that differ only in what the labels hide (total_nframe)
-	 * print as one line */
+	/* tracebacks that differ only in what the labels hide (lines, offsets,
+	 * total_nframe) print as one line */
 	qsort(lines, n, sizeof(*lines), cmp_line);
 	for (i = 0; i < n; i = j) {
 		uint64_t sum = lines[i].bytes;

@@ -3,12 +3,18 @@
 #ifndef TRACER_COLLAPSED_H
 #define TRACER_COLLAPSED_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "model/snapshot.h"
 
-/* One line per distinct stack, sorted, its live bytes summed. Returns 0 or
- * a negative errno. */
-int collapsed_write(const struct snapshot *s, FILE *out);
+/* The root of a stack that does not reach where its program or thread
+ * started (cut at nframe, or where a native walk could not go on). */
+#define COLLAPSED_CUT_ROOT "[cut]"
+
+/* One line per distinct stack, sorted, its live bytes summed. Frames are
+ * functions (one box per function) unless lines, where they carry their
+ * line. Returns 0 or a negative errno. */
+int collapsed_write(const struct snapshot *s, FILE *out, bool lines);
 
 #endif

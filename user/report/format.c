@@ -130,7 +130,7 @@ bool format_frame_file(FILE *out, const struct stats_frame *f)
 /* Where a native program starts, and threads start: the oldest frames of
  * every complete native stack. */
 static const char *const startup_functions[] = {
-    "_start",	   "__libc_start_main", "__libc_start_main_impl", "__libc_start_call_main",
+    "_start",	   "_start_c",		"__libc_start_main", "__libc_start_main_impl", "__libc_start_call_main",
     "_dl_start",   "_dl_start_user",	"start_thread",		  "clone",
     "clone3",	   "__clone",		"__clone3",		  "__clone_internal",
 };
@@ -161,10 +161,28 @@ static const char *base_name(const char *path)
 	return slash ? slash + 1 : path;
 }
 
+/* The outermost frame of a whole stack: the program's entry, or a
+ * thread's (clone's child side). */
+static const char *const outermost_functions[] = {
+    "_start", "_start_c", "clone", "clone3", "__clone", "__clone3",
+};
+static const char *const outermost_files[] = {"start.S", "clone.S", "clone3.S"};
+
+bool format_is_stack_start(const struct stats_frame *f)
+{
+	return in_list(f->function, outermost_functions, ARRAY_SIZE(outermost_functions), false) ||
+	       in_list(base_name(f->filename), outermost_files, ARRAY_SIZE(outermost_files), false);
+}
+
+bool format_is_startup_frame(const struct stats_frame *f)
+{
+	return in_list(f->function, startup_functions, ARRAY_SIZE(startup_functions), false) ||
+	       in_list(base_name(f->filename), startup_files, ARRAY_SIZE(startup_files), false);
+}
+
 bool format_is_runtime_frame(const struct stats_frame *f)
 {
-	if (in_list(f->function, startup_functions, ARRAY_SIZE(startup_functions), false) ||
-	    in_list(base_name(f->filename), startup_files, ARRAY_SIZE(startup_files), false))
+	if (format_is_startup_frame(f))
 		return true;
 	/* libstdc++'s headers inlined into the program's own functions */
 	if (!strncmp(f->filename, "/usr/include/c++/", 17))
@@ -199,23 +217,44 @@ static void print_title(FILE *out, const struct stats_entry *e)
 	format_frame(out, &e->key[format_title_frame(e)]);
 }
 
-void format_statistic(FILE *out, const struct stats_entry *e, bool diff)
+/* ANSI styles of the text report in colour */
+#define STYLE_SIZE "\033[1m"
+#define STYLE_GROWTH "\033[1;31m"
+#define STYLE_SHRINK "\033[1;32m"
+#define STYLE_RESET "\033[0m"
+
+static void styled_size(FILE *out, double size, bool sign, bool color)
 {
-	char a[32], b[32];
+	char a[32];
+	const char *style = !color ? "" : !sign ? STYLE_SIZE : size > 0 ? STYLE_GROWTH
+				       : size < 0 ? STYLE_SHRINK : "";
+
+	fprintf(out, "%s%s%s", style, format_size(a, sizeof(a), size, sign), *style ? STYLE_RESET : "");
+}
+
+void format_statistic_styled(FILE *out, const struct stats_entry *e, bool diff, bool color)
+{
+	char a[32];
 
 	print_title(out, e);
-	if (diff)
-		fprintf(out, ": size=%s (%s), count=%llu (%+lld)",
-			format_size(a, sizeof(a), (double)e->size, false),
-			format_size(b, sizeof(b), (double)e->size_diff, true),
-			(unsigned long long)e->count, (long long)e->count_diff);
-	else
-		fprintf(out, ": size=%s, count=%llu",
-			format_size(a, sizeof(a), (double)e->size, false),
-			(unsigned long long)e->count);
+	fputs(": size=", out);
+	styled_size(out, (double)e->size, false, color);
+	if (diff) {
+		fputs(" (", out);
+		styled_size(out, (double)e->size_diff, true, color);
+		fprintf(out, "), count=%llu (%+lld)", (unsigned long long)e->count,
+			(long long)e->count_diff);
+	} else {
+		fprintf(out, ", count=%llu", (unsigned long long)e->count);
+	}
 	if (e->count)
 		fprintf(out, ", average=%s",
 			format_size(a, sizeof(a), (double)e->size / (double)e->count, false));
+}
+
+void format_statistic(FILE *out, const struct stats_entry *e, bool diff)
+{
+	format_statistic_styled(out, e, diff, false);
 }
 
 /* linecache.getline(filename, lineno).strip(), with a small cache. */

@@ -20,6 +20,13 @@ void format_frame(FILE *out, const struct stats_frame *f);
  * 'File "binary", in function+0xOFFSET' (then it returns true: the
  * function is printed) or 'File "binary+0xOFFSET"'. */
 bool format_frame_file(FILE *out, const struct stats_frame *f);
+/* Whether a frame is the outermost of a whole native stack: _start, or a
+ * thread's clone/clone3. */
+bool format_is_stack_start(const struct stats_frame *f);
+/* Whether a frame is where a program or a thread starts (_start,
+ * __libc_start_call_main, clone3 ...): the oldest frames of every complete
+ * native stack. */
+bool format_is_startup_frame(const struct stats_frame *f);
 /* Whether a frame is runtime rather than the program's own code: startup
  * (_start, __libc_start_call_main, a thread's start), the C and C++
  * runtimes, the dynamic linker, an allocator's library, libstdc++'s
@@ -31,6 +38,8 @@ bool format_is_runtime_frame(const struct stats_frame *f);
 uint32_t format_title_frame(const struct stats_entry *e);
 /* str(Statistic) or, with diff, str(StatisticDiff), without newline. */
 void format_statistic(FILE *out, const struct stats_entry *e, bool diff);
+/* The same, its sizes in bold when color (a growth red, a shrink green). */
+void format_statistic_styled(FILE *out, const struct stats_entry *e, bool diff, bool color);
 /* Traceback.format(limit, most_recent_first) of a key, one line each. */
 void format_traceback(FILE *out, const struct stats_frame *frames, uint32_t n, int limit,
 		      bool most_recent_first);

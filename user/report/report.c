@@ -56,8 +56,13 @@ static void text_traced_memory(FILE *out, const struct snapshot *s)
 /* "lost: 12 allocations not traced (...), 3 native stacks cut (no CFI)":
  * the nonzero counters of one kind, wrapped under the label; nothing when
  * every one is 0. The bytes of a full allocation table go with its count. */
+/* ANSI styles of the text report in colour (--color) */
+#define STYLE_HEADER "\033[1m"
+#define STYLE_LOST "\033[1;31m"
+#define STYLE_RESET "\033[0m"
+
 static void text_counters(FILE *out, const struct snapshot *s, enum counter_kind kind,
-			  const char *label)
+			  const char *label, bool color)
 {
 	size_t col = 0, indent = strlen(label) + 2;
 	uint64_t lost_bytes = 0;
@@ -93,7 +98,10 @@ static void text_counters(FILE *out, const struct snapshot *s, enum counter_kind
 		item[sizeof(item) - 1] = '\0';
 		len = strlen(item);
 		if (!col) {
-			fprintf(out, "%s: ", label);
+			if (color && kind == COUNTER_LOSS)
+				fprintf(out, STYLE_LOST "%s:" STYLE_RESET " ", label);
+			else
+				fprintf(out, "%s: ", label);
 			col = indent;
 		} else if (col + 2 + len > COUNTER_LINE_WIDTH) {
 			fprintf(out, ",\n%*s", (int)indent, "");
@@ -109,22 +117,22 @@ static void text_counters(FILE *out, const struct snapshot *s, enum counter_kind
 		fputc('\n', out);
 }
 
-static void text_header(FILE *out, const struct snapshot *s)
+static void text_header(FILE *out, const struct snapshot *s, bool color)
 {
 	const char *command = snapshot_string(s, s->target.command);
 	char a[32];
 
-	fprintf(out, "tracer: pid %d (", s->target.pid);
+	fprintf(out, "%stracer: pid %d (", color ? STYLE_HEADER : "", s->target.pid);
 	format_text(out, command ? command : "?");
-	fprintf(out, "), nframe %u\n", s->traceback_limit);
+	fprintf(out, "), nframe %u%s\n", s->traceback_limit, color ? STYLE_RESET : "");
 	text_traced_memory(out, s);
 	fprintf(out, "tracer memory: %s (%" PRIu64 " B)\n",
 		format_size(a, sizeof(a), (double)s->tracer_memory, false), s->tracer_memory);
 	fprintf(out,
 		"events: %" PRIu64 " allocations, %" PRIu64 " frees, %" PRIu64 " live traces\n",
 		s->alloc_events, s->free_events, s->ntraces);
-	text_counters(out, s, COUNTER_LOSS, "lost");
-	text_counters(out, s, COUNTER_NOTE, "notes");
+	text_counters(out, s, COUNTER_LOSS, "lost", color);
+	text_counters(out, s, COUNTER_NOTE, "notes", color);
 }
 
 static void text_stats(FILE *out, const struct stats_list *l, const struct report_options *o,
@@ -132,12 +140,13 @@ static void text_stats(FILE *out, const struct stats_list *l, const struct repor
 {
 	size_t i, n = o->top > 0 && (size_t)o->top < l->n ? (size_t)o->top : l->n;
 
-	fprintf(out, "top %zu %s %s%s:\n", n, stats_key_name(o->key),
-		diff ? "differences" : "statistics", o->cumulative ? " (cumulative)" : "");
+	fprintf(out, "%stop %zu %s %s%s:%s\n", o->color ? STYLE_HEADER : "", n,
+		stats_key_name(o->key), diff ? "differences" : "statistics",
+		o->cumulative ? " (cumulative)" : "", o->color ? STYLE_RESET : "");
 	for (i = 0; i < n; i++) {
 		const struct stats_entry *e = &l->entries[i];
 
-		format_statistic(out, e, diff);
+		format_statistic_styled(out, e, diff, o->color);
 		fputc('\n', out);
 		if (o->key == STATS_KEY_TRACEBACK)
 			format_traceback(out, e->key, e->nkey,
@@ -277,7 +286,7 @@ int report_snapshot(FILE *out, const struct snapshot *s, const struct report_opt
 		json_stats(out, &l, o, false);
 		fputs("}\n", out);
 	} else {
-		text_header(out, s);
+		text_header(out, s, o->color);
 		text_stats(out, &l, o, false);
 	}
 	stats_list_free(&l);
@@ -302,9 +311,9 @@ int report_compare(FILE *out, const struct snapshot *old_snap, const struct snap
 		fputs("}\n", out);
 	} else {
 		fputs("old snapshot\n", out);
-		text_header(out, old_snap);
+		text_header(out, old_snap, o->color);
 		fputs("new snapshot\n", out);
-		text_header(out, new_snap);
+		text_header(out, new_snap, o->color);
 		text_stats(out, &l, o, true);
 	}
 	stats_list_free(&l);

@@ -3,6 +3,7 @@
 #ifndef TRACER_REPORT_H
 #define TRACER_REPORT_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include "model/snapshot.h"
 #include "model/stats.h"
@@ -20,6 +21,8 @@ struct report_options {
 	bool cumulative;
 	int top;	     /* how many statistics; <= 0 means all */
 	int traceback_limit; /* Traceback.format(limit) for 'traceback'; 0 = all */
+	bool color;	     /* text: headers and sizes in colour (--color) */
+	bool collapsed_lines; /* collapsed: frames with their lines, not by function */
 };
 
 /* Header (target, nframe, traced memory current/peak, tracer memory, events,
