@@ -51,17 +51,54 @@ static struct snapshot *sample(void)
 	return s;
 }
 
+static const char *collapsed(const struct snapshot *s, bool lines)
+{
+	static char buf[1024];
+	FILE *f = fmemopen(buf, sizeof(buf), "w");
+
+	assert_int_equal(collapsed_write(s, f, lines), 0);
+	fclose(f);
+	return buf;
+}
+
+/* By function: one box per function (a Python frame "file:function", its
+ * names repeating across files); with lines, "function (file:line)". A
+ * ';' in a name is a ':', a control character \xNN. */
 static void test_collapsed(void **state)
 {
 	struct snapshot *s = sample();
-	char buf[1024];
-	FILE *f = fmemopen(buf, sizeof(buf), "w");
 
-	assert_int_equal(collapsed_write(s, f), 0);
-	fclose(f);
-	assert_string_equal(buf, "<module> (app.py:10);leaf (app.py:3) 157\n"
-				 "<unknown> 3\n"
-				 "odd:name file.c:7 1000\n");
+	assert_string_equal(collapsed(s, true), "<module> (app.py:10);leaf (app.py:3) 157\n"
+						"<unknown> 3\n"
+						"odd:name\\x0afile.c:7 1000\n");
+	assert_string_equal(collapsed(s, false), "<unknown> 3\n"
+						 "app.py:<module>;app.py:leaf 157\n"
+						 "odd:name\\x0afile.c 1000\n");
+	snapshot_free(s);
+}
+
+/* Two lines of one function are one box; a traceback cut at nframe
+ * (total_nframe above nframe) starts at [cut], not at whatever frame the
+ * cut left oldest. */
+static void test_collapsed_by_function_and_cut(void **state)
+{
+	struct snapshot *s = snapshot_new();
+	uint32_t f[3], whole, cut;
+
+	f[0] = (uint32_t)snapshot_intern_frame(s, "app.py", 3, "leaf");
+	f[1] = (uint32_t)snapshot_intern_frame(s, "app.py", 4, "leaf");
+	f[2] = (uint32_t)snapshot_intern_frame(s, "app.py", 10, "<module>");
+	whole = (uint32_t)snapshot_intern_traceback(s, (uint32_t[]){f[0], f[2]}, 2, 2);
+	snapshot_add_trace(s, 0x10, 100, SNAPSHOT_DOMAIN_PYTHON, whole);
+	snapshot_add_trace(s, 0x20, 20, SNAPSHOT_DOMAIN_PYTHON,
+			   (uint32_t)snapshot_intern_traceback(s, (uint32_t[]){f[1], f[2]}, 2, 2));
+	cut = (uint32_t)snapshot_intern_traceback(s, (uint32_t[]){f[0], f[2]}, 2, 9);
+	snapshot_add_trace(s, 0x30, 5, SNAPSHOT_DOMAIN_PYTHON, cut);
+	assert_string_equal(collapsed(s, false), "[cut];app.py:<module>;app.py:leaf 5\n"
+						 "app.py:<module>;app.py:leaf 120\n");
+	assert_string_equal(collapsed(s, true), "<module> (app.py:10);leaf (app.py:3) 100\n"
+						"<module> (app.py:10);leaf (app.py:4) 20\n"
+						"[cut];<module> (app.py:10);leaf (app.py:3) 5\n");
 	snapshot_free(s);
 }
 
@@ -332,10 +369,19 @@ static void test_collapsed_native(void **state)
 						      0x401400, 0x40);
 	snapshot_add_trace(s, 0x10, 8, SNAPSHOT_DOMAIN_LIBC,
 			   (uint32_t)snapshot_intern_traceback(s, f, 3, 3));
-	assert_int_equal(collapsed_write(s, o), 0);
+	assert_int_equal(collapsed_write(s, o, true), 0);
 	fclose(o);
-	assert_string_equal(out,
-			    "main (prog.c:7);/usr/bin/prog+0x300;work+0x19 (/usr/bin/prog) 8\n");
+	/* main is not where a stack starts (_start, clone3): a cut root */
+	assert_string_equal(
+	    out, "[cut];main (prog.c:7);/usr/bin/prog+0x300;work+0x19 (/usr/bin/prog) 8\n");
+	assert_string_equal(collapsed(s, false), "[cut];main;/usr/bin/prog;work 8\n");
+	/* a stack that reaches _start has none */
+	f[0] = (uint32_t)snapshot_intern_native_frame(s, "/usr/bin/prog+0x100", 0, "_start",
+						      (uint32_t)exe, 0x401100, 0x21);
+	snapshot_add_trace(s, 0x20, 4, SNAPSHOT_DOMAIN_LIBC,
+			   (uint32_t)snapshot_intern_traceback(s, (uint32_t[]){f[2], f[0]}, 2, 2));
+	assert_string_equal(collapsed(s, false), "[cut];main;/usr/bin/prog;work 8\n"
+						 "_start;main 4\n");
 	snapshot_free(s);
 }
 
@@ -343,6 +389,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_collapsed),
+	    cmocka_unit_test(test_collapsed_by_function_and_cut),
 	    cmocka_unit_test(test_pprof),
 	    cmocka_unit_test(test_pprof_mappings),
 	    cmocka_unit_test(test_collapsed_native),

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "model/snapfile.h"
+#include "report/counters.h"
 #include "report/report.h"
 
 static struct snapshot *make(void)
@@ -343,6 +344,217 @@ static void test_compare_headers(void **state)
 	snapshot_free(new_snap);
 }
 
+/* The counters: losses apart from notes; the text shows only the nonzero
+ * ones, in words, wrapped under their label (a full allocation table's
+ * bytes beside its count); JSON has every one by an identifier key. Names
+ * of older tracers, the CFI breakdown and names no tracer wrote are shown
+ * too (the last two keyed by their words made identifiers). */
+static void test_counters(void **state)
+{
+	struct snapshot *s = make();
+	struct report_options o = {.format = REPORT_TEXT, .key = STATS_KEY_LINENO, .top = 1};
+	const char *out, *from, *to;
+
+	assert_int_equal(snapshot_set_counter(s, "allocs table full", 12), 0);
+	assert_int_equal(snapshot_set_counter(s, "allocs table full (bytes)", 49152), 0);
+	assert_int_equal(snapshot_set_counter(s, "frees of untraced blocks", 8), 0);
+	assert_int_equal(snapshot_set_counter(s, "native stack cut: no CFI for the address", 3), 0);
+	assert_int_equal(
+	    snapshot_set_counter(s, "native stack cut: CFI not followed (signal frame)", 2), 0);
+	assert_int_equal(snapshot_set_counter(s, "return without entry", 0), 0);
+	assert_int_equal(snapshot_set_counter(s, "stack ended early (no frame pointer)", 1), 0);
+	assert_int_equal(snapshot_set_counter(s, "events after Python finalization (not applied)", 0),
+			 0);
+	assert_int_equal(snapshot_set_counter(s, "Odd\x1b[2Jname", 4), 0);
+	out = run(s, &o);
+	from = strstr(out, "lost: ");
+	to = strstr(out, "top 1 lineno");
+	assert_non_null(from);
+	assert_non_null(to);
+	assert_memory_equal(
+	    from,
+	    "lost: 12 allocations (48.0 KiB) not traced (allocation table full: --max-allocs), "
+	    "3 stack truncated,\n"
+	    "      3 native stacks cut (no CFI), 2 native stacks cut (CFI not followed: signal "
+	    "frame),\n"
+	    "      1 native stacks cut (no frame pointer), 4 Odd\\x1b[2Jname\n"
+	    "notes: 8 frees of blocks from before tracing (ignored)\n",
+	    (size_t)(to - from));
+	for (const char *p = from; p < to; p++)
+		if (*p != '\n')
+			assert_true((unsigned char)*p >= 0x20 && *p != 0x7f);
+	o.format = REPORT_JSON;
+	assert_non_null(strstr(
+	    run(s, &o),
+	    ",\"losses\":{\"allocs_table_full\":12,\"stack_truncated\":3,"
+	    "\"allocs_table_full_bytes\":49152,\"native_stack_cut_no_cfi\":3,"
+	    "\"native_stack_cut_cfi_not_followed_signal_frame\":2,\"return_without_entry\":0,"
+	    "\"stack_ended_early\":1,\"odd_2jname\":4},"
+	    "\"notes\":{\"frees_of_untraced_blocks\":8,\"events_after_python_finalization\":0},"));
+	snapshot_free(s);
+
+	/* nothing lost, nothing noted: neither line */
+	s = make();
+	assert_int_equal(snapshot_set_counter(s, "stack truncated", 0), 0);
+	assert_int_equal(snapshot_set_counter(s, "frees of untraced blocks", 0), 0);
+	o.format = REPORT_TEXT;
+	out = run(s, &o);
+	assert_null(strstr(out, "lost"));
+	assert_null(strstr(out, "notes"));
+	assert_non_null(strstr(out, "live traces\ntop 1 lineno statistics:\n"));
+	snapshot_free(s);
+}
+
+/* Every name the collector sets has a key, a kind and words of its own
+ * (none falls back to its name made an identifier), and no two share a
+ * key. */
+static void test_counter_table(void **state)
+{
+	struct counter_info a, b;
+	const char *name;
+
+	for (size_t i = 0; (name = counter_known_name(i)); i++) {
+		counter_describe(name, &a);
+		for (const char *k = a.key; *k; k++)
+			assert_true((*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9') || *k == '_');
+		assert_string_not_equal(a.text, name);
+		for (size_t j = 0; j < i; j++) {
+			counter_describe(counter_known_name(j), &b);
+			assert_string_not_equal(a.key, b.key);
+		}
+	}
+	counter_describe("frees of untraced blocks", &a);
+	assert_int_equal(a.kind, COUNTER_NOTE);
+	counter_describe("allocs table full", &a);
+	assert_int_equal(a.kind, COUNTER_LOSS);
+	counter_describe("", &a);
+	assert_string_equal(a.key, "counter");
+	assert_int_equal(a.kind, COUNTER_LOSS);
+}
+
+/* Names from the target are hostile: control characters (C0, DEL, C1), a
+ * bidirectional override and invalid UTF-8 never reach a terminal raw
+ * (\xNN per byte), valid UTF-8 does; JSON escapes them as \uXXXX (invalid
+ * bytes as U+FFFD). */
+static void test_hostile_names(void **state)
+{
+	struct snapshot *s = snapshot_new();
+	struct report_options o = {.format = REPORT_TEXT, .key = STATS_KEY_TRACEBACK};
+	const char *file = "/tmp/\x1b[31mred\n\xc3\xa9\xff\xc2\x9b\xe2\x80\xae.c";
+	uint32_t f;
+	const char *out;
+
+	s->traceback_limit = 1;
+	s->target.command = (uint32_t)snapshot_intern_string(s, "cmd\x1b]0;title\x07");
+	s->target.host = s->target.command;
+	f = (uint32_t)snapshot_intern_frame(s, file, 3, "fn\x7f");
+	assert_int_equal(
+	    snapshot_add_trace(s, 0x10, 8, 0, (uint32_t)snapshot_intern_traceback(s, &f, 1, 1)),
+	    0);
+	out = run(s, &o);
+	assert_non_null(strstr(out, "tracer: pid 0 (cmd\\x1b]0;title\\x07), nframe 1\n"));
+	assert_non_null(strstr(out, "/tmp/\\x1b[31mred\\x0a\xc3\xa9\\xff\\xc2\\x9b\\xe2\\x80\\xae.c:3: "
+				    "size=8 B, count=1, average=8 B\n"
+				    "  File \"/tmp/\\x1b[31mred\\x0a\xc3\xa9\\xff\\xc2\\x9b\\xe2\\x80"
+				    "\\xae.c\", line 3\n"));
+	for (const char *p = out; *p; p++)
+		if (*p != '\n')
+			assert_true((unsigned char)*p >= 0x20 && *p != 0x7f);
+	assert_null(strstr(out, "\xc2\x9b"));
+	assert_null(strstr(out, "\xe2\x80\xae"));
+	o.format = REPORT_JSON;
+	out = run(s, &o);
+	assert_non_null(strstr(out, "\"command\":\"cmd\\u001b]0;title\\u0007\""));
+	assert_non_null(strstr(out, "{\"filename\":\"/tmp/\\u001b[31mred\\n\xc3\xa9\\ufffd\\u009b"
+				    "\\u202e.c\",\"lineno\":3,\"function\":\"fn\\u007f\""));
+	for (const char *p = out; *p; p++)
+		if (*p != '\n')
+			assert_true((unsigned char)*p >= 0x20 && *p != 0x7f);
+	snapshot_free(s);
+}
+
+/* A traceback statistic is titled by its oldest frame (tracemalloc's
+ * rule) unless that is runtime (startup, libc, the C++ runtime ...): then
+ * by the most recent frame of the program's own code. */
+static void test_traceback_title(void **state)
+{
+	struct snapshot *s = snapshot_new();
+	int64_t exe = snapshot_intern_mapping(s, "/usr/bin/app", NULL, 0x400000, 0x500000, 0);
+	int64_t libc = snapshot_intern_mapping(s, "/usr/lib/x86_64-linux-gnu/libc.so.6", NULL,
+					       0x7f0000000000, 0x7f0000100000, 0);
+	struct report_options o = {.format = REPORT_TEXT, .key = STATS_KEY_TRACEBACK};
+	uint32_t f[6];
+	const char *out;
+
+	s->traceback_limit = 8;
+	s->target.command = (uint32_t)snapshot_intern_string(s, "app");
+	s->target.host = s->target.command;
+	/* most recent first: libc's own allocation, the program's site, its
+	 * caller, then startup */
+	f[0] = (uint32_t)snapshot_intern_native_frame(s, "libio/filedoalloc.c", 101,
+						      "_IO_file_doallocate", (uint32_t)libc,
+						      0x7f0000001000, 0x10);
+	f[1] = (uint32_t)snapshot_intern_native_frame(s, "/src/app.c", 24, "alloc", (uint32_t)exe,
+						      0x401000, 0x8);
+	f[2] = (uint32_t)snapshot_intern_native_frame(s, "/src/app.c", 112, "main", (uint32_t)exe,
+						      0x401100, 0x8);
+	f[3] = (uint32_t)snapshot_intern_native_frame(s, "sysdeps/nptl/libc_start_call_main.h", 58,
+						      "__libc_start_call_main", (uint32_t)libc,
+						      0x7f0000002000, 0x10);
+	f[4] = (uint32_t)snapshot_intern_native_frame(s, "/usr/bin/app+0x1021", 0, "_start",
+						      (uint32_t)exe, 0x401021, 0x21);
+	assert_int_equal(
+	    snapshot_add_trace(s, 0x10, 100, SNAPSHOT_DOMAIN_LIBC,
+			       (uint32_t)snapshot_intern_traceback(s, f, 5, 5)),
+	    0);
+	/* cut at nframe 2: its oldest frame is the program's, as tracemalloc */
+	assert_int_equal(
+	    snapshot_add_trace(s, 0x20, 50, SNAPSHOT_DOMAIN_LIBC,
+			       (uint32_t)snapshot_intern_traceback(s, &f[1], 2, 2)),
+	    0);
+	/* all runtime: the oldest */
+	assert_int_equal(
+	    snapshot_add_trace(s, 0x30, 10, SNAPSHOT_DOMAIN_LIBC,
+			       (uint32_t)snapshot_intern_traceback(s, (uint32_t[]){f[0], f[3]}, 2, 2)),
+	    0);
+	/* a frame of an older file (no mapping) in libc's startup file */
+	f[5] = (uint32_t)snapshot_intern_frame(s, "./csu/../sysdeps/nptl/libc_start_call_main.h", 58,
+					       NULL);
+	assert_int_equal(
+	    snapshot_add_trace(s, 0x40, 5, SNAPSHOT_DOMAIN_LIBC,
+			       (uint32_t)snapshot_intern_traceback(s, (uint32_t[]){f[1], f[5]}, 2, 2)),
+	    0);
+	out = run(s, &o);
+	assert_non_null(strstr(out, "top 4 traceback statistics:\n"
+				    "/src/app.c:24: size=100 B, count=1, average=100 B\n"
+				    "  File \"/usr/bin/app\", in _start+0x21\n"));
+	assert_non_null(strstr(out, "\n/src/app.c:112: size=50 B, count=1, average=50 B\n"));
+	assert_non_null(strstr(out, "\nsysdeps/nptl/libc_start_call_main.h:58: size=10 B, count=1"));
+	assert_non_null(strstr(out, "\n/src/app.c:24: size=5 B, count=1"));
+	o.format = REPORT_JSON;
+	out = run(s, &o);
+	assert_non_null(strstr(out, "],\"title_frame\":1,\"size\":100,"));
+	assert_non_null(strstr(out, "],\"title_frame\":1,\"size\":50,"));
+	assert_non_null(strstr(out, "],\"title_frame\":1,\"size\":10,"));
+	assert_non_null(strstr(out, "],\"title_frame\":0,\"size\":5,"));
+	snapshot_free(s);
+}
+
+/* --color: headers, sizes and the lost label in ANSI styles; none without. */
+static void test_color(void **state)
+{
+	struct snapshot *s = make();
+	struct report_options o = {.format = REPORT_TEXT, .key = STATS_KEY_LINENO, .top = 1};
+
+	assert_null(strchr(run(s, &o), '\x1b'));
+	o.color = true;
+	assert_non_null(strstr(run(s, &o), "\x1b[1mtracer: pid 4242 (./my\"prog arg), nframe 5\x1b[0m\n"));
+	assert_non_null(strstr(buf, "\x1b[1;31mlost:\x1b[0m 3 stack truncated\n"
+				    "\x1b[1mtop 1 lineno statistics:\x1b[0m\n"
+				    "/no/such/b.c:2: size=\x1b[1m113 B\x1b[0m, count=2, average=56 B\n"));
+	snapshot_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -352,6 +564,11 @@ int main(void)
 	    cmocka_unit_test(test_old_file),
 	    cmocka_unit_test(test_compare_headers),
 	    cmocka_unit_test(test_native_without_lines),
+	    cmocka_unit_test(test_counters),
+	    cmocka_unit_test(test_counter_table),
+	    cmocka_unit_test(test_hostile_names),
+	    cmocka_unit_test(test_traceback_title),
+	    cmocka_unit_test(test_color),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -75,7 +75,7 @@ static void text_counters(FILE *out, const struct snapshot *s, enum counter_kind
 			lost_bytes = s->counters[i].value;
 	}
 	for (i = 0; i < s->ncounters; i++) {
-		char item[320], num[32], size[32];
+		char item[320], size[32];
 		uint64_t v = s->counters[i].value;
 		FILE *f;
 		size_t len;
@@ -83,16 +83,21 @@ static void text_counters(FILE *out, const struct snapshot *s, enum counter_kind
 		counter_describe(snapshot_string(s, s->counters[i].name), &ci);
 		if (!v || ci.kind != kind || ci.bytes_of_previous)
 			continue;
-		snprintf(num, sizeof(num), "%" PRIu64, v);
-		if (!strcmp(ci.key, "allocs_table_full") && lost_bytes)
-			snprintf(num + strlen(num), sizeof(num) - strlen(num), " (%s)",
-				 format_size(size, sizeof(size), (double)lost_bytes, false));
 		/* the text may hold a name from a file: escaped */
 		f = fmemopen(item, sizeof(item), "w");
 		if (!f)
 			continue;
-		fprintf(f, "%s ", num);
-		format_text(f, ci.text);
+		fprintf(f, "%" PRIu64 " ", v);
+		if (!strcmp(ci.key, "allocs_table_full") && lost_bytes) {
+			/* "12 allocations (48.0 KiB) not traced (...)" */
+			size_t word = strcspn(ci.text, " ");
+
+			fprintf(f, "%.*s (%s)", (int)word, ci.text,
+				format_size(size, sizeof(size), (double)lost_bytes, false));
+			format_text(f, ci.text + word);
+		} else {
+			format_text(f, ci.text);
+		}
 		fputc('\0', f);
 		fclose(f);
 		item[sizeof(item) - 1] = '\0';
@@ -103,7 +108,7 @@ static void text_counters(FILE *out, const struct snapshot *s, enum counter_kind
 			else
 				fprintf(out, "%s: ", label);
 			col = indent;
-		} else if (col + 2 + len > COUNTER_LINE_WIDTH) {
+		} else if (col + 2 + len + 1 > COUNTER_LINE_WIDTH) { /* and its comma */
 			fprintf(out, ",\n%*s", (int)indent, "");
 			col = indent;
 		} else {
