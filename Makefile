@@ -36,7 +36,7 @@ PURE_HDRS   := $(wildcard user/model/*.h user/report/*.h user/util/*.h)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 MODEL_TESTS := test_stats test_filter test_report test_export test_snapfile test_hash \
-               test_outfile test_metrics test_path
+               test_outfile test_metrics test_path test_progress
 MODEL_BINS  := $(patsubst %,$(BUILD)/tests/%,$(MODEL_TESTS))
 # resolve.c with the test's own symbolizer in place of symbolize.o
 RESOLVE_BIN := $(BUILD)/tests/test_resolve
@@ -93,7 +93,7 @@ $(BUILD)/tracer: $(TRACE_OBJS) $(PURE_OBJS)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(MODEL_BINS): $(BUILD)/tests/%: tests/unit/%.c $(PURE_OBJS) $(PURE_HDRS) | $(BUILD)/tests
-	$(CC) $(CFLAGS) $< $(PURE_OBJS) -o $@ -lz -lcmocka
+	$(CC) $(CFLAGS) $< $(PURE_OBJS) -o $@ -lz -lcmocka -lutil
 
 $(RESOLVE_BIN): tests/unit/test_resolve.c $(BUILD)/user/resolve.o $(PURE_OBJS) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(TRACE_CFLAGS) $< $(BUILD)/user/resolve.o $(PURE_OBJS) -o $@ -lz -lcmocka

@@ -11,6 +11,7 @@
 #include "collect.h"
 #include "target.h"
 #include "util/hash.h"
+#include "util/progress.h"
 #include "util/util.h"
 
 static const char *const counter_names[TRACER_CNT_MAX] = {
@@ -367,6 +368,7 @@ struct tb_cache_entry {
 struct drain {
 	struct collector *c;
 	struct snapshot *snap;
+	struct progress progress; /* on a terminal, for a large process */
 	struct resolve_counts counts;
 	struct hash_index index; /* -> cache entries */
 	struct tb_cache_entry *cache;
@@ -486,6 +488,7 @@ static int add_slot(struct drain *d, __u64 key, const struct tracer_alloc_info *
 	tb = traceback_of(d, tgid, info);
 	if (tb < 0)
 		return (int)tb;
+	progress_step(&d->progress, d->snap->ntraces);
 	return snapshot_add_trace(d->snap, TRACER_KEY_ADDR(key), info->size, info->domain,
 				  (uint32_t)tb);
 }
@@ -604,8 +607,10 @@ static int drain_traces(struct collector *c, struct snapshot *snap, struct resol
 		d.procs = proc_of_index(c, &d.nprocs);
 	else
 		d.target_index = __atomic_load_n(&c->skel->bss->target_index, __ATOMIC_RELAXED);
+	progress_begin(&d.progress, stderr, "symbolizing live traces", PROGRESS_AFTER_MS);
 	if (!c->follow || d.procs)
 		err = each_trace(c, add_trace, &d);
+	progress_end(&d.progress);
 	*counts = d.counts;
 	c->stacks_missing = d.stacks_missing;
 	c->replaced_blocks = d.replaced;

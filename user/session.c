@@ -26,6 +26,7 @@
 #include "tracer.h"
 #include "tracer.skel.h"
 #include "unwind/maps.h"
+#include "util/progress.h"
 #include "util/util.h"
 
 /* Every signal that would end the tracer ends it through the normal path,
@@ -120,6 +121,9 @@ uint64_t session_alloc_table_bytes(uint32_t max_allocs)
 /* -o: the snapshot file of this report, its name expanded from the pattern.
  * A file that cannot be written is said and remembered; the report and the
  * tracing go on. */
+/* Snapshots with this many traces take a noticeable time to write. */
+#define SAVE_PROGRESS_TRACES (1u << 20)
+
 static void save_snapshot(struct session *s, const struct snapshot *snap)
 {
 	char path[PATH_MAX], why[PATH_MAX + 256] = "";
@@ -129,8 +133,16 @@ static void save_snapshot(struct session *s, const struct snapshot *snap)
 				   sizeof(path));
 	if (err)
 		snprintf(why, sizeof(why), "%s: name too long", s->o->output);
-	else
+	else {
+		struct progress p;
+
+		/* one encoding and one write: said beforehand when big */
+		progress_begin(&p, stderr, "saving the snapshot, traces", 0);
+		if (snap->ntraces >= SAVE_PROGRESS_TRACES)
+			progress_show(&p, snap->ntraces);
 		err = snapfile_write(snap, path, why, sizeof(why));
+		progress_end(&p);
+	}
 	if (err) {
 		fprintf(stderr, "tracer: snapshot %u not saved: %s\n", s->saved, why);
 		s->save_error = err;
