@@ -72,7 +72,11 @@ def tracer_help():
 
 
 # Counters that mean an event was not recorded (user/session.c's names).
-LOST_COUNTERS = ("allocs table full", "native stack table full", "thread slot unavailable",
+# the JSON "losses" keys (README's table of counters), and the names older
+# tracers' JSON "counters" gave them
+LOST_COUNTERS = ("allocs_table_full", "native_stack_table_full", "thread_slot_unavailable",
+                 "return_without_entry", "process_table_full",
+                 "allocs table full", "native stack table full", "thread slot unavailable",
                  "return without entry", "process table full")
 
 

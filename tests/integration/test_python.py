@@ -102,7 +102,7 @@ def test_parity_with_tracemalloc(minor):
     assert_parity(ref, ours)
     # temporaries were freed again
     assert ours.get(site("py_sites.py", "temporary"), (0, 0))[0] < 9000 * 5
-    assert report["counters"]["python frames unreadable"] == 0
+    assert report["losses"]["python_frames_unreadable"] == 0
 
 
 @pytest.mark.parametrize("minor", ["3.11", "3.13"])
@@ -375,8 +375,8 @@ def test_python314_hook_pymalloc_gives_tracemalloc_counts(forky):
         # LTO inlined the default-allocator test into the wrappers: the
         # tables are found on the branch that calls through them
         assert sum("from its allocator table" in l for l in err) == 7, err
-        assert report["counters"]["python frames unreadable"] == 0
-        assert report["counters"]["python frames unresolved"] == 0
+        assert report["losses"]["python_frames_unreadable"] == 0
+        assert report["losses"]["python_frames_unresolved"] == 0
         assert_parity(reference(PY314, workload), workload_lines(report, workload))
 
 
@@ -400,10 +400,10 @@ def test_python314_shared_libpython_gives_tracemalloc_counts(forky):
         probes = [l for l in err if "from its allocator table" in l]
         assert len(probes) == 7 and all("libpython3.14.so.1.0+" in l for l in probes), err
         assert run.during[1] == run.during[0] and run.after[1] != run.during[0]
-        assert report["counters"]["python frames unreadable"] == 0
+        assert report["losses"]["python_frames_unreadable"] == 0
         # the raw and libc frees beneath each Python free are the same block,
         # not ~12000 frees of untraced blocks; only blocks from before attach
-        assert report["counters"]["frees of untraced blocks"] < 100, report["counters"]
+        assert report["notes"]["frees_of_untraced_blocks"] < 100, report["notes"]
         assert_parity(reference(embed, workload), workload_lines(report, workload))
 
 
@@ -456,7 +456,7 @@ def test_unknown_python_version_warns_once_and_stays_native(forky):
             "tracebacks stay native" in found[0], found
         files = {f["filename"] for s in report["statistics"] for f in s["frames"]}
         assert workload not in files
-        assert report["counters"]["python frames unreadable"] == 0
+        assert report["losses"]["python_frames_unreadable"] == 0
         # the 200 bytearray buffers of 20001 bytes reach libc malloc
         assert sum(s["count"] for s in report["statistics"] if s["size"] >= 20001) >= 1
         assert report["traced_memory"]["current"] >= 200 * 20001, report["traced_memory"]
@@ -514,7 +514,7 @@ def assert_realloc_parity(python, mode, workload=REALLOC):
     if mode == "attach":
         found = [l for l in err if "inlined raw allocator calls libc's" in l]
         assert len(found) == 1 and "(4 tail jumps)" in found[0], err
-        assert report["counters"]["reallocs of untraced blocks, domain unknown (libc)"] >= 1
+        assert report["losses"]["realloc_domain_unknown"] >= 1
         assert report["traced_memory"]["native"]["current"] >= 64000, report["traced_memory"]
 
 
@@ -601,7 +601,7 @@ def test_python_frames_in_a_pid_namespace(minor):
     python = pyenv_python(minor)
     report = namespaced_report(python)
     assert_parity(reference(python), workload_lines(report))
-    assert report["counters"]["python frames unreadable"] == 0
+    assert report["losses"]["python_frames_unreadable"] == 0
 
 
 def test_python314_frames_in_a_pid_namespace(forky):
@@ -646,7 +646,7 @@ def test_launched_python_reports_what_it_held_at_finalization():
         line = site("py_exit.py", name)
         assert ours.get(line, (0, 0))[1] == ref[line][1], (name, ours, ref)
         assert abs(ours[line][0] - ref[line][0]) <= 0.01 * ref[line][0], (name, ours, ref)
-    assert report["counters"]["events after Python finalization (not applied)"] > 0
+    assert report["notes"]["events_after_python_finalization"] > 0
 
 
 @pytest.mark.parametrize("minor", ["3.12", "3.13"])

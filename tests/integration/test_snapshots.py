@@ -102,7 +102,8 @@ def test_stats_of_the_last_file_is_the_live_report(series, key, cumulative):
     if key == "lineno" and not cumulative:
         assert from_file["statistics"] == live["statistics"]
         assert from_file["traced_memory"] == live["traced_memory"]
-        assert from_file["counters"] == live["counters"]
+        assert from_file["losses"] == live["losses"]
+        assert from_file["notes"] == live["notes"]
         assert from_file["nframe"] == 3
     lines = by_line(from_file, SOURCE)
     grow, late = site(SOURCE, "grow"), site(SOURCE, "late")
@@ -332,7 +333,9 @@ def test_pprof_of_a_filtered_snapshot(series, tmp_path):
 
 
 def test_collapsed_sums_to_the_snapshot(series):
-    out = run_tracer(["stats", snap(series, series["last"]), "--format", "collapsed"]).stdout
+    path = snap(series, series["last"])
+    # with --collapsed-lines, frames as "function (file:line)"
+    out = run_tracer(["stats", path, "--format", "collapsed", "--collapsed-lines"]).stdout
     lines = out.splitlines()
     assert lines == sorted(lines)
     assert sum(int(l.rsplit(" ", 1)[1]) for l in lines) == total(series, "size")
@@ -340,6 +343,12 @@ def test_collapsed_sums_to_the_snapshot(series):
         os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
                      "tests", "workloads", SOURCE), site(SOURCE, "grow")))]
     assert len(grow) == 1 and ";phase2 (" in grow[0], lines
+    # by default by function: the same bytes, one frame per function
+    lines = run_tracer(["stats", path, "--format", "collapsed"]).stdout.splitlines()
+    assert lines == sorted(lines)
+    assert sum(int(l.rsplit(" ", 1)[1]) for l in lines) == total(series, "size")
+    grow = [l for l in lines if l.endswith(";add_grow 300000")]
+    assert len(grow) == 1 and ";phase2;" in grow[0], lines
 
 
 def test_pprof_and_collapsed_need_stats():

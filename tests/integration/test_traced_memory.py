@@ -197,8 +197,8 @@ def test_python_class_is_get_traced_memory(python, snapfile):
     ref = reference(python)
     report = attached(python, ["-o", snapfile])
     tm = report["traced_memory"]
-    assert report["counters"]["allocs table full"] == 0
-    assert report["counters"]["return without entry"] == 0
+    assert report["losses"]["allocs_table_full"] == 0
+    assert report["losses"]["return_without_entry"] == 0
     # the header's figure is the python class, tracemalloc's
     assert tm["of"] == "python", tm
     assert (tm["current"], tm["peak"]) == (tm["python"]["current"], tm["python"]["peak"])

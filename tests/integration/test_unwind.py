@@ -22,8 +22,8 @@ def chains(report):
 
 
 def cut_short(report):
-    return {k: v for k, v in report["counters"].items()
-            if k.startswith("native stack cut") and v}
+    return {k: v for k, v in report["losses"].items()
+            if k.startswith("native_stack_cut") and v}
 
 
 @pytest.mark.parametrize("binary", ["nofp", "nofp-nodebug"])
@@ -32,7 +32,7 @@ def test_two_chains_without_frame_pointers_stay_apart(binary):
     got = chains(report)
     assert got[tuple(CHAIN_A)] == (100 * 1000, 100)
     assert got[tuple(CHAIN_B)] == (30 * 3000, 30)
-    assert report["counters"]["native stack table full"] == 0
+    assert report["losses"]["native_stack_table_full"] == 0
     assert not cut_short(report)
 
 
@@ -70,7 +70,7 @@ def test_distinct_stacks_far_beyond_the_stack_table():
     assert len(leaves) == 400
     assert all(st["count"] == 1 and st["size"] == 100 and len(st["frames"]) == 16
                for st in leaves)
-    assert t.report["counters"]["native stack table full"] == 0
+    assert t.report["losses"]["native_stack_table_full"] == 0
     assert not cut_short(t.report)
 
 
@@ -107,7 +107,7 @@ def test_debian_sqlite3_attached_deep_tracebacks(csv_file):
     assert whole >= 0.95 * live, (whole, live, lib[0])
     cut = sum(cut_short(report).values())
     assert cut <= 0.01 * sum(st["count"] for st in report["statistics"]), cut_short(report)
-    assert report["counters"]["native stack table full"] == 0
+    assert report["losses"]["native_stack_table_full"] == 0
 
 
 CXX = "cxx_o2.cc"

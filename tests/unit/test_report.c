@@ -378,7 +378,7 @@ static void test_counters(void **state)
 	    "      3 native stacks cut (no CFI), 2 native stacks cut (CFI not followed: signal "
 	    "frame),\n"
 	    "      1 native stacks cut (no frame pointer), 4 Odd\\x1b[2Jname\n"
-	    "notes: 8 frees of blocks from before tracing (ignored)\n",
+	    "notes: 8 frees of blocks not traced (ignored)\n",
 	    (size_t)(to - from));
 	for (const char *p = from; p < to; p++)
 		if (*p != '\n')

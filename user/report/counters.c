@@ -33,7 +33,7 @@ static const struct known_counter known[] = {
     {"python frames unresolved", "python_frames_unresolved", COUNTER_LOSS,
      "Python stacks unresolved (code objects freed before they were read)"},
     {"reallocs of untraced blocks, domain unknown (libc)", "realloc_domain_unknown",
-     COUNTER_LOSS, "reallocs of blocks from before tracing put in the libc domain (domain unknown)"},
+     COUNTER_LOSS, "reallocs of blocks not traced (domain unknown: libc's)"},
     {"stack truncated (address outside code)", "stack_truncated_outside_code", COUNTER_LOSS,
      "tracebacks cut at an address outside code"},
     {"native stack cut: address in no mapping read", "native_stack_cut_no_mapping", COUNTER_LOSS,
@@ -69,7 +69,7 @@ static const struct known_counter known[] = {
     {"failed allocations (NULL)", "failed_allocations", COUNTER_NOTE,
      "failed allocations (NULL: not blocks)"},
     {"frees of untraced blocks", "frees_of_untraced_blocks", COUNTER_NOTE,
-     "frees of blocks from before tracing (ignored)"},
+     "frees of blocks not traced (ignored)"},
     {"events after Python finalization (not applied)", "events_after_python_finalization",
      COUNTER_NOTE, "events after Python finalization (not applied, as tracemalloc)"},
 };
