@@ -346,8 +346,10 @@ int report_address(FILE *out, const struct snapshot *s, uint64_t addr)
 			struct stats_frame f = stats_frame_of(s, snapshot_frame_at(s, tb, k));
 
 			fputs("  ", out);
-			if (!format_frame_file(out, &f) && f.function)
-				fprintf(out, ", in %s", f.function);
+			if (!format_frame_file(out, &f) && f.function) {
+				fputs(", in ", out);
+				format_text(out, f.function);
+			}
 			fputc('\n', out);
 		}
 		if (!tb->nframe)
