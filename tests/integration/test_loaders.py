@@ -36,7 +36,7 @@ def check_native(report):
     lines = by_line(report, SRC)
     for name, (size, count) in EXPECTED.items():
         assert lines.get(site(SRC, name)) == (size * count, count), name
-    assert report["counters"]["objects loaded without a stop (probed late)"] == 0
+    assert report["losses"]["loader_stop_lost"] == 0
 
 
 def need(path):
@@ -49,7 +49,7 @@ def test_wrapper_preloads_jemalloc():
     report = trace(["--", "env", "LD_PRELOAD=" + JEMALLOC, workload("native")])
     check_native(report)
     # env's own blocks went with its image
-    assert report["counters"]["blocks of exec'd or exited images (not reported)"] > 0
+    assert report["notes"]["blocks_of_execd_or_exited_images"] > 0
     assert not [st for st in report["statistics"]
                 if "/env" in st["frames"][0]["filename"]]
 
@@ -76,7 +76,7 @@ def test_shell_wrapper_exec_leaves_nothing_of_the_shell():
     report = trace(["--", "sh", "-c", 'x=$(printf "%0900d" 0); exec "$0"',
                     workload("native")])
     check_native(report)
-    assert report["counters"]["blocks of exec'd or exited images (not reported)"] > 0
+    assert report["notes"]["blocks_of_execd_or_exited_images"] > 0
 
 
 def test_dlopened_allocator_launched():

@@ -691,7 +691,7 @@ def test_short_program_gets_its_python_lines(minor):
     size, count = by_line(report, "<string>", exact=True)[1]
     assert abs(count - rcount) <= 16, (count, rcount)
     assert abs(size - rsize) <= 0.02 * rsize, (size, rsize)
-    assert report["counters"]["python frames unresolved"] == 0
+    assert report["losses"]["python_frames_unresolved"] == 0
 
 
 def test_fifty_launches_all_get_python_frames():
@@ -719,4 +719,4 @@ def test_follow_forked_pool_workers_get_python_lines(minor):
     # workers' lists
     assert 240 <= count <= 256, count
     assert 120 * 10000 <= size <= 120 * (10001 + 64) + 4 * 4096, size
-    assert report["counters"]["python frames unresolved"] == 0
+    assert report["losses"]["python_frames_unresolved"] == 0

@@ -58,6 +58,8 @@ static const struct known_counter known[] = {
      COUNTER_LOSS, "files not found by identity (file table full)"},
     {"unwind: mappings left out", "unwind_mappings_left_out", COUNTER_LOSS,
      "mappings left out of unwind tables"},
+    {"objects loaded without a stop (probed late)", "loader_stop_lost", COUNTER_LOSS,
+     "objects loaded without a stop (their allocators probed late)"},
     /* written by older tracers */
     {"stack table full or collision", "stack_table_full_or_collision", COUNTER_LOSS,
      "native stacks lost (stack table full or collision)"},
@@ -70,6 +72,8 @@ static const struct known_counter known[] = {
      "failed allocations (NULL: not blocks)"},
     {"frees of untraced blocks", "frees_of_untraced_blocks", COUNTER_NOTE,
      "frees of blocks not traced (ignored)"},
+    {"blocks of exec'd images (not reported)", "blocks_of_execd_images", COUNTER_NOTE,
+     "blocks of images an exec replaced (gone with them: not reported)"},
     {"events after Python finalization (not applied)", "events_after_python_finalization",
      COUNTER_NOTE, "events after Python finalization (not applied, as tracemalloc)"},
 };
