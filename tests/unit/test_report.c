@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -473,6 +474,32 @@ static void test_hostile_names(void **state)
 	snapshot_free(s);
 }
 
+/* A source line is the target's text too: escaped, but for its inner
+ * tabs (alignment, harmless on a terminal). */
+static void test_hostile_source_line(void **state)
+{
+	struct snapshot *s = snapshot_new();
+	struct report_options o = {.format = REPORT_TEXT, .key = STATS_KEY_TRACEBACK};
+	char path[] = "/tmp/tracer-test-source-XXXXXX";
+	int fd = mkstemp(path);
+	uint32_t f;
+	const char *text = "\tint x;\t/* c */\x1b[2J\r\n";
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	s->traceback_limit = 1;
+	s->target.command = (uint32_t)snapshot_intern_string(s, "cmd");
+	s->target.host = s->target.command;
+	f = (uint32_t)snapshot_intern_frame(s, path, 1, NULL);
+	assert_int_equal(
+	    snapshot_add_trace(s, 0x10, 8, 0, (uint32_t)snapshot_intern_traceback(s, &f, 1, 1)),
+	    0);
+	assert_non_null(strstr(run(s, &o), ", line 1\n    int x;\t/* c */\\x1b[2J\n"));
+	unlink(path);
+	snapshot_free(s);
+}
+
 /* A traceback statistic is titled by its oldest frame (tracemalloc's
  * rule) unless that is runtime (startup, libc, the C++ runtime ...): then
  * by the most recent frame of the program's own code. */
@@ -567,6 +594,7 @@ int main(void)
 	    cmocka_unit_test(test_counters),
 	    cmocka_unit_test(test_counter_table),
 	    cmocka_unit_test(test_hostile_names),
+	    cmocka_unit_test(test_hostile_source_line),
 	    cmocka_unit_test(test_traceback_title),
 	    cmocka_unit_test(test_color),
 	};

@@ -74,14 +74,16 @@ static bool is_control(const unsigned char *s, int n)
 	return false;
 }
 
-void format_text(FILE *out, const char *str)
+/* tabs: a source line's inner tabs (alignment before a comment) are
+ * harmless on a terminal and kept; in names they are escaped */
+static void escape_text(FILE *out, const char *str, bool tabs)
 {
 	const unsigned char *s = (const unsigned char *)str;
 
 	while (s && *s) {
 		int n = utf8_sequence(s);
 
-		if (!n || is_control(s, n)) {
+		if (!n || (is_control(s, n) && !(tabs && *s == '\t'))) {
 			/* each byte of it: nothing reaches the terminal raw */
 			for (int i = 0; i < (n ? n : 1); i++)
 				fprintf(out, "\\x%02x", s[i]);
@@ -91,6 +93,11 @@ void format_text(FILE *out, const char *str)
 		fwrite(s, 1, (size_t)n, out);
 		s += n;
 	}
+}
+
+void format_text(FILE *out, const char *str)
+{
+	escape_text(out, str, false);
 }
 
 void format_frame(FILE *out, const struct stats_frame *f)
@@ -337,7 +344,7 @@ static void print_source_line(FILE *out, const char *filename, uint32_t lineno)
 		char *line = strndup(p, (size_t)(eol - p));
 
 		fputs("    ", out);
-		format_text(out, line ? line : "");
+		escape_text(out, line ? line : "", true);
 		fputc('\n', out);
 		free(line);
 	}
