@@ -53,13 +53,22 @@ static void text_traced_memory(FILE *out, const struct snapshot *s)
 /* Wraps the counters' line before this many columns. */
 #define COUNTER_LINE_WIDTH 100
 
-/* "lost: 12 allocations not traced (...), 3 native stacks cut (no CFI)":
- * the nonzero counters of one kind, wrapped under the label; nothing when
- * every one is 0. The bytes of a full allocation table go with its count. */
 /* ANSI styles of the text report in colour (--color) */
 #define STYLE_HEADER "\033[1m"
 #define STYLE_LOST "\033[1;31m"
 #define STYLE_RESET "\033[0m"
+
+/* What a counter of s is (a name out of the string table reads as ""). */
+static void describe(const struct snapshot *s, uint32_t i, struct counter_info *ci)
+{
+	const char *name = snapshot_string(s, s->counters[i].name);
+
+	counter_describe(name ? name : "", ci);
+}
+
+/* "lost: 12 allocations not traced (...), 3 native stacks cut (no CFI)":
+ * the nonzero counters of one kind, wrapped under the label; nothing when
+ * every one is 0. The bytes of a full allocation table go with its count. */
 
 static void text_counters(FILE *out, const struct snapshot *s, enum counter_kind kind,
 			  const char *label, bool color)
@@ -70,17 +79,17 @@ static void text_counters(FILE *out, const struct snapshot *s, enum counter_kind
 	uint32_t i;
 
 	for (i = 0; i < s->ncounters; i++) {
-		counter_describe(snapshot_string(s, s->counters[i].name), &ci);
+		describe(s, i, &ci);
 		if (ci.bytes_of_previous)
 			lost_bytes = s->counters[i].value;
 	}
 	for (i = 0; i < s->ncounters; i++) {
-		char item[320], size[32];
+		char item[1024], size[32]; /* an escaped text is at most 4 x 192 */
 		uint64_t v = s->counters[i].value;
 		FILE *f;
 		size_t len;
 
-		counter_describe(snapshot_string(s, s->counters[i].name), &ci);
+		describe(s, i, &ci);
 		if (!v || ci.kind != kind || ci.bytes_of_previous)
 			continue;
 		/* the text may hold a name from a file: escaped */
@@ -199,7 +208,7 @@ static void json_counters(FILE *out, const struct snapshot *s, enum counter_kind
 
 	fprintf(out, ",\"%s\":{", name);
 	for (uint32_t i = 0; i < s->ncounters; i++) {
-		counter_describe(snapshot_string(s, s->counters[i].name), &ci);
+		describe(s, i, &ci);
 		if (ci.kind != kind)
 			continue;
 		fprintf(out, "%s\"%s\":%" PRIu64, first ? "" : ",", ci.key, s->counters[i].value);
