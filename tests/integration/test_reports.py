@@ -84,25 +84,29 @@ def test_losses_and_notes(tmp_path):
                 ("allocs_table_full", "allocs_table_full_bytes")], losses
 
 
-def test_lost_lines_wrap_and_name_every_cut(tmp_path):
-    # threads' stacks cut where clone3 has no mapping read, at nframe 8:
-    # the text names each nonzero loss, lines at most 100 columns
+def test_lost_lines_wrap_and_name_every_loss(tmp_path):
+    # a full allocation table and a full stack table (one new stack kept
+    # between two drains) at nframe 8: each nonzero loss named in words,
+    # wrapped at 100 columns under the label
     snap = str(tmp_path / "n8.snap")
-    text = run_tracer(["-n", "8", "-t", "1", "-o", snap, "--",
-                       workload("native")]).stdout.splitlines()
+    text = run_tracer(["-n", "8", "--max-allocs", "500", "--max-stacks", "1", "-t", "1",
+                       "-o", snap, "--", workload("native")]).stdout.splitlines()
     losses = stats_json(snap)["losses"]
+    assert losses["allocs_table_full"] > 2000 and losses["native_stack_table_full"] > 0, losses
     start = next(i for i, l in enumerate(text) if l.startswith("lost:"))
     end = next(i for i, l in enumerate(text) if l.startswith(("notes:", "top ")))
     block = text[start:end]
+    assert len(block) >= 2, block
     assert all(len(l) <= 100 for l in block) and all(l.startswith("      ")
                                                      for l in block[1:]), block
     words = " ".join(l.strip() for l in block)
     # a full table's bytes are said beside its count, not as an item
     nonzero = {k: v for k, v in losses.items() if v and k != "allocs_table_full_bytes"}
     assert len(re.findall(r"(?:^lost:|,) \d+ ", words)) == len(nonzero), (words, nonzero)
-    if losses["native_stack_cut_no_mapping"]:
-        assert "%d native stacks cut (address in no mapping read)" % \
-            losses["native_stack_cut_no_mapping"] in words
+    assert "%d native stacks kept as their call site only (stack table full: --max-stacks)" % \
+        losses["native_stack_table_full"] in words, words
+    assert words.startswith("lost: %d allocations (%s) not traced" % (
+        losses["allocs_table_full"], format_size(losses["allocs_table_full_bytes"]))), words
 
 
 def titles(text):
