@@ -42,7 +42,7 @@ def test_jemalloc_api():
     assert lines == {site(src, "mallocx"): (100 * 1000, 100),
                      site(src, "rallocx"): (20 * 50000, 20)}
     # every block allocated, and the 100 freed by sdallocx and dallocx
-    assert report["counters"]["frees of untraced blocks"] == 0
+    assert report["notes"]["frees_of_untraced_blocks"] == 0
 
 
 def test_glibc_cxx_delete_costs_no_extra_probe():

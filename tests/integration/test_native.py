@@ -304,6 +304,6 @@ def test_follow_many_children_memory_stays_bounded():
     assert by_line(report, "spawner.c") == {site("spawner.c", "parent"): (5 * 3000, 5)}
     assert by_line(small, "spawner.c") == {site("spawner.c", "parent"): (5 * 3000, 5)}
     assert report["events"]["allocations"] >= 10000 * 10 + 5
-    assert report["counters"]["blocks of exec'd or exited images (not reported)"] == 10000 * 10
-    assert report["counters"]["process table full"] == 0
+    assert report["notes"]["blocks_of_execd_or_exited_images"] == 10000 * 10
+    assert report["losses"]["process_table_full"] == 0
     assert rss - rss_small < 8 * 1024, (rss_small, rss)

@@ -72,6 +72,9 @@ static const struct known_counter known[] = {
      "failed allocations (NULL: not blocks)"},
     {"frees of untraced blocks", "frees_of_untraced_blocks", COUNTER_NOTE,
      "frees of blocks not traced (ignored)"},
+    {"blocks of exec'd or exited images (not reported)", "blocks_of_execd_or_exited_images",
+     COUNTER_NOTE, "blocks of images an exec replaced or of processes gone (not reported)"},
+    /* a note of older tracers */
     {"blocks of exec'd images (not reported)", "blocks_of_execd_images", COUNTER_NOTE,
      "blocks of images an exec replaced (gone with them: not reported)"},
     {"events after Python finalization (not applied)", "events_after_python_finalization",
