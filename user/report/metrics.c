@@ -3,21 +3,23 @@
 #include <string.h>
 
 #include "model/delta.h"
+#include "report/counters.h"
 #include "report/metrics.h"
 
 /* What each of the snapshot's counters means for a scrape. A counter whose
  * name is not here is taken for lost events: nothing is hidden. */
-enum counter_kind {
+enum metric_kind {
 	KIND_LOST,	       /* an event not traced, or not applied */
 	KIND_LOST_BYTES,       /* the bytes of the allocations lost */
 	KIND_DEGRADED,	       /* traced, with less than the whole traceback or domain */
 	KIND_FAILED_ALLOCS,    /* the allocator returned NULL: nothing to trace */
 	KIND_UNTRACED_FREES,   /* frees of blocks allocated before tracing */
+	KIND_NOTE,	       /* what report/counters.c calls a note: no figure misses it */
 };
 
 static const struct {
 	const char *name; /* a whole name, or a prefix ending in ':' */
-	enum counter_kind kind;
+	enum metric_kind kind;
 	const char *reason; /* the label, when not the name's identifier */
 } kinds[] = {
     {"allocs table full (bytes)", KIND_LOST_BYTES, "allocs_table_full"},
@@ -35,8 +37,10 @@ static const struct {
     {"unwind:", KIND_DEGRADED},
 };
 
-static enum counter_kind kind_of(const char *name, const char **reason)
+static enum metric_kind kind_of(const char *name, const char **reason)
 {
+	struct counter_info info;
+
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		size_t n = strlen(kinds[i].name);
 
@@ -49,7 +53,9 @@ static enum counter_kind kind_of(const char *name, const char **reason)
 	}
 	if (reason)
 		*reason = NULL;
-	return KIND_LOST;
+	/* the reports' table says the rest: a loss, or a note */
+	counter_describe(name, &info);
+	return info.kind == COUNTER_NOTE ? KIND_NOTE : KIND_LOST;
 }
 
 void metrics_identifier(const char *name, char *out, size_t len)
@@ -127,7 +133,7 @@ static void per_process(struct writer *w, const char *name, const char *type, co
 
 /* One family with one sample per counter of that kind (by reason), every
  * reason there even at 0 so that rates start at the first scrape. */
-static void by_reason(struct writer *w, enum counter_kind kind, const char *name,
+static void by_reason(struct writer *w, enum metric_kind kind, const char *name,
 		      const char *help)
 {
 	char id[128];
@@ -138,13 +144,18 @@ static void by_reason(struct writer *w, enum counter_kind kind, const char *name
 
 		if (!cn || kind_of(cn, &reason) != kind)
 			continue;
-		metrics_identifier(cn, id, sizeof(id));
+		if (!reason) { /* the key reports give it */
+			struct counter_info info;
+
+			counter_describe(cn, &info);
+			snprintf(id, sizeof(id), "%s", info.key);
+		}
 		labels(w, name, "reason", reason ? reason : id);
 		fprintf(w->out, " %llu\n", (unsigned long long)w->s->counters[i].value);
 	}
 }
 
-static uint64_t sum_of(const struct snapshot *s, enum counter_kind kind)
+static uint64_t sum_of(const struct snapshot *s, enum metric_kind kind)
 {
 	uint64_t n = 0;
 
@@ -196,6 +207,9 @@ int metrics_write(const struct snapshot *s, const struct metrics_info *info, FIL
 		  "Bytes of the allocations not traced, by reason.");
 	by_reason(&w, KIND_DEGRADED, "tracer_degraded_events_total",
 		  "Events traced with less than their whole traceback or domain, by reason.");
+	by_reason(&w, KIND_NOTE, "tracer_noted_events_total",
+		  "Events worth knowing that no figure misses (blocks of exec'd or exited "
+		  "images, events after Python's finalization ...), by reason.");
 	per_process(&w, "tracer_probe_hits_total", "counter",
 		    "Allocator calls the probes handled: traced, untraced frees, failed and "
 		    "lost.",
