@@ -551,6 +551,10 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			return 2;
 		}
 	}
+	if ((o->report.format == REPORT_PPROF || o->report.format == REPORT_COLLAPSED) &&
+	    o->report.source != STATS_SOURCE_LIVE)
+		return bad("%s", "--peak and --sort apply to text and json reports (pprof and "
+				 "collapsed give the live set)");
 	if (o->report.cumulative && o->report.key == STATS_KEY_TRACEBACK)
 		return bad("%s", "cumulative mode cannot by used with key type 'traceback'");
 	for (int i = 0; i < cli->nnames; i++) {

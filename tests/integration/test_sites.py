@@ -120,7 +120,8 @@ def test_old_files_load_and_say_what_they_lack(run, tmp_path):
 
 @pytest.mark.parametrize("args", [["--older-than", "-1"], ["--older-than", "x"],
                                   ["--sort", "bogus"], ["--sort", "peak"],
-                                  ["--peak", "--sort", "allocations"]])
+                                  ["--peak", "--sort", "allocations"],
+                                  ["--sort", "allocations", "--format", "pprof"]])
 def test_bad_options(run, args):
     p = run_tracer(["stats", run["snap"]] + args, check=False)
     assert p.returncode == 2
