@@ -160,3 +160,15 @@ def test_reset_peak_makes_the_live_set_the_peak():
     assert lines(t.report) == {"after": (100000, 20), "old": (15000, 5)}
     assert sum(st["size"] for st in t.report["statistics"]) == \
         t.report["traced_memory"]["all"]["peak"]
+
+
+def test_follow_keeps_each_process_sites():
+    """--follow: parent and child allocate 100 blocks each at the same site
+    (and the same addresses); each process keeps its own sites, added up,
+    and each its own peak."""
+    from helpers import trace
+    forked = site("forker.c", "forked")
+    report = trace(["--follow", "--sort", "allocations", "--", workload("forker")])
+    assert by_line(report, "forker.c")[forked] == (2 * 100 * 2048, 200)
+    report = trace(["--follow", "--peak", "--", workload("forker")])
+    assert by_line(report, "forker.c")[forked] == (2 * 100 * 2048, 200)

@@ -290,19 +290,30 @@ static int copy_snapshot(const struct snapshot *in, const struct keep *k, struct
 	}
 	s->ages_known = in->ages_known;
 	s->sites_known = in->sites_known;
-	for (uint32_t i = 0; i < in->nsites && !err; i++) {
-		struct snapshot_site site = in->sites[i];
+	if (!err && in->nsites) {
+		/* renumbered, so no longer in order: added sorted at once */
+		struct snapshot_site *sites = malloc(in->nsites * sizeof(*sites));
+		size_t n = 0;
 
-		if (!keeps_site(in, k, &site))
-			continue;
-		if (tb_map[site.traceback] < 0)
-			tb_map[site.traceback] = copy_traceback(s, in, site.traceback);
-		if (tb_map[site.traceback] < 0) {
-			err = (int)tb_map[site.traceback];
-			break;
+		if (!sites)
+			err = -ENOMEM;
+		for (uint32_t i = 0; i < in->nsites && !err; i++) {
+			struct snapshot_site site = in->sites[i];
+
+			if (!keeps_site(in, k, &site))
+				continue;
+			if (tb_map[site.traceback] < 0)
+				tb_map[site.traceback] = copy_traceback(s, in, site.traceback);
+			if (tb_map[site.traceback] < 0) {
+				err = (int)tb_map[site.traceback];
+				break;
+			}
+			site.traceback = (uint32_t)tb_map[site.traceback];
+			sites[n++] = site;
 		}
-		site.traceback = (uint32_t)tb_map[site.traceback];
-		err = snapshot_add_site(s, &site);
+		if (!err)
+			err = snapshot_add_sites(s, sites, n);
+		free(sites);
 	}
 out:
 	free(tb_map);

@@ -197,7 +197,9 @@ int snapshot_add_aged_trace(struct snapshot *s, uint64_t address, uint64_t size,
 			    uint32_t traceback, uint64_t age_ns);
 
 /* Adds a site's figures (sets sites_known); a (traceback, domain) already
- * there adds up. 0, -EINVAL for a traceback out of range, or -ENOMEM. */
+ * there adds up. Cheap in (traceback, domain) order, a move of the sites
+ * after it otherwise: many in any order go through snapshot_add_sites.
+ * 0, -EINVAL for a traceback out of range, or -ENOMEM. */
 int snapshot_add_site(struct snapshot *s, const struct snapshot_site *site);
 /* Adds n sites in any order (sorted here first, so cheap for many). */
 int snapshot_add_sites(struct snapshot *s, struct snapshot_site *sites, size_t n);
