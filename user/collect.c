@@ -112,6 +112,28 @@ static bool index_gone(const uint8_t *gone, uint32_t limit, uint64_t key)
 	return idx < limit && (gone[idx / 8] >> (idx % 8)) & 1;
 }
 
+/* The sites of processes gone go with their blocks: found first, then
+ * deleted (a hash map's walk restarts at a deleted key). */
+static void sweep_gone_sites(struct collector *c, const uint8_t *gone, uint32_t limit)
+{
+	int fd = bpf_map__fd(c->skel->maps.sites);
+	struct tracer_sites_key key, next, *prev = NULL, *dead = NULL;
+	size_t n = 0, cap = 0;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (!index_gone(gone, limit, TRACER_KEY(key.proc, 0)))
+			continue;
+		if (array_reserve((void **)&dead, &cap, sizeof(*dead), n + 1))
+			break; /* the rest at the next sweep */
+		dead[n++] = key;
+	}
+	for (size_t i = 0; i < n; i++)
+		bpf_map_delete_elem(fd, &dead[i]);
+	free(dead);
+}
+
 void collect_sweep_gone(struct collector *c)
 {
 	uint64_t events = __atomic_load_n(&c->skel->bss->execs, __ATOMIC_RELAXED) +
@@ -168,6 +190,7 @@ void collect_sweep_gone(struct collector *c)
 			prev = &key;
 		}
 	}
+	sweep_gone_sites(c, gone, limit);
 	__atomic_sub_fetch(&c->skel->bss->overflow_used, freed_overflow, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&c->skel->bss->live_traces, freed + freed_overflow, __ATOMIC_RELAXED);
 	c->swept_blocks += freed + freed_overflow;

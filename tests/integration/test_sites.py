@@ -163,12 +163,15 @@ def test_reset_peak_makes_the_live_set_the_peak():
 
 
 def test_follow_keeps_each_process_sites():
-    """--follow: parent and child allocate 100 blocks each at the same site
-    (and the same addresses); each process keeps its own sites, added up,
-    and each its own peak."""
+    """--follow --keep-exited: parent and child allocate 100 blocks each at
+    the same site (and the same addresses); each process keeps its own
+    sites, added up, and each its own peak. Without --keep-exited the
+    child's sites leave with it, as its blocks do."""
     from helpers import trace
     forked = site("forker.c", "forked")
-    report = trace(["--follow", "--sort", "allocations", "--", workload("forker")])
-    assert by_line(report, "forker.c")[forked] == (2 * 100 * 2048, 200)
-    report = trace(["--follow", "--peak", "--", workload("forker")])
-    assert by_line(report, "forker.c")[forked] == (2 * 100 * 2048, 200)
+    for keep, n in ((["--keep-exited"], 200), ([], 100)):
+        report = trace(["--follow"] + keep + ["--sort", "allocations", "--",
+                                              workload("forker")])
+        assert by_line(report, "forker.c")[forked] == (n * 2048, n), keep
+        report = trace(["--follow"] + keep + ["--peak", "--", workload("forker")])
+        assert by_line(report, "forker.c")[forked] == (n * 2048, n), keep
