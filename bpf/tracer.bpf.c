@@ -192,6 +192,19 @@ struct {
 	__type(value, struct tracer_unwind_proc);
 } unwind_procs SEC(".maps");
 
+/* Per site over the run, its live blocks and those at the peak (tracer.h:
+ * struct tracer_site_stats); user/collect.c reads it whole at each
+ * snapshot. Sites are never deleted: the figures are since tracing began. */
+#define TRACER_MAX_SITES (1 << 16)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, TRACER_MAX_SITES); /* fixed; beyond it TRACER_CNT_SITES_FULL */
+	__type(key, struct tracer_sites_key);
+	__type(value, struct tracer_site_stats);
+} sites SEC(".maps");
+
 /* --follow: tgid -> its figures (target_stats without --follow). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -217,6 +230,14 @@ struct {
 	__type(value, struct tracer_counters);
 } counters SEC(".maps");
 
+/* BPF only: a zeroed sites value, to create entries from. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tracer_site_stats);
+} site_zero SEC(".maps");
+
 /* BPF only: the block this CPU last saw freed. Python's free of a block
  * from the raw domain runs the raw free and libc's free beneath it, whose
  * probes then see a block already forgotten; that is not an untraced
@@ -238,6 +259,9 @@ struct pending {
 	 * raw allocator to libc's; the entry that follows at that stack
 	 * pointer is in the Python domain. 0: none */
 	__u64 site_sp;
+	/* the key of the thread's last allocation: freed before its next
+	 * one, it was a temporary allocation (tracer.h) */
+	__u64 last_key;
 	__u32 depth;  /* nesting of allocator calls; 0 = idle */
 	__u32 domain;
 	__u32 kind;
@@ -468,23 +492,25 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 	return 0;
 }
 
-/* Adds delta to a current figure and raises its peak to it. */
-static __always_inline void mem_add(__s64 *current, __s64 *peakp, __s64 delta)
+/* Adds delta to a current figure and raises its peak to it; returns
+ * whether it did raise it. */
+static __always_inline bool mem_add(__s64 *current, __s64 *peakp, __s64 delta)
 {
 	__s64 cur, peak;
 	int i;
 
 	cur = __sync_add_and_fetch(current, delta);
 	if (delta <= 0)
-		return;
+		return false;
 	peak = *peakp;
 	for (i = 0; i < 8 && cur > peak; i++) {
 		__s64 old = __sync_val_compare_and_swap(peakp, peak, cur);
 
 		if (old == peak)
-			break;
+			return true;
 		peak = old;
 	}
+	return false;
 }
 
 /* The figures of domain's class (tracer.h: python or native). */
@@ -496,19 +522,73 @@ static __always_inline struct tracer_mem *class_mem(struct tracer_proc_stats *st
 
 /* Traced memory changes by delta in domain: every domain's figure and its
  * class's. */
+/* A reset_peak() since the process's last event: its peaks become its
+ * current figures, and its live set now is the peak's (a new epoch). Done
+ * before anything of the event changes. */
+static __always_inline void peak_catch_up(struct tracer_proc_stats *st)
+{
+	__u64 gen = peak_generation;
+
+	if (st->peak_generation == gen)
+		return;
+	st->peak_generation = gen;
+	st->peak = st->current;
+	for (int k = 0; k < TRACER_NCLASSES; k++)
+		st->classes[k].peak = st->classes[k].current;
+	__sync_fetch_and_add(&st->peak_epoch, 1);
+}
+
 static __always_inline void add_current(struct tracer_proc_stats *st, __u32 domain, __s64 delta)
 {
 	struct tracer_mem *m = class_mem(st, domain);
-	__u64 gen = peak_generation;
 
-	if (st->peak_generation != gen) { /* reset_peak() since the last event */
-		st->peak_generation = gen;
-		st->peak = st->current;
-		for (int k = 0; k < TRACER_NCLASSES; k++)
-			st->classes[k].peak = st->classes[k].current;
-	}
-	mem_add(&st->current, &st->peak, delta);
+	peak_catch_up(st);
+	/* a new peak: every site's live figures now are the peak's */
+	if (mem_add(&st->current, &st->peak, delta))
+		__sync_fetch_and_add(&st->peak_epoch, 1);
 	mem_add(&m->current, &m->peak, delta);
+}
+
+/* The sites map's entry of a block (made when create is set); NULL when
+ * the map is full. */
+static __always_inline struct tracer_site_stats *site_of(__u64 key,
+							  const struct tracer_alloc_info *info,
+							  bool create)
+{
+	struct tracer_sites_key k = {.site = info->site,
+				     .py_stack = info->py_stack,
+				     .domain = info->domain,
+				     .proc = TRACER_KEY_PROC(key)};
+	struct tracer_site_stats *s = bpf_map_lookup_elem(&sites, &k);
+	__u32 zero = 0;
+
+	if (s || !create)
+		return s;
+	/* a zeroed value from a map: the stack has no room for one */
+	s = bpf_map_lookup_elem(&site_zero, &zero);
+	if (s)
+		bpf_map_update_elem(&sites, &k, s, BPF_NOEXIST); /* may race: fine */
+	s = bpf_map_lookup_elem(&sites, &k);
+	if (!s)
+		count(TRACER_CNT_SITES_FULL, 1);
+	return s;
+}
+
+/* A site's live figures change by (count, bytes): first, if the process
+ * has had a new peak since the site last changed, what it holds now is
+ * what it held at that peak (tracer.h). */
+static __always_inline void site_change(struct tracer_site_stats *s, struct tracer_proc_stats *st,
+					__s64 count, __s64 bytes)
+{
+	__u64 epoch = st->peak_epoch;
+
+	if (s->epoch < epoch) {
+		s->peak_count = s->live_count;
+		s->peak_bytes = s->live_bytes;
+		s->epoch = epoch;
+	}
+	__sync_fetch_and_add(&s->live_count, count);
+	__sync_fetch_and_add(&s->live_bytes, bytes);
 }
 
 /* The two buckets of a key: both halves of its mix64, reduced to [0, n)
@@ -586,10 +666,13 @@ static __always_inline struct tracer_alloc_info *trace_find(__u64 key, struct tr
 }
 
 /* Forgets the block at key; returns whether it was traced, with its domain
- * in *was (realloc: libc's realloc of a Python block yields a Python block). */
-static __always_inline bool forget_domain(__u64 key, struct tracer_proc_stats *st, __u32 *was)
+ * in *was (realloc: libc's realloc of a Python block yields a Python block).
+ * temporary: the thread frees the block it allocated last. */
+static __always_inline bool forget_domain(__u64 key, struct tracer_proc_stats *st, __u32 *was,
+					  bool temporary)
 {
-	struct tracer_alloc_info *info;
+	struct tracer_alloc_info *info, at;
+	struct tracer_site_stats *site;
 	struct tracer_slot *slot;
 	__u64 size, *last;
 	__u32 zero = 0, domain;
@@ -603,8 +686,9 @@ static __always_inline bool forget_domain(__u64 key, struct tracer_proc_stats *s
 	}
 	if (last)
 		*last = key;
-	size = info->size;
-	domain = info->domain; /* its bytes leave the class they were counted in */
+	at = *info; /* read before the slot is given up */
+	size = at.size;
+	domain = at.domain; /* its bytes leave the class they were counted in */
 	if (slot) {
 		if (__sync_val_compare_and_swap(&slot->key, key, 0) != key)
 			return false; /* another thread freed it first */
@@ -615,6 +699,15 @@ static __always_inline bool forget_domain(__u64 key, struct tracer_proc_stats *s
 	}
 	__sync_fetch_and_add(&live_traces, -1);
 	if (st) {
+		peak_catch_up(st);
+		site = site_of(key, &at, false);
+		if (site) {
+			if (temporary) {
+				__sync_fetch_and_add(&site->temp_count, 1);
+				__sync_fetch_and_add(&site->temp_bytes, size);
+			}
+			site_change(site, st, -1, -(__s64)size);
+		}
 		add_current(st, domain, -(__s64)size);
 		__sync_fetch_and_add(&st->frees, 1);
 	}
@@ -622,18 +715,18 @@ static __always_inline bool forget_domain(__u64 key, struct tracer_proc_stats *s
 	return true;
 }
 
-static __always_inline void forget(__u64 key, struct tracer_proc_stats *st)
+static __always_inline void forget(__u64 key, struct tracer_proc_stats *st, bool temporary)
 {
 	__u32 was;
 
-	forget_domain(key, st, &was);
+	forget_domain(key, st, &was, temporary);
 }
 
 /* Stores a block's info under key: in its buckets' emptier one (two-choice
  * hashing keeps them even), else the overflow map. A block already traced
  * at that address (its free was not seen, or PyTraceMalloc_Track of a block
- * libc gave us) is replaced; *old receives its size and domain (size 0 and
- * the new domain when there was none). */
+ * libc gave us) is replaced: returns 1, *old its info; else 0 (or -1 when
+ * full), *old size 0 and the new domain. */
 static __always_inline int trace_store(__u64 key, const struct tracer_alloc_info *info,
 				       struct tracer_alloc_info *old)
 {
@@ -647,31 +740,31 @@ static __always_inline int trace_store(__u64 key, const struct tracer_alloc_info
 	buckets_of(key, b);
 	slot = slot_scan(key, b, free_slots);
 	if (slot && __sync_val_compare_and_swap(&slot->key, key, key | TRACER_SLOT_BUSY) == key) {
-		old->size = slot->info.size;
-		old->domain = slot->info.domain;
-	} else {
-		if (overflow_used && (prev = bpf_map_lookup_elem(&allocs_overflow, &key))) {
-			old->size = prev->size;
-			old->domain = prev->domain;
-			bpf_map_update_elem(&allocs_overflow, &key, info, BPF_EXIST);
-			return 0;
-		}
-		if (__sync_fetch_and_add(&live_traces, 1) >= max_traces) {
+		*old = slot->info;
+		slot->info = *info;
+		__sync_val_compare_and_swap(&slot->key, key | TRACER_SLOT_BUSY, key);
+		return 1;
+	}
+	if (overflow_used && (prev = bpf_map_lookup_elem(&allocs_overflow, &key))) {
+		*old = *prev;
+		bpf_map_update_elem(&allocs_overflow, &key, info, BPF_EXIST);
+		return 1;
+	}
+	if (__sync_fetch_and_add(&live_traces, 1) >= max_traces) {
+		__sync_fetch_and_add(&live_traces, -1);
+		return -1;
+	}
+	first = free_slots[1] > free_slots[0];
+	slot = slot_claim(b[first], key);
+	if (!slot)
+		slot = slot_claim(b[!first], key);
+	if (!slot) {
+		if (bpf_map_update_elem(&allocs_overflow, &key, info, BPF_NOEXIST)) {
 			__sync_fetch_and_add(&live_traces, -1);
 			return -1;
 		}
-		first = free_slots[1] > free_slots[0];
-		slot = slot_claim(b[first], key);
-		if (!slot)
-			slot = slot_claim(b[!first], key);
-		if (!slot) {
-			if (bpf_map_update_elem(&allocs_overflow, &key, info, BPF_NOEXIST)) {
-				__sync_fetch_and_add(&live_traces, -1);
-				return -1;
-			}
-			__sync_fetch_and_add(&overflow_used, 1);
-			return 0;
-		}
+		__sync_fetch_and_add(&overflow_used, 1);
+		return 0;
 	}
 	slot->info = *info;
 	/* publish: the info is written before the key is valid */
@@ -689,8 +782,10 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 				   __u32 domain, __u64 ip, __u64 sp)
 {
 	struct tracer_alloc_info info = {.size = size, .domain = domain, .site = ip}, old;
+	struct tracer_site_stats *site;
 	struct tracer_proc_stats *st;
 	__u64 stack;
+	int stored;
 
 	info.py_stack = py_capture(tgid);
 	if (capture_stack && (!info.py_stack || native_with_python)) {
@@ -698,7 +793,9 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 		if (stack)
 			info.site = stack;
 	}
-	if (trace_store(key, &info, &old)) {
+	info.time = TRACER_TIME(bpf_ktime_get_ns());
+	stored = trace_store(key, &info, &old);
+	if (stored < 0) {
 		count(TRACER_CNT_ALLOCS_FULL, 1);
 		count(TRACER_CNT_ALLOCS_FULL_BYTES, size);
 		return;
@@ -706,6 +803,18 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 	st = proc_stats(tgid, false);
 	if (!st)
 		return;
+	peak_catch_up(st);
+	if (stored) { /* the block replaced leaves its site */
+		site = site_of(key, &old, false);
+		if (site)
+			site_change(site, st, -1, -(__s64)old.size);
+	}
+	site = site_of(key, &info, true);
+	if (site) {
+		__sync_fetch_and_add(&site->alloc_count, 1);
+		__sync_fetch_and_add(&site->alloc_bytes, size);
+		site_change(site, st, 1, (__s64)size);
+	}
 	if (TRACER_CLASS_OF(old.domain) == TRACER_CLASS_OF(domain)) {
 		add_current(st, domain, (__s64)size - (__s64)old.size);
 	} else {
@@ -784,7 +893,8 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 		return 0;
 	if (p->kind == TRACER_KIND_REALLOC && p->oldptr && (addr || p->size == 0))
 		/* moved, grown in place or freed by size 0 */
-		old_traced = forget_domain(TRACER_KEY(proc, p->oldptr), st, &old_domain);
+		old_traced = forget_domain(TRACER_KEY(proc, p->oldptr), st, &old_domain,
+					   p->last_key == TRACER_KEY(proc, p->oldptr));
 	if (!addr) {
 		if (p->size || p->kind != TRACER_KIND_REALLOC)
 			count(TRACER_CNT_FAILED_ALLOCS, 1);
@@ -798,6 +908,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 	 * libc_call_domain, so that its paths join before record() instead of
 	 * each walking record()'s (and the Python walker's) own */
 	domain = *(volatile __u32 *)&p->domain;
+	p->last_key = TRACER_KEY(proc, addr);
 	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain, PT_REGS_IP(ctx),
 	       PT_REGS_SP(ctx));
 	return 0;
@@ -806,14 +917,23 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 static __always_inline int free_enter(__u64 ptr)
 {
 	struct tracer_proc_stats *st;
+	struct pending *p;
 	__u32 tgid, proc;
+	bool temporary = false;
+	__u64 key;
 
 	if (!ptr || !recording(&tgid, &proc))
 		return 0;
 	st = proc_stats(tgid, false);
 	if (finalizing(st))
 		return 0;
-	forget(TRACER_KEY(proc, ptr), st);
+	key = TRACER_KEY(proc, ptr);
+	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0, 0);
+	if (p && p->last_key == key) {
+		temporary = true;
+		p->last_key = 0;
+	}
+	forget(key, st, temporary);
 	return 0;
 }
 
@@ -958,7 +1078,7 @@ int BPF_KPROBE(py_untrack_enter, __u32 domain, __u64 ptr)
 	info = trace_find(key, &slot);
 	st = proc_stats(tgid, false);
 	if (info && info->domain == domain && !finalizing(st))
-		forget(key, st);
+		forget(key, st, false);
 	return 0;
 }
 

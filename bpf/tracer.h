@@ -94,12 +94,48 @@ struct tracer_py_stack {
 #define TRACER_SITE_STACK (1ull << 63)
 #define TRACER_SITE_IS_STACK(site) (((site)&TRACER_SITE_STACK) != 0)
 
+/* A block's allocation time is kept in 32 bits, in units of 2^22 ns (4.19
+ * ms) of CLOCK_MONOTONIC (bpf_ktime_get_ns): the slot stays 40 bytes, and an
+ * age, the difference of two such times modulo 2^32, is right up to 208 days. */
+#define TRACER_TIME_SHIFT 22
+#define TRACER_TIME(ns) ((__u32)((ns) >> TRACER_TIME_SHIFT))
+
 struct tracer_alloc_info {
 	__u64 size;
 	__u64 site;
 	__u64 py_stack; /* key in py_stacks, 0: the thread ran no Python code */
-	__u32 pad;
+	__u32 time;	/* TRACER_TIME of its allocation */
 	__u32 domain;
+};
+
+/* The sites map: per (site, Python stack, domain, process index), what was
+ * allocated there since tracing began, the blocks live there now, and those
+ * that were live when the process's traced memory was at its peak.
+ *
+ * A temporary allocation is one freed by its thread before that thread's
+ * next allocation (heaptrack's rule, kept per thread).
+ *
+ * The peak's live set is kept lazily: a process's peak_epoch moves on each
+ * time an event raises its peak. Before a site changes, a site whose epoch
+ * is older first copies its live figures into its peak figures (they were
+ * the peak's) and takes the process's epoch; then it changes. So a site
+ * whose epoch is older than its process's holds at the peak what it holds
+ * now, else its peak figures. Exact when a process's events do not run at
+ * the same time on two CPUs; events in flight on other CPUs while one sets
+ * a peak may land on either side of it. */
+struct tracer_sites_key {
+	__u64 site;	/* as tracer_alloc_info.site */
+	__u64 py_stack; /* as tracer_alloc_info.py_stack */
+	__u32 domain;
+	__u32 proc; /* TRACER_KEY_PROC */
+};
+
+struct tracer_site_stats {
+	__u64 alloc_count, alloc_bytes; /* allocations since tracing began */
+	__u64 temp_count, temp_bytes;	/* of which temporary */
+	__s64 live_count, live_bytes;	/* blocks live now */
+	__s64 peak_count, peak_bytes;	/* live at the peak of epoch */
+	__u64 epoch;
 };
 
 /* Native unwinding (bpf/unwind.bpf.h) with the rows user/unwind/table.c
@@ -243,7 +279,8 @@ struct tracer_site_key {
  * zeroing its key: no chains, no tombstones, no allocation and no lock on
  * the probe path. A slot is 40 bytes, with no per-element header as a BPF
  * hash map has (48 bytes of it, plus allocator rounding: 96 bytes an
- * element). User space sizes it at 5/4 of --max-allocs. */
+ * element). User space sizes it at 5/4 of --max-allocs: 50 bytes per
+ * allocation kept, the allocation's time included. */
 #define TRACER_BUCKET_SLOTS 4
 #define TRACER_SLOT_BUSY (1ull << 63) /* key bit: being written, not yet valid */
 
@@ -278,6 +315,9 @@ struct tracer_proc_stats {
 	 * from then on its live set stays as it was, as the program's own last
 	 * take_snapshot() would see it, and events are only counted */
 	__u64 finalized;
+	/* moves on at each new peak and at reset_peak(): the sites map's
+	 * figures at the peak are of this epoch (struct tracer_site_stats) */
+	__u64 peak_epoch;
 };
 
 /* Why a launched thread stopped for the tracer (loader_stops' value). */
@@ -307,6 +347,7 @@ enum tracer_counter {
 	/* the dynamic linker changed a launched process's objects, and it
 	 * could not be stopped there: what it loaded is probed late */
 	TRACER_CNT_LOADER_STOP_LOST,
+	TRACER_CNT_SITES_FULL, /* sites map full: allocation kept out of per-site figures */
 	TRACER_CNT_MAX,
 };
 

@@ -10,6 +10,12 @@ the machine's speed spreads over all of them. Each workload times its own loop
 Prints one table of medians.
 
     /usr/bin/python3 scripts/bench_run.py [-r REPS] [-q] [-w NAMES] [-c NAMES] [--json FILE]
+                                          [--baseline TRACER]
+
+--baseline TRACER adds the configurations baseline-n1 and baseline-n16 (and
+baseline rows to the BPF program cost table): another build of the tracer,
+run interleaved with this one, so that a change's cost is measured side by
+side in one run.
 """
 import argparse
 import atexit
@@ -28,6 +34,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 TRACER = os.environ.get("BENCH_TRACER", os.path.join(BUILD, "tracer"))
+BASELINE = None  # --baseline: another tracer build, for the baseline-n* rows
 RUN_TIMEOUT = 600
 
 CONFIGS = ["untraced", "floor", "tracer-n1", "tracer-n16", "memleak-bpfcc", "heaptrack",
@@ -133,20 +140,20 @@ def tracer_figures(doc):
             "live": first(doc, "traces")}
 
 
-def tracer_argv(nframe, probe_only, cmd, extra=()):
-    argv = [TRACER, "-n", str(nframe), "--format", "json"] + list(extra)
+def tracer_argv(nframe, probe_only, cmd, extra=(), binary=None):
+    argv = [binary or TRACER, "-n", str(nframe), "--format", "json"] + list(extra)
     if probe_only:
         argv.append("--probe-only")
     return argv + ["--"] + cmd
 
 
-def run_tracer(cmd, nframe, probe_only):
+def run_tracer(cmd, nframe, probe_only, binary=None):
     helptext = tracer_help()
     if helptext is None:
         raise Skip("build/tracer not built")
     if probe_only and "--probe-only" not in helptext:
         raise Skip("tracer has no --probe-only")
-    res, p = run(tracer_argv(nframe, probe_only, cmd))
+    res, p = run(tracer_argv(nframe, probe_only, cmd, binary=binary))
     docs = json_docs(p.stdout)
     if docs:
         res.update(tracer_figures(docs[-1]))
@@ -277,7 +284,7 @@ def bpf_prog_stats():
     return out
 
 
-def prog_cost(cmd, nframe, probe_only):
+def prog_cost(cmd, nframe, probe_only, binary=None):
     """Nanoseconds per run of each of the tracer's BPF programs on cmd, with
     the kernel's BPF statistics on (they add two clock reads per run)."""
     knob = "/proc/sys/kernel/bpf_stats_enabled"
@@ -287,7 +294,8 @@ def prog_cost(cmd, nframe, probe_only):
         f.write("1")
     try:
         before = bpf_prog_stats()
-        p = subprocess.Popen(tracer_argv(nframe, probe_only, cmd), stdout=subprocess.DEVNULL,
+        p = subprocess.Popen(tracer_argv(nframe, probe_only, cmd, binary=binary),
+                             stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         last = {}
         while p.poll() is None:
@@ -305,9 +313,13 @@ def prog_cost_table(cmd):
     if tracer_help() is None or not shutil.which("bpftool"):
         return "BPF program cost: not run (no build/tracer or bpftool)"
     rows = [("program", "config", "runs seen", "ns/run")]
-    for label, nframe, po in (("floor", 1, True), ("tracer-n1", 1, False), ("tracer-n16", 16, False)):
+    runs = [("floor", 1, True, None), ("tracer-n1", 1, False, None),
+            ("tracer-n16", 16, False, None)]
+    if BASELINE:
+        runs += [("baseline-n1", 1, False, BASELINE), ("baseline-n16", 16, False, BASELINE)]
+    for label, nframe, po, binary in runs:
         try:
-            st = prog_cost(cmd, nframe, po)
+            st = prog_cost(cmd, nframe, po, binary)
         except OSError as e:
             return "BPF program cost: not run (%s)" % e
         for name in sorted(st):
@@ -484,6 +496,9 @@ def run_config(config, cmd, is_py):
         if config in ("floor", "tracer-n1", "tracer-n16") or config.startswith("tracer-n"):
             nframe = 1 if config == "floor" else int(config[len("tracer-n"):])
             return run_real(tracer_argv(nframe, config == "floor", cmd), tracer_run=True)
+        if config.startswith("baseline-n"):
+            return run_real(tracer_argv(int(config[len("baseline-n"):]), False, cmd,
+                                        binary=BASELINE), tracer_run=True)
         if config == "heaptrack":
             exe = shutil.which("heaptrack")
             if not exe:
@@ -500,6 +515,8 @@ def run_config(config, cmd, is_py):
         return run_tracer(cmd, 1, True)
     if config.startswith("tracer-n"):
         return run_tracer(cmd, int(config[len("tracer-n"):]), False)
+    if config.startswith("baseline-n"):
+        return run_tracer(cmd, int(config[len("baseline-n"):]), False, binary=BASELINE)
     if config == "memleak-bpfcc":
         return run_memleak(cmd)
     if config == "heaptrack":
@@ -576,15 +593,28 @@ def main():
     ap.add_argument("--json", help="also write every run's figures here")
     ap.add_argument("--timing-only", action="store_true", help="skip the memory and BPF program cost runs")
     ap.add_argument("--memory-only", action="store_true", help="only the memory table")
+    ap.add_argument("--baseline", help="another tracer build: rows baseline-n1, baseline-n16")
+    ap.add_argument("--prog-cost-only", action="store_true",
+                    help="only the BPF program cost table")
     a = ap.parse_args()
     if a.reps < 1:
         die("--reps must be at least 1")
-    configs = CONFIGS
+    known = CONFIGS
+    global BASELINE
+    if a.baseline:
+        if not os.access(a.baseline, os.X_OK):
+            die("--baseline %s is not an executable" % a.baseline)
+        tmp = tempfile.mkdtemp(prefix="bench-base-")
+        atexit.register(shutil.rmtree, tmp, True)
+        BASELINE = os.path.join(tmp, "tracer")
+        shutil.copy2(a.baseline, BASELINE)
+        known = CONFIGS + ["baseline-n1", "baseline-n16"]
+    configs = known
     if a.configs:
         configs = [c for c in a.configs.split(",") if c]
-        bad = [c for c in configs if c not in CONFIGS]
+        bad = [c for c in configs if c not in known]
         if bad:
-            die("unknown configuration %s (known: %s)" % (bad[0], ", ".join(CONFIGS)))
+            die("unknown configuration %s (known: %s)" % (bad[0], ", ".join(known)))
     wl_list = workloads(a.quick)
     if a.workloads:
         pre = [w for w in a.workloads.split(",") if w]
@@ -607,6 +637,13 @@ def main():
     rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, universal_newlines=True).stdout.strip()
 
+    if a.prog_cost_only:
+        print("# BPF programs' own run time per hit (kernel.bpf_stats_enabled); commit %s" % (
+            rev or "?"))
+        for name, cmd, _ in workloads(a.quick)[:2]:
+            print("## " + name)
+            print(prog_cost_table(cmd))
+        return
     if a.memory_only:
         print("# tracer memory with N live allocations held (bench_live, nframe 1); %s; commit %s" % (
             time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), rev or "?"))

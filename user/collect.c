@@ -29,6 +29,7 @@ static const char *const counter_names[TRACER_CNT_MAX] = {
     [TRACER_CNT_AFTER_FINALIZE] = "events after Python finalization (not applied)",
     [TRACER_CNT_REALLOC_DOMAIN_UNKNOWN] = "reallocs of untraced blocks, domain unknown (libc)",
     [TRACER_CNT_LOADER_STOP_LOST] = "objects loaded without a stop (probed late)",
+    [TRACER_CNT_SITES_FULL] = "sites table full (allocations left out of per-site figures)",
 };
 _Static_assert(ARRAY_SIZE(counter_names) == TRACER_CNT_MAX, "every counter has a name");
 
@@ -111,6 +112,28 @@ static bool index_gone(const uint8_t *gone, uint32_t limit, uint64_t key)
 	return idx < limit && (gone[idx / 8] >> (idx % 8)) & 1;
 }
 
+/* The sites of processes gone go with their blocks: found first, then
+ * deleted (a hash map's walk restarts at a deleted key). */
+static void sweep_gone_sites(struct collector *c, const uint8_t *gone, uint32_t limit)
+{
+	int fd = bpf_map__fd(c->skel->maps.sites);
+	struct tracer_sites_key key, next, *prev = NULL, *dead = NULL;
+	size_t n = 0, cap = 0;
+
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (!index_gone(gone, limit, TRACER_KEY(key.proc, 0)))
+			continue;
+		if (array_reserve((void **)&dead, &cap, sizeof(*dead), n + 1))
+			break; /* the rest at the next sweep */
+		dead[n++] = key;
+	}
+	for (size_t i = 0; i < n; i++)
+		bpf_map_delete_elem(fd, &dead[i]);
+	free(dead);
+}
+
 void collect_sweep_gone(struct collector *c)
 {
 	uint64_t events = __atomic_load_n(&c->skel->bss->execs, __ATOMIC_RELAXED) +
@@ -167,6 +190,7 @@ void collect_sweep_gone(struct collector *c)
 			prev = &key;
 		}
 	}
+	sweep_gone_sites(c, gone, limit);
 	__atomic_sub_fetch(&c->skel->bss->overflow_used, freed_overflow, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&c->skel->bss->live_traces, freed + freed_overflow, __ATOMIC_RELAXED);
 	c->swept_blocks += freed + freed_overflow;
@@ -378,6 +402,10 @@ struct drain {
 	uint32_t target_index; /* without --follow: the target's key index now */
 	uint64_t replaced;     /* blocks of images since exec'd over: not reported */
 	uint64_t stacks_missing; /* site keys found in no store: frame 0 unknown */
+	__u32 now;		 /* TRACER_TIME when the drain began */
+	uint64_t generation;	 /* peak_generation then */
+	struct snapshot_site *sites; /* what the sites map says, resolved */
+	size_t nsites, cap_sites;
 };
 
 static bool cache_eq(const void *ctx, uint32_t entry, const void *key)
@@ -418,8 +446,10 @@ static void explain_cannot(struct collector *c, uint32_t tgid, const struct stac
 		counts->cannot[why] += counts->stack_end[TRACER_END_CANNOT];
 }
 
-/* The traceback of a trace of process tgid with this info. */
-static int64_t traceback_of(struct drain *d, uint32_t tgid, const struct tracer_alloc_info *info)
+/* The traceback of a trace of process tgid with this info; counted adds
+ * what resolving it lost to the snapshot's counters (of traces, not sites). */
+static int64_t traceback_of(struct drain *d, uint32_t tgid, const struct tracer_alloc_info *info,
+			    bool counted)
 {
 	struct collector *c = d->c;
 	struct tb_cache_entry key = {.site = info->site, .py_stack = info->py_stack, .tgid = tgid};
@@ -435,7 +465,8 @@ static int64_t traceback_of(struct drain *d, uint32_t tgid, const struct tracer_
 	found = hash_index_find(&d->index, h, cache_eq, d, &key, &pos);
 	if (found >= 0) {
 		e = &d->cache[found];
-		add_counts(&d->counts, &e->counts, false);
+		if (counted)
+			add_counts(&d->counts, &e->counts, false);
 		return e->tb;
 	}
 	if (array_reserve((void **)&d->cache, &d->cap_cache, sizeof(*d->cache), d->ncache + 1))
@@ -451,7 +482,7 @@ static int64_t traceback_of(struct drain *d, uint32_t tgid, const struct tracer_
 			t.stack = native->pcs;
 			t.nstack = native->n;
 			t.stack_end = native->end;
-		} else {
+		} else if (counted) {
 			d->stacks_missing++;
 		}
 	}
@@ -467,9 +498,21 @@ static int64_t traceback_of(struct drain *d, uint32_t tgid, const struct tracer_
 		return e->tb;
 	if (e->counts.stack_end[TRACER_END_CANNOT])
 		explain_cannot(c, tgid, native, &e->counts);
-	add_counts(&d->counts, &e->counts, true);
+	if (counted)
+		add_counts(&d->counts, &e->counts, true);
 	hash_index_put(&d->index, pos, h, (uint32_t)d->ncache++);
 	return e->tb;
+}
+
+/* A block's age at the drain: its time is at most 2^32 units old (tracer.h);
+ * one stamped since the drain began reads 0. */
+static uint64_t age_ns(const struct drain *d, __u32 time)
+{
+	__u32 units = d->now - time;
+
+	if (units >= 0xfffffff0u) /* up to 67 ms after the drain began */
+		return 0;
+	return (uint64_t)units << TRACER_TIME_SHIFT;
 }
 
 /* One live slot of the allocation table into the snapshot. */
@@ -485,12 +528,12 @@ static int add_slot(struct drain *d, __u64 key, const struct tracer_alloc_info *
 		d->replaced++; /* a block of an image since exec'd over */
 		return 0;
 	}
-	tb = traceback_of(d, tgid, info);
+	tb = traceback_of(d, tgid, info, true);
 	if (tb < 0)
 		return (int)tb;
 	progress_step(&d->progress, d->snap->ntraces);
-	return snapshot_add_trace(d->snap, TRACER_KEY_ADDR(key), info->size, info->domain,
-				  (uint32_t)tb);
+	return snapshot_add_aged_trace(d->snap, TRACER_KEY_ADDR(key), info->size, info->domain,
+				       (uint32_t)tb, age_ns(d, info->time));
 }
 
 /* --follow: which process each index of the allocation keys stands for. */
@@ -580,6 +623,109 @@ static int add_trace(void *d, __u64 key, const struct tracer_alloc_info *info)
 	return add_slot(d, key, info);
 }
 
+/* Calls fn for every entry of the sites map; as each_trace. */
+typedef int (*site_fn)(void *arg, const struct tracer_sites_key *key,
+		       const struct tracer_site_stats *site);
+
+static int each_site(struct collector *c, site_fn fn, void *arg)
+{
+	int fd = bpf_map__fd(c->skel->maps.sites);
+	uint32_t batch = 4096, count, i;
+	struct tracer_sites_key *keys = calloc(batch, sizeof(*keys));
+	struct tracer_site_stats *vals = calloc(batch, sizeof(*vals));
+	__u64 in_batch, out_batch;
+	bool first = true;
+	int err = 0;
+
+	if (!keys || !vals) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		int r;
+
+		count = batch;
+		r = bpf_map_lookup_batch(fd, first ? NULL : &in_batch, &out_batch, keys, vals,
+					 &count, &opts);
+		if (r && errno != ENOENT) {
+			err = -errno;
+			goto out;
+		}
+		first = false;
+		in_batch = out_batch;
+		for (i = 0; i < count && !err; i++)
+			err = fn(arg, &keys[i], &vals[i]);
+		if (err || r)
+			break; /* ENOENT: that was the last batch */
+	}
+out:
+	free(keys);
+	free(vals);
+	return err;
+}
+
+/* The figures of the process with index proc (in allocation keys), as the
+ * drain began; false when it has none (gone, indexed since the map was
+ * read, or an image since exec'd over: its sites are not reported). */
+static bool proc_figures(struct drain *d, uint32_t proc, struct tracer_proc_stats *st)
+{
+	__u32 tgid;
+
+	if (!d->c->follow) {
+		*st = d->c->skel->bss->target_stats;
+		return proc == d->target_index; /* not an image since exec'd over */
+	}
+	if (proc >= d->nprocs || !d->procs[proc])
+		return false;
+	tgid = (__u32)d->procs[proc];
+	return !bpf_map_lookup_elem(bpf_map__fd(d->c->skel->maps.procs), &tgid, st);
+}
+
+static uint64_t nonnegative(__s64 v)
+{
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+/* One entry of the sites map into the drain's sites: its traceback, and
+ * its figures at its process's peak (tracer.h: a site that has not changed
+ * since the peak's epoch holds its live figures, as after a reset_peak()
+ * no event has followed yet). */
+static int add_site(void *arg, const struct tracer_sites_key *key,
+		    const struct tracer_site_stats *v)
+{
+	struct drain *d = arg;
+	struct tracer_alloc_info info = {.site = key->site,
+					 .py_stack = key->py_stack,
+					 .domain = key->domain};
+	struct tracer_proc_stats st;
+	struct snapshot_site *site;
+	bool live_is_peak;
+	int64_t tb;
+
+	if (!proc_figures(d, key->proc, &st))
+		return 0; /* a process indexed since the map was read, or gone */
+	tb = traceback_of(d, (uint32_t)(d->c->follow ? d->procs[key->proc] : d->c->pid), &info,
+			  false);
+	if (tb < 0)
+		return (int)tb;
+	if (array_reserve((void **)&d->sites, &d->cap_sites, sizeof(*d->sites), d->nsites + 1))
+		return -ENOMEM;
+	live_is_peak = st.peak_generation != d->generation || v->epoch < st.peak_epoch;
+	site = &d->sites[d->nsites++];
+	*site = (struct snapshot_site){
+	    .traceback = (uint32_t)tb,
+	    .domain = key->domain,
+	    .alloc_count = v->alloc_count,
+	    .alloc_bytes = v->alloc_bytes,
+	    .temp_count = v->temp_count,
+	    .temp_bytes = v->temp_bytes,
+	    .peak_count = nonnegative(live_is_peak ? v->live_count : v->peak_count),
+	    .peak_bytes = nonnegative(live_is_peak ? v->live_bytes : v->peak_bytes),
+	};
+	return 0;
+}
+
 static int mark_stack(void *c, __u64 key, const struct tracer_alloc_info *info)
 {
 	if (TRACER_SITE_IS_STACK(info->site))
@@ -587,15 +733,26 @@ static int mark_stack(void *c, __u64 key, const struct tracer_alloc_info *info)
 	return 0;
 }
 
-/* Marks the stacks live traces refer to, then sweeps the others: what a
- * snapshot does, without resolving anything. For a long run without
- * reports, whose store would otherwise keep every stack it saw. */
+static int mark_site_stack(void *c, const struct tracer_sites_key *key,
+			   const struct tracer_site_stats *site)
+{
+	if (TRACER_SITE_IS_STACK(key->site))
+		stack_store_get(&((struct collector *)c)->stacks, key->site);
+	return 0;
+}
+
+/* Marks the stacks live traces and sites refer to, then sweeps the
+ * others: what a snapshot does, without resolving anything. For a long run
+ * without reports, whose store would otherwise keep every stack it saw. */
 static void sweep_stacks(struct collector *c)
 {
-	if (!each_trace(c, mark_stack, c)) /* a failed read sweeps nothing */
+	/* a failed read sweeps nothing */
+	if (!each_trace(c, mark_stack, c) && !each_site(c, mark_site_stack, c))
 		stack_store_sweep(&c->stacks);
 }
 
+/* Every live trace, then every site (whose tracebacks mostly are the
+ * traces' already). */
 static int drain_traces(struct collector *c, struct snapshot *snap, struct resolve_counts *counts)
 {
 	struct drain d = {.c = c, .snap = snap};
@@ -603,6 +760,8 @@ static int drain_traces(struct collector *c, struct snapshot *snap, struct resol
 
 	if (c->have_stacks)
 		stack_store_drain(&c->stacks);
+	d.generation = __atomic_load_n(&c->skel->bss->peak_generation, __ATOMIC_RELAXED);
+	d.now = TRACER_TIME(collect_now_ns());
 	if (c->follow)
 		d.procs = proc_of_index(c, &d.nprocs);
 	else
@@ -611,6 +770,12 @@ static int drain_traces(struct collector *c, struct snapshot *snap, struct resol
 	if (!c->follow || d.procs)
 		err = each_trace(c, add_trace, &d);
 	progress_end(&d.progress);
+	if (!err)
+		err = each_site(c, add_site, &d);
+	if (!err)
+		err = snapshot_add_sites(snap, d.sites, d.nsites);
+	free(d.sites);
+	snap->ages_known = true;
 	*counts = d.counts;
 	c->stacks_missing = d.stacks_missing;
 	c->replaced_blocks = d.replaced;

@@ -78,6 +78,14 @@ static const char usage[] =
     "  -k, --key KEY          lineno (default), filename or traceback\n"
     "      --cumulative       cumulative statistics (lineno, filename)\n"
     "  -l, --limit N          frames printed per traceback (default: all)\n"
+    "      --peak             statistics of the live set when traced memory was at\n"
+    "                         its peak (per process), not of the live set now\n"
+    "      --sort WHAT        size (default: the live set, by size), allocations\n"
+    "                         (every allocation since tracing began, by count) or\n"
+    "                         temporary (allocations freed before their thread's\n"
+    "                         next allocation, by count)\n"
+    "      --older-than SEC   only blocks allocated at least SEC seconds before the\n"
+    "                         snapshot (leak candidates)\n"
     "      --format FMT       text (default) or json; for stats also pprof (gzipped\n"
     "                         profile.proto for go tool pprof) or collapsed (stacks\n"
     "                         for flame graphs)\n"
@@ -213,6 +221,9 @@ enum {
 	OPT_VERSION,
 	OPT_COLOR,
 	OPT_COLLAPSED_LINES,
+	OPT_PEAK,
+	OPT_SORT,
+	OPT_OLDER_THAN,
 };
 
 static const struct option longopts[] = {
@@ -237,6 +248,9 @@ static const struct option longopts[] = {
     {"keep-allocator-frames", no_argument, NULL, OPT_KEEP_ALLOCATOR_FRAMES},
     {"hook-pymalloc", no_argument, NULL, OPT_HOOK_PYMALLOC},
     {"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
+    {"peak", no_argument, NULL, OPT_PEAK},
+    {"sort", required_argument, NULL, OPT_SORT},
+    {"older-than", required_argument, NULL, OPT_OLDER_THAN},
     {"include", required_argument, NULL, OPT_INCLUDE},
     {"exclude", required_argument, NULL, OPT_EXCLUDE},
     {"all-frames", no_argument, NULL, OPT_ALL_FRAMES},
@@ -384,6 +398,36 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 		case OPT_CUMULATIVE:
 			o->report.cumulative = true;
 			break;
+		case OPT_PEAK:
+			if (o->report.source != STATS_SOURCE_LIVE &&
+			    o->report.source != STATS_SOURCE_PEAK)
+				return bad("%s", "--peak and --sort allocations|temporary exclude "
+						 "each other");
+			o->report.source = STATS_SOURCE_PEAK;
+			break;
+		case OPT_SORT: {
+			enum stats_source src;
+
+			if (stats_parse_source(optarg, &src) || src == STATS_SOURCE_PEAK)
+				return bad("unknown --sort '%s' (size, allocations or temporary)",
+					   optarg);
+			if (o->report.source == STATS_SOURCE_PEAK && src != STATS_SOURCE_LIVE)
+				return bad("%s", "--peak and --sort allocations|temporary exclude "
+						 "each other");
+			if (o->report.source != STATS_SOURCE_PEAK)
+				o->report.source = src;
+			break;
+		}
+		case OPT_OLDER_THAN: {
+			double sec;
+
+			if (cli->cmd == CMD_COMPARE)
+				return bad("%s", "--older-than applies to tracing and to 'tracer stats'");
+			if (parse_seconds(optarg, &sec))
+				return bad("invalid --older-than '%s' (seconds > 0)", optarg);
+			o->report.older_than_ns = (uint64_t)(sec * 1e9);
+			break;
+		}
 		case OPT_FORMAT:
 			if (!strcmp(optarg, "text"))
 				o->report.format = REPORT_TEXT;
@@ -507,6 +551,10 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			return 2;
 		}
 	}
+	if ((o->report.format == REPORT_PPROF || o->report.format == REPORT_COLLAPSED) &&
+	    o->report.source != STATS_SOURCE_LIVE)
+		return bad("%s", "--peak and --sort apply to text and json reports (pprof and "
+				 "collapsed give the live set)");
 	if (o->report.cumulative && o->report.key == STATS_KEY_TRACEBACK)
 		return bad("%s", "cumulative mode cannot by used with key type 'traceback'");
 	for (int i = 0; i < cli->nnames; i++) {

@@ -65,6 +65,23 @@ int offline_stats(const struct offline_request *r)
 		return 2;
 	if (filter(&s, r->filters))
 		return 1;
+	if (report_missing(s, ro)) {
+		fprintf(stderr, "tracer: %s: %s\n", r->files[0], report_missing(s, ro));
+		snapshot_free(s);
+		return 2;
+	}
+	if (ro->older_than_ns && (r->has_address || ro->format == REPORT_PPROF ||
+				  ro->format == REPORT_COLLAPSED)) {
+		struct snapshot *old_enough;
+
+		err = filter_older_than(s, ro->older_than_ns, &old_enough);
+		snapshot_free(s);
+		if (err) {
+			fprintf(stderr, "tracer: cannot filter the snapshot: %s\n", strerror(-err));
+			return 1;
+		}
+		s = old_enough;
+	}
 	if (r->output) {
 		err = outfile_create(r->output, &file, why, sizeof(why));
 		if (err) {
@@ -118,6 +135,15 @@ int offline_compare(const struct offline_request *r)
 		snapshot_free(old_snap);
 		snapshot_free(new_snap);
 		return 1;
+	}
+	if (report_missing(old_snap, r->report) || report_missing(new_snap, r->report)) {
+		const bool old_lacks = report_missing(old_snap, r->report) != NULL;
+
+		fprintf(stderr, "tracer: %s: %s\n", r->files[old_lacks ? 0 : 1],
+			report_missing(old_lacks ? old_snap : new_snap, r->report));
+		snapshot_free(old_snap);
+		snapshot_free(new_snap);
+		return 2;
 	}
 	err = report_compare(stdout, old_snap, new_snap, r->report);
 	fflush(stdout);

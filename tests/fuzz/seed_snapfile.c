@@ -43,6 +43,24 @@ static int add_native(struct snapshot *s)
 	return tb < 0 ? -1 : snapshot_add_trace(s, 0x9000, 16, 0xfffffff0u, (uint32_t)tb);
 }
 
+/* Every trace's age and a site per traceback: the trace ages and sites
+ * sections. */
+static int add_sites(struct snapshot *s)
+{
+	for (uint64_t i = 0; i < s->ntraces; i++)
+		s->traces[i].age_ns = 1000000 * (i + 1);
+	s->ages_known = true;
+	for (uint32_t t = 0; t < s->ntracebacks; t++) {
+		struct snapshot_site site = {.traceback = t, .domain = t, .alloc_count = 10 + t,
+					     .alloc_bytes = 480, .temp_count = 3, .temp_bytes = 144,
+					     .peak_count = 2, .peak_bytes = 96};
+
+		if (snapshot_add_site(s, &site))
+			return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	char path[4096], why[512];
@@ -64,9 +82,10 @@ int main(int argc, char **argv)
 		s->domain_memory[SNAPSHOT_CLASS_PYTHON] = (struct snapshot_domain_memory){48, 96};
 		s->domain_memory[SNAPSHOT_CLASS_NATIVE] = (struct snapshot_domain_memory){48, 48};
 		snprintf(path, sizeof(path), "%s/seed-%d.snap", argv[1], n);
-		/* the last one with mappings and frame addresses too */
+		/* the last one with mappings and frame addresses too, the last
+		 * two with trace ages and sites */
 		if (add_traces(s, n * 2) || (n == 3 && add_native(s)) ||
-		    snapfile_write(s, path, why, sizeof(why))) {
+		    (n >= 2 && add_sites(s)) || snapfile_write(s, path, why, sizeof(why))) {
 			fprintf(stderr, "seed_snapfile: cannot write %s\n", path);
 			return 1;
 		}

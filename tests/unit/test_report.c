@@ -113,12 +113,14 @@ static void test_json(void **state)
 	    "\"events\":{\"allocations\":123,"
 	    "\"frees\":100},\"traces\":2,\"taken_at\":0,\"duration_ns\":0,"
 	    "\"losses\":{\"allocs_table_full\":0,\"stack_truncated\":3},\"notes\":{},"
-	    "\"key\":\"traceback\",\"cumulative\":false,\"statistics\":[{\"frames\":["
+	    "\"key\":\"traceback\",\"cumulative\":false,\"source\":\"size\","
+	    "\"older_than_ns\":0,\"statistics\":[{\"frames\":["
 	    "{\"filename\":\"/no/such/b.c\",\"lineno\":2,\"function\":\"leaf\","
 	    "\"binary\":null,\"function_offset\":null},"
 	    "{\"filename\":\"/no/such/a.c\",\"lineno\":9,\"function\":null,"
 	    "\"binary\":null,\"function_offset\":null}],\"title_frame\":1,"
-	    "\"size\":113,\"count\":2,\"average\":56.5}]}\n");
+	    "\"size\":113,\"count\":2,\"average\":56.5,\"live\":{\"size\":113,\"count\":2},"
+	    "\"peak\":null,\"allocations\":null,\"temporary\":null,\"max_age_ns\":null}]}\n");
 	snapshot_free(s);
 }
 

@@ -679,6 +679,140 @@ static void test_mappings_sections(void **state)
 	snapshot_free(s);
 }
 
+/* sample() with each trace's age and sites over the run: tb1 (the 1000
+ * Python traces) and tb3 in two domains; a site without live traces (tb5). */
+static struct snapshot *sites_sample(void)
+{
+	struct snapshot *s = sample();
+	struct snapshot_site sites[] = {
+	    {.traceback = 0, .domain = SNAPSHOT_DOMAIN_PYTHON, .alloc_count = 5000,
+	     .alloc_bytes = 240000, .temp_count = 3000, .temp_bytes = 144000,
+	     .peak_count = 2000, .peak_bytes = 96000},
+	    {.traceback = 2, .domain = SNAPSHOT_DOMAIN_LIBC, .alloc_count = 2,
+	     .alloc_bytes = 2 << 20, .peak_count = 2, .peak_bytes = 2 << 20},
+	    {.traceback = 2, .domain = 7, .alloc_count = 1, .alloc_bytes = 10},
+	    {.traceback = 4, .domain = SNAPSHOT_DOMAIN_LIBC, .alloc_count = 9, .alloc_bytes = 90,
+	     .temp_count = 9, .temp_bytes = 90},
+	};
+
+	for (uint64_t i = 0; i < s->ntraces; i++)
+		s->traces[i].age_ns = (i + 1) * 1000000000ull;
+	s->ages_known = true;
+	assert_int_equal(snapshot_add_sites(s, sites, 4), 0);
+	return s;
+}
+
+static void assert_same_source(const struct snapshot *x, const struct snapshot *y,
+			       enum stats_source source)
+{
+	struct stats_list a, b;
+
+	assert_int_equal(stats_compute_source(x, source, STATS_KEY_TRACEBACK, false, &a), 0);
+	assert_int_equal(stats_compute_source(y, source, STATS_KEY_TRACEBACK, false, &b), 0);
+	assert_int_equal(a.n, b.n);
+	for (size_t i = 0; i < a.n; i++) {
+		assert_int_equal(a.entries[i].size, b.entries[i].size);
+		assert_int_equal(a.entries[i].count, b.entries[i].count);
+		assert_memory_equal(&a.entries[i].all, &b.entries[i].all, sizeof(a.entries[i].all));
+	}
+	stats_list_free(&a);
+	stats_list_free(&b);
+}
+
+/* Trace ages (id 11) and sites (id 12): written when known, read back
+ * exactly; a snapshot without them is written as an older tracer wrote it
+ * and loads without them, as does a file whose reader skips them. */
+static void test_sites_and_ages_sections(void **state)
+{
+	struct snapshot *s = sites_sample(), *t;
+	unsigned char *buf, *p;
+	size_t len;
+	uint32_t nsec;
+
+	assert_int_equal(snapfile_encode(s, (void **)&buf, &len), 0);
+	nsec = get32(buf + 12);
+	assert_int_equal(nsec, 10);
+	p = section(buf, 11);
+	assert_non_null(p);
+	assert_int_equal(get64(p), 1000000000ull);
+	assert_int_equal(get64(p + 8 * 1012), 1013000000000ull);
+	p = section(buf, 12);
+	assert_non_null(p);
+	assert_int_equal(get32(p), 0);
+	assert_int_equal(get64(p + 8), 5000);
+	assert_int_equal(get64(p + 48), 96000);
+	t = decode_ok(buf, len);
+	assert_true(t->ages_known);
+	assert_true(t->sites_known);
+	assert_int_equal(t->ntraces, s->ntraces);
+	for (uint64_t i = 0; i < t->ntraces; i++)
+		assert_int_equal(t->traces[i].age_ns, s->traces[i].age_ns);
+	assert_int_equal(t->nsites, 4);
+	assert_memory_equal(t->sites, s->sites, 4 * sizeof(*s->sites));
+	assert_same_source(s, t, STATS_SOURCE_LIVE);
+	assert_same_source(s, t, STATS_SOURCE_PEAK);
+	assert_same_source(s, t, STATS_SOURCE_ALLOCATIONS);
+	assert_same_source(s, t, STATS_SOURCE_TEMPORARY);
+	snapshot_free(t);
+
+	/* a reader that does not know them skips them: read as unknown ids */
+	buf[48 + (nsec - 2) * 24] = 95;
+	buf[48 + (nsec - 1) * 24] = 96;
+	reseal(buf, len);
+	t = decode_ok(buf, len);
+	assert_false(t->ages_known);
+	assert_false(t->sites_known);
+	assert_int_equal(t->nsites, 0);
+	assert_int_equal(t->traces[0].age_ns, 0);
+	assert_same_stats(s, t, STATS_KEY_TRACEBACK, false);
+	snapshot_free(t);
+	free(buf);
+
+	/* what they must hold */
+	assert_int_equal(snapfile_encode(s, (void **)&buf, &len), 0);
+	put64(entry(buf, nsec - 2) + 16, 8 * 1012);
+	reseal(buf, len);
+	expect_reject(buf, len, "1012 trace ages for 1013 traces");
+	free(buf);
+	assert_int_equal(snapfile_encode(s, (void **)&buf, &len), 0);
+	p = section(buf, 12);
+	put32(p, 5);
+	reseal(buf, len);
+	expect_reject(buf, len, "site 0 refers to traceback 5 of 5");
+	put32(p, 0);
+	put64(p + 24, 5001);
+	reseal(buf, len);
+	expect_reject(buf, len, "more temporary allocations than allocations");
+	put64(p + 24, 3000);
+	put64(p + 48, 1ull << 49);
+	reseal(buf, len);
+	expect_reject(buf, len, "the peak more bytes than a snapshot holds");
+	/* a site given twice adds up */
+	memcpy(p + 56, p, 56);
+	put64(p + 48, 96000);
+	put64(p + 56 + 48, 96000);
+	reseal(buf, len);
+	t = decode_ok(buf, len);
+	assert_int_equal(t->nsites, 3);
+	assert_int_equal(t->sites[0].alloc_count, 10000);
+	assert_int_equal(t->sites[0].peak_bytes, 192000);
+	snapshot_free(t);
+	free(buf);
+
+	/* unknown: written as before, 8 sections (with domain memory) */
+	s->ages_known = s->sites_known = false;
+	assert_int_equal(snapfile_encode(s, (void **)&buf, &len), 0);
+	assert_int_equal(get32(buf + 12), 8);
+	assert_null(section(buf, 11));
+	assert_null(section(buf, 12));
+	t = decode_ok(buf, len);
+	assert_false(t->ages_known);
+	assert_false(t->sites_known);
+	snapshot_free(t);
+	free(buf);
+	snapshot_free(s);
+}
+
 static void test_expand_name(void **state)
 {
 	char out[64];
@@ -710,6 +844,7 @@ int main(void)
 	    cmocka_unit_test(test_unknown_section_is_skipped),
 	    cmocka_unit_test(test_domain_memory_section),
 	    cmocka_unit_test(test_mappings_sections),
+	    cmocka_unit_test(test_sites_and_ages_sections),
 	    cmocka_unit_test(test_expand_name),
 	};
 

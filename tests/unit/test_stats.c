@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "report/format.h"
+#include "model/filter.h"
 #include "model/snapshot.h"
 #include "model/stats.h"
 
@@ -287,6 +288,98 @@ static void test_json_string_utf8(void **state)
 	}
 }
 
+/* The sources from the sites: the peak's live set, allocations and
+ * temporaries over the run, grouped as the live traces are (a site without
+ * live traces listed too), allocations sorted by count; every source's
+ * figures beside; --older-than keeps the old traces and every site; the
+ * pprof encoder's totals per traceback. */
+static void test_sources_from_sites(void **state)
+{
+	struct snapshot *s = snapshot_new(), *old;
+	uint64_t *objects, *bytes;
+	struct stats_list l;
+
+	add(s, 4096, 10, 2, "w.c", 42, "w.c", 80); /* tb 0 */
+	add(s, 100, 3, 2, "w.c", 42, "w.c", 90);   /* tb 1: the same line */
+	add(s, 64, 0, 1, "t.c", 5);		   /* tb 2: no live traces */
+	for (uint64_t i = 0; i < s->ntraces; i++)
+		s->traces[i].age_ns = i < 10 ? 60000000000ull : 1000000ull;
+	s->ages_known = true;
+	struct snapshot_site sites[] = {
+	    {.traceback = 1, .domain = 0, .alloc_count = 3, .alloc_bytes = 300, .peak_count = 3,
+	     .peak_bytes = 300},
+	    {.traceback = 0, .domain = 0, .alloc_count = 20, .alloc_bytes = 81920,
+	     .temp_count = 1, .temp_bytes = 4096, .peak_count = 20, .peak_bytes = 81920},
+	    {.traceback = 2, .domain = 0, .alloc_count = 1000, .alloc_bytes = 64000,
+	     .temp_count = 1000, .temp_bytes = 64000},
+	    {.traceback = 2, .domain = SNAPSHOT_DOMAIN_LIBC, .alloc_count = 1, .alloc_bytes = 64},
+	};
+	assert_int_equal(snapshot_add_sites(s, sites, 4), 0);
+
+	assert_int_equal(stats_compute_source(s, STATS_SOURCE_PEAK, STATS_KEY_LINENO, false, &l),
+			 0);
+	assert_int_equal(l.n, 1);
+	assert_int_equal(l.entries[0].size, 81920 + 300);
+	assert_int_equal(l.entries[0].count, 23);
+	assert_int_equal(l.entries[0].all.size, 41260);
+	assert_int_equal(l.entries[0].all.count, 13);
+	assert_int_equal(l.entries[0].all.max_age_ns, 60000000000ull);
+	stats_list_free(&l);
+
+	assert_int_equal(
+	    stats_compute_source(s, STATS_SOURCE_ALLOCATIONS, STATS_KEY_LINENO, false, &l), 0);
+	assert_int_equal(l.n, 2);
+	/* by count: t.c's 1001 small blocks before w.c's 23 big ones */
+	assert_string_equal(stat_str(&l.entries[0], false),
+			    "t.c:5: size=62.6 KiB, count=1001, average=64 B");
+	assert_int_equal(l.entries[0].all.temp_count, 1000);
+	assert_int_equal(l.entries[0].all.count, 0);
+	assert_int_equal(l.entries[1].size, 82220);
+	assert_int_equal(l.entries[1].all.temp_size, 4096);
+	stats_list_free(&l);
+
+	assert_int_equal(
+	    stats_compute_source(s, STATS_SOURCE_TEMPORARY, STATS_KEY_TRACEBACK, false, &l), 0);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(l.entries[0].count, 1000);
+	assert_int_equal(l.entries[1].count, 1);
+	stats_list_free(&l);
+	assert_int_equal(
+	    stats_compute_source(s, STATS_SOURCE_ALLOCATIONS, STATS_KEY_FILENAME, true, &l), 0);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(l.entries[0].count, 1001);
+	/* cumulative: w.c counts once per frame, as tracemalloc's */
+	assert_int_equal(l.entries[1].count, 46);
+	stats_list_free(&l);
+
+	/* blocks a minute old: the ten of tb 0; the sites all stay */
+	assert_int_equal(filter_older_than(s, 30000000000ull, &old), 0);
+	assert_int_equal(old->ntraces, 10);
+	assert_true(old->ages_known);
+	assert_int_equal(old->traces[0].age_ns, 60000000000ull);
+	assert_int_equal(old->nsites, 4);
+	assert_int_equal(stats_compute_source(old, STATS_SOURCE_ALLOCATIONS, STATS_KEY_LINENO,
+					      false, &l),
+			 0);
+	assert_int_equal(l.entries[0].count, 1001);
+	stats_list_free(&l);
+	snapshot_free(old);
+
+	assert_int_equal(snapshot_alloc_totals(s, &objects, &bytes), 0);
+	assert_int_equal(objects[0], 20);
+	assert_int_equal(bytes[0], 81920);
+	assert_int_equal(objects[1], 3);
+	assert_int_equal(objects[2], 1001);
+	assert_int_equal(bytes[2], 64064);
+	free(objects);
+	free(bytes);
+
+	/* a snapshot without ages refuses --older-than */
+	s->ages_known = false;
+	assert_int_equal(filter_older_than(s, 1, &old), -EINVAL);
+	snapshot_free(s);
+}
+
 static void test_interning_and_domains(void **state)
 {
 	struct snapshot *s = snapshot_new();
@@ -320,6 +413,7 @@ int main(void)
 		cmocka_unit_test(test_json_string),
 		cmocka_unit_test(test_json_string_utf8),
 		cmocka_unit_test(test_interning_and_domains),
+		cmocka_unit_test(test_sources_from_sites),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -188,7 +188,46 @@ static int64_t copy_traceback(struct snapshot *out, const struct snapshot *in, u
 	return r;
 }
 
+/* Which traces and sites a copy keeps. */
+struct keep {
+	const struct filter_list *l; /* filter_traces(l); NULL: every one */
+	uint64_t min_age_ns;	     /* and those at least this old */
+};
+
+static bool keeps_trace(const struct snapshot *in, const struct keep *k,
+			const struct snapshot_trace *t)
+{
+	return (!k->l || filter_keeps(in, k->l, t)) && t->age_ns >= k->min_age_ns;
+}
+
+/* A site is kept as a trace of its traceback and domain would be. */
+static bool keeps_site(const struct snapshot *in, const struct keep *k,
+		       const struct snapshot_site *site)
+{
+	struct snapshot_trace t = {.domain = site->domain, .traceback = site->traceback};
+
+	return !k->l || filter_keeps(in, k->l, &t);
+}
+
+static int copy_snapshot(const struct snapshot *in, const struct keep *k, struct snapshot **out);
+
 int filter_snapshot(const struct snapshot *in, const struct filter_list *l, struct snapshot **out)
+{
+	struct keep k = {.l = l};
+
+	return copy_snapshot(in, &k, out);
+}
+
+int filter_older_than(const struct snapshot *in, uint64_t min_age_ns, struct snapshot **out)
+{
+	struct keep k = {.min_age_ns = min_age_ns};
+
+	if (!in->ages_known)
+		return -EINVAL;
+	return copy_snapshot(in, &k, out);
+}
+
+static int copy_snapshot(const struct snapshot *in, const struct keep *k, struct snapshot **out)
 {
 	struct snapshot *s = snapshot_new();
 	int64_t *tb_map = malloc((in->ntracebacks ? in->ntracebacks : 1) * sizeof(*tb_map));
@@ -237,7 +276,7 @@ int filter_snapshot(const struct snapshot *in, const struct filter_list *l, stru
 	for (uint64_t i = 0; i < in->ntraces && !err; i++) {
 		const struct snapshot_trace *t = &in->traces[i];
 
-		if (!filter_keeps(in, l, t))
+		if (!keeps_trace(in, k, t))
 			continue;
 		if (tb_map[t->traceback] < 0)
 			tb_map[t->traceback] = copy_traceback(s, in, t->traceback);
@@ -246,6 +285,35 @@ int filter_snapshot(const struct snapshot *in, const struct filter_list *l, stru
 		else
 			err = snapshot_add_trace(s, t->address, t->size, t->domain,
 						 (uint32_t)tb_map[t->traceback]);
+		if (!err)
+			s->traces[s->ntraces - 1].age_ns = t->age_ns;
+	}
+	s->ages_known = in->ages_known;
+	s->sites_known = in->sites_known;
+	if (!err && in->nsites) {
+		/* renumbered, so no longer in order: added sorted at once */
+		struct snapshot_site *sites = malloc(in->nsites * sizeof(*sites));
+		size_t n = 0;
+
+		if (!sites)
+			err = -ENOMEM;
+		for (uint32_t i = 0; i < in->nsites && !err; i++) {
+			struct snapshot_site site = in->sites[i];
+
+			if (!keeps_site(in, k, &site))
+				continue;
+			if (tb_map[site.traceback] < 0)
+				tb_map[site.traceback] = copy_traceback(s, in, site.traceback);
+			if (tb_map[site.traceback] < 0) {
+				err = (int)tb_map[site.traceback];
+				break;
+			}
+			site.traceback = (uint32_t)tb_map[site.traceback];
+			sites[n++] = site;
+		}
+		if (!err)
+			err = snapshot_add_sites(s, sites, n);
+		free(sites);
 	}
 out:
 	free(tb_map);

@@ -45,6 +45,11 @@ bool filter_keeps(const struct snapshot *s, const struct filter_list *l,
  * counters; an empty list copies. Returns 0 or a negative errno. */
 int filter_snapshot(const struct snapshot *in, const struct filter_list *l, struct snapshot **out);
 
+/* --older-than: a new snapshot of the traces allocated at least min_age_ns
+ * before in was taken, with in's header, counters and every site. -EINVAL
+ * when in has no ages (a file written before tracer kept them). */
+int filter_older_than(const struct snapshot *in, uint64_t min_age_ns, struct snapshot **out);
+
 /* The command line's filters. --domain restricts first, as
  * filter_traces([DomainFilter(True, d), ...]) would; then --include,
  * --exclude and --exclude-domain combine in one filter_traces(). */

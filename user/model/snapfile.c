@@ -36,6 +36,10 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 		ids[nsec++] = SEC_MAPPINGS;
 		ids[nsec++] = SEC_FRAME_ADDRESSES;
 	}
+	if (s->ages_known)
+		ids[nsec++] = SEC_TRACE_AGES;
+	if (s->sites_known)
+		ids[nsec++] = SEC_SITES;
 
 	len[SEC_META] = META_SIZE;
 	len[SEC_STRINGS] = 4;
@@ -49,6 +53,8 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 	len[SEC_DOMAIN_MEMORY] = (size_t)SNAPSHOT_NCLASSES * DOMAIN_MEMORY_RECORD;
 	len[SEC_MAPPINGS] = (size_t)s->nmappings * MAPPING_RECORD;
 	len[SEC_FRAME_ADDRESSES] = (size_t)s->nframes * FRAME_ADDRESS_RECORD;
+	len[SEC_TRACE_AGES] = (size_t)s->ntraces * TRACE_AGE_RECORD;
+	len[SEC_SITES] = (size_t)s->nsites * SITE_RECORD;
 
 	pos = HEADER_SIZE + nsec * ENTRY_SIZE;
 	for (k = 0; k < nsec; k++) {
@@ -142,6 +148,24 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 			put64(p + 16, s->frames[i].function_offset);
 		}
 	}
+
+	if (s->ages_known)
+		for (t = 0, p = buf + off[SEC_TRACE_AGES]; t < s->ntraces;
+		     t++, p += TRACE_AGE_RECORD)
+			put64(p, s->traces[t].age_ns);
+	if (s->sites_known)
+		for (i = 0, p = buf + off[SEC_SITES]; i < s->nsites; i++, p += SITE_RECORD) {
+			const struct snapshot_site *site = &s->sites[i];
+
+			put32(p, site->traceback);
+			put32(p + 4, site->domain);
+			put64(p + 8, site->alloc_count);
+			put64(p + 16, site->alloc_bytes);
+			put64(p + 24, site->temp_count);
+			put64(p + 32, site->temp_bytes);
+			put64(p + 40, site->peak_count);
+			put64(p + 48, site->peak_bytes);
+		}
 
 	put32(buf + CRC_OFFSET, (uint32_t)crc32_z(crc32(0, NULL, 0), buf, total));
 	*out = buf;

@@ -37,6 +37,15 @@
  *                 mapping 0xffffffff (a Python frame) has address and offset
  *                 0, any other is an index into MAPPINGS whose range holds
  *                 the address
+ *     TRACE_AGES  optional (id 11): each trace's age, in the order and number
+ *                 of TRACES: count times u64, nanoseconds from its allocation
+ *                 to the snapshot
+ *     SITES       optional (id 12): per traceback and domain over the run,
+ *                 count times (traceback u32, domain u32, allocations u64,
+ *                 allocated bytes u64, temporary allocations u64, their
+ *                 bytes u64, blocks live at the peak u64, their bytes u64);
+ *                 temporaries never exceed allocations, a (traceback,
+ *                 domain) given twice adds up
  *
  * Every index is checked against its table, every length against its
  * section, before anything is used. Unknown section ids are skipped (a
@@ -44,7 +53,10 @@
  * file without it loads with the figures by domain unknown
  * (snapshot.domain_memory_known false); one older than MAPPINGS and
  * FRAME_ADDRESSES skips them, and a file without them loads with no
- * mappings and every frame without one. A higher version is refused. */
+ * mappings and every frame without one; one older than TRACE_AGES and
+ * SITES skips them, and a file without them loads with no ages
+ * (snapshot.ages_known false) and no sites (sites_known false). A higher
+ * version is refused. */
 #ifndef TRACER_SNAPFILE_H
 #define TRACER_SNAPFILE_H
 

@@ -17,6 +17,8 @@ static const unsigned char snapfile_magic[8] = {0x89, 'T', 'R', 'S', 'N', 'A', '
 #define DOMAIN_MEMORY_RECORD 24u
 #define MAPPING_RECORD 32u
 #define FRAME_ADDRESS_RECORD 24u
+#define TRACE_AGE_RECORD 8u
+#define SITE_RECORD 56u
 
 enum section_id {
 	SEC_META = 1,
@@ -31,7 +33,9 @@ enum section_id {
 	SEC_DOMAIN_MEMORY,
 	SEC_MAPPINGS,
 	SEC_FRAME_ADDRESSES,
-	SEC_KNOWN_MAX = SEC_FRAME_ADDRESSES,
+	SEC_TRACE_AGES,
+	SEC_SITES,
+	SEC_KNOWN_MAX = SEC_SITES,
 };
 
 static const char *const snapfile_section_names[] = {
@@ -45,6 +49,8 @@ static const char *const snapfile_section_names[] = {
     [SEC_DOMAIN_MEMORY] = "domain memory",
     [SEC_MAPPINGS] = "mappings",
     [SEC_FRAME_ADDRESSES] = "frame addresses",
+    [SEC_TRACE_AGES] = "trace ages",
+    [SEC_SITES] = "sites",
 };
 
 /* ---- little-endian access ---- */

@@ -454,6 +454,78 @@ static int decode_domain_memory(struct decoder *d)
 	return 0;
 }
 
+/* Each trace's age, when the file has them: as many as traces. */
+static int decode_trace_ages(struct decoder *d)
+{
+	const unsigned char *p = d->sec[SEC_TRACE_AGES].p;
+	uint64_t i, n = 0;
+	int err;
+
+	if (!d->sec[SEC_TRACE_AGES].present)
+		return 0; /* an older file: ages unknown */
+	if ((err = check_records(d->sec, SEC_TRACE_AGES, TRACE_AGE_RECORD, &n, d->err, d->errlen)))
+		return err;
+	if (n != d->s->ntraces)
+		return fail(d->err, d->errlen,
+			    "corrupt: %" PRIu64 " trace ages for %" PRIu64 " traces", n,
+			    d->s->ntraces);
+	for (i = 0; i < n; i++, p += TRACE_AGE_RECORD)
+		d->s->traces[i].age_ns = get64(p);
+	d->s->ages_known = true;
+	return 0;
+}
+
+/* The sites over the run, when the file has them. */
+static int decode_sites(struct decoder *d)
+{
+	const unsigned char *p = d->sec[SEC_SITES].p;
+	struct snapshot_site *sites;
+	uint64_t i, n = 0, peak_total = 0;
+	int err;
+
+	if (!d->sec[SEC_SITES].present)
+		return 0; /* an older file: no sites */
+	if ((err = check_records(d->sec, SEC_SITES, SITE_RECORD, &n, d->err, d->errlen)))
+		return err;
+	sites = malloc((n ? n : 1) * sizeof(*sites));
+	if (!sites)
+		return -ENOMEM;
+	for (i = 0; i < n; i++, p += SITE_RECORD) {
+		struct snapshot_site *site = &sites[i];
+		uint32_t tb = get32(p);
+
+		if (tb >= d->ntracebacks) {
+			free(sites);
+			return fail(d->err, d->errlen,
+				    "corrupt: site %" PRIu64 " refers to traceback %u of %" PRIu64,
+				    i, tb, d->ntracebacks);
+		}
+		*site = (struct snapshot_site){.traceback = d->tb_map[tb],
+					       .domain = get32(p + 4),
+					       .alloc_count = get64(p + 8),
+					       .alloc_bytes = get64(p + 16),
+					       .temp_count = get64(p + 24),
+					       .temp_bytes = get64(p + 32),
+					       .peak_count = get64(p + 40),
+					       .peak_bytes = get64(p + 48)};
+		/* the peak's sum over the sites stays as bounded as the traces' */
+		peak_total += site->peak_bytes;
+		if (site->temp_count > site->alloc_count || site->temp_bytes > site->alloc_bytes ||
+		    site->peak_bytes > SNAPFILE_MAX_TOTAL_SIZE ||
+		    peak_total > SNAPFILE_MAX_TOTAL_SIZE) {
+			free(sites);
+			return fail(d->err, d->errlen,
+				    "corrupt: site %" PRIu64
+				    " has more temporary allocations than allocations, or "
+				    "the peak more bytes than a snapshot holds",
+				    i);
+		}
+	}
+	err = snapshot_add_sites(d->s, sites, n);
+	free(sites);
+	return err;
+}
+
 int snapfile_decode(const void *data, size_t len, struct snapshot **out, char *err, size_t errlen)
 {
 	struct section sec[SEC_KNOWN_MAX + 1] = {0};
@@ -497,8 +569,9 @@ int snapfile_decode(const void *data, size_t len, struct snapshot **out, char *e
 	/* order matters: strings before what names them, the limit before tracebacks */
 	if (!(rc = decode_strings(&d)) && !(rc = decode_meta(&d)) && !(rc = decode_mappings(&d)) &&
 	    !(rc = decode_frames(&d)) && !(rc = decode_tracebacks(&d)) &&
-	    !(rc = decode_traces(&d)) && !(rc = decode_counters(&d)))
-		rc = decode_domain_memory(&d);
+	    !(rc = decode_traces(&d)) && !(rc = decode_counters(&d)) &&
+	    !(rc = decode_domain_memory(&d)) && !(rc = decode_trace_ages(&d)))
+		rc = decode_sites(&d);
 	free(d.string_map);
 	free(d.frame_map);
 	free(d.tb_map);

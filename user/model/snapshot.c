@@ -69,6 +69,7 @@ void snapshot_free(struct snapshot *s)
 	free(s->tracebacks);
 	free(s->mappings);
 	free(s->traces);
+	free(s->sites);
 	free(s->counters);
 	free(s);
 }
@@ -272,6 +273,116 @@ int snapshot_add_trace(struct snapshot *s, uint64_t address, uint64_t size, uint
 		return -ENOMEM;
 	s->traces[s->ntraces++] = (struct snapshot_trace){
 	    .address = address, .size = size, .domain = domain, .traceback = traceback};
+	return 0;
+}
+
+int snapshot_add_aged_trace(struct snapshot *s, uint64_t address, uint64_t size, uint32_t domain,
+			    uint32_t traceback, uint64_t age_ns)
+{
+	int err = snapshot_add_trace(s, address, size, domain, traceback);
+
+	if (err)
+		return err;
+	s->traces[s->ntraces - 1].age_ns = age_ns;
+	s->ages_known = true;
+	return 0;
+}
+
+/* Where (traceback, domain) is in the sorted sites, or would go. */
+static uint32_t site_position(const struct snapshot *s, uint32_t traceback, uint32_t domain)
+{
+	uint32_t lo = 0, hi = s->nsites;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		const struct snapshot_site *m = &s->sites[mid];
+
+		if (m->traceback < traceback || (m->traceback == traceback && m->domain < domain))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+const struct snapshot_site *snapshot_find_site(const struct snapshot *s, uint32_t traceback,
+					       uint32_t domain)
+{
+	uint32_t i = site_position(s, traceback, domain);
+
+	if (i < s->nsites && s->sites[i].traceback == traceback && s->sites[i].domain == domain)
+		return &s->sites[i];
+	return NULL;
+}
+
+int snapshot_add_site(struct snapshot *s, const struct snapshot_site *site)
+{
+	uint32_t i;
+	int err;
+
+	if (site->traceback >= s->ntracebacks)
+		return -EINVAL;
+	s->sites_known = true;
+	i = site_position(s, site->traceback, site->domain);
+	if (i < s->nsites && s->sites[i].traceback == site->traceback &&
+	    s->sites[i].domain == site->domain) {
+		struct snapshot_site *t = &s->sites[i];
+
+		t->alloc_count += site->alloc_count;
+		t->alloc_bytes += site->alloc_bytes;
+		t->temp_count += site->temp_count;
+		t->temp_bytes += site->temp_bytes;
+		t->peak_count += site->peak_count;
+		t->peak_bytes += site->peak_bytes;
+		return 0;
+	}
+	/* sites come mostly in order (by traceback, as interned): appending
+	 * is the common case */
+	if ((err = grow((void **)&s->sites, &s->cap_sites, sizeof(*s->sites),
+			(uint64_t)s->nsites + 1)))
+		return err;
+	memmove(&s->sites[i + 1], &s->sites[i], (s->nsites - i) * sizeof(*s->sites));
+	s->sites[i] = *site;
+	s->nsites++;
+	return 0;
+}
+
+static int cmp_site(const void *pa, const void *pb)
+{
+	const struct snapshot_site *a = pa, *b = pb;
+
+	if (a->traceback != b->traceback)
+		return a->traceback < b->traceback ? -1 : 1;
+	return a->domain < b->domain ? -1 : a->domain > b->domain;
+}
+
+int snapshot_add_sites(struct snapshot *s, struct snapshot_site *sites, size_t n)
+{
+	int err = 0;
+
+	s->sites_known = true;
+	qsort(sites, n, sizeof(*sites), cmp_site);
+	for (size_t i = 0; i < n && !err; i++)
+		err = snapshot_add_site(s, &sites[i]);
+	return err;
+}
+
+int snapshot_alloc_totals(const struct snapshot *s, uint64_t **objects, uint64_t **bytes)
+{
+	size_t n = s->ntracebacks ? s->ntracebacks : 1;
+
+	*objects = calloc(n, sizeof(uint64_t));
+	*bytes = calloc(n, sizeof(uint64_t));
+	if (!*objects || !*bytes) {
+		free(*objects);
+		free(*bytes);
+		*objects = *bytes = NULL;
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < s->nsites; i++) {
+		(*objects)[s->sites[i].traceback] += s->sites[i].alloc_count;
+		(*bytes)[s->sites[i].traceback] += s->sites[i].alloc_bytes;
+	}
 	return 0;
 }
 

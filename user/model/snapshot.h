@@ -77,11 +77,28 @@ struct snapshot_traceback {
 	uint32_t total_nframe;
 };
 
+/* age_ns: how long before the snapshot the block was allocated (to ~4 ms;
+ * 0 when the snapshot has no ages, see snapshot.ages_known). */
 struct snapshot_trace {
 	uint64_t address;
 	uint64_t size;
 	uint32_t domain;
 	uint32_t traceback;
+	uint64_t age_ns;
+};
+
+/* A site over the run: per traceback and domain, what was allocated there
+ * since tracing began (pprof's alloc_objects and alloc_space), how much of
+ * it was temporary (freed by its thread before that thread's next
+ * allocation: heaptrack's rule), and what was live there when its
+ * process's traced memory was at its peak (the peak's live set; a reset of
+ * the peak makes it the live set of that moment). */
+struct snapshot_site {
+	uint32_t traceback;
+	uint32_t domain;
+	uint64_t alloc_count, alloc_bytes;
+	uint64_t temp_count, temp_bytes;
+	uint64_t peak_count, peak_bytes;
 };
 
 /* A named loss or event counter ("allocs table full", "stack truncated" ...).
@@ -133,6 +150,16 @@ struct snapshot {
 	struct snapshot_trace *traces;
 	uint64_t ntraces;
 	size_t cap_traces;
+	/* whether traces carry their age; false for a file written before
+	 * tracer kept them (no trace ages section) */
+	bool ages_known;
+
+	/* sites over the run, one per (traceback, domain), sorted by them;
+	 * sites_known is false for a file written before tracer kept them (no
+	 * sites section): then there are none */
+	bool sites_known;
+	struct snapshot_site *sites;
+	uint32_t nsites, cap_sites;
 
 	struct snapshot_counter *counters;
 	uint32_t ncounters, cap_counters;
@@ -162,9 +189,29 @@ int64_t snapshot_intern_mapping(struct snapshot *s, const char *path, const char
 int64_t snapshot_intern_traceback(struct snapshot *s, const uint32_t *frame_ids, uint32_t nframe,
 				  uint32_t total_nframe);
 
-/* Adds a trace; returns 0 or a negative errno. */
+/* Adds a trace (of unknown age, 0); returns 0 or a negative errno. */
 int snapshot_add_trace(struct snapshot *s, uint64_t address, uint64_t size, uint32_t domain,
 		       uint32_t traceback);
+/* The same, with its age (set ages_known). */
+int snapshot_add_aged_trace(struct snapshot *s, uint64_t address, uint64_t size, uint32_t domain,
+			    uint32_t traceback, uint64_t age_ns);
+
+/* Adds a site's figures (sets sites_known); a (traceback, domain) already
+ * there adds up. Cheap in (traceback, domain) order, a move of the sites
+ * after it otherwise: many in any order go through snapshot_add_sites.
+ * 0, -EINVAL for a traceback out of range, or -ENOMEM. */
+int snapshot_add_site(struct snapshot *s, const struct snapshot_site *site);
+/* Adds n sites in any order (sorted here first, so cheap for many). */
+int snapshot_add_sites(struct snapshot *s, struct snapshot_site *sites, size_t n);
+/* The site of (traceback, domain), or NULL. */
+const struct snapshot_site *snapshot_find_site(const struct snapshot *s, uint32_t traceback,
+					       uint32_t domain);
+
+/* For pprof's alloc_objects and alloc_space: per traceback (arrays of
+ * s->ntracebacks, malloc'ed, the caller frees them) the allocations made
+ * with it since tracing began, every domain's, counted and in bytes; all
+ * 0 when the snapshot has no sites (!sites_known). 0 or -ENOMEM. */
+int snapshot_alloc_totals(const struct snapshot *s, uint64_t **objects, uint64_t **bytes);
 
 /* Sets (adds or replaces) a counter by name. */
 int snapshot_set_counter(struct snapshot *s, const char *name, uint64_t value);

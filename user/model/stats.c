@@ -10,8 +10,9 @@ struct group {
 	uint64_t hash;
 	struct stats_frame *key;
 	uint32_t nkey;
-	uint64_t size, count;	      /* new (or only) snapshot */
+	uint64_t size, count;	      /* new (or only) snapshot, the source's */
 	uint64_t old_size, old_count; /* compare: old snapshot */
+	struct stats_figures all;     /* new (or only) snapshot, every source's */
 };
 
 struct grouping {
@@ -114,42 +115,101 @@ struct stats_frame stats_frame_of(const struct snapshot *s, const struct snapsho
 	return key_frame(s, f, STATS_KEY_LINENO);
 }
 
-static void accumulate(struct group *g, bool old, uint64_t size, uint64_t count)
+/* A traceback's figures, counted by source into size and count. */
+struct tb_figures {
+	uint64_t size, count;
+	struct stats_figures all;
+};
+
+static void accumulate(struct group *g, bool old, const struct tb_figures *f)
 {
 	if (old) {
-		g->old_size += size;
-		g->old_count += count;
-	} else {
-		g->size += size;
-		g->count += count;
+		g->old_size += f->size;
+		g->old_count += f->count;
+		return;
 	}
+	g->size += f->size;
+	g->count += f->count;
+	g->all.size += f->all.size;
+	g->all.count += f->all.count;
+	g->all.peak_size += f->all.peak_size;
+	g->all.peak_count += f->all.peak_count;
+	g->all.alloc_size += f->all.alloc_size;
+	g->all.alloc_count += f->all.alloc_count;
+	g->all.temp_size += f->all.temp_size;
+	g->all.temp_count += f->all.temp_count;
+	if (f->all.max_age_ns > g->all.max_age_ns)
+		g->all.max_age_ns = f->all.max_age_ns;
 }
 
-/* Adds every trace of s to its group(s); old selects the columns. */
-static int add_snapshot(struct grouping *gr, const struct snapshot *s, enum stats_key key,
-			bool cumulative, bool old)
+/* Every traceback's figures: its traces', its sites', and the source's. */
+static struct tb_figures *traceback_figures(const struct snapshot *s, enum stats_source source)
 {
-	uint64_t *tb_size = calloc(s->ntracebacks ? s->ntracebacks : 1, sizeof(uint64_t));
-	uint64_t *tb_count = calloc(s->ntracebacks ? s->ntracebacks : 1, sizeof(uint64_t));
+	struct tb_figures *f = calloc(s->ntracebacks ? s->ntracebacks : 1, sizeof(*f));
+	uint64_t k;
+
+	if (!f)
+		return NULL;
+	for (k = 0; k < s->ntraces; k++) {
+		struct stats_figures *a = &f[s->traces[k].traceback].all;
+
+		a->size += s->traces[k].size;
+		a->count++;
+		if (s->traces[k].age_ns > a->max_age_ns)
+			a->max_age_ns = s->traces[k].age_ns;
+	}
+	for (k = 0; k < s->nsites; k++) {
+		const struct snapshot_site *site = &s->sites[k];
+		struct stats_figures *a = &f[site->traceback].all;
+
+		a->peak_size += site->peak_bytes;
+		a->peak_count += site->peak_count;
+		a->alloc_size += site->alloc_bytes;
+		a->alloc_count += site->alloc_count;
+		a->temp_size += site->temp_bytes;
+		a->temp_count += site->temp_count;
+	}
+	for (k = 0; k < s->ntracebacks; k++) {
+		const struct stats_figures *a = &f[k].all;
+
+		switch (source) {
+		case STATS_SOURCE_LIVE:
+			f[k].size = a->size, f[k].count = a->count;
+			break;
+		case STATS_SOURCE_PEAK:
+			f[k].size = a->peak_size, f[k].count = a->peak_count;
+			break;
+		case STATS_SOURCE_ALLOCATIONS:
+			f[k].size = a->alloc_size, f[k].count = a->alloc_count;
+			break;
+		case STATS_SOURCE_TEMPORARY:
+			f[k].size = a->temp_size, f[k].count = a->temp_count;
+			break;
+		}
+	}
+	return f;
+}
+
+/* Adds every traceback of s that the source counts to its group(s); old
+ * selects the columns. */
+static int add_snapshot(struct grouping *gr, const struct snapshot *s, enum stats_source source,
+			enum stats_key key, bool cumulative, bool old)
+{
+	struct tb_figures *fig = traceback_figures(s, source);
 	struct stats_frame *kf = NULL;
 	uint32_t t, i, cap = 0;
-	uint64_t k;
 	int err = 0;
 
-	if (!tb_size || !tb_count) {
+	if (!fig) {
 		err = -ENOMEM;
 		goto out;
 	}
 	/* traces with the same traceback group together whatever the key */
-	for (k = 0; k < s->ntraces; k++) {
-		tb_size[s->traces[k].traceback] += s->traces[k].size;
-		tb_count[s->traces[k].traceback]++;
-	}
 	for (t = 0; t < s->ntracebacks; t++) {
 		const struct snapshot_traceback *tb = &s->tracebacks[t];
 		uint32_t nk;
 
-		if (!tb_count[t])
+		if (!fig[t].count)
 			continue;
 		if (!tb->nframe) {
 			/* tracemalloc's traceback is never empty: it says <unknown>:0 */
@@ -160,7 +220,7 @@ static int add_snapshot(struct grouping *gr, const struct snapshot *s, enum stat
 				err = (int)g;
 				goto out;
 			}
-			accumulate(&gr->groups[g], old, tb_size[t], tb_count[t]);
+			accumulate(&gr->groups[g], old, &fig[t]);
 			continue;
 		}
 		if (tb->nframe > cap) {
@@ -188,7 +248,7 @@ static int add_snapshot(struct grouping *gr, const struct snapshot *s, enum stat
 				err = (int)g;
 				goto out;
 			}
-			accumulate(&gr->groups[g], old, tb_size[t], tb_count[t]);
+			accumulate(&gr->groups[g], old, &fig[t]);
 			continue;
 		}
 		/* cumulative: every stored frame counts, duplicates included */
@@ -199,13 +259,12 @@ static int add_snapshot(struct grouping *gr, const struct snapshot *s, enum stat
 				err = (int)g;
 				goto out;
 			}
-			accumulate(&gr->groups[g], old, tb_size[t], tb_count[t]);
+			accumulate(&gr->groups[g], old, &fig[t]);
 		}
 	}
 out:
 	free(kf);
-	free(tb_size);
-	free(tb_count);
+	free(fig);
 	return err;
 }
 
@@ -242,6 +301,16 @@ static int cmp_stat(const void *pa, const void *pb)
 	return -cmp_traceback(a, b);
 }
 
+/* allocations and temporaries: the busiest first */
+static int cmp_count(const void *pa, const void *pb)
+{
+	const struct stats_entry *a = pa, *b = pb;
+
+	CMP(a->count, b->count);
+	CMP(a->size, b->size);
+	return -cmp_traceback(a, b);
+}
+
 static uint64_t uabs(int64_t v)
 {
 	return v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
@@ -263,7 +332,8 @@ struct storage {
 	size_t npool;
 };
 
-static int finish(struct grouping *gr, bool diff, struct stats_list *out)
+static int finish(struct grouping *gr, bool diff, enum stats_source source,
+		  struct stats_list *out)
 {
 	struct storage *st = malloc(sizeof(*st));
 	size_t i;
@@ -288,13 +358,18 @@ static int finish(struct grouping *gr, bool diff, struct stats_list *out)
 		e->nkey = g->nkey;
 		e->size = g->size;
 		e->count = g->count;
+		e->all = g->all;
 		if (diff) {
 			e->size_diff = (int64_t)g->size - (int64_t)g->old_size;
 			e->count_diff = (int64_t)g->count - (int64_t)g->old_count;
 		}
 	}
 	out->n = gr->n;
-	qsort(out->entries, out->n, sizeof(*out->entries), diff ? cmp_diff : cmp_stat);
+	qsort(out->entries, out->n, sizeof(*out->entries),
+	      diff ? cmp_diff
+		   : source == STATS_SOURCE_ALLOCATIONS || source == STATS_SOURCE_TEMPORARY
+			 ? cmp_count
+			 : cmp_stat);
 	st->pool = gr->pool;
 	st->npool = gr->npool;
 	out->storage = st;
@@ -313,38 +388,51 @@ static void grouping_free(struct grouping *gr)
 	hash_index_free(&gr->index);
 }
 
-int stats_compute(const struct snapshot *s, enum stats_key key, bool cumulative,
-		  struct stats_list *out)
+int stats_compute_source(const struct snapshot *s, enum stats_source source, enum stats_key key,
+			 bool cumulative, struct stats_list *out)
 {
 	struct grouping gr = {};
 	int err;
 
 	if (cumulative && key == STATS_KEY_TRACEBACK)
 		return -EINVAL;
-	err = add_snapshot(&gr, s, key, cumulative, false);
+	err = add_snapshot(&gr, s, source, key, cumulative, false);
 	if (err) {
 		grouping_free(&gr);
 		return err;
 	}
-	return finish(&gr, false, out);
+	return finish(&gr, false, source, out);
+}
+
+int stats_compute(const struct snapshot *s, enum stats_key key, bool cumulative,
+		  struct stats_list *out)
+{
+	return stats_compute_source(s, STATS_SOURCE_LIVE, key, cumulative, out);
+}
+
+int stats_compare_source(const struct snapshot *new_snap, const struct snapshot *old_snap,
+			 enum stats_source source, enum stats_key key, bool cumulative,
+			 struct stats_list *out)
+{
+	struct grouping gr = {};
+	int err;
+
+	if (cumulative && key == STATS_KEY_TRACEBACK)
+		return -EINVAL;
+	err = add_snapshot(&gr, new_snap, source, key, cumulative, false);
+	if (!err)
+		err = add_snapshot(&gr, old_snap, source, key, cumulative, true);
+	if (err) {
+		grouping_free(&gr);
+		return err;
+	}
+	return finish(&gr, true, source, out);
 }
 
 int stats_compare(const struct snapshot *new_snap, const struct snapshot *old_snap,
 		  enum stats_key key, bool cumulative, struct stats_list *out)
 {
-	struct grouping gr = {};
-	int err;
-
-	if (cumulative && key == STATS_KEY_TRACEBACK)
-		return -EINVAL;
-	err = add_snapshot(&gr, new_snap, key, cumulative, false);
-	if (!err)
-		err = add_snapshot(&gr, old_snap, key, cumulative, true);
-	if (err) {
-		grouping_free(&gr);
-		return err;
-	}
-	return finish(&gr, true, out);
+	return stats_compare_source(new_snap, old_snap, STATS_SOURCE_LIVE, key, cumulative, out);
 }
 
 void stats_list_free(struct stats_list *l)
@@ -383,4 +471,26 @@ int stats_parse_key(const char *name, enum stats_key *key)
 const char *stats_key_name(enum stats_key key)
 {
 	return key <= STATS_KEY_TRACEBACK ? key_names[key] : "?";
+}
+
+static const char *const source_names[] = {
+    [STATS_SOURCE_LIVE] = "size",
+    [STATS_SOURCE_PEAK] = "peak",
+    [STATS_SOURCE_ALLOCATIONS] = "allocations",
+    [STATS_SOURCE_TEMPORARY] = "temporary",
+};
+
+int stats_parse_source(const char *name, enum stats_source *source)
+{
+	for (int i = 0; i < (int)(sizeof(source_names) / sizeof(source_names[0])); i++)
+		if (!strcmp(name, source_names[i])) {
+			*source = (enum stats_source)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *stats_source_name(enum stats_source source)
+{
+	return source <= STATS_SOURCE_TEMPORARY ? source_names[source] : "?";
 }

@@ -32,8 +32,30 @@ struct stats_frame {
 	const char *module;
 };
 
+/* What the statistics count: tracemalloc's, the live traces; or, from the
+ * snapshot's sites (snapshot.h), the live set at the peak, every allocation
+ * since tracing began, or its temporary allocations. Live and peak sort by
+ * size, allocations and temporaries by count. */
+enum stats_source {
+	STATS_SOURCE_LIVE,
+	STATS_SOURCE_PEAK,
+	STATS_SOURCE_ALLOCATIONS,
+	STATS_SOURCE_TEMPORARY,
+};
+
+/* A group's figures from every source, whichever the statistics count. */
+struct stats_figures {
+	uint64_t size, count;		  /* live */
+	uint64_t peak_size, peak_count;	  /* at the peak */
+	uint64_t alloc_size, alloc_count; /* allocated over the run */
+	uint64_t temp_size, temp_count;	  /* of which temporary */
+	uint64_t max_age_ns;		  /* of its oldest live block */
+};
+
 /* A Statistic (or StatisticDiff when from stats_compare). key holds nkey
- * frames, most recent first; 'lineno' and 'filename' keys have one. */
+ * frames, most recent first; 'lineno' and 'filename' keys have one. size
+ * and count are the source's (live: tracemalloc's); all holds every
+ * source's (of the new snapshot when compared). */
 struct stats_entry {
 	struct stats_frame *key;
 	uint32_t nkey;
@@ -41,6 +63,7 @@ struct stats_entry {
 	uint64_t count;
 	int64_t size_diff;  /* compare only */
 	int64_t count_diff; /* compare only */
+	struct stats_figures all;
 };
 
 struct stats_list {
@@ -52,9 +75,16 @@ struct stats_list {
 /* Returns 0 or a negative errno; -EINVAL for cumulative with 'traceback'. */
 int stats_compute(const struct snapshot *s, enum stats_key key, bool cumulative,
 		  struct stats_list *out);
+/* The same counting source's figures: a group is listed when its count
+ * there is not 0. */
+int stats_compute_source(const struct snapshot *s, enum stats_source source, enum stats_key key,
+			 bool cumulative, struct stats_list *out);
 /* compare_to(old): entries of new against old, zero diffs kept. */
 int stats_compare(const struct snapshot *new_snap, const struct snapshot *old_snap,
 		  enum stats_key key, bool cumulative, struct stats_list *out);
+int stats_compare_source(const struct snapshot *new_snap, const struct snapshot *old_snap,
+			 enum stats_source source, enum stats_key key, bool cumulative,
+			 struct stats_list *out);
 void stats_list_free(struct stats_list *l);
 
 /* A snapshot frame as a 'lineno' or 'traceback' key holds it. */
@@ -63,5 +93,8 @@ struct stats_frame stats_frame_of(const struct snapshot *s, const struct snapsho
 /* "filename", "lineno", "traceback" -> key; returns 0 or -EINVAL. */
 int stats_parse_key(const char *name, enum stats_key *key);
 const char *stats_key_name(enum stats_key key);
+/* "size" (live), "peak", "allocations", "temporary" <-> source. */
+int stats_parse_source(const char *name, enum stats_source *source);
+const char *stats_source_name(enum stats_source source);
 
 #endif

@@ -60,6 +60,8 @@ static const struct known_counter known[] = {
      "mappings left out of unwind tables"},
     {"objects loaded without a stop (probed late)", "loader_stop_lost", COUNTER_LOSS,
      "objects loaded without a stop (their allocators probed late)"},
+    {"sites table full (allocations left out of per-site figures)", "sites_table_full",
+     COUNTER_LOSS, "allocations left out of the per-site figures (sites table full)"},
     /* written by older tracers */
     {"stack table full or collision", "stack_table_full_or_collision", COUNTER_LOSS,
      "native stacks lost (stack table full or collision)"},

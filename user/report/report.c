@@ -2,6 +2,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "model/filter.h"
 #include "report/counters.h"
 #include "report/format.h"
 #include "report/report.h"
@@ -149,14 +150,27 @@ static void text_header(FILE *out, const struct snapshot *s, bool color)
 	text_counters(out, s, COUNTER_NOTE, "notes", color);
 }
 
+/* What the statistics count, after "statistics" in the title. */
+static const char *const source_titles[] = {
+    [STATS_SOURCE_LIVE] = "",
+    [STATS_SOURCE_PEAK] = " of the live set at the peak",
+    [STATS_SOURCE_ALLOCATIONS] = " of allocations since tracing began",
+    [STATS_SOURCE_TEMPORARY] = " of temporary allocations (freed before their thread's next "
+			       "allocation)",
+};
+
 static void text_stats(FILE *out, const struct stats_list *l, const struct report_options *o,
 		       bool diff)
 {
 	size_t i, n = o->top > 0 && (size_t)o->top < l->n ? (size_t)o->top : l->n;
 
-	fprintf(out, "%stop %zu %s %s%s:%s\n", o->color ? STYLE_HEADER : "", n,
+	fprintf(out, "%stop %zu %s %s%s%s", o->color ? STYLE_HEADER : "", n,
 		stats_key_name(o->key), diff ? "differences" : "statistics",
-		o->cumulative ? " (cumulative)" : "", o->color ? STYLE_RESET : "");
+		source_titles[o->source], o->cumulative ? " (cumulative)" : "");
+	if (o->older_than_ns)
+		fprintf(out, ", blocks allocated %.9g s or more before the snapshot",
+			(double)o->older_than_ns / 1e9);
+	fprintf(out, ":%s\n", o->color ? STYLE_RESET : "");
 	for (i = 0; i < n; i++) {
 		const struct stats_entry *e = &l->entries[i];
 
@@ -236,14 +250,37 @@ static void json_header(FILE *out, const struct snapshot *s)
 	json_counters(out, s, COUNTER_NOTE, "notes");
 }
 
-static void json_stats(FILE *out, const struct stats_list *l, const struct report_options *o,
-		       bool diff)
+/* Every source's figures of a statistic: live, and from the sites (null
+ * when the snapshot has none), and the age of its oldest live block (null
+ * when the snapshot has no ages). */
+static void json_figures(FILE *out, const struct snapshot *s, const struct stats_figures *f)
+{
+	fprintf(out, ",\"live\":{\"size\":%" PRIu64 ",\"count\":%" PRIu64 "}", f->size, f->count);
+	if (s->sites_known)
+		fprintf(out,
+			",\"peak\":{\"size\":%" PRIu64 ",\"count\":%" PRIu64
+			"},\"allocations\":{\"size\":%" PRIu64 ",\"count\":%" PRIu64
+			"},\"temporary\":{\"size\":%" PRIu64 ",\"count\":%" PRIu64 "}",
+			f->peak_size, f->peak_count, f->alloc_size, f->alloc_count, f->temp_size,
+			f->temp_count);
+	else
+		fputs(",\"peak\":null,\"allocations\":null,\"temporary\":null", out);
+	if (s->ages_known && f->count)
+		fprintf(out, ",\"max_age_ns\":%" PRIu64, f->max_age_ns);
+	else
+		fputs(",\"max_age_ns\":null", out);
+}
+
+static void json_stats(FILE *out, const struct snapshot *s, const struct stats_list *l,
+		       const struct report_options *o, bool diff)
 {
 	size_t i, n = o->top > 0 && (size_t)o->top < l->n ? (size_t)o->top : l->n;
 	uint32_t k;
 
-	fprintf(out, ",\"key\":\"%s\",\"cumulative\":%s,\"statistics\":[", stats_key_name(o->key),
-		o->cumulative ? "true" : "false");
+	fprintf(out, ",\"key\":\"%s\",\"cumulative\":%s,\"source\":\"%s\",\"older_than_ns\":%" PRIu64
+		",\"statistics\":[",
+		stats_key_name(o->key), o->cumulative ? "true" : "false",
+		stats_source_name(o->source), o->older_than_ns);
 	for (i = 0; i < n; i++) {
 		const struct stats_entry *e = &l->entries[i];
 
@@ -283,27 +320,53 @@ static void json_stats(FILE *out, const struct stats_list *l, const struct repor
 		if (diff)
 			fprintf(out, ",\"size_diff\":%" PRId64 ",\"count_diff\":%" PRId64,
 				e->size_diff, e->count_diff);
+		json_figures(out, s, &e->all);
 		fputc('}', out);
 	}
 	fputc(']', out);
 }
 
+const char *report_missing(const struct snapshot *s, const struct report_options *o)
+{
+	if (o->source != STATS_SOURCE_LIVE && !s->sites_known)
+		return o->source == STATS_SOURCE_PEAK
+			   ? "this snapshot has no live set at the peak (written by an older tracer)"
+			   : "this snapshot has no allocations per site (written by an older tracer)";
+	if (o->older_than_ns && !s->ages_known)
+		return "this snapshot has no block ages for --older-than (written by an older "
+		       "tracer)";
+	return NULL;
+}
+
 int report_snapshot(FILE *out, const struct snapshot *s, const struct report_options *o)
 {
+	struct snapshot *old_enough = NULL;
 	struct stats_list l;
-	int err = stats_compute(s, o->key, o->cumulative, &l);
+	int err;
 
-	if (err)
+	if (report_missing(s, o))
+		return -ENODATA;
+	if (o->older_than_ns) {
+		err = filter_older_than(s, o->older_than_ns, &old_enough);
+		if (err)
+			return err;
+		s = old_enough;
+	}
+	err = stats_compute_source(s, o->source, o->key, o->cumulative, &l);
+	if (err) {
+		snapshot_free(old_enough);
 		return err;
+	}
 	if (o->format == REPORT_JSON) {
 		json_header(out, s);
-		json_stats(out, &l, o, false);
+		json_stats(out, s, &l, o, false);
 		fputs("}\n", out);
 	} else {
 		text_header(out, s, o->color);
 		text_stats(out, &l, o, false);
 	}
 	stats_list_free(&l);
+	snapshot_free(old_enough);
 	return ferror(out) ? -EIO : 0;
 }
 
@@ -311,8 +374,11 @@ int report_compare(FILE *out, const struct snapshot *old_snap, const struct snap
 		   const struct report_options *o)
 {
 	struct stats_list l;
-	int err = stats_compare(new_snap, old_snap, o->key, o->cumulative, &l);
+	int err;
 
+	if (report_missing(old_snap, o) || report_missing(new_snap, o))
+		return -ENODATA;
+	err = stats_compare_source(new_snap, old_snap, o->source, o->key, o->cumulative, &l);
 	if (err)
 		return err;
 	if (o->format == REPORT_JSON) {
@@ -321,7 +387,7 @@ int report_compare(FILE *out, const struct snapshot *old_snap, const struct snap
 		fputs("},\"new\":", out);
 		json_header(out, new_snap);
 		fputc('}', out);
-		json_stats(out, &l, o, true);
+		json_stats(out, new_snap, &l, o, true);
 		fputs("}\n", out);
 	} else {
 		fputs("old snapshot\n", out);

@@ -23,10 +23,19 @@ struct report_options {
 	int traceback_limit; /* Traceback.format(limit) for 'traceback'; 0 = all */
 	bool color;	     /* text: headers and sizes in colour (--color) */
 	bool collapsed_lines; /* collapsed: frames with their lines, not by function */
+	/* what the statistics count: the live traces (default), the live set
+	 * at the peak (--peak), allocations or temporaries over the run
+	 * (--sort allocations, --sort temporary) */
+	enum stats_source source;
+	/* --older-than: only blocks allocated at least this long before the
+	 * snapshot (0: every one) */
+	uint64_t older_than_ns;
 };
 
 /* Header (target, nframe, traced memory current/peak, tracer memory, events,
- * every counter) then the top statistics. Returns 0 or a negative errno. */
+ * every counter) then the top statistics. Returns 0 or a negative errno:
+ * -ENODATA when the source needs sites or --older-than ages that the
+ * snapshot has not (report_missing says which). */
 int report_snapshot(FILE *out, const struct snapshot *s, const struct report_options *o);
 /* compare_to report: header of both snapshots, then StatisticDiff lines. */
 int report_compare(FILE *out, const struct snapshot *old_snap, const struct snapshot *new_snap,
@@ -34,5 +43,8 @@ int report_compare(FILE *out, const struct snapshot *old_snap, const struct snap
 /* get_object_traceback(): the block holding addr and its traceback, or a
  * line saying none does (then 1, else 0). */
 int report_address(FILE *out, const struct snapshot *s, uint64_t addr);
+/* What the options need that s lacks, as a line for stderr; NULL when
+ * nothing. */
+const char *report_missing(const struct snapshot *s, const struct report_options *o);
 
 #endif
