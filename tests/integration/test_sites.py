@@ -4,6 +4,9 @@ and bytes from the probes, through the final report, snapshot files and
 'tracer stats' (--peak, --sort allocations|temporary, --older-than)."""
 import json
 import os
+import re
+import shutil
+import subprocess
 import struct
 import zlib
 
@@ -63,6 +66,38 @@ def test_allocations_over_the_run(run):
     assert "statistics of allocations since tracing began:" in text
     assert "%s:%d: size=62.5 KiB, count=1000, average=64 B" % (SOURCE, site(SOURCE, "temp")) \
         in text
+
+
+def pprof_top(profile, sample_index):
+    """{lineno in lifetimes.c: flat value} of go tool pprof -top -lines."""
+    go = shutil.which("go")
+    if not go:
+        pytest.skip("no go tool (golang-go)")
+    p = subprocess.run([go, "tool", "pprof", "-top", "-lines", "-nodecount=500", "-nodefraction=0",
+                        "-unit=byte",
+                        "-sample_index=" + sample_index, profile], capture_output=True,
+                       text=True, timeout=120,
+                       env=dict(os.environ, HOME="/tmp", GOCACHE="/tmp/gocache"))
+    assert p.returncode == 0, p.stderr
+    # flat values: the lines that allocated (callers' lines have 0 flat)
+    return {int(m.group(2)): int(m.group(1)) for m in
+            re.finditer(r"^\s*(\d+)(?:B|byte)?\s.*%s:(\d+)$" % re.escape(SOURCE), p.stdout,
+                        re.M) if int(m.group(1))}
+
+
+def test_pprof_alloc_and_inuse_sample_types(run, tmp_path):
+    """Go's heap profile's four sample types, read by the real go tool pprof:
+    alloc_* every block allocated since tracing began (a site whose blocks
+    are all freed included), inuse_* the live set."""
+    prof = str(tmp_path / "heap.pb.gz")
+    run_tracer(["stats", run["snap"], "--format", "pprof", "-o", prof])
+    at = {name: site(SOURCE, name) for name in ("old", "peak", "after", "temp")}
+    assert pprof_top(prof, "alloc_objects") == {at["temp"]: 1000, at["peak"]: 100,
+                                                at["after"]: 20, at["old"]: 5}
+    assert pprof_top(prof, "alloc_space") == {at["peak"]: 1000000, at["after"]: 100000,
+                                              at["temp"]: 64000, at["old"]: 15000}
+    assert pprof_top(prof, "inuse_space") == {at["after"]: 100000, at["old"]: 15000}
+    assert pprof_top(prof, "inuse_objects") == {at["after"]: 20, at["old"]: 5}
 
 
 def test_temporaries(run):

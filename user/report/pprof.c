@@ -187,13 +187,14 @@ static int64_t domain_string(struct strtab *t, struct domain_name **names, uint3
 struct sample {
 	uint32_t traceback, domain;
 	int64_t count, size;
+	int64_t alloc_count, alloc_size; /* since tracing began: the site's */
 };
 
 /* The sample types, in Go's heap profile's order. alloc_* are every block
- * allocated since tracing began, freed or not: the model does not count
- * them per site yet, so they are not written (a profile with made-up
- * alloc_* figures would mislead); has_alloc_counts() is where that changes,
- * and sample_value() is where a sample's alloc_* figures would be read. */
+ * allocated since tracing began, freed or not, from the snapshot's sites
+ * (the probes count them per site); a snapshot without sites (a file from
+ * an older tracer) and a delta profile have inuse_* only: a profile with
+ * made-up alloc_* figures would mislead. */
 enum sample_value { ALLOC_OBJECTS, ALLOC_SPACE, INUSE_OBJECTS, INUSE_SPACE, NVALUES };
 
 static const struct {
@@ -205,14 +206,30 @@ static const struct {
     [INUSE_SPACE] = {"inuse_space", "bytes"},
 };
 
-static bool has_alloc_counts(const struct snapshot *s)
+static bool has_alloc_counts(const struct snapshot *s, const struct pprof_options *o)
 {
-	return false;
+	return s->sites_known && !o->delta;
 }
 
 static int64_t sample_value(const struct sample *x, enum sample_value v)
 {
-	return v == INUSE_OBJECTS ? x->count : v == INUSE_SPACE ? x->size : 0;
+	switch (v) {
+	case ALLOC_OBJECTS:
+		return x->alloc_count;
+	case ALLOC_SPACE:
+		return x->alloc_size;
+	case INUSE_OBJECTS:
+		return x->count;
+	case INUSE_SPACE:
+		return x->size;
+	default:
+		return 0;
+	}
+}
+
+static bool sample_empty(const struct sample *x)
+{
+	return !x->count && !x->size && !x->alloc_count && !x->alloc_size;
 }
 
 static int cmp_sample(const void *a, const void *b)
@@ -275,10 +292,13 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 	bool wanted[NVALUES] = {[INUSE_OBJECTS] = true, [INUSE_SPACE] = true};
 	int err = 0;
 
-	if (s->ntraces > (uint64_t)SIZE_MAX / sizeof(*samples)) /* 32-bit hosts */
+	bool alloc_counts = has_alloc_counts(s, o);
+	uint64_t nin = s->ntraces + (alloc_counts ? s->nsites : 0);
+
+	if (nin > (uint64_t)SIZE_MAX / sizeof(*samples) - 1) /* 32-bit hosts */
 		return -E2BIG;
 	st.of_snapshot = malloc((s->nstrings + 1) * sizeof(int64_t));
-	samples = malloc((s->ntraces + 1) * sizeof(*samples));
+	samples = malloc((nin + 1) * sizeof(*samples));
 	func_of_frame = calloc(s->nframes + 1, sizeof(*func_of_frame));
 	if (!st.of_snapshot || !samples || !func_of_frame) {
 		err = -ENOMEM;
@@ -287,7 +307,7 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 	for (i = 0; i < s->nstrings; i++)
 		st.of_snapshot[i] = -1;
 	intern(&st, "");
-	wanted[ALLOC_OBJECTS] = wanted[ALLOC_SPACE] = has_alloc_counts(s);
+	wanted[ALLOC_OBJECTS] = wanted[ALLOC_SPACE] = alloc_counts;
 	for (int v = 0; v < NVALUES; v++) {
 		str_type[v] = wanted[v] ? intern(&st, sample_types[v].type) : 0;
 		str_unit[v] = wanted[v] ? intern(&st, sample_types[v].unit) : 0;
@@ -315,18 +335,30 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 		samples[i] = (struct sample){s->traces[i].traceback, s->traces[i].domain, sign,
 					     sign * (int64_t)s->traces[i].size};
 	}
-	qsort(samples, s->ntraces, sizeof(*samples), cmp_sample);
-	for (i = 0; i < s->ntraces; i++) {
+	/* every site, live or not: what was allocated there since tracing
+	 * began (a site whose blocks are all freed is a sample of alloc_* only) */
+	for (i = s->ntraces; i < nin; i++) {
+		const struct snapshot_site *site = &s->sites[i - s->ntraces];
+
+		samples[i] = (struct sample){.traceback = site->traceback,
+					     .domain = site->domain,
+					     .alloc_count = (int64_t)site->alloc_count,
+					     .alloc_size = (int64_t)site->alloc_bytes};
+	}
+	qsort(samples, nin, sizeof(*samples), cmp_sample);
+	for (i = 0; i < nin; i++) {
 		if (nsamples && !cmp_sample(&samples[nsamples - 1], &samples[i])) {
 			samples[nsamples - 1].count += samples[i].count;
 			samples[nsamples - 1].size += samples[i].size;
+			samples[nsamples - 1].alloc_count += samples[i].alloc_count;
+			samples[nsamples - 1].alloc_size += samples[i].alloc_size;
 		} else {
-			if (nsamples && !samples[nsamples - 1].count && !samples[nsamples - 1].size)
+			if (nsamples && sample_empty(&samples[nsamples - 1]))
 				nsamples--;
 			samples[nsamples++] = samples[i];
 		}
 	}
-	if (nsamples && !samples[nsamples - 1].count && !samples[nsamples - 1].size)
+	if (nsamples && sample_empty(&samples[nsamples - 1]))
 		nsamples--;
 
 	/* sample_type: Go's heap profile's, those known; the default is inuse_space */
