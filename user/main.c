@@ -91,6 +91,7 @@ static const char usage[] =
     "                         for flame graphs)\n"
     "      --color WHEN       colour in the text report: auto (default: when standard\n"
     "                         output is a terminal and NO_COLOR is unset), always, never\n"
+    "                         (--colour too)\n"
     "\n"
     "filters (tracemalloc's filter_traces; reports only, -o files keep everything):\n"
     "      --include PAT[:LINE]  keep traces whose most recent frame matches (fnmatch);\n"

@@ -43,7 +43,7 @@ def test_man_page_covers_every_command_and_option():
     assert not missing, missing
     missing = [s for s in shorts if not re.search(r"\.BR \\-%s\b" % s, man)]
     assert not missing, missing
-    for command in ("stats", "compare", "serve"):
+    for command in ("stats", "compare", "serve", "top"):
         assert "tracer %s" % command in man
     p = subprocess.run(["groff", "-man", "-ww", "-z", os.path.join(ROOT, "docs", "tracer.1")],
                        capture_output=True, text=True)
