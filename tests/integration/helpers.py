@@ -293,3 +293,20 @@ def trace(args, **kw):
     with Tracer(args, **kw) as t:
         pass
     return t.report
+
+
+# -- go tool pprof -raw ------------------------------------------------------
+
+def pprof_raw_samples(text):
+    """go tool pprof -raw's samples: [({sample type: value}, [location ids],
+    labels line)], the types named as its "Samples:" header names them
+    (alloc_objects, alloc_space, inuse_objects, inuse_space)."""
+    head = text.split("Samples:\n", 1)[1].splitlines()[0]
+    types = [t.split("/")[0] for t in head.split()]
+    value = r"\s+(-?\d+)" * len(types)
+    out = []
+    for m in re.finditer(r"^%s: ([\d ]+)\n(?:\s+(\S.*:\[.*))?" % value, text, re.M):
+        values = dict(zip(types, (int(v) for v in m.groups()[:len(types)])))
+        ids = [int(x) for x in m.group(len(types) + 1).split()]
+        out.append((values, ids, (m.group(len(types) + 2) or "").strip()))
+    return out

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from helpers import SOURCES, Tracer, run_tracer, site, trace, workload
+from helpers import SOURCES, Tracer, pprof_raw_samples, run_tracer, site, trace, workload
 
 SRC = "native.c"
 GO = shutil.which("go")
@@ -126,8 +126,9 @@ def raw_profile(text):
     """go tool pprof -raw's samples [(count, bytes, [location ids])],
     locations {id: (address, mapping id or None, name, file:line)} and mappings
     {id: (start, limit, offset, file, build-id, flags)}."""
-    samples = [(int(c), int(b), [int(x) for x in ids.split()]) for c, b, ids in
-               re.findall(r"^\s+(\d+)\s+(\d+): ([\d ]+)$", text, re.M)]
+    samples = [(v["inuse_objects"], v["inuse_space"], ids)
+               for v, ids, _ in pprof_raw_samples(text)
+               if v["inuse_objects"] or v["inuse_space"]]
     locations = {int(m.group(1)): (int(m.group(2), 16), m.group(3) and int(m.group(3)),
                                    m.group(4), m.group(5))
                  for m in re.finditer(r"^\s+(\d+): 0x([0-9a-f]+) (?:M=(\d+) )?(\S+) (\S*)",

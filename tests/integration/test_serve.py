@@ -20,7 +20,8 @@ import urllib.request
 
 import pytest
 
-from helpers import TRACER, Workload, _Lines, _Piped, run_tracer, site, workload
+from helpers import (TRACER, Workload, _Lines, _Piped, pprof_raw_samples, run_tracer, site,
+                     workload)
 
 SOURCE = "phases.c"
 GO = shutil.which("go")
@@ -102,11 +103,13 @@ def raw_by_line(text):
                  for m in re.finditer(r"^\s+(\d+): 0x[0-9a-f]+ (?:M=\d+ )?\S+ (\S+):(\d+) ",
                                       text, re.M)}
     out, labels = {}, []
-    for m in re.finditer(r"^\s+(-?\d+)\s+(-?\d+): (\d+) \n\s+(.*)$", text, re.M):
-        key = locations[int(m.group(3))]
+    for values, ids, label in pprof_raw_samples(text):
+        if not values["inuse_objects"] and not values["inuse_space"]:
+            continue  # a site with nothing live: alloc_* only
+        key = locations[ids[0]]
         c, b = out.get(key, (0, 0))
-        out[key] = (c + int(m.group(1)), b + int(m.group(2)))
-        labels.append(m.group(4).strip())
+        out[key] = (c + values["inuse_objects"], b + values["inuse_space"])
+        labels.append(label)
     return out, labels
 
 
@@ -125,8 +128,15 @@ def test_go_tool_pprof_reads_the_heap_over_http(tmp_path):
         lines, labels = raw_by_line(raw)
         assert lines[at["grow"]] == (100, 100000)
         assert lines[at["temp"]] == (50, 50 * 4096)
-        assert "inuse_objects/count inuse_space/bytes[dflt]" in raw
-        assert "alloc_space" not in raw  # not counted yet: not made up
+        assert ("alloc_objects/count alloc_space/bytes inuse_objects/count "
+                "inuse_space/bytes[dflt]") in raw
+        # alloc_*: every block allocated at the line since tracing began
+        # (phase 1's are all still live)
+        leaf = {int(m.group(1)): int(m.group(2)) for m in re.finditer(
+            r"^\s+(\d+): 0x[0-9a-f]+ (?:M=\d+ )?\S+ \S+:(\d+) ", raw, re.M)}
+        temp = [(v["alloc_objects"], v["alloc_space"]) for v, ids, _ in pprof_raw_samples(raw)
+                if leaf.get(ids[0]) == at["temp"][1]]
+        assert [sum(c for c, _ in temp), sum(b for _, b in temp)] == [50, 50 * 4096], temp
         assert "PeriodType: space bytes" in raw
         assert all(l == "comm:[phases] domain:[libc] pid:[%d]" % s.pid for l in labels), labels
         # -top reads the same bytes at the line

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from helpers import Tracer, by_line, run_tracer, site, statistics_at, workload
+from helpers import (Tracer, by_line, pprof_raw_samples, run_tracer, site, statistics_at,
+                     workload)
 
 SOURCE = "phases.c"
 
@@ -321,9 +322,11 @@ def test_pprof_is_read_by_go_tool_pprof(series, tmp_path):
     assert flat[("phase2", SOURCE, site(SOURCE, "grow_call"))] == (0, 300)
     # the raw samples add up to the snapshot, bytes and objects
     raw = go_pprof("-raw", path)
-    samples = re.findall(r"^\s+(\d+)\s+(\d+): [\d ]+$", raw, re.M)
-    assert sum(int(c) for c, _ in samples) == total(series, "count")
-    assert sum(int(b) for _, b in samples) == total(series, "size")
+    samples = pprof_raw_samples(raw)
+    assert sum(v["inuse_objects"] for v, _, _ in samples) == total(series, "count")
+    assert sum(v["inuse_space"] for v, _, _ in samples) == total(series, "size")
+    # every block allocated since tracing began: the live ones and more
+    assert sum(v["alloc_objects"] for v, _, _ in samples) >= total(series, "count")
     assert "inuse_objects/count inuse_space/bytes[dflt]" in raw
     assert "domain:[libc]" in raw
 
@@ -332,8 +335,8 @@ def test_pprof_is_read_by_go_tool_pprof(series, tmp_path):
 def test_pprof_of_a_filtered_snapshot(series, tmp_path):
     path = pprof_file(series, tmp_path, "--include", "*/%s:%d" % (SOURCE, site(SOURCE, "late")))
     raw = go_pprof("-raw", path)
-    samples = re.findall(r"^\s+(\d+)\s+(\d+): [\d ]+$", raw, re.M)
-    assert samples == [("20", "81920")]
+    samples = [(v["inuse_objects"], v["inuse_space"]) for v, _, _ in pprof_raw_samples(raw)]
+    assert samples == [(20, 81920)]
 
 
 def test_collapsed_sums_to_the_snapshot(series):
