@@ -267,6 +267,7 @@
 			d.style.top = top(n.depth) + "px";
 			d.style.backgroundColor = c[1];
 			d.setAttribute("data-frame", n.label);
+			if (n.fn) d.setAttribute("data-function", n.fn);
 			d.setAttribute("data-bytes", n.s);
 			d.setAttribute("data-blocks", n.c);
 			if (compare) d.setAttribute("data-diff", n.s - n.os);
