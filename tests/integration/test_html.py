@@ -310,6 +310,30 @@ def test_search_highlights_exactly_the_matching_frames(live):
         assert int(dom.by_id("matched").attrs["data-bytes"]) == expect_bytes, query
 
 
+def ordered(dom, column):
+    return [int(r[column]) for r in table(dom).values()]
+
+
+def test_table_sorts_and_graph_turns_over(live):
+    path = live["path"](live["last"])
+    dom = page(path)
+    sizes = ordered(dom, "size")
+    assert sizes == sorted(sizes, reverse=True)  # tracemalloc's order
+    for fragment, column, reverse in [("#sort=count", "count", True),
+                                      ("#sort=count-asc", "count", False),
+                                      ("#sort=avg-asc", "avg", False)]:
+        got = ordered(page(path, fragment), column)
+        assert got == sorted(got, reverse=reverse) and got != sizes, fragment
+    # icicle: the root at the top; flame: at the bottom, under its children
+    def root_top(d):
+        root = [f for f in frames(d) if f.attrs["data-frame"] == "all"][0]
+        return int(re.search(r"top: (\d+)px", root.attrs["style"]).group(1))
+    flame = page(path, "#orient=flame")
+    deepest = max(int(re.search(r"top: (\d+)px", f.attrs["style"]).group(1))
+                  for f in frames(flame))
+    assert root_top(dom) == 0 and root_top(flame) == deepest > 0
+
+
 def test_screenshot_is_not_blank(live, tmp_path):
     shot = str(tmp_path / "page.png")
     chromium(live["path"](live["last"]), screenshot=shot)

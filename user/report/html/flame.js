@@ -3,7 +3,9 @@
  * #data (laid out as user/report/html.c describes). No library, no network.
  *
  * The URL fragment sets the state, so that a page can be opened (or
- * rendered headless) in one: #view=NAME&orient=flame|icicle&search=TEXT. */
+ * rendered headless) in one:
+ * #view=NAME&orient=flame|icicle&search=TEXT&sort=COLUMN[-asc] (COLUMN one
+ * of the table's data-col names: site, size, sdiff, count, cdiff, avg). */
 (function () {
 	"use strict";
 
@@ -15,6 +17,7 @@
 	var MIN_WIDTH = 0.3; /* px: narrower frames are drawn as part of their parent */
 	var $ = function (id) { return document.getElementById(id); };
 	var trees = {};
+	var sort = { kind: null, asc: false }; /* the table's order: tracemalloc's until a click */
 
 	/* tracemalloc's _format_size */
 	function fmtSize(size, sign) {
@@ -58,6 +61,10 @@
 			if (k === "view" && D.views[v]) state.view = v;
 			else if (k === "orient" && (v === "flame" || v === "icicle")) state.orient = v;
 			else if (k === "search") state.search = v;
+			else if (k === "sort") {
+				var m = /^(site|size|sdiff|count|cdiff|avg)(-asc)?$/.exec(v);
+				if (m) sort = { kind: m[1], asc: !!m[2] };
+			}
 		});
 	}
 	function writeHash() {
@@ -65,6 +72,7 @@
 		if (state.view !== names[0]) parts.push("view=" + encodeURIComponent(state.view));
 		if (state.orient !== "icicle") parts.push("orient=" + state.orient);
 		if (state.search) parts.push("search=" + encodeURIComponent(state.search));
+		if (sort.kind) parts.push("sort=" + sort.kind + (sort.asc ? "-asc" : ""));
 		try {
 			history.replaceState(null, "", parts.length ? "#" + parts.join("&") :
 					     location.pathname + location.search);
@@ -343,7 +351,6 @@
 	}
 
 	/* -- table ----------------------------------------------------------------- */
-	var sort = { col: -1, asc: false };
 	function drawTable() {
 		var v = D.views[state.view], thead = $("table").tHead, tbody = $("table").tBodies[0];
 		/* [title, value of a row, kind] */
@@ -354,12 +361,14 @@
 		if (compare) cols.push(["Count diff", function (r) { return r[5]; }, "cdiff"]);
 		cols.push(["Average", function (r) { return r[3] ? r[2] / r[3] : -1; }, "avg"]);
 		var rows = v.table.map(function (r, i) { return { r: r, i: i }; });
-		if (sort.col >= 0) {
-			var get = cols[sort.col][1];
+		var col = -1;
+		cols.forEach(function (c, i) { if (c[2] === sort.kind) col = i; });
+		if (col >= 0) {
+			var get = cols[col][1];
 			rows.sort(function (p, q) {
 				var a = get(p.r), b = get(q.r);
-				var c = a < b ? -1 : a > b ? 1 : p.i - q.i;
-				return sort.asc ? c : -c;
+				var c = a < b ? -1 : a > b ? 1 : 0;
+				return (sort.asc ? c : -c) || p.i - q.i; /* ties as tracemalloc ranks them */
 			});
 		}
 		$("table-title").textContent = "Top " + v.table.length + " " + D.key +
@@ -368,11 +377,12 @@
 		tbody.textContent = "";
 		var tr = el("tr");
 		cols.forEach(function (c, i) {
-			var th = el("th", i === sort.col ? "sorted " + (sort.asc ? "asc" : "desc") : "", c[0]);
+			var th = el("th", i === col ? "sorted " + (sort.asc ? "asc" : "desc") : "", c[0]);
 			th.setAttribute("data-col", c[2]);
 			th.addEventListener("click", function () {
-				if (sort.col === i) sort.asc = !sort.asc;
-				else { sort.col = i; sort.asc = i === 0; }
+				if (sort.kind === c[2]) sort.asc = !sort.asc;
+				else sort = { kind: c[2], asc: c[2] === "site" };
+				writeHash();
 				drawTable();
 			});
 			tr.appendChild(th);
