@@ -170,12 +170,40 @@ static void test_compare_page(void **state)
 	snapshot_free(new_snap);
 }
 
+/* More views are more entries of "views", in order, each with its own tree
+ * and table (the page offers a selector then). */
+static void test_views(void **state)
+{
+	struct report_options o = {.format = REPORT_HTML, .key = STATS_KEY_LINENO, .top = 1};
+	struct snapshot *s = make(100), *peak = make(5000);
+	struct html_page p;
+	FILE *f = fmemopen(buf, sizeof(buf), "w");
+	char *d;
+
+	html_page_init(&p, s, NULL, &o);
+	p.views[p.nviews++] = (struct html_view){.name = "peak", .title = "At the peak", .snap = peak};
+	assert_int_equal(html_write(f, &p), 0);
+	fputc('\0', f);
+	fclose(f);
+	d = data_of(buf);
+	assert_non_null(strstr(d, "\"views\":{\"live\":{\"title\":\"Live memory\",\"total\":[120,3],"));
+	assert_non_null(strstr(d, "]]},\"peak\":{\"title\":\"At the peak\",\"total\":[5020,3],"
+				  "\"tree\":[-1,5020,3,"));
+	/* -t 1: one row each */
+	assert_non_null(strstr(d, "\"table\":[[\"/src/\\u003c/script\\u003e\\u003cb\\u003e"
+				  "\\u0001\\\"q\\\"\\ufffd\\u2028.c:2\",\"leaf\",5013,2]]}}"));
+	free(d);
+	snapshot_free(s);
+	snapshot_free(peak);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_json_escaping),
 	    cmocka_unit_test(test_page),
 	    cmocka_unit_test(test_compare_page),
+	    cmocka_unit_test(test_views),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
