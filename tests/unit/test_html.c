@@ -134,9 +134,11 @@ static void test_page(void **state)
 				  "\"command\":\"./prog \\u003c/script\\u003e \\u0002\",\"host\":"
 				  "\"h\","));
 	assert_non_null(strstr(d, "\"counters\":[[\"lost \\u003cb\\u003e\",3]]}"));
-	/* labels as the text report prints frames; the two kinds of root */
+	/* labels as the text report prints frames (its \\xNN for control
+	 * characters and invalid UTF-8), then JSON-escaped; the two kinds of
+	 * root */
 	assert_non_null(strstr(d, "\"frames\":[[\"/src/\\u003c/script\\u003e\\u003cb\\u003e"
-				  "\\u0001\\\"q\\\"\\ufffd\\u2028.c:2\",\"leaf\"],"
+				  "\\\\x01\\\"q\\\"\\\\xff\\u2028.c:2\",\"leaf\"],"
 				  "[\"/src/a.c:9\",null],[\"/src/c.c:4\",\"other\"],"
 				  "[\"[older frames not kept]\",null],[\"\\u003cunknown\\u003e:0\","
 				  "null]]"));
@@ -144,7 +146,7 @@ static void test_page(void **state)
 	assert_non_null(strstr(d, "\"total\":[120,3],\"tree\":[-1,120,3,[[3,7,1,[[2,7,1,[]]]],"
 				  "[1,113,2,[[0,113,2,[]]]]]]"));
 	assert_non_null(strstr(d, "\"table\":[[\"/src/\\u003c/script\\u003e\\u003cb\\u003e"
-				  "\\u0001\\\"q\\\"\\ufffd\\u2028.c:2\",\"leaf\",113,2],"
+				  "\\\\x01\\\"q\\\"\\\\xff\\u2028.c:2\",\"leaf\",113,2],"
 				  "[\"/src/c.c:4\",\"other\",7,1]]"));
 	assert_non_null(strstr(d, "\"series\":null}"));
 	free(d);
@@ -191,7 +193,7 @@ static void test_views(void **state)
 				  "\"tree\":[-1,5020,3,"));
 	/* -t 1: one row each */
 	assert_non_null(strstr(d, "\"table\":[[\"/src/\\u003c/script\\u003e\\u003cb\\u003e"
-				  "\\u0001\\\"q\\\"\\ufffd\\u2028.c:2\",\"leaf\",5013,2]]}}"));
+				  "\\\\x01\\\"q\\\"\\\\xff\\u2028.c:2\",\"leaf\",5013,2]]}}"));
 	free(d);
 	snapshot_free(s);
 	snapshot_free(peak);
