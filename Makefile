@@ -29,14 +29,18 @@ SKELS       := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
 TRACE_SRCS  := $(wildcard user/*.c user/python/*.c user/unwind/*.c user/serve/*.c user/live/*.c)
 PURE_SRCS   := $(wildcard user/model/*.c user/report/*.c user/util/*.c)
 TRACE_OBJS  := $(patsubst user/%.c,$(BUILD)/user/%.o,$(TRACE_SRCS))
-PURE_OBJS   := $(patsubst user/%.c,$(BUILD)/user/%.o,$(PURE_SRCS))
+PURE_SRC_OBJS := $(patsubst user/%.c,$(BUILD)/user/%.o,$(PURE_SRCS))
+# the HTML report's page, style and script, embedded (xxd -i) as C arrays
+HTML_ASSETS := user/report/html/page.html user/report/html/style.css user/report/html/flame.js
+HTML_ASSETS_C := $(BUILD)/user/report/html_assets.c
+PURE_OBJS   := $(PURE_SRC_OBJS) $(BUILD)/user/report/html_assets.o
 LIB_OBJS    := $(filter-out $(BUILD)/user/main.o,$(TRACE_OBJS)) $(PURE_OBJS)
 USER_HDRS   := $(wildcard user/*.h user/*/*.h)
 PURE_HDRS   := $(wildcard user/model/*.h user/report/*.h user/util/*.h)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 MODEL_TESTS := test_stats test_filter test_report test_export test_snapfile test_hash \
-               test_outfile test_metrics test_path test_progress
+               test_outfile test_metrics test_path test_progress test_html
 MODEL_BINS  := $(patsubst %,$(BUILD)/tests/%,$(MODEL_TESTS))
 # resolve.c with the test's own symbolizer in place of symbolize.o
 RESOLVE_BIN := $(BUILD)/tests/test_resolve
@@ -76,8 +80,16 @@ $(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) | $(BUILD)
 $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< > $@
 
-$(PURE_OBJS): $(BUILD)/user/%.o: user/%.c $(PURE_HDRS)
+$(PURE_SRC_OBJS): $(BUILD)/user/%.o: user/%.c $(PURE_HDRS)
 	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(HTML_ASSETS_C): $(HTML_ASSETS)
+	@mkdir -p $(@D)
+	{ for f in $^; do xxd -i -n html_$$(basename $$f | tr . _) $$f; done; } > $@.tmp
+	mv $@.tmp $@
+
+$(BUILD)/user/report/html_assets.o: $(HTML_ASSETS_C)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(filter-out $(PURE_OBJS),$(TRACE_OBJS)): $(BUILD)/user/%.o: user/%.c $(USER_HDRS) \
@@ -145,7 +157,7 @@ FUZZ_SECONDS       ?= 300
 FUZZ_QUICK_SECONDS ?= 15
 FUZZ_TARGETS := snapfile maps unwind symbols
 FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
-FUZZ_SRCS    := $(wildcard user/model/*.c user/report/*.c user/util/*.c)
+FUZZ_SRCS    := $(wildcard user/model/*.c user/report/*.c user/util/*.c) $(HTML_ASSETS_C)
 FUZZ_FLAGS   := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -fsanitize=fuzzer,address,undefined \
                 -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
 $(BUILD)/fuzz/fuzz_snapfile: tests/fuzz/fuzz_snapfile.c $(FUZZ_SRCS) $(PURE_HDRS) | $(BUILD)/fuzz

@@ -7,7 +7,7 @@ pkgs=(make gcc g++ clang llvm libbpf-dev bpftool libelf-dev libdw-dev libdebugin
       golang-go util-linux debootstrap dwz libc6-dbg
       libjemalloc-dev libgoogle-perftools4 musl-tools
       libmicrohttpd-dev prometheus dpkg-dev man-db
-      libncurses-dev tmux)
+      libncurses-dev tmux xxd chromium)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

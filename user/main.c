@@ -14,6 +14,7 @@
 #include "offline.h"
 #include "report/format.h"
 #include "live/top.h"
+#include "report/html.h"
 #include "serve/serve.h"
 #include "serve/server.h"
 #include "session.h"
@@ -47,7 +48,9 @@ static const char usage[] =
     "  -d, --duration SEC     stop after SEC seconds (default: Ctrl-C or target exit)\n"
     "  -i, --interval SEC     also report (and save, with -o) every SEC seconds\n"
     "  -o, --output FILE      save each snapshot to FILE; %%n in FILE is the sequence\n"
-    "                         number (1, 2, ...), %%t the UTC time (20261124T221500Z)\n"
+    "                         number (1, 2, ...), %%t the UTC time (20261124T221500Z);\n"
+    "                         with --format html, FILE is the page (each interval's\n"
+    "                         replaces it, or gets its own with %%n)\n"
     "      --follow           with --: trace the command's children too; a child\n"
     "                         that exits leaves the live set\n"
     "      --keep-exited      with --follow: the blocks a child held when it exited\n"
@@ -86,7 +89,9 @@ static const char usage[] =
     "                         next allocation, by count)\n"
     "      --older-than SEC   only blocks allocated at least SEC seconds before the\n"
     "                         snapshot (leak candidates)\n"
-    "      --format FMT       text (default) or json; for stats also pprof (gzipped\n"
+    "      --format FMT       text (default), json or html (one self-contained page:\n"
+    "                         flame graph, sortable table, memory over time with -i;\n"
+    "                         -t defaults to %d there); for stats also pprof (gzipped\n"
     "                         profile.proto for go tool pprof) or collapsed (stacks\n"
     "                         for flame graphs)\n"
     "      --color WHEN       colour in the text report: auto (default: when standard\n"
@@ -112,8 +117,9 @@ static const char usage[] =
     "traceback), s order (size, growth, count), + and - frames shown, p pause,\n"
     "q quit\n"
     "\n"
-    "stats:\n"
+    "stats and compare:\n"
     "  -o, --output FILE      write the report to FILE instead of standard output\n"
+    "                         (compare: --format html only)\n"
     "      --address ADDR     the traceback of the live block holding ADDR\n"
     "      --collapsed-lines  --format collapsed with a frame per line, not per function\n"
     "  -h, --help\n"
@@ -122,7 +128,7 @@ static const char usage[] =
 static void print_usage(FILE *f)
 {
 	fprintf(f, usage, TRACER_MAX_NFRAME, SESSION_DEFAULT_MAX_ALLOCS,
-		SESSION_DEFAULT_MAX_STACKS, SERVER_DEFAULT_LISTEN);
+		SESSION_DEFAULT_MAX_STACKS, HTML_DEFAULT_TOP, SERVER_DEFAULT_LISTEN);
 }
 
 static int bad(const char *fmt, const char *arg)
@@ -304,6 +310,7 @@ struct cli {
 	bool all_frames;
 	bool has_address;
 	uint64_t address;
+	bool top_given; /* -t N given */
 	char **files;
 	int nfiles;
 };
@@ -353,8 +360,6 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			return bad("%s", "--address applies to 'tracer stats FILE'");
 		if (c == OPT_COLLAPSED_LINES && cli->cmd != CMD_STATS)
 			return bad("%s", "--collapsed-lines applies to 'tracer stats FILE'");
-		if (c == 'o' && cli->cmd == CMD_COMPARE)
-			return bad("%s", "-o does not apply to compare");
 		switch (c) {
 		case 'p':
 			if (parse_long(optarg, 1, INT_MAX, &v))
@@ -385,6 +390,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			if (parse_long(optarg, 0, INT_MAX, &v))
 				return bad("invalid top count '%s'", optarg);
 			o->report.top = (int)v;
+			cli->top_given = true;
 			break;
 		case 'k':
 			if (stats_parse_key(optarg, &o->report.key))
@@ -434,6 +440,8 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 				o->report.format = REPORT_TEXT;
 			else if (!strcmp(optarg, "json"))
 				o->report.format = REPORT_JSON;
+			else if (!strcmp(optarg, "html"))
+				o->report.format = REPORT_HTML;
 			else if (!strcmp(optarg, "pprof") || !strcmp(optarg, "collapsed")) {
 				if (cli->cmd != CMD_STATS)
 					return bad(
@@ -443,7 +451,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 				o->report.format =
 				    optarg[0] == 'p' ? REPORT_PPROF : REPORT_COLLAPSED;
 			} else
-				return bad("unknown format '%s' (text, json, pprof or collapsed)",
+				return bad("unknown format '%s' (text, json, html, pprof or collapsed)",
 					   optarg);
 			break;
 		case OPT_FOLLOW:
@@ -556,6 +564,11 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 	    o->report.source != STATS_SOURCE_LIVE)
 		return bad("%s", "--peak and --sort apply to text and json reports (pprof and "
 				 "collapsed give the live set)");
+	/* the page's views for the peak and the allocations are still to come */
+	if (o->report.format == REPORT_HTML &&
+	    (o->report.source != STATS_SOURCE_LIVE || o->report.older_than_ns))
+		return bad("%s", "--peak, --sort and --older-than apply to text and json reports "
+				 "(html gives the live set)");
 	if (o->report.cumulative && o->report.key == STATS_KEY_TRACEBACK)
 		return bad("%s", "cumulative mode cannot by used with key type 'traceback'");
 	for (int i = 0; i < cli->nnames; i++) {
@@ -579,6 +592,22 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			   (cli->color == COLOR_AUTO && isatty(STDOUT_FILENO) &&
 			    !(cli->cmd == CMD_STATS && o->output) && !getenv("NO_COLOR") &&
 			    !(getenv("TERM") && !strcmp(getenv("TERM"), "dumb"))));
+	if (o->output && cli->cmd == CMD_COMPARE && o->report.format != REPORT_HTML)
+		return bad("%s", "-o does not apply to compare (except with --format html)");
+	if (o->report.format == REPORT_HTML) {
+		if (o->report.key == STATS_KEY_TRACEBACK)
+			return bad("%s", "--format html shows tracebacks as its flame graph: its "
+					 "table takes -k lineno or filename");
+		if (cli->has_address)
+			return bad("%s", "--address prints one traceback: it does not apply to "
+					 "--format html");
+		if (cli->cmd == CMD_TRACE && o->interval > 0 && !o->output)
+			return bad("%s", "--format html with -i writes a page per interval: give "
+					 "-o FILE");
+		/* the table is sortable: more rows than a terminal's ten */
+		if (!cli->top_given)
+			o->report.top = HTML_DEFAULT_TOP;
+	}
 	o->filters = &cli->filters;
 	cli->files = argv + optind;
 	cli->nfiles = argc - optind;
@@ -616,7 +645,8 @@ static int check_trace_args(struct cli *cli)
 		/* where the snapshots go is checked before anything is traced */
 		if (outfile_check(probe, why, sizeof(why)))
 			return bad("cannot save snapshots: %s", why);
-		if (o->interval > 0 && !strstr(o->output, "%n") && !strstr(o->output, "%t"))
+		if (o->interval > 0 && !strstr(o->output, "%n") && !strstr(o->output, "%t") &&
+		    o->report.format != REPORT_HTML) /* a page shows the series so far */
 			fprintf(stderr,
 				"tracer: note: -o without %%n or %%t: every interval "
 				"replaces %s\n",

@@ -9,6 +9,7 @@
 #include "model/snapfile.h"
 #include "offline.h"
 #include "report/collapsed.h"
+#include "report/html.h"
 #include "report/pprof.h"
 #include "util/outfile.h"
 
@@ -47,6 +48,15 @@ static int filter(struct snapshot **s, const struct filter_set *fs)
 	}
 	*s = out;
 	return 0;
+}
+
+static int write_html(FILE *out, const struct snapshot *s, const struct snapshot *old_snap,
+		      const struct report_options *ro)
+{
+	struct html_page page;
+
+	html_page_init(&page, s, old_snap, ro);
+	return html_write(out, &page);
 }
 
 int offline_stats(const struct offline_request *r)
@@ -97,6 +107,8 @@ int offline_stats(const struct offline_request *r)
 		err = pprof_write(s, out);
 	else if (ro->format == REPORT_COLLAPSED)
 		err = collapsed_write(s, out, ro->collapsed_lines);
+	else if (ro->format == REPORT_HTML)
+		err = write_html(out, s, NULL, ro);
 	else
 		err = report_snapshot(out, s, ro);
 	snapshot_free(s);
@@ -119,6 +131,9 @@ int offline_stats(const struct offline_request *r)
 int offline_compare(const struct offline_request *r)
 {
 	struct snapshot *old_snap, *new_snap;
+	struct outfile *file = NULL;
+	char why[PATH_MAX + 256];
+	FILE *out = stdout;
 	int err;
 
 	if (r->nfiles != 2)
@@ -145,12 +160,31 @@ int offline_compare(const struct offline_request *r)
 		snapshot_free(new_snap);
 		return 2;
 	}
-	err = report_compare(stdout, old_snap, new_snap, r->report);
-	fflush(stdout);
+	if (r->output) {
+		err = outfile_create(r->output, &file, why, sizeof(why));
+		if (err) {
+			fprintf(stderr, "tracer: cannot write the report: %s\n", why);
+			snapshot_free(old_snap);
+			snapshot_free(new_snap);
+			return 2;
+		}
+		out = outfile_stream(file);
+	}
+	if (r->report->format == REPORT_HTML)
+		err = write_html(out, new_snap, old_snap, r->report);
+	else
+		err = report_compare(out, old_snap, new_snap, r->report);
 	snapshot_free(old_snap);
 	snapshot_free(new_snap);
+	snprintf(why, sizeof(why), "%s", strerror(-err));
+	if (file && err)
+		outfile_discard(file);
+	else if (file && outfile_commit(file, why, sizeof(why)))
+		err = -EIO;
+	else if (!file && fflush(stdout) && !err)
+		err = -errno, snprintf(why, sizeof(why), "%s", strerror(errno));
 	if (err) {
-		fprintf(stderr, "tracer: cannot write the report: %s\n", strerror(-err));
+		fprintf(stderr, "tracer: cannot write the report: %s\n", why);
 		return 1;
 	}
 	return 0;

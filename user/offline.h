@@ -13,7 +13,7 @@
 struct offline_request {
 	const char *const *files; /* the snapshot files named */
 	int nfiles;
-	const char *output; /* stats -o FILE, or NULL for standard output */
+	const char *output; /* -o FILE (compare: html only), or NULL for standard output */
 	const struct report_options *report;
 	const struct filter_set *filters;
 	bool has_address; /* stats --address */

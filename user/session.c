@@ -20,12 +20,14 @@
 #include "probes.h"
 #include "python/alloc.h"
 #include "python/frames.h"
+#include "report/html.h"
 #include "session.h"
 #include "symbolize.h"
 #include "target.h"
 #include "tracer.h"
 #include "tracer.skel.h"
 #include "unwind/maps.h"
+#include "util/outfile.h"
 #include "util/progress.h"
 #include "util/util.h"
 
@@ -104,6 +106,10 @@ struct session {
 	double next_unwind;	    /* when they may be installed again */
 	uint64_t loader_seen;	    /* loader_changes when objects were last probed */
 	uint64_t execs_seen;	    /* execs when the command was last read */
+	/* --format html: traced memory at each report so far, for the page's
+	 * memory over time */
+	struct html_series_point *series;
+	size_t nseries, cap_series;
 };
 
 uint32_t session_alloc_buckets(uint32_t max_allocs)
@@ -151,8 +157,68 @@ static void save_snapshot(struct session *s, const struct snapshot *snap)
 	}
 }
 
+/* --format html: this report's point of the series, then the page, to
+ * the -o file (named as snapshots are: %n, %t) or standard output. A page
+ * that cannot be written is said and remembered, as a snapshot is. */
+static int write_page(struct session *s, const struct snapshot *snap)
+{
+	char path[PATH_MAX], why[PATH_MAX + 256] = "";
+	struct outfile *file = NULL;
+	struct html_page page;
+	uint64_t current, peak;
+	int err;
+
+	if (s->nseries == s->cap_series) {
+		size_t cap = s->cap_series ? s->cap_series * 2 : 64;
+		struct html_series_point *p = realloc(s->series, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		s->series = p;
+		s->cap_series = cap;
+	}
+	snapshot_traced_memory(snap, &current, &peak); /* filters leave it alone */
+	s->series[s->nseries++] = (struct html_series_point){
+	    .seconds = snap->duration_ns / 1e9, .traced_current = current, .traced_peak = peak};
+	html_page_init(&page, snap, NULL, &s->o->report);
+	/* one report at the end has no series to draw */
+	if (s->o->interval > 0 || s->nseries > 1) {
+		page.series = s->series;
+		page.nseries = s->nseries;
+	}
+	if (!s->o->output) {
+		err = html_write(stdout, &page);
+		if (!err && fflush(stdout))
+			err = -errno;
+		return err;
+	}
+	err = snapfile_expand_name(s->o->output, ++s->saved, (long long)snap->taken_at, path,
+				   sizeof(path));
+	if (err)
+		snprintf(why, sizeof(why), "%s: name too long", s->o->output);
+	else
+		err = outfile_create(path, &file, why, sizeof(why));
+	if (!err) {
+		err = html_write(outfile_stream(file), &page);
+		if (err) {
+			snprintf(why, sizeof(why), "%s", strerror(-err));
+			outfile_discard(file);
+		} else {
+			err = outfile_commit(file, why, sizeof(why));
+		}
+	}
+	if (err) {
+		fprintf(stderr, "tracer: report %u not written: %s\n", s->saved, why);
+		s->save_error = err;
+	} else if (s->o->verbose) {
+		fprintf(stderr, "tracer: report written to %s\n", path);
+	}
+	return 0;
+}
+
 static int report(struct session *s)
 {
+	bool html = s->o->report.format == REPORT_HTML;
 	struct snapshot *snap;
 	int err = 0;
 
@@ -161,7 +227,7 @@ static int report(struct session *s)
 		fprintf(stderr, "tracer: cannot take a snapshot: out of memory\n");
 		return -ENOMEM;
 	}
-	if (s->o->output)
+	if (s->o->output && !html) /* with html, -o names the page */
 		save_snapshot(s, snap);
 	if (!filter_set_empty(s->o->filters)) {
 		struct snapshot *all = snap;
@@ -171,7 +237,9 @@ static int report(struct session *s)
 		if (err)
 			snap = NULL;
 	}
-	if (!err)
+	if (!err && html)
+		err = write_page(s, snap);
+	else if (!err)
 		err = report_snapshot(stdout, snap, &s->o->report);
 	fflush(stdout);
 	snapshot_free(snap);
@@ -888,5 +956,6 @@ out:
 	python_frames_close(s.py);
 	unwind_maps_free(s.unwind);
 	tracer_bpf__destroy(s.skel);
+	free(s.series);
 	return rc;
 }

@@ -11,6 +11,7 @@
 #include "model/snapfile.h"
 #include "model/stats.h"
 #include "report/collapsed.h"
+#include "report/html.h"
 #include "report/metrics.h"
 #include "report/pprof.h"
 #include "report/report.h"
@@ -44,6 +45,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pprof_write(s, null);
 		collapsed_write(s, null);
 		metrics_write(s, NULL, null);
+		/* the HTML page: the tree of every traceback, and a compare of
+		 * the snapshot to itself */
+		struct html_page page;
+
+		o.format = REPORT_HTML;
+		o.key = STATS_KEY_LINENO;
+		html_page_init(&page, s, NULL, &o);
+		html_write(null, &page);
+		html_page_init(&page, s, s, &o);
+		html_write(null, &page);
 	}
 	/* and be the earlier half of a delta profile (tracer serve) */
 	struct snapshot *d = snapshot_new();

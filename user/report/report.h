@@ -13,6 +13,7 @@ enum report_format {
 	REPORT_JSON,
 	REPORT_PPROF,	  /* tracer stats only: pprof.h */
 	REPORT_COLLAPSED, /* tracer stats only: collapsed.h */
+	REPORT_HTML,	  /* one self-contained page: html.h */
 };
 
 struct report_options {
