@@ -487,3 +487,30 @@ def test_bad_combinations_write_nothing(snaps, tmp_path):
     assert p.returncode == 2 and not os.path.lexists(str(tmp_path / "elsewhere"))
     os.unlink(out)
     assert "unknown format" in refused(["stats", snap, "--format", "htm", "-o", out], out)
+
+
+def test_peak_and_allocations_views(tmp_path):
+    """A snapshot with the probes' per-site figures gets two more views: the
+    live set at the peak, and every allocation since tracing began, each with
+    its table and flame graph (lifetimes.c's exact figures)."""
+    src = "lifetimes.c"
+    snap, out = str(tmp_path / "run.snap"), str(tmp_path / "views.html")
+    with Tracer(["-o", snap, "--", workload("lifetimes"), "0"]) as t:
+        t.read_until("done")
+        t.end_input()
+    run_tracer(["stats", snap, "--format", "html", "-o", out])
+    at = {n: "%s:%d" % (os.path.join(SOURCES, src), site(src, n))
+          for n in ("old", "peak", "after", "temp")}
+
+    def figures(dom):
+        rows = table(dom)
+        return {n: (int(rows[at[n]]["size"]), int(rows[at[n]]["count"]))
+                for n in at if at[n] in rows}
+
+    assert figures(page(out)) == {"old": (15000, 5), "after": (100000, 20)}
+    peak = page(out, "#view=peak")
+    assert figures(peak) == {"old": (15000, 5), "peak": (1000000, 100)}
+    assert [(int(f.attrs["data-bytes"]), int(f.attrs["data-blocks"]))
+            for f in frames_at(peak, at["peak"])] == [(1000000, 100)]
+    assert figures(page(out, "#view=allocations")) == {
+        "old": (15000, 5), "peak": (1000000, 100), "after": (100000, 20), "temp": (64000, 1000)}

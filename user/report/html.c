@@ -291,7 +291,8 @@ static void add_weight(struct node *n, bool old, uint64_t size, uint64_t count)
 /* Every trace of s along its traceback, oldest frame first; a traceback
  * cut at the limit hangs under one node that says so, an empty one under
  * "<unknown>:0" as the text report names it. */
-static int tree_add(struct tree *t, struct labels *l, const struct snapshot *s, bool old)
+static int tree_add(struct tree *t, struct labels *l, const struct snapshot *s, bool old,
+		    enum stats_source source)
 {
 	uint64_t *tb_size = calloc(s->ntracebacks + 1, sizeof(uint64_t));
 	uint64_t *tb_count = calloc(s->ntracebacks + 1, sizeof(uint64_t));
@@ -308,11 +309,24 @@ static int tree_add(struct tree *t, struct labels *l, const struct snapshot *s, 
 		err = -ENOMEM;
 		goto out;
 	}
-	for (uint64_t i = 0; i < s->ntraces; i++) {
+	for (uint64_t i = 0; source == STATS_SOURCE_LIVE && i < s->ntraces; i++) {
 		if (s->traces[i].traceback >= s->ntracebacks)
 			continue;
 		tb_size[s->traces[i].traceback] += s->traces[i].size;
 		tb_count[s->traces[i].traceback]++;
+	}
+	/* the peak's live set, or what was allocated over the run: the sites' */
+	for (uint32_t i = 0; source != STATS_SOURCE_LIVE && i < s->nsites; i++) {
+		const struct snapshot_site *site = &s->sites[i];
+
+		if (site->traceback >= s->ntracebacks)
+			continue;
+		tb_size[site->traceback] += source == STATS_SOURCE_PEAK	       ? site->peak_bytes
+					    : source == STATS_SOURCE_TEMPORARY ? site->temp_bytes
+									       : site->alloc_bytes;
+		tb_count[site->traceback] += source == STATS_SOURCE_PEAK	? site->peak_count
+					     : source == STATS_SOURCE_TEMPORARY ? site->temp_count
+										: site->alloc_count;
 	}
 	for (uint32_t i = 0; i < s->ntracebacks; i++) {
 		const struct snapshot_traceback *tb = &s->tracebacks[i];
@@ -402,8 +416,9 @@ static int json_table(FILE *out, const struct html_view *v, const struct report_
 {
 	struct stats_list l;
 	size_t n;
-	int err = v->old_snap ? stats_compare(v->snap, v->old_snap, o->key, o->cumulative, &l)
-			      : stats_compute(v->snap, o->key, o->cumulative, &l);
+	int err = v->old_snap
+		      ? stats_compare(v->snap, v->old_snap, o->key, o->cumulative, &l)
+		      : stats_compute_source(v->snap, v->source, o->key, o->cumulative, &l);
 
 	if (err)
 		return err;
@@ -442,9 +457,9 @@ static int json_view(FILE *out, struct labels *l, const struct html_view *v,
 
 	if (err)
 		return err;
-	err = tree_add(&t, l, v->snap, false);
+	err = tree_add(&t, l, v->snap, false, v->source);
 	if (!err && v->old_snap)
-		err = tree_add(&t, l, v->old_snap, true);
+		err = tree_add(&t, l, v->old_snap, true, STATS_SOURCE_LIVE);
 	if (!err) {
 		fputs("{\"title\":", out);
 		html_json_string(out, v->title);
@@ -541,6 +556,18 @@ void html_page_init(struct html_page *p, const struct snapshot *snap,
 					 .snap = snap,
 					 .old_snap = old_snap};
 	p->nviews = 1;
+	if (old_snap || !snap->sites_known)
+		return;
+	/* what the probes kept per site: the live set at the peak, and every
+	 * allocation since tracing began */
+	p->views[p->nviews++] = (struct html_view){.name = "peak",
+						   .title = "Memory at the peak",
+						   .snap = snap,
+						   .source = STATS_SOURCE_PEAK};
+	p->views[p->nviews++] = (struct html_view){.name = "allocations",
+						   .title = "Allocations over the run",
+						   .snap = snap,
+						   .source = STATS_SOURCE_ALLOCATIONS};
 }
 
 int html_write(FILE *out, const struct html_page *p)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "model/snapshot.h"
+#include "model/stats.h"
 #include "report/report.h"
 
 /* One view of the page: a flame graph and a table of a set of traces,
@@ -23,6 +24,9 @@ struct html_view {
 	const char *title; /* for people: "Live memory" */
 	const struct snapshot *snap;
 	const struct snapshot *old_snap; /* compare: the older snapshot, else NULL */
+	/* which figures weigh it: the live traces, or the snapshot's sites at
+	 * the peak or over the run (stats.h); old_snap only with the live set */
+	enum stats_source source;
 };
 
 /* One point of memory over time: a report of a series. */
@@ -46,8 +50,9 @@ struct html_page {
 	const struct report_options *report; /* the table: key, cumulative, top */
 };
 
-/* The page for one snapshot (its "live" view) or, with old_snap, the
- * compare of old_snap to snap; series may be NULL. */
+/* The page for one snapshot (its "live" view, and when it has sites its
+ * "peak" and "allocations" views) or, with old_snap, the compare of
+ * old_snap to snap; series may be NULL. */
 void html_page_init(struct html_page *p, const struct snapshot *snap,
 		    const struct snapshot *old_snap, const struct report_options *o);
 
