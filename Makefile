@@ -168,9 +168,10 @@ UNWIND_SRCS  := user/unwind/cfi.c user/unwind/table.c user/util/util.c
 $(BUILD)/fuzz/fuzz_unwind: tests/fuzz/fuzz_unwind.c $(UNWIND_SRCS) $(wildcard user/unwind/*.h) \
 		| $(BUILD)/fuzz
 	$(CLANG) $(FUZZ_FLAGS) -Ibpf $< $(UNWIND_SRCS) -o $@ -lelf
-$(BUILD)/fuzz/fuzz_symbols: tests/fuzz/fuzz_symbols.c user/modsym.c user/util/hash.c user/modsym.h \
-		user/symbolize.h | $(BUILD)/fuzz
-	$(CLANG) $(FUZZ_FLAGS) $< user/modsym.c user/util/hash.c -o $@ -ldw -lelf -liberty -lstdc++
+$(BUILD)/fuzz/fuzz_symbols: tests/fuzz/fuzz_symbols.c user/modsym.c user/util/hash.c user/util/path.c \
+		user/modsym.h user/symbolize.h | $(BUILD)/fuzz
+	$(CLANG) $(FUZZ_FLAGS) $< user/modsym.c user/util/hash.c user/util/path.c -o $@ -ldw -lelf \
+		-liberty -lstdc++
 $(BUILD)/fuzz/seed_snapfile: tests/fuzz/seed_snapfile.c $(FUZZ_SRCS) | $(BUILD)/fuzz
 	$(CC) $(CFLAGS) $< $(FUZZ_SRCS) -o $@ -lz
 

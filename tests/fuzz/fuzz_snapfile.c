@@ -43,7 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		o.key = STATS_KEY_TRACEBACK;
 		report_snapshot(null, s, &o);
 		pprof_write(s, null);
-		collapsed_write(s, null);
+		collapsed_write(s, null, false); /* by function */
+		collapsed_write(s, null, true);	 /* by line */
 		metrics_write(s, NULL, null);
 		/* the HTML page: the tree of every traceback, and a compare of
 		 * the snapshot to itself */
