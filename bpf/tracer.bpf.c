@@ -450,6 +450,18 @@ static __always_inline struct tracer_proc_stats *proc_stats(__u32 tgid, bool cre
 	return st;
 }
 
+/* The calling thread's slot of pendings, made at its first call; NULL
+ * (counted) when none can be. */
+static __always_inline struct pending *thread_pending(void)
+{
+	struct pending *p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0,
+						 BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (!p)
+		count(TRACER_CNT_THREAD_LOST, 1);
+	return p;
+}
+
 /* Entry of an allocator: the outermost call of the thread stashes its
  * arguments; nested calls only deepen (a tail call, realloc -> jmp malloc,
  * enters at the same stack pointer). A stash whose outer frame lies below
@@ -467,12 +479,9 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 		return 0;
 	if (!traced(bpf_get_current_pid_tgid() >> 32))
 		return 0;
-	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0,
-				 BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!p) {
-		count(TRACER_CNT_THREAD_LOST, 1);
+	p = thread_pending();
+	if (!p)
 		return 0;
-	}
 	if (p->site_sp) { /* py_site_enter's mark is for the call it jumps to */
 		if (p->site_sp == sp && domain == TRACER_DOMAIN_LIBC)
 			domain = TRACER_DOMAIN_PYTHON;
@@ -1014,12 +1023,9 @@ int BPF_KPROBE(py_site_enter)
 
 	if (probe_only || !traced(bpf_get_current_pid_tgid() >> 32))
 		return 0;
-	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0,
-				 BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!p) {
-		count(TRACER_CNT_THREAD_LOST, 1);
+	p = thread_pending();
+	if (!p)
 		return 0;
-	}
 	p->site_sp = PT_REGS_SP(ctx);
 	return 0;
 }

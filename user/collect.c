@@ -516,8 +516,9 @@ static uint64_t age_ns(const struct drain *d, __u32 time)
 }
 
 /* One live slot of the allocation table into the snapshot. */
-static int add_slot(struct drain *d, __u64 key, const struct tracer_alloc_info *info)
+static int add_slot(void *arg, __u64 key, const struct tracer_alloc_info *info)
 {
+	struct drain *d = arg;
 	uint32_t proc = TRACER_KEY_PROC(key), tgid;
 	int64_t tb;
 
@@ -561,79 +562,16 @@ static pid_t *proc_of_index(struct collector *c, uint32_t *n)
  * fn's first error and returns it; 0, or -ENOMEM, or a read's -errno. */
 typedef int (*trace_fn)(void *arg, __u64 key, const struct tracer_alloc_info *info);
 
-static int each_trace(struct collector *c, trace_fn fn, void *arg)
+/* Calls fn for every element of the map fd, read in batches of 4096 (keys
+ * and values of the sizes given); stops at fn's first error and returns
+ * it; 0, or -ENOMEM, or a read's -errno. */
+typedef int (*element_fn)(void *arg, const void *key, const void *value);
+
+static int each_element(int fd, size_t key_size, size_t value_size, element_fn fn, void *arg)
 {
-	int afd = bpf_map__fd(c->skel->maps.allocs);
-	uint32_t batch = 4096, count, i, out_batch;
-	__u32 *keys = calloc(batch, sizeof(*keys));
-	struct tracer_bucket *buckets = calloc(batch, sizeof(*buckets));
-	bool first = true;
-	int err = 0;
-
-	if (!keys || !buckets) {
-		err = -ENOMEM;
-		goto out;
-	}
-	for (;;) {
-		LIBBPF_OPTS(bpf_map_batch_opts, opts);
-		int r;
-
-		count = batch;
-		r = bpf_map_lookup_batch(afd, first ? NULL : &out_batch, &out_batch, keys, buckets,
-					 &count, &opts);
-		if (r && errno != ENOENT) {
-			err = -errno;
-			goto out;
-		}
-		first = false;
-		for (i = 0; i < count; i++)
-			for (int j = 0; j < TRACER_BUCKET_SLOTS; j++) {
-				const struct tracer_slot *sl = &buckets[i].s[j];
-
-				/* empty, or a block being recorded right now */
-				if (!sl->key || (sl->key & TRACER_SLOT_BUSY))
-					continue;
-				err = fn(arg, sl->key, &sl->info);
-				if (err)
-					goto out;
-			}
-		if (r)
-			break; /* ENOENT: that was the last batch */
-	}
-	if (c->skel->bss->overflow_used) {
-		int fd = bpf_map__fd(c->skel->maps.allocs_overflow);
-		__u64 key, next, *prev = NULL;
-		struct tracer_alloc_info info;
-
-		while (!err && !bpf_map_get_next_key(fd, prev, &next)) {
-			key = next;
-			prev = &key;
-			if (!bpf_map_lookup_elem(fd, &key, &info)) /* else freed meanwhile */
-				err = fn(arg, key, &info);
-		}
-	}
-out:
-	free(keys);
-	free(buckets);
-	return err;
-}
-
-static int add_trace(void *d, __u64 key, const struct tracer_alloc_info *info)
-{
-	return add_slot(d, key, info);
-}
-
-/* Calls fn for every entry of the sites map; as each_trace. */
-typedef int (*site_fn)(void *arg, const struct tracer_sites_key *key,
-		       const struct tracer_site_stats *site);
-
-static int each_site(struct collector *c, site_fn fn, void *arg)
-{
-	int fd = bpf_map__fd(c->skel->maps.sites);
 	uint32_t batch = 4096, count, i;
-	struct tracer_sites_key *keys = calloc(batch, sizeof(*keys));
-	struct tracer_site_stats *vals = calloc(batch, sizeof(*vals));
-	__u64 in_batch, out_batch;
+	char *keys = calloc(batch, key_size), *vals = calloc(batch, value_size);
+	__u64 in_batch, out_batch; /* the batch token: a hash's bucket, an array's index */
 	bool first = true;
 	int err = 0;
 
@@ -655,7 +593,7 @@ static int each_site(struct collector *c, site_fn fn, void *arg)
 		first = false;
 		in_batch = out_batch;
 		for (i = 0; i < count && !err; i++)
-			err = fn(arg, &keys[i], &vals[i]);
+			err = fn(arg, keys + i * key_size, vals + i * value_size);
 		if (err || r)
 			break; /* ENOENT: that was the last batch */
 	}
@@ -663,6 +601,71 @@ out:
 	free(keys);
 	free(vals);
 	return err;
+}
+
+struct each_trace {
+	trace_fn fn;
+	void *arg;
+};
+
+/* One bucket of the allocation table: its live slots. */
+static int bucket_traces(void *arg, const void *key, const void *value)
+{
+	const struct each_trace *e = arg;
+	const struct tracer_bucket *b = value;
+	int err = 0;
+
+	for (int j = 0; j < TRACER_BUCKET_SLOTS && !err; j++) {
+		const struct tracer_slot *sl = &b->s[j];
+
+		/* empty, or a block being recorded right now */
+		if (sl->key && !(sl->key & TRACER_SLOT_BUSY))
+			err = e->fn(e->arg, sl->key, &sl->info);
+	}
+	return err;
+}
+
+static int overflow_trace(void *arg, const void *key, const void *value)
+{
+	const struct each_trace *e = arg;
+
+	return e->fn(e->arg, *(const __u64 *)key, value);
+}
+
+static int each_trace(struct collector *c, trace_fn fn, void *arg)
+{
+	struct each_trace e = {fn, arg};
+	int err = each_element(bpf_map__fd(c->skel->maps.allocs), sizeof(__u32),
+			       sizeof(struct tracer_bucket), bucket_traces, &e);
+
+	if (!err && c->skel->bss->overflow_used)
+		err = each_element(bpf_map__fd(c->skel->maps.allocs_overflow), sizeof(__u64),
+				   sizeof(struct tracer_alloc_info), overflow_trace, &e);
+	return err;
+}
+
+/* Calls fn for every entry of the sites map; as each_trace. */
+typedef int (*site_fn)(void *arg, const struct tracer_sites_key *key,
+		       const struct tracer_site_stats *site);
+
+struct each_site {
+	site_fn fn;
+	void *arg;
+};
+
+static int site_element(void *arg, const void *key, const void *value)
+{
+	const struct each_site *e = arg;
+
+	return e->fn(e->arg, key, value);
+}
+
+static int each_site(struct collector *c, site_fn fn, void *arg)
+{
+	struct each_site e = {fn, arg};
+
+	return each_element(bpf_map__fd(c->skel->maps.sites), sizeof(struct tracer_sites_key),
+			    sizeof(struct tracer_site_stats), site_element, &e);
 }
 
 /* The figures of the process with index proc (in allocation keys), as the
@@ -768,7 +771,7 @@ static int drain_traces(struct collector *c, struct snapshot *snap, struct resol
 		d.target_index = __atomic_load_n(&c->skel->bss->target_index, __ATOMIC_RELAXED);
 	progress_begin(&d.progress, stderr, "symbolizing live traces", PROGRESS_AFTER_MS);
 	if (!c->follow || d.procs)
-		err = each_trace(c, add_trace, &d);
+		err = each_trace(c, add_slot, &d);
 	progress_end(&d.progress);
 	if (!err)
 		err = each_site(c, add_site, &d);

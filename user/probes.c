@@ -307,14 +307,19 @@ static int attach_with_return(struct tracer_bpf *skel, struct probes *p, struct 
 	return err ? err : attach(p, prog, pid, path, off, false);
 }
 
-/* Whether the file st names was examined already (under whatever path:
- * the tracer's own, or /proc/PID/root/... for a process in a container or
- * a chroot), else remembers it. */
-static int seen_file(struct probes *p, const struct stat *st)
+/* Whether the file st names was examined already, under whatever path (the
+ * tracer's own, or /proc/PID/root/... for a process in a container or a
+ * chroot). */
+static bool seen_file(const struct probes *p, const struct stat *st)
 {
 	for (size_t i = 0; i < p->nseen; i++)
 		if (p->seen[i].dev == st->st_dev && p->seen[i].ino == st->st_ino)
-			return 1;
+			return true;
+	return false;
+}
+
+static int remember_file(struct probes *p, const struct stat *st)
+{
 	if (array_reserve((void **)&p->seen, &p->cap_seen, sizeof(*p->seen), p->nseen + 1))
 		return -ENOMEM;
 	p->seen[p->nseen].dev = st->st_dev;
@@ -335,13 +340,15 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 
 	if (stat(path, &st))
 		return -errno;
+	if (seen_file(p, &st))
+		return 0; /* probed already: a loader stop looks at every file mapped */
 	err = elfsym_open(path, &f);
 	if (err)
 		return err;
-	err = seen_file(p, &st);
+	err = remember_file(p, &st);
 	if (err) {
 		elfsym_close(f);
-		return err < 0 ? err : 0; /* probed already */
+		return err;
 	}
 	allocator = !elfsym_lookup(f, "malloc", &sym);
 	for (i = 0; i < NSPECS && !err; i++) {

@@ -31,6 +31,7 @@
 #include "model/stats.h"
 #include "report/format.h"
 #include "report/html.h"
+#include "util/util.h"
 #include "util/hash.h"
 
 /* html_assets.c, generated from user/report/html/ */
@@ -39,53 +40,22 @@ extern unsigned int html_page_html_len, html_style_css_len, html_flame_js_len;
 
 #define NO_LABEL UINT32_MAX
 
-/* Length of the valid UTF-8 sequence at s (at most avail bytes), or 0. */
-static int utf8_length(const unsigned char *s, size_t avail)
-{
-	uint32_t cp;
-	int n, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if ((size_t)n > avail)
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return n;
-}
-
 void html_json_string(FILE *out, const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str;
-	size_t left;
 
 	if (!s) {
 		fputs("null", out);
 		return;
 	}
-	left = strlen(str);
 	fputc('"', out);
-	while (left) {
+	while (*s) {
 		unsigned char c = *s;
-		int n = utf8_length(s, left);
+		int n = utf8_sequence(s);
 
 		if (!n) {
 			fputs("\\ufffd", out);
-			s++, left--;
+			s++;
 			continue;
 		}
 		if (c == '"' || c == '\\')
@@ -100,7 +70,7 @@ void html_json_string(FILE *out, const char *str)
 			fprintf(out, "\\u%04x", s[2] == 0xa8 ? 0x2028 : 0x2029);
 		else
 			fwrite(s, 1, (size_t)n, out);
-		s += n, left -= (size_t)n;
+		s += n;
 	}
 	fputc('"', out);
 }
