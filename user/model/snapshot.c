@@ -70,6 +70,7 @@ void snapshot_free(struct snapshot *s)
 	free(s->mappings);
 	free(s->traces);
 	free(s->sites);
+	free(s->processes);
 	free(s->counters);
 	free(s);
 }
@@ -276,6 +277,30 @@ int snapshot_add_trace(struct snapshot *s, uint64_t address, uint64_t size, uint
 	return 0;
 }
 
+int64_t snapshot_add_process(struct snapshot *s, const struct snapshot_process *p)
+{
+	int err = grow((void **)&s->processes, &s->cap_processes, sizeof(*p),
+		       (uint64_t)s->nprocesses + 1);
+
+	if (err)
+		return err;
+	s->processes[s->nprocesses] = *p;
+	return s->nprocesses++;
+}
+
+int snapshot_add_trace_of(struct snapshot *s, const struct snapshot_trace *t, bool ages)
+{
+	if (t->traceback >= s->ntracebacks ||
+	    (t->process && t->process >= s->nprocesses))
+		return -EINVAL;
+	if (array_reserve((void **)&s->traces, &s->cap_traces, sizeof(*s->traces), s->ntraces + 1))
+		return -ENOMEM;
+	s->traces[s->ntraces++] = *t;
+	if (ages)
+		s->ages_known = true;
+	return 0;
+}
+
 int snapshot_add_aged_trace(struct snapshot *s, uint64_t address, uint64_t size, uint32_t domain,
 			    uint32_t traceback, uint64_t age_ns)
 {
@@ -288,16 +313,27 @@ int snapshot_add_aged_trace(struct snapshot *s, uint64_t address, uint64_t size,
 	return 0;
 }
 
-/* Where (traceback, domain) is in the sorted sites, or would go. */
-static uint32_t site_position(const struct snapshot *s, uint32_t traceback, uint32_t domain)
+/* Sites in (traceback, domain, process) order. */
+static int site_order(const struct snapshot_site *a, uint32_t traceback, uint32_t domain,
+		      uint32_t process)
+{
+	if (a->traceback != traceback)
+		return a->traceback < traceback ? -1 : 1;
+	if (a->domain != domain)
+		return a->domain < domain ? -1 : 1;
+	return a->process < process ? -1 : a->process > process;
+}
+
+/* Where (traceback, domain, process) is in the sorted sites, or would go. */
+static uint32_t site_position(const struct snapshot *s, uint32_t traceback, uint32_t domain,
+			      uint32_t process)
 {
 	uint32_t lo = 0, hi = s->nsites;
 
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
-		const struct snapshot_site *m = &s->sites[mid];
 
-		if (m->traceback < traceback || (m->traceback == traceback && m->domain < domain))
+		if (site_order(&s->sites[mid], traceback, domain, process) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -306,11 +342,11 @@ static uint32_t site_position(const struct snapshot *s, uint32_t traceback, uint
 }
 
 const struct snapshot_site *snapshot_find_site(const struct snapshot *s, uint32_t traceback,
-					       uint32_t domain)
+					       uint32_t domain, uint32_t process)
 {
-	uint32_t i = site_position(s, traceback, domain);
+	uint32_t i = site_position(s, traceback, domain, process);
 
-	if (i < s->nsites && s->sites[i].traceback == traceback && s->sites[i].domain == domain)
+	if (i < s->nsites && !site_order(&s->sites[i], traceback, domain, process))
 		return &s->sites[i];
 	return NULL;
 }
@@ -320,12 +356,11 @@ int snapshot_add_site(struct snapshot *s, const struct snapshot_site *site)
 	uint32_t i;
 	int err;
 
-	if (site->traceback >= s->ntracebacks)
+	if (site->traceback >= s->ntracebacks || (site->process && site->process >= s->nprocesses))
 		return -EINVAL;
 	s->sites_known = true;
-	i = site_position(s, site->traceback, site->domain);
-	if (i < s->nsites && s->sites[i].traceback == site->traceback &&
-	    s->sites[i].domain == site->domain) {
+	i = site_position(s, site->traceback, site->domain, site->process);
+	if (i < s->nsites && !site_order(&s->sites[i], site->traceback, site->domain, site->process)) {
 		struct snapshot_site *t = &s->sites[i];
 
 		t->alloc_count += site->alloc_count;
@@ -349,11 +384,9 @@ int snapshot_add_site(struct snapshot *s, const struct snapshot_site *site)
 
 static int cmp_site(const void *pa, const void *pb)
 {
-	const struct snapshot_site *a = pa, *b = pb;
+	const struct snapshot_site *b = pb;
 
-	if (a->traceback != b->traceback)
-		return a->traceback < b->traceback ? -1 : 1;
-	return a->domain < b->domain ? -1 : a->domain > b->domain;
+	return site_order(pa, b->traceback, b->domain, b->process);
 }
 
 int snapshot_add_sites(struct snapshot *s, struct snapshot_site *sites, size_t n)

@@ -85,6 +85,7 @@ struct snapshot_trace {
 	uint32_t domain;
 	uint32_t traceback;
 	uint64_t age_ns;
+	uint32_t process; /* index into processes; 0 when there are none */
 };
 
 /* A site over the run: per traceback and domain, what was allocated there
@@ -96,6 +97,7 @@ struct snapshot_trace {
 struct snapshot_site {
 	uint32_t traceback;
 	uint32_t domain;
+	uint32_t process; /* as snapshot_trace.process */
 	uint64_t alloc_count, alloc_bytes;
 	uint64_t temp_count, temp_bytes;
 	uint64_t peak_count, peak_bytes;
@@ -113,6 +115,34 @@ struct snapshot_target {
 	uint32_t command;    /* string index: the command line or comm */
 	uint64_t start_time; /* target start, seconds since the epoch (0 unknown) */
 	uint32_t host;	     /* string index: hostname */
+};
+
+/* A traced process of a snapshot that holds several (-a, --follow, -p
+ * given more than once); a snapshot of one process has none, and its
+ * target says which it is. Each figure is the process's own; the
+ * snapshot's header figures are their sums. String fields are indices,
+ * SNAPSHOT_NO_STRING when unknown. */
+enum {
+	SNAPSHOT_PROCESS_STARTED_AFTER = 1u, /* started after tracing began */
+	/* probed only after it had run a while (found by -a after its exec):
+	 * what it allocated before is not seen */
+	SNAPSHOT_PROCESS_ATTACHED_LATE = 2u,
+	SNAPSHOT_PROCESS_EXITED = 4u, /* gone; its figures are final */
+	SNAPSHOT_PROCESS_FLAGS = 7u,  /* every flag known */
+};
+
+struct snapshot_process {
+	int32_t pid;	  /* as the tracer sees it (the host's) */
+	int32_t ns_pid;	  /* in its own pid namespace (a container's); 0 unknown */
+	uint32_t command; /* the command line (or comm) */
+	uint32_t comm;	  /* the kernel's short name */
+	uint32_t cgroup;  /* cgroup v2 path, "/system.slice/x.service" */
+	uint32_t runtime; /* "CPython 3.12.3", or none */
+	uint32_t flags;	  /* SNAPSHOT_PROCESS_* */
+	uint64_t start_time; /* seconds since the epoch, 0 unknown */
+	uint64_t traced_current, traced_peak; /* every domain's */
+	struct snapshot_domain_memory domain_memory[SNAPSHOT_NCLASSES];
+	uint64_t alloc_events, free_events;
 };
 
 struct snapshot {
@@ -164,6 +194,11 @@ struct snapshot {
 	struct snapshot_counter *counters;
 	uint32_t ncounters, cap_counters;
 
+	/* the traced processes, when several (else none: the target is all);
+	 * traces and sites refer to them by index */
+	struct snapshot_process *processes;
+	uint32_t nprocesses, cap_processes;
+
 	/* hash indices for interning (private to snapshot.c) */
 	void *intern;
 };
@@ -189,6 +224,19 @@ int64_t snapshot_intern_mapping(struct snapshot *s, const char *path, const char
 int64_t snapshot_intern_traceback(struct snapshot *s, const uint32_t *frame_ids, uint32_t nframe,
 				  uint32_t total_nframe);
 
+/* Adds a process; its index, or -ENOMEM. */
+int64_t snapshot_add_process(struct snapshot *s, const struct snapshot_process *p);
+/* The process of a trace or site, or NULL in a snapshot of one process. */
+static inline const struct snapshot_process *snapshot_process_at(const struct snapshot *s,
+								  uint32_t process)
+{
+	return process < s->nprocesses ? &s->processes[process] : NULL;
+}
+
+/* Adds t as it is (traceback and process checked; ages_known set when
+ * ages is true); 0, -EINVAL or -ENOMEM. */
+int snapshot_add_trace_of(struct snapshot *s, const struct snapshot_trace *t, bool ages);
+
 /* Adds a trace (of unknown age, 0); returns 0 or a negative errno. */
 int snapshot_add_trace(struct snapshot *s, uint64_t address, uint64_t size, uint32_t domain,
 		       uint32_t traceback);
@@ -196,16 +244,16 @@ int snapshot_add_trace(struct snapshot *s, uint64_t address, uint64_t size, uint
 int snapshot_add_aged_trace(struct snapshot *s, uint64_t address, uint64_t size, uint32_t domain,
 			    uint32_t traceback, uint64_t age_ns);
 
-/* Adds a site's figures (sets sites_known); a (traceback, domain) already
- * there adds up. Cheap in (traceback, domain) order, a move of the sites
+/* Adds a site's figures (sets sites_known); a (traceback, domain,
+ * process) already there adds up. Cheap in that order, a move of the sites
  * after it otherwise: many in any order go through snapshot_add_sites.
- * 0, -EINVAL for a traceback out of range, or -ENOMEM. */
+ * 0, -EINVAL for a traceback or process out of range, or -ENOMEM. */
 int snapshot_add_site(struct snapshot *s, const struct snapshot_site *site);
 /* Adds n sites in any order (sorted here first, so cheap for many). */
 int snapshot_add_sites(struct snapshot *s, struct snapshot_site *sites, size_t n);
-/* The site of (traceback, domain), or NULL. */
+/* The site of (traceback, domain, process), or NULL. */
 const struct snapshot_site *snapshot_find_site(const struct snapshot *s, uint32_t traceback,
-					       uint32_t domain);
+					       uint32_t domain, uint32_t process);
 
 /* For pprof's alloc_objects and alloc_space: per traceback (arrays of
  * s->ntracebacks, malloc'ed, the caller frees them) the allocations made
