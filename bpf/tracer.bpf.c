@@ -49,6 +49,22 @@ const volatile bool loader_stop = false;
 /* --keep-exited: a --follow child that exits keeps its blocks live */
 const volatile bool keep_exited = false;
 
+/* -a: every process but the tracer is traced, or with filters (--comm,
+ * --cgroup) those that match at their exec; a child of a traced process
+ * is traced. Excluded pids (excluded_pids) never are. */
+const volatile bool trace_all = false;
+/* several processes each on its own (-a, several -p): user space hears of
+ * their execs and loads through proc_notices */
+const volatile bool multi = false;
+const volatile __u32 tracer_tgid = 0;
+const volatile __u32 nfilter_comms = 0;
+const volatile char filter_comms[TRACER_MAX_FILTERS][TRACER_COMM_LEN] = {};
+/* a cgroup matches when it is one of these or below one: its ancestor at
+ * the filter's level (depth below the root) has the filter's id */
+const volatile __u32 nfilter_cgroups = 0;
+const volatile __u64 filter_cgroup_ids[TRACER_MAX_FILTERS] = {};
+const volatile __u32 filter_cgroup_levels[TRACER_MAX_FILTERS] = {};
+
 /* Globals. */
 __u64 live_traces = 0;	 /* traces stored; user space takes off those it sweeps */
 __u64 overflow_used = 0; /* of which in allocs_overflow; session.c reads it */
@@ -85,6 +101,8 @@ __u64 loader_changes = 0;
  * left at their exit (traced_exit). */
 __u64 execs = 0;
 __u64 exits = 0;
+/* -a: entries made in proc_notices */
+__u64 notices = 0;
 /* set while the tracer lets a launched command go: no stop is sent then */
 bool stops_off = false;
 
@@ -221,6 +239,22 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } traced_pids SEC(".maps");
+
+/* -a: the processes user space should look at (enum tracer_notice) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096); /* beyond it TRACER_CNT_NOTICES_LOST: all are rescanned */
+	__type(key, __u32);
+	__type(value, __u32);
+} proc_notices SEC(".maps");
+
+/* -a: --exclude-pid's processes */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} excluded_pids SEC(".maps");
 
 /* What was lost or is worth knowing (tracer.h); session.c sums the CPUs. */
 struct {
@@ -398,6 +432,81 @@ static __always_inline __u64 mix64(__u64 h)
 #include "unwind.bpf.h" /* native_capture() */
 
 /* 5. Which processes are traced, the allocation table, the probes' bodies. */
+
+/* -a: tells user space to look at tgid (enum tracer_notice). */
+static __always_inline void notice(__u32 tgid, __u32 what)
+{
+	__u32 *v;
+
+	if (!trace_all && !multi)
+		return;
+	__sync_fetch_and_add(&notices, 1);
+	v = bpf_map_lookup_elem(&proc_notices, &tgid);
+	if (v) {
+		__sync_fetch_and_or(v, what);
+		return;
+	}
+	if (bpf_map_update_elem(&proc_notices, &tgid, &what, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&proc_notices, &tgid))
+		count(TRACER_CNT_NOTICES_LOST, 1);
+}
+
+static __always_inline bool filtered(void)
+{
+	return nfilter_comms || nfilter_cgroups;
+}
+
+/* -a: whether the calling process (just exec'd) matches --comm and
+ * --cgroup, and is neither excluded nor the tracer. */
+static __always_inline bool wanted_now(__u32 tgid)
+{
+	char comm[TRACER_COMM_LEN];
+	bool ok = !nfilter_comms;
+
+	if (tgid == tracer_tgid || bpf_map_lookup_elem(&excluded_pids, &tgid))
+		return false;
+	if (nfilter_comms) {
+		bpf_get_current_comm(comm, sizeof(comm));
+		for (int i = 0; i < TRACER_MAX_FILTERS && !ok; i++) {
+			bool same = true;
+
+			if (i >= nfilter_comms)
+				break;
+			for (int j = 0; j < TRACER_COMM_LEN; j++) {
+				if (comm[j] != filter_comms[i][j]) {
+					same = false;
+					break;
+				}
+				if (!comm[j])
+					break;
+			}
+			ok = same;
+		}
+	}
+	if (!ok || !nfilter_cgroups)
+		return ok;
+	for (int i = 0; i < TRACER_MAX_FILTERS; i++) {
+		if (i >= nfilter_cgroups)
+			break;
+		if (bpf_get_current_ancestor_cgroup_id(filter_cgroup_levels[i]) ==
+		    filter_cgroup_ids[i])
+			return true;
+	}
+	return false;
+}
+
+/* Gives tgid a new index in allocation keys (traced from now on, or a new
+ * image): false when none is left or the table is full (counted). */
+static __always_inline bool index_process(__u32 tgid, __u64 flags)
+{
+	__u32 idx = __sync_fetch_and_add(&next_proc_index, 1);
+
+	if (idx >= TRACER_MAX_PROCS || bpf_map_update_elem(&traced_pids, &tgid, &idx, flags)) {
+		count(TRACER_CNT_PROCS_FULL, 1);
+		return false;
+	}
+	return true;
+}
 
 /* Whether tgid is traced; *proc receives its index for allocation keys. */
 static __always_inline bool traced_proc(__u32 tgid, __u32 *proc)
@@ -1134,9 +1243,12 @@ int BPF_KPROBE(py_finalize_enter)
 SEC("uprobe")
 int BPF_KPROBE(loader_changed)
 {
-	if (!traced(bpf_get_current_pid_tgid() >> 32))
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (!traced(tgid))
 		return 0;
 	__sync_fetch_and_add(&loader_changes, 1);
+	notice(tgid, TRACER_NOTICE_LOADED);
 	stop_for_tracer(TRACER_STOP_LOADER);
 	return 0;
 }
@@ -1170,17 +1282,21 @@ int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
-	__u32 idx;
 
-	if (!filter_pids || ptgid == ctgid || !bpf_map_lookup_elem(&traced_pids, &ptgid))
+	if (!filter_pids || ptgid == ctgid)
 		return 0;
-	idx = __sync_fetch_and_add(&next_proc_index, 1);
-	if (idx >= TRACER_MAX_PROCS) {
-		count(TRACER_CNT_PROCS_FULL, 1);
-		return 0;
+	if (!bpf_map_lookup_elem(&traced_pids, &ptgid)) {
+		/* -a without filters: every user process, the first ones found
+		 * by user space, then each child of another (a usermode helper
+		 * at its exec) but the tracer's and kernel threads */
+		if (!trace_all || filtered() || ptgid == tracer_tgid ||
+		    (BPF_CORE_READ(child, flags) & 0x00200000 /* PF_KTHREAD */) ||
+		    bpf_map_lookup_elem(&excluded_pids, &ctgid))
+			return 0;
 	}
-	if (bpf_map_update_elem(&traced_pids, &ctgid, &idx, BPF_ANY))
-		count(TRACER_CNT_PROCS_FULL, 1);
+	if (!index_process(ctgid, BPF_ANY))
+		return 0;
+	notice(ctgid, TRACER_NOTICE_NEW);
 	/* a forked CPython is the same interpreter, its threads' states at the
 	 * same addresses: its parent's walker configuration */
 	if (python_enabled) {
@@ -1206,7 +1322,6 @@ int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)
 static __always_inline void image_replaced(__u32 tgid)
 {
 	struct tracer_proc_stats *st;
-	__u32 idx;
 
 	if (!filter_pids) {
 		if (target_index + 1 < TRACER_MAX_PROCS)
@@ -1214,10 +1329,7 @@ static __always_inline void image_replaced(__u32 tgid)
 		else
 			count(TRACER_CNT_PROCS_FULL, 1);
 	} else {
-		idx = __sync_fetch_and_add(&next_proc_index, 1);
-		if (idx >= TRACER_MAX_PROCS ||
-		    bpf_map_update_elem(&traced_pids, &tgid, &idx, BPF_EXIST))
-			count(TRACER_CNT_PROCS_FULL, 1);
+		index_process(tgid, BPF_EXIST);
 	}
 	__sync_fetch_and_add(&loader_changes, 1);
 	__sync_fetch_and_add(&execs, 1);
@@ -1242,8 +1354,10 @@ int BPF_PROG(traced_exit, struct task_struct *p)
 	if (!filter_pids || keep_exited || BPF_CORE_READ(p, pid) != tgid ||
 	    tgid == target_tgid)
 		return 0;
-	if (bpf_map_delete_elem(&traced_pids, &tgid) == 0)
+	if (bpf_map_delete_elem(&traced_pids, &tgid) == 0) {
 		__sync_fetch_and_add(&exits, 1);
+		bpf_map_delete_elem(&py_configs, &tgid); /* its walker goes with it */
+	}
 	return 0;
 }
 
@@ -1256,7 +1370,26 @@ int BPF_PROG(traced_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 
 	if (capture_stack && bpf_map_delete_elem(&unwind_procs, &tgid) == 0)
 		__sync_fetch_and_add(&unwind_wanted, 1);
-	if (traced(tgid))
+	if (traced(tgid)) {
+		if (trace_all && filtered() && !wanted_now(tgid)) {
+			/* it no longer matches --comm: it leaves, as at an exit */
+			if (bpf_map_delete_elem(&traced_pids, &tgid) == 0)
+				__sync_fetch_and_add(&exits, 1);
+			return 0;
+		}
 		image_replaced(tgid);
+		if (trace_all || multi) {
+			/* an interpreter it ran went with the old image:
+			 * none is walked until user space finds one anew */
+			bpf_map_delete_elem(&py_configs, &tgid);
+			notice(tgid, TRACER_NOTICE_LOADED | TRACER_NOTICE_EXEC);
+		}
+	} else if (trace_all && wanted_now(tgid) && index_process(tgid, BPF_NOEXIST)) {
+		/* a new program that -a traces: its first allocations may come
+		 * before user space has probed what it maps */
+		__sync_fetch_and_add(&loader_changes, 1);
+		bpf_map_delete_elem(&py_configs, &tgid);
+		notice(tgid, TRACER_NOTICE_NEW | TRACER_NOTICE_LOADED | TRACER_NOTICE_EXEC);
+	}
 	return 0;
 }

@@ -320,6 +320,16 @@ struct tracer_proc_stats {
 	__u64 peak_epoch;
 };
 
+/* -a: what user space should look at in a process (proc_notices' value,
+ * or'ed): it is newly traced (fork, exec), or its objects changed. */
+enum tracer_notice {
+	TRACER_NOTICE_NEW = 1,	  /* traced since user space last looked */
+	TRACER_NOTICE_LOADED = 2, /* exec'd or loaded objects (dlopen) */
+	TRACER_NOTICE_EXEC = 4,	  /* a new image: an interpreter it ran is gone */
+};
+#define TRACER_MAX_FILTERS 16 /* --comm and --cgroup values each */
+#define TRACER_COMM_LEN 16
+
 /* Why a launched thread stopped for the tracer (loader_stops' value). */
 enum tracer_stop {
 	TRACER_STOP_LOADER = 1, /* its dynamic linker changed its objects */
@@ -348,6 +358,7 @@ enum tracer_counter {
 	 * could not be stopped there: what it loaded is probed late */
 	TRACER_CNT_LOADER_STOP_LOST,
 	TRACER_CNT_SITES_FULL, /* sites map full: allocation kept out of per-site figures */
+	TRACER_CNT_NOTICES_LOST, /* -a: proc_notices full: user space rescans every process */
 	TRACER_CNT_MAX,
 };
 

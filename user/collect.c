@@ -30,6 +30,7 @@ static const char *const counter_names[TRACER_CNT_MAX] = {
     [TRACER_CNT_REALLOC_DOMAIN_UNKNOWN] = "reallocs of untraced blocks, domain unknown (libc)",
     [TRACER_CNT_LOADER_STOP_LOST] = "objects loaded without a stop (probed late)",
     [TRACER_CNT_SITES_FULL] = "sites table full (allocations left out of per-site figures)",
+    [TRACER_CNT_NOTICES_LOST] = "process notices lost (every process looked at again)",
 };
 _Static_assert(ARRAY_SIZE(counter_names) == TRACER_CNT_MAX, "every counter has a name");
 
@@ -60,9 +61,12 @@ int collect_open(struct collector *c, struct tracer_bpf *skel, pid_t pid,
 	c->follow = follow;
 	c->pid = pid;
 	c->py = py;
-	target_command(pid, c->command, sizeof(c->command));
-	c->start_time = target_start_time(pid);
 	c->started_ns = collect_now_ns();
+	if (!pid) /* multi: every process is one of procs */
+		c->multi = c->follow = true;
+	else
+		target_command(pid, c->command, sizeof(c->command));
+	c->start_time = pid ? target_start_time(pid) : 0;
 	if (resolve->nframe > 1) {
 		if (stack_store_init(&c->stacks, bpf_map__fd(skel->maps.native_stacks),
 				     resolve_walk_depth(resolve)))
@@ -70,7 +74,7 @@ int collect_open(struct collector *c, struct tracer_bpf *skel, pid_t pid,
 		c->have_stacks = true;
 		c->sweep_at = 4 * (size_t)bpf_map__max_entries(skel->maps.native_stacks);
 	}
-	return symbolize_open(pid, &c->sym);
+	return pid ? symbolize_open(pid, &c->sym) : 0;
 }
 
 static void sweep_stacks(struct collector *c);
@@ -220,39 +224,107 @@ void collect_drain_stacks(struct collector *c, bool due)
 	}
 }
 
+/* Whether another entry than procs[skip] shares py. */
+static bool python_shared(const struct collector *c, size_t skip, const struct python_frames *py)
+{
+	for (size_t i = 0; i < c->nprocs; i++)
+		if (i != skip && c->procs[i].py == py)
+			return true;
+	return false;
+}
+
+static void proc_release(struct collector *c, size_t i, bool keep_strings)
+{
+	struct collect_proc *p = &c->procs[i];
+
+	symbolize_close(p->sym);
+	p->sym = NULL;
+	if (p->py && !python_shared(c, i, p->py))
+		python_frames_close(p->py);
+	p->py = NULL;
+	if (!keep_strings) {
+		free(p->command);
+		free(p->cgroup);
+	}
+}
+
 void collect_close(struct collector *c)
 {
 	symbolize_close(c->sym);
 	if (c->have_stacks)
 		stack_store_free(&c->stacks);
 	for (size_t i = 0; i < c->nprocs; i++)
-		symbolize_close(c->procs[i].sym);
+		proc_release(c, i, false);
 	free(c->procs);
+	for (size_t i = 0; i < c->nexited; i++) {
+		free(c->exited[i].p.command);
+		free(c->exited[i].p.cgroup);
+	}
+	free(c->exited);
 	if (c->table)
 		munmap(c->table, c->table_bytes);
 	memset(c, 0, sizeof(*c));
 }
 
-struct symbolizer *collect_symbolizer(struct collector *c, pid_t pid)
+struct collect_proc *collect_find_process(struct collector *c, pid_t pid)
 {
-	struct collect_proc *p;
-	struct symbolizer *sym;
-
-	if (pid == c->pid)
-		return c->sym;
 	for (size_t i = 0; i < c->nprocs; i++)
 		if (c->procs[i].pid == pid)
-			return c->procs[i].sym;
+			return &c->procs[i];
+	return NULL;
+}
+
+struct collect_proc *collect_process(struct collector *c, pid_t pid)
+{
+	struct collect_proc *p = collect_find_process(c, pid);
+	char buf[4096];
+
+	if (p)
+		return p;
 	p = realloc(c->procs, (c->nprocs + 1) * sizeof(*p));
 	if (!p)
 		return NULL;
 	c->procs = p;
-	if (symbolize_open(pid, &sym))
+	p = &p[c->nprocs];
+	memset(p, 0, sizeof(*p));
+	if (symbolize_open(pid, &p->sym))
 		return NULL;
-	p[c->nprocs].pid = pid;
-	p[c->nprocs].sym = sym;
+	p->pid = pid;
+	if (c->multi) {
+		p->ns_pid = target_ns_pid(pid);
+		p->start_time = target_start_time(pid);
+		if (target_comm(pid, p->comm, sizeof(p->comm)))
+			p->comm[0] = '\0';
+		if (!target_command(pid, buf, sizeof(buf)))
+			p->command = strdup(buf);
+		if (!target_cgroup(pid, buf, sizeof(buf)))
+			p->cgroup = strdup(buf);
+	}
 	c->nprocs++;
-	return sym;
+	return p;
+}
+
+void collect_set_python(struct collector *c, pid_t pid, struct python_frames *py)
+{
+	struct collect_proc *p = collect_process(c, pid);
+
+	if (!p) {
+		python_frames_close(py);
+		return;
+	}
+	if (p->py && p->py != py && !python_shared(c, (size_t)(p - c->procs), p->py))
+		python_frames_close(p->py);
+	p->py = py;
+}
+
+struct symbolizer *collect_symbolizer(struct collector *c, pid_t pid)
+{
+	struct collect_proc *p;
+
+	if (pid == c->pid && !c->multi)
+		return c->sym;
+	p = collect_process(c, pid);
+	return p ? p->sym : NULL;
 }
 
 /* A child that left: its events and its peak count, its blocks no more. */
@@ -274,24 +346,49 @@ static bool left(struct collector *c, __u32 tgid)
 	       bpf_map_lookup_elem(bpf_map__fd(c->skel->maps.traced_pids), &tgid, &idx);
 }
 
+/* multi: the row of a process that left, with its last figures; beyond
+ * COLLECT_MAX_EXITED the oldest row goes (its figures stay in gone). */
+static void keep_exited_row(struct collector *c, struct collect_proc *p,
+			    const struct tracer_proc_stats *st)
+{
+	struct collect_exited *e;
+
+	if (c->nexited == COLLECT_MAX_EXITED) {
+		free(c->exited[0].p.command);
+		free(c->exited[0].p.cgroup);
+		memmove(&c->exited[0], &c->exited[1], (c->nexited - 1) * sizeof(*c->exited));
+		c->nexited--;
+	}
+	if (array_reserve((void **)&c->exited, &c->cap_exited, sizeof(*c->exited),
+			  c->nexited + 1)) {
+		free(p->command);
+		free(p->cgroup);
+		return;
+	}
+	e = &c->exited[c->nexited++];
+	e->p = *p;
+	e->p.sym = NULL;
+	e->p.py = NULL;
+	e->p.flags |= SNAPSHOT_PROCESS_EXITED;
+	e->st = st ? *st : (struct tracer_proc_stats){0};
+	e->st.current = 0;
+	for (int k = 0; k < TRACER_NCLASSES; k++)
+		e->st.classes[k].current = 0;
+}
+
 /* --follow: what children that exited leave behind, once they have left
- * (traced_exit): their symbolizer, and their figures in the procs map,
- * whose events and peak are kept in c->gone. */
+ * (traced_exit): their symbolizer (and CPython frames), and their figures
+ * in the procs map, whose events and peak are kept in c->gone (multi:
+ * and in a row of their own). */
 static void forget_exited(struct collector *c)
 {
 	int pfd = bpf_map__fd(c->skel->maps.procs), tfd = bpf_map__fd(c->skel->maps.traced_pids);
-	struct tracer_proc_stats st;
+	struct tracer_proc_stats st, *last = NULL;
 	__u32 key, next, idx, *prev = NULL;
-	size_t i, kept = 0;
+	pid_t *last_pid = NULL;
+	size_t i, kept = 0, nlast = 0, cap_last = 0, cap_pid = 0;
+	bool *dead;
 
-	for (i = 0; i < c->nprocs; i++) {
-		key = (__u32)c->procs[i].pid;
-		if (bpf_map_lookup_elem(tfd, &key, &idx) && !target_alive(c->procs[i].pid))
-			symbolize_close(c->procs[i].sym);
-		else
-			c->procs[kept++] = c->procs[i];
-	}
-	c->nprocs = kept;
 	while (!bpf_map_get_next_key(pfd, prev, &next)) {
 		key = next;
 		if ((pid_t)key == c->pid || !bpf_map_lookup_elem(tfd, &key, &idx) ||
@@ -300,9 +397,55 @@ static void forget_exited(struct collector *c)
 			continue;
 		}
 		add_gone(&c->gone, &st);
+		if (c->multi &&
+		    !array_reserve((void **)&last, &cap_last, sizeof(*last), nlast + 1) &&
+		    !array_reserve((void **)&last_pid, &cap_pid, sizeof(*last_pid), nlast + 1)) {
+			last[nlast] = st;
+			last_pid[nlast++] = (pid_t)key;
+		}
 		bpf_map_delete_elem(pfd, &key); /* the walk goes on from the start */
 		prev = NULL;
 	}
+	dead = calloc(c->nprocs + 1, sizeof(*dead));
+	if (!dead)
+		goto out;
+	for (i = 0; i < c->nprocs; i++) {
+		key = (__u32)c->procs[i].pid;
+		/* gone, and its figures taken above (or it has none) */
+		dead[i] = bpf_map_lookup_elem(tfd, &key, &idx) && !target_alive(c->procs[i].pid) &&
+			  bpf_map_lookup_elem(pfd, &key, &st);
+	}
+	for (i = 0; i < c->nprocs; i++) {
+		struct collect_proc *p = &c->procs[i];
+		const struct tracer_proc_stats *figures = NULL;
+		bool shared = false;
+
+		if (!dead[i])
+			continue;
+		for (size_t j = 0; j < nlast; j++)
+			if (last_pid[j] == p->pid)
+				figures = &last[j];
+		symbolize_close(p->sym);
+		/* a CPython's frames go with the last process they serve */
+		for (size_t j = 0; j < c->nprocs && p->py && !shared; j++)
+			shared = j != i && c->procs[j].py == p->py && (!dead[j] || j > i);
+		if (p->py && !shared)
+			python_frames_close(p->py);
+		if (c->multi) {
+			keep_exited_row(c, p, figures);
+		} else {
+			free(p->command);
+			free(p->cgroup);
+		}
+	}
+	for (i = 0; i < c->nprocs; i++)
+		if (!dead[i])
+			c->procs[kept++] = c->procs[i];
+	c->nprocs = kept;
+	free(dead);
+out:
+	free(last);
+	free(last_pid);
 }
 
 void collect_refresh(struct collector *c)
@@ -399,6 +542,7 @@ struct drain {
 	size_t ncache, cap_cache;
 	pid_t *procs; /* --follow: the process of each key index */
 	uint32_t nprocs;
+	uint32_t *rows; /* multi: the snapshot process of each key index */
 	uint32_t target_index; /* without --follow: the target's key index now */
 	uint64_t replaced;     /* blocks of images since exec'd over: not reported */
 	uint64_t stacks_missing; /* site keys found in no store: frame 0 unknown */
@@ -489,9 +633,17 @@ static int64_t traceback_of(struct drain *d, uint32_t tgid, const struct tracer_
 	/* the target's stacks, and with --follow its forked children's (the
 	 * walker's configuration copied at fork; each resolved in the memory
 	 * of the process that captured it) */
-	t.py = python_frames_get(tgid == (uint32_t)c->pid || c->follow ? c->py : NULL,
-				 info->py_stack);
-	t.python_process = python_frames_describe(c->py) != NULL;
+	if (c->multi) {
+		struct collect_proc *p = collect_process(c, (pid_t)tgid);
+		struct python_frames *py = p ? p->py : NULL;
+
+		t.py = python_frames_get(py, info->py_stack);
+		t.python_process = python_frames_describe(py) != NULL;
+	} else {
+		t.py = python_frames_get(tgid == (uint32_t)c->pid || c->follow ? c->py : NULL,
+					 info->py_stack);
+		t.python_process = python_frames_describe(c->py) != NULL;
+	}
 	e->tb = resolve_traceback(d->snap, collect_symbolizer(c, (pid_t)tgid), &c->resolve, &t,
 				  &e->counts);
 	if (e->tb < 0)
@@ -533,8 +685,14 @@ static int add_slot(void *arg, __u64 key, const struct tracer_alloc_info *info)
 	if (tb < 0)
 		return (int)tb;
 	progress_step(&d->progress, d->snap->ntraces);
-	return snapshot_add_aged_trace(d->snap, TRACER_KEY_ADDR(key), info->size, info->domain,
-				       (uint32_t)tb, age_ns(d, info->time));
+	return snapshot_add_trace_of(d->snap,
+				     &(struct snapshot_trace){.address = TRACER_KEY_ADDR(key),
+							      .size = info->size,
+							      .domain = info->domain,
+							      .traceback = (uint32_t)tb,
+							      .age_ns = age_ns(d, info->time),
+							      .process = d->rows ? d->rows[proc] : 0},
+				     true);
 }
 
 /* --follow: which process each index of the allocation keys stands for. */
@@ -719,6 +877,7 @@ static int add_site(void *arg, const struct tracer_sites_key *key,
 	*site = (struct snapshot_site){
 	    .traceback = (uint32_t)tb,
 	    .domain = key->domain,
+	    .process = d->rows ? d->rows[key->proc] : 0,
 	    .alloc_count = v->alloc_count,
 	    .alloc_bytes = v->alloc_bytes,
 	    .temp_count = v->temp_count,
@@ -754,6 +913,79 @@ static void sweep_stacks(struct collector *c)
 		stack_store_sweep(&c->stacks);
 }
 
+static uint64_t bytes(__s64 v);
+
+/* A process's row in the snapshot, with its figures. */
+static int64_t add_process_row(struct snapshot *snap, const struct collect_proc *p,
+			       const struct tracer_proc_stats *st, uint64_t generation)
+{
+	bool reset = st->peak_generation != generation; /* no event since reset_peak() */
+	struct snapshot_process row = {.pid = p->pid,
+				       .ns_pid = p->ns_pid,
+				       .flags = p->flags,
+				       .start_time = p->start_time,
+				       .command = SNAPSHOT_NO_STRING,
+				       .comm = SNAPSHOT_NO_STRING,
+				       .cgroup = SNAPSHOT_NO_STRING,
+				       .runtime = SNAPSHOT_NO_STRING,
+				       .traced_current = bytes(st->current),
+				       .traced_peak = bytes(reset ? st->current : st->peak),
+				       .alloc_events = st->allocs,
+				       .free_events = st->frees};
+	const char *runtime = python_frames_describe(p->py);
+	int64_t i;
+
+	for (int k = 0; k < TRACER_NCLASSES; k++) {
+		row.domain_memory[k].current = bytes(st->classes[k].current);
+		row.domain_memory[k].peak =
+		    bytes(reset ? st->classes[k].current : st->classes[k].peak);
+	}
+	if (p->command && (i = snapshot_intern_string(snap, p->command)) >= 0)
+		row.command = (uint32_t)i;
+	if (p->comm[0] && (i = snapshot_intern_string(snap, p->comm)) >= 0)
+		row.comm = (uint32_t)i;
+	if (p->cgroup && (i = snapshot_intern_string(snap, p->cgroup)) >= 0)
+		row.cgroup = (uint32_t)i;
+	if (runtime && (i = snapshot_intern_string(snap, runtime)) >= 0)
+		row.runtime = (uint32_t)i;
+	return snapshot_add_process(snap, &row);
+}
+
+/* multi: a row for each process live in the allocation keys, then for
+ * those that exited; d->rows gives each key index its row. */
+static int process_rows(struct drain *d)
+{
+	struct collector *c = d->c;
+	int pfd = bpf_map__fd(c->skel->maps.procs);
+
+	d->rows = calloc(d->nprocs + 1, sizeof(*d->rows));
+	if (!d->rows)
+		return -ENOMEM;
+	for (uint32_t idx = 0; idx < d->nprocs; idx++) {
+		struct tracer_proc_stats st = {0};
+		struct collect_proc *p;
+		__u32 key = (__u32)d->procs[idx];
+		int64_t row;
+
+		if (!d->procs[idx] || !(p = collect_process(c, d->procs[idx])))
+			continue;
+		bpf_map_lookup_elem(pfd, &key, &st);
+		st.peak_generation = st.peak_generation ? st.peak_generation : d->generation;
+		row = add_process_row(d->snap, p, &st, d->generation);
+		if (row < 0)
+			return (int)row;
+		d->rows[idx] = (uint32_t)row;
+	}
+	for (size_t i = 0; i < c->nexited; i++) {
+		struct tracer_proc_stats st = c->exited[i].st;
+
+		st.peak_generation = d->generation; /* its peak is what it was */
+		if (add_process_row(d->snap, &c->exited[i].p, &st, d->generation) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 /* Every live trace, then every site (whose tracebacks mostly are the
  * traces' already). */
 static int drain_traces(struct collector *c, struct snapshot *snap, struct resolve_counts *counts)
@@ -770,7 +1002,9 @@ static int drain_traces(struct collector *c, struct snapshot *snap, struct resol
 	else
 		d.target_index = __atomic_load_n(&c->skel->bss->target_index, __ATOMIC_RELAXED);
 	progress_begin(&d.progress, stderr, "symbolizing live traces", PROGRESS_AFTER_MS);
-	if (!c->follow || d.procs)
+	if (c->multi && d.procs)
+		err = process_rows(&d);
+	if ((!c->follow || d.procs) && !(c->multi && err))
 		err = each_trace(c, add_slot, &d);
 	progress_end(&d.progress);
 	if (!err)
@@ -787,6 +1021,7 @@ static int drain_traces(struct collector *c, struct snapshot *snap, struct resol
 	hash_index_free(&d.index);
 	free(d.cache);
 	free(d.procs);
+	free(d.rows);
 	return err;
 }
 
@@ -929,6 +1164,8 @@ struct snapshot *collect_snapshot(struct collector *c)
 		return NULL;
 	collect_refresh(c);
 	python_frames_poll(c->py);
+	for (size_t i = 0; c->multi && i < c->nprocs; i++)
+		python_frames_poll(c->procs[i].py); /* a shared one: polled again, cheap */
 	snap->traceback_limit = c->resolve.nframe;
 	snap->taken_at = (uint64_t)time(NULL);
 	snap->duration_ns = collect_now_ns() - c->started_ns;

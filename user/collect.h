@@ -44,8 +44,26 @@ struct collector {
 	struct collect_proc {
 		pid_t pid;
 		struct symbolizer *sym;
-	} * procs; /* --follow: the other traced processes */
+		/* multi: what the report says of it (snapshot_process) */
+		struct python_frames *py; /* its CPython's (owned; a forked child
+					   * shares its parent's), or NULL */
+		uint32_t flags;		  /* SNAPSHOT_PROCESS_* */
+		pid_t ns_pid;
+		uint64_t start_time;
+		char comm[16];
+		char *command, *cgroup;
+		bool python_probed; /* multi.c's: its CPython's allocators probed */
+	} * procs; /* --follow: the other traced processes; multi: every one */
 	size_t nprocs;
+	/* multi (-a, several -p): each process its own in the snapshot */
+	bool multi;
+	/* multi: processes that exited, with their last figures (the oldest
+	 * beyond COLLECT_MAX_EXITED are only in gone) */
+	struct collect_exited {
+		struct collect_proc p;
+		struct tracer_proc_stats st;
+	} * exited;
+	size_t nexited, cap_exited;
 	/* the header */
 	char command[4096];
 	uint64_t start_time; /* the target's, seconds since the epoch */
@@ -58,8 +76,18 @@ int collect_open(struct collector *c, struct tracer_bpf *skel, pid_t pid,
 		 const struct resolve_options *resolve, bool follow, struct python_frames *py);
 void collect_close(struct collector *c);
 
+#define COLLECT_MAX_EXITED 1024
+
 /* The symbolizer of a traced process (made when first asked), or NULL. */
 struct symbolizer *collect_symbolizer(struct collector *c, pid_t pid);
+/* A traced process's entry (made when first asked, its comm, command,
+ * cgroup and start read then), or NULL when out of memory. */
+struct collect_proc *collect_process(struct collector *c, pid_t pid);
+/* The entry of pid if it has one (none is made), else NULL. */
+struct collect_proc *collect_find_process(struct collector *c, pid_t pid);
+/* multi: py becomes the CPython frames of process pid (the collector
+ * owns it from now on; the same py may serve several: a forked child's). */
+void collect_set_python(struct collector *c, pid_t pid, struct python_frames *py);
 /* Reads the mappings of every traced process that lives. */
 void collect_refresh(struct collector *c);
 

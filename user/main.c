@@ -231,10 +231,17 @@ enum {
 	OPT_PEAK,
 	OPT_SORT,
 	OPT_OLDER_THAN,
+	OPT_COMM,
+	OPT_CGROUP,
+	OPT_EXCLUDE_PID,
 };
 
 static const struct option longopts[] = {
     {"pid", required_argument, NULL, 'p'},
+    {"all", no_argument, NULL, 'a'},
+    {"comm", required_argument, NULL, OPT_COMM},
+    {"cgroup", required_argument, NULL, OPT_CGROUP},
+    {"exclude-pid", required_argument, NULL, OPT_EXCLUDE_PID},
     {"nframe", required_argument, NULL, 'n'},
     {"duration", required_argument, NULL, 'd'},
     {"interval", required_argument, NULL, 'i'},
@@ -277,7 +284,8 @@ static const struct option longopts[] = {
 /* Options that only tracing takes, and those that only stats takes. */
 static bool tracing_only(int c)
 {
-	return c == 'p' || c == 'n' || c == 'd' || c == 'i' || c == OPT_FOLLOW || c == OPT_KEEP_EXITED ||
+	return c == 'p' || c == 'a' || c == OPT_COMM || c == OPT_CGROUP || c == OPT_EXCLUDE_PID ||
+	       c == 'n' || c == 'd' || c == 'i' || c == OPT_FOLLOW || c == OPT_KEEP_EXITED ||
 	       c == OPT_MAX_ALLOCS || c == OPT_MAX_STACKS || c == OPT_PROBE_ONLY ||
 	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == OPT_KEEP_ALLOCATOR_FRAMES ||
 	       c == OPT_HOOK_PYMALLOC || c == OPT_DEBUG_DIR || c == 'v';
@@ -340,7 +348,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 	if (tracing && env && *env && parse_nframe(env, &o->nframe))
 		return 2;
 	/* tracing stops at the command; stats and compare take options anywhere */
-	const char *optstring = tracing ? "+p:n:d:i:o:t:k:l:vh" : "p:n:d:i:o:t:k:l:vh";
+	const char *optstring = tracing ? "+p:an:d:i:o:t:k:l:vh" : "p:an:d:i:o:t:k:l:vh";
 
 	while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
 		if (!tracing && tracing_only(c))
@@ -364,10 +372,42 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 		case 'p':
 			if (parse_long(optarg, 1, INT_MAX, &v))
 				return bad("invalid PID '%s'", optarg);
-			if (o->pid && o->pid != (pid_t)v)
-				return bad("%s", "-p given twice: one process at a time (run a tracer "
-						 "for each)");
-			o->pid = (pid_t)v;
+			for (size_t i = 0; i < o->npids; i++)
+				if (o->pids[i] == (pid_t)v)
+					return bad("-p %s given twice", optarg);
+			if (o->npids == SESSION_MAX_LIST)
+				return bad("%s", "-p given more than 64 times: use -a with filters");
+			o->pids[o->npids++] = (pid_t)v;
+			if (!o->pid)
+				o->pid = (pid_t)v;
+			break;
+		case 'a':
+			o->all = true;
+			break;
+		case OPT_COMM:
+			if (!*optarg || strlen(optarg) > 15)
+				return bad("invalid --comm '%s' (a process name of 1 to 15 "
+					   "characters, as in /proc/PID/comm)",
+					   optarg);
+			if (o->ncomms == SESSION_MAX_LIST)
+				return bad("%s", "--comm given more than 64 times");
+			o->comms[o->ncomms++] = optarg;
+			break;
+		case OPT_CGROUP:
+			if (optarg[0] != '/' || strstr(optarg, "/../") || strlen(optarg) > 4000)
+				return bad("invalid --cgroup '%s' (a cgroup v2 path from the root, "
+					   "as /proc/PID/cgroup shows it: /system.slice/x.service)",
+					   optarg);
+			if (o->ncgroups == SESSION_MAX_LIST)
+				return bad("%s", "--cgroup given more than 64 times");
+			o->cgroups[o->ncgroups++] = optarg;
+			break;
+		case OPT_EXCLUDE_PID:
+			if (parse_long(optarg, 1, INT_MAX, &v))
+				return bad("invalid PID '%s'", optarg);
+			if (o->nexclude == SESSION_MAX_LIST)
+				return bad("%s", "--exclude-pid given more than 64 times");
+			o->exclude_pids[o->nexclude++] = (pid_t)v;
 			break;
 		case 'n':
 			if (parse_nframe(optarg, &o->nframe))
@@ -620,17 +660,21 @@ static int check_trace_args(struct cli *cli)
 
 	if (cli->nfiles > 0)
 		o->argv = cli->files;
-	if (!o->pid == !o->argv)
-		return bad("%s", o->pid
-				     ? "give either -p PID or -- COMMAND, not both"
-				     : "nothing to trace: give -p PID or -- COMMAND (see --help)");
+	if ((o->pid != 0) + (o->argv != NULL) + o->all > 1)
+		return bad("%s", "give one of -p PID, -a or -- COMMAND");
+	if (!o->pid && !o->argv && !o->all)
+		return bad("%s", "nothing to trace: give -p PID, -a or -- COMMAND (see --help)");
+	if ((o->ncomms || o->ncgroups || o->nexclude) && !o->all)
+		return bad("%s", "--comm, --cgroup and --exclude-pid choose processes for -a");
+	if (o->hook_pymalloc && (o->all || o->npids > 1))
+		return bad("%s", "--hook-pymalloc writes into its target: give one -p PID");
 	if (o->python_malloc && !o->argv)
 		return bad("%s", "--python-malloc applies to a launched command (-- COMMAND)");
 	if (o->hook_pymalloc && o->argv)
 		return bad("%s", "--hook-pymalloc applies to -p PID; a launched command gets "
 				 "--python-malloc");
-	if (o->follow && !o->argv)
-		return bad("%s", "--follow applies to a launched command (-- COMMAND)");
+	if (o->follow && o->all)
+		return bad("%s", "-a traces children already: --follow is for -p and --");
 	if (o->keep_exited && !o->follow)
 		return bad("%s", "--keep-exited applies with --follow");
 	if (o->output) {

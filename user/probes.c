@@ -169,16 +169,29 @@ bool probes_python_row(struct tracer_bpf *skel, int kind, struct probes_row *row
 	return true;
 }
 
-static bool probed(const struct probes *p, const char *path, uint64_t off)
+/* Whether path+off is probed for attach_pid (-1: every process): with a
+ * link per process (-a with filters, several -p) each has its own. */
+static bool probed(const struct probes *p, pid_t attach_pid, const char *path, uint64_t off)
 {
+	struct stat st;
+
+	/* by identity: one file has many paths (/proc/PID/root/... in a
+	 * container), and two probes on one spot would count twice */
+	if (stat(path, &st))
+		return false;
 	for (size_t i = 0; i < p->nentries; i++)
-		if (p->entries[i].offset == off && !strcmp(p->entries[i].path, path))
+		if (p->entries[i].offset == off && p->entries[i].pid == attach_pid &&
+		    p->entries[i].dev == st.st_dev && p->entries[i].ino == st.st_ino)
 			return true;
 	return false;
 }
 
-static int remember(struct probes *p, const char *path, uint64_t off)
+static int remember(struct probes *p, pid_t attach_pid, const char *path, uint64_t off)
 {
+	struct stat st;
+
+	if (stat(path, &st))
+		return -errno;
 	struct probes_entry *e = realloc(p->entries, (p->nentries + 1) * sizeof(*e));
 
 	if (!e)
@@ -187,6 +200,9 @@ static int remember(struct probes *p, const char *path, uint64_t off)
 	e[p->nentries].path = strdup(path);
 	if (!e[p->nentries].path)
 		return -ENOMEM;
+	e[p->nentries].pid = attach_pid;
+	e[p->nentries].dev = st.st_dev;
+	e[p->nentries].ino = st.st_ino;
 	e[p->nentries++].offset = off;
 	return 0;
 }
@@ -310,18 +326,20 @@ static int attach_with_return(struct tracer_bpf *skel, struct probes *p, struct 
 /* Whether the file st names was examined already, under whatever path (the
  * tracer's own, or /proc/PID/root/... for a process in a container or a
  * chroot). */
-static bool seen_file(const struct probes *p, const struct stat *st)
+static bool seen_file(const struct probes *p, pid_t attach_pid, const struct stat *st)
 {
 	for (size_t i = 0; i < p->nseen; i++)
-		if (p->seen[i].dev == st->st_dev && p->seen[i].ino == st->st_ino)
+		if (p->seen[i].dev == st->st_dev && p->seen[i].ino == st->st_ino &&
+		    p->seen[i].pid == attach_pid)
 			return true;
 	return false;
 }
 
-static int remember_file(struct probes *p, const struct stat *st)
+static int remember_file(struct probes *p, pid_t attach_pid, const struct stat *st)
 {
 	if (array_reserve((void **)&p->seen, &p->cap_seen, sizeof(*p->seen), p->nseen + 1))
 		return -ENOMEM;
+	p->seen[p->nseen].pid = attach_pid;
 	p->seen[p->nseen].dev = st->st_dev;
 	p->seen[p->nseen++].ino = st->st_ino;
 	return 0;
@@ -340,12 +358,12 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 
 	if (stat(path, &st))
 		return -errno;
-	if (seen_file(p, &st))
+	if (seen_file(p, pid, &st))
 		return 0; /* probed already: a loader stop looks at every file mapped */
 	err = elfsym_open(path, &f);
 	if (err)
 		return err;
-	err = remember_file(p, &st);
+	err = remember_file(p, pid, &st);
 	if (err) {
 		elfsym_close(f);
 		return err;
@@ -386,7 +404,7 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 			err = attach_with_return(skel, p, prog, pid, path, off);
 		}
 		if (!err)
-			err = remember(p, path, sym.file_offset);
+			err = remember(p, pid, path, sym.file_offset);
 		if (err)
 			break;
 		if (verbose)
@@ -464,7 +482,7 @@ static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t
 	target_file_path(pid, m, path, pathlen);
 	*off = addr - m->start + m->offset;
 	target_maps_free(&maps);
-	if (probed(p, path, *off))
+	if (probed(p, attach_pid, path, *off))
 		return 0;
 	if (returns)
 		err = attach_with_return(skel, p, prog, attach_pid, path, *off);
@@ -473,7 +491,7 @@ static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t
 	if (!err)
 		err = flush(p);
 	if (!err)
-		err = remember(p, path, *off);
+		err = remember(p, attach_pid, path, *off);
 	return err ? err : 1;
 }
 

@@ -15,6 +15,9 @@
 struct probes_entry {
 	char *path;
 	uint64_t offset;
+	pid_t pid; /* the process it is for, -1 every one */
+	dev_t dev; /* the file's identity */
+	ino_t ino;
 };
 
 struct probes {
@@ -38,6 +41,7 @@ struct probes {
 	struct probes_file {
 		dev_t dev;
 		ino_t ino;
+		pid_t pid; /* probed for it, -1 every process */
 	} * seen; /* every file examined, so that none is probed twice */
 	size_t nseen, cap_seen;
 	size_t functions;     /* functions probed */

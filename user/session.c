@@ -17,6 +17,7 @@
 #include "elfsym.h"
 #include "model/snapfile.h"
 #include "model/snapshot.h"
+#include "multi.h"
 #include "probes.h"
 #include "python/alloc.h"
 #include "python/frames.h"
@@ -106,6 +107,10 @@ struct session {
 	double next_unwind;	    /* when they may be installed again */
 	uint64_t loader_seen;	    /* loader_changes when objects were last probed */
 	uint64_t execs_seen;	    /* execs when the command was last read */
+	/* multi (-a, several -p): each process on its own, found at the
+	 * start and then by BPF's notices */
+	bool multi;
+	struct multi many;
 	/* --format html: traced memory at each report so far, for the page's
 	 * memory over time */
 	struct html_series_point *series;
@@ -304,8 +309,13 @@ static int prepare_unwind(struct session *s)
 	err = unwind_maps_new(&s->unwind);
 	if (err)
 		return err;
-	if (!s->o->argv)
-		return unwind_maps_prepare_process(s->unwind, s->o->pid);
+	if (s->o->all)
+		return unwind_maps_prepare_process(s->unwind, getpid());
+	if (!s->o->argv) {
+		for (size_t i = 0; i < s->o->npids && !err; i++)
+			err = unwind_maps_prepare_process(s->unwind, s->o->pids[i]);
+		return err;
+	}
 	err = unwind_maps_prepare_process(s->unwind, getpid()); /* our libc, as attach_launch */
 	if (!err && !target_find_executable(s->o->argv[0], exe, sizeof(exe))) {
 		err = unwind_maps_prepare_file(s->unwind, exe);
@@ -357,8 +367,9 @@ static void refresh_unwind(struct session *s, bool now)
 		return;
 	s->unwind_seen = wanted;
 	s->next_unwind = t + 0.1;
-	unwind_maps_install(s->unwind, s->pid);
-	if (s->o->follow) {
+	if (s->pid)
+		unwind_maps_install(s->unwind, s->pid);
+	if (s->o->follow || s->multi) {
 		int fd = bpf_map__fd(s->skel->maps.traced_pids);
 		__u32 key, next, *prev = NULL;
 
@@ -385,7 +396,9 @@ static int setup_bpf(struct session *s)
 	s->skel->rodata->probe_only = o->probe_only;
 	s->skel->rodata->loader_stop = o->argv != NULL;
 	s->skel->rodata->keep_exited = o->keep_exited;
-	s->skel->rodata->filter_pids = o->follow;
+	s->skel->rodata->filter_pids = o->follow || s->multi;
+	if (s->multi && multi_configure(&s->many, o, s->skel))
+		return 2;
 	s->skel->rodata->capture_stack = o->nframe > 1;
 	s->skel->rodata->native_with_python = o->native;
 	s->skel->rodata->nframe = o->nframe;
@@ -403,6 +416,10 @@ static int setup_bpf(struct session *s)
 			return -ENOMEM;
 		}
 		unwind_maps_capacity(s->unwind, &rows, &pages);
+		if (o->all) { /* what processes will map is not known: room for much */
+			rows = rows < UNWIND_MAX_ROWS ? UNWIND_MAX_ROWS : rows;
+			pages = pages < (1u << 20) ? 1u << 20 : pages;
+		}
 		bpf_map__set_max_entries(s->skel->maps.unwind_rows, rows);
 		bpf_map__set_max_entries(s->skel->maps.unwind_pages, pages);
 		bpf_map__set_value_size(s->skel->maps.native_stacks,
@@ -410,10 +427,10 @@ static int setup_bpf(struct session *s)
 					    resolve_walk_depth(&s->resolve) * sizeof(__u64));
 		bpf_map__set_max_entries(s->skel->maps.native_stacks, o->max_stacks);
 	}
-	if (!o->follow) {
+	if (!o->follow && !o->all)
 		bpf_program__set_autoload(s->skel->progs.follow_fork, false);
+	if (!o->follow && !s->multi)
 		bpf_program__set_autoload(s->skel->progs.traced_exit, false);
-	}
 	/* every uprobe program goes on uprobe-multi links (probes.c) */
 	bpf_object__for_each_program(prog, s->skel->obj)
 		if (bpf_program__type(prog) == BPF_PROG_TYPE_KPROBE)
@@ -444,6 +461,16 @@ static int setup_bpf(struct session *s)
 		return err;
 	}
 	return 0;
+}
+
+/* The pid a process's links are made for: -1 (every process, filtered in
+ * BPF) when children must be traced from their first instruction
+ * (--follow, -a without filters), else the process itself. */
+static pid_t attach_pid_of(const struct session *s, pid_t pid)
+{
+	if (s->multi)
+		return multi_attach_pid(&s->many, pid);
+	return s->o->follow ? -1 : s->pid;
 }
 
 static int add_traced_pid(struct session *s, pid_t pid)
@@ -535,7 +562,7 @@ static void probe_new_objects(struct session *s, pid_t tgid)
 {
 	int n;
 
-	n = probes_attach_process(s->skel, &s->probes, tgid, s->o->follow ? -1 : s->pid,
+	n = probes_attach_process(s->skel, &s->probes, tgid, attach_pid_of(s, tgid),
 				  s->o->verbose);
 	if (n < 0 && s->o->verbose)
 		fprintf(stderr, "tracer: probing what process %d loaded: %s\n", tgid,
@@ -543,7 +570,7 @@ static void probe_new_objects(struct session *s, pid_t tgid)
 	symbolize_refresh(collect_symbolizer(&s->collect, tgid));
 	if (s->unwind)
 		unwind_maps_install(s->unwind, tgid);
-	if (tgid == s->pid)
+	if (tgid == s->pid && !s->multi)
 		python_stop(s);
 }
 
@@ -727,18 +754,20 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 		if (launch) {
 			if (reap_traced(s, exit_status))
 				return 0;
-		} else if (!target_alive(s->pid)) {
+		} else if (s->multi ? !multi_alive(&s->many) : !target_alive(s->pid)) {
 			return 0;
 		}
+		if (s->multi)
+			multi_poll(&s->many, t);
 		if (t - started < 2 && !python_frames_describe(s->py))
 			python_frames_poll(s->py); /* a starting interpreter: look often */
-		if (!launch && s->skel->bss->execs != s->execs_seen) {
+		if (!launch && !s->multi && s->skel->bss->execs != s->execs_seen) {
 			/* the attached process is a new program now */
 			s->execs_seen = s->skel->bss->execs;
 			target_command(s->pid, s->collect.command, sizeof(s->collect.command));
 			python_frames_exec(s->py);
 		}
-		if (!launch && s->skel->bss->loader_changes != s->loader_seen) {
+		if (!launch && !s->multi && s->skel->bss->loader_changes != s->loader_seen) {
 			s->loader_seen = s->skel->bss->loader_changes;
 			probe_new_objects(s, s->pid);
 		}
@@ -789,6 +818,52 @@ static int recognise_python(struct session *s)
 	return 0;
 }
 
+/* -a, or several -p: every process on its own (multi.h). */
+static int run_multi(struct session *s)
+{
+	const struct session_options *o = s->o;
+	int n, err, exit_status;
+
+	if (collect_open(&s->collect, s->skel, 0, &s->resolve, true, NULL)) {
+		fprintf(stderr, "tracer: out of memory\n");
+		return 1;
+	}
+	s->collect.unwind = s->unwind;
+	s->collect.keep_exited = o->keep_exited;
+	if (o->all) {
+		snprintf(s->collect.command, sizeof(s->collect.command), "%s",
+			 o->ncomms || o->ncgroups ? "every matching process" : "every process");
+	} else {
+		size_t len = 0;
+
+		for (size_t i = 0; i < o->npids && len < sizeof(s->collect.command) - 16; i++)
+			len += (size_t)snprintf(s->collect.command + len,
+						sizeof(s->collect.command) - len, "%s%d",
+						i ? ", " : "processes ", o->pids[i]);
+	}
+	s->many.probes = &s->probes;
+	s->many.collect = &s->collect;
+	s->many.unwind = s->unwind;
+	n = multi_start(&s->many);
+	if (n < 0)
+		return n == -EINVAL || n == -ESRCH || n == -ENOENT ? 2 : 1;
+	if (o->verbose)
+		fprintf(stderr, "tracer: tracing %d processes with %zu probes in %zu files\n", n,
+			s->probes.functions, s->probes.files);
+	err = wait_loop(s, NULL, &exit_status);
+	if (!err && !o->consumer)
+		err = report(s);
+	if (err)
+		return 1;
+	if (s->save_error)
+		return s->save_error == -ELOOP || s->save_error == -EEXIST ||
+			       s->save_error == -EPERM || s->save_error == -EISDIR ||
+			       s->save_error == -ENAMETOOLONG
+			   ? 2
+			   : 1;
+	return 0;
+}
+
 int session_run(const struct session_options *o)
 {
 	struct session s = {.o = o,
@@ -804,7 +879,8 @@ int session_run(const struct session_options *o)
 		fprintf(stderr, "tracer: must run as root (BPF and uprobes need it)\n");
 		return 2;
 	}
-	if (o->pid) {
+	s.multi = o->all || o->npids > 1;
+	if (o->pid && !s.multi) {
 		char why[256];
 
 		if (target_traceable(o->pid, why, sizeof(why))) {
@@ -815,8 +891,14 @@ int session_run(const struct session_options *o)
 	}
 	catch_signals();
 
-	if (setup_bpf(&s))
+	if ((err = setup_bpf(&s))) {
+		rc = err == 2 ? 2 : 1;
 		goto out;
+	}
+	if (s.multi) {
+		rc = run_multi(&s);
+		goto out;
+	}
 	s.skel->bss->target_tgid = (__u32)s.pid; /* -p; a launch sets it below */
 
 	if (o->argv) {

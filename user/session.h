@@ -32,8 +32,19 @@ struct session_consumer {
 	void *arg;
 };
 
+#define SESSION_MAX_LIST 64 /* -p, --comm, --cgroup, --exclude-pid values each */
+
 struct session_options {
-	pid_t pid;	     /* -p, or 0 */
+	pid_t pid;	     /* -p, or 0 (given several times: the first) */
+	pid_t pids[SESSION_MAX_LIST]; /* every -p */
+	size_t npids;
+	bool all;	     /* -a: every process */
+	const char *comms[SESSION_MAX_LIST]; /* -a --comm: only these */
+	size_t ncomms;
+	const char *cgroups[SESSION_MAX_LIST]; /* -a --cgroup: only those in these */
+	size_t ncgroups;
+	pid_t exclude_pids[SESSION_MAX_LIST]; /* -a --exclude-pid */
+	size_t nexclude;
 	char **argv;	     /* -- CMD ..., or NULL */
 	bool follow;	     /* --follow: children too */
 	bool keep_exited;    /* --keep-exited: a child's blocks outlive it */

@@ -122,7 +122,11 @@ void symbolize_refresh(struct symbolizer *s)
 {
 	struct target_maps now;
 	size_t len = 0, i, j, added = 0;
-	char *raw = target_maps_text(s->pid, &len);
+	char *raw;
+
+	if (!s)
+		return;
+	raw = target_maps_text(s->pid, &len);
 
 	if (!raw)
 		return;

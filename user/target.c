@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,6 +133,83 @@ int target_command(pid_t pid, char *buf, size_t len)
 			buf[--n] = '\0';
 	}
 	return 0;
+}
+
+int target_comm(pid_t pid, char *buf, size_t len)
+{
+	ssize_t n = read_proc(pid, "comm", buf, len);
+
+	if (n < 0)
+		return (int)n;
+	while (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	return 0;
+}
+
+int target_cgroup(pid_t pid, char *buf, size_t len)
+{
+	char text[4096], *line, *save = NULL;
+	ssize_t n = read_proc(pid, "cgroup", text, sizeof(text));
+
+	if (n < 0)
+		return (int)n;
+	/* v2's line is "0::/path"; v1 hierarchies have other numbers */
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		if (!strncmp(line, "0::", 3)) {
+			snprintf(buf, len, "%s", line + 3);
+			return 0;
+		}
+	return -ENOENT;
+}
+
+/* A "Name:\tvalue..." field of /proc/PID/status: its last number. */
+static pid_t status_last_number(pid_t pid, const char *name)
+{
+	char path[64], buf[512];
+	size_t nlen = strlen(name);
+	pid_t v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(buf, sizeof(buf), f)) {
+		char *p, *end;
+
+		if (strncmp(buf, name, nlen) || buf[nlen] != ':')
+			continue;
+		for (p = buf + nlen + 1; *p;) {
+			long x = strtol(p, &end, 10);
+
+			if (end == p)
+				break;
+			v = x > 0 && x <= INT32_MAX ? (pid_t)x : 0;
+			p = end;
+		}
+		break;
+	}
+	fclose(f);
+	return v;
+}
+
+pid_t target_ns_pid(pid_t pid)
+{
+	return status_last_number(pid, "NSpid");
+}
+
+pid_t target_parent(pid_t pid)
+{
+	return status_last_number(pid, "PPid");
+}
+
+bool target_user_process(pid_t pid)
+{
+	char path[64], buf[8];
+
+	/* a kernel thread has no executable; nor has a zombie */
+	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+	return readlink(path, buf, sizeof(buf)) > 0 && target_alive(pid);
 }
 
 uint64_t target_start_time(pid_t pid)

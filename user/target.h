@@ -33,6 +33,17 @@ int target_traceable(pid_t pid, char *why, size_t len);
 int target_command(pid_t pid, char *buf, size_t len);
 /* Start time in seconds since the epoch, 0 if unknown. */
 uint64_t target_start_time(pid_t pid);
+/* The kernel's short name (comm), NUL-terminated; 0 or -errno. */
+int target_comm(pid_t pid, char *buf, size_t len);
+/* Its cgroup v2 path ("/system.slice/x.service"); 0 or -errno. */
+int target_cgroup(pid_t pid, char *buf, size_t len);
+/* Its pid in its own (innermost) pid namespace, and its parent's pid; 0
+ * when unknown. */
+pid_t target_ns_pid(pid_t pid);
+pid_t target_parent(pid_t pid);
+/* Whether pid is a process with a user address space (not a kernel
+ * thread, not a zombie). */
+bool target_user_process(pid_t pid);
 
 int target_read_maps(pid_t pid, struct target_maps *out);
 /* The text of /proc/PID/maps, NUL-terminated, *len its length; NULL (errno

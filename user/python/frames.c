@@ -21,6 +21,7 @@ struct python_frames {
 	pid_t pid;
 	enum state state;
 	int attempts;
+	int max_attempts; /* polls that look for an interpreter (python_frames_set_attempts) */
 	struct target_mem mem; /* the process's, target.mem: open while ACTIVE */
 	struct python_target target;
 	struct python_code *code;
@@ -35,7 +36,49 @@ struct python_frames {
 		struct target_mem mem;
 	} children[16];
 	unsigned next_child;
+	/* python_frames_own_only: the processes whose stacks it resolves */
+	bool own_only;
+	pid_t *adopted;
+	size_t nadopted, cap_adopted;
 };
+
+void python_frames_own_only(struct python_frames *p)
+{
+	p->own_only = true;
+}
+
+int python_frames_adopt(struct python_frames *p, pid_t child)
+{
+	for (size_t i = 0; i < p->nadopted; i++)
+		if (p->adopted[i] == child)
+			return 0;
+	if (array_reserve((void **)&p->adopted, &p->cap_adopted, sizeof(*p->adopted),
+			  p->nadopted + 1))
+		return -ENOMEM;
+	p->adopted[p->nadopted++] = child;
+	return 0;
+}
+
+void python_frames_set_attempts(struct python_frames *p, int n)
+{
+	p->max_attempts = n;
+}
+
+pid_t python_frames_pid(const struct python_frames *p)
+{
+	return p ? p->pid : 0;
+}
+
+/* Whether p resolves the stacks that process tgid captured. */
+static bool resolves_for(const struct python_frames *p, pid_t tgid)
+{
+	if (!p->own_only || tgid == p->pid)
+		return true;
+	for (size_t i = 0; i < p->nadopted; i++)
+		if (p->adopted[i] == tgid)
+			return true;
+	return false;
+}
 
 /* The memory of process pid, another than the target (a forked child), or
  * NULL: the target's, or a process whose memory cannot be opened. */
@@ -66,6 +109,7 @@ int python_frames_open(struct tracer_bpf *skel, pid_t pid, struct python_frames 
 		return -ENOMEM;
 	p->skel = skel;
 	p->pid = pid;
+	p->max_attempts = 400;
 	p->mem.fd = p->mem.wfd = -1;
 	p->strings = snapshot_new();
 	if (!p->strings || u64_map_init(&p->stacks, sizeof(struct python_frames_stack *))) {
@@ -90,6 +134,7 @@ void python_frames_close(struct python_frames *p)
 		if (p->children[i].pid)
 			target_mem_close(&p->children[i].mem);
 	snapshot_free(p->strings);
+	free(p->adopted);
 	free(p);
 }
 
@@ -190,8 +235,9 @@ static struct python_frames_stack *resolve(struct python_frames *p, uint64_t key
 	struct target_mem *child;
 	uint32_t i, n;
 
-	if (bpf_map_lookup_elem(bpf_map__fd(p->skel->maps.py_stacks), &key, &raw))
-		return NULL;
+	if (bpf_map_lookup_elem(bpf_map__fd(p->skel->maps.py_stacks), &key, &raw) ||
+	    !resolves_for(p, (pid_t)raw.tgid))
+		return NULL; /* another's: left for its own */
 	n = raw.nframe < TRACER_MAX_NFRAME ? raw.nframe : TRACER_MAX_NFRAME;
 	st = calloc(1, sizeof(*st) + n * sizeof(st->frames[0]));
 	if (!st)
@@ -269,7 +315,7 @@ void python_frames_poll(struct python_frames *p)
 
 	if (!p)
 		return;
-	if (p->state == SEARCHING && p->attempts++ < 400)
+	if (p->state == SEARCHING && p->attempts++ < p->max_attempts)
 		recognise(p);
 	if (p->state != ACTIVE)
 		return;

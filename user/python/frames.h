@@ -34,6 +34,17 @@ void python_frames_poll(struct python_frames *p);
  * at the start (one that was recognised stays: an exec from CPython into
  * CPython keeps its configuration until it is seen again). */
 void python_frames_exec(struct python_frames *p);
+/* With several traced processes (-a), each with its own instance: this
+ * one resolves only the stacks its own process, and the children it was
+ * given (forked, the same interpreter), captured. */
+void python_frames_own_only(struct python_frames *p);
+int python_frames_adopt(struct python_frames *p, pid_t child);
+/* How many polls look for an interpreter before giving up (400: a
+ * launched command may take a while to load one; a process that has run
+ * a while has one or not). */
+void python_frames_set_attempts(struct python_frames *p, int n);
+/* The process it was opened for. */
+pid_t python_frames_pid(const struct python_frames *p);
 /* The resolved stack with this key (resolving it now if needed), or NULL. */
 const struct python_frames_stack *python_frames_get(struct python_frames *p, uint64_t key);
 /* --hook-pymalloc will make coverage complete: no coverage warning. */
