@@ -248,6 +248,15 @@ struct {
 	__type(value, __u32);
 } proc_notices SEC(".maps");
 
+/* several -p: the processes given, which keep their blocks at their exit
+ * as one -p does (a report of what it held, leaks) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} kept_pids SEC(".maps");
+
 /* -a: --exclude-pid's processes */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -1001,11 +1010,15 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 	if (--p->depth)
 		return 0;
 
+	if (p->kind == TRACER_KIND_IGNORE)
+		return 0;
 	if (p->kind == TRACER_KIND_MEMALIGN) {
 		addr = 0;
 		if (ret == 0 && bpf_probe_read_user(&addr, sizeof(addr), (void *)p->memptr))
 			addr = 0;
 	}
+	if (p->kind == TRACER_KIND_MMAP && ret == (__u64)-1)
+		addr = 0; /* MAP_FAILED */
 	st = proc_stats(tgid, true);
 	if (finalizing(st))
 		return 0;
@@ -1136,6 +1149,50 @@ int BPF_KPROBE(py_site_enter)
 	if (!p)
 		return 0;
 	p->site_sp = PT_REGS_SP(ctx);
+	return 0;
+}
+
+/* mmap(addr, length, prot, flags, fd, offset) called by the program (not
+ * by its allocator: a call inside a probed allocator only deepens the
+ * stash): anonymous memory is a block of the mmap domain, of the length
+ * asked for; a file's mapping is not memory the program allocates. */
+#define TRACER_MAP_ANONYMOUS 0x20
+SEC("uprobe")
+int BPF_KPROBE(mmap_enter, __u64 addr, __u64 length, __u64 prot, __u64 flags)
+{
+	/* where libc's code is around this probe (probes.c's TEXT_COOKIE): a
+	 * call from there is libc's own (a thread's stack, its allocator's
+	 * arenas), not the program's */
+	__u64 cookie = bpf_get_attach_cookie(ctx), ip = bpf_get_func_ip(ctx), ret = 0;
+	__u32 kind = flags & TRACER_MAP_ANONYMOUS ? TRACER_KIND_MMAP : TRACER_KIND_IGNORE;
+
+	if (cookie && kind == TRACER_KIND_MMAP &&
+	    !bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx)) &&
+	    ret >= ip - (cookie >> 32) && ret < ip + (__u32)cookie)
+		kind = TRACER_KIND_IGNORE;
+	return alloc_enter(ctx, TRACER_DOMAIN_MMAP, kind, length, 0, 0);
+}
+
+/* munmap(addr, length) at the start of a block of the mmap domain: the
+ * block goes (a part unmapped takes it all: its remainder is not tracked
+ * apart). Anything else (a file's mapping, an allocator's own chunks) is
+ * not ours. */
+SEC("uprobe")
+int BPF_KPROBE(munmap_enter, __u64 addr)
+{
+	struct tracer_proc_stats *st;
+	struct tracer_alloc_info *info;
+	struct tracer_slot *slot;
+	__u32 tgid, proc;
+	__u64 key;
+
+	if (!addr || !recording(&tgid, &proc))
+		return 0;
+	key = TRACER_KEY(proc, addr);
+	info = trace_find(key, &slot);
+	st = proc_stats(tgid, false);
+	if (info && info->domain == TRACER_DOMAIN_MMAP && !finalizing(st))
+		forget(key, st, false);
 	return 0;
 }
 
@@ -1352,7 +1409,7 @@ int BPF_PROG(traced_exit, struct task_struct *p)
 	__u32 tgid = BPF_CORE_READ(p, tgid);
 
 	if (!filter_pids || keep_exited || BPF_CORE_READ(p, pid) != tgid ||
-	    tgid == target_tgid)
+	    tgid == target_tgid || bpf_map_lookup_elem(&kept_pids, &tgid))
 		return 0;
 	if (bpf_map_delete_elem(&traced_pids, &tgid) == 0) {
 		__sync_fetch_and_add(&exits, 1);

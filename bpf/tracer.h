@@ -14,6 +14,7 @@
  * domain are tracemalloc's; tracer's own start at TRACER_DOMAIN_NATIVE. */
 #define TRACER_DOMAIN_PYTHON 0u
 #define TRACER_DOMAIN_LIBC 0xfffffff0u
+#define TRACER_DOMAIN_MMAP 0xfffffff1u /* anonymous memory a program maps itself */
 #define TRACER_DOMAIN_NATIVE TRACER_DOMAIN_LIBC /* the lowest of tracer's own */
 
 /* Traced memory is kept per class of domain as well as for all domains:
@@ -32,6 +33,9 @@ enum tracer_alloc_kind {
 	TRACER_KIND_MALLOC = 0,	  /* returns the block */
 	TRACER_KIND_REALLOC = 1,  /* frees oldptr when it returns a block */
 	TRACER_KIND_MEMALIGN = 2, /* posix_memalign: block written to *memptr */
+	TRACER_KIND_MMAP = 3,	  /* mmap: MAP_FAILED (-1) is the failure */
+	TRACER_KIND_IGNORE = 4,	  /* a call to match with its return, not a block
+				   * (mmap of a file) */
 };
 
 /* How to find and walk a CPython process's frames from a probe; filled by

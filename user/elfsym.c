@@ -279,3 +279,24 @@ int elfsym_code_sections(struct elfsym_file *f,
 	}
 	return err;
 }
+
+int elfsym_exec_segment(struct elfsym_file *f, uint64_t off, uint64_t *lo, uint64_t *hi)
+{
+	size_t n;
+
+	if (elf_getphdrnum(f->elf, &n))
+		return -ENOENT;
+	for (size_t i = 0; i < n && i < 4096; i++) {
+		GElf_Phdr ph;
+
+		if (!gelf_getphdr(f->elf, (int)i, &ph) || ph.p_type != PT_LOAD ||
+		    !(ph.p_flags & PF_X))
+			continue;
+		if (off >= ph.p_offset && off - ph.p_offset < ph.p_filesz) {
+			*lo = ph.p_offset;
+			*hi = ph.p_offset + ph.p_filesz;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}

@@ -43,6 +43,10 @@ int elfsym_needed(struct elfsym_file *f, void (*cb)(const char *name, void *arg)
  * many. */
 int elfsym_import_slots(struct elfsym_file *f, const char *name, uint64_t *slots, int max);
 
+/* The file offsets [lo, hi) of the executable segment (PT_LOAD, PF_X)
+ * that holds offset off; 0, or -ENOENT. */
+int elfsym_exec_segment(struct elfsym_file *f, uint64_t off, uint64_t *lo, uint64_t *hi);
+
 /* Calls cb for every section of code (SHT_PROGBITS, SHF_EXECINSTR) with its
  * name, link-time address and bytes, which stay valid until elfsym_close,
  * until cb returns non-zero; returns that, or 0. */

@@ -252,8 +252,11 @@ int multi_start(struct multi *m)
 	}
 	if (!o->all) {
 		for (size_t i = 0; i < o->npids; i++) {
+			__u32 key = (__u32)o->pids[i];
+			__u8 one = 1;
 			char why[256];
 
+			bpf_map_update_elem(bpf_map__fd(m->skel->maps.kept_pids), &key, &one, BPF_ANY);
 			if (target_traceable(o->pids[i], why, sizeof(why))) {
 				fprintf(stderr, "tracer: %s\n", why);
 				return -EINVAL;

@@ -23,6 +23,11 @@ enum probe_shape {
 	/* flag: only in an object that defines malloc (an allocator library,
 	 * a static executable), where the function may not call a probed one */
 	ALLOCATOR_ONLY = 4,
+	/* flag: the link's cookie says where the file's code is around the
+	 * probe (below << 32 | above, in bytes), so that BPF tells the file's
+	 * own calls (libc's mmap for a thread's stack) from the program's */
+	TEXT_COOKIE = 8,
+	SHAPE_FLAGS = ALLOCATOR_ONLY | TEXT_COOKIE,
 };
 
 /* One probe: the function, found by name; the shape of its probe; the
@@ -87,6 +92,11 @@ static const struct probe_spec specs[] = {
      PROG(free_enter_prog)},
     {"_ZdaPvSt11align_val_tRKSt9nothrow_t", FREE_ONLY | ALLOCATOR_ONLY, R1,
      PROG(free_enter_prog)},
+    /* anonymous memory the program maps itself (the mmap domain); inside an
+     * allocator's call (its own chunks) a call only deepens the stash */
+    {"mmap", ALLOC_RETURNS | TEXT_COOKIE, R3 | PLACEMENT_RCX, PROG(mmap_enter)},
+    {"mmap64", ALLOC_RETURNS | TEXT_COOKIE, R3 | PLACEMENT_RCX, PROG(mmap_enter)},
+    {"munmap", FREE_ONLY, R1, PROG(munmap_enter)},
     /* CPython (from .symtab where the build keeps it) */
     {"_PyObject_Malloc", ALLOC_RETURNS, R2, PROG(py_malloc_enter)},
     {"_PyObject_Calloc", ALLOC_RETURNS, R3, PROG(py_calloc_enter)},
@@ -224,13 +234,15 @@ struct uprobe_multi_attr { /* union bpf_attr's link_create, uprobe_multi */
 };
 
 static int uprobe_multi_link(struct bpf_program *prog, pid_t pid, const char *path,
-			     const uint64_t *offsets, uint32_t n, bool retprobe)
+			     const uint64_t *offsets, const uint64_t *cookies, uint32_t n,
+			     bool retprobe)
 {
 	struct uprobe_multi_attr a = {
 	    .prog_fd = (uint32_t)bpf_program__fd(prog),
 	    .attach_type = UPROBE_MULTI_ATTACH_TYPE,
 	    .path = (uint64_t)(uintptr_t)path,
 	    .offsets = (uint64_t)(uintptr_t)offsets,
+	    .cookies = (uint64_t)(uintptr_t)cookies,
 	    .cnt = n,
 	    .multi_flags = retprobe ? UPROBE_MULTI_RETURN : 0,
 	    .pid = pid > 0 ? (uint32_t)pid : 0,
@@ -246,6 +258,7 @@ static int drop_pending(struct probes *p, int err)
 	for (size_t i = 0; i < p->npending; i++) {
 		free(p->pending[i].path);
 		free(p->pending[i].offsets);
+		free(p->pending[i].cookies);
 	}
 	p->npending = 0;
 	return err;
@@ -265,8 +278,8 @@ static int flush(struct probes *p)
 
 			if (q->retprobe != (round == 0))
 				continue;
-			fd = uprobe_multi_link(q->prog, q->pid, q->path, q->offsets, q->n,
-					       q->retprobe);
+			fd = uprobe_multi_link(q->prog, q->pid, q->path, q->offsets, q->cookies,
+					       q->n, q->retprobe);
 			if (fd < 0) {
 				err = fd;
 				snprintf(p->failed_at, sizeof(p->failed_at), "%s+0x%llx", q->path,
@@ -285,8 +298,8 @@ static int flush(struct probes *p)
 
 /* Queues prog at off of path (the links are made by flush): one queue a
  * program, a kind and a file. */
-static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const char *path,
-		  uint64_t off, bool retprobe)
+static int attach_cookie(struct probes *p, struct bpf_program *prog, pid_t pid, const char *path,
+			 uint64_t off, bool retprobe, uint64_t cookie)
 {
 	struct probes_pending *q = NULL;
 	size_t i;
@@ -308,10 +321,18 @@ static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const c
 			return -ENOMEM;
 		p->npending++;
 	}
-	if (array_reserve((void **)&q->offsets, &q->cap, sizeof(*q->offsets), q->n + 1))
+	if (array_reserve((void **)&q->offsets, &q->cap, sizeof(*q->offsets), q->n + 1) ||
+	    array_reserve((void **)&q->cookies, &q->cap_cookies, sizeof(*q->cookies), q->n + 1))
 		return -ENOMEM;
+	q->cookies[q->n] = cookie;
 	q->offsets[q->n++] = off;
 	return 0;
+}
+
+static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const char *path,
+		  uint64_t off, bool retprobe)
+{
+	return attach_cookie(p, prog, pid, path, off, retprobe, 0);
 }
 
 /* An allocator's entry and return probes at off (return first: flush). */
@@ -397,11 +418,19 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 			/* The return probe swaps the return address at [rsp], so it
 			 * may move only past instructions that pushed nothing; the
 			 * entry probe shares its breakpoint. */
+			uint64_t lo, hi, cookie = 0;
+
 			if (!placement_file_keep(path, sym.file_offset, sym.size, specs[i].reads,
 						 &pl) &&
 			    pl.stack_adjust == 0)
 				off += pl.offset;
-			err = attach_with_return(skel, p, prog, pid, path, off);
+			if ((specs[i].shape & TEXT_COOKIE) &&
+			    !elfsym_exec_segment(f, off, &lo, &hi) && off - lo < UINT32_MAX &&
+			    hi - off < UINT32_MAX)
+				cookie = (off - lo) << 32 | (hi - off);
+			err = attach(p, skel->progs.alloc_return, pid, path, off, true);
+			if (!err)
+				err = attach_cookie(p, prog, pid, path, off, false, cookie);
 		}
 		if (!err)
 			err = remember(p, pid, path, sym.file_offset);

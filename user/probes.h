@@ -31,8 +31,8 @@ struct probes {
 		bool retprobe;
 		pid_t pid;
 		char *path;
-		uint64_t *offsets;
-		size_t n, cap;
+		uint64_t *offsets, *cookies;
+		size_t n, cap, cap_cookies;
 	} * pending;
 	size_t npending, cap_pending;
 	size_t n, cap;

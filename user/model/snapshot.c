@@ -470,6 +470,8 @@ const char *snapshot_domain_name(uint32_t domain, char *buf)
 		return "python";
 	if (domain == SNAPSHOT_DOMAIN_LIBC)
 		return "libc";
+	if (domain == SNAPSHOT_DOMAIN_MMAP)
+		return "mmap";
 	snprintf(buf, 16, "%u", domain);
 	return buf;
 }
@@ -485,6 +487,10 @@ int snapshot_parse_domain(const char *name, uint32_t *domain)
 	}
 	if (!strcmp(name, "libc")) {
 		*domain = SNAPSHOT_DOMAIN_LIBC;
+		return 0;
+	}
+	if (!strcmp(name, "mmap")) {
+		*domain = SNAPSHOT_DOMAIN_MMAP;
 		return 0;
 	}
 	errno = 0;

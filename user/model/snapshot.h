@@ -14,6 +14,7 @@
  * from SNAPSHOT_DOMAIN_NATIVE up. */
 #define SNAPSHOT_DOMAIN_PYTHON 0u
 #define SNAPSHOT_DOMAIN_LIBC 0xfffffff0u
+#define SNAPSHOT_DOMAIN_MMAP 0xfffffff1u /* anonymous memory mapped by the program itself */
 #define SNAPSHOT_DOMAIN_NATIVE SNAPSHOT_DOMAIN_LIBC /* the lowest of tracer's own */
 
 /* Classes of domains whose traced memory is kept apart: "python" is every
