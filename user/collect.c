@@ -66,6 +66,7 @@ int collect_open(struct collector *c, struct tracer_bpf *skel, pid_t pid,
 		c->multi = c->follow = true;
 	else
 		target_command(pid, c->command, sizeof(c->command));
+	c->rows = c->follow;
 	c->start_time = pid ? target_start_time(pid) : 0;
 	if (resolve->nframe > 1) {
 		if (stack_store_init(&c->stacks, bpf_map__fd(skel->maps.native_stacks),
@@ -261,6 +262,7 @@ void collect_close(struct collector *c)
 		free(c->exited[i].p.cgroup);
 	}
 	free(c->exited);
+	free(c->target.cgroup);
 	if (c->table)
 		munmap(c->table, c->table_bytes);
 	memset(c, 0, sizeof(*c));
@@ -290,7 +292,7 @@ struct collect_proc *collect_process(struct collector *c, pid_t pid)
 	if (symbolize_open(pid, &p->sym))
 		return NULL;
 	p->pid = pid;
-	if (c->multi) {
+	if (c->rows) {
 		p->ns_pid = target_ns_pid(pid);
 		p->start_time = target_start_time(pid);
 		if (target_comm(pid, p->comm, sizeof(p->comm)))
@@ -397,7 +399,7 @@ static void forget_exited(struct collector *c)
 			continue;
 		}
 		add_gone(&c->gone, &st);
-		if (c->multi &&
+		if (c->rows &&
 		    !array_reserve((void **)&last, &cap_last, sizeof(*last), nlast + 1) &&
 		    !array_reserve((void **)&last_pid, &cap_pid, sizeof(*last_pid), nlast + 1)) {
 			last[nlast] = st;
@@ -431,7 +433,7 @@ static void forget_exited(struct collector *c)
 			shared = j != i && c->procs[j].py == p->py && (!dead[j] || j > i);
 		if (p->py && !shared)
 			python_frames_close(p->py);
-		if (c->multi) {
+		if (c->rows) {
 			keep_exited_row(c, p, figures);
 		} else {
 			free(p->command);
@@ -967,8 +969,28 @@ static int process_rows(struct drain *d)
 		__u32 key = (__u32)d->procs[idx];
 		int64_t row;
 
-		if (!d->procs[idx] || !(p = collect_process(c, d->procs[idx])))
+		if (!d->procs[idx])
 			continue;
+		if (d->procs[idx] == c->pid && !c->multi) {
+			/* --follow's target: its row is c's */
+			p = &c->target;
+			p->pid = c->pid;
+			p->command = c->command;
+			p->py = c->py;
+			p->start_time = c->start_time;
+			if (target_comm(c->pid, p->comm, sizeof(p->comm)))
+				p->comm[0] = '\0';
+			if (!p->ns_pid)
+				p->ns_pid = target_ns_pid(c->pid);
+			if (!p->cgroup) {
+				char cg[4096];
+
+				if (!target_cgroup(c->pid, cg, sizeof(cg)))
+					p->cgroup = strdup(cg);
+			}
+		} else if (!(p = collect_process(c, d->procs[idx]))) {
+			continue;
+		}
 		bpf_map_lookup_elem(pfd, &key, &st);
 		st.peak_generation = st.peak_generation ? st.peak_generation : d->generation;
 		row = add_process_row(d->snap, p, &st, d->generation);
@@ -1002,9 +1024,9 @@ static int drain_traces(struct collector *c, struct snapshot *snap, struct resol
 	else
 		d.target_index = __atomic_load_n(&c->skel->bss->target_index, __ATOMIC_RELAXED);
 	progress_begin(&d.progress, stderr, "symbolizing live traces", PROGRESS_AFTER_MS);
-	if (c->multi && d.procs)
+	if (c->rows && d.procs)
 		err = process_rows(&d);
-	if ((!c->follow || d.procs) && !(c->multi && err))
+	if ((!c->follow || d.procs) && !(c->rows && err))
 		err = each_trace(c, add_slot, &d);
 	progress_end(&d.progress);
 	if (!err)

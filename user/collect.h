@@ -57,6 +57,9 @@ struct collector {
 	size_t nprocs;
 	/* multi (-a, several -p): each process its own in the snapshot */
 	bool multi;
+	/* multi or --follow: the snapshot has a row per process */
+	bool rows;
+	struct collect_proc target; /* --follow: the target's row (its sym and py are c's) */
 	/* multi: processes that exited, with their last figures (the oldest
 	 * beyond COLLECT_MAX_EXITED are only in gone) */
 	struct collect_exited {

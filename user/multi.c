@@ -179,7 +179,7 @@ static void python_probes(struct multi *m, struct collect_proc *p)
 
 /* The objects process pid maps now, probed (those probed for it, or for
  * every process, already are), its mappings read again. */
-static void probe_objects(struct multi *m, struct collect_proc *p)
+static int probe_objects(struct multi *m, struct collect_proc *p)
 {
 	int n = probes_attach_process(m->skel, m->probes, p->pid, multi_attach_pid(m, p->pid),
 				      m->o->verbose);
@@ -189,6 +189,7 @@ static void probe_objects(struct multi *m, struct collect_proc *p)
 	symbolize_refresh(p->sym);
 	if (m->unwind)
 		unwind_maps_install(m->unwind, p->pid);
+	return n;
 }
 
 /* Its own CPython frames (not yet recognised: each poll looks, for
@@ -226,7 +227,10 @@ static int trace_process(struct multi *m, pid_t pid, uint32_t flags,
 		own_python(m, p, attempts);
 	if (m->unwind)
 		unwind_maps_install(m->unwind, pid);
-	probe_objects(m, p);
+	/* a process that started after us, with an allocator no other had
+	 * (a container's libc, a preloaded one): probed only now */
+	if (probe_objects(m, p) > 0 && (flags & SNAPSHOT_PROCESS_STARTED_AFTER))
+		p->flags |= SNAPSHOT_PROCESS_ATTACHED_LATE;
 	python_probes(m, p);
 	return 0;
 }
@@ -381,8 +385,9 @@ static void handle_notice(struct multi *m, pid_t pid, __u32 what)
 			p->comm[0] = '\0';
 		own_python(m, p, 400);
 	}
-	if (what & (TRACER_NOTICE_LOADED | TRACER_NOTICE_EXEC))
-		probe_objects(m, p);
+	if ((what & (TRACER_NOTICE_LOADED | TRACER_NOTICE_EXEC)) && probe_objects(m, p) > 0 &&
+	    (what & TRACER_NOTICE_EXEC))
+		p->flags |= SNAPSHOT_PROCESS_ATTACHED_LATE; /* its new image's allocator */
 }
 
 /* Processes in traced_pids without an entry (their notice was lost). */

@@ -218,11 +218,13 @@ class Tracer(_Piped):
     after timeout seconds. Then: report (None without one), stderr_lines,
     stderr, returncode. An exception in the block kills the tracer."""
 
-    def __init__(self, args, attach=None, check=True, timeout=60):
+    def __init__(self, args, attach=None, check=True, timeout=60, ready=None):
         self.args = ["--format", "json", "-t", "0"] + list(args)
         if attach is not None:
             self.args = ["-p", str(attach), "-v"] + self.args
+            ready = "tracing pid"
         self.attach = attach
+        self.ready = ready
         self.check = check
         self.timeout = timeout
         self.report = None
@@ -235,9 +237,9 @@ class Tracer(_Piped):
         self.out = _Lines(self.process.stdout, "tracer stdout")
         self.err = _Lines(self.process.stderr, "tracer stderr")
         self.stderr_lines = self.err.lines
-        if self.attach is not None:
+        if self.ready is not None:
             try:
-                line = self.err.until(lambda l: "tracing pid" in l, self.timeout)
+                line = self.err.until(lambda l: self.ready in l, self.timeout)
                 assert line is not None, "tracer ended early: " + self.stderr
             except BaseException:
                 self._stop()
@@ -285,6 +287,21 @@ class Tracer(_Piped):
             assert self.report is not None, "tracer ended without a report: " + self.stderr
             assert self.returncode == 0, "tracer failed (%d): %s" % (self.returncode,
                                                                        self.stderr)
+
+
+def of_process(report, pid):
+    """The document of process pid in a report of several (its "processes"),
+    or None."""
+    for doc in report.get("processes", []):
+        if doc["target"]["pid"] == pid:
+            return doc
+    return None
+
+
+def children(pid):
+    """The pids of the children of process pid."""
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return [int(x) for x in f.read().split()]
 
 
 def trace(args, **kw):

@@ -137,7 +137,13 @@ def refused(args):
 def test_bad_input():
     assert "no such process" in refused(["-p", "999999999"])
     assert "invalid PID" in refused(["-p", "abc"])
-    assert "-p given twice" in refused(["-p", "1", "-p", "2"])
+    assert "-p 2 given twice" in refused(["-p", "2", "-p", "3", "-p", "2"])
+    # several -p: each must be traceable, or none is traced
+    assert "no such process" in refused(["-p", str(os.getpid()), "-p", "999999999"])
+    assert "give one of" in refused(["-a", "-p", "1"])
+    assert "choose processes for -a" in refused(["--comm", "x", "-p", "1"])
+    assert "invalid --comm" in refused(["-a", "--comm", "a-name-longer-than-15"])
+    assert "invalid --cgroup" in refused(["-a", "--cgroup", "relative/path"])
     assert "range [1; 127]" in refused(["-n", "0", "-p", "1"])
     assert "range [1; 127]" in refused(["-n", "128", "-p", "1"])
     assert "cannot execute" in refused(["--", "/nonexistent/program"])

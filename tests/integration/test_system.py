@@ -1,0 +1,211 @@
+"""System-wide tracing: -a (every process, those running and those that
+start, in containers too), its filters (--comm, --cgroup, --exclude-pid),
+several -p, --follow per process; each process with its own exact
+statistics, and what it costs a process outside the filters."""
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from helpers import (SOURCES, TRACER, Tracer, Workload, by_line, children, of_process, site, trace,
+                     workload)
+
+SRC = "native.c"
+
+# (site, size per block, live blocks) in native.c's phases
+EXPECTED = {
+    "malloc": (4096, 1000),
+    "calloc": (1000, 200),
+    "realloc": (65536, 1),
+    "memalign": (1000, 100),
+    "freed": (300, 250),
+    "thread": (512, 800),
+    "deep": (2048, 10),
+}
+
+
+def check_native(doc):
+    assert doc is not None
+    lines = by_line(doc, SRC)
+    for name, (size, count) in EXPECTED.items():
+        assert lines.get(site(SRC, name)) == (size * count, count), name
+    # its "before" blocks came before the tracer, or before its phases
+    assert site(SRC, "before") not in lines
+
+
+def native():
+    return Workload([workload("native"), "wait"])
+
+
+def uprobed(pid):
+    """Whether a uprobe has fired in process pid (the kernel maps its
+    [uprobes] page there at the first hit)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "[uprobes]" in f.read()
+
+
+@contextlib.contextmanager
+def tracing(args):
+    """The tracer (-v, JSON) running in the block; t.report once it is left
+    after t.signal()."""
+    t = Tracer(["-v"] + list(args), ready="tracing")
+    t.__enter__()
+    try:
+        yield t
+    except BaseException:
+        t.__exit__(*__import__("sys").exc_info())
+        raise
+
+
+def report_now(t):
+    t.signal(signal.SIGINT)
+    t.__exit__(None, None, None)
+    return t.report
+
+
+def test_all_before_after_container_excluded():
+    with contextlib.ExitStack() as stack:
+        before = stack.enter_context(native())
+        excluded = stack.enter_context(native())
+        with tracing(["-a", "--exclude-pid", str(excluded.pid)]) as t:
+            after = stack.enter_context(native())
+            boxed = stack.enter_context(Workload(
+                ["unshare", "--pid", "--fork", "--mount-proc", workload("native"), "wait"]))
+            inner = children(boxed.pid)[0]
+            for w in (before, excluded, after, boxed):
+                w.run("go")
+            report = report_now(t)
+        pids = {d["target"]["pid"]: d for d in report["processes"]}
+        check_native(pids.get(before.pid))
+        check_native(pids.get(after.pid))
+        check_native(pids.get(inner))
+        assert pids[inner]["target"]["ns_pid"] == 1  # pid 1 of its namespace
+        assert pids[before.pid]["target"]["ns_pid"] == before.pid
+        assert excluded.pid not in pids and not uprobed(excluded.pid)
+        assert t.process.pid not in pids  # never itself
+        # the sum of the processes is the header
+        assert report["traced_memory"]["current"] == sum(
+            d["traced_memory"]["current"] for d in report["processes"])
+
+
+def test_all_new_allocators_jemalloc_preload_and_musl():
+    jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+    musl = workload("native-musl")
+    if not os.path.exists(jemalloc) or not os.path.exists(musl):
+        pytest.skip("needs libjemalloc2 and musl-tools (native-musl)")
+    env = dict(os.environ, LD_PRELOAD=jemalloc)
+    with contextlib.ExitStack() as stack:
+        with tracing(["-a", "--comm", "native", "--comm", "native-musl"]) as t:
+            je = stack.enter_context(_env_workload([workload("native"), "wait"], env))
+            mu = stack.enter_context(Workload([musl, "wait"]))
+            for w in (je, mu):
+                w.run("go")
+            report = report_now(t)
+        check_native(of_process(report, je.pid))
+        check_native(of_process(report, mu.pid))
+
+
+class _env_workload(Workload):
+    def __init__(self, command, env):
+        super().__init__(command)
+        self.env = env
+
+    def __enter__(self):
+        old = os.environ.copy()
+        os.environ.clear()
+        os.environ.update(self.env)
+        try:
+            return super().__enter__()
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+
+
+def test_comm_filter_leaves_others_unprobed():
+    with contextlib.ExitStack() as stack:
+        other = stack.enter_context(Workload([workload("mapper"), "wait"]))
+        with tracing(["-a", "--comm", "native"]) as t:
+            mine = stack.enter_context(native())
+            mine.run("go")
+            other.run("go")
+            report = report_now(t)
+        assert [d["target"]["pid"] for d in report["processes"]] == [mine.pid]
+        check_native(of_process(report, mine.pid))
+        assert uprobed(mine.pid) and not uprobed(other.pid)
+
+
+def test_cgroup_filter():
+    root = "/sys/fs/cgroup"
+    if not os.path.exists(os.path.join(root, "cgroup.procs")):
+        pytest.skip("no cgroup v2 at /sys/fs/cgroup")
+    name = "tracer-test-%d" % os.getpid()
+    path = os.path.join(root, name)
+    os.mkdir(path)
+    try:
+        with contextlib.ExitStack() as stack:
+            inside = stack.enter_context(native())
+            outside = stack.enter_context(native())
+            with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                f.write(str(inside.pid))
+            with tracing(["-a", "--cgroup", "/" + name]) as t:
+                inside.run("go")
+                outside.run("go")
+                report = report_now(t)
+            assert [d["target"]["pid"] for d in report["processes"]] == [inside.pid]
+            doc = of_process(report, inside.pid)
+            check_native(doc)
+            assert doc["target"]["cgroup"] == "/" + name
+            assert not uprobed(outside.pid)
+    finally:
+        for _ in range(50):
+            try:
+                os.rmdir(path)
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def test_cgroup_that_does_not_exist_is_bad_input():
+    p = subprocess.run([TRACER, "-a", "--cgroup", "/no/such/cgroup-here", "-d", "1"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+
+
+def test_several_pids_each_exact():
+    with native() as a, native() as b:
+        t = Tracer(["-p", str(a.pid), "-p", str(b.pid), "-v"], ready="tracing")
+        with t:
+            a.run("go")
+            b.run("go")
+            t.signal()
+        check_native(of_process(t.report, a.pid))
+        check_native(of_process(t.report, b.pid))
+        assert len(t.report["processes"]) == 2
+
+
+def test_follow_python_pool_per_process():
+    """--follow on a pool of forked CPython workers: each worker is a
+    process of its own in the report, with its Python lines."""
+    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12.*/bin/python3.12")))
+    if not found:
+        pytest.skip("needs pyenv's 3.12")
+    pool = os.path.join(SOURCES, "py_pool.py")
+    line = site("py_pool.py", "worker")
+    report = trace(["--follow", "--keep-exited", "--", found[-1], pool])
+    docs = report["processes"]
+    parent = [d for d in docs if d["target"]["pid"] == report["target"]["pid"]]
+    workers = [d for d in docs if d["target"]["pid"] != report["target"]["pid"]]
+    assert len(parent) == 1 and len(workers) >= 3, [d["target"] for d in docs]
+    total = 0
+    for d in workers:
+        assert "exited" in d["target"]["flags"], d["target"]
+        size, count = by_line(d, pool, exact=True).get(line, (0, 0))
+        total += count
+    assert 240 <= total <= 256, total  # as the merged list says
+    assert by_line(report, pool, exact=True)[line][1] == total
+    assert line not in by_line(parent[0], pool, exact=True)
