@@ -19,19 +19,20 @@ TRACER = os.path.join(ROOT, "build", "tracer")
 NATIVE = os.path.join(ROOT, "build", "workloads", "native")
 
 
-def attach_once(target_cmd):
-    """(seconds to attach, seconds from the end of the report to the exit)."""
+def attach_once(target_cmd, how=None):
+    """(seconds to attach, seconds from the end of the report to the exit);
+    how: the tracer's target options (default -p PID)."""
     w = subprocess.Popen(target_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         if w.stdout.readline().strip() != "ready":
             raise RuntimeError("workload did not start")
         t0 = time.monotonic()
-        t = subprocess.Popen([TRACER, "-p", str(w.pid), "-v", "-d", "0.5", "--format", "json",
-                              "-t", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+        t = subprocess.Popen([TRACER] + (how or ["-p", str(w.pid)]) +
+                             ["-v", "-d", "0.5", "--format", "json", "-t", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         attached = None
         for line in t.stderr:
-            if "tracing pid" in line:
+            if "tracing pid" in line or ("tracing" in line and "processes" in line):
                 attached = time.monotonic() - t0
                 break
         t.stdout.readline()  # the JSON report: one line
@@ -68,6 +69,22 @@ def main():
         runs = [attach_once([pythons[-1], "-c", code]) for _ in range(a.reps)]
         rows.append(("attach to CPython 3.12 (pyenv)", statistics.median(r[0] for r in runs),
                      statistics.median(r[1] for r in runs)))
+    # -a on a host with a few hundred processes: 300 idle C processes
+    # (sleep maps libc) beside the machine's own
+    idle = [subprocess.Popen(["sleep", "600"]) for _ in range(300)]
+    try:
+        nproc = len([d for d in os.listdir("/proc") if d.isdigit()])
+        runs = [attach_once([NATIVE, "wait"], ["-a"]) for _ in range(a.reps)]
+        rows.append(("-a, %d processes (a link per file)" % nproc,
+                     statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)))
+        runs = [attach_once([NATIVE, "wait"], ["-a", "--comm", "sleep", "--comm", "native"])
+                for _ in range(a.reps)]
+        rows.append(("-a --comm sleep: 301 processes (a link per process)",
+                     statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)))
+    finally:
+        for p in idle:
+            p.kill()
+            p.wait()
     print("# attach and detach: medians of %d runs; %s; kernel %s" % (
         a.reps, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().release))
     print("| target | attach (s) | exit after the report (s) |")

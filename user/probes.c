@@ -598,20 +598,23 @@ bool probes_site_row(struct tracer_bpf *skel, struct probes_row *row)
 /* Detaching waits: each uprobe's removal waits for an RCU grace period
  * (tens of ms; ~100 ms on 6.18), one link after another 7 s for a CPython.
  * Threads that each close some of the links wait for the same grace
- * periods instead. */
-#define DETACH_THREADS 16
+ * periods instead: one for every 8 links (-a with a link per process has
+ * thousands), 16 to 256 of them, on small stacks. */
+#define DETACH_MIN_THREADS 16
+#define DETACH_MAX_THREADS 256
 
 struct detach_share {
 	struct probes *p;
 	bool retprobes; /* this round's kind */
-	size_t first;	/* and every DETACH_THREADS-th link after it */
+	size_t first;	/* and every stride-th link after it */
+	size_t stride;
 };
 
 static void *detach_some(void *arg)
 {
 	struct detach_share *d = arg;
 
-	for (size_t i = d->first; i < d->p->n; i += DETACH_THREADS)
+	for (size_t i = d->first; i < d->p->n; i += d->stride)
 		if (d->p->links[i].retprobe == d->retprobes) {
 			close(d->p->links[i].fd);
 			d->p->links[i].fd = -1;
@@ -619,24 +622,34 @@ static void *detach_some(void *arg)
 	return NULL;
 }
 
-/* Every link of one kind, DETACH_THREADS at a time (or one by one where
- * no thread can be made). */
+/* Every link of one kind, many at a time (or one by one where no thread
+ * can be made). */
 static void detach_round(struct probes *p, bool retprobes)
 {
-	struct detach_share share[DETACH_THREADS];
-	pthread_t th[DETACH_THREADS];
-	bool started[DETACH_THREADS] = {0};
+	struct detach_share share[DETACH_MAX_THREADS];
+	pthread_t th[DETACH_MAX_THREADS];
+	bool started[DETACH_MAX_THREADS] = {0};
+	size_t n = p->n / 8;
+	pthread_attr_t attr;
+	bool attr_ok = !pthread_attr_init(&attr);
 
-	for (size_t t = 0; t < DETACH_THREADS; t++) {
-		share[t] = (struct detach_share){.p = p, .retprobes = retprobes, .first = t};
-		started[t] = t < p->n && !pthread_create(&th[t], NULL, detach_some, &share[t]);
+	n = n < DETACH_MIN_THREADS ? DETACH_MIN_THREADS : n > DETACH_MAX_THREADS ? DETACH_MAX_THREADS : n;
+	if (attr_ok)
+		pthread_attr_setstacksize(&attr, 64 << 10);
+	for (size_t t = 0; t < n; t++) {
+		share[t] = (struct detach_share){
+		    .p = p, .retprobes = retprobes, .first = t, .stride = n};
+		started[t] = t < p->n &&
+			     !pthread_create(&th[t], attr_ok ? &attr : NULL, detach_some, &share[t]);
 	}
-	for (size_t t = 0; t < DETACH_THREADS; t++) {
+	for (size_t t = 0; t < n; t++) {
 		if (started[t])
 			pthread_join(th[t], NULL);
 		else
 			detach_some(&share[t]);
 	}
+	if (attr_ok)
+		pthread_attr_destroy(&attr);
 }
 
 void probes_detach(struct probes *p)
