@@ -900,6 +900,37 @@ static void test_compare_header(void **state)
 	snapshot_free(s);
 }
 
+static void test_address_in_each_process(void **state)
+{
+	struct snapshot *s = three(), *one = single();
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	/* the same address live in two processes: both blocks */
+	s->traces[5].address = s->traces[0].address;
+	f = open_memstream(&buf, &len);
+	assert_int_equal(report_address(f, s, s->traces[0].address + 8), 0);
+	fclose(f);
+	assert_string_equal(buf, "0x10008: offset 8 in a block of 100 B (100 B) at 0x10000, "
+				 "domain libc, pid 100 (redis-server), allocated at:\n"
+				 "  File \"a.c\", line 10\n"
+				 "0x10008: offset 8 in a block of 64 B (64 B) at 0x10000, domain "
+				 "libc, pid 300 (worker), allocated at:\n"
+				 "  File \"a.c\", line 10\n");
+	free(buf);
+	/* one process: as before, no process named */
+	f = open_memstream(&buf, &len);
+	assert_int_equal(report_address(f, one, 0x10000), 0);
+	fclose(f);
+	assert_string_equal(buf, "0x10000: offset 0 in a block of 10 B (10 B) at 0x10000, "
+				 "domain libc, allocated at:\n"
+				 "  File \"a.c\", line 10\n");
+	free(buf);
+	snapshot_free(one);
+	snapshot_free(s);
+}
+
 static void test_collapsed_by_process(void **state)
 {
 	struct snapshot *s = three(), *one = single();
@@ -1084,6 +1115,7 @@ int main(void)
 	    cmocka_unit_test(test_text_report_limits),
 	    cmocka_unit_test(test_json_report),
 	    cmocka_unit_test(test_compare_header),
+	    cmocka_unit_test(test_address_in_each_process),
 	    cmocka_unit_test(test_collapsed_by_process),
 	    cmocka_unit_test(test_html_table_by_process),
 	    cmocka_unit_test(test_pprof_labels),

@@ -688,20 +688,30 @@ int report_compare(FILE *out, const struct snapshot *old_snap, const struct snap
 int report_address(FILE *out, const struct snapshot *s, uint64_t addr)
 {
 	char dom[16], size[32];
+	bool found = false;
 	uint64_t i;
 
-	for (i = 0; i < s->ntraces; i++) {
+	/* in a snapshot of several processes an address may be live in each:
+	 * every block that holds it, with its process */
+	for (i = 0; i < s->ntraces && !(found && !s->nprocesses); i++) {
 		const struct snapshot_trace *t = &s->traces[i];
 		const struct snapshot_traceback *tb = &s->tracebacks[t->traceback];
+		const struct snapshot_process *p = snapshot_process_at(s, t->process);
 
 		if (addr < t->address || addr - t->address >= (t->size ? t->size : 1))
 			continue;
+		found = true;
 		fprintf(out,
 			"0x%" PRIx64 ": offset %" PRIu64 " in a block of %s (%" PRIu64
-			" B) at 0x%" PRIx64 ", domain %s, allocated at:\n",
+			" B) at 0x%" PRIx64 ", domain %s",
 			addr, addr - t->address,
 			format_size(size, sizeof(size), (double)t->size, false), t->size,
 			t->address, snapshot_domain_name(t->domain, dom));
+		if (p) {
+			fputs(", ", out);
+			text_process_name(out, s, p);
+		}
+		fputs(", allocated at:\n", out);
 		for (uint32_t k = 0; k < tb->nframe; k++) {
 			struct stats_frame f = stats_frame_of(s, snapshot_frame_at(s, tb, k));
 
@@ -714,8 +724,9 @@ int report_address(FILE *out, const struct snapshot *s, uint64_t addr)
 		}
 		if (!tb->nframe)
 			fputs("  <unknown>:0\n", out);
-		return 0;
 	}
+	if (found)
+		return 0;
 	fprintf(out, "0x%" PRIx64 ": no traced block holds this address\n", addr);
 	return 1;
 }
