@@ -1,5 +1,5 @@
 /* tracemalloc's Snapshot.statistics() and compare_to(): grouping by
- * filename, lineno or traceback, plain or cumulative, sorted exactly as
+ * filename, lineno, traceback or (tracer's own) process, plain or cumulative, sorted exactly as
  * tracemalloc sorts (../shared/TRACEMALLOC.md section 4). */
 #ifndef TRACER_STATS_H
 #define TRACER_STATS_H
