@@ -40,7 +40,7 @@ PURE_HDRS   := $(wildcard user/model/*.h user/report/*.h user/util/*.h)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 MODEL_TESTS := test_stats test_filter test_report test_export test_snapfile test_hash \
-               test_outfile test_metrics test_path test_progress test_html
+               test_outfile test_metrics test_path test_progress test_html test_processes
 MODEL_BINS  := $(patsubst %,$(BUILD)/tests/%,$(MODEL_TESTS))
 # resolve.c with the test's own symbolizer in place of symbolize.o
 RESOLVE_BIN := $(BUILD)/tests/test_resolve

@@ -78,7 +78,8 @@ static const char usage[] =
     "\n"
     "reports (tracing, stats and compare):\n"
     "  -t, --top N            statistics to print (default 10, 0 = all)\n"
-    "  -k, --key KEY          lineno (default), filename or traceback\n"
+    "  -k, --key KEY          lineno (default), filename, traceback or process (a\n"
+    "                         statistic per traced process)\n"
     "      --cumulative       cumulative statistics (lineno, filename)\n"
     "  -l, --limit N          frames printed per traceback (default: all)\n"
     "      --peak             statistics of the live set when traced memory was at\n"
@@ -105,6 +106,10 @@ static const char usage[] =
     "      --all-frames       --include/--exclude test every frame, not the most recent\n"
     "      --domain D         only domain D (python, libc or a number), applied first\n"
     "      --exclude-domain D drop domain D\n"
+    "      --comm NAME        stats and compare: only the processes named NAME\n"
+    "                         (the kernel's comm), before the other filters; with\n"
+    "                         -a: trace only them; several, or with --pid: any\n"
+    "  -p, --pid PID          stats and compare: only process PID (several: any)\n"
     "\n"
     "serve (the tracing options too; reports are served, not printed):\n"
     "      --listen ADDR:PORT address to serve on (default %s; loopback unless\n"
@@ -284,8 +289,10 @@ static const struct option longopts[] = {
 /* Options that only tracing takes, and those that only stats takes. */
 static bool tracing_only(int c)
 {
-	return c == 'p' || c == 'a' || c == OPT_COMM || c == OPT_CGROUP || c == OPT_EXCLUDE_PID ||
-	       c == 'n' || c == 'd' || c == 'i' || c == OPT_FOLLOW || c == OPT_KEEP_EXITED ||
+	/* -p and --comm choose what is traced, and in stats and compare
+	 * which processes a report keeps */
+	return c == 'a' || c == OPT_CGROUP || c == OPT_EXCLUDE_PID || c == 'n' || c == 'd' ||
+	       c == 'i' || c == OPT_FOLLOW || c == OPT_KEEP_EXITED ||
 	       c == OPT_MAX_ALLOCS || c == OPT_MAX_STACKS || c == OPT_PROBE_ONLY ||
 	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == OPT_KEEP_ALLOCATOR_FRAMES ||
 	       c == OPT_HOOK_PYMALLOC || c == OPT_DEBUG_DIR || c == 'v';
@@ -372,6 +379,12 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 		case 'p':
 			if (parse_long(optarg, 1, INT_MAX, &v))
 				return bad("invalid PID '%s'", optarg);
+			if (!tracing) {
+				/* stats and compare: the processes a report keeps */
+				if (process_filter_add_pid(&cli->filters.processes, (int32_t)v))
+					return bad("%s", "out of memory");
+				break;
+			}
 			for (size_t i = 0; i < o->npids; i++)
 				if (o->pids[i] == (pid_t)v)
 					return bad("-p %s given twice", optarg);
@@ -385,6 +398,14 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			o->all = true;
 			break;
 		case OPT_COMM:
+			if (!tracing) {
+				/* stats and compare: the processes a report keeps (a
+				 * name longer than comm's 15 bytes matches on them) */
+				if (strlen(optarg) > 255 ||
+				    process_filter_add_comm(&cli->filters.processes, optarg))
+					return bad("invalid --comm '%s' (a process name)", optarg);
+				break;
+			}
 			if (!*optarg || strlen(optarg) > 15)
 				return bad("invalid --comm '%s' (a process name of 1 to 15 "
 					   "characters, as in /proc/PID/comm)",
@@ -434,8 +455,11 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			break;
 		case 'k':
 			if (stats_parse_key(optarg, &o->report.key))
-				return bad("unknown key_type: '%s' (lineno, filename or traceback)",
+				return bad("unknown key_type: '%s' (lineno, filename, traceback or "
+					   "process)",
 					   optarg);
+			if (cli->cmd == CMD_TOP && o->report.key == STATS_KEY_PROCESS)
+				return bad("%s", "tracer top groups by lineno, filename or traceback");
 			break;
 		case 'l':
 			if (parse_long(optarg, INT_MIN, INT_MAX, &v))
@@ -611,6 +635,11 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 				 "(html gives the live set)");
 	if (o->report.cumulative && o->report.key == STATS_KEY_TRACEBACK)
 		return bad("%s", "cumulative mode cannot by used with key type 'traceback'");
+	if (o->report.cumulative && o->report.key == STATS_KEY_PROCESS)
+		return bad("%s", "cumulative mode cannot by used with key type 'process'");
+	/* the processes chosen (by name or pid) are shown, every one */
+	o->report.every_process = !process_filter_empty(&cli->filters.processes) ||
+				  o->ncomms || o->npids > 1;
 	for (int i = 0; i < cli->nnames; i++) {
 		int err = filter_add(&cli->filters.rest, cli->names[i].inclusive,
 				     cli->names[i].spec, cli->all_frames);

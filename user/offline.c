@@ -106,7 +106,8 @@ int offline_stats(const struct offline_request *r)
 	else if (ro->format == REPORT_PPROF)
 		err = pprof_write(s, out);
 	else if (ro->format == REPORT_COLLAPSED)
-		err = collapsed_write(s, out, ro->collapsed_lines);
+		err = collapsed_write_with(s, out, ro->collapsed_lines,
+					   ro->key == STATS_KEY_PROCESS);
 	else if (ro->format == REPORT_HTML)
 		err = write_html(out, s, NULL, ro);
 	else

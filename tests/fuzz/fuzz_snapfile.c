@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "model/delta.h"
+#include "model/filter.h"
 #include "model/snapfile.h"
 #include "model/stats.h"
 #include "report/collapsed.h"
@@ -29,6 +30,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		stats_list_free(&l);
 	if (!stats_compute(s, STATS_KEY_FILENAME, true, &l))
 		stats_list_free(&l);
+	if (!stats_compute(s, STATS_KEY_PROCESS, false, &l))
+		stats_list_free(&l);
+	/* and keep its processes through a filter (the second one's pid) */
+	{
+		struct process_filter pf = {0};
+		struct snapshot *kept;
+
+		if (!process_filter_add_pid(&pf, s->nprocesses > 1 ? s->processes[1].pid : 1) &&
+		    !filter_processes(s, &pf, &kept)) {
+			if (!stats_compute(kept, STATS_KEY_LINENO, false, &l))
+				stats_list_free(&l);
+			snapshot_free(kept);
+		}
+		process_filter_free(&pf);
+	}
 	/* and be printed in every format: frames, mappings, addresses */
 	static FILE *null;
 	if (!null)
@@ -42,6 +58,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		o.format = REPORT_JSON;
 		o.key = STATS_KEY_TRACEBACK;
 		report_snapshot(null, s, &o);
+		/* by process: each process's section and document */
+		o.key = STATS_KEY_PROCESS;
+		report_snapshot(null, s, &o);
+		o.format = REPORT_TEXT;
+		report_snapshot(null, s, &o);
+		collapsed_write_with(s, null, false, true);
+		o.format = REPORT_JSON;
+		o.key = STATS_KEY_TRACEBACK;
 		pprof_write(s, null);
 		collapsed_write(s, null, false); /* by function */
 		collapsed_write(s, null, true);	 /* by line */

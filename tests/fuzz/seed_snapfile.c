@@ -61,6 +61,42 @@ static int add_sites(struct snapshot *s)
 	return 0;
 }
 
+/* Two processes, the traces and sites shared between them: the
+ * processes, trace processes and site processes sections (version 2). */
+static int add_processes(struct snapshot *s)
+{
+	for (int i = 0; i < 2; i++) {
+		struct snapshot_process p = {
+		    .pid = 100 + i,
+		    .ns_pid = i ? 1 : 0,
+		    .command = (uint32_t)snapshot_intern_string(s, i ? "worker --n 1" : "cmd"),
+		    .comm = (uint32_t)snapshot_intern_string(s, i ? "worker" : "cmd"),
+		    .cgroup = i ? (uint32_t)snapshot_intern_string(s, "/system.slice/w.service")
+				: SNAPSHOT_NO_STRING,
+		    .runtime = SNAPSHOT_NO_STRING,
+		    .flags = i ? SNAPSHOT_PROCESS_STARTED_AFTER | SNAPSHOT_PROCESS_EXITED : 0,
+		    .start_time = 1700000000 + (uint64_t)i,
+		    .traced_current = 48,
+		    .traced_peak = 96,
+		    .domain_memory = {{48, 96}, {0, 0}},
+		    .alloc_events = 3,
+		    .free_events = 2};
+
+		if (snapshot_add_process(s, &p) < 0)
+			return -1;
+	}
+	for (uint64_t i = 0; i < s->ntraces; i++)
+		s->traces[i].process = (uint32_t)(i % 2);
+	for (uint32_t i = 0; i < s->nsites; i++) {
+		struct snapshot_site site = s->sites[i];
+
+		site.process = 1; /* the same (traceback, domain) in the other process */
+		if (snapshot_add_site(s, &site))
+			return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	char path[4096], why[512];
@@ -69,7 +105,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: seed_snapfile DIR\n");
 		return 2;
 	}
-	for (int n = 0; n < 4; n++) {
+	for (int n = 0; n < 5; n++) {
 		struct snapshot *s = snapshot_new();
 
 		if (!s)
@@ -82,10 +118,12 @@ int main(int argc, char **argv)
 		s->domain_memory[SNAPSHOT_CLASS_PYTHON] = (struct snapshot_domain_memory){48, 96};
 		s->domain_memory[SNAPSHOT_CLASS_NATIVE] = (struct snapshot_domain_memory){48, 48};
 		snprintf(path, sizeof(path), "%s/seed-%d.snap", argv[1], n);
-		/* the last one with mappings and frame addresses too, the last
-		 * two with trace ages and sites */
-		if (add_traces(s, n * 2) || (n == 3 && add_native(s)) ||
-		    (n >= 2 && add_sites(s)) || snapfile_write(s, path, why, sizeof(why))) {
+		/* the fourth with mappings and frame addresses too, the last
+		 * three with trace ages and sites, the last of several
+		 * processes */
+		if (add_traces(s, n * 2) || (n >= 3 && add_native(s)) ||
+		    (n >= 2 && add_sites(s)) || (n == 4 && add_processes(s)) ||
+		    snapfile_write(s, path, why, sizeof(why))) {
 			fprintf(stderr, "seed_snapfile: cannot write %s\n", path);
 			return 1;
 		}

@@ -349,9 +349,13 @@ static void test_foreign_and_newer(void **state)
 	buf[1] = 'X';
 	expect_reject(buf, len, "not a tracer snapshot");
 	buf[1] = 'T';
+	put32(buf + 8, 3);
+	reseal(buf, len);
+	expect_reject(buf, len, "version 3 is newer than this tracer's (2)");
+	/* version 2 without processes: what a tracer of several writes, read */
 	put32(buf + 8, 2);
 	reseal(buf, len);
-	expect_reject(buf, len, "version 2 is newer than this tracer's (1)");
+	snapshot_free(decode_ok(buf, len));
 	put32(buf + 8, 0);
 	reseal(buf, len);
 	expect_reject(buf, len, "version 0");

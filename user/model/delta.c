@@ -8,8 +8,80 @@
 struct import {
 	struct snapshot *dst;
 	const struct snapshot *src;
-	uint32_t *mapping, *frame, *traceback;
+	uint32_t *mapping, *frame, *traceback, *process;
 };
+
+static int import_string(struct import *im, uint32_t *idx)
+{
+	const char *str = snapshot_string(im->src, *idx);
+	int64_t r;
+
+	if (!str) {
+		*idx = SNAPSHOT_NO_STRING;
+		return 0;
+	}
+	r = snapshot_intern_string(im->dst, str);
+	if (r < 0)
+		return (int)r;
+	*idx = (uint32_t)r;
+	return 0;
+}
+
+/* The process of src's trace in dst: dst's row of the same pid and start
+ * time (its figures kept), or a copy of src's added. A snapshot of one
+ * process stays one while both are; one imported into a snapshot of
+ * several becomes a row made from its target. */
+static int64_t import_process(struct import *im, uint32_t i)
+{
+	struct snapshot *dst = im->dst;
+	const struct snapshot *src = im->src;
+	struct snapshot_process p;
+	char comm[SNAPSHOT_COMM_LEN];
+	int64_t idx;
+	int err;
+
+	if (!src->nprocesses && !dst->nprocesses)
+		return 0;
+	if (src->nprocesses && !dst->nprocesses && dst->ntraces)
+		return -EINVAL; /* dst's traces have no process to belong to */
+	if (src->nprocesses && im->process[i])
+		return im->process[i] - 1;
+	if (src->nprocesses) {
+		p = src->processes[i];
+		if ((err = import_string(im, &p.command)) || (err = import_string(im, &p.comm)) ||
+		    (err = import_string(im, &p.cgroup)) || (err = import_string(im, &p.runtime)))
+			return err;
+	} else {
+		p = (struct snapshot_process){.pid = src->target.pid,
+					      .command = src->target.command,
+					      .comm = SNAPSHOT_NO_STRING,
+					      .cgroup = SNAPSHOT_NO_STRING,
+					      .runtime = SNAPSHOT_NO_STRING,
+					      .start_time = src->target.start_time,
+					      .traced_current = src->traced_current,
+					      .traced_peak = src->traced_peak,
+					      .alloc_events = src->alloc_events,
+					      .free_events = src->free_events};
+		memcpy(p.domain_memory, src->domain_memory, sizeof(p.domain_memory));
+		if ((err = import_string(im, &p.command)))
+			return err;
+		if (snapshot_comm(src, comm)[0]) {
+			idx = snapshot_intern_string(dst, comm);
+			if (idx < 0)
+				return idx;
+			p.comm = (uint32_t)idx;
+		}
+	}
+	for (idx = 0; idx < dst->nprocesses; idx++)
+		if (dst->processes[idx].pid == p.pid &&
+		    dst->processes[idx].start_time == p.start_time)
+			break;
+	if (idx == dst->nprocesses)
+		idx = snapshot_add_process(dst, &p);
+	if (idx >= 0 && src->nprocesses)
+		im->process[i] = (uint32_t)idx + 1;
+	return idx;
+}
 
 static int64_t import_mapping(struct import *im, uint32_t m)
 {
@@ -81,22 +153,30 @@ int snapshot_import_traces(struct snapshot *dst, const struct snapshot *src)
 	im.mapping = calloc(src->nmappings + 1ull, sizeof(uint32_t));
 	im.frame = calloc(src->nframes + 1ull, sizeof(uint32_t));
 	im.traceback = calloc(src->ntracebacks + 1ull, sizeof(uint32_t));
+	im.process = calloc(src->nprocesses + 1ull, sizeof(uint32_t));
 	ids = malloc(longest * sizeof(uint32_t));
-	if (!im.mapping || !im.frame || !im.traceback || !ids)
+	if (!im.mapping || !im.frame || !im.traceback || !im.process || !ids)
 		err = -ENOMEM;
 	for (uint64_t i = 0; i < src->ntraces && !err; i++) {
-		const struct snapshot_trace *t = &src->traces[i];
-		int64_t tb = t->traceback < src->ntracebacks
-				 ? import_traceback(&im, t->traceback, ids)
+		struct snapshot_trace t = src->traces[i];
+		int64_t tb = t.traceback < src->ntracebacks
+				 ? import_traceback(&im, t.traceback, ids)
 				 : -EINVAL;
+		int64_t process = tb < 0 ? tb : import_process(&im, t.process);
 
-		err = tb < 0 ? (int)tb
-			     : snapshot_add_trace(dst, t->address, t->size, t->domain,
-						  (uint32_t)tb);
+		if (process < 0) {
+			err = (int)process;
+			break;
+		}
+		t.traceback = (uint32_t)tb;
+		t.process = (uint32_t)process;
+		t.age_ns = 0; /* as before: the import keeps no ages */
+		err = snapshot_add_trace_of(dst, &t, false);
 	}
 	free(im.mapping);
 	free(im.frame);
 	free(im.traceback);
+	free(im.process);
 	free(ids);
 	return err;
 }

@@ -5,9 +5,12 @@
 
 #include "model/snapshot.h"
 
-/* Adds every trace of src to dst, its traceback, frames, mappings and
- * strings interned into dst's tables (equal ones shared). Returns 0 or a
- * negative errno (dst then holds part of them). */
+/* Adds every trace of src to dst, its traceback, frames, mappings,
+ * process and strings interned into dst's tables (equal ones shared; a
+ * process is dst's of the same pid and start time, or added). A snapshot
+ * of one process imported into one of several becomes a process row of
+ * its target; one of several into one of one process that has traces is
+ * -EINVAL. Returns 0 or a negative errno (dst then holds part of them). */
 int snapshot_import_traces(struct snapshot *dst, const struct snapshot *src);
 
 /* The target's name as the kernel's comm gives it: the base name of the

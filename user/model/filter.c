@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/delta.h"
 #include "model/filter.h"
 
 /* tracemalloc's _normalize_filename: a trailing ".pyc" becomes ".py". */
@@ -192,21 +193,157 @@ static int64_t copy_traceback(struct snapshot *out, const struct snapshot *in, u
 struct keep {
 	const struct filter_list *l; /* filter_traces(l); NULL: every one */
 	uint64_t min_age_ns;	     /* and those at least this old */
+	/* per process of in: its index in the copy + 1, 0 when dropped;
+	 * NULL: every one, as it is */
+	const uint32_t *process_map;
+	bool none; /* a snapshot of one process that is not kept */
 };
+
+static bool keeps_process(const struct keep *k, uint32_t process)
+{
+	return !k->none && (!k->process_map || k->process_map[process]);
+}
 
 static bool keeps_trace(const struct snapshot *in, const struct keep *k,
 			const struct snapshot_trace *t)
 {
-	return (!k->l || filter_keeps(in, k->l, t)) && t->age_ns >= k->min_age_ns;
+	return keeps_process(k, t->process) && (!k->l || filter_keeps(in, k->l, t)) &&
+	       t->age_ns >= k->min_age_ns;
 }
 
-/* A site is kept as a trace of its traceback and domain would be. */
+/* A site is kept as a trace of its traceback, domain and process would be. */
 static bool keeps_site(const struct snapshot *in, const struct keep *k,
 		       const struct snapshot_site *site)
 {
 	struct snapshot_trace t = {.domain = site->domain, .traceback = site->traceback};
 
-	return !k->l || filter_keeps(in, k->l, &t);
+	return keeps_process(k, site->process) && (!k->l || filter_keeps(in, k->l, &t));
+}
+
+static uint32_t process_in_copy(const struct keep *k, uint32_t process)
+{
+	return k->process_map ? k->process_map[process] - 1 : process;
+}
+
+/* A string of in interned into out; SNAPSHOT_NO_STRING stays none. */
+static int copy_string(struct snapshot *out, const struct snapshot *in, uint32_t *idx)
+{
+	const char *str = snapshot_string(in, *idx);
+	int64_t r;
+
+	if (!str) {
+		*idx = SNAPSHOT_NO_STRING;
+		return 0;
+	}
+	r = snapshot_intern_string(out, str);
+	if (r < 0)
+		return (int)r;
+	*idx = (uint32_t)r;
+	return 0;
+}
+
+/* The processes k keeps, their strings interned into s; when some are
+ * dropped, s's header figures become the sums of the kept ones'. */
+static int copy_processes(struct snapshot *s, const struct snapshot *in, const struct keep *k)
+{
+	bool subset = false;
+	int err = 0;
+
+	for (uint32_t i = 0; i < in->nprocesses && !err; i++) {
+		struct snapshot_process p = in->processes[i];
+		int64_t r;
+
+		if (!keeps_process(k, i)) {
+			subset = true;
+			continue;
+		}
+		if ((err = copy_string(s, in, &p.command)) || (err = copy_string(s, in, &p.comm)) ||
+		    (err = copy_string(s, in, &p.cgroup)) || (err = copy_string(s, in, &p.runtime)))
+			break;
+		r = snapshot_add_process(s, &p);
+		if (r < 0)
+			err = (int)r;
+		else if ((uint32_t)r != process_in_copy(k, i))
+			err = -EINVAL;
+	}
+	if (err || !(subset || k->none))
+		return err;
+	s->traced_current = s->traced_peak = s->alloc_events = s->free_events = 0;
+	memset(s->domain_memory, 0, sizeof(s->domain_memory));
+	for (uint32_t i = 0; i < s->nprocesses; i++) {
+		const struct snapshot_process *p = &s->processes[i];
+
+		s->traced_current += p->traced_current;
+		s->traced_peak += p->traced_peak;
+		s->alloc_events += p->alloc_events;
+		s->free_events += p->free_events;
+		for (int c = 0; c < SNAPSHOT_NCLASSES; c++) {
+			s->domain_memory[c].current += p->domain_memory[c].current;
+			s->domain_memory[c].peak += p->domain_memory[c].peak;
+		}
+	}
+	return 0;
+}
+
+/* pf's comm against a process's: the kernel keeps 15 bytes of it */
+static bool comm_matches(const char *want, const char *comm)
+{
+	return comm && (!strcmp(want, comm) ||
+			(strlen(want) > SNAPSHOT_COMM_LEN - 1 && strlen(comm) == SNAPSHOT_COMM_LEN - 1 &&
+			 !strncmp(want, comm, SNAPSHOT_COMM_LEN - 1)));
+}
+
+bool process_filter_matches(const struct snapshot *s, const struct process_filter *pf,
+			    uint32_t i)
+{
+	const struct snapshot_process *p = snapshot_process_at(s, i);
+	char buf[SNAPSHOT_COMM_LEN];
+	const char *comm = p ? snapshot_string(s, p->comm) : snapshot_comm(s, buf);
+	int32_t pid = p ? p->pid : s->target.pid;
+
+	for (size_t k = 0; k < pf->npids; k++)
+		if (pf->pids[k] == pid)
+			return true;
+	for (size_t k = 0; k < pf->ncomms; k++)
+		if (comm_matches(pf->comms[k], comm))
+			return true;
+	return false;
+}
+
+int process_filter_add_pid(struct process_filter *pf, int32_t pid)
+{
+	int32_t *p = realloc(pf->pids, (pf->npids + 1) * sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	pf->pids = p;
+	p[pf->npids++] = pid;
+	return 0;
+}
+
+int process_filter_add_comm(struct process_filter *pf, const char *comm)
+{
+	char **p = realloc(pf->comms, (pf->ncomms + 1) * sizeof(*p));
+
+	if (!*comm)
+		return -EINVAL;
+	if (!p)
+		return -ENOMEM;
+	pf->comms = p;
+	p[pf->ncomms] = strdup(comm);
+	if (!p[pf->ncomms])
+		return -ENOMEM;
+	pf->ncomms++;
+	return 0;
+}
+
+void process_filter_free(struct process_filter *pf)
+{
+	for (size_t i = 0; i < pf->ncomms; i++)
+		free(pf->comms[i]);
+	free(pf->comms);
+	free(pf->pids);
+	memset(pf, 0, sizeof(*pf));
 }
 
 static int copy_snapshot(const struct snapshot *in, const struct keep *k, struct snapshot **out);
@@ -216,6 +353,29 @@ int filter_snapshot(const struct snapshot *in, const struct filter_list *l, stru
 	struct keep k = {.l = l};
 
 	return copy_snapshot(in, &k, out);
+}
+
+int filter_processes(const struct snapshot *in, const struct process_filter *pf,
+		     struct snapshot **out)
+{
+	struct keep k = {0};
+	uint32_t *map = NULL, n = 0;
+	int err;
+
+	if (!in->nprocesses) {
+		k.none = !process_filter_matches(in, pf, 0);
+		return copy_snapshot(in, &k, out);
+	}
+	map = calloc(in->nprocesses, sizeof(*map));
+	if (!map)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < in->nprocesses; i++)
+		if (process_filter_matches(in, pf, i))
+			map[i] = ++n;
+	k.process_map = map;
+	err = copy_snapshot(in, &k, out);
+	free(map);
+	return err;
 }
 
 int filter_older_than(const struct snapshot *in, uint64_t min_age_ns, struct snapshot **out)
@@ -273,20 +433,22 @@ static int copy_snapshot(const struct snapshot *in, const struct keep *k, struct
 	for (uint32_t i = 0; i < in->ncounters && !err; i++)
 		err = snapshot_set_counter(s, snapshot_string(in, in->counters[i].name),
 					   in->counters[i].value);
+	if (!err)
+		err = copy_processes(s, in, k);
 	for (uint64_t i = 0; i < in->ntraces && !err; i++) {
-		const struct snapshot_trace *t = &in->traces[i];
+		struct snapshot_trace t = in->traces[i];
 
-		if (!keeps_trace(in, k, t))
+		if (!keeps_trace(in, k, &t))
 			continue;
-		if (tb_map[t->traceback] < 0)
-			tb_map[t->traceback] = copy_traceback(s, in, t->traceback);
-		if (tb_map[t->traceback] < 0)
-			err = (int)tb_map[t->traceback];
-		else
-			err = snapshot_add_trace(s, t->address, t->size, t->domain,
-						 (uint32_t)tb_map[t->traceback]);
-		if (!err)
-			s->traces[s->ntraces - 1].age_ns = t->age_ns;
+		if (tb_map[t.traceback] < 0)
+			tb_map[t.traceback] = copy_traceback(s, in, t.traceback);
+		if (tb_map[t.traceback] < 0) {
+			err = (int)tb_map[t.traceback];
+			break;
+		}
+		t.traceback = (uint32_t)tb_map[t.traceback];
+		t.process = process_in_copy(k, t.process);
+		err = snapshot_add_trace_of(s, &t, false);
 	}
 	s->ages_known = in->ages_known;
 	s->sites_known = in->sites_known;
@@ -309,6 +471,7 @@ static int copy_snapshot(const struct snapshot *in, const struct keep *k, struct
 				break;
 			}
 			site.traceback = (uint32_t)tb_map[site.traceback];
+			site.process = process_in_copy(k, site.process);
 			sites[n++] = site;
 		}
 		if (!err)
@@ -325,7 +488,8 @@ out:
 	return 0;
 }
 
-int filter_set_apply(const struct snapshot *in, const struct filter_set *fs, struct snapshot **out)
+static int filter_traces_of(const struct snapshot *in, const struct filter_set *fs,
+			    struct snapshot **out)
 {
 	struct snapshot *mid;
 	int err;
@@ -340,8 +504,24 @@ int filter_set_apply(const struct snapshot *in, const struct filter_set *fs, str
 	return err;
 }
 
+int filter_set_apply(const struct snapshot *in, const struct filter_set *fs, struct snapshot **out)
+{
+	struct snapshot *mid;
+	int err;
+
+	if (process_filter_empty(&fs->processes))
+		return filter_traces_of(in, fs, out);
+	err = filter_processes(in, &fs->processes, &mid);
+	if (err)
+		return err;
+	err = filter_traces_of(mid, fs, out);
+	snapshot_free(mid);
+	return err;
+}
+
 void filter_set_free(struct filter_set *fs)
 {
+	process_filter_free(&fs->processes);
 	filter_list_free(&fs->domains);
 	filter_list_free(&fs->rest);
 }

@@ -40,6 +40,12 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 		ids[nsec++] = SEC_TRACE_AGES;
 	if (s->sites_known)
 		ids[nsec++] = SEC_SITES;
+	if (s->nprocesses) {
+		ids[nsec++] = SEC_PROCESSES;
+		ids[nsec++] = SEC_TRACE_PROCESSES;
+		if (s->sites_known)
+			ids[nsec++] = SEC_SITE_PROCESSES;
+	}
 
 	len[SEC_META] = META_SIZE;
 	len[SEC_STRINGS] = 4;
@@ -55,6 +61,9 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 	len[SEC_FRAME_ADDRESSES] = (size_t)s->nframes * FRAME_ADDRESS_RECORD;
 	len[SEC_TRACE_AGES] = (size_t)s->ntraces * TRACE_AGE_RECORD;
 	len[SEC_SITES] = (size_t)s->nsites * SITE_RECORD;
+	len[SEC_PROCESSES] = (size_t)s->nprocesses * PROCESS_RECORD;
+	len[SEC_TRACE_PROCESSES] = (size_t)s->ntraces * PROCESS_INDEX_RECORD;
+	len[SEC_SITE_PROCESSES] = (size_t)s->nsites * PROCESS_INDEX_RECORD;
 
 	pos = HEADER_SIZE + nsec * ENTRY_SIZE;
 	for (k = 0; k < nsec; k++) {
@@ -68,7 +77,7 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 		return -ENOMEM;
 
 	memcpy(buf, snapfile_magic, sizeof(snapfile_magic));
-	put32(buf + 8, SNAPFILE_VERSION);
+	put32(buf + 8, s->nprocesses ? SNAPFILE_VERSION : SNAPFILE_VERSION_ONE_PROCESS);
 	put32(buf + 12, nsec);
 	put64(buf + 16, total);
 	for (k = 0; k < nsec; k++) {
@@ -166,6 +175,37 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 			put64(p + 40, site->peak_count);
 			put64(p + 48, site->peak_bytes);
 		}
+
+	if (s->nprocesses) {
+		for (i = 0, p = buf + off[SEC_PROCESSES]; i < s->nprocesses;
+		     i++, p += PROCESS_RECORD) {
+			const struct snapshot_process *pr = &s->processes[i];
+
+			put32(p, (uint32_t)pr->pid);
+			put32(p + 4, (uint32_t)pr->ns_pid);
+			put32(p + 8, pr->command);
+			put32(p + 12, pr->comm);
+			put32(p + 16, pr->cgroup);
+			put32(p + 20, pr->runtime);
+			put32(p + 24, pr->flags);
+			put64(p + 32, pr->start_time);
+			put64(p + 40, pr->traced_current);
+			put64(p + 48, pr->traced_peak);
+			put64(p + 56, pr->domain_memory[SNAPSHOT_CLASS_PYTHON].current);
+			put64(p + 64, pr->domain_memory[SNAPSHOT_CLASS_PYTHON].peak);
+			put64(p + 72, pr->domain_memory[SNAPSHOT_CLASS_NATIVE].current);
+			put64(p + 80, pr->domain_memory[SNAPSHOT_CLASS_NATIVE].peak);
+			put64(p + 88, pr->alloc_events);
+			put64(p + 96, pr->free_events);
+		}
+		for (t = 0, p = buf + off[SEC_TRACE_PROCESSES]; t < s->ntraces;
+		     t++, p += PROCESS_INDEX_RECORD)
+			put32(p, s->traces[t].process);
+		if (s->sites_known)
+			for (i = 0, p = buf + off[SEC_SITE_PROCESSES]; i < s->nsites;
+			     i++, p += PROCESS_INDEX_RECORD)
+				put32(p, s->sites[i].process);
+	}
 
 	put32(buf + CRC_OFFSET, (uint32_t)crc32_z(crc32(0, NULL, 0), buf, total));
 	*out = buf;

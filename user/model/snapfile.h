@@ -45,7 +45,26 @@
  *                 allocated bytes u64, temporary allocations u64, their
  *                 bytes u64, blocks live at the peak u64, their bytes u64);
  *                 temporaries never exceed allocations, a (traceback,
- *                 domain) given twice adds up
+ *                 domain) given twice adds up (per process, with
+ *                 SITE_PROCESSES)
+ *   written only in a snapshot of several processes, whose file is version 2
+ *   (a snapshot of one process is written as version 1, which every reader
+ *   reads; version 1 files never hold these):
+ *     PROCESSES   (id 13): count times 104 bytes (pid i32, ns_pid i32,
+ *                 command u32, comm u32, cgroup u32, runtime u32: string
+ *                 indices or 0xffffffff for none; flags u32, 1 started after
+ *                 tracing began, 2 attached late, 4 exited, any other bit
+ *                 refused; reserved u32 zero; start_time u64; traced current
+ *                 u64, peak u64; python current u64, peak u64; native
+ *                 current u64, peak u64; allocations u64, frees u64); each
+ *                 figure of bytes at most 2^48, and so are their sums over
+ *                 the processes; the events' sums fit in 64 bits
+ *     TRACE_PROCESSES (id 14): count times u32, the process (index into
+ *                 PROCESSES) of each trace, in the order and number of
+ *                 TRACES; required with PROCESSES when there are traces
+ *     SITE_PROCESSES (id 15): count times u32, the process of each site, in
+ *                 the order and number of SITES; required with PROCESSES
+ *                 when there are sites
  *
  * Every index is checked against its table, every length against its
  * section, before anything is used. Unknown section ids are skipped (a
@@ -55,8 +74,9 @@
  * FRAME_ADDRESSES skips them, and a file without them loads with no
  * mappings and every frame without one; one older than TRACE_AGES and
  * SITES skips them, and a file without them loads with no ages
- * (snapshot.ages_known false) and no sites (sites_known false). A higher
- * version is refused. */
+ * (snapshot.ages_known false) and no sites (sites_known false). Versions
+ * 1 and 2 are read; a higher version is refused (so a reader older than
+ * PROCESSES refuses a file of several processes rather than merge them). */
 #ifndef TRACER_SNAPFILE_H
 #define TRACER_SNAPFILE_H
 
@@ -64,7 +84,10 @@
 
 #include "model/snapshot.h"
 
-#define SNAPFILE_VERSION 1u
+/* the newest version written and read; SNAPFILE_VERSION_ONE_PROCESS is
+ * what a snapshot of one process is written as */
+#define SNAPFILE_VERSION 2u
+#define SNAPFILE_VERSION_ONE_PROCESS 1u
 #define SNAPFILE_MAX_SECTIONS 64u
 /* No live block is larger than a process's address space (2^47 bytes), and
  * no snapshot holds more than 2^48 bytes (256 TiB) of them: a file that says

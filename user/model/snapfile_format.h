@@ -19,6 +19,8 @@ static const unsigned char snapfile_magic[8] = {0x89, 'T', 'R', 'S', 'N', 'A', '
 #define FRAME_ADDRESS_RECORD 24u
 #define TRACE_AGE_RECORD 8u
 #define SITE_RECORD 56u
+#define PROCESS_RECORD 104u
+#define PROCESS_INDEX_RECORD 4u
 
 enum section_id {
 	SEC_META = 1,
@@ -35,7 +37,11 @@ enum section_id {
 	SEC_FRAME_ADDRESSES,
 	SEC_TRACE_AGES,
 	SEC_SITES,
-	SEC_KNOWN_MAX = SEC_SITES,
+	/* a snapshot of several processes (format version 2) */
+	SEC_PROCESSES,
+	SEC_TRACE_PROCESSES,
+	SEC_SITE_PROCESSES,
+	SEC_KNOWN_MAX = SEC_SITE_PROCESSES,
 };
 
 static const char *const snapfile_section_names[] = {
@@ -51,6 +57,9 @@ static const char *const snapfile_section_names[] = {
     [SEC_FRAME_ADDRESSES] = "frame addresses",
     [SEC_TRACE_AGES] = "trace ages",
     [SEC_SITES] = "sites",
+    [SEC_PROCESSES] = "processes",
+    [SEC_TRACE_PROCESSES] = "trace processes",
+    [SEC_SITE_PROCESSES] = "site processes",
 };
 
 /* ---- little-endian access ---- */

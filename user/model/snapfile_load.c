@@ -96,6 +96,7 @@ struct decoder {
 	struct snapshot *s;
 	uint32_t *string_map, *frame_map, *tb_map, *mapping_map;
 	uint64_t nstrings, nframes, nframe_ids, ntracebacks, nmappings;
+	uint32_t version;
 	char *err;
 	size_t errlen;
 };
@@ -331,6 +332,132 @@ static int decode_tracebacks(struct decoder *d)
 	return 0;
 }
 
+/* A string index of a process's field: none, or a string of the file. */
+static int process_string(struct decoder *d, uint64_t i, uint32_t idx, const char *what,
+			  uint32_t *out)
+{
+	if (idx == SNAPSHOT_NO_STRING) {
+		*out = SNAPSHOT_NO_STRING;
+		return 0;
+	}
+	if (idx >= d->nstrings)
+		return fail(d->err, d->errlen,
+			    "corrupt: process %" PRIu64 "'s %s refers to string %u of %" PRIu64, i,
+			    what, idx, d->nstrings);
+	*out = d->string_map[idx];
+	return 0;
+}
+
+/* Adds v to *sum; false when the sum passes limit. */
+static bool add_bounded(uint64_t *sum, uint64_t v, uint64_t limit)
+{
+	return !__builtin_add_overflow(*sum, v, sum) && *sum <= limit;
+}
+
+/* The processes of a snapshot of several, when the file has them (version
+ * 2): their strings checked, no flag this reader does not know, their
+ * figures and sums bounded as the traces' are. */
+static int decode_processes(struct decoder *d)
+{
+	const unsigned char *p = d->sec[SEC_PROCESSES].p;
+	uint64_t i, n = 0, sums[8] = {0};
+	int err;
+
+	if (!d->sec[SEC_PROCESSES].present) {
+		if (d->sec[SEC_TRACE_PROCESSES].present || d->sec[SEC_SITE_PROCESSES].present)
+			return fail(d->err, d->errlen,
+				    "corrupt: processes of traces or sites, but no processes");
+		return 0;
+	}
+	if (d->version < 2)
+		return fail(d->err, d->errlen,
+			    "corrupt: a version %u file holds processes (version 2 does)",
+			    d->version);
+	if ((err = check_records(d->sec, SEC_PROCESSES, PROCESS_RECORD, &n, d->err, d->errlen)))
+		return err;
+	for (i = 0; i < n; i++, p += PROCESS_RECORD) {
+		struct snapshot_process pr = {.pid = (int32_t)get32(p),
+					      .ns_pid = (int32_t)get32(p + 4),
+					      .flags = get32(p + 24),
+					      .start_time = get64(p + 32),
+					      .traced_current = get64(p + 40),
+					      .traced_peak = get64(p + 48),
+					      .alloc_events = get64(p + 88),
+					      .free_events = get64(p + 96)};
+		const uint64_t bytes[6] = {pr.traced_current, pr.traced_peak, get64(p + 56),
+					   get64(p + 64), get64(p + 72), get64(p + 80)};
+		int64_t idx;
+
+		if ((err = process_string(d, i, get32(p + 8), "command", &pr.command)) ||
+		    (err = process_string(d, i, get32(p + 12), "comm", &pr.comm)) ||
+		    (err = process_string(d, i, get32(p + 16), "cgroup", &pr.cgroup)) ||
+		    (err = process_string(d, i, get32(p + 20), "runtime", &pr.runtime)))
+			return err;
+		if (pr.flags & ~(uint32_t)SNAPSHOT_PROCESS_FLAGS)
+			return fail(d->err, d->errlen,
+				    "corrupt: process %" PRIu64 " has unknown flags 0x%x", i,
+				    pr.flags & ~(uint32_t)SNAPSHOT_PROCESS_FLAGS);
+		for (int k = 0; k < 6; k++)
+			if (bytes[k] > SNAPFILE_MAX_TOTAL_SIZE ||
+			    !add_bounded(&sums[k], bytes[k], SNAPFILE_MAX_TOTAL_SIZE))
+				return fail(d->err, d->errlen,
+					    "corrupt: process %" PRIu64
+					    " takes the processes' traced memory past %" PRIu64
+					    " bytes",
+					    i, SNAPFILE_MAX_TOTAL_SIZE);
+		if (!add_bounded(&sums[6], pr.alloc_events, UINT64_MAX) ||
+		    !add_bounded(&sums[7], pr.free_events, UINT64_MAX))
+			return fail(d->err, d->errlen,
+				    "corrupt: process %" PRIu64 " takes the events past 2^64", i);
+		pr.domain_memory[SNAPSHOT_CLASS_PYTHON] =
+		    (struct snapshot_domain_memory){bytes[2], bytes[3]};
+		pr.domain_memory[SNAPSHOT_CLASS_NATIVE] =
+		    (struct snapshot_domain_memory){bytes[4], bytes[5]};
+		idx = snapshot_add_process(d->s, &pr);
+		if (idx < 0)
+			return (int)idx;
+	}
+	return 0;
+}
+
+/* The process of record i of a TRACE_PROCESSES or SITE_PROCESSES section,
+ * which the caller checked holds count records. */
+static int process_of(struct decoder *d, int id, uint64_t i, uint32_t *out)
+{
+	if (!d->sec[id].present) {
+		*out = 0;
+		return 0;
+	}
+	*out = get32(d->sec[id].p + i * PROCESS_INDEX_RECORD);
+	if (*out >= d->s->nprocesses)
+		return fail(d->err, d->errlen,
+			    "corrupt: %s %" PRIu64 " refers to process %u of %u",
+			    id == SEC_TRACE_PROCESSES ? "trace" : "site", i, *out,
+			    d->s->nprocesses);
+	return 0;
+}
+
+/* That a TRACE_PROCESSES or SITE_PROCESSES section has count records, and
+ * is there when the processes are and count is not 0. */
+static int check_processes_of(struct decoder *d, int id, uint64_t count, const char *what)
+{
+	uint64_t n = 0;
+	int err;
+
+	if (!d->sec[id].present) {
+		if (d->s->nprocesses && count)
+			return fail(d->err, d->errlen, "corrupt: processes, but no %s section",
+				    snapfile_section_names[id]);
+		return 0;
+	}
+	if ((err = check_records(d->sec, id, PROCESS_INDEX_RECORD, &n, d->err, d->errlen)))
+		return err;
+	if (n != count)
+		return fail(d->err, d->errlen, "corrupt: %" PRIu64 " %s for %" PRIu64 " %s", n,
+			    snapfile_section_names[id], count, what);
+	return 0;
+}
+
 static int decode_traces(struct decoder *d)
 {
 	const unsigned char *p = d->sec[SEC_TRACES].p;
@@ -338,7 +465,8 @@ static int decode_traces(struct decoder *d)
 	uint64_t i, n = 0, size, total = 0;
 	int err;
 
-	if ((err = check_records(d->sec, SEC_TRACES, 24, &n, d->err, d->errlen)))
+	if ((err = check_records(d->sec, SEC_TRACES, 24, &n, d->err, d->errlen)) ||
+	    (err = check_processes_of(d, SEC_TRACE_PROCESSES, n, "traces")))
 		return err;
 	if (n) {
 		s->traces = malloc(n * sizeof(*s->traces));
@@ -347,8 +475,10 @@ static int decode_traces(struct decoder *d)
 		s->cap_traces = n;
 	}
 	for (i = 0; i < n; i++, p += 24) {
-		uint32_t tb = get32(p + 20);
+		uint32_t tb = get32(p + 20), process;
 
+		if ((err = process_of(d, SEC_TRACE_PROCESSES, i, &process)))
+			return err;
 		if (tb >= d->ntracebacks)
 			return fail(d->err, d->errlen,
 				    "corrupt: trace %" PRIu64 " refers to traceback %u of %" PRIu64,
@@ -369,7 +499,8 @@ static int decode_traces(struct decoder *d)
 		s->traces[i] = (struct snapshot_trace){.address = get64(p),
 						       .size = size,
 						       .domain = get32(p + 16),
-						       .traceback = d->tb_map[tb]};
+						       .traceback = d->tb_map[tb],
+						       .process = process};
 	}
 	s->ntraces = n;
 	return 0;
@@ -483,31 +614,42 @@ static int decode_sites(struct decoder *d)
 	uint64_t i, n = 0, peak_total = 0;
 	int err;
 
-	if (!d->sec[SEC_SITES].present)
+	if (!d->sec[SEC_SITES].present) {
+		if (d->sec[SEC_SITE_PROCESSES].present)
+			return fail(d->err, d->errlen, "corrupt: site processes, but no sites");
 		return 0; /* an older file: no sites */
-	if ((err = check_records(d->sec, SEC_SITES, SITE_RECORD, &n, d->err, d->errlen)))
+	}
+	if ((err = check_records(d->sec, SEC_SITES, SITE_RECORD, &n, d->err, d->errlen)) ||
+	    (err = check_processes_of(d, SEC_SITE_PROCESSES, n, "sites")))
 		return err;
-	sites = malloc((n ? n : 1) * sizeof(*sites));
+	sites = calloc(n ? n : 1, sizeof(*sites));
 	if (!sites)
 		return -ENOMEM;
 	for (i = 0; i < n; i++, p += SITE_RECORD) {
 		struct snapshot_site *site = &sites[i];
-		uint32_t tb = get32(p);
+		uint32_t tb = get32(p), process;
 
+		if ((err = process_of(d, SEC_SITE_PROCESSES, i, &process))) {
+			free(sites);
+			return err;
+		}
 		if (tb >= d->ntracebacks) {
 			free(sites);
 			return fail(d->err, d->errlen,
 				    "corrupt: site %" PRIu64 " refers to traceback %u of %" PRIu64,
 				    i, tb, d->ntracebacks);
 		}
-		*site = (struct snapshot_site){.traceback = d->tb_map[tb],
-					       .domain = get32(p + 4),
-					       .alloc_count = get64(p + 8),
-					       .alloc_bytes = get64(p + 16),
-					       .temp_count = get64(p + 24),
-					       .temp_bytes = get64(p + 32),
-					       .peak_count = get64(p + 40),
-					       .peak_bytes = get64(p + 48)};
+		/* field by field: the record's padding stays zero, as it is in a
+		 * site built by hand */
+		site->traceback = d->tb_map[tb];
+		site->domain = get32(p + 4);
+		site->process = process;
+		site->alloc_count = get64(p + 8);
+		site->alloc_bytes = get64(p + 16);
+		site->temp_count = get64(p + 24);
+		site->temp_bytes = get64(p + 32);
+		site->peak_count = get64(p + 40);
+		site->peak_bytes = get64(p + 48);
 		/* the peak's sum over the sites stays as bounded as the traces' */
 		peak_total += site->peak_bytes;
 		if (site->temp_count > site->alloc_count || site->temp_bytes > site->alloc_bytes ||
@@ -540,7 +682,7 @@ int snapfile_decode(const void *data, size_t len, struct snapshot **out, char *e
 		return fail(err, errlen, "not a tracer snapshot (no snapshot magic number)");
 	if (len < HEADER_SIZE)
 		return fail(err, errlen, "truncated: %zu bytes, shorter than the header", len);
-	version = get32(buf + 8);
+	version = d.version = get32(buf + 8);
 	if (version > SNAPFILE_VERSION)
 		return fail(err, errlen,
 			    "snapshot format version %u is newer than this tracer's (%u): "
@@ -567,7 +709,8 @@ int snapfile_decode(const void *data, size_t len, struct snapshot **out, char *e
 	if (!d.s)
 		return -ENOMEM;
 	/* order matters: strings before what names them, the limit before tracebacks */
-	if (!(rc = decode_strings(&d)) && !(rc = decode_meta(&d)) && !(rc = decode_mappings(&d)) &&
+	if (!(rc = decode_strings(&d)) && !(rc = decode_meta(&d)) && !(rc = decode_processes(&d)) &&
+	    !(rc = decode_mappings(&d)) &&
 	    !(rc = decode_frames(&d)) && !(rc = decode_tracebacks(&d)) &&
 	    !(rc = decode_traces(&d)) && !(rc = decode_counters(&d)) &&
 	    !(rc = decode_domain_memory(&d)) && !(rc = decode_trace_ages(&d)))

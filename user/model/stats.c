@@ -1,7 +1,9 @@
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/delta.h"
 #include "model/stats.h"
 #include "util/hash.h"
 #include "util/util.h"
@@ -13,6 +15,8 @@ struct group {
 	uint64_t size, count;	      /* new (or only) snapshot, the source's */
 	uint64_t old_size, old_count; /* compare: old snapshot */
 	struct stats_figures all;     /* new (or only) snapshot, every source's */
+	bool is_process;	      /* a 'process' key: proc says which */
+	struct stats_process proc;
 };
 
 struct grouping {
@@ -21,6 +25,8 @@ struct grouping {
 	struct hash_index index;   /* key hash -> group */
 	struct stats_frame **pool; /* key arrays, freed with the list */
 	size_t npool, cappool;
+	char **owned; /* strings made here (a target's comm), freed with it */
+	size_t nowned, capowned;
 };
 
 static uint64_t hash_frame(uint64_t h, const char *filename, uint32_t lineno)
@@ -142,26 +148,64 @@ static void accumulate(struct group *g, bool old, const struct tb_figures *f)
 		g->all.max_age_ns = f->all.max_age_ns;
 }
 
-/* Every traceback's figures: its traces', its sites', and the source's. */
-static struct tb_figures *traceback_figures(const struct snapshot *s, enum stats_source source)
+/* The source's figures of f->all into f->size and f->count. */
+static void select_source(struct tb_figures *f, enum stats_source source)
 {
-	struct tb_figures *f = calloc(s->ntracebacks ? s->ntracebacks : 1, sizeof(*f));
+	const struct stats_figures *a = &f->all;
+
+	switch (source) {
+	case STATS_SOURCE_LIVE:
+		f->size = a->size, f->count = a->count;
+		break;
+	case STATS_SOURCE_PEAK:
+		f->size = a->peak_size, f->count = a->peak_count;
+		break;
+	case STATS_SOURCE_ALLOCATIONS:
+		f->size = a->alloc_size, f->count = a->alloc_count;
+		break;
+	case STATS_SOURCE_TEMPORARY:
+		f->size = a->temp_size, f->count = a->temp_count;
+		break;
+	}
+}
+
+/* Whether a trace's or site's process is the one counted. */
+static bool counted(uint32_t process, uint32_t only)
+{
+	return only == STATS_EVERY_PROCESS || process == only;
+}
+
+/* Figures indexed by slot (a traceback, or a process), from the traces and
+ * sites of process only (or every one); a slot out of range is skipped. */
+static struct tb_figures *figures_by(const struct snapshot *s, enum stats_source source,
+				     uint32_t only, bool by_process, size_t nslots)
+{
+	struct tb_figures *f = calloc(nslots ? nslots : 1, sizeof(*f));
 	uint64_t k;
 
 	if (!f)
 		return NULL;
 	for (k = 0; k < s->ntraces; k++) {
-		struct stats_figures *a = &f[s->traces[k].traceback].all;
+		const struct snapshot_trace *t = &s->traces[k];
+		size_t slot = by_process ? t->process : t->traceback;
+		struct stats_figures *a;
 
-		a->size += s->traces[k].size;
+		if (!counted(t->process, only) || slot >= nslots)
+			continue;
+		a = &f[slot].all;
+		a->size += t->size;
 		a->count++;
-		if (s->traces[k].age_ns > a->max_age_ns)
-			a->max_age_ns = s->traces[k].age_ns;
+		if (t->age_ns > a->max_age_ns)
+			a->max_age_ns = t->age_ns;
 	}
 	for (k = 0; k < s->nsites; k++) {
 		const struct snapshot_site *site = &s->sites[k];
-		struct stats_figures *a = &f[site->traceback].all;
+		size_t slot = by_process ? site->process : site->traceback;
+		struct stats_figures *a;
 
+		if (!counted(site->process, only) || slot >= nslots)
+			continue;
+		a = &f[slot].all;
 		a->peak_size += site->peak_bytes;
 		a->peak_count += site->peak_count;
 		a->alloc_size += site->alloc_bytes;
@@ -169,37 +213,99 @@ static struct tb_figures *traceback_figures(const struct snapshot *s, enum stats
 		a->temp_size += site->temp_bytes;
 		a->temp_count += site->temp_count;
 	}
-	for (k = 0; k < s->ntracebacks; k++) {
-		const struct stats_figures *a = &f[k].all;
-
-		switch (source) {
-		case STATS_SOURCE_LIVE:
-			f[k].size = a->size, f[k].count = a->count;
-			break;
-		case STATS_SOURCE_PEAK:
-			f[k].size = a->peak_size, f[k].count = a->peak_count;
-			break;
-		case STATS_SOURCE_ALLOCATIONS:
-			f[k].size = a->alloc_size, f[k].count = a->alloc_count;
-			break;
-		case STATS_SOURCE_TEMPORARY:
-			f[k].size = a->temp_size, f[k].count = a->temp_count;
-			break;
-		}
-	}
+	for (k = 0; k < nslots; k++)
+		select_source(&f[k], source);
 	return f;
+}
+
+/* The process of a snapshot's slot as a key says it: a process of the
+ * table, or a single-process snapshot's target (its comm made here). */
+static int process_key(struct grouping *gr, const struct snapshot *s, uint32_t i,
+		       struct stats_process *out)
+{
+	const struct snapshot_process *p = snapshot_process_at(s, i);
+	char comm[SNAPSHOT_COMM_LEN];
+
+	if (p) {
+		*out = (struct stats_process){.pid = p->pid,
+					      .ns_pid = p->ns_pid,
+					      .comm = snapshot_string(s, p->comm),
+					      .command = snapshot_string(s, p->command),
+					      .cgroup = snapshot_string(s, p->cgroup),
+					      .runtime = snapshot_string(s, p->runtime),
+					      .flags = p->flags,
+					      .start_time = p->start_time};
+		return 0;
+	}
+	*out = (struct stats_process){.pid = s->target.pid,
+				      .command = snapshot_string(s, s->target.command),
+				      .start_time = s->target.start_time};
+	snapshot_comm(s, comm);
+	if (!comm[0])
+		return 0;
+	if (array_reserve((void **)&gr->owned, &gr->capowned, sizeof(*gr->owned),
+			  gr->nowned + 1))
+		return -ENOMEM;
+	gr->owned[gr->nowned] = strdup(comm);
+	if (!gr->owned[gr->nowned])
+		return -ENOMEM;
+	out->comm = gr->owned[gr->nowned++];
+	return 0;
+}
+
+/* 'process': a group per process (the same in two snapshots when pid and
+ * start time are), of the processes the source counts. */
+static int add_processes(struct grouping *gr, const struct snapshot *s, enum stats_source source,
+			 uint32_t only, bool old)
+{
+	size_t n = s->nprocesses ? s->nprocesses : 1, i, g;
+	struct tb_figures *fig = figures_by(s, source, only, true, n);
+	int err = 0;
+
+	if (!fig)
+		return -ENOMEM;
+	for (i = 0; i < n && !err; i++) {
+		struct stats_process key;
+
+		if (!fig[i].count)
+			continue;
+		err = process_key(gr, s, (uint32_t)i, &key);
+		if (err)
+			break;
+		for (g = 0; g < gr->n; g++)
+			if (gr->groups[g].proc.pid == key.pid &&
+			    gr->groups[g].proc.start_time == key.start_time)
+				break;
+		if (g == gr->n) {
+			if (array_reserve((void **)&gr->groups, &gr->cap, sizeof(*gr->groups),
+					  gr->n + 1)) {
+				err = -ENOMEM;
+				break;
+			}
+			memset(&gr->groups[g], 0, sizeof(gr->groups[g]));
+			gr->groups[g].is_process = true;
+			gr->groups[g].proc = key;
+			gr->n++;
+		}
+		accumulate(&gr->groups[g], old, &fig[i]);
+	}
+	free(fig);
+	return err;
 }
 
 /* Adds every traceback of s that the source counts to its group(s); old
  * selects the columns. */
 static int add_snapshot(struct grouping *gr, const struct snapshot *s, enum stats_source source,
-			enum stats_key key, bool cumulative, bool old)
+			uint32_t only, enum stats_key key, bool cumulative, bool old)
 {
-	struct tb_figures *fig = traceback_figures(s, source);
+	struct tb_figures *fig;
 	struct stats_frame *kf = NULL;
 	uint32_t t, i, cap = 0;
 	int err = 0;
 
+	if (key == STATS_KEY_PROCESS)
+		return add_processes(gr, s, source, only, old);
+	fig = figures_by(s, source, only, false, s->ntracebacks);
 	if (!fig) {
 		err = -ENOMEM;
 		goto out;
@@ -286,6 +392,19 @@ static int cmp_traceback(const struct stats_entry *a, const struct stats_entry *
 	return a->nkey < b->nkey ? -1 : a->nkey > b->nkey;
 }
 
+/* Equal figures: tracemalloc's reverse traceback order; processes by pid. */
+static int tie(const struct stats_entry *a, const struct stats_entry *b)
+{
+	if (a->process && b->process) {
+		if (a->process->pid != b->process->pid)
+			return a->process->pid < b->process->pid ? -1 : 1;
+		return a->process->start_time < b->process->start_time
+			   ? -1
+			   : a->process->start_time > b->process->start_time;
+	}
+	return -cmp_traceback(a, b);
+}
+
 #define CMP(x, y)                                                                                  \
 	do {                                                                                       \
 		if ((x) != (y))                                                                    \
@@ -298,7 +417,7 @@ static int cmp_stat(const void *pa, const void *pb)
 
 	CMP(a->size, b->size);
 	CMP(a->count, b->count);
-	return -cmp_traceback(a, b);
+	return tie(a, b);
 }
 
 /* allocations and temporaries: the busiest first */
@@ -308,7 +427,7 @@ static int cmp_count(const void *pa, const void *pb)
 
 	CMP(a->count, b->count);
 	CMP(a->size, b->size);
-	return -cmp_traceback(a, b);
+	return tie(a, b);
 }
 
 static uint64_t uabs(int64_t v)
@@ -324,32 +443,37 @@ static int cmp_diff(const void *pa, const void *pb)
 	CMP(a->size, b->size);
 	CMP(uabs(a->count_diff), uabs(b->count_diff));
 	CMP(a->count, b->count);
-	return -cmp_traceback(a, b);
+	return tie(a, b);
 }
 
 struct storage {
 	struct stats_frame **pool;
 	size_t npool;
+	char **owned;
+	size_t nowned;
+	struct stats_process *procs;
 };
+
+static void grouping_free(struct grouping *gr);
 
 static int finish(struct grouping *gr, bool diff, enum stats_source source,
 		  struct stats_list *out)
 {
-	struct storage *st = malloc(sizeof(*st));
+	struct storage *st = calloc(1, sizeof(*st));
+	struct stats_process *procs = calloc(gr->n ? gr->n : 1, sizeof(*procs));
 	size_t i;
 
-	hash_index_free(&gr->index);
 	memset(out, 0, sizeof(*out));
 	out->entries = calloc(gr->n ? gr->n : 1, sizeof(*out->entries));
-	if (!st || !out->entries) {
+	if (!st || !out->entries || !procs) {
 		free(st);
 		free(out->entries);
-		for (i = 0; i < gr->npool; i++)
-			free(gr->pool[i]);
-		free(gr->pool);
-		free(gr->groups);
+		free(procs);
+		out->entries = NULL;
+		grouping_free(gr);
 		return -ENOMEM;
 	}
+	hash_index_free(&gr->index);
 	for (i = 0; i < gr->n; i++) {
 		struct group *g = &gr->groups[i];
 		struct stats_entry *e = &out->entries[i];
@@ -359,6 +483,10 @@ static int finish(struct grouping *gr, bool diff, enum stats_source source,
 		e->size = g->size;
 		e->count = g->count;
 		e->all = g->all;
+		if (g->is_process) {
+			procs[i] = g->proc;
+			e->process = &procs[i];
+		}
 		if (diff) {
 			e->size_diff = (int64_t)g->size - (int64_t)g->old_size;
 			e->count_diff = (int64_t)g->count - (int64_t)g->old_count;
@@ -372,6 +500,9 @@ static int finish(struct grouping *gr, bool diff, enum stats_source source,
 			 : cmp_stat);
 	st->pool = gr->pool;
 	st->npool = gr->npool;
+	st->owned = gr->owned;
+	st->nowned = gr->nowned;
+	st->procs = procs;
 	out->storage = st;
 	free(gr->groups);
 	return 0;
@@ -384,24 +515,33 @@ static void grouping_free(struct grouping *gr)
 	for (i = 0; i < gr->npool; i++)
 		free(gr->pool[i]);
 	free(gr->pool);
+	for (i = 0; i < gr->nowned; i++)
+		free(gr->owned[i]);
+	free(gr->owned);
 	free(gr->groups);
 	hash_index_free(&gr->index);
 }
 
-int stats_compute_source(const struct snapshot *s, enum stats_source source, enum stats_key key,
-			 bool cumulative, struct stats_list *out)
+int stats_compute_process(const struct snapshot *s, uint32_t process, enum stats_source source,
+			  enum stats_key key, bool cumulative, struct stats_list *out)
 {
 	struct grouping gr = {};
 	int err;
 
-	if (cumulative && key == STATS_KEY_TRACEBACK)
+	if (cumulative && (key == STATS_KEY_TRACEBACK || key == STATS_KEY_PROCESS))
 		return -EINVAL;
-	err = add_snapshot(&gr, s, source, key, cumulative, false);
+	err = add_snapshot(&gr, s, source, process, key, cumulative, false);
 	if (err) {
 		grouping_free(&gr);
 		return err;
 	}
 	return finish(&gr, false, source, out);
+}
+
+int stats_compute_source(const struct snapshot *s, enum stats_source source, enum stats_key key,
+			 bool cumulative, struct stats_list *out)
+{
+	return stats_compute_process(s, STATS_EVERY_PROCESS, source, key, cumulative, out);
 }
 
 int stats_compute(const struct snapshot *s, enum stats_key key, bool cumulative,
@@ -417,11 +557,12 @@ int stats_compare_source(const struct snapshot *new_snap, const struct snapshot 
 	struct grouping gr = {};
 	int err;
 
-	if (cumulative && key == STATS_KEY_TRACEBACK)
+	if (cumulative && (key == STATS_KEY_TRACEBACK || key == STATS_KEY_PROCESS))
 		return -EINVAL;
-	err = add_snapshot(&gr, new_snap, source, key, cumulative, false);
+	err = add_snapshot(&gr, new_snap, source, STATS_EVERY_PROCESS, key, cumulative, false);
 	if (!err)
-		err = add_snapshot(&gr, old_snap, source, key, cumulative, true);
+		err = add_snapshot(&gr, old_snap, source, STATS_EVERY_PROCESS, key, cumulative,
+				   true);
 	if (err) {
 		grouping_free(&gr);
 		return err;
@@ -444,6 +585,10 @@ void stats_list_free(struct stats_list *l)
 		for (i = 0; i < st->npool; i++)
 			free(st->pool[i]);
 		free(st->pool);
+		for (i = 0; i < st->nowned; i++)
+			free(st->owned[i]);
+		free(st->owned);
+		free(st->procs);
 		free(st);
 	}
 	free(l->entries);
@@ -454,13 +599,14 @@ static const char *const key_names[] = {
     [STATS_KEY_FILENAME] = "filename",
     [STATS_KEY_LINENO] = "lineno",
     [STATS_KEY_TRACEBACK] = "traceback",
+    [STATS_KEY_PROCESS] = "process",
 };
 
 int stats_parse_key(const char *name, enum stats_key *key)
 {
 	int i;
 
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < (int)ARRAY_SIZE(key_names); i++)
 		if (!strcmp(name, key_names[i])) {
 			*key = (enum stats_key)i;
 			return 0;
@@ -470,7 +616,16 @@ int stats_parse_key(const char *name, enum stats_key *key)
 
 const char *stats_key_name(enum stats_key key)
 {
-	return key <= STATS_KEY_TRACEBACK ? key_names[key] : "?";
+	return key <= STATS_KEY_PROCESS ? key_names[key] : "?";
+}
+
+const char *stats_process_title(const struct stats_process *p, char *buf, size_t len)
+{
+	if (p->comm && p->comm[0])
+		snprintf(buf, len, "pid %d (%s)", (int)p->pid, p->comm);
+	else
+		snprintf(buf, len, "pid %d", (int)p->pid);
+	return buf;
 }
 
 static const char *const source_names[] = {

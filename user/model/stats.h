@@ -1,5 +1,5 @@
 /* tracemalloc's Snapshot.statistics() and compare_to(): grouping by
- * filename, lineno or traceback, plain or cumulative, sorted exactly as
+ * filename, lineno, traceback or (tracer's own) process, plain or cumulative, sorted exactly as
  * tracemalloc sorts (../shared/TRACEMALLOC.md section 4). */
 #ifndef TRACER_STATS_H
 #define TRACER_STATS_H
@@ -10,6 +10,7 @@ enum stats_key {
 	STATS_KEY_FILENAME,
 	STATS_KEY_LINENO,
 	STATS_KEY_TRACEBACK,
+	STATS_KEY_PROCESS, /* a Statistic per traced process */
 };
 
 /* One frame of a group key. Strings point into the snapshot(s) the list was
@@ -52,8 +53,19 @@ struct stats_figures {
 	uint64_t max_age_ns;		  /* of its oldest live block */
 };
 
+/* The process a 'process' key names (a snapshot of one process: its
+ * target). Strings point into the snapshot, NULL when unknown. Processes
+ * of two snapshots are the same when pid and start_time are. */
+struct stats_process {
+	int32_t pid, ns_pid;
+	const char *comm, *command, *cgroup, *runtime;
+	uint32_t flags; /* SNAPSHOT_PROCESS_* */
+	uint64_t start_time;
+};
+
 /* A Statistic (or StatisticDiff when from stats_compare). key holds nkey
- * frames, most recent first; 'lineno' and 'filename' keys have one. size
+ * frames, most recent first; 'lineno' and 'filename' keys have one; a
+ * 'process' key has none, and process says which (NULL for other keys). size
  * and count are the source's (live: tracemalloc's); all holds every
  * source's (of the new snapshot when compared). */
 struct stats_entry {
@@ -64,6 +76,7 @@ struct stats_entry {
 	int64_t size_diff;  /* compare only */
 	int64_t count_diff; /* compare only */
 	struct stats_figures all;
+	const struct stats_process *process;
 };
 
 struct stats_list {
@@ -72,7 +85,8 @@ struct stats_list {
 	void *storage; /* private */
 };
 
-/* Returns 0 or a negative errno; -EINVAL for cumulative with 'traceback'. */
+/* Returns 0 or a negative errno; -EINVAL for cumulative with 'traceback'
+ * or 'process'. */
 int stats_compute(const struct snapshot *s, enum stats_key key, bool cumulative,
 		  struct stats_list *out);
 /* The same counting source's figures: a group is listed when its count
@@ -80,6 +94,11 @@ int stats_compute(const struct snapshot *s, enum stats_key key, bool cumulative,
 int stats_compute_source(const struct snapshot *s, enum stats_source source, enum stats_key key,
 			 bool cumulative, struct stats_list *out);
 /* compare_to(old): entries of new against old, zero diffs kept. */
+/* The same, of one process's traces and sites only (an index into
+ * s->processes; STATS_EVERY_PROCESS for all). */
+#define STATS_EVERY_PROCESS UINT32_MAX
+int stats_compute_process(const struct snapshot *s, uint32_t process, enum stats_source source,
+			  enum stats_key key, bool cumulative, struct stats_list *out);
 int stats_compare(const struct snapshot *new_snap, const struct snapshot *old_snap,
 		  enum stats_key key, bool cumulative, struct stats_list *out);
 int stats_compare_source(const struct snapshot *new_snap, const struct snapshot *old_snap,
@@ -90,7 +109,11 @@ void stats_list_free(struct stats_list *l);
 /* A snapshot frame as a 'lineno' or 'traceback' key holds it. */
 struct stats_frame stats_frame_of(const struct snapshot *s, const struct snapshot_frame *f);
 
-/* "filename", "lineno", "traceback" -> key; returns 0 or -EINVAL. */
+/* "pid 4242 (redis-server)", the title of a process statistic, into buf
+ * (the comm as is: the caller escapes it for its output). */
+const char *stats_process_title(const struct stats_process *p, char *buf, size_t len);
+
+/* "filename", "lineno", "traceback", "process" -> key; 0 or -EINVAL. */
 int stats_parse_key(const char *name, enum stats_key *key);
 const char *stats_key_name(enum stats_key key);
 /* "size" (live), "peak", "allocations", "temporary" <-> source. */

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/delta.h"
 #include "model/stats.h"
 #include "report/collapsed.h"
 #include "report/format.h"
@@ -92,32 +93,74 @@ static int cmp_line(const void *a, const void *b)
 	return strcmp(((const struct line *)a)->stack, ((const struct line *)b)->stack);
 }
 
+/* The live bytes of a (process, traceback). */
+struct stack_bytes {
+	uint32_t process, traceback;
+	uint64_t bytes;
+};
+
+static int cmp_stack_bytes(const void *pa, const void *pb)
+{
+	const struct stack_bytes *a = pa, *b = pb;
+
+	if (a->process != b->process)
+		return a->process < b->process ? -1 : 1;
+	return a->traceback < b->traceback ? -1 : a->traceback > b->traceback;
+}
+
+/* "pid 4242 (redis-server);" before a stack of that process */
+static void process_root(FILE *f, const struct snapshot *s, uint32_t process)
+{
+	const struct snapshot_process *p = snapshot_process_at(s, process);
+	struct stats_process key = {.pid = p ? p->pid : s->target.pid};
+	char comm[SNAPSHOT_COMM_LEN], title[64];
+
+	key.comm = p ? snapshot_string(s, p->comm) : snapshot_comm(s, comm);
+	put_label(f, stats_process_title(&key, title, sizeof(title)));
+	fputc(';', f);
+}
+
 int collapsed_write(const struct snapshot *s, FILE *out, bool lines_kept)
 {
-	uint64_t *bytes = calloc(s->ntracebacks + 1, sizeof(*bytes));
-	struct line *lines = calloc(s->ntracebacks + 1, sizeof(*lines));
-	size_t n = 0, i, j;
+	return collapsed_write_with(s, out, lines_kept, false);
+}
+
+int collapsed_write_with(const struct snapshot *s, FILE *out, bool lines_kept, bool by_process)
+{
+	struct stack_bytes *stacks = calloc(s->ntraces + 1, sizeof(*stacks));
+	struct line *lines = calloc(s->ntraces + 1, sizeof(*lines));
+	size_t n = 0, nstacks = 0, i, j;
 	int err = 0;
 
-	if (!bytes || !lines) {
+	if (!stacks || !lines) {
 		err = -ENOMEM;
 		goto out;
 	}
 	for (i = 0; i < s->ntraces; i++)
-		bytes[s->traces[i].traceback] += s->traces[i].size;
-	/* one stack string per traceback, root first */
-	for (i = 0; i < s->ntracebacks; i++) {
-		const struct snapshot_traceback *tb = &s->tracebacks[i];
+		stacks[i] = (struct stack_bytes){by_process ? s->traces[i].process : 0,
+						 s->traces[i].traceback, s->traces[i].size};
+	qsort(stacks, s->ntraces, sizeof(*stacks), cmp_stack_bytes);
+	for (i = 0; i < s->ntraces; i++) {
+		if (nstacks && !cmp_stack_bytes(&stacks[nstacks - 1], &stacks[i]))
+			stacks[nstacks - 1].bytes += stacks[i].bytes;
+		else
+			stacks[nstacks++] = stacks[i];
+	}
+	/* one stack string per traceback (and process), root first */
+	for (i = 0; i < nstacks; i++) {
+		const struct snapshot_traceback *tb = &s->tracebacks[stacks[i].traceback];
 		size_t len;
 		FILE *f;
 
-		if (!bytes[i])
+		if (!stacks[i].bytes)
 			continue;
 		f = open_memstream(&lines[n].stack, &len);
 		if (!f) {
 			err = -ENOMEM;
 			goto out;
 		}
+		if (by_process)
+			process_root(f, s, stacks[i].process);
 		if (is_cut(s, tb))
 			fputs(COLLAPSED_CUT_ROOT ";", f);
 		if (!tb->nframe)
@@ -133,7 +176,7 @@ int collapsed_write(const struct snapshot *s, FILE *out, bool lines_kept)
 			err = -ENOMEM;
 			goto out;
 		}
-		lines[n++].bytes = bytes[i];
+		lines[n++].bytes = stacks[i].bytes;
 	}
 	/* tracebacks that differ only in what the labels hide (lines, offsets,
 	 * total_nframe) print as one line */
@@ -151,6 +194,6 @@ out:
 	for (i = 0; lines && i < n; i++)
 		free(lines[i].stack);
 	free(lines);
-	free(bytes);
+	free(stacks);
 	return err;
 }

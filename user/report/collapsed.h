@@ -16,5 +16,8 @@
  * functions (one box per function) unless lines, where they carry their
  * line. Returns 0 or a negative errno. */
 int collapsed_write(const struct snapshot *s, FILE *out, bool lines);
+/* The same; by_process (-k process) roots each stack at its process,
+ * "pid 4242 (redis-server)", so that a flame graph has a tower each. */
+int collapsed_write_with(const struct snapshot *s, FILE *out, bool lines, bool by_process);
 
 #endif

@@ -189,6 +189,12 @@ uint32_t format_title_frame(const struct stats_entry *e)
  * own code. */
 static void print_title(FILE *out, const struct stats_entry *e)
 {
+	char title[64];
+
+	if (e->process) { /* -k process: "pid 4242 (redis-server)" */
+		format_text(out, stats_process_title(e->process, title, sizeof(title)));
+		return;
+	}
 	if (!e->nkey) {
 		fputs("<unknown>:0", out);
 		return;

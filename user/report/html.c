@@ -398,7 +398,11 @@ static int json_table(FILE *out, const struct html_view *v, const struct report_
 		const struct stats_entry *e = &l.entries[i];
 		/* str(Statistic) names the key's oldest frame */
 		const struct stats_frame *f = e->nkey ? &e->key[e->nkey - 1] : NULL;
-		char *text = f ? frame_text(f) : strdup("<unknown>:0");
+		char title[64];
+		char *text = e->process ? strdup(stats_process_title(e->process, title,
+								      sizeof(title)))
+			     : f	    ? frame_text(f)
+					    : strdup("<unknown>:0");
 
 		if (!text) {
 			err = -ENOMEM;

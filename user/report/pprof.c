@@ -186,6 +186,7 @@ static int64_t domain_string(struct strtab *t, struct domain_name **names, uint3
  * earlier traces negatively). */
 struct sample {
 	uint32_t traceback, domain;
+	uint32_t process; /* snapshot_trace.process: its pid and comm label it */
 	int64_t count, size;
 	int64_t alloc_count, alloc_size; /* since tracing began: the site's */
 };
@@ -238,7 +239,9 @@ static int cmp_sample(const void *a, const void *b)
 
 	if (x->traceback != y->traceback)
 		return x->traceback < y->traceback ? -1 : 1;
-	return x->domain < y->domain ? -1 : x->domain > y->domain;
+	if (x->domain != y->domain)
+		return x->domain < y->domain ? -1 : 1;
+	return x->process < y->process ? -1 : x->process > y->process;
 }
 
 static int gzip_to(FILE *out, const struct buf *b)
@@ -287,8 +290,12 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 	struct u64_map funcs[2] = {{0}};
 	unsigned char *have = NULL; /* per mapping: HAVE_* of its frames */
 	int64_t str_type[NVALUES], str_unit[NVALUES], str_bytes, str_space, str_domain;
-	int64_t str_pid = 0, str_comm = 0, pid_value = 0, comm_value = 0;
-	char pid[16], comm[SNAPSHOT_COMM_LEN];
+	int64_t str_pid = 0, str_comm = 0;
+	/* per process (one for a snapshot of one process): its labels' values,
+	 * 0 for none; pids holds their text */
+	uint32_t nlabelled = s->nprocesses ? s->nprocesses : 1;
+	int64_t *pid_value = NULL, *comm_value = NULL;
+	char (*pids)[16] = NULL, comm[SNAPSHOT_COMM_LEN];
 	bool wanted[NVALUES] = {[INUSE_OBJECTS] = true, [INUSE_SPACE] = true};
 	int err = 0;
 
@@ -300,7 +307,10 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 	st.of_snapshot = malloc((s->nstrings + 1) * sizeof(int64_t));
 	samples = malloc((nin + 1) * sizeof(*samples));
 	func_of_frame = calloc(s->nframes + 1, sizeof(*func_of_frame));
-	if (!st.of_snapshot || !samples || !func_of_frame) {
+	pid_value = calloc(nlabelled, sizeof(*pid_value));
+	comm_value = calloc(nlabelled, sizeof(*comm_value));
+	pids = calloc(nlabelled, sizeof(*pids));
+	if (!st.of_snapshot || !samples || !func_of_frame || !pid_value || !comm_value || !pids) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -315,14 +325,29 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 	str_bytes = str_unit[INUSE_SPACE];
 	str_space = intern(&st, "space");
 	str_domain = intern(&st, "domain");
-	if (s->target.pid) {
-		snprintf(pid, sizeof(pid), "%d", (int)s->target.pid);
+	/* each trace's process labels its samples; a snapshot of one process's
+	 * target labels them all */
+	if (!s->nprocesses && s->target.pid) {
+		snprintf(pids[0], sizeof(pids[0]), "%d", (int)s->target.pid);
 		str_pid = intern(&st, "pid");
-		pid_value = intern(&st, pid);
+		pid_value[0] = intern(&st, pids[0]);
 		str_comm = intern(&st, "comm");
-		comm_value = intern(&st, snapshot_comm(s, comm));
+		comm_value[0] = intern(&st, snapshot_comm(s, comm));
+	} else if (s->nprocesses) {
+		str_pid = intern(&st, "pid");
+		str_comm = intern(&st, "comm");
 	}
-	if (str_domain < 0 || str_pid < 0 || pid_value < 0 || str_comm < 0 || comm_value < 0) {
+	for (i = 0; i < s->nprocesses && str_pid >= 0 && str_comm >= 0; i++) {
+		const struct snapshot_process *p = &s->processes[i];
+
+		snprintf(pids[i], sizeof(pids[i]), "%d", (int)p->pid);
+		pid_value[i] = intern(&st, pids[i]);
+		comm_value[i] = snapshot_str(&st, s, p->comm); /* 0: none */
+		if (pid_value[i] < 0 || comm_value[i] < 0)
+			break;
+	}
+	if (str_domain < 0 || str_pid < 0 || str_comm < 0 || pid_value[0] < 0 ||
+	    comm_value[0] < 0 || (i < s->nprocesses)) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -332,7 +357,8 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 	for (i = 0; i < s->ntraces; i++) {
 		int64_t sign = o->delta && i >= o->subtract_from ? -1 : 1;
 
-		samples[i] = (struct sample){s->traces[i].traceback, s->traces[i].domain, sign,
+		samples[i] = (struct sample){s->traces[i].traceback, s->traces[i].domain,
+					     s->traces[i].process, sign,
 					     sign * (int64_t)s->traces[i].size};
 	}
 	/* every site, live or not: what was allocated there since tracing
@@ -342,6 +368,7 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 
 		samples[i] = (struct sample){.traceback = site->traceback,
 					     .domain = site->domain,
+					     .process = site->process,
 					     .alloc_count = (int64_t)site->alloc_count,
 					     .alloc_size = (int64_t)site->alloc_bytes};
 	}
@@ -393,13 +420,17 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 		field_varint(&sub, LABEL_KEY, (uint64_t)str_domain);
 		field_varint(&sub, LABEL_STR, (uint64_t)label);
 		field_message(&msg, SAMPLE_LABEL, &sub);
-		if (str_pid) {
+		if (str_pid && samples[i].process < nlabelled) {
+			uint32_t p = samples[i].process;
+
 			field_varint(&sub, LABEL_KEY, (uint64_t)str_pid);
-			field_varint(&sub, LABEL_STR, (uint64_t)pid_value);
+			field_varint(&sub, LABEL_STR, (uint64_t)pid_value[p]);
 			field_message(&msg, SAMPLE_LABEL, &sub);
-			field_varint(&sub, LABEL_KEY, (uint64_t)str_comm);
-			field_varint(&sub, LABEL_STR, (uint64_t)comm_value);
-			field_message(&msg, SAMPLE_LABEL, &sub);
+			if (comm_value[p] || !s->nprocesses) {
+				field_varint(&sub, LABEL_KEY, (uint64_t)str_comm);
+				field_varint(&sub, LABEL_STR, (uint64_t)comm_value[p]);
+				field_message(&msg, SAMPLE_LABEL, &sub);
+			}
 		}
 		field_message(&prof, PROFILE_SAMPLE, &msg);
 	}
@@ -534,6 +565,9 @@ out:
 	free(packed.p);
 	free(samples);
 	free(func_of_frame);
+	free(pid_value);
+	free(comm_value);
+	free(pids);
 	free(st.of_snapshot);
 	free(st.s);
 	u64_map_free(&funcs[0]);

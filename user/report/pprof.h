@@ -1,8 +1,9 @@
 /* A snapshot as a pprof profile (gzipped perftools.profiles.Profile), which
  * go tool pprof, Pyroscope and Parca read as Go's heap profile: sample
  * types inuse_objects/count and inuse_space/bytes (the default), period type
- * space/bytes, one sample per (traceback, domain) labelled with the
- * target's pid and comm and the domain, one location per frame with its
+ * space/bytes, one sample per (traceback, domain, process) labelled with
+ * its process's pid and comm (a snapshot of one process: the target's) and
+ * the domain, one location per frame with its
  * function, file and line. Go's alloc_objects and alloc_space come first
  * once the model counts allocations per site since tracing began; until
  * then they are left out rather than made up. */

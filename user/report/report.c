@@ -1,7 +1,9 @@
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "model/delta.h"
 #include "model/filter.h"
 #include "report/counters.h"
 #include "report/format.h"
@@ -132,14 +134,37 @@ static void text_counters(FILE *out, const struct snapshot *s, enum counter_kind
 		fputc('\n', out);
 }
 
+/* How many processes have every flag of mask. */
+static uint32_t processes_with(const struct snapshot *s, uint32_t mask)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < s->nprocesses; i++)
+		n += (s->processes[i].flags & mask) == mask;
+	return n;
+}
+
 static void text_header(FILE *out, const struct snapshot *s, bool color)
 {
 	const char *command = snapshot_string(s, s->target.command);
 	char a[32];
 
-	fprintf(out, "%stracer: pid %d (", color ? STYLE_HEADER : "", s->target.pid);
-	format_text(out, command ? command : "?");
-	fprintf(out, "), nframe %u%s\n", s->traceback_limit, color ? STYLE_RESET : "");
+	if (s->nprocesses) {
+		uint32_t after = processes_with(s, SNAPSHOT_PROCESS_STARTED_AFTER);
+
+		fprintf(out,
+			"%stracer: %u process%s (%u started before the tracer, %u after it, %u "
+			"attached late, %u exited), nframe %u%s\n",
+			color ? STYLE_HEADER : "", s->nprocesses, s->nprocesses == 1 ? "" : "es",
+			s->nprocesses - after, after,
+			processes_with(s, SNAPSHOT_PROCESS_ATTACHED_LATE),
+			processes_with(s, SNAPSHOT_PROCESS_EXITED), s->traceback_limit,
+			color ? STYLE_RESET : "");
+	} else {
+		fprintf(out, "%stracer: pid %d (", color ? STYLE_HEADER : "", s->target.pid);
+		format_text(out, command ? command : "?");
+		fprintf(out, "), nframe %u%s\n", s->traceback_limit, color ? STYLE_RESET : "");
+	}
 	text_traced_memory(out, s);
 	fprintf(out, "tracer memory: %s (%" PRIu64 " B)\n",
 		format_size(a, sizeof(a), (double)s->tracer_memory, false), s->tracer_memory);
@@ -181,6 +206,15 @@ static void text_stats(FILE *out, const struct stats_list *l, const struct repor
 					 o->traceback_limit ? o->traceback_limit : (int)e->nkey,
 					 false);
 	}
+}
+
+/* A string, or null when unknown. */
+static void json_string_or_null(FILE *out, const char *str)
+{
+	if (str)
+		format_json_string(out, str);
+	else
+		fputs("null", out);
 }
 
 /* {"current":N,"peak":N} */
@@ -308,6 +342,18 @@ static void json_stats(FILE *out, const struct snapshot *s, const struct stats_l
 			fputc('}', out);
 		}
 		fputc(']', out);
+		if (e->process) {
+			char title[64];
+
+			fprintf(out, ",\"process\":{\"pid\":%d,\"ns_pid\":%d,\"comm\":",
+				e->process->pid, e->process->ns_pid);
+			json_string_or_null(out, e->process->comm);
+			fputs(",\"command\":", out);
+			json_string_or_null(out, e->process->command);
+			fputs(",\"title\":", out);
+			format_json_string(out, stats_process_title(e->process, title, sizeof(title)));
+			fputc('}', out);
+		}
 		/* which frame the text report titles it by */
 		if (o->key == STATS_KEY_TRACEBACK && e->nkey)
 			fprintf(out, ",\"title_frame\":%u", format_title_frame(e));
@@ -324,6 +370,237 @@ static void json_stats(FILE *out, const struct snapshot *s, const struct stats_l
 		fputc('}', out);
 	}
 	fputc(']', out);
+}
+
+/* -- a snapshot of several processes -------------------------------------- */
+
+/* Processes by traced memory: current, then peak, the most first; then
+ * by pid. */
+static int cmp_process(const void *pa, const void *pb, void *ctx)
+{
+	const struct snapshot *s = ctx;
+	const struct snapshot_process *a = &s->processes[*(const uint32_t *)pa];
+	const struct snapshot_process *b = &s->processes[*(const uint32_t *)pb];
+
+	if (a->traced_current != b->traced_current)
+		return a->traced_current > b->traced_current ? -1 : 1;
+	if (a->traced_peak != b->traced_peak)
+		return a->traced_peak > b->traced_peak ? -1 : 1;
+	if (a->pid != b->pid)
+		return a->pid < b->pid ? -1 : 1;
+	return a->start_time < b->start_time ? -1 : a->start_time > b->start_time;
+}
+
+/* The indices of s's processes in that order (malloc'ed), NULL on ENOMEM;
+ * blocks (also malloc'ed) counts each one's live traces. */
+static uint32_t *processes_by_memory(const struct snapshot *s, uint64_t **blocks)
+{
+	uint32_t *order = malloc(s->nprocesses * sizeof(*order) + 1);
+
+	*blocks = calloc(s->nprocesses + 1, sizeof(**blocks));
+	if (!order || !*blocks) {
+		free(order);
+		free(*blocks);
+		*blocks = NULL;
+		return NULL;
+	}
+	for (uint32_t i = 0; i < s->nprocesses; i++)
+		order[i] = i;
+	for (uint64_t i = 0; i < s->ntraces; i++)
+		if (s->traces[i].process < s->nprocesses)
+			(*blocks)[s->traces[i].process]++;
+	qsort_r(order, s->nprocesses, sizeof(*order), cmp_process, (void *)s);
+	return order;
+}
+
+/* "pid 4242 (redis-server)", the comm escaped */
+static void text_process_name(FILE *out, const struct snapshot *s,
+			      const struct snapshot_process *p)
+{
+	const char *comm = snapshot_string(s, p->comm);
+
+	fprintf(out, "pid %d", p->pid);
+	if (comm) {
+		fputs(" (", out);
+		format_text(out, comm);
+		fputc(')', out);
+	}
+}
+
+static void text_process_flags(FILE *out, const struct snapshot_process *p)
+{
+	if (p->flags & SNAPSHOT_PROCESS_STARTED_AFTER)
+		fputs(", started after the tracer", out);
+	if (p->flags & SNAPSHOT_PROCESS_ATTACHED_LATE)
+		fputs(", attached late", out);
+	if (p->flags & SNAPSHOT_PROCESS_EXITED)
+		fputs(", exited", out);
+}
+
+static size_t processes_shown(const struct snapshot *s, const struct report_options *o)
+{
+	size_t top = o->top_processes > 0 ? (size_t)o->top_processes : REPORT_TOP_PROCESSES;
+
+	return o->every_process || top > s->nprocesses ? s->nprocesses : top;
+}
+
+/* "top 3 processes by traced memory:", a line each, and what was left out */
+static void text_top_processes(FILE *out, const struct snapshot *s, const uint32_t *order,
+			       const uint64_t *blocks, size_t shown, bool color)
+{
+	uint64_t rest_current = 0;
+	size_t i;
+
+	fprintf(out, "%stop %zu processes by traced memory:%s\n", color ? STYLE_HEADER : "",
+		shown, color ? STYLE_RESET : "");
+	for (i = 0; i < shown; i++) {
+		const struct snapshot_process *p = &s->processes[order[i]];
+
+		fputs("  ", out);
+		text_process_name(out, s, p);
+		fputs(": ", out);
+		text_memory(out, p->traced_current, p->traced_peak);
+		fprintf(out, ", %" PRIu64 " blocks, %" PRIu64 " allocations%s\n", blocks[order[i]],
+			p->alloc_events, p->flags & SNAPSHOT_PROCESS_EXITED ? ", exited" : "");
+	}
+	for (; i < s->nprocesses; i++)
+		rest_current += s->processes[order[i]].traced_current;
+	if (shown < s->nprocesses) {
+		char a[32];
+
+		fprintf(out,
+			"  %zu more processes not shown (current %s (%" PRIu64
+			" B) in all): --pid or --comm selects them\n",
+			(size_t)s->nprocesses - shown,
+			format_size(a, sizeof(a), (double)rest_current, false), rest_current);
+	}
+}
+
+/* The line that names a process's section. */
+static void text_process_heading(FILE *out, const struct snapshot *s,
+				 const struct snapshot_process *p, bool color)
+{
+	const char *command = snapshot_string(s, p->command);
+	const char *cgroup = snapshot_string(s, p->cgroup);
+	const char *runtime = snapshot_string(s, p->runtime);
+
+	fprintf(out, "\n%s", color ? STYLE_HEADER : "");
+	text_process_name(out, s, p);
+	if (p->ns_pid && p->ns_pid != p->pid)
+		fprintf(out, ", ns pid %d", p->ns_pid);
+	if (command) {
+		fputs(", command \"", out);
+		format_text(out, command);
+		fputc('"', out);
+	}
+	if (cgroup) {
+		fputs(", cgroup ", out);
+		format_text(out, cgroup);
+	}
+	if (runtime) {
+		fputs(", runtime ", out);
+		format_text(out, runtime);
+	}
+	text_process_flags(out, p);
+	fprintf(out, "%s\n", color ? STYLE_RESET : "");
+}
+
+/* The top processes, then each one's top statistics. */
+static int text_processes(FILE *out, const struct snapshot *s, const struct report_options *o)
+{
+	uint64_t *blocks;
+	uint32_t *order = processes_by_memory(s, &blocks);
+	size_t shown = processes_shown(s, o);
+	int err = 0;
+
+	if (!order)
+		return -ENOMEM;
+	text_top_processes(out, s, order, blocks, shown, o->color);
+	for (size_t i = 0; i < shown && !err; i++) {
+		struct stats_list l;
+
+		text_process_heading(out, s, &s->processes[order[i]], o->color);
+		err = stats_compute_process(s, order[i], o->source, o->key, o->cumulative, &l);
+		if (!err) {
+			text_stats(out, &l, o, false);
+			stats_list_free(&l);
+		}
+	}
+	free(order);
+	free(blocks);
+	return err;
+}
+
+/* Traced memory of a process as json_traced_memory gives a snapshot's. */
+static void json_process_memory(FILE *out, const struct snapshot *s,
+				const struct snapshot_process *p)
+{
+	const struct snapshot_domain_memory *py = &p->domain_memory[SNAPSHOT_CLASS_PYTHON];
+	bool python = s->domain_memory_known && (py->current || py->peak);
+
+	fprintf(out,
+		",\"traced_memory\":{\"current\":%" PRIu64 ",\"peak\":%" PRIu64 ",\"of\":\"%s\"",
+		python ? py->current : p->traced_current, python ? py->peak : p->traced_peak,
+		python ? "python" : "all");
+	for (int k = 0; k < SNAPSHOT_NCLASSES; k++) {
+		fprintf(out, ",\"%s\":", snapshot_class_name((enum snapshot_domain_class)k));
+		if (s->domain_memory_known)
+			json_memory(out, p->domain_memory[k].current, p->domain_memory[k].peak);
+		else
+			fputs("null", out);
+	}
+	fputs(",\"all\":", out);
+	json_memory(out, p->traced_current, p->traced_peak);
+	fputc('}', out);
+}
+
+/* ,"processes":[...]: each process's document, as a snapshot of one
+ * process's, in the order of the text report's table. */
+static int json_processes(FILE *out, const struct snapshot *s, const struct report_options *o)
+{
+	uint64_t *blocks;
+	uint32_t *order = processes_by_memory(s, &blocks);
+	int err = 0;
+
+	if (!order)
+		return -ENOMEM;
+	fputs(",\"processes\":[", out);
+	for (uint32_t i = 0; i < s->nprocesses && !err; i++) {
+		const struct snapshot_process *p = &s->processes[order[i]];
+		struct stats_list l;
+
+		fprintf(out, "%s{\"target\":{\"pid\":%d,\"ns_pid\":%d,\"command\":", i ? "," : "",
+			p->pid, p->ns_pid);
+		json_string_or_null(out, snapshot_string(s, p->command));
+		fputs(",\"comm\":", out);
+		json_string_or_null(out, snapshot_string(s, p->comm));
+		fputs(",\"cgroup\":", out);
+		json_string_or_null(out, snapshot_string(s, p->cgroup));
+		fputs(",\"runtime\":", out);
+		json_string_or_null(out, snapshot_string(s, p->runtime));
+		fprintf(out, ",\"start_time\":%" PRIu64 ",\"host\":", p->start_time);
+		format_json_string(out, snapshot_string(s, s->target.host));
+		fprintf(out,
+			"},\"started_after\":%s,\"attached_late\":%s,\"exited\":%s,\"nframe\":%u",
+			p->flags & SNAPSHOT_PROCESS_STARTED_AFTER ? "true" : "false",
+			p->flags & SNAPSHOT_PROCESS_ATTACHED_LATE ? "true" : "false",
+			p->flags & SNAPSHOT_PROCESS_EXITED ? "true" : "false", s->traceback_limit);
+		json_process_memory(out, s, p);
+		fprintf(out,
+			",\"events\":{\"allocations\":%" PRIu64 ",\"frees\":%" PRIu64
+			"},\"traces\":%" PRIu64,
+			p->alloc_events, p->free_events, blocks[order[i]]);
+		err = stats_compute_process(s, order[i], o->source, o->key, o->cumulative, &l);
+		if (!err) {
+			json_stats(out, s, &l, o, false);
+			stats_list_free(&l);
+		}
+		fputc('}', out);
+	}
+	fputc(']', out);
+	free(order);
+	free(blocks);
+	return err;
 }
 
 const char *report_missing(const struct snapshot *s, const struct report_options *o)
@@ -360,13 +637,21 @@ int report_snapshot(FILE *out, const struct snapshot *s, const struct report_opt
 	if (o->format == REPORT_JSON) {
 		json_header(out, s);
 		json_stats(out, s, &l, o, false);
+		if (s->nprocesses)
+			err = json_processes(out, s, o);
 		fputs("}\n", out);
 	} else {
 		text_header(out, s, o->color);
-		text_stats(out, &l, o, false);
+		/* of several processes: each one's, unless grouped by them */
+		if (s->nprocesses && o->key != STATS_KEY_PROCESS)
+			err = text_processes(out, s, o);
+		else
+			text_stats(out, &l, o, false);
 	}
 	stats_list_free(&l);
 	snapshot_free(old_enough);
+	if (err)
+		return err;
 	return ferror(out) ? -EIO : 0;
 }
 
@@ -403,20 +688,30 @@ int report_compare(FILE *out, const struct snapshot *old_snap, const struct snap
 int report_address(FILE *out, const struct snapshot *s, uint64_t addr)
 {
 	char dom[16], size[32];
+	bool found = false;
 	uint64_t i;
 
-	for (i = 0; i < s->ntraces; i++) {
+	/* in a snapshot of several processes an address may be live in each:
+	 * every block that holds it, with its process */
+	for (i = 0; i < s->ntraces && !(found && !s->nprocesses); i++) {
 		const struct snapshot_trace *t = &s->traces[i];
 		const struct snapshot_traceback *tb = &s->tracebacks[t->traceback];
+		const struct snapshot_process *p = snapshot_process_at(s, t->process);
 
 		if (addr < t->address || addr - t->address >= (t->size ? t->size : 1))
 			continue;
+		found = true;
 		fprintf(out,
 			"0x%" PRIx64 ": offset %" PRIu64 " in a block of %s (%" PRIu64
-			" B) at 0x%" PRIx64 ", domain %s, allocated at:\n",
+			" B) at 0x%" PRIx64 ", domain %s",
 			addr, addr - t->address,
 			format_size(size, sizeof(size), (double)t->size, false), t->size,
 			t->address, snapshot_domain_name(t->domain, dom));
+		if (p) {
+			fputs(", ", out);
+			text_process_name(out, s, p);
+		}
+		fputs(", allocated at:\n", out);
 		for (uint32_t k = 0; k < tb->nframe; k++) {
 			struct stats_frame f = stats_frame_of(s, snapshot_frame_at(s, tb, k));
 
@@ -429,8 +724,9 @@ int report_address(FILE *out, const struct snapshot *s, uint64_t addr)
 		}
 		if (!tb->nframe)
 			fputs("  <unknown>:0\n", out);
-		return 0;
 	}
+	if (found)
+		return 0;
 	fprintf(out, "0x%" PRIx64 ": no traced block holds this address\n", addr);
 	return 1;
 }

@@ -31,10 +31,20 @@ struct report_options {
 	/* --older-than: only blocks allocated at least this long before the
 	 * snapshot (0: every one) */
 	uint64_t older_than_ns;
+	/* a snapshot of several processes: how many the text report details
+	 * (<= 0: REPORT_TOP_PROCESSES); every one when every_process (--pid or
+	 * --comm chose them) */
+	int top_processes;
+	bool every_process;
 };
 
+#define REPORT_TOP_PROCESSES 10
+
 /* Header (target, nframe, traced memory current/peak, tracer memory, events,
- * every counter) then the top statistics. Returns 0 or a negative errno:
+ * every counter) then the top statistics. A snapshot of several processes:
+ * the header counts them, then come the top processes by traced memory,
+ * then each one's top statistics (with -k process, the statistics by
+ * process only); its JSON adds a "processes" array of each one's document. Returns 0 or a negative errno:
  * -ENODATA when the source needs sites or --older-than ages that the
  * snapshot has not (report_missing says which). */
 int report_snapshot(FILE *out, const struct snapshot *s, const struct report_options *o);
