@@ -62,6 +62,8 @@ static const struct known_counter known[] = {
      "objects loaded without a stop (their allocators probed late)"},
     {"sites table full (allocations left out of per-site figures)", "sites_table_full",
      COUNTER_LOSS, "allocations left out of the per-site figures (sites table full)"},
+    {"process notices lost (every process looked at again)", "process_notices_lost",
+     COUNTER_NOTE, "process notices lost (-a: every process looked at again)"},
     /* written by older tracers */
     {"stack table full or collision", "stack_table_full_or_collision", COUNTER_LOSS,
      "native stacks lost (stack table full or collision)"},
