@@ -993,6 +993,8 @@ static int process_rows(struct drain *d)
 		}
 		bpf_map_lookup_elem(pfd, &key, &st);
 		st.peak_generation = st.peak_generation ? st.peak_generation : d->generation;
+		if (!target_alive(p->pid)) /* kept at its exit (--keep-exited, -p) */
+			p->flags |= SNAPSHOT_PROCESS_EXITED;
 		row = add_process_row(d->snap, p, &st, d->generation);
 		if (row < 0)
 			return (int)row;

@@ -53,6 +53,7 @@ struct collector {
 		char comm[16];
 		char *command, *cgroup;
 		bool python_probed; /* multi.c's: its CPython's allocators probed */
+		bool set_up;	    /* multi.c's: traced (probed, CPython looked for) */
 	} * procs; /* --follow: the other traced processes; multi: every one */
 	size_t nprocs;
 	/* multi (-a, several -p): each process its own in the snapshot */

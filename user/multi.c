@@ -18,8 +18,26 @@
 #include "target.h"
 #include "util/util.h"
 
-#define CGROUP2_ROOT "/sys/fs/cgroup"
 #define CGROUP2_MAGIC 0x63677270 /* CGROUP2_SUPER_MAGIC */
+
+/* Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup, or in a hybrid
+ * setup (v1 controllers beside it) /sys/fs/cgroup/unified, as the mount
+ * table says. */
+static void cgroup2_root(char *buf, size_t len)
+{
+	char dev[256], dir[PATH_MAX], type[64];
+	FILE *f = fopen("/proc/self/mounts", "re");
+
+	snprintf(buf, len, "/sys/fs/cgroup");
+	if (!f)
+		return;
+	while (fscanf(f, "%255s %4095s %63s %*[^\n]", dev, dir, type) == 3)
+		if (!strcmp(type, "cgroup2") && !strchr(dir, '\\')) {
+			snprintf(buf, len, "%s", dir);
+			break;
+		}
+	fclose(f);
+}
 /* -a: the process tables (BPF's traced_pids and procs) */
 #define MULTI_MAX_PROCS 16384
 
@@ -32,16 +50,17 @@ pid_t multi_attach_pid(const struct multi *m, pid_t pid)
  * file system) and level (its depth below the root). */
 static int cgroup_id(const char *path, uint64_t *id, uint32_t *level, char *why, size_t len)
 {
-	char dir[PATH_MAX];
+	char root[PATH_MAX], dir[2 * PATH_MAX];
 	struct statfs fs;
 	struct stat st;
 	const char *p;
 
-	if (statfs(CGROUP2_ROOT, &fs) || fs.f_type != CGROUP2_MAGIC) {
-		snprintf(why, len, "%s is not a cgroup v2 file system", CGROUP2_ROOT);
+	cgroup2_root(root, sizeof(root));
+	if (statfs(root, &fs) || fs.f_type != CGROUP2_MAGIC) {
+		snprintf(why, len, "no cgroup v2 file system mounted (%s is not one)", root);
 		return -ENOTSUP;
 	}
-	snprintf(dir, sizeof(dir), "%s%s", CGROUP2_ROOT, path);
+	snprintf(dir, sizeof(dir), "%s%s", root, path);
 	if (lstat(dir, &st) || !S_ISDIR(st.st_mode)) {
 		snprintf(why, len, "no cgroup %s (%s)", path, strerror(errno ? errno : ENOTDIR));
 		return -ENOENT;
@@ -221,6 +240,7 @@ static int trace_process(struct multi *m, pid_t pid, uint32_t flags,
 	if (!p)
 		return -ENOMEM;
 	p->flags |= flags;
+	p->set_up = true;
 	if (parent_py && !python_frames_adopt(parent_py, pid))
 		collect_set_python(m->collect, pid, parent_py);
 	else
@@ -360,7 +380,7 @@ static void handle_notice(struct multi *m, pid_t pid, __u32 what)
 
 	if (!in_traced_pids(m, pid) || !target_alive(pid))
 		return; /* gone already, or no longer traced */
-	if (!p) {
+	if (!p || !p->set_up) { /* an entry a snapshot made: not set up yet */
 		struct collect_proc *parent = NULL;
 		struct python_frames *parent_py = NULL;
 
@@ -370,7 +390,9 @@ static void handle_notice(struct multi *m, pid_t pid, __u32 what)
 			if (parent && python_frames_describe(parent->py))
 				parent_py = parent->py;
 		}
-		trace_process(m, pid, SNAPSHOT_PROCESS_STARTED_AFTER | late, parent_py, 400);
+		if (!trace_process(m, pid, SNAPSHOT_PROCESS_STARTED_AFTER | late, parent_py, 400) &&
+		    m->o->verbose)
+			fprintf(stderr, "tracer: tracing pid %d too, started after the tracer\n", pid);
 		return;
 	}
 	if (what & TRACER_NOTICE_EXEC) {
@@ -399,7 +421,9 @@ static void rescan(struct multi *m)
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
 		key = next;
 		prev = &key;
-		if (!collect_find_process(m->collect, (pid_t)key) && target_alive((pid_t)key))
+		struct collect_proc *p = collect_find_process(m->collect, (pid_t)key);
+
+		if ((!p || !p->set_up) && target_alive((pid_t)key))
 			handle_notice(m, (pid_t)key, TRACER_NOTICE_NEW | TRACER_NOTICE_EXEC);
 	}
 }

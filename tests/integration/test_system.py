@@ -62,6 +62,14 @@ def tracing(args):
         raise
 
 
+def wait_traced(t, pid):
+    """Until the tracer says it traces pid, started after it (with a link
+    per process, its probes come then: what it did before is not seen)."""
+    said = "tracing pid %d too" % pid
+    if not any(said in l for l in t.stderr_lines):  # lines read already
+        assert t.err.until(lambda l: said in l, 30) is not None, t.stderr
+
+
 def report_now(t):
     t.signal(signal.SIGINT)
     t.__exit__(None, None, None)
@@ -77,8 +85,10 @@ def test_all_before_after_container_excluded():
             boxed = stack.enter_context(Workload(
                 ["unshare", "--pid", "--fork", "--mount-proc", workload("native"), "wait"]))
             inner = children(boxed.pid)[0]
+            wait_traced(t, after.pid)
+            wait_traced(t, inner)
             for w in (before, excluded, after, boxed):
-                w.run("go")
+                w.run("go\n")
             report = report_now(t)
         pids = {d["target"]["pid"]: d for d in report["processes"]}
         check_native(pids.get(before.pid))
@@ -89,8 +99,8 @@ def test_all_before_after_container_excluded():
         assert excluded.pid not in pids and not uprobed(excluded.pid)
         assert t.process.pid not in pids  # never itself
         # the sum of the processes is the header
-        assert report["traced_memory"]["current"] == sum(
-            d["traced_memory"]["current"] for d in report["processes"])
+        assert report["traced_memory"]["all"]["current"] == sum(
+            d["traced_memory"]["all"]["current"] for d in report["processes"])
 
 
 def test_all_new_allocators_jemalloc_preload_and_musl():
@@ -103,8 +113,10 @@ def test_all_new_allocators_jemalloc_preload_and_musl():
         with tracing(["-a", "--comm", "native", "--comm", "native-musl"]) as t:
             je = stack.enter_context(_env_workload([workload("native"), "wait"], env))
             mu = stack.enter_context(Workload([musl, "wait"]))
+            wait_traced(t, je.pid)
+            wait_traced(t, mu.pid)
             for w in (je, mu):
-                w.run("go")
+                w.run("go\n")
             report = report_now(t)
         check_native(of_process(report, je.pid))
         check_native(of_process(report, mu.pid))
@@ -131,8 +143,9 @@ def test_comm_filter_leaves_others_unprobed():
         other = stack.enter_context(Workload([workload("mapper"), "wait"]))
         with tracing(["-a", "--comm", "native"]) as t:
             mine = stack.enter_context(native())
-            mine.run("go")
-            other.run("go")
+            wait_traced(t, mine.pid)
+            mine.run("go\n")
+            other.run("go\n")
             report = report_now(t)
         assert [d["target"]["pid"] for d in report["processes"]] == [mine.pid]
         check_native(of_process(report, mine.pid))
@@ -140,9 +153,11 @@ def test_comm_filter_leaves_others_unprobed():
 
 
 def test_cgroup_filter():
-    root = "/sys/fs/cgroup"
-    if not os.path.exists(os.path.join(root, "cgroup.procs")):
-        pytest.skip("no cgroup v2 at /sys/fs/cgroup")
+    with open("/proc/self/mounts") as f:
+        roots = [l.split()[1] for l in f if l.split()[2] == "cgroup2"]
+    if not roots:
+        pytest.skip("no cgroup v2 file system mounted")
+    root = roots[0]  # /sys/fs/cgroup, or /sys/fs/cgroup/unified beside v1
     name = "tracer-test-%d" % os.getpid()
     path = os.path.join(root, name)
     os.mkdir(path)
@@ -153,8 +168,8 @@ def test_cgroup_filter():
             with open(os.path.join(path, "cgroup.procs"), "w") as f:
                 f.write(str(inside.pid))
             with tracing(["-a", "--cgroup", "/" + name]) as t:
-                inside.run("go")
-                outside.run("go")
+                inside.run("go\n")
+                outside.run("go\n")
                 report = report_now(t)
             assert [d["target"]["pid"] for d in report["processes"]] == [inside.pid]
             doc = of_process(report, inside.pid)
@@ -180,8 +195,8 @@ def test_several_pids_each_exact():
     with native() as a, native() as b:
         t = Tracer(["-p", str(a.pid), "-p", str(b.pid), "-v"], ready="tracing")
         with t:
-            a.run("go")
-            b.run("go")
+            a.run("go\n")
+            b.run("go\n")
             t.signal()
         check_native(of_process(t.report, a.pid))
         check_native(of_process(t.report, b.pid))
