@@ -879,7 +879,8 @@ int session_run(const struct session_options *o)
 		fprintf(stderr, "tracer: must run as root (BPF and uprobes need it)\n");
 		return 2;
 	}
-	s.multi = o->all || o->npids > 1;
+	/* several processes, each its own: -a, several -p, -p with --follow */
+	s.multi = o->all || o->npids > 1 || (o->follow && !o->argv);
 	if (o->pid && !s.multi) {
 		char why[256];
 

@@ -29,13 +29,17 @@ EXPECTED = {
 }
 
 
-def check_native(doc):
+def check_native(doc, from_start=False):
+    """native's phases exact in doc; its "before" blocks came before the
+    tracer (or before it was probed), unless it was traced from_start."""
     assert doc is not None
     lines = by_line(doc, SRC)
     for name, (size, count) in EXPECTED.items():
         assert lines.get(site(SRC, name)) == (size * count, count), name
-    # its "before" blocks came before the tracer, or before its phases
-    assert site(SRC, "before") not in lines
+    if from_start:
+        assert lines.get(site(SRC, "before")) == (100 * 8192, 100)
+    else:
+        assert site(SRC, "before") not in lines
 
 
 def native():
@@ -224,3 +228,20 @@ def test_follow_python_pool_per_process():
     assert 240 <= total <= 256, total  # as the merged list says
     assert by_line(report, pool, exact=True)[line][1] == total
     assert line not in by_line(parent[0], pool, exact=True)
+
+
+def test_attach_follow_traces_children_each_on_its_own():
+    """-p SHELL --follow: what the shell forks and execs (native) is traced
+    as its own process, named as the program it exec'd."""
+    script = "echo ready; read x; %s wait; read y" % workload("native")
+    with Workload(["sh", "-c", script]) as sh:
+        with tracing(["--follow", "-p", str(sh.pid)]) as t:
+            sh.say("go\n")
+            sh.expect("ready")  # native's, once it has exec'd
+            sh.run("go\n")
+            report = report_now(t)
+    docs = [d for d in report["processes"] if d["target"]["comm"] == "native"]
+    assert len(docs) == 1, [d["target"] for d in report["processes"]]
+    check_native(docs[0], from_start=True)  # followed from its fork
+    assert docs[0]["started_after"] and not docs[0]["exited"]
+    assert of_process(report, sh.pid) is not None
