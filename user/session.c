@@ -227,6 +227,8 @@ static int report(struct session *s)
 	struct snapshot *snap;
 	int err = 0;
 
+	if (s->multi) /* the processes noticed since the last turn, named */
+		multi_poll(&s->many, now_s());
 	snap = collect_snapshot(&s->collect);
 	if (!snap) {
 		fprintf(stderr, "tracer: cannot take a snapshot: out of memory\n");
@@ -731,8 +733,11 @@ static void python_unhook(struct session *s)
 static void feed_consumer(struct session *s)
 {
 	double t = now_s();
-	struct snapshot *snap = collect_snapshot(&s->collect);
+	struct snapshot *snap;
 
+	if (s->multi)
+		multi_poll(&s->many, t);
+	snap = collect_snapshot(&s->collect);
 	s->o->consumer->give(s->o->consumer->arg, snap, now_s() - t);
 }
 
