@@ -62,6 +62,9 @@ static const struct known_counter known[] = {
      "objects loaded without a stop (their allocators probed late)"},
     {"sites table full (allocations left out of per-site figures)", "sites_table_full",
      COUNTER_LOSS, "allocations left out of the per-site figures (sites table full)"},
+    {"threads let go with a stop of the tracer pending", "threads_left_with_a_stop",
+     COUNTER_LOSS,
+     "threads let go with a stop of the tracer pending (their process may stop: kill -CONT)"},
     /* written by older tracers */
     {"stack table full or collision", "stack_table_full_or_collision", COUNTER_LOSS,
      "native stacks lost (stack table full or collision)"},
