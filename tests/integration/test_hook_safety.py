@@ -1,17 +1,28 @@
 """--hook-pymalloc facing what another left: a process left hooked by a
 tracer killed with SIGKILL, and a process whose tables hold tracemalloc's
-hooks (-X tracemalloc), on Debian's python3.11 (stripped, LTO) and pyenv's
-3.12."""
+hooks (-X tracemalloc), on Debian's python3.11 (stripped, LTO), pyenv's
+3.12 and forky's python3.14 (stripped, LTO, in a chroot)."""
 import signal
 import time
 
 import pytest
 
 from helpers import Tracer, Workload, run_tracer, site
-from test_python import (WORKLOAD, allocator_tables, assert_parity, attached, command,
-                         debian_python, python_or_debian, read_slots, reference, workload_lines)
+from test_python import (PY314, WORKLOAD, allocator_tables, assert_parity, attached, command,
+                         debian_python, forky, python_or_debian, read_slots, reference,
+                         workload_lines)
 
-INTERPRETERS = ["debian", "3.12"]
+# forky (imported) is the fixture interpreter() asks for 3.14
+INTERPRETERS = ["debian", "3.12", "3.14"]
+STRIPPED = ("debian", "3.14")  # LTO builds that hide pymalloc
+
+
+def interpreter(minor, request):
+    """The interpreter (a command) and py_sites.py as it sees it: 3.14 is
+    forky's, in its chroot (skipped without it)."""
+    if minor == "3.14":
+        return PY314, request.getfixturevalue("forky") + "/py_sites.py"
+    return python_or_debian(minor), WORKLOAD
 
 
 def hook_and_kill(pid):
@@ -49,9 +60,9 @@ def assert_near(ref, ours):
 
 
 @pytest.mark.parametrize("minor", INTERPRETERS)
-def test_a_process_left_hooked_is_said_traced_and_restored(minor):
-    python = python_or_debian(minor)
-    with Workload(command(python) + [WORKLOAD, "attach"]) as w:
+def test_a_process_left_hooked_is_said_traced_and_restored(minor, request):
+    python, source = interpreter(minor, request)
+    with Workload(command(python) + [source, "attach"]) as w:
         with Tracer(["-d", "0.5"], attach=w.pid) as t:
             pass
         tables = allocator_tables(t.stderr_lines)
@@ -72,7 +83,7 @@ def test_a_process_left_hooked_is_said_traced_and_restored(minor):
         assert len(said) == 1 and "every block is traced" in said[0], err
         assert not any("hides pymalloc" in l or "512 bytes" in l for l in err), err
         assert read_slots(w.pid, tables) == [raw, raw, raw]
-        assert_parity(reference(python), workload_lines(t.report))
+        assert_parity(reference(python, source), workload_lines(t.report, source))
         assert_balanced(t.report)
 
         # a second --hook-pymalloc takes the hook over and, at its end, puts
@@ -89,14 +100,14 @@ def test_a_process_left_hooked_is_said_traced_and_restored(minor):
         with Tracer(["-d", "0.5"], attach=w.pid) as t:
             pass
         assert not any("left hooked" in l for l in t.stderr_lines), t.stderr
-        assert any("hides pymalloc" in l for l in t.stderr_lines) == (minor == "debian")
+        assert any("hides pymalloc" in l for l in t.stderr_lines) == (minor in STRIPPED)
         w.say("\n")
 
 
 @pytest.mark.parametrize("minor", INTERPRETERS)
-def test_a_process_running_tracemalloc(minor):
-    python = python_or_debian(minor)
-    with Workload(command(python) + ["-X", "tracemalloc", WORKLOAD, "attach"]) as w:
+def test_a_process_running_tracemalloc(minor, request):
+    python, source = interpreter(minor, request)
+    with Workload(command(python) + ["-X", "tracemalloc", source, "attach"]) as w:
         # --hook-pymalloc refuses with one line and writes nothing
         p = run_tracer(["--hook-pymalloc", "-p", str(w.pid), "-v", "-d", "1"], check=False)
         assert p.returncode == 2, p.stderr
@@ -115,7 +126,7 @@ def test_a_process_running_tracemalloc(minor):
         assert sum("runs tracemalloc" in l for l in err) == 1, err
         assert not any("hides pymalloc" in l for l in err), err
         assert read_slots(w.pid, tables) == before
-        assert_near(reference(python), workload_lines(t.report))
+        assert_near(reference(python, source), workload_lines(t.report, source))
         # every free of a traced block is seen (tracemalloc's free hook
         # serves the three tables): what is live is what was allocated and
         # not freed, exactly

@@ -277,6 +277,11 @@ static int find_defaults(const struct python_alloc *a, pid_t pid,
 		}
 	}
 	free(buf);
+	/* what will be written back must be code the process maps */
+	for (int i = 0; found == 1 && i < 2; i++)
+		for (int j = 0; j < 2; j++)
+			if (!in_code(&maps, orig[hooked_domains[i]][hooked_slots[j]]))
+				found = 0;
 	target_maps_free(&maps);
 	return found == 1 ? 0 : -ENOENT;
 }
