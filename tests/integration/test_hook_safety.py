@@ -48,9 +48,11 @@ def assert_balanced(report):
 
 def assert_near(ref, ours):
     """tracemalloc's figures for every site within 5 %, or 2 blocks and 64
-    bytes: Debian's stripped build under tracemalloc's hooks shows two
-    blocks (56 bytes) more than tracemalloc at the nested site, whose one
-    block is its list."""
+    bytes: on Debian's 3.11 the nested site, whose one block is its list,
+    also shows two libc blocks of tracemalloc's own (32 and 24 bytes, under
+    _Py_hashtable_set beneath PyList_New: a new traceback and its table
+    entry, which tracemalloc allocates outside any allocator call when a
+    list comes from the free list), which tracemalloc does not count."""
     for name in ("big", "small", "nested", "gen", "thread"):
         line = site("py_sites.py", name)
         rsize, rcount = ref[line]
