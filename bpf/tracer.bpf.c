@@ -282,9 +282,10 @@ struct {
 } site_zero SEC(".maps");
 
 /* BPF only: the block this CPU last saw freed. Python's free of a block
- * from the raw domain runs the raw free and libc's free beneath it, whose
- * probes then see a block already forgotten; that is not an untraced
- * block. */
+ * from the raw domain runs the raw free and libc's free beneath it (and
+ * tracemalloc's free hook the real free beneath it), whose probes then see
+ * a block already forgotten, or one untraced already counted: that is not
+ * another untraced block. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -809,6 +810,8 @@ static __always_inline bool forget_domain(__u64 key, struct tracer_proc_stats *s
 	if (!info) {
 		if (!last || *last != key)
 			count(TRACER_CNT_UNKNOWN_FREES, 1);
+		if (last)
+			*last = key; /* the nested frees beneath it: the same untraced block */
 		return false;
 	}
 	if (last)

@@ -1120,7 +1120,8 @@ static int set_counters(struct collector *c, struct snapshot *snap,
 	if (snapshot_set_counter(snap, "python frames unresolved", lost->py_unresolved) ||
 	    snapshot_set_counter(snap, "stack truncated (address outside code)", lost->truncated) ||
 	    snapshot_set_counter(snap, "blocks of exec'd or exited images (not reported)",
-				 c->replaced_blocks + c->swept_blocks))
+				 c->replaced_blocks + c->swept_blocks) ||
+	    snapshot_set_counter(snap, COLLECT_STOPS_KEPT, c->stops_kept))
 		return -ENOMEM;
 	if (!c->have_stacks)
 		return 0;

@@ -19,6 +19,9 @@
 #include "tracer.skel.h"
 #include "unwind/maps.h"
 
+/* The counter of collector.stops_kept. */
+#define COLLECT_STOPS_KEPT "threads let go with a stop of the tracer pending"
+
 struct collector {
 	struct tracer_bpf *skel;
 	struct resolve_options resolve;
@@ -39,6 +42,9 @@ struct collector {
 	uint64_t stacks_seen;	 /* native_stacks_added at the last drain */
 	uint64_t stacks_missing; /* in the last snapshot */
 	uint64_t replaced_blocks; /* in the last snapshot: left by images exec'd over */
+	/* launched threads let go with a stop of the tracer still pending
+	 * (session.c's release_stops): their process may stop for real */
+	uint64_t stops_kept;
 	size_t sweep_at;	 /* stacks in the store that call for a sweep */
 	struct unwind_maps *unwind; /* the session's, for what it could not table; may be NULL */
 	struct collect_proc {

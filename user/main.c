@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "debuginfo.h"
@@ -365,7 +366,11 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 	if (tracing && env && *env && parse_nframe(env, &o->nframe))
 		return 2;
 	/* tracing stops at the command; stats and compare take options anywhere */
-	const char *optstring = tracing ? "+p:an:d:i:o:t:k:l:vh" : "p:an:d:i:o:t:k:l:vh";
+	/* ':' first: a missing value is told from an unknown option, each
+	 * said in one line here rather than getopt's and the whole usage */
+	const char *optstring = tracing ? "+:p:an:d:i:o:t:k:l:vh" : ":p:an:d:i:o:t:k:l:vh";
+
+	opterr = 0;
 
 	while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) != -1) {
 		if (!tracing && tracing_only(c))
@@ -561,12 +566,17 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 		case OPT_HOOK_PYMALLOC:
 			o->hook_pymalloc = true;
 			break;
-		case OPT_DEBUG_DIR:
+		case OPT_DEBUG_DIR: {
+			struct stat st;
+
+			if (stat(optarg, &st) || !S_ISDIR(st.st_mode))
+				return bad("--debug-dir '%s' is not a directory", optarg);
 			if (debuginfo_add_dir(optarg))
 				return bad("invalid --debug-dir '%s' (an absolute path, at most 16 "
 					   "of them)",
 					   optarg);
 			break;
+		}
 		case OPT_INCLUDE:
 		case OPT_EXCLUDE: {
 			struct filename_filter *n =
@@ -627,11 +637,23 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			print_usage(stdout);
 			exit(0);
 		case OPT_VERSION:
+			if (optind < argc)
+				return bad("%s", "--version takes nothing after it");
 			printf("tracer %s\n", TRACER_VERSION_STRING);
 			exit(0);
-		default:
-			print_usage(stderr);
-			return 2;
+		case ':':
+			return bad("%s needs a value (see tracer --help)", argv[optind - 1]);
+		default: /* '?': unknown, or a value given to an option that takes none */
+			if (!strncmp(argv[optind - 1], "--", 2)) {
+				snprintf(name, sizeof(name), "%.*s",
+					 (int)strcspn(argv[optind - 1], "="), argv[optind - 1]);
+				return bad(strchr(argv[optind - 1], '=') && optopt
+					       ? "%s takes no value (see tracer --help)"
+					       : "unknown option '%s' (see tracer --help)",
+					   name);
+			}
+			snprintf(name, sizeof(name), "-%c", optopt);
+			return bad("unknown option '%s' (see tracer --help)", name);
 		}
 	}
 	if ((o->report.format == REPORT_PPROF || o->report.format == REPORT_COLLAPSED) &&

@@ -101,6 +101,7 @@ struct session {
 	int python_alloc_err; /* python_allocators' at a stop, for the loop to end on */
 	uint64_t stops[2];    /* launched threads stopped for us: for CPython, for loads */
 	bool releasing;	      /* release_stops: the command is let go */
+	bool release_at_report; /* the last report: the command is let go as it is made */
 	struct resolve_options resolve; /* how tracebacks are made (and walked) */
 	struct unwind_maps *unwind; /* nframe > 1: the native walker's tables */
 	uint64_t unwind_seen;	    /* unwind_wanted when the tables were last installed */
@@ -221,6 +222,8 @@ static int write_page(struct session *s, const struct snapshot *snap)
 	return 0;
 }
 
+static void release_stops(struct session *s);
+
 static int report(struct session *s)
 {
 	bool html = s->o->report.format == REPORT_HTML;
@@ -233,6 +236,14 @@ static int report(struct session *s)
 	if (!snap) {
 		fprintf(stderr, "tracer: cannot take a snapshot: out of memory\n");
 		return -ENOMEM;
+	}
+	/* once its stacks are resolved: the stops it did not take are counted */
+	if (s->release_at_report) {
+		release_stops(s);
+		if (snapshot_set_counter(snap, COLLECT_STOPS_KEPT, s->collect.stops_kept)) {
+			snapshot_free(snap);
+			return -ENOMEM;
+		}
 	}
 	if (s->o->output && !html) /* with html, -o names the page */
 		save_snapshot(s, snap);
@@ -687,13 +698,17 @@ static void watch_code_objects(struct session *s, const struct python_target *t)
 /* Before the tracer lets a launched command go: no thread of it may keep a
  * SIGSTOP of ours (sent, or in its signal-delivery stop), which would stop
  * its process for real once the tracer is gone. No new one is sent, and
- * those sent are taken (within 2 s: a thread that is gone has none). */
+ * those sent are taken (within 2 s: a thread that is gone has none); a
+ * thread that still has one then is named and counted (a loss of the
+ * report: collector.stops_kept). Once only. */
 static void release_stops(struct session *s)
 {
 	int fd = bpf_map__fd(s->skel->maps.loader_stops), status;
 	double until = now_s() + 2;
 	__u32 key, next;
 
+	if (s->releasing)
+		return;
 	s->skel->bss->stops_off = true;
 	s->releasing = true;
 	while (!bpf_map_get_next_key(fd, NULL, &next) && now_s() < until) {
@@ -704,6 +719,17 @@ static void release_stops(struct session *s)
 		} while (!bpf_map_get_next_key(fd, &key, &next));
 		reap_traced(s, &status);
 		ppoll(NULL, 0, &(struct timespec){.tv_nsec = 5 * 1000 * 1000}, &loop_mask);
+	}
+	for (int err = bpf_map_get_next_key(fd, NULL, &next); !err;
+	     err = bpf_map_get_next_key(fd, &key, &next)) {
+		key = next;
+		if (!target_alive((pid_t)key))
+			continue;
+		s->collect.stops_kept++;
+		fprintf(stderr,
+			"tracer: warning: thread %u of process %d had not taken the tracer's stop "
+			"after 2 s: its process may stop once the tracer is gone (kill -CONT %d)\n",
+			key, target_tgid_of((pid_t)key), target_tgid_of((pid_t)key));
 	}
 }
 
@@ -1014,6 +1040,7 @@ int session_run(const struct session_options *o)
 			s.probes.functions, s.probes.files);
 
 	err = wait_loop(&s, launched ? &launch : NULL, &exit_status);
+	s.release_at_report = launched && released;
 	if (!err && !o->consumer)
 		err = report(&s);
 	if (o->verbose && s.collect.swept_blocks)

@@ -226,3 +226,42 @@ def test_file_name_with_a_newline_and_a_space(tmp_path):
             t.signal()
     lines = by_line(t.report, "native.c")
     assert {k: lines.get(k) for k in expected} == expected
+
+
+# Every subcommand's bad arguments: one line, status 2, nothing done. An
+# unknown option or a missing value printed getopt's line and the whole
+# usage (87 lines); --follow=3, a --debug-dir that is no directory (which
+# then traced) and --version with more after it were taken with status 0.
+BAD_ARGUMENTS = [
+    (["--bogus", "-p", "1"], "unknown option '--bogus'"),
+    (["-x", "-p", "1"], "unknown option '-x'"),
+    (["-p"], "-p needs a value"),
+    (["--max-allocs"], "--max-allocs needs a value"),
+    (["--follow=3", "--", "true"], "--follow takes no value"),
+    (["--debug-dir", "/nonexistent", "-p", "1"], "'/nonexistent' is not a directory"),
+    (["--debug-dir", "/etc/passwd", "-p", "1"], "'/etc/passwd' is not a directory"),
+    (["--version", "extra"], "--version takes nothing after it"),
+    (["stats", "--bogus", "x.snap"], "unknown option '--bogus'"),
+    (["stats", "x.snap", "-t"], "-t needs a value"),
+    (["stats", "--cumulative=1", "x.snap"], "--cumulative takes no value"),
+    (["stats", "/nonexistent.snap"], "No such file or directory"),
+    (["stats", "/dev/null"], "not a regular file"),
+    (["stats", "/etc/passwd"], "not a tracer snapshot"),
+    (["compare", "--bogus", "a", "b"], "unknown option '--bogus'"),
+    (["compare", "/etc/passwd"], "usage: tracer compare"),
+    (["compare", "/nonexistent.snap", "/etc/passwd"], "No such file or directory"),
+    (["serve", "--bogus", "-p", "1"], "unknown option '--bogus'"),
+    (["serve", "--listen"], "--listen needs a value"),
+    (["serve", "--listen", "nonsense", "-p", "1"], "invalid --listen 'nonsense'"),
+    (["serve", "--token-file", "/nonexistent", "-p", "1"], "cannot read the token file"),
+    (["top", "--bogus", "-p", "1"], "unknown option '--bogus'"),
+    (["top", "--", "true"], "tracer top attaches to a running process"),
+    (["top", "-p", "4194304"], "no such process"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_ARGUMENTS,
+                         ids=["_".join(a)[:40] for a, _ in BAD_ARGUMENTS])
+def test_bad_arguments_get_one_line_and_status_2(args, message):
+    p = refused(args, message)
+    assert p.stderr.startswith("tracer: ") and p.stdout == "", p

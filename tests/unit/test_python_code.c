@@ -67,6 +67,28 @@ static void test_before_first_instruction(void **state)
 			 cases[3].firstlineno);
 }
 
+/* Hostile tables (found by fuzz_pycode): an instruction index a 3.10
+ * table would double past int64, and deltas that would carry a line past
+ * int32 saturate there instead of overflowing. */
+static void test_hostile_tables(void **state)
+{
+	/* two code-13 entries (one unit each) of a line delta +2^29 */
+	const uint8_t loc[] = {0xe8, 0x40, 0x40, 0x40, 0x40, 0x40, 0x01,
+			       0xe8, 0x40, 0x40, 0x40, 0x40, 0x40, 0x01};
+	uint8_t up[64];
+
+	assert_int_equal(python_code_line(10, (const uint8_t *)"\x04\x01", 2, 1, INT64_MAX / 2 + 1),
+			 -1);
+	for (size_t i = 0; i < sizeof(up); i += 2) {
+		up[i] = 0;
+		up[i + 1] = 0x7f;
+	}
+	assert_int_equal(python_code_line(9, up, sizeof(up), INT32_MAX - 10, 0), INT32_MAX);
+	assert_int_equal(python_code_line(10, up, sizeof(up), INT32_MAX - 10, 100), -1);
+	assert_int_equal(python_code_line(11, loc, sizeof(loc), 1 << 30, 0), (1 << 30) + (1 << 29));
+	assert_int_equal(python_code_line(11, loc, sizeof(loc), 1 << 30, 1), INT32_MAX);
+}
+
 /* A compact ASCII str as 3.12 lays it out: header of 40 bytes, then the
  * characters. */
 static void make_str(uint64_t obj[8], const char *s)
@@ -150,6 +172,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_line_tables),
 		cmocka_unit_test(test_before_first_instruction),
+		cmocka_unit_test(test_hostile_tables),
 		cmocka_unit_test(test_cache_forgets_reused_code_objects),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,6 +2,7 @@
 #include <capstone/capstone.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "elfsym.h"
@@ -138,7 +139,8 @@ static const int hooked_domains[] = {PYTHON_ALLOC_MEM, PYTHON_ALLOC_OBJ};
 static const int hooked_slots[] = {PYTHON_ALLOC_MALLOC, PYTHON_ALLOC_CALLOC};
 
 /* Sets every hooked slot from one value to another, checking each first;
- * on a mismatch puts back what it already changed. */
+ * on a mismatch puts back what it already changed. A slot that holds the
+ * hook's value already (a process left hooked) is taken as it is. */
 static int swap_slots(struct python_alloc *a, bool hook)
 {
 	uint64_t done[4][2];
@@ -152,6 +154,8 @@ static int swap_slots(struct python_alloc *a, bool hook)
 			uint64_t to = hook ? a->fn[PYTHON_ALLOC_RAW][s] : a->fn[d][s];
 
 			err = target_mem_read(a->mem, slot, &cur, sizeof(cur));
+			if (!err && hook && cur == to)
+				continue;
 			if (!err && cur != from)
 				err = -EBUSY;
 			if (!err)
@@ -165,6 +169,141 @@ static int swap_slots(struct python_alloc *a, bool hook)
 		while (ndone-- > 0)
 			target_mem_write_u64(a->mem, done[ndone][0], done[ndone][1]);
 	return err;
+}
+
+/* What the tables hold, told by their shape (CPython's own tables have a
+ * NULL ctx; mem and obj share pymalloc's functions, raw has libc's):
+ * - tracemalloc's hooks (tracemalloc.start(), -X tracemalloc): the three
+ *   tables' ctx point at its saved copies of them, one struct {mem, raw,
+ *   obj} of PyMemAllocatorEx (40 bytes each), and one free serves all;
+ * - another hook (PYTHONMALLOC=debug, an extension's): a ctx not NULL;
+ * - left hooked by an earlier --hook-pymalloc that did not end cleanly
+ *   (SIGKILL): a mem or obj malloc or calloc is the raw one while that
+ *   table's free is not the raw free (PYTHONMALLOC=malloc gives all four). */
+static enum python_alloc_state tables_state(const struct python_alloc *a)
+{
+	const uint64_t *raw = a->fn[PYTHON_ALLOC_RAW], *mem = a->fn[PYTHON_ALLOC_MEM];
+	const uint64_t *obj = a->fn[PYTHON_ALLOC_OBJ];
+
+	if (mem[PYTHON_ALLOC_CTX] && raw[PYTHON_ALLOC_CTX] == mem[PYTHON_ALLOC_CTX] + 40 &&
+	    obj[PYTHON_ALLOC_CTX] == mem[PYTHON_ALLOC_CTX] + 80 &&
+	    raw[PYTHON_ALLOC_FREE] == mem[PYTHON_ALLOC_FREE] &&
+	    obj[PYTHON_ALLOC_FREE] == mem[PYTHON_ALLOC_FREE] &&
+	    obj[PYTHON_ALLOC_MALLOC] == mem[PYTHON_ALLOC_MALLOC] &&
+	    raw[PYTHON_ALLOC_MALLOC] != mem[PYTHON_ALLOC_MALLOC])
+		return PYTHON_ALLOC_TRACEMALLOC;
+	if (raw[PYTHON_ALLOC_CTX] || mem[PYTHON_ALLOC_CTX] || obj[PYTHON_ALLOC_CTX])
+		return PYTHON_ALLOC_OTHER_HOOK;
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 2; j++) {
+			const uint64_t *t = a->fn[hooked_domains[i]];
+
+			if (t[hooked_slots[j]] == raw[hooked_slots[j]] &&
+			    t[PYTHON_ALLOC_FREE] != raw[PYTHON_ALLOC_FREE])
+				return PYTHON_ALLOC_LEFT_HOOKED;
+		}
+	return PYTHON_ALLOC_DEFAULT;
+}
+
+/* Longest stretch of the interpreter's data searched for its debug hooks'
+ * table. */
+#define DEFAULTS_SEARCH_MAX (64u << 20)
+
+/* Whether words w (18 of them) are CPython's debug hooks' table
+ * (_PyMem_Debug, 3.12+ _PyRuntime.allocators.debug: {char api_id;
+ * PyMemAllocatorEx alloc;} for raw 'r', mem 'm', obj 'o'), which holds the
+ * interpreter's default functions and is never changed outside
+ * PYTHONMALLOC=debug: its raw entry must be the raw table, its mem and obj
+ * entries' realloc and free those the hook leaves in the tables. */
+static bool is_debug_table(const struct python_alloc *a, const uint64_t *w)
+{
+	static const char ids[PYTHON_ALLOC_NDOMAINS] = {'r', 'm', 'o'};
+
+	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++) {
+		const uint64_t *e = w + 6 * d;
+
+		if ((e[0] & 0xff) != (uint64_t)ids[d] || e[1 + PYTHON_ALLOC_CTX])
+			return false;
+		for (int s = PYTHON_ALLOC_MALLOC; s <= PYTHON_ALLOC_FREE; s++)
+			if ((d == PYTHON_ALLOC_RAW || s >= PYTHON_ALLOC_REALLOC) &&
+			    e[1 + s] != a->fn[d][s])
+				return false;
+	}
+	return true;
+}
+
+/* A process left hooked: CPython's own mem and obj malloc and calloc, read
+ * from its debug hooks' table in the interpreter's data mappings. 0 (into
+ * orig), or -ENOENT when no such table is found, or two that disagree. */
+static int find_defaults(const struct python_alloc *a, pid_t pid,
+			 uint64_t orig[PYTHON_ALLOC_NDOMAINS][5])
+{
+	enum { WORDS = 8192, ENTRY = 18 };
+	const struct target_mapping *home;
+	struct target_maps maps;
+	uint64_t *buf, searched = 0;
+	int found = 0, err;
+
+	err = target_read_maps(pid, &maps);
+	if (err)
+		return err;
+	home = target_maps_find(&maps, a->table[PYTHON_ALLOC_MEM]);
+	buf = malloc(WORDS * sizeof(*buf));
+	for (size_t i = 0; home && buf && i < maps.n && found < 2; i++) {
+		const struct target_mapping *m = &maps.m[i];
+
+		if (m->exec || m->dev != home->dev || m->ino != home->ino || !m->path)
+			continue;
+		/* chunks overlapping by an entry less one word */
+		for (uint64_t at = m->start; found < 2 && searched < DEFAULTS_SEARCH_MAX;) {
+			size_t n = (m->end - at) / 8 < WORDS ? (m->end - at) / 8 : WORDS;
+
+			if (n < ENTRY || target_mem_read(a->mem, at, buf, n * 8))
+				break;
+			for (size_t k = 0; k + ENTRY <= n; k++)
+				if ((buf[k] & 0xff) == 'r' && is_debug_table(a, buf + k)) {
+					uint64_t got[PYTHON_ALLOC_NDOMAINS][5];
+
+					for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++)
+						memcpy(got[d], buf + k + 6 * d + 1, sizeof(got[d]));
+					if (!found)
+						memcpy(orig, got, sizeof(got));
+					/* copies that agree are one answer (3.12+ keep
+					 * _PyRuntime's initial state in .data.rel.ro) */
+					found = !found || !memcmp(orig, got, sizeof(got)) ? 1 : 2;
+				}
+			at += (n - ENTRY + 1) * 8;
+			searched += (n - ENTRY + 1) * 8;
+		}
+	}
+	free(buf);
+	/* what will be written back must be code the process maps */
+	for (int i = 0; found == 1 && i < 2; i++)
+		for (int j = 0; j < 2; j++)
+			if (!in_code(&maps, orig[hooked_domains[i]][hooked_slots[j]]))
+				found = 0;
+	target_maps_free(&maps);
+	return found == 1 ? 0 : -ENOENT;
+}
+
+/* A process left hooked: the default functions put in place of what the
+ * tables were found to hold, as if the hook had been made now. */
+static int adopt_left_hook(struct python_alloc *a)
+{
+	uint64_t orig[PYTHON_ALLOC_NDOMAINS][5];
+	int err = find_defaults(a, a->pid, orig);
+
+	if (err)
+		return err;
+	for (int i = 0; i < 2; i++)
+		for (int j = 0; j < 2; j++) {
+			int d = hooked_domains[i], s = hooked_slots[j];
+
+			if (!orig[d][s] || orig[d][s] == a->fn[PYTHON_ALLOC_RAW][s])
+				return -ENOENT;
+			a->fn[d][s] = orig[d][s];
+		}
+	return 0;
 }
 
 /* --hook-pymalloc: mem and obj malloc/calloc := raw malloc/calloc, after
@@ -197,16 +336,21 @@ static int unhook_tables(struct python_alloc *a)
 }
 
 /* The functions the tables hold, each probed once: the raw domain's free
- * is libc's, probed as such. */
+ * is libc's, probed as such, but for a hook's (tracemalloc's free serves
+ * all three tables: left out, no free of pymalloc's would be seen). */
 static void probe_allocators(const struct python_alloc *a, struct tracer_bpf *skel,
 			     struct probes *p, pid_t attach_pid, bool verbose)
 {
+	bool libc_free = a->state == PYTHON_ALLOC_DEFAULT || a->state == PYTHON_ALLOC_LEFT_HOOKED;
+
 	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++) {
 		for (int k = PYTHON_ALLOC_MALLOC; k <= PYTHON_ALLOC_FREE; k++) {
 			int err;
 
-			if (k == PYTHON_ALLOC_FREE &&
-			    (d == PYTHON_ALLOC_RAW || a->fn[d][k] == a->fn[PYTHON_ALLOC_RAW][k]))
+			if (k == PYTHON_ALLOC_FREE && d != PYTHON_ALLOC_RAW &&
+			    a->fn[d][k] == a->fn[PYTHON_ALLOC_RAW][k])
+				continue; /* probed once, as the raw domain's */
+			if (k == PYTHON_ALLOC_FREE && d == PYTHON_ALLOC_RAW && libc_free)
 				continue;
 			err = probes_attach_python(skel, p, a->pid, attach_pid, a->fn[d][k], k,
 						   verbose);
@@ -271,6 +415,66 @@ static void register_sites(const struct python_alloc *a, const struct python_tar
 	python_sites_free(&s);
 }
 
+/* Says what the tables hold when they are not CPython's defaults and
+ * settles the hook: 0, or -EINVAL after the line saying why it is
+ * refused. */
+static int settle_state(struct python_alloc *a, bool hook)
+{
+	pid_t pid = a->pid;
+
+	switch (a->state) {
+	case PYTHON_ALLOC_DEFAULT:
+		return 0;
+	case PYTHON_ALLOC_TRACEMALLOC:
+		if (hook) {
+			fprintf(stderr,
+				"tracer: --hook-pymalloc: process %d runs tracemalloc (its allocator "
+				"tables hold tracemalloc's hooks): refused, left as they are\n",
+				pid);
+			return -EINVAL;
+		}
+		fprintf(stderr,
+			"tracer: process %d runs tracemalloc: its allocator tables hold "
+			"tracemalloc's hooks, traced as CPython's allocators\n",
+			pid);
+		return 0;
+	case PYTHON_ALLOC_OTHER_HOOK:
+		if (hook) {
+			fprintf(stderr,
+				"tracer: --hook-pymalloc: process %d's allocator tables hold another "
+				"hook (PYTHONMALLOC=debug or an extension's): refused, left as they "
+				"are\n",
+				pid);
+			return -EINVAL;
+		}
+		return 0;
+	case PYTHON_ALLOC_LEFT_HOOKED:
+		break;
+	}
+	if (adopt_left_hook(a)) {
+		fprintf(stderr,
+			"tracer: %sprocess %d was left hooked by an earlier --hook-pymalloc (its "
+			"object and mem allocators call the raw allocator) and CPython's own "
+			"functions cannot be found: it stays so (every block is traced)\n",
+			hook ? "--hook-pymalloc: " : "", pid);
+		a->state = PYTHON_ALLOC_OTHER_HOOK; /* nothing to hook or restore */
+		return 0;
+	}
+	if (hook)
+		fprintf(stderr,
+			"tracer: --hook-pymalloc: process %d was left hooked by an earlier "
+			"--hook-pymalloc (its object and mem allocators call the raw allocator): "
+			"taken over, CPython's own restored when tracing ends\n",
+			pid);
+	else
+		fprintf(stderr,
+			"tracer: process %d was left hooked by an earlier --hook-pymalloc (its "
+			"object and mem allocators call the raw allocator): every block is traced; "
+			"--hook-pymalloc would restore CPython's own when tracing ends\n",
+			pid);
+	return 0;
+}
+
 int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		       struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 		       bool hook, bool verbose)
@@ -296,9 +500,12 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 			(unsigned long long)a->table[PYTHON_ALLOC_RAW],
 			(unsigned long long)a->table[PYTHON_ALLOC_MEM],
 			(unsigned long long)a->table[PYTHON_ALLOC_OBJ]);
+	a->state = tables_state(a);
+	if (settle_state(a, hook))
+		return -EINVAL;
 	probe_allocators(a, skel, p, attach_pid, verbose);
 	register_sites(a, t, skel, p, attach_pid, verbose);
-	if (!hook)
+	if (!hook || a->state == PYTHON_ALLOC_OTHER_HOOK)
 		return 0;
 	err = hook_tables(a);
 	if (err) {
@@ -308,10 +515,11 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 				      : strerror(-err));
 		return -EINVAL;
 	}
-	fprintf(stderr,
-		"tracer: --hook-pymalloc: CPython's object and mem allocators in process "
-		"%d now call the raw allocator; restored when tracing ends\n",
-		pid);
+	if (a->state == PYTHON_ALLOC_DEFAULT)
+		fprintf(stderr,
+			"tracer: --hook-pymalloc: CPython's object and mem allocators in process "
+			"%d now call the raw allocator; restored when tracing ends\n",
+			pid);
 	return 0;
 }
 
@@ -339,12 +547,16 @@ void python_alloc_restore(struct python_alloc *a)
 
 void python_alloc_warn_if_hidden(const struct python_target *t, pid_t pid)
 {
+	struct python_alloc tables;
 	struct elfsym_file *f;
 	struct elfsym sym;
 	bool hidden;
 
 	/* PYTHONMALLOC=malloc routes every object allocation to libc */
 	if (target_environ_has(pid, "PYTHONMALLOC=malloc"))
+		return;
+	/* tables left hooked or tracemalloc's call functions that are seen */
+	if (!find_tables(t, pid, &tables) && tables_state(&tables) != PYTHON_ALLOC_DEFAULT)
 		return;
 	if (elfsym_open(t->path, &f))
 		return;

@@ -29,11 +29,20 @@ enum python_alloc_slot {
 	PYTHON_ALLOC_FREE
 };
 
+/* What the tables held when found. */
+enum python_alloc_state {
+	PYTHON_ALLOC_DEFAULT,	  /* CPython's own functions (pymalloc's or libc's) */
+	PYTHON_ALLOC_LEFT_HOOKED, /* by an earlier --hook-pymalloc that did not end cleanly */
+	PYTHON_ALLOC_TRACEMALLOC, /* tracemalloc's hooks: it is tracing */
+	PYTHON_ALLOC_OTHER_HOOK,  /* another's (PYTHONMALLOC=debug, an extension) */
+};
+
 struct python_alloc {
 	pid_t pid;
 	struct target_mem *mem;		       /* the target's (python_target.mem), borrowed */
 	uint64_t table[PYTHON_ALLOC_NDOMAINS]; /* runtime addresses */
 	uint64_t fn[PYTHON_ALLOC_NDOMAINS][5]; /* their contents when found */
+	enum python_alloc_state state;
 	bool hooked;
 };
 
@@ -42,8 +51,12 @@ struct python_alloc {
  * probes_attach_python) and, with hook (--hook-pymalloc), points the mem
  * and obj tables' malloc and calloc at the raw domain's (free and realloc
  * stay: pymalloc hands blocks it does not own to the raw domain). Says what
- * it did on stderr (more with verbose). Returns 0, or -EINVAL after printing
- * its one error line: the hook was asked for and cannot be made. t->mem
+ * it did on stderr (more with verbose), and what it found when the tables
+ * are not CPython's defaults: left hooked by an earlier tracer (taken over
+ * by hook, to be restored to the defaults its debug hooks' table gives),
+ * tracemalloc's or another hook (refused by hook). Returns 0, or -EINVAL
+ * after printing its one error line: the hook was asked for and cannot be
+ * made. t->mem
  * must stay open until python_alloc_restore. */
 int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		       struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
@@ -55,7 +68,9 @@ void python_alloc_restore(struct python_alloc *a);
 /* The coverage warning: without pymalloc's functions in the symbol table
  * (a stripped build; with LTO their fast path is inlined into the callers
  * anyway) only blocks that reach libc are seen, unless the process runs with
- * PYTHONMALLOC=malloc. Says so once, with the way out. */
+ * PYTHONMALLOC=malloc or its tables call other functions than pymalloc's
+ * (left hooked, tracemalloc's hooks: python_alloc_setup says which). Says
+ * so once, with the way out. */
 void python_alloc_warn_if_hidden(const struct python_target *t, pid_t pid);
 
 #endif

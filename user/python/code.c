@@ -312,52 +312,61 @@ static int svarint(const uint8_t *t, size_t len, size_t *i, int32_t *out)
 	return 0;
 }
 
+/* A line moved by a table's delta: saturated within int32 (a hostile
+ * table's deltas could carry it beyond; CPython's never do). */
+static int64_t moved(int64_t line, int64_t delta)
+{
+	line += delta;
+	return line > INT32_MAX ? INT32_MAX : line < INT32_MIN ? INT32_MIN : line;
+}
+
 int python_code_line(int minor, const uint8_t *t, size_t len, int firstlineno, int64_t instr)
 {
 	size_t i = 0;
 
 	if (minor <= 9) { /* co_lnotab: (addr delta, line delta) pairs, f_lasti in bytes */
-		int64_t addr = 0;
-		int line = firstlineno;
+		int64_t addr = 0, line = firstlineno;
 
 		for (i = 0; i + 1 < len; i += 2) {
 			addr += t[i];
 			if (addr > instr)
 				break;
-			line += (int8_t)t[i + 1];
+			line = moved(line, (int8_t)t[i + 1]);
 		}
-		return line;
+		return (int)line;
 	}
 	if (minor == 10) { /* (start delta, line delta) ranges in bytes; -128 = none */
-		int64_t start, end = 0, addr = instr * 2;
-		int line = firstlineno, ar_line = -1;
+		int64_t start, end = 0, addr, line = firstlineno, ar_line = -1;
 
 		if (instr < 0)
 			return firstlineno;
+		if (instr > INT64_MAX / 2)
+			return -1; /* beyond any table */
+		addr = instr * 2;
 		for (i = 0; i + 1 < len; i += 2) {
 			start = end;
 			end += t[i];
 			if ((int8_t)t[i + 1] == -128) {
 				ar_line = -1;
 			} else {
-				line += (int8_t)t[i + 1];
+				line = moved(line, (int8_t)t[i + 1]);
 				ar_line = line;
 			}
 			if (start <= addr && addr < end)
-				return ar_line;
+				return (int)ar_line;
 		}
 		return -1;
 	}
 	/* 3.11+ location table: entries of (code, length) with line deltas */
 	{
-		int64_t addr = 0;
-		int line = firstlineno;
+		int64_t addr = 0, line = firstlineno;
 
 		if (instr < 0)
 			return firstlineno;
 		while (i < len) {
 			uint8_t b = t[i++];
-			int code = (b >> 3) & 15, length = (b & 7) + 1, this_line = line;
+			int code = (b >> 3) & 15, length = (b & 7) + 1;
+			int64_t this_line = line;
 			int32_t delta = 0;
 			uint32_t skip;
 
@@ -369,22 +378,22 @@ int python_code_line(int minor, const uint8_t *t, size_t len, int firstlineno, i
 				if (svarint(t, len, &i, &delta) || varint(t, len, &i, &skip) ||
 				    varint(t, len, &i, &skip) || varint(t, len, &i, &skip))
 					return -1;
-				line += delta;
+				line = moved(line, delta);
 				this_line = line;
 			} else if (code == 13) {
 				if (svarint(t, len, &i, &delta))
 					return -1;
-				line += delta;
+				line = moved(line, delta);
 				this_line = line;
 			} else if (code >= 10) {
-				line += code - 10;
+				line = moved(line, code - 10);
 				this_line = line;
 				i += 2;
 			} else {
 				i += 1;
 			}
 			if (addr <= instr && instr < addr + length)
-				return this_line;
+				return (int)this_line;
 			addr += length;
 		}
 		return -1;

@@ -64,6 +64,9 @@ static const struct known_counter known[] = {
      COUNTER_LOSS, "allocations left out of the per-site figures (sites table full)"},
     {"process notices lost (every process looked at again)", "process_notices_lost",
      COUNTER_NOTE, "process notices lost (-a: every process looked at again)"},
+    {"threads let go with a stop of the tracer pending", "threads_left_with_a_stop",
+     COUNTER_LOSS,
+     "threads let go with a stop of the tracer pending (their process may stop: kill -CONT)"},
     /* written by older tracers */
     {"stack table full or collision", "stack_table_full_or_collision", COUNTER_LOSS,
      "native stacks lost (stack table full or collision)"},
