@@ -42,6 +42,7 @@ struct probe_spec {
 #define R1 PLACEMENT_RDI
 #define R2 (PLACEMENT_RDI | PLACEMENT_RSI)
 #define R3 (PLACEMENT_RDI | PLACEMENT_RSI | PLACEMENT_RDX)
+#define PY_R23 (PLACEMENT_RSI | PLACEMENT_RDX)
 
 static const struct probe_spec specs[] = {
     {"malloc", ALLOC_RETURNS, R1, PROG(malloc_enter)},
@@ -88,13 +89,15 @@ static const struct probe_spec specs[] = {
     {"_ZdaPvSt11align_val_tRKSt9nothrow_t", FREE_ONLY | ALLOCATOR_ONLY, R1,
      PROG(free_enter_prog)},
     /* CPython (from .symtab where the build keeps it) */
-    {"_PyObject_Malloc", ALLOC_RETURNS, R2, PROG(py_malloc_enter)},
-    {"_PyObject_Calloc", ALLOC_RETURNS, R3, PROG(py_calloc_enter)},
-    {"_PyObject_Realloc", ALLOC_RETURNS, R3, PROG(py_realloc_enter)},
+    /* their programs read no ctx (rdi): _PyMem_RawMalloc's `mov %rax,%rdi`
+     * before its `jmp malloc` leaves that jmp to probe */
+    {"_PyObject_Malloc", ALLOC_RETURNS, PLACEMENT_RSI, PROG(py_malloc_enter)},
+    {"_PyObject_Calloc", ALLOC_RETURNS, PY_R23, PROG(py_calloc_enter)},
+    {"_PyObject_Realloc", ALLOC_RETURNS, PY_R23, PROG(py_realloc_enter)},
     {"_PyObject_Free", FREE_ONLY, PLACEMENT_RSI, PROG(py_free_enter)},
-    {"_PyMem_RawMalloc", ALLOC_RETURNS, R2, PROG(py_malloc_enter)},
-    {"_PyMem_RawCalloc", ALLOC_RETURNS, R3, PROG(py_calloc_enter)},
-    {"_PyMem_RawRealloc", ALLOC_RETURNS, R3, PROG(py_realloc_enter)},
+    {"_PyMem_RawMalloc", ALLOC_RETURNS, PLACEMENT_RSI, PROG(py_malloc_enter)},
+    {"_PyMem_RawCalloc", ALLOC_RETURNS, PY_R23, PROG(py_calloc_enter)},
+    {"_PyMem_RawRealloc", ALLOC_RETURNS, PY_R23, PROG(py_realloc_enter)},
     /* an extension's own domains (numpy) */
     {"PyTraceMalloc_Track", AT_ENTRY, R3, PROG(py_track_enter)},
     {"PyTraceMalloc_Untrack", FREE_ONLY, R2, PROG(py_untrack_enter)},
@@ -444,13 +447,20 @@ int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, 
 
 /* prog (with alloc_return on the same spot when returns) at the code
  * address addr of process pid, once: 1, 0 when that spot already is probed,
- * or a negative errno. path and off receive the spot. */
-static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
-		     uint64_t addr, struct bpf_program *prog, bool returns, char *path,
-		     size_t pathlen, uint64_t *off)
+ * or a negative errno. path and off receive the spot (the function's entry:
+ * what "already probed" is known by). With size (the function's bytes) the
+ * probe may move past the prologue as probes_attach_file moves it, keeping
+ * the argument registers in reads; *placed (if not NULL) receives where
+ * it went, in bytes past the entry. */
+static int attach_placed(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
+			 uint64_t addr, uint64_t size, unsigned reads, struct bpf_program *prog,
+			 bool returns, char *path, size_t pathlen, uint64_t *off,
+			 uint64_t *placed)
 {
 	const struct target_mapping *m;
 	struct target_maps maps;
+	struct placement pl;
+	uint64_t at;
 	int err;
 
 	err = target_read_maps(pid, &maps);
@@ -466,10 +476,18 @@ static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t
 	target_maps_free(&maps);
 	if (probed(p, path, *off))
 		return 0;
+	at = *off;
+	/* the return probe swaps the return address at [rsp]: only where
+	 * nothing was pushed yet */
+	if (size && !placement_file_keep(path, *off, size, reads, &pl) &&
+	    (!returns || pl.stack_adjust == 0))
+		at += pl.offset;
+	if (placed)
+		*placed = at - *off;
 	if (returns)
-		err = attach_with_return(skel, p, prog, attach_pid, path, *off);
+		err = attach_with_return(skel, p, prog, attach_pid, path, at);
 	else
-		err = attach(p, prog, attach_pid, path, *off, false);
+		err = attach(p, prog, attach_pid, path, at, false);
 	if (!err)
 		err = flush(p);
 	if (!err)
@@ -477,25 +495,37 @@ static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t
 	return err ? err : 1;
 }
 
+/* The same on the very instruction at addr. */
+static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
+		     uint64_t addr, struct bpf_program *prog, bool returns, char *path,
+		     size_t pathlen, uint64_t *off)
+{
+	return attach_placed(skel, p, pid, attach_pid, addr, 0, 0, prog, returns, path, pathlen,
+			     off, NULL);
+}
+
 int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
-			 uint64_t fn, int kind, bool verbose)
+			 uint64_t fn, uint64_t size, int kind, bool verbose)
 {
 	const struct probe_spec *spec = python_spec(kind);
 	char path[4200];
-	uint64_t off;
+	uint64_t off, placed = 0;
 	int n;
 
 	if (!spec)
 		return -EINVAL;
-	/* A stripped function has no size to decode its prologue against:
-	 * the probe stays on its entry. */
-	n = attach_at(skel, p, pid, attach_pid, fn, spec_prog(skel, spec),
-		      (spec->shape & SHAPE_MASK) == ALLOC_RETURNS, path, sizeof(path), &off);
+	/* A stripped function whose size is unknown has nothing to decode its
+	 * prologue against: the probe stays on its entry. */
+	n = attach_placed(skel, p, pid, attach_pid, fn, size, spec->reads, spec_prog(skel, spec),
+			  (spec->shape & SHAPE_MASK) == ALLOC_RETURNS, path, sizeof(path), &off,
+			  &placed);
 	if (n <= 0)
 		return n;
 	if (verbose)
-		fprintf(stderr, "tracer: probe CPython %s (from its allocator table) %s+0x%llx\n",
-			python_slots[kind].slot, path, (unsigned long long)off);
+		fprintf(stderr,
+			"tracer: probe CPython %s (from its allocator table) %s+0x%llx, at +%llu\n",
+			python_slots[kind].slot, path, (unsigned long long)off,
+			(unsigned long long)placed);
 	p->functions++;
 	return 1;
 }

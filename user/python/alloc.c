@@ -8,6 +8,7 @@
 #include "python/alloc.h"
 #include "python/sites.h"
 #include "target.h"
+#include "unwind/table.h"
 
 static const char *const wrappers[PYTHON_ALLOC_NDOMAINS] = {"PyMem_RawMalloc", "PyMem_Malloc",
 							    "PyObject_Malloc"};
@@ -198,9 +199,21 @@ static int unhook_tables(struct python_alloc *a)
 
 /* The functions the tables hold, each probed once: the raw domain's free
  * is libc's, probed as such. */
-static void probe_allocators(const struct python_alloc *a, struct tracer_bpf *skel,
-			     struct probes *p, pid_t attach_pid, bool verbose)
+static void probe_allocators(const struct python_alloc *a, const struct python_target *t,
+			     struct tracer_bpf *skel, struct probes *p, pid_t attach_pid,
+			     bool verbose)
 {
+	enum { N = PYTHON_ALLOC_NDOMAINS * (PYTHON_ALLOC_FREE + 1) };
+	uint64_t vaddrs[N], sizes[N];
+
+	/* Their sizes, from the FDEs that start at them: a stripped build has
+	 * no symbols, and placement needs the whole function (an address in
+	 * another file than the interpreter's gets no FDE: its entry). */
+	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++)
+		for (int k = 0; k <= PYTHON_ALLOC_FREE; k++)
+			vaddrs[d * (PYTHON_ALLOC_FREE + 1) + k] = a->fn[d][k] - t->bias;
+	if (unwind_function_sizes(t->path, vaddrs, sizes, N))
+		memset(sizes, 0, sizeof(sizes));
 	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++) {
 		for (int k = PYTHON_ALLOC_MALLOC; k <= PYTHON_ALLOC_FREE; k++) {
 			int err;
@@ -208,7 +221,8 @@ static void probe_allocators(const struct python_alloc *a, struct tracer_bpf *sk
 			if (k == PYTHON_ALLOC_FREE &&
 			    (d == PYTHON_ALLOC_RAW || a->fn[d][k] == a->fn[PYTHON_ALLOC_RAW][k]))
 				continue;
-			err = probes_attach_python(skel, p, a->pid, attach_pid, a->fn[d][k], k,
+			err = probes_attach_python(skel, p, a->pid, attach_pid, a->fn[d][k],
+						   sizes[d * (PYTHON_ALLOC_FREE + 1) + k], k,
 						   verbose);
 			if (err < 0)
 				fprintf(stderr,
@@ -296,7 +310,7 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 			(unsigned long long)a->table[PYTHON_ALLOC_RAW],
 			(unsigned long long)a->table[PYTHON_ALLOC_MEM],
 			(unsigned long long)a->table[PYTHON_ALLOC_OBJ]);
-	probe_allocators(a, skel, p, attach_pid, verbose);
+	probe_allocators(a, t, skel, p, attach_pid, verbose);
 	register_sites(a, t, skel, p, attach_pid, verbose);
 	if (!hook)
 		return 0;
