@@ -211,13 +211,15 @@ struct uprobe_multi_attr { /* union bpf_attr's link_create, uprobe_multi */
 };
 
 static int uprobe_multi_link(struct bpf_program *prog, pid_t pid, const char *path,
-			     const uint64_t *offsets, uint32_t n, bool retprobe)
+			     const uint64_t *offsets, const uint64_t *cookies, uint32_t n,
+			     bool retprobe)
 {
 	struct uprobe_multi_attr a = {
 	    .prog_fd = (uint32_t)bpf_program__fd(prog),
 	    .attach_type = UPROBE_MULTI_ATTACH_TYPE,
 	    .path = (uint64_t)(uintptr_t)path,
 	    .offsets = (uint64_t)(uintptr_t)offsets,
+	    .cookies = (uint64_t)(uintptr_t)cookies,
 	    .cnt = n,
 	    .multi_flags = retprobe ? UPROBE_MULTI_RETURN : 0,
 	    .pid = pid > 0 ? (uint32_t)pid : 0,
@@ -233,6 +235,7 @@ static int drop_pending(struct probes *p, int err)
 	for (size_t i = 0; i < p->npending; i++) {
 		free(p->pending[i].path);
 		free(p->pending[i].offsets);
+		free(p->pending[i].cookies);
 	}
 	p->npending = 0;
 	return err;
@@ -252,7 +255,7 @@ static int flush(struct probes *p)
 
 			if (q->retprobe != (round == 0))
 				continue;
-			fd = uprobe_multi_link(q->prog, q->pid, q->path, q->offsets, q->n,
+			fd = uprobe_multi_link(q->prog, q->pid, q->path, q->offsets, q->cookies, q->n,
 					       q->retprobe);
 			if (fd < 0) {
 				err = fd;
@@ -270,10 +273,10 @@ static int flush(struct probes *p)
 	return drop_pending(p, err);
 }
 
-/* Queues prog at off of path (the links are made by flush): one queue a
- * program, a kind and a file. */
-static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const char *path,
-		  uint64_t off, bool retprobe)
+/* Queues prog at off of path, with cookie for its program (the links are
+ * made by flush): one queue a program, a kind and a file. */
+static int attach_cookie(struct probes *p, struct bpf_program *prog, pid_t pid,
+			 const char *path, uint64_t off, uint64_t cookie, bool retprobe)
 {
 	struct probes_pending *q = NULL;
 	size_t i;
@@ -297,17 +300,53 @@ static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const c
 	}
 	if (array_reserve((void **)&q->offsets, &q->cap, sizeof(*q->offsets), q->n + 1))
 		return -ENOMEM;
+	/* the same capacity as offsets, kept apart (array_reserve moves cap) */
+	{
+		uint64_t *c = realloc(q->cookies, q->cap * sizeof(*c));
+
+		if (!c)
+			return -ENOMEM;
+		q->cookies = c;
+	}
+	q->cookies[q->n] = cookie;
 	q->offsets[q->n++] = off;
 	return 0;
 }
 
-/* An allocator's entry and return probes at off (return first: flush). */
-static int attach_with_return(struct tracer_bpf *skel, struct probes *p, struct bpf_program *prog,
-			      pid_t pid, const char *path, uint64_t off)
+static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const char *path,
+		  uint64_t off, bool retprobe)
+{
+	return attach_cookie(p, prog, pid, path, off, 0, retprobe);
+}
+
+/* An allocator's entry and return probes at off (return first: flush);
+ * cookie for the entry's program. */
+static int attach_with_return_cookie(struct tracer_bpf *skel, struct probes *p,
+				     struct bpf_program *prog, pid_t pid, const char *path,
+				     uint64_t off, uint64_t cookie)
 {
 	int err = attach(p, skel->progs.alloc_return, pid, path, off, true);
 
-	return err ? err : attach(p, prog, pid, path, off, false);
+	return err ? err : attach_cookie(p, prog, pid, path, off, cookie, false);
+}
+
+static int attach_with_return(struct tracer_bpf *skel, struct probes *p, struct bpf_program *prog,
+			      pid_t pid, const char *path, uint64_t off)
+{
+	return attach_with_return_cookie(skel, p, prog, pid, path, off, 0);
+}
+
+/* The cookie that tells a CPython allocator's entry program where placement
+ * found the arguments (tracer.h); 0 where each is in its own register. */
+static uint64_t args_cookie(const struct placement *pl)
+{
+	uint64_t c = TRACER_ARGS_MOVED;
+
+	if (!pl->args_moved)
+		return 0;
+	for (int i = 0; i < 6; i++)
+		c |= (uint64_t)(pl->arg_reg[i] & 7) << (3 * i);
+	return c;
 }
 
 /* Whether the file st names was examined already, under whatever path (the
@@ -449,8 +488,10 @@ int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, 
  * address addr of process pid, once: 1, 0 when that spot already is probed,
  * or a negative errno. path and off receive the spot (the function's entry:
  * what "already probed" is known by). With size (the function's bytes) the
- * probe may move past the prologue as probes_attach_file moves it, keeping
- * the argument registers in reads; *placed (if not NULL) receives where
+ * probe may move past the prologue as probes_attach_file moves it, and
+ * further where the prologue copies the argument registers in reads
+ * elsewhere (prog then reads them by its cookie, TRACER_ARGS_*: only the
+ * py_* programs do, for attach_placed's callers); *placed (if not NULL) receives where
  * it went, in bytes past the entry. */
 static int attach_placed(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 			 uint64_t addr, uint64_t size, unsigned reads, struct bpf_program *prog,
@@ -460,7 +501,7 @@ static int attach_placed(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 	const struct target_mapping *m;
 	struct target_maps maps;
 	struct placement pl;
-	uint64_t at;
+	uint64_t at, cookie = 0;
 	int err;
 
 	err = target_read_maps(pid, &maps);
@@ -479,15 +520,17 @@ static int attach_placed(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 	at = *off;
 	/* the return probe swaps the return address at [rsp]: only where
 	 * nothing was pushed yet */
-	if (size && !placement_file_keep(path, *off, size, reads, &pl) &&
-	    (!returns || pl.stack_adjust == 0))
+	if (size && !placement_file_follow(path, *off, size, reads, &pl) &&
+	    (!returns || pl.stack_adjust == 0)) {
 		at += pl.offset;
+		cookie = args_cookie(&pl);
+	}
 	if (placed)
 		*placed = at - *off;
 	if (returns)
-		err = attach_with_return(skel, p, prog, attach_pid, path, at);
+		err = attach_with_return_cookie(skel, p, prog, attach_pid, path, at, cookie);
 	else
-		err = attach(p, prog, attach_pid, path, at, false);
+		err = attach_cookie(p, prog, attach_pid, path, at, cookie, false);
 	if (!err)
 		err = flush(p);
 	if (!err)

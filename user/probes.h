@@ -29,6 +29,7 @@ struct probes {
 		pid_t pid;
 		char *path;
 		uint64_t *offsets;
+		uint64_t *cookies; /* per offset (tracer.h's TRACER_ARGS_*) */
 		size_t n, cap;
 	} * pending;
 	size_t npending, cap_pending;
