@@ -639,11 +639,27 @@ def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+def libc_floor_ns(results):
+    """bench_malloc's floor per event: empty probes on libc's malloc and
+    free at their best placement, what the hooked Python rows compare with."""
+    r = results.get("bench_malloc", {})
+    med = {}
+    for c in ("untraced", "floor"):
+        ok = [x for x in r.get(c, []) if isinstance(x, dict)]
+        if ok:
+            med[c] = statistics.median(x["elapsed_ns"] for x in ok)
+    events = next((x.get("events") for x in r.get("untraced", []) if isinstance(x, dict)), None)
+    if len(med) < 2 or not events:
+        return None
+    return (med["floor"] - med["untraced"]) / events
+
+
 def table(results, wl_list, configs, reps):
     rows = []
     notes = {}
-    hdr = ("workload", "config", "wall ms", "slowdown", "events", "+ns/event", "vs floor", "lost",
-           "runs")
+    hdr = ("workload", "config", "wall ms", "slowdown", "events", "+ns/event", "vs floor",
+           "vs libc floor", "lost", "runs")
+    libc_floor = libc_floor_ns(results)
     for name, _, is_py in wl_list:
         r = results.get(name, {})
         med = {}
@@ -676,10 +692,15 @@ def table(results, wl_list, configs, reps):
             # Only where the floor stands clear of run-to-run noise.
             if c.startswith("tracer-") and base and floor is not None and floor > 1.1 * base:
                 vs_floor = (t - base) / (floor - base)
+            # the hooked rows' bound: against libc's probes at their best
+            vs_libc = None
+            if is_py == HOOKED and c != "untraced" and added is not None and libc_floor:
+                vs_libc = added / libc_floor
             rows.append((name, c, fmt(t / 1e6, ".1f"),
                          fmt(t / base if base else None, ".2f") + ("x" if base else ""),
                          fmt(events, "d") + src, fmt(added, ".0f"), fmt(vs_floor, ".2f"),
-                         str(max(lost)) if lost else "-", "%d/%d" % (len(ok), reps)))
+                         fmt(vs_libc, ".2f"), str(max(lost)) if lost else "-",
+                         "%d/%d" % (len(ok), reps)))
     widths = [max(len(str(x[i])) for x in rows + [hdr]) for i in range(len(hdr))]
     lines = ["  ".join(str(x[i]).ljust(widths[i]) if i < 2 else str(x[i]).rjust(widths[i])
                        for i in range(len(hdr))) for x in [hdr] + rows]
@@ -788,7 +809,9 @@ def main():
         a.reps, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().release,
         rev or "?"))
     print("# wall ms: the workload's own loop; +ns/event: added time per allocator call;")
-    print("# vs floor: tracer overhead / empty-probe overhead; lost: events lost (tracer's count);")
+    print("# vs floor: tracer overhead / empty-probe overhead; vs libc floor (the -hook rows,")
+    print("# attached with --hook-pymalloc): +ns/event over bench_malloc's floor per event;")
+    print("# lost: events lost (tracer's count);")
     print("# events: allocator calls the workload made (*: as counted by the tracer at nframe 1)")
     print(table(results, wl_list, configs, a.reps))
     if not a.timing_only:
