@@ -66,6 +66,10 @@ static __always_inline __u32 py_window_off(__u64 f, __u64 win_base)
 	return (__u32)(f - win_base) & (PY_WINDOW - 1);
 }
 
+/* The smallest page: a read that stays in the page of a frame it holds
+ * cannot fault on unmapped memory below. */
+#define PY_PAGE 4096
+
 /* The thread state's frame field and native_thread_id, in one read (3.11+:
  * less than PY_TSTATE_READ bytes apart, python_layout_config checks). */
 #define PY_TSTATE_READ 112
@@ -97,12 +101,22 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 		/* the window ending with this frame (3.11+, whose frames live
 		 * in the data stack); before 3.11, or where memory below is not
 		 * mapped, the frame alone */
-		__u64 base = f + PY_READ - PY_WINDOW;
+		__u64 base = f + PY_READ - PY_WINDOW, page = f & ~(__u64)(PY_PAGE - 1);
+		__u32 len = (__u32)(f + PY_READ - page) & (PY_WINDOW - 1);
 
 		if (c->code_adaptive && f > PY_WINDOW &&
 		    !bpf_probe_read_user(w->buf->win, PY_WINDOW, (void *)base)) {
 			w->win_base = base;
 			w->win_len = PY_WINDOW;
+		} else if (c->code_adaptive && page > base && len >= PY_READ &&
+			   !bpf_probe_read_user(w->buf->win, len, (void *)page)) {
+			/* the window would reach below the frame's page, which
+			 * may not be mapped (the frames at the start of a data
+			 * stack chunk, 3.14's whole stack here): from the page's
+			 * start, where the frame's callers in it are too. Else
+			 * every frame there paid a failed read and one of its own */
+			w->win_base = page;
+			w->win_len = len;
 		} else if (!bpf_probe_read_user(w->buf->win, PY_READ, (void *)f)) {
 			w->win_base = f;
 			w->win_len = PY_READ;

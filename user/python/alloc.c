@@ -238,21 +238,49 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
  * py_alloc_sites, their tail jumps get py_site_enter, so that their blocks
  * are in the Python domain as tracemalloc's. A site that cannot be
  * registered is said: its blocks would count as libc's. */
+/* The raw table's functions as the binary initialises them: what the
+ * inlined guards compare with, whatever the process holds there now (a
+ * tracemalloc started before the attach has its hooks in the table, and
+ * takes them out when it stops). Read from the file's bytes at the table;
+ * where they are not there (a PIE's relocated .data), the live values. */
+static void raw_defaults(const struct python_alloc *a, const struct python_target *t,
+			 uint64_t *out, bool verbose)
+{
+	uint64_t file[5] = {0};
+	struct elfsym_file *f;
+
+	memcpy(out, a->fn[PYTHON_ALLOC_RAW], sizeof(file));
+	if (elfsym_open(t->path, &f))
+		return;
+	if (!elfsym_read(f, a->table[PYTHON_ALLOC_RAW] - t->bias, file, sizeof(file)))
+		for (int s = PYTHON_ALLOC_MALLOC; s <= PYTHON_ALLOC_FREE; s++)
+			if (file[s] && file[s] + t->bias != out[s]) {
+				if (verbose)
+					fprintf(stderr,
+						"tracer: CPython's raw table slot %d holds 0x%llx, "
+						"its default is 0x%llx: the inlined calls are "
+						"found by the default\n",
+						s, (unsigned long long)out[s],
+						(unsigned long long)(file[s] + t->bias));
+				out[s] = file[s] + t->bias;
+			}
+	elfsym_close(f);
+}
+
 static void register_sites(const struct python_alloc *a, const struct python_target *t,
 			   struct tracer_bpf *skel, struct probes *p, pid_t attach_pid,
 			   bool verbose)
 {
-	const uint64_t *raw = a->fn[PYTHON_ALLOC_RAW];
-	uint64_t guard[PYTHON_SITE_NKINDS] = {
-	    [PYTHON_SITE_MALLOC] = raw[PYTHON_ALLOC_MALLOC],
-	    [PYTHON_SITE_CALLOC] = raw[PYTHON_ALLOC_CALLOC],
-	    [PYTHON_SITE_REALLOC] = raw[PYTHON_ALLOC_REALLOC],
-	};
 	int fd = bpf_map__fd(skel->maps.py_alloc_sites), err;
+	uint64_t raw[5], guard[PYTHON_SITE_NKINDS];
 	__u32 domain = TRACER_DOMAIN_PYTHON;
 	size_t lost = 0;
 	struct python_sites s;
 
+	raw_defaults(a, t, raw, verbose);
+	guard[PYTHON_SITE_MALLOC] = raw[PYTHON_ALLOC_MALLOC];
+	guard[PYTHON_SITE_CALLOC] = raw[PYTHON_ALLOC_CALLOC];
+	guard[PYTHON_SITE_REALLOC] = raw[PYTHON_ALLOC_REALLOC];
 	err = python_sites_find(t->path, t->bias, guard, &s);
 	if (err) {
 		fprintf(stderr,
