@@ -102,21 +102,20 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 		 * in the data stack); before 3.11, or where memory below is not
 		 * mapped, the frame alone */
 		__u64 base = f + PY_READ - PY_WINDOW, page = f & ~(__u64)(PY_PAGE - 1);
-		__u32 len = (__u32)(f + PY_READ - page) & (PY_WINDOW - 1);
 
+		/* where the window would reach below the frame's page, which
+		 * may not be mapped (the frames at the start of a data stack
+		 * chunk: all of 3.14's bench_py stack), it starts at the
+		 * page instead, the frame's callers in that page with it;
+		 * else every frame there paid a failed read and one of its
+		 * own. The same length either way: the verifier's states
+		 * of the two stay one. */
+		if (f > PY_WINDOW && page > base)
+			base = page;
 		if (c->code_adaptive && f > PY_WINDOW &&
 		    !bpf_probe_read_user(w->buf->win, PY_WINDOW, (void *)base)) {
 			w->win_base = base;
 			w->win_len = PY_WINDOW;
-		} else if (c->code_adaptive && page > base && len >= PY_READ &&
-			   !bpf_probe_read_user(w->buf->win, len, (void *)page)) {
-			/* the window would reach below the frame's page, which
-			 * may not be mapped (the frames at the start of a data
-			 * stack chunk, 3.14's whole stack here): from the page's
-			 * start, where the frame's callers in it are too. Else
-			 * every frame there paid a failed read and one of its own */
-			w->win_base = page;
-			w->win_len = len;
 		} else if (!bpf_probe_read_user(w->buf->win, PY_READ, (void *)f)) {
 			w->win_base = f;
 			w->win_len = PY_READ;
