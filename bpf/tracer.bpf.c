@@ -1111,31 +1111,69 @@ int BPF_KPROBE(posix_memalign_enter, __u64 memptr, __u64 alignment, __u64 size)
 	return alloc_enter(ctx, TRACER_DOMAIN_LIBC, TRACER_KIND_MEMALIGN, size, 0, memptr);
 }
 
+/* Argument register n (0: rdi ... 5: r9) as it was at the function's
+ * entry: where placement found it past the prologue (the probe's cookie,
+ * tracer.h's TRACER_ARGS_MOVED), else in its own register. */
+static __always_inline __u64 entry_arg(struct pt_regs *ctx, __u32 n)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 r = (cookie & TRACER_ARGS_MOVED) ? (__u32)(cookie >> (3 * n)) & 7 : n;
+	/* each read at a constant offset (the verifier refuses a computed one
+	 * into ctx), kept apart from the choice below */
+	__u64 di = ctx->di, si = ctx->si, dx = ctx->dx, cx = ctx->cx, r8 = ctx->r8,
+	      r9 = ctx->r9;
+
+	barrier_var(di);
+	barrier_var(si);
+	barrier_var(dx);
+	barrier_var(cx);
+	barrier_var(r8);
+	barrier_var(r9);
+	switch (r) {
+	case 0:
+		return di;
+	case 1:
+		return si;
+	case 2:
+		return dx;
+	case 3:
+		return cx;
+	case 4:
+		return r8;
+	default:
+		return r9;
+	}
+}
+
 /* CPython's allocator domains, at the functions that really run
  * (_PyObject_Malloc(ctx, size) ...): their blocks are in domain 0, like
- * tracemalloc's, and the raw -> libc calls beneath them count once. */
+ * tracemalloc's, and the raw -> libc calls beneath them count once. Their
+ * arguments are read where placement found them (entry_arg). */
 SEC("uprobe")
-int BPF_KPROBE(py_malloc_enter, void *pyctx, __u64 size)
+int py_malloc_enter(struct pt_regs *ctx)
 {
-	return alloc_enter(ctx, TRACER_DOMAIN_PYTHON, TRACER_KIND_MALLOC, size, 0, 0);
+	return alloc_enter(ctx, TRACER_DOMAIN_PYTHON, TRACER_KIND_MALLOC, entry_arg(ctx, 1), 0,
+			   0);
 }
 
 SEC("uprobe")
-int BPF_KPROBE(py_calloc_enter, void *pyctx, __u64 nelem, __u64 elsize)
+int py_calloc_enter(struct pt_regs *ctx)
 {
-	return alloc_enter(ctx, TRACER_DOMAIN_PYTHON, TRACER_KIND_MALLOC, nelem * elsize, 0, 0);
+	return alloc_enter(ctx, TRACER_DOMAIN_PYTHON, TRACER_KIND_MALLOC,
+			   entry_arg(ctx, 1) * entry_arg(ctx, 2), 0, 0);
 }
 
 SEC("uprobe")
-int BPF_KPROBE(py_realloc_enter, void *pyctx, __u64 ptr, __u64 size)
+int py_realloc_enter(struct pt_regs *ctx)
 {
-	return alloc_enter(ctx, TRACER_DOMAIN_PYTHON, TRACER_KIND_REALLOC, size, ptr, 0);
+	return alloc_enter(ctx, TRACER_DOMAIN_PYTHON, TRACER_KIND_REALLOC, entry_arg(ctx, 2),
+			   entry_arg(ctx, 1), 0);
 }
 
 SEC("uprobe")
-int BPF_KPROBE(py_free_enter, void *pyctx, __u64 ptr)
+int py_free_enter(struct pt_regs *ctx)
 {
-	return free_enter(ptr);
+	return free_enter(entry_arg(ctx, 1));
 }
 
 /* A tail jump of CPython's inlined raw allocator to libc's malloc, calloc

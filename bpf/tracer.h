@@ -15,6 +15,13 @@
 #define TRACER_DOMAIN_PYTHON 0u
 #define TRACER_DOMAIN_LIBC 0xfffffff0u
 #define TRACER_DOMAIN_MMAP 0xfffffff1u /* anonymous memory a program maps itself */
+
+/* A CPython allocator probe's cookie, where user/placement.c moved the
+ * probe past a prologue that copies arguments to other registers: with
+ * TRACER_ARGS_MOVED set, bits 3i..3i+2 give the register (0-5: rdi, rsi,
+ * rdx, rcx, r8, r9) that holds argument register i's entry value. 0: each
+ * in its own. */
+#define TRACER_ARGS_MOVED (1ull << 31)
 #define TRACER_DOMAIN_NATIVE TRACER_DOMAIN_LIBC /* the lowest of tracer's own */
 
 /* Traced memory is kept per class of domain as well as for all domains:

@@ -451,6 +451,35 @@ def real_programs(scale):
     return out
 
 
+FORKY = os.environ.get("TRACER_FORKY_ROOT", "/var/lib/tracer/forky")
+# workloads that could not be set up here, said under the table
+NOT_PRESENT = []
+
+
+def hooked_pythons(n):
+    """The distribution builds (LTO, pymalloc inlined), attached with
+    --hook-pymalloc as the README says to trace them exactly: Debian's
+    python3.11, and forky's python3.14 in the chroot scripts/install-deps.sh
+    makes (skipped, with a line under the table, where it is absent)."""
+    out = []
+    script = os.path.join(ROOT, "scripts", "bench_py.py")
+    if os.access("/usr/bin/python3.11", os.X_OK):
+        out.append(("py-deb3.11-hook", ["/usr/bin/python3.11", script, str(n), "--gate"], HOOKED))
+    else:
+        NOT_PRESENT.append("py-deb3.11-hook: no /usr/bin/python3.11")
+    py314 = os.path.join(FORKY, "usr", "bin", "python3.14")
+    if os.access(py314, os.X_OK):
+        inside = "/tmp/tracer-bench"
+        os.makedirs(FORKY + inside, exist_ok=True)
+        shutil.copy(script, FORKY + inside)
+        out.append(("py-forky3.14-hook", ["chroot", FORKY, "/usr/bin/python3.14",
+                                          inside + "/bench_py.py", str(n), "--gate"], HOOKED))
+    else:
+        NOT_PRESENT.append("py-forky3.14-hook: no python3.14 chroot at %s "
+                           "(scripts/install-deps.sh makes it)" % FORKY)
+    return out
+
+
 def workloads(quick):
     scale = 5 if quick else 1
     wl = [
@@ -461,7 +490,7 @@ def workloads(quick):
     ] + real_programs(scale)
     for name, exe in pythons():
         wl.append((name, [exe, os.path.join(ROOT, "scripts", "bench_py.py"), str(50000 // scale)], True))
-    return wl
+    return wl + hooked_pythons(50000 // scale)
 
 
 # A workload that does not time itself (a real program): untraced and
@@ -469,6 +498,80 @@ def workloads(quick):
 # by the report's duration_ns (from the command's exec to its exit, as the
 # tracer saw it), so that attaching and detaching are not counted.
 REAL = "real"
+# A Python workload (bench_py.py --gate) that the tracer attaches to by PID
+# with --hook-pymalloc, before its loop: the distribution builds' exact mode.
+HOOKED = "hooked"
+
+
+def run_attached(cmd, tracer_args=None, binary=None, before_stop=None):
+    """cmd, a bench_py.py --gate workload, with the tracer (tracer_args;
+    None: untraced) attached by PID once the workload is ready and before
+    its loop runs; the tracer reports (SIGINT) before the workload exits.
+    before_stop() is called once the loop is done, while the tracer still
+    runs (its BPF programs' statistics)."""
+    wl = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True)
+    tr = None
+    try:
+        line = wl.stdout.readline()
+        if "ready" not in line:
+            raise RuntimeError("workload did not start: %s" % (line.strip() or wl.stderr.read()))
+        if tracer_args is not None:
+            import threading
+            tr = subprocess.Popen([binary or TRACER, "-p", str(wl.pid)] + list(tracer_args),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  universal_newlines=True)
+            err = []
+            while True:
+                l = tr.stderr.readline()
+                if not l:
+                    raise RuntimeError("tracer ended before tracing: %s" % (
+                        err[-1].strip() if err else "exit %s" % tr.poll()))
+                err.append(l)
+                # said once every probe is in place and the tables point
+                # at the raw allocator
+                if "now call the raw allocator" in l:
+                    break
+            threading.Thread(target=lambda: err.extend(tr.stderr), daemon=True).start()
+        wl.stdin.write("go\n")
+        wl.stdin.flush()
+        res = parse_line(wl.stdout.readline())
+        if res is None:
+            raise RuntimeError("workload gave no result: %s" % wl.stderr.read().strip())
+        if before_stop:
+            res["before_stop"] = before_stop()
+        if tr is not None:
+            tr.send_signal(signal.SIGINT)
+            out, _ = tr.communicate(timeout=RUN_TIMEOUT)
+            docs = json_docs(out)
+            if tr.returncode != 0 or not docs:
+                raise RuntimeError("tracer exited %d: %s" % (
+                    tr.returncode, err[-1].strip() if err else "(no output)"))
+            res.update(tracer_figures(docs[-1]))
+        wl.stdin.write("\n")
+        wl.stdin.flush()
+        wl.wait(timeout=RUN_TIMEOUT)
+        return res
+    finally:
+        for p in (tr, wl):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def run_hooked(config, cmd):
+    hook = ["--format", "json", "--hook-pymalloc"]
+    if config == "untraced":
+        return run_attached(cmd)
+    if config == "floor":
+        return run_attached(cmd, ["-n", "1", "--probe-only"] + hook)
+    if config.startswith("tracer-n"):
+        return run_attached(cmd, ["-n", config[len("tracer-n"):]] + hook)
+    if config.startswith("baseline-n"):
+        return run_attached(cmd, ["-n", config[len("baseline-n"):]] + hook, binary=BASELINE)
+    if config.startswith("tracemalloc-n"):
+        return run_attached(cmd + ["--tracemalloc", config[len("tracemalloc-n"):]])
+    return None  # memleak-bpfcc and heaptrack: the pyenv rows have them
 
 
 def run_real(argv, tracer_run=False):
@@ -490,6 +593,8 @@ def run_real(argv, tracer_run=False):
 
 
 def run_config(config, cmd, is_py):
+    if is_py == HOOKED:
+        return run_hooked(config, cmd)
     if is_py == REAL:
         if config == "untraced":
             return run_real(cmd)
@@ -534,11 +639,27 @@ def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+def libc_floor_ns(results):
+    """bench_malloc's floor per event: empty probes on libc's malloc and
+    free at their best placement, what the hooked Python rows compare with."""
+    r = results.get("bench_malloc", {})
+    med = {}
+    for c in ("untraced", "floor"):
+        ok = [x for x in r.get(c, []) if isinstance(x, dict)]
+        if ok:
+            med[c] = statistics.median(x["elapsed_ns"] for x in ok)
+    events = next((x.get("events") for x in r.get("untraced", []) if isinstance(x, dict)), None)
+    if len(med) < 2 or not events:
+        return None
+    return (med["floor"] - med["untraced"]) / events
+
+
 def table(results, wl_list, configs, reps):
     rows = []
     notes = {}
-    hdr = ("workload", "config", "wall ms", "slowdown", "events", "+ns/event", "vs floor", "lost",
-           "runs")
+    hdr = ("workload", "config", "wall ms", "slowdown", "events", "+ns/event", "vs floor",
+           "vs libc floor", "lost", "runs")
+    libc_floor = libc_floor_ns(results)
     for name, _, is_py in wl_list:
         r = results.get(name, {})
         med = {}
@@ -571,16 +692,23 @@ def table(results, wl_list, configs, reps):
             # Only where the floor stands clear of run-to-run noise.
             if c.startswith("tracer-") and base and floor is not None and floor > 1.1 * base:
                 vs_floor = (t - base) / (floor - base)
+            # the hooked rows' bound: against libc's probes at their best
+            vs_libc = None
+            if is_py == HOOKED and c != "untraced" and added is not None and libc_floor:
+                vs_libc = added / libc_floor
             rows.append((name, c, fmt(t / 1e6, ".1f"),
                          fmt(t / base if base else None, ".2f") + ("x" if base else ""),
                          fmt(events, "d") + src, fmt(added, ".0f"), fmt(vs_floor, ".2f"),
-                         str(max(lost)) if lost else "-", "%d/%d" % (len(ok), reps)))
+                         fmt(vs_libc, ".2f"), str(max(lost)) if lost else "-",
+                         "%d/%d" % (len(ok), reps)))
     widths = [max(len(str(x[i])) for x in rows + [hdr]) for i in range(len(hdr))]
     lines = ["  ".join(str(x[i]).ljust(widths[i]) if i < 2 else str(x[i]).rjust(widths[i])
                        for i in range(len(hdr))) for x in [hdr] + rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     for why, where in notes.items():
         lines.append("not run: %s: %s" % (why, ", ".join(where)))
+    for why in NOT_PRESENT:
+        lines.append("not run: %s" % why)
     return "\n".join(lines)
 
 
@@ -622,7 +750,7 @@ def main():
         if not wl_list:
             die("no workload matches %s" % a.workloads)
     for name, cmd, _ in wl_list:
-        if not os.access(cmd[0], os.X_OK):
+        if not os.access(shutil.which(cmd[0]) or cmd[0], os.X_OK):
             die("%s: %s is not built (make all)" % (name, cmd[0]))
 
     # A private copy: others rebuilding build/ mid-run must not mix versions
@@ -681,7 +809,9 @@ def main():
         a.reps, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().release,
         rev or "?"))
     print("# wall ms: the workload's own loop; +ns/event: added time per allocator call;")
-    print("# vs floor: tracer overhead / empty-probe overhead; lost: events lost (tracer's count);")
+    print("# vs floor: tracer overhead / empty-probe overhead; vs libc floor (the -hook rows,")
+    print("# attached with --hook-pymalloc): +ns/event over bench_malloc's floor per event;")
+    print("# lost: events lost (tracer's count);")
     print("# events: allocator calls the workload made (*: as counted by the tracer at nframe 1)")
     print(table(results, wl_list, configs, a.reps))
     if not a.timing_only:

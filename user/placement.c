@@ -117,6 +117,67 @@ static bool keeps_regs(csh h, const cs_insn *in, unsigned keep, uint32_t *pushed
 	return true;
 }
 
+/* The argument register (0-5) that r is a part of, or -1. */
+static int arg_index(uint16_t r)
+{
+	for (int i = 0; i < 6; i++)
+		for (int j = 0; j < 4; j++)
+			if (protected_regs[i][j] == r)
+				return i;
+	if (r == X86_REG_DH)
+		return 2;
+	if (r == X86_REG_CH)
+		return 3;
+	return -1;
+}
+
+/* Following the arguments: holders[i] is the set of argument registers
+ * (bit j: register j) that hold argument register i's entry value. A
+ * 64-bit `mov %src,%dst` between two of them copies; any other write to one
+ * ends what it held. Whether the instruction leaves rsp and rbp as they
+ * were (a push may move rsp: *pushed bytes) and every kept argument
+ * somewhere. */
+static bool follows_regs(csh h, const cs_insn *in, unsigned keep, uint8_t *holders,
+			 uint32_t *pushed)
+{
+	const cs_x86 *x = &in->detail->x86;
+	cs_regs rd, wr;
+	uint8_t nrd, nwr, i;
+	int src = -1, dst = -1;
+
+	*pushed = 0;
+	if (cs_regs_access(h, in, rd, &nrd, wr, &nwr) != CS_ERR_OK)
+		return false;
+	for (i = 0; i < nwr; i++)
+		if (reg_protected(wr[i], 0) && !(is_push(in) && wr[i] == X86_REG_RSP))
+			return false; /* rsp or rbp */
+	if (in->id == X86_INS_MOV && x->op_count == 2 && x->operands[0].type == X86_OP_REG &&
+	    x->operands[1].type == X86_OP_REG && x->operands[0].size == 8 &&
+	    x->operands[1].size == 8) {
+		dst = arg_index(x->operands[0].reg);
+		src = arg_index(x->operands[1].reg);
+	}
+	for (i = 0; i < nwr; i++) {
+		int w = arg_index(wr[i]);
+
+		if (w < 0)
+			continue;
+		for (int a = 0; a < 6; a++) {
+			bool had_src = src >= 0 && w == dst && (holders[a] & (1u << src));
+
+			holders[a] &= (uint8_t)~(1u << w);
+			if (had_src)
+				holders[a] |= (uint8_t)(1u << w);
+		}
+	}
+	for (int a = 0; a < 6; a++)
+		if ((keep & (1u << a)) && !holders[a])
+			return false;
+	if (is_push(in))
+		*pushed = x->prefix[2] == 0x66 ? 2 : 8;
+	return true;
+}
+
 static void describe(const cs_insn *in, struct placement *out)
 {
 	int n = snprintf(out->insn, sizeof(out->insn), "%s%s%s", in->mnemonic,
@@ -154,9 +215,10 @@ static bool branch_into(csh h, cs_insn *in, const uint8_t *code, size_t size, ui
 	return false;
 }
 
-static int decode(const uint8_t *code, size_t size, bool may_move, unsigned keep,
+static int decode(const uint8_t *code, size_t size, bool may_move, unsigned keep, bool follow,
 		  struct placement *out)
 {
+	uint8_t holders[6];
 	const uint8_t *p = code;
 	size_t left = size;
 	uint64_t addr = 0, here;
@@ -176,6 +238,10 @@ static int decode(const uint8_t *code, size_t size, bool may_move, unsigned keep
 		return -ENOMEM;
 	}
 	memset(out, 0, sizeof(*out));
+	for (i = 0; i < 6; i++) {
+		holders[i] = (uint8_t)(1u << i);
+		out->arg_reg[i] = (uint8_t)i;
+	}
 	if (!cs_disasm_iter(h, &p, &left, &addr, in)) {
 		err = -EINVAL;
 		goto done;
@@ -186,7 +252,8 @@ static int decode(const uint8_t *code, size_t size, bool may_move, unsigned keep
 		goto done;
 
 	for (i = 1; i < PROLOGUE_MAX_INSNS; i++) {
-		if (is_control_flow(in) || !keeps_regs(h, in, keep, &n))
+		if (is_control_flow(in) ||
+		    !(follow ? follows_regs(h, in, keep, holders, &n) : keeps_regs(h, in, keep, &n)))
 			goto done;
 		pushed += n;
 		here = addr;
@@ -202,6 +269,18 @@ static int decode(const uint8_t *code, size_t size, bool may_move, unsigned keep
 		out->offset = here;
 		out->stack_adjust = pushed;
 		describe(in, out);
+		for (int a = 0; follow && a < 6; a++) {
+			int r = a;
+
+			/* its own register if it still holds it, else the lowest */
+			if (!(holders[a] & (1u << a)))
+				for (r = 0; r < 6 && !(holders[a] & (1u << r)); r++)
+					;
+			if (!(keep & (1u << a)) || r >= 6)
+				r = a;
+			out->arg_reg[a] = (uint8_t)r;
+			out->args_moved |= r != a;
+		}
 		goto done;
 	}
 done:
@@ -212,19 +291,25 @@ done:
 
 int placement_decode(const uint8_t *code, size_t size, struct placement *out)
 {
-	return decode(code, size, true, PLACEMENT_ALL_ARGS, out);
+	return decode(code, size, true, PLACEMENT_ALL_ARGS, false, out);
 }
 
 int placement_decode_keep(const uint8_t *code, size_t size, unsigned keep, struct placement *out)
 {
-	return decode(code, size, true, keep & PLACEMENT_ALL_ARGS, out);
+	return decode(code, size, true, keep & PLACEMENT_ALL_ARGS, false, out);
+}
+
+int placement_decode_follow(const uint8_t *code, size_t size, unsigned keep,
+			    struct placement *out)
+{
+	return decode(code, size, true, keep & PLACEMENT_ALL_ARGS, true, out);
 }
 
 bool placement_insn_emulated(const uint8_t *code, size_t len)
 {
 	struct placement pl;
 
-	return !decode(code, len, false, PLACEMENT_ALL_ARGS, &pl) && pl.emulated;
+	return !decode(code, len, false, PLACEMENT_ALL_ARGS, false, &pl) && pl.emulated;
 }
 
 int placement_file(const char *path, uint64_t file_offset, uint64_t size, struct placement *out)
@@ -232,8 +317,23 @@ int placement_file(const char *path, uint64_t file_offset, uint64_t size, struct
 	return placement_file_keep(path, file_offset, size, PLACEMENT_ALL_ARGS, out);
 }
 
+static int file_decode(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
+		       bool follow, struct placement *out);
+
 int placement_file_keep(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
 			struct placement *out)
+{
+	return file_decode(path, file_offset, size, keep, false, out);
+}
+
+int placement_file_follow(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
+			  struct placement *out)
+{
+	return file_decode(path, file_offset, size, keep, true, out);
+}
+
+static int file_decode(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
+		       bool follow, struct placement *out)
 {
 	bool whole = size && size <= FUNC_MAX_BYTES;
 	size_t want = whole ? size : X86_MAX_INSN;
@@ -255,7 +355,7 @@ int placement_file_keep(const char *path, uint64_t file_offset, uint64_t size, u
 	/* Only a whole function may move the probe; a short read keeps the entry. */
 	if (!err)
 		err = n > 0 ? decode(buf, (size_t)n, whole && (size_t)n == want,
-				     keep & PLACEMENT_ALL_ARGS, out)
+				     keep & PLACEMENT_ALL_ARGS, follow, out)
 			    : -EIO;
 	free(buf);
 	return err;

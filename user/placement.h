@@ -21,6 +21,11 @@ struct placement {
 	uint32_t insn_len;     /* length of the probed instruction */
 	bool emulated;	       /* the kernel emulates the probed instruction */
 	bool entry_emulated;   /* ... the function's first instruction */
+	/* _follow variants: where each kept argument register's value is at
+	 * the probe point (arg_reg[i]: 0-5 for rdi, rsi, rdx, rcx, r8, r9);
+	 * args_moved when one is not in its own register any more */
+	bool args_moved;
+	uint8_t arg_reg[6];
 	char insn[64];	       /* the probed instruction, targets relative to the entry */
 };
 
@@ -46,6 +51,15 @@ int placement_decode(const uint8_t *code, size_t size, struct placement *out);
 int placement_decode_keep(const uint8_t *code, size_t size, unsigned keep, struct placement *out);
 int placement_file_keep(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
 			struct placement *out);
+
+/* The same, where the probe's program can read each kept argument from
+ * another register (out->arg_reg, tracer.h's TRACER_ARGS cookie): a
+ * prologue that copies an argument elsewhere (`mov %rsi,%rdi; mov
+ * %rdx,%rsi`, _PyMem_RawCalloc's) no longer stops the probe there. */
+int placement_decode_follow(const uint8_t *code, size_t size, unsigned keep,
+			    struct placement *out);
+int placement_file_follow(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
+			  struct placement *out);
 
 /* The same for the function at file_offset (size bytes) of the file at path;
  * size 0 (an assembler symbol without a size) yields the entry. */

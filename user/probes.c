@@ -47,6 +47,7 @@ struct probe_spec {
 #define R1 PLACEMENT_RDI
 #define R2 (PLACEMENT_RDI | PLACEMENT_RSI)
 #define R3 (PLACEMENT_RDI | PLACEMENT_RSI | PLACEMENT_RDX)
+#define PY_R23 (PLACEMENT_RSI | PLACEMENT_RDX)
 
 static const struct probe_spec specs[] = {
     {"malloc", ALLOC_RETURNS, R1, PROG(malloc_enter)},
@@ -98,13 +99,15 @@ static const struct probe_spec specs[] = {
     {"mmap64", ALLOC_RETURNS | TEXT_COOKIE, R3 | PLACEMENT_RCX, PROG(mmap_enter)},
     {"munmap", FREE_ONLY, R1, PROG(munmap_enter)},
     /* CPython (from .symtab where the build keeps it) */
-    {"_PyObject_Malloc", ALLOC_RETURNS, R2, PROG(py_malloc_enter)},
-    {"_PyObject_Calloc", ALLOC_RETURNS, R3, PROG(py_calloc_enter)},
-    {"_PyObject_Realloc", ALLOC_RETURNS, R3, PROG(py_realloc_enter)},
+    /* their programs read no ctx (rdi): _PyMem_RawMalloc's `mov %rax,%rdi`
+     * before its `jmp malloc` leaves that jmp to probe */
+    {"_PyObject_Malloc", ALLOC_RETURNS, PLACEMENT_RSI, PROG(py_malloc_enter)},
+    {"_PyObject_Calloc", ALLOC_RETURNS, PY_R23, PROG(py_calloc_enter)},
+    {"_PyObject_Realloc", ALLOC_RETURNS, PY_R23, PROG(py_realloc_enter)},
     {"_PyObject_Free", FREE_ONLY, PLACEMENT_RSI, PROG(py_free_enter)},
-    {"_PyMem_RawMalloc", ALLOC_RETURNS, R2, PROG(py_malloc_enter)},
-    {"_PyMem_RawCalloc", ALLOC_RETURNS, R3, PROG(py_calloc_enter)},
-    {"_PyMem_RawRealloc", ALLOC_RETURNS, R3, PROG(py_realloc_enter)},
+    {"_PyMem_RawMalloc", ALLOC_RETURNS, PLACEMENT_RSI, PROG(py_malloc_enter)},
+    {"_PyMem_RawCalloc", ALLOC_RETURNS, PY_R23, PROG(py_calloc_enter)},
+    {"_PyMem_RawRealloc", ALLOC_RETURNS, PY_R23, PROG(py_realloc_enter)},
     /* an extension's own domains (numpy) */
     {"PyTraceMalloc_Track", AT_ENTRY, R3, PROG(py_track_enter)},
     {"PyTraceMalloc_Untrack", FREE_ONLY, R2, PROG(py_untrack_enter)},
@@ -278,8 +281,8 @@ static int flush(struct probes *p)
 
 			if (q->retprobe != (round == 0))
 				continue;
-			fd = uprobe_multi_link(q->prog, q->pid, q->path, q->offsets, q->cookies,
-					       q->n, q->retprobe);
+			fd = uprobe_multi_link(q->prog, q->pid, q->path, q->offsets, q->cookies, q->n,
+					       q->retprobe);
 			if (fd < 0) {
 				err = fd;
 				snprintf(p->failed_at, sizeof(p->failed_at), "%s+0x%llx", q->path,
@@ -296,10 +299,10 @@ static int flush(struct probes *p)
 	return drop_pending(p, err);
 }
 
-/* Queues prog at off of path (the links are made by flush): one queue a
- * program, a kind and a file. */
-static int attach_cookie(struct probes *p, struct bpf_program *prog, pid_t pid, const char *path,
-			 uint64_t off, bool retprobe, uint64_t cookie)
+/* Queues prog at off of path, with cookie for its program (the links are
+ * made by flush): one queue a program, a kind and a file. */
+static int attach_cookie(struct probes *p, struct bpf_program *prog, pid_t pid,
+			 const char *path, uint64_t off, uint64_t cookie, bool retprobe)
 {
 	struct probes_pending *q = NULL;
 	size_t i;
@@ -332,16 +335,32 @@ static int attach_cookie(struct probes *p, struct bpf_program *prog, pid_t pid, 
 static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const char *path,
 		  uint64_t off, bool retprobe)
 {
-	return attach_cookie(p, prog, pid, path, off, retprobe, 0);
+	return attach_cookie(p, prog, pid, path, off, 0, retprobe);
 }
 
-/* An allocator's entry and return probes at off (return first: flush). */
-static int attach_with_return(struct tracer_bpf *skel, struct probes *p, struct bpf_program *prog,
-			      pid_t pid, const char *path, uint64_t off)
+/* An allocator's entry and return probes at off (return first: flush);
+ * cookie for the entry's program. */
+static int attach_with_return_cookie(struct tracer_bpf *skel, struct probes *p,
+				     struct bpf_program *prog, pid_t pid, const char *path,
+				     uint64_t off, uint64_t cookie)
 {
 	int err = attach(p, skel->progs.alloc_return, pid, path, off, true);
 
-	return err ? err : attach(p, prog, pid, path, off, false);
+	return err ? err : attach_cookie(p, prog, pid, path, off, cookie, false);
+}
+
+
+/* The cookie that tells a CPython allocator's entry program where placement
+ * found the arguments (tracer.h); 0 where each is in its own register. */
+static uint64_t args_cookie(const struct placement *pl)
+{
+	uint64_t c = TRACER_ARGS_MOVED;
+
+	if (!pl->args_moved)
+		return 0;
+	for (int i = 0; i < 6; i++)
+		c |= (uint64_t)(pl->arg_reg[i] & 7) << (3 * i);
+	return c;
 }
 
 /* Whether the file st names was examined already, under whatever path (the
@@ -430,7 +449,7 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 				cookie = (off - lo) << 32 | (hi - off);
 			err = attach(p, skel->progs.alloc_return, pid, path, off, true);
 			if (!err)
-				err = attach_cookie(p, prog, pid, path, off, false, cookie);
+				err = attach_cookie(p, prog, pid, path, off, cookie, false);
 		}
 		if (!err)
 			err = remember(p, pid, path, sym.file_offset);
@@ -491,13 +510,22 @@ int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, 
 
 /* prog (with alloc_return on the same spot when returns) at the code
  * address addr of process pid, once: 1, 0 when that spot already is probed,
- * or a negative errno. path and off receive the spot. */
-static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
-		     uint64_t addr, struct bpf_program *prog, bool returns, char *path,
-		     size_t pathlen, uint64_t *off)
+ * or a negative errno. path and off receive the spot (the function's entry:
+ * what "already probed" is known by). With size (the function's bytes) the
+ * probe may move past the prologue as probes_attach_file moves it, and
+ * further where the prologue copies the argument registers in reads
+ * elsewhere (prog then reads them by its cookie, TRACER_ARGS_*: only the
+ * py_* programs do, for attach_placed's callers); *placed (if not NULL) receives where
+ * it went, in bytes past the entry. */
+static int attach_placed(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
+			 uint64_t addr, uint64_t size, unsigned reads, struct bpf_program *prog,
+			 bool returns, char *path, size_t pathlen, uint64_t *off,
+			 uint64_t *placed)
 {
 	const struct target_mapping *m;
 	struct target_maps maps;
+	struct placement pl;
+	uint64_t at, cookie = 0;
 	int err;
 
 	err = target_read_maps(pid, &maps);
@@ -513,10 +541,20 @@ static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t
 	target_maps_free(&maps);
 	if (probed(p, attach_pid, path, *off))
 		return 0;
+	at = *off;
+	/* the return probe swaps the return address at [rsp]: only where
+	 * nothing was pushed yet */
+	if (size && !placement_file_follow(path, *off, size, reads, &pl) &&
+	    (!returns || pl.stack_adjust == 0)) {
+		at += pl.offset;
+		cookie = args_cookie(&pl);
+	}
+	if (placed)
+		*placed = at - *off;
 	if (returns)
-		err = attach_with_return(skel, p, prog, attach_pid, path, *off);
+		err = attach_with_return_cookie(skel, p, prog, attach_pid, path, at, cookie);
 	else
-		err = attach(p, prog, attach_pid, path, *off, false);
+		err = attach_cookie(p, prog, attach_pid, path, at, cookie, false);
 	if (!err)
 		err = flush(p);
 	if (!err)
@@ -524,25 +562,37 @@ static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t
 	return err ? err : 1;
 }
 
+/* The same on the very instruction at addr. */
+static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
+		     uint64_t addr, struct bpf_program *prog, bool returns, char *path,
+		     size_t pathlen, uint64_t *off)
+{
+	return attach_placed(skel, p, pid, attach_pid, addr, 0, 0, prog, returns, path, pathlen,
+			     off, NULL);
+}
+
 int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
-			 uint64_t fn, int kind, bool verbose)
+			 uint64_t fn, uint64_t size, int kind, bool verbose)
 {
 	const struct probe_spec *spec = python_spec(kind);
 	char path[4200];
-	uint64_t off;
+	uint64_t off, placed = 0;
 	int n;
 
 	if (!spec)
 		return -EINVAL;
-	/* A stripped function has no size to decode its prologue against:
-	 * the probe stays on its entry. */
-	n = attach_at(skel, p, pid, attach_pid, fn, spec_prog(skel, spec),
-		      (spec->shape & SHAPE_MASK) == ALLOC_RETURNS, path, sizeof(path), &off);
+	/* A stripped function whose size is unknown has nothing to decode its
+	 * prologue against: the probe stays on its entry. */
+	n = attach_placed(skel, p, pid, attach_pid, fn, size, spec->reads, spec_prog(skel, spec),
+			  (spec->shape & SHAPE_MASK) == ALLOC_RETURNS, path, sizeof(path), &off,
+			  &placed);
 	if (n <= 0)
 		return n;
 	if (verbose)
-		fprintf(stderr, "tracer: probe CPython %s (from its allocator table) %s+0x%llx\n",
-			python_slots[kind].slot, path, (unsigned long long)off);
+		fprintf(stderr,
+			"tracer: probe CPython %s (from its allocator table) %s+0x%llx, at +%llu\n",
+			python_slots[kind].slot, path, (unsigned long long)off,
+			(unsigned long long)placed);
 	p->functions++;
 	return 1;
 }

@@ -59,11 +59,13 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 			  bool verbose);
 /* CPython's allocator functions found in its tables rather than by name
- * (pyalloc.h): fn is the address in process pid; kind is the table slot
+ * (pyalloc.h): fn is the address in process pid, size its size in bytes (0:
+ * unknown, the probe stays at its entry; else it may move past the
+ * prologue as for a named function); kind is the table slot
  * (PYTHON_ALLOC_MALLOC ... PYTHON_ALLOC_FREE). Returns 1 when probed, 0 when that
  * entry point already is, or a negative errno. */
 int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
-			 uint64_t fn, int kind, bool verbose);
+			 uint64_t fn, uint64_t size, int kind, bool verbose);
 /* py_site_enter on the tail jump at addr in process pid, where CPython's
  * inlined raw allocator jumps to libc's (python/sites.h): 1, 0 when that
  * spot already is probed, or a negative errno. */

@@ -523,6 +523,28 @@ def test_debian_reallocs_stay_in_the_python_domain(mode):
     assert_realloc_parity(debian_python(), mode)
 
 
+def test_debian_sites_found_with_tracemalloc_running_at_attach():
+    """The inlined raw allocator's calls of libc's are found by the raw
+    table's default functions, which the compiled guards compare with: a
+    tracemalloc running at the attach (its hooks in the table) and stopped
+    after it leaves the blocks those calls make in the Python domain."""
+    python = debian_python()
+    ref = realloc_reference(python, "attach", REALLOC)
+    with attached(python, ["--domain", "python"], workload=REALLOC,
+                  args=("attach-tm",)) as run:
+        report, err = run.report, run.stderr_lines
+    assert report is not None, err
+    found = [l for l in err if "inlined raw allocator calls libc's" in l]
+    assert len(found) == 1 and "(4 tail jumps)" in found[0], err
+    assert any("its default is" in l for l in err), err
+    ours = workload_lines(report, REALLOC)
+    # bytearray.extend's block grows by libc's realloc from CPython's
+    # inlined allocator: tracemalloc's figure, in the Python domain
+    line = site("py_realloc.py", "bytearray")
+    assert ref[line][0] >= 10000000, ref
+    assert ours.get(line) == ref[line], (ref[line], ours.get(line))
+
+
 # launch: chroot maps the host's libc and then execs the chroot's python3.14,
 # whose own libc its dynamic linker loads: probed at the exec and loader stops
 @pytest.mark.parametrize("mode", ["attach", "launch"])

@@ -111,6 +111,81 @@ static void test_argument_written_first(void **state)
 	assert_int_equal(pl.offset, 0);
 }
 
+/* Debian python3.11's stripped allocators, byte for byte (objdump of
+ * /usr/bin/python3.11; their sizes from their FDEs). */
+static void test_follow_python311_allocators(void **state)
+{
+	/* _PyMem_RawCalloc(ctx, nelem, elsize): mov %rsi,%rdi; mov %rdx,%rsi;
+	 * test %rdi,%rdi; je; test %rdx,%rdx; je; jmp calloc; mov $1,%esi;
+	 * mov $1,%edi; jmp back */
+	static const uint8_t raw_calloc[] = {
+	    0x48, 0x89, 0xf7, 0x48, 0x89, 0xd6, 0x48, 0x85, 0xff, 0x74, 0x0a, 0x48,
+	    0x85, 0xd2, 0x74, 0x05, 0xe9, 0xbb, 0x90, 0xf2, 0xff, 0xbe, 0x01, 0x00,
+	    0x00, 0x00, 0xbf, 0x01, 0x00, 0x00, 0x00, 0xeb, 0xef};
+	/* _PyMem_RawRealloc(ctx, ptr, size): test %rdx,%rdx; mov $1,%eax;
+	 * mov %rsi,%rdi; cmovne %rdx,%rax; mov %rax,%rsi; jmp realloc */
+	static const uint8_t raw_realloc[] = {0x48, 0x85, 0xd2, 0xb8, 0x01, 0x00, 0x00, 0x00,
+					      0x48, 0x89, 0xf7, 0x48, 0x0f, 0x45, 0xc2, 0x48,
+					      0x89, 0xc6, 0xe9, 0x99, 0x95, 0xf2, 0xff};
+	/* _PyMem_RawMalloc(ctx, size): test %rsi,%rsi; mov $1,%eax; cmovne
+	 * %rsi,%rax; mov %rax,%rdi; jmp malloc */
+	static const uint8_t raw_malloc[] = {0x48, 0x85, 0xf6, 0xb8, 0x01, 0x00, 0x00,
+					     0x00, 0x48, 0x0f, 0x45, 0xc6, 0x48, 0x89,
+					     0xc7, 0xe9, 0xac, 0x82, 0xf2, 0xff};
+	struct placement pl;
+
+	/* nelem moved to rdi, elsize still in rdx: the first je */
+	assert_int_equal(placement_decode_follow(raw_calloc, sizeof(raw_calloc),
+						 PLACEMENT_RSI | PLACEMENT_RDX, &pl),
+			 0);
+	assert_int_equal(pl.offset, 9);
+	assert_true(pl.emulated);
+	assert_true(pl.args_moved);
+	assert_int_equal(pl.arg_reg[1], 0); /* rsi's value is in rdi */
+	assert_int_equal(pl.arg_reg[2], 2);
+	/* without following, the mov to rsi stops it at the entry */
+	assert_int_equal(placement_decode_keep(raw_calloc, sizeof(raw_calloc),
+					       PLACEMENT_RSI | PLACEMENT_RDX, &pl),
+			 0);
+	assert_int_equal(pl.offset, 0);
+	assert_false(pl.args_moved);
+	/* ptr moved to rdi, size in rdx: the jmp realloc */
+	assert_int_equal(placement_decode_follow(raw_realloc, sizeof(raw_realloc),
+						 PLACEMENT_RSI | PLACEMENT_RDX, &pl),
+			 0);
+	assert_int_equal(pl.offset, 18);
+	assert_int_equal(pl.arg_reg[1], 0);
+	assert_int_equal(pl.arg_reg[2], 2);
+	/* size stays in rsi (rdi, ctx, is not read): the jmp malloc */
+	assert_int_equal(placement_decode_follow(raw_malloc, sizeof(raw_malloc), PLACEMENT_RSI,
+						 &pl),
+			 0);
+	assert_int_equal(pl.offset, 15);
+	assert_false(pl.args_moved);
+	assert_int_equal(pl.arg_reg[1], 1);
+	/* ... where keeping rdi too leaves it at the entry */
+	assert_int_equal(placement_decode_follow(raw_malloc, sizeof(raw_malloc),
+						 PLACEMENT_RDI | PLACEMENT_RSI, &pl),
+			 0);
+	assert_int_equal(pl.offset, 0);
+}
+
+static void test_follow_copy_lost(void **state)
+{
+	/* mov %rsi,%rdi; xor %edi,%edi; push %rbp: the only copy of rsi's
+	 * value (rsi is overwritten by mov %rdx,%rsi first) is gone */
+	static const uint8_t code[] = {0x48, 0x89, 0xf7, 0x48, 0x89, 0xd6,
+				       0x31, 0xff, 0x55, 0xc3};
+	struct placement pl;
+
+	assert_int_equal(placement_decode_follow(code, sizeof(code), PLACEMENT_RSI, &pl), 0);
+	assert_int_equal(pl.offset, 0);
+	/* a 32-bit mov is no copy of a 64-bit argument */
+	static const uint8_t code32[] = {0x89, 0xf7, 0x48, 0x89, 0xd6, 0x55, 0xc3};
+	assert_int_equal(placement_decode_follow(code32, sizeof(code32), PLACEMENT_RSI, &pl), 0);
+	assert_int_equal(pl.offset, 0);
+}
+
 static void test_scratch_register_written(void **state)
 {
 	/* mov %rdi,%rbx and xor %eax,%eax leave the arguments alone */
@@ -678,6 +753,8 @@ int main(void)
 	    cmocka_unit_test(test_symbols_of_this_binary),
 	    cmocka_unit_test(test_libc),
 	    cmocka_unit_test(test_moved_probe_reads_same_args),
+	    cmocka_unit_test(test_follow_python311_allocators),
+	    cmocka_unit_test(test_follow_copy_lost),
 	    cmocka_unit_test(test_libc_free_moved_probe),
 	    cmocka_unit_test(test_moved_return_probe),
 	};

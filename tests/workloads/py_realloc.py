@@ -12,6 +12,10 @@ malloc.
   python py_realloc.py attach       allocate the early blocks, print "ready",
                                     wait for a line (a tracer attaches), grow,
                                     print "done", wait for a line
+  python py_realloc.py attach-tm    as attach, with tracemalloc running when
+                                    the tracer attaches (its hooks in the
+                                    allocator tables) and stopped before
+                                    the growth
   python py_realloc.py launch       the same without waiting: early blocks,
                                     growth, "ready", wait for a line
   python py_realloc.py ref MODE     the same under tracemalloc, started where
@@ -132,10 +136,16 @@ if __name__ == "__main__":
     elif mode == ["attach"]:
         print("ready", flush=True)
         sys.stdin.readline()
+    elif mode == ["attach-tm"]:
+        import tracemalloc
+        tracemalloc.start(1)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        tracemalloc.stop()
     main(blocks)
     if mode[:1] == ["ref"]:
         print(json.dumps(statistics()), flush=True)
-    elif mode == ["attach"]:
+    elif mode in (["attach"], ["attach-tm"]):
         print("done", flush=True)
         sys.stdin.readline()
     else:

@@ -9,6 +9,7 @@
 #include "python/alloc.h"
 #include "python/sites.h"
 #include "target.h"
+#include "unwind/table.h"
 
 static const char *const wrappers[PYTHON_ALLOC_NDOMAINS] = {"PyMem_RawMalloc", "PyMem_Malloc",
 							    "PyObject_Malloc"};
@@ -338,11 +339,22 @@ static int unhook_tables(struct python_alloc *a)
 /* The functions the tables hold, each probed once: the raw domain's free
  * is libc's, probed as such, but for a hook's (tracemalloc's free serves
  * all three tables: left out, no free of pymalloc's would be seen). */
-static void probe_allocators(const struct python_alloc *a, struct tracer_bpf *skel,
-			     struct probes *p, pid_t attach_pid, bool verbose)
+static void probe_allocators(const struct python_alloc *a, const struct python_target *t,
+			     struct tracer_bpf *skel, struct probes *p, pid_t attach_pid,
+			     bool verbose)
 {
+	enum { N = PYTHON_ALLOC_NDOMAINS * (PYTHON_ALLOC_FREE + 1) };
+	uint64_t vaddrs[N], sizes[N];
 	bool libc_free = a->state == PYTHON_ALLOC_DEFAULT || a->state == PYTHON_ALLOC_LEFT_HOOKED;
 
+	/* Their sizes, from the FDEs that start at them: a stripped build has
+	 * no symbols, and placement needs the whole function (an address in
+	 * another file than the interpreter's gets no FDE: its entry). */
+	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++)
+		for (int k = 0; k <= PYTHON_ALLOC_FREE; k++)
+			vaddrs[d * (PYTHON_ALLOC_FREE + 1) + k] = a->fn[d][k] - t->bias;
+	if (unwind_function_sizes(t->path, vaddrs, sizes, N))
+		memset(sizes, 0, sizeof(sizes));
 	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++) {
 		for (int k = PYTHON_ALLOC_MALLOC; k <= PYTHON_ALLOC_FREE; k++) {
 			int err;
@@ -352,7 +364,8 @@ static void probe_allocators(const struct python_alloc *a, struct tracer_bpf *sk
 				continue; /* probed once, as the raw domain's */
 			if (k == PYTHON_ALLOC_FREE && d == PYTHON_ALLOC_RAW && libc_free)
 				continue;
-			err = probes_attach_python(skel, p, a->pid, attach_pid, a->fn[d][k], k,
+			err = probes_attach_python(skel, p, a->pid, attach_pid, a->fn[d][k],
+						   sizes[d * (PYTHON_ALLOC_FREE + 1) + k], k,
 						   verbose);
 			if (err < 0)
 				fprintf(stderr,
@@ -368,21 +381,49 @@ static void probe_allocators(const struct python_alloc *a, struct tracer_bpf *sk
  * py_alloc_sites, their tail jumps get py_site_enter, so that their blocks
  * are in the Python domain as tracemalloc's. A site that cannot be
  * registered is said: its blocks would count as libc's. */
+/* The raw table's functions as the binary initialises them: what the
+ * inlined guards compare with, whatever the process holds there now (a
+ * tracemalloc started before the attach has its hooks in the table, and
+ * takes them out when it stops). Read from the file's bytes at the table;
+ * where they are not there (a PIE's relocated .data), the live values. */
+static void raw_defaults(const struct python_alloc *a, const struct python_target *t,
+			 uint64_t *out, bool verbose)
+{
+	uint64_t file[5] = {0};
+	struct elfsym_file *f;
+
+	memcpy(out, a->fn[PYTHON_ALLOC_RAW], sizeof(file));
+	if (elfsym_open(t->path, &f))
+		return;
+	if (!elfsym_read(f, a->table[PYTHON_ALLOC_RAW] - t->bias, file, sizeof(file)))
+		for (int s = PYTHON_ALLOC_MALLOC; s <= PYTHON_ALLOC_FREE; s++)
+			if (file[s] && file[s] + t->bias != out[s]) {
+				if (verbose)
+					fprintf(stderr,
+						"tracer: CPython's raw table slot %d holds 0x%llx, "
+						"its default is 0x%llx: the inlined calls are "
+						"found by the default\n",
+						s, (unsigned long long)out[s],
+						(unsigned long long)(file[s] + t->bias));
+				out[s] = file[s] + t->bias;
+			}
+	elfsym_close(f);
+}
+
 static void register_sites(const struct python_alloc *a, const struct python_target *t,
 			   struct tracer_bpf *skel, struct probes *p, pid_t attach_pid,
 			   bool verbose)
 {
-	const uint64_t *raw = a->fn[PYTHON_ALLOC_RAW];
-	uint64_t guard[PYTHON_SITE_NKINDS] = {
-	    [PYTHON_SITE_MALLOC] = raw[PYTHON_ALLOC_MALLOC],
-	    [PYTHON_SITE_CALLOC] = raw[PYTHON_ALLOC_CALLOC],
-	    [PYTHON_SITE_REALLOC] = raw[PYTHON_ALLOC_REALLOC],
-	};
 	int fd = bpf_map__fd(skel->maps.py_alloc_sites), err;
+	uint64_t raw[5], guard[PYTHON_SITE_NKINDS];
 	__u32 domain = TRACER_DOMAIN_PYTHON;
 	size_t lost = 0;
 	struct python_sites s;
 
+	raw_defaults(a, t, raw, verbose);
+	guard[PYTHON_SITE_MALLOC] = raw[PYTHON_ALLOC_MALLOC];
+	guard[PYTHON_SITE_CALLOC] = raw[PYTHON_ALLOC_CALLOC];
+	guard[PYTHON_SITE_REALLOC] = raw[PYTHON_ALLOC_REALLOC];
 	err = python_sites_find(t->path, t->bias, guard, &s);
 	if (err) {
 		fprintf(stderr,
@@ -503,7 +544,7 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 	a->state = tables_state(a);
 	if (settle_state(a, hook))
 		return -EINVAL;
-	probe_allocators(a, skel, p, attach_pid, verbose);
+	probe_allocators(a, t, skel, p, attach_pid, verbose);
 	register_sites(a, t, skel, p, attach_pid, verbose);
 	if (!hook || a->state == PYTHON_ALLOC_OTHER_HOOK)
 		return 0;

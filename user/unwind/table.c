@@ -433,6 +433,61 @@ int unwind_table_build(const char *path, struct unwind_table *out)
 	return err;
 }
 
+static int fde_sizes(Elf *elf, const uint64_t *vaddrs, uint64_t *sizes, size_t n)
+{
+	struct cfi_list list = {0};
+	size_t shstrndx;
+	Elf_Scn *scn = NULL;
+	int err = -ENOENT;
+
+	if (elf_getshdrstrndx(elf, &shstrndx))
+		return -ENOEXEC;
+	while ((scn = elf_nextscn(elf, scn))) {
+		const Elf_Data *d;
+		const char *name;
+		GElf_Shdr sh;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type == SHT_NOBITS ||
+		    !(name = elf_strptr(elf, shstrndx, sh.sh_name)) || strcmp(name, ".eh_frame") ||
+		    !(d = section_data(scn)))
+			continue;
+		err = cfi_scan(&(struct cfi_section){d->d_buf, d->d_size, sh.sh_addr, true},
+			       ORDER_EH, &list);
+		break;
+	}
+	for (size_t i = 0; !err && i < n; i++)
+		for (size_t j = 0; j < list.nfdes; j++)
+			if (list.fdes[j].lo == vaddrs[i]) {
+				sizes[i] = list.fdes[j].hi - list.fdes[j].lo;
+				break;
+			}
+	cfi_list_free(&list);
+	return err;
+}
+
+int unwind_function_sizes(const char *path, const uint64_t *vaddrs, uint64_t *sizes, size_t n)
+{
+	struct stat st;
+	Elf *elf;
+	int fd, err;
+
+	memset(sizes, 0, n * sizeof(*sizes));
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -ENOEXEC;
+	}
+	elf_version(EV_CURRENT);
+	elf = elf_begin(fd, ELF_C_READ, NULL);
+	err = elf && elf_kind(elf) == ELF_K_ELF ? fde_sizes(elf, vaddrs, sizes, n) : -ENOEXEC;
+	if (elf)
+		elf_end(elf);
+	close(fd);
+	return err;
+}
+
 void unwind_table_free(struct unwind_table *t)
 {
 	free(t->rows);

@@ -147,6 +147,12 @@ int unwind_table_build_cfi(const void *data, size_t size, uint64_t vaddr, bool e
 
 void unwind_table_free(struct unwind_table *t);
 
+/* The sizes of the functions at the link-time addresses vaddrs[0..n) of the
+ * ELF file at path, from the .eh_frame FDEs that start there (a stripped
+ * binary has no symbol to give them): sizes[i] is 0 where no FDE starts at
+ * vaddrs[i]. 0, or the errors of unwind_table_build. */
+int unwind_function_sizes(const char *path, const uint64_t *vaddrs, uint64_t *sizes, size_t n);
+
 /* The row that covers the link-time address vaddr, or NULL when vaddr is
  * before the first row or outside the 4 GiB the table can cover. After
  * the last row's start the answer is that NONE row. Its end is the next
