@@ -137,7 +137,8 @@ static void sweep_gone_sites(struct collector *c, const uint8_t *gone, uint32_t 
 void collect_sweep_gone(struct collector *c)
 {
 	uint64_t events = __atomic_load_n(&c->skel->bss->execs, __ATOMIC_RELAXED) +
-			  __atomic_load_n(&c->skel->bss->exits, __ATOMIC_RELAXED);
+			  __atomic_load_n(&c->skel->bss->exits, __ATOMIC_RELAXED) +
+			  __atomic_load_n(&c->skel->bss->window_drops, __ATOMIC_RELAXED);
 	int fd = bpf_map__fd(c->skel->maps.allocs);
 	uint32_t nbuckets = bpf_map__max_entries(c->skel->maps.allocs), limit;
 	uint64_t freed = 0, freed_overflow = 0;

@@ -58,6 +58,10 @@ static const char usage[] =
     "      --max-allocs N     live allocations kept (default %u); their table takes\n"
     "                         50 bytes of kernel memory per N, from the start\n"
     "      --max-stacks N     distinct stacks kept when nframe > 1 (default %u)\n"
+    "      --budget PCT       keep the tracer's cost on each traced process under PCT %%\n"
+    "                         of its CPU time (0.01..100, e.g. 2 or 2%%): allocations\n"
+    "                         are then traced in windows, and every report says what\n"
+    "                         share of the time they cover (README: Overhead budget)\n"
     "      --probe-only       place the probes but record nothing (overhead floor)\n"
     "      --python-malloc    with --: run CPython with PYTHONMALLOC=malloc, so that\n"
     "                         every object allocation is seen even where pymalloc is\n"
@@ -202,6 +206,22 @@ static int parse_nframe(const char *s, uint32_t *out)
 	return 0;
 }
 
+/* --budget PCT: "2", "2%", "0.5" -> 0.02, 0.005; 0.01..100 %. */
+static int parse_budget(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	if (!*s || strlen(s) > 32)
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || (*end && strcmp(end, "%")) || !(v >= 0.01 && v <= 100))
+		return -EINVAL;
+	*out = v / 100;
+	return 0;
+}
+
 enum command { CMD_TRACE, CMD_STATS, CMD_COMPARE, CMD_SERVE, CMD_TOP };
 
 enum {
@@ -231,6 +251,7 @@ enum {
 	OPT_PEAK,
 	OPT_SORT,
 	OPT_OLDER_THAN,
+	OPT_BUDGET,
 };
 
 static const struct option longopts[] = {
@@ -249,6 +270,7 @@ static const struct option longopts[] = {
     {"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
     {"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
     {"probe-only", no_argument, NULL, OPT_PROBE_ONLY},
+    {"budget", required_argument, NULL, OPT_BUDGET},
     {"python-malloc", no_argument, NULL, OPT_PYTHON_MALLOC},
     {"address", required_argument, NULL, OPT_ADDRESS},
     {"native", no_argument, NULL, OPT_NATIVE},
@@ -280,7 +302,7 @@ static bool tracing_only(int c)
 	return c == 'p' || c == 'n' || c == 'd' || c == 'i' || c == OPT_FOLLOW || c == OPT_KEEP_EXITED ||
 	       c == OPT_MAX_ALLOCS || c == OPT_MAX_STACKS || c == OPT_PROBE_ONLY ||
 	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == OPT_KEEP_ALLOCATOR_FRAMES ||
-	       c == OPT_HOOK_PYMALLOC || c == OPT_DEBUG_DIR || c == 'v';
+	       c == OPT_HOOK_PYMALLOC || c == OPT_DEBUG_DIR || c == OPT_BUDGET || c == 'v';
 }
 
 /* Options of reports, which tracer serve serves rather than prints. */
@@ -475,6 +497,11 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 		case OPT_PROBE_ONLY:
 			o->probe_only = true;
 			break;
+		case OPT_BUDGET:
+			if (parse_budget(optarg, &o->budget))
+				return bad("invalid --budget '%s' (a percentage, 0.01..100: 2 or 2%%)",
+					   optarg);
+			break;
 		case OPT_PYTHON_MALLOC:
 			o->python_malloc = true;
 			break;
@@ -633,6 +660,9 @@ static int check_trace_args(struct cli *cli)
 		return bad("%s", "--follow applies to a launched command (-- COMMAND)");
 	if (o->keep_exited && !o->follow)
 		return bad("%s", "--keep-exited applies with --follow");
+	if (o->budget > 0 && o->probe_only)
+		return bad("%s", "--budget and --probe-only do not go together (the floor has no "
+				 "windows)");
 	if (o->output) {
 		char probe[PATH_MAX];
 

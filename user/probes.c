@@ -237,7 +237,8 @@ static int drop_pending(struct probes *p, int err)
 
 /* Makes the links of the probes queued (struct probes_pending): return
  * probes first, so that a call that passes an entry probe is one whose
- * return is caught, or its stash would be left behind. */
+ * return is caught, or its stash would be left behind. A link of a class
+ * detached (probes_window) is kept for its attach. */
 static int flush(struct probes *p)
 {
 	int err = 0;
@@ -245,23 +246,36 @@ static int flush(struct probes *p)
 	for (int round = 0; round < 2 && !err; round++)
 		for (size_t i = 0; i < p->npending && !err; i++) {
 			struct probes_pending *q = &p->pending[i];
-			int fd;
+			struct probes_link *l;
+			int fd = -1;
 
 			if (q->retprobe != (round == 0))
 				continue;
-			fd = uprobe_multi_link(q->prog, q->pid, q->path, q->offsets, q->n,
-					       q->retprobe);
-			if (fd < 0) {
+			if (!(p->detached & PROBES_CLASS_BIT(q->cls)))
+				fd = uprobe_multi_link(q->prog, q->pid, q->path, q->offsets,
+						       (uint32_t)q->n, q->retprobe);
+			if (fd < 0 && !(p->detached & PROBES_CLASS_BIT(q->cls))) {
 				err = fd;
 				snprintf(p->failed_at, sizeof(p->failed_at), "%s+0x%llx", q->path,
 					 (unsigned long long)q->offsets[0]);
 			} else if (array_reserve((void **)&p->links, &p->cap, sizeof(*p->links),
 						 p->n + 1)) {
-				close(fd);
+				if (fd >= 0)
+					close(fd);
 				err = -ENOMEM;
 			} else {
-				p->links[p->n].fd = fd;
-				p->links[p->n++].retprobe = q->retprobe;
+				/* the link keeps the queue's path and offsets */
+				l = &p->links[p->n++];
+				*l = (struct probes_link){.fd = fd,
+							  .retprobe = q->retprobe,
+							  .cls = q->cls,
+							  .prog = q->prog,
+							  .pid = q->pid,
+							  .path = q->path,
+							  .offsets = q->offsets,
+							  .n = q->n};
+				q->path = NULL;
+				q->offsets = NULL;
 			}
 		}
 	return drop_pending(p, err);
@@ -270,7 +284,7 @@ static int flush(struct probes *p)
 /* Queues prog at off of path (the links are made by flush): one queue a
  * program, a kind and a file. */
 static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const char *path,
-		  uint64_t off, bool retprobe)
+		  uint64_t off, bool retprobe, enum probes_class cls)
 {
 	struct probes_pending *q = NULL;
 	size_t i;
@@ -279,14 +293,16 @@ static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const c
 		return -ENOENT; /* a row without a program: test_probes fails on it */
 	for (i = 0; i < p->npending; i++)
 		if (p->pending[i].prog == prog && p->pending[i].retprobe == retprobe &&
-		    p->pending[i].pid == pid && !strcmp(p->pending[i].path, path))
+		    p->pending[i].cls == cls && p->pending[i].pid == pid &&
+		    !strcmp(p->pending[i].path, path))
 			q = &p->pending[i];
 	if (!q) {
 		if (array_reserve((void **)&p->pending, &p->cap_pending, sizeof(*p->pending),
 				  p->npending + 1))
 			return -ENOMEM;
 		q = &p->pending[p->npending];
-		*q = (struct probes_pending){.prog = prog, .retprobe = retprobe, .pid = pid};
+		*q = (struct probes_pending){
+		    .prog = prog, .retprobe = retprobe, .cls = cls, .pid = pid};
 		q->path = strdup(path);
 		if (!q->path)
 			return -ENOMEM;
@@ -300,11 +316,30 @@ static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const c
 
 /* An allocator's entry and return probes at off (return first: flush). */
 static int attach_with_return(struct tracer_bpf *skel, struct probes *p, struct bpf_program *prog,
-			      pid_t pid, const char *path, uint64_t off)
+			      pid_t pid, const char *path, uint64_t off, enum probes_class cls)
 {
-	int err = attach(p, skel->progs.alloc_return, pid, path, off, true);
+	int err = attach(p, skel->progs.alloc_return, pid, path, off, true, cls);
 
-	return err ? err : attach(p, prog, pid, path, off, false);
+	return err ? err : attach(p, prog, pid, path, off, false, cls);
+}
+
+/* The class of a row's probes (enum probes_class): a realloc frees too, so
+ * it stays with the frees. */
+static enum probes_class spec_class(struct tracer_bpf *skel, const struct probe_spec *s)
+{
+	struct bpf_program *prog = spec_prog(skel, s);
+
+	switch (s->shape & SHAPE_MASK) {
+	case ALLOC_RETURNS:
+		return prog == skel->progs.realloc_enter || prog == skel->progs.reallocarray_enter ||
+				       prog == skel->progs.py_realloc_enter
+			   ? PROBES_FREEING
+			   : PROBES_ALLOCATING;
+	case FREE_ONLY:
+		return PROBES_FREEING;
+	default:
+		return prog == skel->progs.py_track_enter ? PROBES_ALLOCATING : PROBES_CONTROL;
+	}
 }
 
 /* Whether the file st names was examined already, under whatever path (the
@@ -369,12 +404,12 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 		prog = spec_prog(skel, &specs[i]);
 		off = sym.file_offset;
 		if ((specs[i].shape & SHAPE_MASK) == AT_ENTRY) {
-			err = attach(p, prog, pid, path, off, false);
+			err = attach(p, prog, pid, path, off, false, spec_class(skel, &specs[i]));
 		} else if ((specs[i].shape & SHAPE_MASK) == FREE_ONLY) {
 			if (!placement_file_keep(path, sym.file_offset, sym.size, specs[i].reads,
 						 &pl))
 				off += pl.offset;
-			err = attach(p, prog, pid, path, off, false);
+			err = attach(p, prog, pid, path, off, false, PROBES_FREEING);
 		} else {
 			/* The return probe swaps the return address at [rsp], so it
 			 * may move only past instructions that pushed nothing; the
@@ -383,7 +418,8 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 						 &pl) &&
 			    pl.stack_adjust == 0)
 				off += pl.offset;
-			err = attach_with_return(skel, p, prog, pid, path, off);
+			err = attach_with_return(skel, p, prog, pid, path, off,
+						 spec_class(skel, &specs[i]));
 		}
 		if (!err)
 			err = remember(p, path, sym.file_offset);
@@ -446,8 +482,8 @@ int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, 
  * address addr of process pid, once: 1, 0 when that spot already is probed,
  * or a negative errno. path and off receive the spot. */
 static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
-		     uint64_t addr, struct bpf_program *prog, bool returns, char *path,
-		     size_t pathlen, uint64_t *off)
+		     uint64_t addr, struct bpf_program *prog, bool returns, enum probes_class cls,
+		     char *path, size_t pathlen, uint64_t *off)
 {
 	const struct target_mapping *m;
 	struct target_maps maps;
@@ -467,9 +503,9 @@ static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t
 	if (probed(p, path, *off))
 		return 0;
 	if (returns)
-		err = attach_with_return(skel, p, prog, attach_pid, path, *off);
+		err = attach_with_return(skel, p, prog, attach_pid, path, *off, cls);
 	else
-		err = attach(p, prog, attach_pid, path, *off, false);
+		err = attach(p, prog, attach_pid, path, *off, false, cls);
 	if (!err)
 		err = flush(p);
 	if (!err)
@@ -490,7 +526,8 @@ int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 	/* A stripped function has no size to decode its prologue against:
 	 * the probe stays on its entry. */
 	n = attach_at(skel, p, pid, attach_pid, fn, spec_prog(skel, spec),
-		      (spec->shape & SHAPE_MASK) == ALLOC_RETURNS, path, sizeof(path), &off);
+		      (spec->shape & SHAPE_MASK) == ALLOC_RETURNS, spec_class(skel, spec), path,
+		      sizeof(path), &off);
 	if (n <= 0)
 		return n;
 	if (verbose)
@@ -507,8 +544,8 @@ int probes_attach_site(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid
 	uint64_t off;
 	int n;
 
-	n = attach_at(skel, p, pid, attach_pid, addr, skel->progs.py_site_enter, false, path,
-		      sizeof(path), &off);
+	n = attach_at(skel, p, pid, attach_pid, addr, skel->progs.py_site_enter, false,
+		      PROBES_ALLOCATING, path, sizeof(path), &off);
 	if (n > 0 && verbose)
 		fprintf(stderr, "tracer: probe CPython's inlined allocator tail jump %s+0x%llx\n",
 			path, (unsigned long long)off);
@@ -525,7 +562,8 @@ int probes_attach_code_dealloc(struct tracer_bpf *skel, struct probes *p, pid_t 
 	struct probes_row row;
 
 	probes_code_dealloc_row(skel, &row);
-	n = attach_at(skel, p, pid, attach_pid, addr, row.prog, false, path, sizeof(path), &off);
+	n = attach_at(skel, p, pid, attach_pid, addr, row.prog, false, PROBES_CONTROL, path,
+		      sizeof(path), &off);
 	if (n > 0 && verbose)
 		fprintf(stderr, "tracer: probe CPython's code object dealloc %s+0x%llx\n", path,
 			(unsigned long long)off);
@@ -557,6 +595,7 @@ bool probes_site_row(struct tracer_bpf *skel, struct probes_row *row)
 struct detach_share {
 	struct probes *p;
 	bool retprobes; /* this round's kind */
+	unsigned mask;	/* of these classes */
 	size_t first;	/* and every DETACH_THREADS-th link after it */
 };
 
@@ -564,25 +603,34 @@ static void *detach_some(void *arg)
 {
 	struct detach_share *d = arg;
 
-	for (size_t i = d->first; i < d->p->n; i += DETACH_THREADS)
-		if (d->p->links[i].retprobe == d->retprobes) {
-			close(d->p->links[i].fd);
-			d->p->links[i].fd = -1;
+	for (size_t i = d->first; i < d->p->n; i += DETACH_THREADS) {
+		struct probes_link *l = &d->p->links[i];
+
+		if (l->retprobe == d->retprobes && (d->mask & PROBES_CLASS_BIT(l->cls)) &&
+		    l->fd >= 0) {
+			close(l->fd);
+			l->fd = -1;
 		}
+	}
 	return NULL;
 }
 
-/* Every link of one kind, DETACH_THREADS at a time (or one by one where
- * no thread can be made). */
-static void detach_round(struct probes *p, bool retprobes)
+/* Every link of one kind and of the classes in mask, DETACH_THREADS at a
+ * time (or one by one where no thread can be made). */
+static void detach_round(struct probes *p, bool retprobes, unsigned mask)
 {
 	struct detach_share share[DETACH_THREADS];
 	pthread_t th[DETACH_THREADS];
 	bool started[DETACH_THREADS] = {0};
+	size_t nlinks = 0;
 
+	for (size_t i = 0; i < p->n; i++)
+		nlinks += p->links[i].fd >= 0 && (mask & PROBES_CLASS_BIT(p->links[i].cls));
 	for (size_t t = 0; t < DETACH_THREADS; t++) {
-		share[t] = (struct detach_share){.p = p, .retprobes = retprobes, .first = t};
-		started[t] = t < p->n && !pthread_create(&th[t], NULL, detach_some, &share[t]);
+		share[t] = (struct detach_share){
+		    .p = p, .retprobes = retprobes, .mask = mask, .first = t};
+		started[t] = t < nlinks && nlinks > 1 &&
+			     !pthread_create(&th[t], NULL, detach_some, &share[t]);
 	}
 	for (size_t t = 0; t < DETACH_THREADS; t++) {
 		if (started[t])
@@ -598,8 +646,12 @@ void probes_detach(struct probes *p)
 
 	/* entries first: a call that passes an entry probe is one whose
 	 * return probe is still there */
-	detach_round(p, false);
-	detach_round(p, true);
+	detach_round(p, false, ~0u);
+	detach_round(p, true, ~0u);
+	for (i = 0; i < p->n; i++) {
+		free(p->links[i].path);
+		free(p->links[i].offsets);
+	}
 	free(p->links);
 	for (i = 0; i < p->nentries; i++)
 		free(p->entries[i].path);
@@ -608,4 +660,33 @@ void probes_detach(struct probes *p)
 	drop_pending(p, 0);
 	free(p->pending);
 	memset(p, 0, sizeof(*p));
+}
+
+int probes_window(struct probes *p, unsigned mask, bool attach)
+{
+	int err = 0;
+
+	if (!attach) {
+		p->detached |= mask;
+		detach_round(p, false, mask);
+		detach_round(p, true, mask);
+		return 0;
+	}
+	p->detached &= ~mask;
+	/* returns first, as flush */
+	for (int round = 0; round < 2; round++)
+		for (size_t i = 0; i < p->n; i++) {
+			struct probes_link *l = &p->links[i];
+			int fd;
+
+			if (l->retprobe != (round == 0) || !(mask & PROBES_CLASS_BIT(l->cls)) ||
+			    l->fd >= 0)
+				continue;
+			fd = uprobe_multi_link(l->prog, l->pid, l->path, l->offsets,
+					       (uint32_t)l->n, l->retprobe);
+			if (fd < 0 && !err)
+				err = fd; /* a process gone, its file too: the others go on */
+			l->fd = fd < 0 ? -1 : fd;
+		}
+	return err;
 }

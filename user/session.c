@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "collect.h"
 #include "elfsym.h"
 #include "model/snapfile.h"
@@ -110,6 +111,7 @@ struct session {
 	 * memory over time */
 	struct html_series_point *series;
 	size_t nseries, cap_series;
+	struct budget *budget; /* --budget, or NULL */
 };
 
 uint32_t session_alloc_buckets(uint32_t max_allocs)
@@ -227,6 +229,7 @@ static int report(struct session *s)
 		fprintf(stderr, "tracer: cannot take a snapshot: out of memory\n");
 		return -ENOMEM;
 	}
+	budget_describe(s->budget, snap);
 	if (s->o->output && !html) /* with html, -o names the page */
 		save_snapshot(s, snap);
 	if (!filter_set_empty(s->o->filters)) {
@@ -385,6 +388,7 @@ static int setup_bpf(struct session *s)
 	s->skel->rodata->probe_only = o->probe_only;
 	s->skel->rodata->loader_stop = o->argv != NULL;
 	s->skel->rodata->keep_exited = o->keep_exited;
+	s->skel->rodata->count_hits = o->budget > 0;
 	s->skel->rodata->filter_pids = o->follow;
 	s->skel->rodata->capture_stack = o->nframe > 1;
 	s->skel->rodata->native_with_python = o->native;
@@ -706,6 +710,7 @@ static void feed_consumer(struct session *s)
 	double t = now_s();
 	struct snapshot *snap = collect_snapshot(&s->collect);
 
+	budget_describe(s->budget, snap);
 	s->o->consumer->give(s->o->consumer->arg, snap, now_s() - t);
 }
 
@@ -722,6 +727,7 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 
 		if (stop_signal)
 			return 0;
+		budget_tick(s->budget);
 		if (o->duration > 0 && t - started >= o->duration)
 			return 0;
 		if (launch) {
@@ -925,6 +931,9 @@ int session_run(const struct session_options *o)
 		fprintf(stderr, "tracer: tracing pid %d with %zu probes in %zu files\n", s.pid,
 			s.probes.functions, s.probes.files);
 
+	if (o->budget > 0 && budget_open(&s.budget, o->budget, s.skel, &s.probes, s.pid,
+					 o->follow, o->verbose))
+		goto out;
 	err = wait_loop(&s, launched ? &launch : NULL, &exit_status);
 	if (!err && !o->consumer)
 		err = report(&s);
@@ -956,6 +965,7 @@ out:
 	python_frames_close(s.py);
 	unwind_maps_free(s.unwind);
 	tracer_bpf__destroy(s.skel);
+	budget_close(s.budget);
 	free(s.series);
 	return rc;
 }

@@ -47,6 +47,7 @@ struct session_options {
 	bool hook_pymalloc;  /* --hook-pymalloc: point pymalloc's tables at raw */
 	bool native;	     /* --native: C frames then Python frames, merged */
 	bool keep_allocator_frames; /* --keep-allocator-frames: no plumbing left out */
+	double budget;	     /* --budget: the cost allowed / own CPU time; 0: unbounded */
 	bool verbose;
 	const char *output; /* -o FILE pattern, or NULL */
 	struct report_options report;

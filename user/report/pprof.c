@@ -19,6 +19,7 @@ enum {
 	PROFILE_DURATION_NANOS = 10,
 	PROFILE_PERIOD_TYPE = 11,
 	PROFILE_PERIOD = 12,
+	PROFILE_COMMENT = 13,
 	PROFILE_DEFAULT_SAMPLE_TYPE = 14,
 	VALUE_TYPE_TYPE = 1,
 	VALUE_TYPE_UNIT = 2,
@@ -288,7 +289,8 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 	unsigned char *have = NULL; /* per mapping: HAVE_* of its frames */
 	int64_t str_type[NVALUES], str_unit[NVALUES], str_bytes, str_space, str_domain;
 	int64_t str_pid = 0, str_comm = 0, pid_value = 0, comm_value = 0;
-	char pid[16], comm[SNAPSHOT_COMM_LEN];
+	char pid[16], comm[SNAPSHOT_COMM_LEN], budget[512];
+	int64_t str_budget = 0;
 	bool wanted[NVALUES] = {[INUSE_OBJECTS] = true, [INUSE_SPACE] = true};
 	int err = 0;
 
@@ -315,6 +317,13 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 	str_bytes = str_unit[INUSE_SPACE];
 	str_space = intern(&st, "space");
 	str_domain = intern(&st, "domain");
+	snapshot_budget_line(s, budget, sizeof(budget));
+	if (budget[0]) /* --budget: what the figures cover, as the profile's comment */
+		str_budget = intern(&st, budget);
+	if (str_budget < 0) {
+		err = -ENOMEM;
+		goto out;
+	}
 	if (s->target.pid) {
 		snprintf(pid, sizeof(pid), "%d", (int)s->target.pid);
 		str_pid = intern(&st, "pid");
@@ -523,6 +532,8 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 	field_message(&prof, PROFILE_PERIOD_TYPE, &msg);
 	field_varint(&prof, PROFILE_PERIOD, 1);
 	field_varint(&prof, PROFILE_DEFAULT_SAMPLE_TYPE, (uint64_t)str_type[INUSE_SPACE]);
+	if (str_budget)
+		field_varint(&prof, PROFILE_COMMENT, (uint64_t)str_budget);
 
 	err = prof.err ? prof.err : msg.err ? msg.err : sub.err ? sub.err : packed.err;
 	if (!err)

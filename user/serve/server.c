@@ -382,6 +382,7 @@ static int delta_profile(struct server *srv, long seconds, int32_t *pid, char **
 		d->target.command = (uint32_t)c;
 		d->target.host = (uint32_t)h;
 		d->taken_at = a->taken_at;
+		d->budget = a->budget;
 		d->duration_ns = a->duration_ns > b->duration_ns ? a->duration_ns - b->duration_ns
 								 : 0;
 		*pid = a->target.pid;
