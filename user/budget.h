@@ -43,7 +43,7 @@ void budget_describe(const struct budget *b, struct snapshot *snap);
 double budget_hit_cost(const struct budget *b);
 void budget_close(struct budget *b);
 
-/* The CPU time of process pid so far, in seconds (utime + stime), or -1. */
+/* The CPU time of process pid's threads so far, in seconds, or -1. */
 double budget_process_cpu(pid_t pid);
 
 #endif

@@ -115,6 +115,9 @@ static const char usage[] =
     "                         given: 0.0.0.0:PORT or [::]:PORT for every interface)\n"
     "      --token-file FILE  require 'Authorization: Bearer TOKEN', TOKEN being the\n"
     "                         file's content (16..4096 characters, mode 600)\n"
+    "      --log FILE         append a line per request to FILE (time, client,\n"
+    "                         method, path, status, bytes, seconds); SIGHUP opens\n"
+    "                         it again (after a rotation) and never ends serve\n"
     "\n"
     "top (-p PID and the tracing options; -k and -t set what it shows first,\n"
     "-i its refresh in seconds, default 1): keys g grouping (lineno, filename,\n"
@@ -245,6 +248,7 @@ enum {
 	OPT_DEBUG_DIR,
 	OPT_LISTEN,
 	OPT_TOKEN_FILE,
+	OPT_LOG,
 	OPT_VERSION,
 	OPT_COLOR,
 	OPT_COLLAPSED_LINES,
@@ -287,6 +291,7 @@ static const struct option longopts[] = {
     {"exclude-domain", required_argument, NULL, OPT_EXCLUDE_DOMAIN},
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"log", required_argument, NULL, OPT_LOG},
     {"color", required_argument, NULL, OPT_COLOR},
     {"colour", required_argument, NULL, OPT_COLOR},
     {"collapsed-lines", no_argument, NULL, OPT_COLLAPSED_LINES},
@@ -376,7 +381,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			return bad("%s applies to reports; tracer top shows its own view (see "
 				   "--help)",
 				   option_name(c, name));
-		if ((c == OPT_LISTEN || c == OPT_TOKEN_FILE) && cli->cmd != CMD_SERVE)
+		if ((c == OPT_LISTEN || c == OPT_TOKEN_FILE || c == OPT_LOG) && cli->cmd != CMD_SERVE)
 			return bad("%s applies to 'tracer serve'", option_name(c, name));
 		if (c == OPT_ADDRESS && cli->cmd != CMD_STATS)
 			return bad("%s", "--address applies to 'tracer stats FILE'");
@@ -572,6 +577,9 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_LISTEN:
 			cli->serve.listen = optarg;
+			break;
+		case OPT_LOG:
+			cli->serve.log_file = optarg;
 			break;
 		case OPT_TOKEN_FILE:
 			cli->serve.token_file = optarg;

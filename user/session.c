@@ -37,8 +37,10 @@
  * snapshot now (tracemalloc's take_snapshot(): the report, and the -o
  * file), SIGUSR2 resets the peak (reset_peak()). */
 static volatile sig_atomic_t stop_signal, snapshot_requested, reset_peak_requested;
+static volatile sig_atomic_t hangup_requested; /* SIGHUP, for a consumer that takes it */
 static sigset_t loop_mask;   /* the loop's wait: SIGCHLD unblocked */
 static sigset_t start_mask;  /* as the tracer was started: a launched command's */
+static bool hangup_wanted;   /* a consumer takes SIGHUP (tracer serve: its log) */
 
 static void on_signal(int sig)
 {
@@ -48,6 +50,8 @@ static void on_signal(int sig)
 		snapshot_requested = 1;
 	else if (sig == SIGUSR2)
 		reset_peak_requested = 1;
+	else if (sig == SIGHUP && hangup_wanted)
+		hangup_requested = 1;
 	else
 		stop_signal = sig;
 }
@@ -766,6 +770,10 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 			feed_consumer(s);
 		if (o->consumer && o->consumer->done && o->consumer->done(o->consumer->arg))
 			return 0;
+		if (hangup_requested) {
+			hangup_requested = 0;
+			o->consumer->hangup(o->consumer->arg);
+		}
 		if (snapshot_requested || (next_report && t >= next_report)) {
 			if (!snapshot_requested)
 				next_report += o->interval;
@@ -819,6 +827,7 @@ int session_run(const struct session_options *o)
 		}
 		s.pid = o->pid;
 	}
+	hangup_wanted = o->consumer && o->consumer->hangup;
 	catch_signals();
 
 	if (setup_bpf(&s))

@@ -29,6 +29,7 @@ struct session_consumer {
 	bool (*wants)(void *arg);
 	void (*give)(void *arg, struct snapshot *snap, double build_seconds);
 	bool (*done)(void *arg); /* optional: the session ends when it says so */
+	void (*hangup)(void *arg); /* optional: SIGHUP, which then does not end it */
 	void *arg;
 };
 
