@@ -935,6 +935,7 @@ struct snapshot *collect_snapshot(struct collector *c)
 	snap->duration_ns = collect_now_ns() - c->started_ns;
 	snap->target.pid = c->pid;
 	snap->target.start_time = c->start_time;
+	target_cgroup(c->pid, snap->target.cgroup, sizeof(snap->target.cgroup));
 	gethostname(host, sizeof(host) - 1);
 	command = snapshot_intern_string(snap, c->command);
 	hostname = snapshot_intern_string(snap, host);

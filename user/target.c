@@ -505,3 +505,29 @@ int target_launch_go(struct target_launch *l)
 	l->err_fd = -1;
 	return n == sizeof(e) ? -e : 0;
 }
+
+void target_cgroup(pid_t pid, char *out, size_t len)
+{
+	char path[64], line[4200];
+	FILE *f;
+
+	if (!len)
+		return;
+	out[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		size_t n = 0;
+
+		if (strncmp(line, "0::", 3))
+			continue;
+		/* the target names its cgroups: nothing but printable ASCII */
+		for (const char *p = line + 3; *p && *p != '\n' && n + 1 < len; p++)
+			out[n++] = *p >= ' ' && *p < 0x7f ? *p : '?';
+		out[n] = '\0';
+		break;
+	}
+	fclose(f);
+}

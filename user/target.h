@@ -90,4 +90,8 @@ int target_launch_prepare(char *const argv[], char *const envp_extra[], struct t
 /* Returns 0 when exec succeeded, else -errno of the failed exec. */
 int target_launch_go(struct target_launch *l);
 
+/* Process pid's cgroup in the v2 hierarchy (/proc/PID/cgroup's "0::" line),
+ * printable ASCII only, truncated to len; "" when unknown. */
+void target_cgroup(pid_t pid, char *out, size_t len);
+
 #endif

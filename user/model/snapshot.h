@@ -113,6 +113,9 @@ struct snapshot_target {
 	uint32_t command;    /* string index: the command line or comm */
 	uint64_t start_time; /* target start, seconds since the epoch (0 unknown) */
 	uint32_t host;	     /* string index: hostname */
+	/* its cgroup v2 path ("/system.slice/x.service"), "" unknown; not kept
+	 * in snapshot files */
+	char cgroup[256];
 };
 
 /* --budget: traced in time windows (user/budget.c). Without it, on is

@@ -109,12 +109,17 @@ static void family(struct writer *w, const char *name, const char *type, const c
 	fprintf(w->out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* name{pid="..",comm=".."[,key="value"]} */
+/* name{pid="..",comm=".."[,cgroup=".."][,key="value"]}: cgroup when known */
 static void labels(struct writer *w, const char *name, const char *key, const char *value)
 {
 	fprintf(w->out, "%s{pid=\"%s\",comm=\"", name, w->pid);
 	put_value(w->out, w->comm);
 	fputc('"', w->out);
+	if (w->s->target.cgroup[0]) {
+		fputs(",cgroup=\"", w->out);
+		put_value(w->out, w->s->target.cgroup);
+		fputc('"', w->out);
+	}
 	if (key) {
 		fprintf(w->out, ",%s=\"", key);
 		put_value(w->out, value);

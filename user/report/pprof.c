@@ -290,7 +290,7 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 	int64_t str_type[NVALUES], str_unit[NVALUES], str_bytes, str_space, str_domain;
 	int64_t str_pid = 0, str_comm = 0, pid_value = 0, comm_value = 0;
 	char pid[16], comm[SNAPSHOT_COMM_LEN], budget[512];
-	int64_t str_budget = 0;
+	int64_t str_budget = 0, str_cgroup = 0, cgroup_value = 0;
 	bool wanted[NVALUES] = {[INUSE_OBJECTS] = true, [INUSE_SPACE] = true};
 	int err = 0;
 
@@ -330,8 +330,13 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 		pid_value = intern(&st, pid);
 		str_comm = intern(&st, "comm");
 		comm_value = intern(&st, snapshot_comm(s, comm));
+		if (s->target.cgroup[0]) {
+			str_cgroup = intern(&st, "cgroup");
+			cgroup_value = intern(&st, s->target.cgroup);
+		}
 	}
-	if (str_domain < 0 || str_pid < 0 || pid_value < 0 || str_comm < 0 || comm_value < 0) {
+	if (str_domain < 0 || str_pid < 0 || pid_value < 0 || str_comm < 0 || comm_value < 0 ||
+	    str_cgroup < 0 || cgroup_value < 0) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -408,6 +413,11 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 			field_message(&msg, SAMPLE_LABEL, &sub);
 			field_varint(&sub, LABEL_KEY, (uint64_t)str_comm);
 			field_varint(&sub, LABEL_STR, (uint64_t)comm_value);
+			field_message(&msg, SAMPLE_LABEL, &sub);
+		}
+		if (str_cgroup) {
+			field_varint(&sub, LABEL_KEY, (uint64_t)str_cgroup);
+			field_varint(&sub, LABEL_STR, (uint64_t)cgroup_value);
 			field_message(&msg, SAMPLE_LABEL, &sub);
 		}
 		field_message(&prof, PROFILE_SAMPLE, &msg);
