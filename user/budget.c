@@ -25,6 +25,9 @@
  * (the switching of windows, what a trap evicts beyond the calibration's
  * own) measured ~1.1-1.4x on the request loop (make bench) */
 #define BUDGET_AIM 0.85
+/* CPU seconds a second under which a process is idle: its account does
+ * not hold the windows shut (it allocates next to nothing) */
+#define IDLE_CPU 0.005
 
 /* One traced process's account, all in seconds of its CPU time. */
 struct budget_proc {
@@ -406,7 +409,11 @@ static void open_window(struct budget *b, double t)
 		fprintf(stderr, "tracer: budget: some probes could not be attached again\n");
 	b->skel->bss->between_windows = false;
 	b->open = true;
-	b->opened_at = t;
+	/* from when every probe is in: the attaching takes a while (ms, more
+	 * with --follow's probes on every process's libc), and what its
+	 * first probes cost then counts without its time, which errs safe */
+	b->opened_at = now_s();
+	(void)t;
 	b->windows++;
 }
 
@@ -449,17 +456,35 @@ static void next_period(struct budget *b, double t)
 	b->run_ns = run_ns;
 	for_each_traced(b, account);
 	b->periods++;
+	/* --follow: the children gone leave their accounts (the target's stays,
+	 * for the last report) */
+	for (size_t i = 0; i < b->nprocs;)
+		if (!b->procs[i].seen && b->procs[i].pid != b->pid)
+			b->procs[i] = b->procs[--b->nprocs];
+		else
+			i++;
 	for (size_t i = 0; i < b->nprocs; i++) {
 		struct budget_proc *pr = &b->procs[i];
 		double d;
 
-		if (!pr->seen || !pr->rated)
+		if (!pr->seen || (pr->rated && pr->work_rate < IDLE_CPU))
+			continue; /* an idle process (a shell waiting) holds no window shut */
+		if (!pr->rated) { /* new (a child): a window as long as its share, to measure */
+			if (BUDGET_AIM * b->ratio < duty)
+				duty = BUDGET_AIM * b->ratio;
 			continue;
+		}
 		/* the frees alone cost more than the budget: they go in windows too */
 		if (!b->frees_windowed && b->periods >= 1 && pr->work_rate > 0 &&
 		    pr->free_rate > 0.9 * BUDGET_AIM * b->ratio * pr->work_rate)
 			over = true;
 		d = duty_of(b, pr);
+		if (getenv("TRACER_DEBUG") /* each account, per period */)
+			fprintf(stderr,
+				"tracer: budget: pid %d work %.4f/s alloc %.4f/s free %.4f/s cost %.4f "
+				"cpu %.4f -> %.3f\n",
+				pr->pid, pr->work_rate, pr->alloc_rate, pr->free_rate, pr->cost,
+				pr->cpu, d);
 		if (d < duty)
 			duty = d;
 	}
@@ -502,7 +527,7 @@ void budget_tick(struct budget *b)
 {
 	double t;
 
-	if (!b)
+	if (!b || !b->started)
 		return;
 	t = now_s();
 	if (t - b->period_start >= b->period_len)
@@ -512,7 +537,7 @@ void budget_tick(struct budget *b)
 }
 
 int budget_open(struct budget **out, double ratio, struct tracer_bpf *skel, struct probes *p,
-		pid_t pid, bool follow, bool verbose)
+		bool follow, bool verbose)
 {
 	struct budget *b = calloc(1, sizeof(*b));
 	int err;
@@ -523,9 +548,9 @@ int budget_open(struct budget **out, double ratio, struct tracer_bpf *skel, stru
 	*b = (struct budget){.ratio = ratio,
 			     .skel = skel,
 			     .probes = p,
-			     .pid = pid,
 			     .follow = follow,
 			     .verbose = verbose,
+			     .stats_fd = -1,
 			     .windowed = PROBES_CLASS_BIT(PROBES_ALLOCATING)};
 	b->ncpus = libbpf_num_possible_cpus();
 	b->percpu = b->ncpus > 0 ? calloc((size_t)b->ncpus, sizeof(*b->percpu)) : NULL;
@@ -533,6 +558,8 @@ int budget_open(struct budget **out, double ratio, struct tracer_bpf *skel, stru
 		free(b);
 		return -ENOMEM;
 	}
+	/* before the session's probes: with --follow they are on every
+	 * process's libc, the helper's too */
 	err = calibrate(b);
 	if (err) {
 		fprintf(stderr, "tracer: --budget: cannot calibrate a probe hit's cost: %s\n",
@@ -540,13 +567,22 @@ int budget_open(struct budget **out, double ratio, struct tracer_bpf *skel, stru
 		budget_close(b);
 		return err;
 	}
+	*out = b;
+	return 0;
+}
+
+void budget_start(struct budget *b, pid_t pid)
+{
+	if (!b)
+		return;
+	b->pid = pid;
 	/* the programs' own time, as the kernel measures it; without it the
 	 * trap alone is counted */
 	b->stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
 	b->run_ns = programs_run_ns(b);
-	if (verbose)
+	if (b->verbose)
 		fprintf(stderr, "tracer: budget %.3g %%: a probe hit's trap costs %.0f ns%s\n",
-			ratio * 100, b->hit_s * 1e9,
+			b->ratio * 100, b->hit_s * 1e9,
 			b->stats_fd < 0 ? " (no BPF run-time statistics: programs not counted)"
 					: ", plus its program's run time");
 	b->started = b->period_start = now_s();
@@ -557,8 +593,6 @@ int budget_open(struct budget **out, double ratio, struct tracer_bpf *skel, stru
 	b->open = true; /* the session attached every probe */
 	b->opened_at = b->started;
 	b->windows = 1;
-	*out = b;
-	return 0;
 }
 
 double budget_hit_cost(const struct budget *b)
@@ -597,7 +631,7 @@ void budget_close(struct budget *b)
 {
 	if (!b)
 		return;
-	if (b->stats_fd > 0)
+	if (b->stats_fd >= 0)
 		close(b->stats_fd);
 	free(b->percpu);
 	free(b->procs);

@@ -28,12 +28,14 @@
 
 struct budget;
 
-/* Calibrates and starts the windows (the probes in p are attached).
- * ratio is the budget (0.05 for 5 %); pid the target (with follow, the
- * processes are those of traced_pids). 0, or a negative errno after one
+/* Calibrates, before the session attaches its probes (skel loaded).
+ * ratio is the budget (0.05 for 5 %). 0, or a negative errno after one
  * line on stderr. */
 int budget_open(struct budget **out, double ratio, struct tracer_bpf *skel, struct probes *p,
-		pid_t pid, bool follow, bool verbose);
+		bool follow, bool verbose);
+/* Starts the windows once the probes in p are attached: pid the target
+ * (with follow, the processes are those of traced_pids). */
+void budget_start(struct budget *b, pid_t pid);
 /* From the session loop (every poll): opens and closes windows, and at the
  * end of each period measures and sets the next window. */
 void budget_tick(struct budget *b);

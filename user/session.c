@@ -832,6 +832,9 @@ int session_run(const struct session_options *o)
 
 	if (setup_bpf(&s))
 		goto out;
+	if (o->budget > 0 &&
+	    budget_open(&s.budget, o->budget, s.skel, &s.probes, o->follow, o->verbose))
+		goto out;
 	s.skel->bss->target_tgid = (__u32)s.pid; /* -p; a launch sets it below */
 
 	if (o->argv) {
@@ -940,9 +943,7 @@ int session_run(const struct session_options *o)
 		fprintf(stderr, "tracer: tracing pid %d with %zu probes in %zu files\n", s.pid,
 			s.probes.functions, s.probes.files);
 
-	if (o->budget > 0 && budget_open(&s.budget, o->budget, s.skel, &s.probes, s.pid,
-					 o->follow, o->verbose))
-		goto out;
+	budget_start(s.budget, s.pid);
 	err = wait_loop(&s, launched ? &launch : NULL, &exit_status);
 	if (!err && !o->consumer)
 		err = report(&s);

@@ -108,3 +108,16 @@ def test_bad_budgets_are_refused(bad):
     r = subprocess.run([TRACER, "--budget", bad, "--", "true"], capture_output=True, text=True)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "--budget" in r.stderr
+
+
+def test_follow_keeps_an_account_per_process():
+    """--follow: two children, each allocating; the windows follow the one
+    with the least room, and the report says what they covered."""
+    wl = workload("requests")
+    r = run_tracer(["--follow", "-v", "--budget", "3", "-t", "1", "--", "/bin/sh", "-c",
+                    "%s 4 & %s 4; wait" % (wl, wl)], timeout=120)
+    m = re.search(r"^budget 3%: allocations traced in windows, ([\d.]+)% of the time "
+                  r"\((\d+) windows\), estimated overhead ([\d.]+)%", r.stdout, re.M)
+    assert m, r.stdout
+    assert 0 < float(m.group(1)) < 60 and int(m.group(2)) >= 2
+    assert float(m.group(3)) < 4.5, r.stdout  # the highest of the processes'
