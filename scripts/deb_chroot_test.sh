@@ -49,13 +49,15 @@ run_in dpkg -i /tmp/tracer.deb
 version=$(run_in tracer --version)
 echo "deb-chroot: $version" >&2
 [[ $version == "tracer "* ]]
-run_in tracer --help | grep -q -- '--budget'
+run_in tracer --help > "$work/tmp/help.txt" # whole: grep -q would end it early (SIGPIPE)
+grep -q -- '--budget' "$work/tmp/help.txt"
 [ "$(run_in man -w tracer)" = /usr/share/man/man1/tracer.1.gz ]
 grep -q '^ExecStart=/usr/bin/tracer serve \$TRACER_ARGS' "$work/lib/systemd/system/tracer.service"
 [ -f "$work/etc/default/tracer" ]
 [ -f "$work/usr/share/bash-completion/completions/tracer" ]
 # the binary finds every library in the fresh system
-! run_in ldd /usr/bin/tracer | grep -q 'not found'
+run_in ldd /usr/bin/tracer > "$work/tmp/ldd.txt"
+! grep -q 'not found' "$work/tmp/ldd.txt"
 run_in dpkg -r tracer
 [ ! -e "$work/usr/bin/tracer" ]
 echo "deb-chroot: installed, ran and removed in a fresh Debian $(cat "$base/etc/debian_version")" >&2
