@@ -23,8 +23,8 @@
 #define FIRST_PERIOD_S 0.1    /* the first: half of it traced whole, to measure */
 /* The share of the budget the windows aim at: what the estimate misses
  * (the switching of windows, what a trap evicts beyond the calibration's
- * own) measured ~1.1-1.4x on the request loop (make bench) */
-#define BUDGET_AIM 0.85
+ * own) measured 1.3-1.5x on the request loop (make bench) */
+#define BUDGET_AIM 0.7
 /* CPU seconds a second under which a process is idle: its account does
  * not hold the windows shut (it allocates next to nothing) */
 #define IDLE_CPU 0.005
@@ -293,6 +293,7 @@ static void baseline(struct budget *b, pid_t pid, uint32_t slot)
 		pr->cpu_last = budget_process_cpu(pid);
 }
 
+/* The period that ends, for account() (a for_each_traced callback). */
 struct period {
 	double seconds, open_s, cost_per_hit;
 };
@@ -399,7 +400,7 @@ static void drop_window_live_set(struct budget *b)
 	__atomic_fetch_add(&skel->bss->window_drops, 1, __ATOMIC_RELAXED);
 }
 
-static void open_window(struct budget *b, double t)
+static void open_window(struct budget *b)
 {
 	if (b->open)
 		return;
@@ -413,7 +414,6 @@ static void open_window(struct budget *b, double t)
 	 * with --follow's probes on every process's libc), and what its
 	 * first probes cost then counts without its time, which errs safe */
 	b->opened_at = now_s();
-	(void)t;
 	b->windows++;
 }
 
@@ -516,7 +516,7 @@ static void next_period(struct budget *b, double t)
 	if (duty * BUDGET_PERIOD_S < BUDGET_MIN_WINDOW_S)
 		close_window(b, t);
 	else
-		open_window(b, t);
+		open_window(b);
 	if (b->verbose)
 		fprintf(stderr, "tracer: budget: window %.1f ms of %.0f ms (coverage %.3f)\n",
 			duty * BUDGET_PERIOD_S * 1e3, BUDGET_PERIOD_S * 1e3,

@@ -39,7 +39,7 @@ def metric(text, name):
     return float(m.group(1))
 
 
-@pytest.mark.parametrize("budget", ["5", "0.5%"])
+@pytest.mark.parametrize("budget", ["10", "0.5%"])
 def test_serve_says_what_the_figures_cover(tmp_path, budget):
     wl = workload("requests")
     p = subprocess.Popen([TRACER, "serve", "-v", "--listen", "127.0.0.1:0", "--budget",
@@ -75,8 +75,8 @@ def test_serve_says_what_the_figures_cover(tmp_path, budget):
         # frees kept (or each window's live set its own): never more live
         # blocks than the workload holds
         assert 0 < metric(text, "tracer_live_blocks") <= MAX_LIVE, text
-        if budget == "0.5%":  # the frees alone cost more than that here
-            assert metric(text, "tracer_budget_frees_windowed") == 1
+        # the frees alone cost ~4 % here: kept at 10 %, windowed at 0.5 %
+        assert metric(text, "tracer_budget_frees_windowed") == (budget == "0.5%")
         if GO:
             heap = tmp_path / "heap.pb.gz"
             heap.write_bytes(urllib.request.urlopen(base + "/debug/pprof/heap",
