@@ -48,6 +48,8 @@ const volatile __u32 native_nframe = 1;
 const volatile bool loader_stop = false;
 /* --keep-exited: a --follow child that exits keeps its blocks live */
 const volatile bool keep_exited = false;
+/* --budget: probe hits are counted per process (proc_hits) */
+const volatile bool count_hits = false;
 
 /* -a: every process but the tracer is traced, or with filters (--comm,
  * --cgroup) those that match at their exec; a child of a traced process
@@ -105,6 +107,13 @@ __u64 exits = 0;
 __u64 notices = 0;
 /* set while the tracer lets a launched command go: no stop is sent then */
 bool stops_off = false;
+/* --budget (user/budget.c): set between allocation windows, when only
+ * the probes that free are attached; a realloc then forgets the block it
+ * replaces and records none. */
+bool between_windows = false;
+/* --budget: times the live set of a window was dropped (every probe
+ * windowed): collect_sweep_gone frees the slots of the old indexes */
+__u64 window_drops = 0;
 
 /* 2. Maps, and the types of their values that only BPF knows. */
 
@@ -264,6 +273,16 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } excluded_pids SEC(".maps");
+
+/* --budget: probe hits per traced process (its index in allocation keys,
+ * modulo TRACER_HIT_SLOTS; 0 without --follow), per CPU: no atomics on
+ * the probe path. user/budget.c sums the CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TRACER_HIT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct tracer_hits);
+} proc_hits SEC(".maps");
 
 /* What was lost or is worth knowing (tracer.h); session.c sums the CPUs. */
 struct {
@@ -551,6 +570,24 @@ static __always_inline bool recording(__u32 *tgid, __u32 *proc)
 	return traced_proc(*tgid, proc);
 }
 
+/* --budget: one probe hit of process proc, of the allocating kind (the
+ * probes attached within windows only) or of the freeing kind. */
+static __always_inline void hit(__u32 proc, bool allocating)
+{
+	__u32 slot = filter_pids ? proc % TRACER_HIT_SLOTS : 0;
+	struct tracer_hits *h;
+
+	if (!count_hits)
+		return;
+	h = bpf_map_lookup_elem(&proc_hits, &slot);
+	if (!h)
+		return;
+	if (allocating)
+		h->allocating++;
+	else
+		h->freeing++;
+}
+
 /* tgid's figures: target_stats, or with --follow its entry in procs (made
  * when create is set); NULL when procs is full. */
 static __always_inline struct tracer_proc_stats *proc_stats(__u32 tgid, bool create)
@@ -593,11 +630,13 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 {
 	struct pending *p;
 	__u64 sp = PT_REGS_SP(ctx);
+	__u32 proc;
 
 	if (probe_only)
 		return 0;
-	if (!traced(bpf_get_current_pid_tgid() >> 32))
+	if (!traced_proc(bpf_get_current_pid_tgid() >> 32, &proc))
 		return 0;
+	hit(proc, kind != TRACER_KIND_REALLOC);
 	p = thread_pending();
 	if (!p)
 		return 0;
@@ -1010,6 +1049,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 		count(TRACER_CNT_RETURN_UNMATCHED, 1);
 		return 0;
 	}
+	hit(proc, p->kind != TRACER_KIND_REALLOC);
 	if (--p->depth)
 		return 0;
 
@@ -1034,6 +1074,8 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 			count(TRACER_CNT_FAILED_ALLOCS, 1);
 		return 0;
 	}
+	if (between_windows)
+		return 0; /* --budget: a realloc between windows only frees */
 
 	/* At a return probe the IP is the caller's return address: frame 0. */
 	if (p->domain == TRACER_DOMAIN_LIBC)
@@ -1058,6 +1100,7 @@ static __always_inline int free_enter(__u64 ptr)
 
 	if (!ptr || !recording(&tgid, &proc))
 		return 0;
+	hit(proc, false);
 	st = proc_stats(tgid, false);
 	if (finalizing(st))
 		return 0;
@@ -1183,9 +1226,11 @@ SEC("uprobe")
 int BPF_KPROBE(py_site_enter)
 {
 	struct pending *p;
+	__u32 proc;
 
-	if (probe_only || !traced(bpf_get_current_pid_tgid() >> 32))
+	if (probe_only || !traced_proc(bpf_get_current_pid_tgid() >> 32, &proc))
 		return 0;
+	hit(proc, true);
 	p = thread_pending();
 	if (!p)
 		return 0;
@@ -1264,6 +1309,7 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 
 	if (!ptr || !recording(&tgid, &proc))
 		return 0;
+	hit(proc, true);
 	st = proc_stats(tgid, true);
 	if (finalizing(st))
 		return 0;
@@ -1285,6 +1331,7 @@ int BPF_KPROBE(py_untrack_enter, __u32 domain, __u64 ptr)
 
 	if (!ptr || !recording(&tgid, &proc))
 		return 0;
+	hit(proc, false);
 	key = TRACER_KEY(proc, ptr);
 	/* tracemalloc forgets (domain, ptr) only: a block freed already, or
 	 * traced in another domain, stays as it is */

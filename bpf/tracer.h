@@ -341,6 +341,15 @@ enum tracer_notice {
 #define TRACER_MAX_FILTERS 16 /* --comm and --cgroup values each */
 #define TRACER_COMM_LEN 16
 
+/* --budget: probe hits of one traced process (bpf proc_hits): of the
+ * probes attached within windows only (allocations) and of the others
+ * (frees, and reallocs, which free) */
+#define TRACER_HIT_SLOTS 4096
+struct tracer_hits {
+	__u64 allocating;
+	__u64 freeing;
+};
+
 /* Why a launched thread stopped for the tracer (loader_stops' value). */
 enum tracer_stop {
 	TRACER_STOP_LOADER = 1, /* its dynamic linker changed its objects */

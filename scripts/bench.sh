@@ -71,5 +71,7 @@ cc -O2 -std=gnu11 -D_GNU_SOURCE -Iuser scripts/uprobe_cost.c user/placement.c us
 	echo "bench: cannot build build/uprobe_cost; its table is skipped" >&2
 
 /usr/bin/python3 scripts/bench_run.py "$@"
+# --budget against the overhead it achieves: 1 %, 5 % and unbounded, side by side
+/usr/bin/python3 scripts/bench_budget.py -r 3 -s 8 -b 1,5,0
 # attach and detach times, and a launched CPython's stops
 exec /usr/bin/python3 scripts/bench_attach.py

@@ -142,7 +142,8 @@ static void sweep_gone_sites(struct collector *c, const uint8_t *gone, uint32_t 
 void collect_sweep_gone(struct collector *c)
 {
 	uint64_t events = __atomic_load_n(&c->skel->bss->execs, __ATOMIC_RELAXED) +
-			  __atomic_load_n(&c->skel->bss->exits, __ATOMIC_RELAXED);
+			  __atomic_load_n(&c->skel->bss->exits, __ATOMIC_RELAXED) +
+			  __atomic_load_n(&c->skel->bss->window_drops, __ATOMIC_RELAXED);
 	int fd = bpf_map__fd(c->skel->maps.allocs);
 	uint32_t nbuckets = bpf_map__max_entries(c->skel->maps.allocs), limit;
 	uint64_t freed = 0, freed_overflow = 0;
@@ -1196,6 +1197,7 @@ struct snapshot *collect_snapshot(struct collector *c)
 	snap->duration_ns = collect_now_ns() - c->started_ns;
 	snap->target.pid = c->pid;
 	snap->target.start_time = c->start_time;
+	target_cgroup(c->pid, snap->target.cgroup, sizeof(snap->target.cgroup));
 	gethostname(host, sizeof(host) - 1);
 	command = snapshot_intern_string(snap, c->command);
 	hostname = snapshot_intern_string(snap, host);

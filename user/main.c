@@ -69,6 +69,10 @@ static const char usage[] =
     "      --max-allocs N     live allocations kept (default %u); their table takes\n"
     "                         50 bytes of kernel memory per N, from the start\n"
     "      --max-stacks N     distinct stacks kept when nframe > 1 (default %u)\n"
+    "      --budget PCT       keep the tracer's cost on each traced process under PCT %%\n"
+    "                         of its CPU time (0.01..100, e.g. 2 or 2%%): allocations\n"
+    "                         are then traced in windows, and every report says what\n"
+    "                         share of the time they cover (README: Overhead budget)\n"
     "      --probe-only       place the probes but record nothing (overhead floor)\n"
     "      --python-malloc    with --: run CPython with PYTHONMALLOC=malloc, so that\n"
     "                         every object allocation is seen even where pymalloc is\n"
@@ -127,6 +131,9 @@ static const char usage[] =
     "                         given: 0.0.0.0:PORT or [::]:PORT for every interface)\n"
     "      --token-file FILE  require 'Authorization: Bearer TOKEN', TOKEN being the\n"
     "                         file's content (16..4096 characters, mode 600)\n"
+    "      --log FILE         append a line per request to FILE (time, client,\n"
+    "                         method, path, status, bytes, seconds); SIGHUP opens\n"
+    "                         it again (after a rotation) and never ends serve\n"
     "\n"
     "top (-p PID and the tracing options; -k and -t set what it shows first,\n"
     "-i its refresh in seconds, default 1): keys g grouping (lineno, filename,\n"
@@ -218,6 +225,22 @@ static int parse_nframe(const char *s, uint32_t *out)
 	return 0;
 }
 
+/* --budget PCT: "2", "2%", "0.5" -> 0.02, 0.005; 0.01..100 %. */
+static int parse_budget(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	if (!*s || strlen(s) > 32)
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || (*end && strcmp(end, "%")) || !(v >= 0.01 && v <= 100))
+		return -EINVAL;
+	*out = v / 100;
+	return 0;
+}
+
 enum command { CMD_TRACE, CMD_STATS, CMD_COMPARE, CMD_SERVE, CMD_TOP };
 
 enum {
@@ -241,6 +264,7 @@ enum {
 	OPT_DEBUG_DIR,
 	OPT_LISTEN,
 	OPT_TOKEN_FILE,
+	OPT_LOG,
 	OPT_VERSION,
 	OPT_COLOR,
 	OPT_COLLAPSED_LINES,
@@ -250,6 +274,7 @@ enum {
 	OPT_COMM,
 	OPT_CGROUP,
 	OPT_EXCLUDE_PID,
+	OPT_BUDGET,
 };
 
 static const struct option longopts[] = {
@@ -272,6 +297,7 @@ static const struct option longopts[] = {
     {"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
     {"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
     {"probe-only", no_argument, NULL, OPT_PROBE_ONLY},
+    {"budget", required_argument, NULL, OPT_BUDGET},
     {"python-malloc", no_argument, NULL, OPT_PYTHON_MALLOC},
     {"address", required_argument, NULL, OPT_ADDRESS},
     {"native", no_argument, NULL, OPT_NATIVE},
@@ -288,6 +314,7 @@ static const struct option longopts[] = {
     {"exclude-domain", required_argument, NULL, OPT_EXCLUDE_DOMAIN},
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"log", required_argument, NULL, OPT_LOG},
     {"color", required_argument, NULL, OPT_COLOR},
     {"colour", required_argument, NULL, OPT_COLOR},
     {"collapsed-lines", no_argument, NULL, OPT_COLLAPSED_LINES},
@@ -306,7 +333,7 @@ static bool tracing_only(int c)
 	       c == 'i' || c == OPT_FOLLOW || c == OPT_KEEP_EXITED ||
 	       c == OPT_MAX_ALLOCS || c == OPT_MAX_STACKS || c == OPT_PROBE_ONLY ||
 	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == OPT_KEEP_ALLOCATOR_FRAMES ||
-	       c == OPT_HOOK_PYMALLOC || c == OPT_DEBUG_DIR || c == 'v';
+	       c == OPT_HOOK_PYMALLOC || c == OPT_DEBUG_DIR || c == OPT_BUDGET || c == 'v';
 }
 
 /* Options of reports, which tracer serve serves rather than prints. */
@@ -384,7 +411,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			return bad("%s applies to reports; tracer top shows its own view (see "
 				   "--help)",
 				   option_name(c, name));
-		if ((c == OPT_LISTEN || c == OPT_TOKEN_FILE) && cli->cmd != CMD_SERVE)
+		if ((c == OPT_LISTEN || c == OPT_TOKEN_FILE || c == OPT_LOG) && cli->cmd != CMD_SERVE)
 			return bad("%s applies to 'tracer serve'", option_name(c, name));
 		if (c == OPT_ADDRESS && cli->cmd != CMD_STATS)
 			return bad("%s", "--address applies to 'tracer stats FILE'");
@@ -554,6 +581,11 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 		case OPT_PROBE_ONLY:
 			o->probe_only = true;
 			break;
+		case OPT_BUDGET:
+			if (parse_budget(optarg, &o->budget))
+				return bad("invalid --budget '%s' (a percentage, 0.01..100: 2 or 2%%)",
+					   optarg);
+			break;
 		case OPT_PYTHON_MALLOC:
 			o->python_malloc = true;
 			break;
@@ -629,6 +661,9 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_LISTEN:
 			cli->serve.listen = optarg;
+			break;
+		case OPT_LOG:
+			cli->serve.log_file = optarg;
 			break;
 		case OPT_TOKEN_FILE:
 			cli->serve.token_file = optarg;
@@ -738,6 +773,9 @@ static int check_trace_args(struct cli *cli)
 		return bad("%s", "-a traces children already: --follow is for -p and --");
 	if (o->keep_exited && !o->follow)
 		return bad("%s", "--keep-exited applies with --follow");
+	if (o->budget > 0 && o->probe_only)
+		return bad("%s", "--budget and --probe-only do not go together (the floor has no "
+				 "windows)");
 	if (o->output) {
 		char probe[PATH_MAX];
 

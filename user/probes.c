@@ -277,23 +277,38 @@ static int flush(struct probes *p)
 	for (int round = 0; round < 2 && !err; round++)
 		for (size_t i = 0; i < p->npending && !err; i++) {
 			struct probes_pending *q = &p->pending[i];
-			int fd;
+			struct probes_link *l;
+			int fd = -1;
 
 			if (q->retprobe != (round == 0))
 				continue;
-			fd = uprobe_multi_link(q->prog, q->pid, q->path, q->offsets, q->cookies, q->n,
-					       q->retprobe);
-			if (fd < 0) {
+			if (!(p->detached & PROBES_CLASS_BIT(q->cls)))
+				fd = uprobe_multi_link(q->prog, q->pid, q->path, q->offsets,
+						       q->cookies, (uint32_t)q->n, q->retprobe);
+			if (fd < 0 && !(p->detached & PROBES_CLASS_BIT(q->cls))) {
 				err = fd;
 				snprintf(p->failed_at, sizeof(p->failed_at), "%s+0x%llx", q->path,
 					 (unsigned long long)q->offsets[0]);
 			} else if (array_reserve((void **)&p->links, &p->cap, sizeof(*p->links),
 						 p->n + 1)) {
-				close(fd);
+				if (fd >= 0)
+					close(fd);
 				err = -ENOMEM;
 			} else {
-				p->links[p->n].fd = fd;
-				p->links[p->n++].retprobe = q->retprobe;
+				/* the link keeps the queue's path, offsets and cookies */
+				l = &p->links[p->n++];
+				*l = (struct probes_link){.fd = fd,
+							  .retprobe = q->retprobe,
+							  .cls = q->cls,
+							  .prog = q->prog,
+							  .pid = q->pid,
+							  .path = q->path,
+							  .offsets = q->offsets,
+							  .cookies = q->cookies,
+							  .n = q->n};
+				q->path = NULL;
+				q->offsets = NULL;
+				q->cookies = NULL;
 			}
 		}
 	return drop_pending(p, err);
@@ -302,7 +317,8 @@ static int flush(struct probes *p)
 /* Queues prog at off of path, with cookie for its program (the links are
  * made by flush): one queue a program, a kind and a file. */
 static int attach_cookie(struct probes *p, struct bpf_program *prog, pid_t pid,
-			 const char *path, uint64_t off, uint64_t cookie, bool retprobe)
+			 const char *path, uint64_t off, uint64_t cookie, bool retprobe,
+			 enum probes_class cls)
 {
 	struct probes_pending *q = NULL;
 	size_t i;
@@ -311,14 +327,16 @@ static int attach_cookie(struct probes *p, struct bpf_program *prog, pid_t pid,
 		return -ENOENT; /* a row without a program: test_probes fails on it */
 	for (i = 0; i < p->npending; i++)
 		if (p->pending[i].prog == prog && p->pending[i].retprobe == retprobe &&
-		    p->pending[i].pid == pid && !strcmp(p->pending[i].path, path))
+		    p->pending[i].cls == cls && p->pending[i].pid == pid &&
+		    !strcmp(p->pending[i].path, path))
 			q = &p->pending[i];
 	if (!q) {
 		if (array_reserve((void **)&p->pending, &p->cap_pending, sizeof(*p->pending),
 				  p->npending + 1))
 			return -ENOMEM;
 		q = &p->pending[p->npending];
-		*q = (struct probes_pending){.prog = prog, .retprobe = retprobe, .pid = pid};
+		*q = (struct probes_pending){
+		    .prog = prog, .retprobe = retprobe, .cls = cls, .pid = pid};
 		q->path = strdup(path);
 		if (!q->path)
 			return -ENOMEM;
@@ -333,20 +351,39 @@ static int attach_cookie(struct probes *p, struct bpf_program *prog, pid_t pid,
 }
 
 static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const char *path,
-		  uint64_t off, bool retprobe)
+		  uint64_t off, bool retprobe, enum probes_class cls)
 {
-	return attach_cookie(p, prog, pid, path, off, 0, retprobe);
+	return attach_cookie(p, prog, pid, path, off, 0, retprobe, cls);
 }
 
 /* An allocator's entry and return probes at off (return first: flush);
  * cookie for the entry's program. */
 static int attach_with_return_cookie(struct tracer_bpf *skel, struct probes *p,
 				     struct bpf_program *prog, pid_t pid, const char *path,
-				     uint64_t off, uint64_t cookie)
+				     uint64_t off, uint64_t cookie, enum probes_class cls)
 {
-	int err = attach(p, skel->progs.alloc_return, pid, path, off, true);
+	int err = attach(p, skel->progs.alloc_return, pid, path, off, true, cls);
 
-	return err ? err : attach_cookie(p, prog, pid, path, off, cookie, false);
+	return err ? err : attach_cookie(p, prog, pid, path, off, cookie, false, cls);
+}
+
+/* The class of a row's probes (enum probes_class): a realloc frees too, so
+ * it stays with the frees. */
+static enum probes_class spec_class(struct tracer_bpf *skel, const struct probe_spec *s)
+{
+	struct bpf_program *prog = spec_prog(skel, s);
+
+	switch (s->shape & SHAPE_MASK) {
+	case ALLOC_RETURNS:
+		return prog == skel->progs.realloc_enter || prog == skel->progs.reallocarray_enter ||
+				       prog == skel->progs.py_realloc_enter
+			   ? PROBES_FREEING
+			   : PROBES_ALLOCATING;
+	case FREE_ONLY:
+		return PROBES_FREEING;
+	default:
+		return prog == skel->progs.py_track_enter ? PROBES_ALLOCATING : PROBES_CONTROL;
+	}
 }
 
 
@@ -427,12 +464,12 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 		prog = spec_prog(skel, &specs[i]);
 		off = sym.file_offset;
 		if ((specs[i].shape & SHAPE_MASK) == AT_ENTRY) {
-			err = attach(p, prog, pid, path, off, false);
+			err = attach(p, prog, pid, path, off, false, spec_class(skel, &specs[i]));
 		} else if ((specs[i].shape & SHAPE_MASK) == FREE_ONLY) {
 			if (!placement_file_keep(path, sym.file_offset, sym.size, specs[i].reads,
 						 &pl))
 				off += pl.offset;
-			err = attach(p, prog, pid, path, off, false);
+			err = attach(p, prog, pid, path, off, false, PROBES_FREEING);
 		} else {
 			/* The return probe swaps the return address at [rsp], so it
 			 * may move only past instructions that pushed nothing; the
@@ -447,9 +484,8 @@ int probes_attach_file(struct tracer_bpf *skel, struct probes *p, pid_t pid, con
 			    !elfsym_exec_segment(f, off, &lo, &hi) && off - lo < UINT32_MAX &&
 			    hi - off < UINT32_MAX)
 				cookie = (off - lo) << 32 | (hi - off);
-			err = attach(p, skel->progs.alloc_return, pid, path, off, true);
-			if (!err)
-				err = attach_cookie(p, prog, pid, path, off, cookie, false);
+			err = attach_with_return_cookie(skel, p, prog, pid, path, off, cookie,
+							spec_class(skel, &specs[i]));
 		}
 		if (!err)
 			err = remember(p, pid, path, sym.file_offset);
@@ -519,8 +555,8 @@ int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, 
  * it went, in bytes past the entry. */
 static int attach_placed(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 			 uint64_t addr, uint64_t size, unsigned reads, struct bpf_program *prog,
-			 bool returns, char *path, size_t pathlen, uint64_t *off,
-			 uint64_t *placed)
+			 bool returns, enum probes_class cls, char *path, size_t pathlen,
+			 uint64_t *off, uint64_t *placed)
 {
 	const struct target_mapping *m;
 	struct target_maps maps;
@@ -552,9 +588,9 @@ static int attach_placed(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 	if (placed)
 		*placed = at - *off;
 	if (returns)
-		err = attach_with_return_cookie(skel, p, prog, attach_pid, path, at, cookie);
+		err = attach_with_return_cookie(skel, p, prog, attach_pid, path, at, cookie, cls);
 	else
-		err = attach_cookie(p, prog, attach_pid, path, at, cookie, false);
+		err = attach_cookie(p, prog, attach_pid, path, at, cookie, false, cls);
 	if (!err)
 		err = flush(p);
 	if (!err)
@@ -564,11 +600,11 @@ static int attach_placed(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 
 /* The same on the very instruction at addr. */
 static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
-		     uint64_t addr, struct bpf_program *prog, bool returns, char *path,
-		     size_t pathlen, uint64_t *off)
+		     uint64_t addr, struct bpf_program *prog, bool returns, enum probes_class cls,
+		     char *path, size_t pathlen, uint64_t *off)
 {
-	return attach_placed(skel, p, pid, attach_pid, addr, 0, 0, prog, returns, path, pathlen,
-			     off, NULL);
+	return attach_placed(skel, p, pid, attach_pid, addr, 0, 0, prog, returns, cls, path,
+			     pathlen, off, NULL);
 }
 
 int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
@@ -584,8 +620,8 @@ int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 	/* A stripped function whose size is unknown has nothing to decode its
 	 * prologue against: the probe stays on its entry. */
 	n = attach_placed(skel, p, pid, attach_pid, fn, size, spec->reads, spec_prog(skel, spec),
-			  (spec->shape & SHAPE_MASK) == ALLOC_RETURNS, path, sizeof(path), &off,
-			  &placed);
+			  (spec->shape & SHAPE_MASK) == ALLOC_RETURNS, spec_class(skel, spec), path,
+			  sizeof(path), &off, &placed);
 	if (n <= 0)
 		return n;
 	if (verbose)
@@ -604,7 +640,8 @@ int probes_attach_site(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid
 	uint64_t off;
 	int n;
 
-	n = attach_at(skel, p, pid, attach_pid, addr, skel->progs.py_site_enter, false, path,
+	n = attach_at(skel, p, pid, attach_pid, addr, skel->progs.py_site_enter, false,
+		      PROBES_ALLOCATING, path,
 		      sizeof(path), &off);
 	if (n > 0 && verbose)
 		fprintf(stderr, "tracer: probe CPython's inlined allocator tail jump %s+0x%llx\n",
@@ -622,7 +659,8 @@ int probes_attach_code_dealloc(struct tracer_bpf *skel, struct probes *p, pid_t 
 	struct probes_row row;
 
 	probes_code_dealloc_row(skel, &row);
-	n = attach_at(skel, p, pid, attach_pid, addr, row.prog, false, path, sizeof(path), &off);
+	n = attach_at(skel, p, pid, attach_pid, addr, row.prog, false, PROBES_CONTROL, path,
+		      sizeof(path), &off);
 	if (n > 0 && verbose)
 		fprintf(stderr, "tracer: probe CPython's code object dealloc %s+0x%llx\n", path,
 			(unsigned long long)off);
@@ -656,6 +694,7 @@ bool probes_site_row(struct tracer_bpf *skel, struct probes_row *row)
 struct detach_share {
 	struct probes *p;
 	bool retprobes; /* this round's kind */
+	unsigned mask;	/* of these classes */
 	size_t first;	/* and every stride-th link after it */
 	size_t stride;
 };
@@ -664,32 +703,39 @@ static void *detach_some(void *arg)
 {
 	struct detach_share *d = arg;
 
-	for (size_t i = d->first; i < d->p->n; i += d->stride)
-		if (d->p->links[i].retprobe == d->retprobes) {
-			close(d->p->links[i].fd);
-			d->p->links[i].fd = -1;
+	for (size_t i = d->first; i < d->p->n; i += d->stride) {
+		struct probes_link *l = &d->p->links[i];
+
+		if (l->retprobe == d->retprobes && (d->mask & PROBES_CLASS_BIT(l->cls)) &&
+		    l->fd >= 0) {
+			close(l->fd);
+			l->fd = -1;
 		}
+	}
 	return NULL;
 }
 
 /* Every link of one kind, many at a time (or one by one where no thread
  * can be made). */
-static void detach_round(struct probes *p, bool retprobes)
+static void detach_round(struct probes *p, bool retprobes, unsigned mask)
 {
 	struct detach_share share[DETACH_MAX_THREADS];
 	pthread_t th[DETACH_MAX_THREADS];
 	bool started[DETACH_MAX_THREADS] = {0};
-	size_t n = p->n / 8;
+	size_t nlinks = 0, n;
 	pthread_attr_t attr;
 	bool attr_ok = !pthread_attr_init(&attr);
 
+	for (size_t i = 0; i < p->n; i++)
+		nlinks += p->links[i].fd >= 0 && (mask & PROBES_CLASS_BIT(p->links[i].cls));
+	n = nlinks / 8;
 	n = n < DETACH_MIN_THREADS ? DETACH_MIN_THREADS : n > DETACH_MAX_THREADS ? DETACH_MAX_THREADS : n;
 	if (attr_ok)
 		pthread_attr_setstacksize(&attr, 64 << 10);
 	for (size_t t = 0; t < n; t++) {
 		share[t] = (struct detach_share){
-		    .p = p, .retprobes = retprobes, .first = t, .stride = n};
-		started[t] = t < p->n &&
+		    .p = p, .retprobes = retprobes, .mask = mask, .first = t, .stride = n};
+		started[t] = t < nlinks && nlinks > 1 &&
 			     !pthread_create(&th[t], attr_ok ? &attr : NULL, detach_some, &share[t]);
 	}
 	for (size_t t = 0; t < n; t++) {
@@ -708,8 +754,13 @@ void probes_detach(struct probes *p)
 
 	/* entries first: a call that passes an entry probe is one whose
 	 * return probe is still there */
-	detach_round(p, false);
-	detach_round(p, true);
+	detach_round(p, false, ~0u);
+	detach_round(p, true, ~0u);
+	for (i = 0; i < p->n; i++) {
+		free(p->links[i].path);
+		free(p->links[i].offsets);
+		free(p->links[i].cookies);
+	}
 	free(p->links);
 	for (i = 0; i < p->nentries; i++)
 		free(p->entries[i].path);
@@ -718,4 +769,33 @@ void probes_detach(struct probes *p)
 	drop_pending(p, 0);
 	free(p->pending);
 	memset(p, 0, sizeof(*p));
+}
+
+int probes_window(struct probes *p, unsigned mask, bool attach)
+{
+	int err = 0;
+
+	if (!attach) {
+		p->detached |= mask;
+		detach_round(p, false, mask);
+		detach_round(p, true, mask);
+		return 0;
+	}
+	p->detached &= ~mask;
+	/* returns first, as flush */
+	for (int round = 0; round < 2; round++)
+		for (size_t i = 0; i < p->n; i++) {
+			struct probes_link *l = &p->links[i];
+			int fd;
+
+			if (l->retprobe != (round == 0) || !(mask & PROBES_CLASS_BIT(l->cls)) ||
+			    l->fd >= 0)
+				continue;
+			fd = uprobe_multi_link(l->prog, l->pid, l->path, l->offsets, l->cookies,
+					       (uint32_t)l->n, l->retprobe);
+			if (fd < 0 && !err)
+				err = fd; /* a process gone, its file too: the others go on */
+			l->fd = fd < 0 ? -1 : fd;
+		}
+	return err;
 }

@@ -20,20 +20,41 @@ struct probes_entry {
 	ino_t ino;
 };
 
+/* What a probe does, for --budget's windows (user/budget.c): the probes
+ * of allocations are attached within windows only; those of frees (and
+ * reallocs, which free) too when even they cost more than the budget;
+ * the others (the loader's hook, CPython's start and end) always. */
+enum probes_class {
+	PROBES_ALLOCATING,
+	PROBES_FREEING,
+	PROBES_CONTROL,
+	PROBES_NCLASSES,
+};
+#define PROBES_CLASS_BIT(c) (1u << (c))
+
 struct probes {
+	/* a uprobe-multi link, with what makes it again (probes_window) */
 	struct probes_link {
-		int fd; /* a uprobe-multi link */
+		int fd; /* -1 while its class is detached */
 		bool retprobe;
+		enum probes_class cls;
+		struct bpf_program *prog;
+		pid_t pid;
+		char *path;
+		uint64_t *offsets, *cookies;
+		size_t n;
 	} * links;
 	/* probes queued for one link each (probes.c's flush) */
 	struct probes_pending {
 		struct bpf_program *prog;
 		bool retprobe;
+		enum probes_class cls;
 		pid_t pid;
 		char *path;
 		uint64_t *offsets, *cookies;
 		size_t n, cap, cap_cookies;
 	} * pending;
+	unsigned detached; /* PROBES_CLASS_BITs detached by probes_window */
 	size_t npending, cap_pending;
 	size_t n, cap;
 	struct probes_entry *entries; /* every entry point probed, so that none is probed twice */
@@ -76,6 +97,13 @@ int probes_attach_site(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid
 int probes_attach_code_dealloc(struct tracer_bpf *skel, struct probes *p, pid_t pid,
 			       pid_t attach_pid, uint64_t addr, bool verbose);
 void probes_detach(struct probes *p);
+
+/* --budget: detaches the links of the classes in mask (entries first), or
+ * makes them again from the offsets they had (returns first), without
+ * reading any file again. Links made while a class is detached wait for
+ * it to be attached. 0, or the first negative errno (the links that could
+ * be made are). */
+int probes_window(struct probes *p, unsigned mask, bool attach);
 
 /* The probe table, as tests/unit/test_probes.c checks it: a row's
  * function, its entry program in skel (NULL: the row has none) and whether

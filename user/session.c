@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "collect.h"
 #include "elfsym.h"
 #include "model/snapfile.h"
@@ -37,8 +38,10 @@
  * snapshot now (tracemalloc's take_snapshot(): the report, and the -o
  * file), SIGUSR2 resets the peak (reset_peak()). */
 static volatile sig_atomic_t stop_signal, snapshot_requested, reset_peak_requested;
+static volatile sig_atomic_t hangup_requested; /* SIGHUP, for a consumer that takes it */
 static sigset_t loop_mask;   /* the loop's wait: SIGCHLD unblocked */
 static sigset_t start_mask;  /* as the tracer was started: a launched command's */
+static bool hangup_wanted;   /* a consumer takes SIGHUP (tracer serve: its log) */
 
 static void on_signal(int sig)
 {
@@ -48,6 +51,8 @@ static void on_signal(int sig)
 		snapshot_requested = 1;
 	else if (sig == SIGUSR2)
 		reset_peak_requested = 1;
+	else if (sig == SIGHUP && hangup_wanted)
+		hangup_requested = 1;
 	else
 		stop_signal = sig;
 }
@@ -116,6 +121,7 @@ struct session {
 	 * memory over time */
 	struct html_series_point *series;
 	size_t nseries, cap_series;
+	struct budget *budget; /* --budget, or NULL */
 };
 
 uint32_t session_alloc_buckets(uint32_t max_allocs)
@@ -245,6 +251,7 @@ static int report(struct session *s)
 			return -ENOMEM;
 		}
 	}
+	budget_describe(s->budget, snap);
 	if (s->o->output && !html) /* with html, -o names the page */
 		save_snapshot(s, snap);
 	if (!filter_set_empty(s->o->filters)) {
@@ -409,6 +416,7 @@ static int setup_bpf(struct session *s)
 	s->skel->rodata->probe_only = o->probe_only;
 	s->skel->rodata->loader_stop = o->argv != NULL;
 	s->skel->rodata->keep_exited = o->keep_exited;
+	s->skel->rodata->count_hits = o->budget > 0;
 	s->skel->rodata->filter_pids = o->follow || s->multi;
 	if (s->multi && multi_configure(&s->many, o, s->skel))
 		return 2;
@@ -764,6 +772,7 @@ static void feed_consumer(struct session *s)
 	if (s->multi)
 		multi_poll(&s->many, t);
 	snap = collect_snapshot(&s->collect);
+	budget_describe(s->budget, snap);
 	s->o->consumer->give(s->o->consumer->arg, snap, now_s() - t);
 }
 
@@ -780,6 +789,7 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 
 		if (stop_signal)
 			return 0;
+		budget_tick(s->budget);
 		if (o->duration > 0 && t - started >= o->duration)
 			return 0;
 		if (launch) {
@@ -820,6 +830,10 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 			feed_consumer(s);
 		if (o->consumer && o->consumer->done && o->consumer->done(o->consumer->arg))
 			return 0;
+		if (hangup_requested) {
+			hangup_requested = 0;
+			o->consumer->hangup(o->consumer->arg);
+		}
 		if (snapshot_requested || (next_report && t >= next_report)) {
 			if (!snapshot_requested)
 				next_report += o->interval;
@@ -881,6 +895,7 @@ static int run_multi(struct session *s)
 	if (o->verbose)
 		fprintf(stderr, "tracer: tracing %d processes with %zu probes in %zu files\n", n,
 			s->probes.functions, s->probes.files);
+	budget_start(s->budget, 0);
 	err = wait_loop(s, NULL, &exit_status);
 	if (!err && !o->consumer)
 		err = report(s);
@@ -921,12 +936,16 @@ int session_run(const struct session_options *o)
 		}
 		s.pid = o->pid;
 	}
+	hangup_wanted = o->consumer && o->consumer->hangup;
 	catch_signals();
 
 	if ((err = setup_bpf(&s))) {
 		rc = err == 2 ? 2 : 1;
 		goto out;
 	}
+	if (o->budget > 0 &&
+	    budget_open(&s.budget, o->budget, s.skel, &s.probes, o->follow || s.multi, o->verbose))
+		goto out;
 	if (s.multi) {
 		rc = run_multi(&s);
 		goto out;
@@ -1039,6 +1058,7 @@ int session_run(const struct session_options *o)
 		fprintf(stderr, "tracer: tracing pid %d with %zu probes in %zu files\n", s.pid,
 			s.probes.functions, s.probes.files);
 
+	budget_start(s.budget, s.pid);
 	err = wait_loop(&s, launched ? &launch : NULL, &exit_status);
 	s.release_at_report = launched && released;
 	if (!err && !o->consumer)
@@ -1071,6 +1091,7 @@ out:
 	python_frames_close(s.py);
 	unwind_maps_free(s.unwind);
 	tracer_bpf__destroy(s.skel);
+	budget_close(s.budget);
 	free(s.series);
 	return rc;
 }

@@ -29,6 +29,7 @@ struct session_consumer {
 	bool (*wants)(void *arg);
 	void (*give)(void *arg, struct snapshot *snap, double build_seconds);
 	bool (*done)(void *arg); /* optional: the session ends when it says so */
+	void (*hangup)(void *arg); /* optional: SIGHUP, which then does not end it */
 	void *arg;
 };
 
@@ -58,6 +59,7 @@ struct session_options {
 	bool hook_pymalloc;  /* --hook-pymalloc: point pymalloc's tables at raw */
 	bool native;	     /* --native: C frames then Python frames, merged */
 	bool keep_allocator_frames; /* --keep-allocator-frames: no plumbing left out */
+	double budget;	     /* --budget: the cost allowed / own CPU time; 0: unbounded */
 	bool verbose;
 	const char *output; /* -o FILE pattern, or NULL */
 	struct report_options report;

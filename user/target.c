@@ -146,22 +146,6 @@ int target_comm(pid_t pid, char *buf, size_t len)
 	return 0;
 }
 
-int target_cgroup(pid_t pid, char *buf, size_t len)
-{
-	char text[4096], *line, *save = NULL;
-	ssize_t n = read_proc(pid, "cgroup", text, sizeof(text));
-
-	if (n < 0)
-		return (int)n;
-	/* v2's line is "0::/path"; v1 hierarchies have other numbers */
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-		if (!strncmp(line, "0::", 3)) {
-			snprintf(buf, len, "%s", line + 3);
-			return 0;
-		}
-	return -ENOENT;
-}
-
 /* A "Name:\tvalue..." field of /proc/PID/status: its last number. */
 static pid_t status_last_number(pid_t pid, const char *name)
 {
@@ -582,4 +566,33 @@ int target_launch_go(struct target_launch *l)
 	close(l->err_fd);
 	l->err_fd = -1;
 	return n == sizeof(e) ? -e : 0;
+}
+
+int target_cgroup(pid_t pid, char *out, size_t len)
+{
+	char path[64], line[4200];
+	int err = -ENOENT;
+	FILE *f;
+
+	if (!len)
+		return -EINVAL;
+	out[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		size_t n = 0;
+
+		if (strncmp(line, "0::", 3))
+			continue;
+		/* the target names its cgroups: nothing but printable ASCII */
+		for (const char *p = line + 3; *p && *p != '\n' && n + 1 < len; p++)
+			out[n++] = *p >= ' ' && *p < 0x7f ? *p : '?';
+		out[n] = '\0';
+		err = 0;
+		break;
+	}
+	fclose(f);
+	return err;
 }

@@ -35,8 +35,6 @@ int target_command(pid_t pid, char *buf, size_t len);
 uint64_t target_start_time(pid_t pid);
 /* The kernel's short name (comm), NUL-terminated; 0 or -errno. */
 int target_comm(pid_t pid, char *buf, size_t len);
-/* Its cgroup v2 path ("/system.slice/x.service"); 0 or -errno. */
-int target_cgroup(pid_t pid, char *buf, size_t len);
 /* Its pid in its own (innermost) pid namespace, and its parent's pid; 0
  * when unknown. */
 pid_t target_ns_pid(pid_t pid);
@@ -100,5 +98,10 @@ struct target_launch {
 int target_launch_prepare(char *const argv[], char *const envp_extra[], struct target_launch *l);
 /* Returns 0 when exec succeeded, else -errno of the failed exec. */
 int target_launch_go(struct target_launch *l);
+
+/* Process pid's cgroup in the v2 hierarchy (/proc/PID/cgroup's "0::" line:
+ * "/system.slice/x.service"), printable ASCII only, truncated to len; ""
+ * and -errno when unknown, else 0. */
+int target_cgroup(pid_t pid, char *out, size_t len);
 
 #endif

@@ -156,3 +156,21 @@ def test_deb_installs_and_runs(tmp_path):
     p = subprocess.run(["dpkg", "--root=%s" % root, "-r", "tracer"], capture_output=True,
                        text=True)
     assert p.returncode == 0 and not (root / "usr/bin/tracer").exists(), p.stderr
+
+
+BOOKWORM = os.environ.get("TRACER_BOOKWORM_ROOT", "/var/lib/tracer/bookworm")
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(BOOKWORM, "usr/bin/dpkg")),
+                    reason="no Debian 12 chroot: make deb-chroot makes it (debootstrap)")
+def test_deb_installs_in_a_fresh_debian_12():
+    """dpkg -i (no --force-depends) into a copy of a debootstrapped bookworm
+    holding only its declared dependencies, then --version, man -w, the unit
+    (scripts/deb_chroot_test.sh)."""
+    make("deb")
+    deb = [f for f in os.listdir(os.path.join(ROOT, "build")) if f.endswith(".deb")][0]
+    p = subprocess.run(["bash", os.path.join(ROOT, "scripts/deb_chroot_test.sh"),
+                        os.path.join(ROOT, "build", deb)], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "installed, ran and removed in a fresh Debian 12." in p.stderr

@@ -113,6 +113,14 @@ def raw_by_line(text):
     return out, labels
 
 
+def cgroup_of(pid):
+    """The process's cgroup v2 path, as the tracer labels it."""
+    for line in open("/proc/%d/cgroup" % pid):
+        if line.startswith("0::"):
+            return line[3:].rstrip("\n")
+    return ""
+
+
 def phases_lines():
     return {k: (SOURCE, site(SOURCE, k)) for k in ("grow", "temp", "late")}
 
@@ -138,7 +146,8 @@ def test_go_tool_pprof_reads_the_heap_over_http(tmp_path):
                 if leaf.get(ids[0]) == at["temp"][1]]
         assert [sum(c for c, _ in temp), sum(b for _, b in temp)] == [50, 50 * 4096], temp
         assert "PeriodType: space bytes" in raw
-        assert all(l == "comm:[phases] domain:[libc] pid:[%d]" % s.pid for l in labels), labels
+        want = "cgroup:[%s] comm:[phases] domain:[libc] pid:[%d]" % (cgroup_of(s.pid), s.pid)
+        assert all(l == want for l in labels), labels
         # -top reads the same bytes at the line
         top = go_pprof(tmp_path, "-top", "-lines", "-sample_index=inuse_objects",
                        "-nodecount=1000", s.url("/debug/pprof/heap"))
@@ -203,13 +212,15 @@ def test_prometheus_scrapes_the_traced_bytes(tmp_path):
         p = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
                            text=True, timeout=30)
         assert p.returncode == 0, p.stdout + p.stderr
-        mine = re.search(r'^tracer_traced_bytes\{pid="%d",comm="phases"\} (\d+)$' % s.pid, text,
-                         re.M)
+        cg = re.escape(cgroup_of(s.pid))
+        mine = re.search(r'^tracer_traced_bytes\{pid="%d",comm="phases",cgroup="%s"\} (\d+)$'
+                         % (s.pid, cg), text, re.M)
         traced = int(mine.group(1))
         assert traced >= 100 * 1000 + 50 * 4096  # phase 1, and stdio's buffer
-        assert re.search(r'^tracer_live_blocks\{pid="%d",comm="phases"\} \d+$' % s.pid, text, re.M)
-        assert re.search(r'^tracer_lost_events_total\{pid="\d+",comm="phases",'
-                         r'reason="allocs_table_full"\} 0$', text, re.M)
+        assert re.search(r'^tracer_live_blocks\{pid="%d",comm="phases",cgroup="%s"\} \d+$'
+                         % (s.pid, cg), text, re.M)
+        assert re.search(r'^tracer_lost_events_total\{pid="\d+",comm="phases",cgroup="%s",'
+                         r'reason="allocs_table_full"\} 0$' % cg, text, re.M)
         assert re.search(r"^# TYPE tracer_allocations_total counter$", text, re.M)
         assert re.search(r"^tracer_memory_bytes \d+$", text, re.M)
 

@@ -99,6 +99,50 @@ static void test_exposition(void **state)
 	snapshot_free(s);
 }
 
+/* --budget: the coverage and what it means, with the cgroup label */
+static void test_budget_and_cgroup(void **state)
+{
+	struct snapshot *s = sample("app");
+	const char *L = "{pid=\"42\",comm=\"app\",cgroup=\"/system.slice/a\\\"b.service\"}";
+	char *text = NULL, line[512];
+	size_t n = 0;
+	FILE *f;
+
+	/* without a budget: everything covered */
+	f = open_memstream(&text, &n);
+	assert_int_equal(metrics_write(s, NULL, f), 0);
+	fclose(f);
+	assert_non_null(strstr(text, "\ntracer_coverage_ratio{pid=\"42\",comm=\"app\"} 1.000000\n"));
+	assert_null(strstr(text, "tracer_budget_ratio"));
+	free(text);
+	snprintf(s->target.cgroup, sizeof(s->target.cgroup), "/system.slice/a\"b.service");
+	s->budget = (struct snapshot_budget){.on = true, .ratio = 0.05, .coverage = 0.25,
+					     .overhead = 0.0425, .windows = 7};
+	text = NULL;
+	f = open_memstream(&text, &n);
+	assert_int_equal(metrics_write(s, NULL, f), 0);
+	fclose(f);
+	snprintf(line, sizeof(line), "\ntracer_traced_bytes%s 1100\n", L);
+	assert_non_null(strstr(text, line));
+	snprintf(line, sizeof(line), "\ntracer_coverage_ratio%s 0.250000\n", L);
+	assert_non_null(strstr(text, line));
+	assert_non_null(strstr(text, "\ntracer_budget_ratio 0.05\n"));
+	assert_non_null(strstr(text, "\ntracer_overhead_ratio 0.042500\n"));
+	assert_non_null(strstr(text, "\ntracer_budget_frees_windowed 0\n"));
+	assert_non_null(strstr(text, "\ntracer_budget_windows_total 7\n"));
+	free(text);
+	snapshot_budget_line(s, line, sizeof(line));
+	assert_string_equal(line, "budget 5%: allocations traced in windows, 25.0% of the time (7 "
+				  "windows), estimated overhead 4.25%; alloc figures count the "
+				  "windows' allocations (unscaled: divide by the coverage 0.2500 to "
+				  "estimate all); the live set is the blocks allocated within "
+				  "windows and not freed since");
+	s->budget.on = false;
+	snapshot_budget_line(s, line, sizeof(line));
+	assert_string_equal(line, "");
+	snapshot_free(s);
+}
+
 static void test_identifier_and_comm(void **state)
 {
 	char id[32], comm[SNAPSHOT_COMM_LEN];
@@ -152,6 +196,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_exposition),
+	    cmocka_unit_test(test_budget_and_cgroup),
 	    cmocka_unit_test(test_identifier_and_comm),
 	    cmocka_unit_test(test_import),
 	};

@@ -111,7 +111,7 @@ static void test_json(void **state)
 	    "\"native\":{\"current\":12897371,\"peak\":15724544},"
 	    "\"all\":{\"current\":12897484,\"peak\":15728640}},\"tracer_memory\":1258291,"
 	    "\"events\":{\"allocations\":123,"
-	    "\"frees\":100},\"traces\":2,\"taken_at\":0,\"duration_ns\":0,"
+	    "\"frees\":100},\"traces\":2,\"taken_at\":0,\"duration_ns\":0,\"budget\":null,"
 	    "\"losses\":{\"allocs_table_full\":0,\"stack_truncated\":3},\"notes\":{},"
 	    "\"key\":\"traceback\",\"cumulative\":false,\"source\":\"size\","
 	    "\"older_than_ns\":0,\"statistics\":[{\"frames\":["

@@ -408,6 +408,7 @@ static int copy_snapshot(const struct snapshot *in, const struct keep *k, struct
 	s->tracer_memory = in->tracer_memory;
 	s->taken_at = in->taken_at;
 	s->duration_ns = in->duration_ns;
+	s->budget = in->budget;
 	s->alloc_events = in->alloc_events;
 	s->free_events = in->free_events;
 	s->target = in->target;

@@ -500,3 +500,24 @@ int snapshot_parse_domain(const char *name, uint32_t *domain)
 	*domain = (uint32_t)v;
 	return 0;
 }
+
+void snapshot_budget_line(const struct snapshot *s, char *out, size_t len)
+{
+	const struct snapshot_budget *b = &s->budget;
+
+	if (!len)
+		return;
+	out[0] = '\0';
+	if (!b->on)
+		return;
+	snprintf(out, len,
+		 "budget %.3g%%: allocations traced in windows, %.1f%% of the time (%llu windows), "
+		 "estimated overhead %.2f%%; alloc figures count the windows' allocations "
+		 "(unscaled: divide by the coverage %.4f to estimate all); %s",
+		 b->ratio * 100, b->coverage * 100, (unsigned long long)b->windows,
+		 b->overhead * 100, b->coverage,
+		 b->frees_windowed
+		     ? "frees in windows too (they alone cost more than the budget): the live set "
+		       "is the last window's blocks still live at its end"
+		     : "the live set is the blocks allocated within windows and not freed since");
+}

@@ -116,6 +116,21 @@ struct snapshot_target {
 	uint32_t command;    /* string index: the command line or comm */
 	uint64_t start_time; /* target start, seconds since the epoch (0 unknown) */
 	uint32_t host;	     /* string index: hostname */
+	/* its cgroup v2 path ("/system.slice/x.service"), "" unknown; not kept
+	 * in snapshot files */
+	char cgroup[256];
+};
+
+/* --budget: traced in time windows (user/budget.c). Without it, on is
+ * false and the figures cover all the time (coverage 1). */
+struct snapshot_budget {
+	bool on;
+	double ratio;	  /* the budget: cost / each process's own CPU time */
+	double coverage;  /* share of the time since tracing began with allocations traced */
+	double overhead;  /* estimated cost / own CPU time so far (the highest of the processes) */
+	double hit_cost_s; /* one probe hit, as calibrated */
+	bool frees_windowed; /* even the frees in windows: the live set is the last window's */
+	uint64_t windows;    /* windows opened so far */
 };
 
 /* A traced process of a snapshot that holds several (-a, --follow, -p
@@ -148,6 +163,7 @@ struct snapshot_process {
 
 struct snapshot {
 	/* header */
+	struct snapshot_budget budget;
 	uint32_t traceback_limit; /* nframe */
 	uint64_t traced_current;  /* bytes live, every domain */
 	uint64_t traced_peak;	  /* the highest traced_current reached */
@@ -203,6 +219,10 @@ struct snapshot {
 	/* hash indices for interning (private to snapshot.c) */
 	void *intern;
 };
+
+/* What a snapshot traced within a budget covers, in one line for the
+ * reports' headers and pprof's comment ("" without a budget). */
+void snapshot_budget_line(const struct snapshot *s, char *out, size_t len);
 
 /* Lifecycle. snapshot_new returns NULL on ENOMEM. */
 struct snapshot *snapshot_new(void);

@@ -109,12 +109,17 @@ static void family(struct writer *w, const char *name, const char *type, const c
 	fprintf(w->out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* name{pid="..",comm=".."[,key="value"]} */
+/* name{pid="..",comm=".."[,cgroup=".."][,key="value"]}: cgroup when known */
 static void labels(struct writer *w, const char *name, const char *key, const char *value)
 {
 	fprintf(w->out, "%s{pid=\"%s\",comm=\"", name, w->pid);
 	put_value(w->out, w->comm);
 	fputc('"', w->out);
+	if (w->s->target.cgroup[0]) {
+		fputs(",cgroup=\"", w->out);
+		put_value(w->out, w->s->target.cgroup);
+		fputc('"', w->out);
+	}
 	if (key) {
 		fprintf(w->out, ",%s=\"", key);
 		put_value(w->out, value);
@@ -217,6 +222,30 @@ int metrics_write(const struct snapshot *s, const struct metrics_info *info, FIL
 	family(&w, "tracer_tracing_seconds", "gauge", "How long tracing has run.");
 	labels(&w, "tracer_tracing_seconds", NULL, NULL);
 	fprintf(out, " %.3f\n", s->duration_ns / 1e9);
+
+	family(&w, "tracer_coverage_ratio", "gauge",
+	       "Share of the time since tracing began with allocations traced: 1 without "
+	       "--budget; within a budget, allocation figures count the windows' events "
+	       "(unscaled) and the live set their blocks.");
+	labels(&w, "tracer_coverage_ratio", NULL, NULL);
+	fprintf(out, " %.6f\n", s->budget.on ? s->budget.coverage : 1.0);
+	if (s->budget.on) {
+		family(&w, "tracer_budget_ratio", "gauge",
+		       "--budget: the cost allowed, as a share of each process's own CPU time.");
+		fprintf(out, "tracer_budget_ratio %.6g\n", s->budget.ratio);
+		family(&w, "tracer_overhead_ratio", "gauge",
+		       "Estimated cost of the probes so far (hits times the calibrated cost of a "
+		       "hit, plus the programs' run time) over the process's own CPU time; the "
+		       "highest of the traced processes.");
+		fprintf(out, "tracer_overhead_ratio %.6f\n", s->budget.overhead);
+		family(&w, "tracer_budget_frees_windowed", "gauge",
+		       "1 when even the frees cost more than the budget and are traced in windows "
+		       "too: the live set is then the last window's.");
+		fprintf(out, "tracer_budget_frees_windowed %d\n", s->budget.frees_windowed);
+		family(&w, "tracer_budget_windows_total", "counter", "Windows opened so far.");
+		fprintf(out, "tracer_budget_windows_total %llu\n",
+			(unsigned long long)s->budget.windows);
+	}
 
 	family(&w, "tracer_memory_bytes", "gauge",
 	       "The tracer's own memory: its BPF maps (kernel) and its resident set.");

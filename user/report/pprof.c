@@ -19,6 +19,7 @@ enum {
 	PROFILE_DURATION_NANOS = 10,
 	PROFILE_PERIOD_TYPE = 11,
 	PROFILE_PERIOD = 12,
+	PROFILE_COMMENT = 13,
 	PROFILE_DEFAULT_SAMPLE_TYPE = 14,
 	VALUE_TYPE_TYPE = 1,
 	VALUE_TYPE_UNIT = 2,
@@ -290,12 +291,12 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 	struct u64_map funcs[2] = {{0}};
 	unsigned char *have = NULL; /* per mapping: HAVE_* of its frames */
 	int64_t str_type[NVALUES], str_unit[NVALUES], str_bytes, str_space, str_domain;
-	int64_t str_pid = 0, str_comm = 0;
+	int64_t str_pid = 0, str_comm = 0, str_budget = 0, str_cgroup = 0;
 	/* per process (one for a snapshot of one process): its labels' values,
 	 * 0 for none; pids holds their text */
 	uint32_t nlabelled = s->nprocesses ? s->nprocesses : 1;
-	int64_t *pid_value = NULL, *comm_value = NULL;
-	char (*pids)[16] = NULL, comm[SNAPSHOT_COMM_LEN];
+	int64_t *pid_value = NULL, *comm_value = NULL, *cgroup_value = NULL;
+	char (*pids)[16] = NULL, comm[SNAPSHOT_COMM_LEN], budget[512];
 	bool wanted[NVALUES] = {[INUSE_OBJECTS] = true, [INUSE_SPACE] = true};
 	int err = 0;
 
@@ -309,8 +310,10 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 	func_of_frame = calloc(s->nframes + 1, sizeof(*func_of_frame));
 	pid_value = calloc(nlabelled, sizeof(*pid_value));
 	comm_value = calloc(nlabelled, sizeof(*comm_value));
+	cgroup_value = calloc(nlabelled, sizeof(*cgroup_value));
 	pids = calloc(nlabelled, sizeof(*pids));
-	if (!st.of_snapshot || !samples || !func_of_frame || !pid_value || !comm_value || !pids) {
+	if (!st.of_snapshot || !samples || !func_of_frame || !pid_value || !comm_value || !pids ||
+	    !cgroup_value) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -325,6 +328,14 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 	str_bytes = str_unit[INUSE_SPACE];
 	str_space = intern(&st, "space");
 	str_domain = intern(&st, "domain");
+	snapshot_budget_line(s, budget, sizeof(budget));
+	if (budget[0]) /* --budget: what the figures cover, as the profile's comment */
+		str_budget = intern(&st, budget);
+	if (str_budget < 0) {
+		err = -ENOMEM;
+		goto out;
+	}
+	str_cgroup = intern(&st, "cgroup");
 	/* each trace's process labels its samples; a snapshot of one process's
 	 * target labels them all */
 	if (!s->nprocesses && s->target.pid) {
@@ -333,6 +344,8 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 		pid_value[0] = intern(&st, pids[0]);
 		str_comm = intern(&st, "comm");
 		comm_value[0] = intern(&st, snapshot_comm(s, comm));
+		if (s->target.cgroup[0])
+			cgroup_value[0] = intern(&st, s->target.cgroup);
 	} else if (s->nprocesses) {
 		str_pid = intern(&st, "pid");
 		str_comm = intern(&st, "comm");
@@ -343,11 +356,12 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 		snprintf(pids[i], sizeof(pids[i]), "%d", (int)p->pid);
 		pid_value[i] = intern(&st, pids[i]);
 		comm_value[i] = snapshot_str(&st, s, p->comm); /* 0: none */
-		if (pid_value[i] < 0 || comm_value[i] < 0)
+		cgroup_value[i] = snapshot_str(&st, s, p->cgroup);
+		if (pid_value[i] < 0 || comm_value[i] < 0 || cgroup_value[i] < 0)
 			break;
 	}
-	if (str_domain < 0 || str_pid < 0 || str_comm < 0 || pid_value[0] < 0 ||
-	    comm_value[0] < 0 || (i < s->nprocesses)) {
+	if (str_domain < 0 || str_pid < 0 || str_comm < 0 || str_cgroup < 0 || pid_value[0] < 0 ||
+	    comm_value[0] < 0 || cgroup_value[0] < 0 || (i < s->nprocesses)) {
 		err = -ENOMEM;
 		goto out;
 	}
@@ -431,6 +445,11 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 				field_varint(&sub, LABEL_STR, (uint64_t)comm_value[p]);
 				field_message(&msg, SAMPLE_LABEL, &sub);
 			}
+		}
+		if (samples[i].process < nlabelled && cgroup_value[samples[i].process]) {
+			field_varint(&sub, LABEL_KEY, (uint64_t)str_cgroup);
+			field_varint(&sub, LABEL_STR, (uint64_t)cgroup_value[samples[i].process]);
+			field_message(&msg, SAMPLE_LABEL, &sub);
 		}
 		field_message(&prof, PROFILE_SAMPLE, &msg);
 	}
@@ -554,6 +573,8 @@ int pprof_write_with(const struct snapshot *s, const struct pprof_options *o, FI
 	field_message(&prof, PROFILE_PERIOD_TYPE, &msg);
 	field_varint(&prof, PROFILE_PERIOD, 1);
 	field_varint(&prof, PROFILE_DEFAULT_SAMPLE_TYPE, (uint64_t)str_type[INUSE_SPACE]);
+	if (str_budget)
+		field_varint(&prof, PROFILE_COMMENT, (uint64_t)str_budget);
 
 	err = prof.err ? prof.err : msg.err ? msg.err : sub.err ? sub.err : packed.err;
 	if (!err)
@@ -567,6 +588,7 @@ out:
 	free(func_of_frame);
 	free(pid_value);
 	free(comm_value);
+	free(cgroup_value);
 	free(pids);
 	free(st.of_snapshot);
 	free(st.s);

@@ -171,6 +171,12 @@ static void text_header(FILE *out, const struct snapshot *s, bool color)
 	fprintf(out,
 		"events: %" PRIu64 " allocations, %" PRIu64 " frees, %" PRIu64 " live traces\n",
 		s->alloc_events, s->free_events, s->ntraces);
+	if (s->budget.on) {
+		char line[512];
+
+		snapshot_budget_line(s, line, sizeof(line));
+		fprintf(out, "%s\n", line);
+	}
 	text_counters(out, s, COUNTER_LOSS, "lost", color);
 	text_counters(out, s, COUNTER_NOTE, "notes", color);
 }
@@ -280,6 +286,17 @@ static void json_header(FILE *out, const struct snapshot *s)
 		",\"duration_ns\":%" PRIu64,
 		s->tracer_memory, s->alloc_events, s->free_events, s->ntraces, s->taken_at,
 		s->duration_ns);
+	/* "budget": null, or what the figures cover (snapshot_budget_line) */
+	if (s->budget.on)
+		fprintf(out,
+			",\"budget\":{\"ratio\":%.6g,\"coverage\":%.6f,\"overhead\":%.6f,"
+			"\"windows\":%llu,\"frees_windowed\":%s,\"hit_cost_ns\":%.1f,"
+			"\"alloc_scaled\":false}",
+			s->budget.ratio, s->budget.coverage, s->budget.overhead,
+			(unsigned long long)s->budget.windows,
+			s->budget.frees_windowed ? "true" : "false", s->budget.hit_cost_s * 1e9);
+	else
+		fputs(",\"budget\":null", out);
 	json_counters(out, s, COUNTER_LOSS, "losses");
 	json_counters(out, s, COUNTER_NOTE, "notes");
 }

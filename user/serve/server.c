@@ -18,6 +18,7 @@
 #include "report/metrics.h"
 #include "report/pprof.h"
 #include "serve/server.h"
+#include "util/outfile.h"
 
 /* A published snapshot, shared by the requests that serve it; its encodings
  * are made once, by the first request that needs each. */
@@ -53,7 +54,17 @@ struct server {
 	uint64_t failures;   /* publications without a snapshot */
 	int wanted;	     /* read by the session loop without the lock */
 	bool stopping;
+
+	/* --log: one line per request; replaced under log_lock at SIGHUP */
+	const char *log_path;
+	FILE *log;
+	pthread_mutex_t log_lock;
 };
+
+/* What the handler's reply was, for the log line (a connection's thread
+ * answers one request at a time). */
+static __thread unsigned reply_status;
+static __thread size_t reply_bytes;
 
 static uint64_t mono_ns(void)
 {
@@ -382,6 +393,7 @@ static int delta_profile(struct server *srv, long seconds, int32_t *pid, char **
 		d->target.command = (uint32_t)c;
 		d->target.host = (uint32_t)h;
 		d->taken_at = a->taken_at;
+		d->budget = a->budget;
 		d->duration_ns = a->duration_ns > b->duration_ns ? a->duration_ns - b->duration_ns
 								 : 0;
 		*pid = a->target.pid;
@@ -412,6 +424,7 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	reply_status = status;
 	ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
@@ -422,6 +435,7 @@ static enum MHD_Result text(struct MHD_Connection *c, unsigned status, const cha
 	struct MHD_Response *r =
 	    MHD_create_response_from_buffer(strlen(msg), (void *)msg, MHD_RESPMEM_MUST_COPY);
 
+	reply_bytes = strlen(msg);
 	if (r && status == MHD_HTTP_UNAUTHORIZED)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 					"Bearer realm=\"tracer\"");
@@ -448,6 +462,7 @@ static enum MHD_Result shared_bytes(struct MHD_Connection *c, struct shared *sh,
 		shared_unref(sh);
 		return text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot encode the snapshot\n");
 	}
+	reply_bytes = n;
 	r = MHD_create_response_from_buffer_with_free_callback_cls(n, (void *)p, unref_response,
 								   sh);
 	if (!r) {
@@ -559,9 +574,55 @@ static enum MHD_Result metrics(struct server *srv, struct MHD_Connection *c)
 	shared_unref(sh);
 	if (err)
 		return text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot write the metrics\n");
+	reply_bytes = n;
 	return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
 		     MHD_create_response_from_buffer(n, p, MHD_RESPMEM_MUST_FREE));
 }
+
+/* A URL or method as the log shows it: printable ASCII only, bounded. */
+static void log_safe(char *out, size_t len, const char *in)
+{
+	size_t n = 0;
+
+	for (; in && *in && n + 1 < len; in++)
+		out[n++] = *in > ' ' && *in < 0x7f ? *in : '?';
+	out[n] = '\0';
+}
+
+/* --log: "2026-12-01T19:20:00Z 127.0.0.1 GET /metrics 200 1234 0.003" (the
+ * client, the request, the status, the body's bytes when known, seconds). */
+static void log_request(struct server *srv, struct MHD_Connection *c, const char *method,
+			const char *url, uint64_t started)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	char client[INET6_ADDRSTRLEN] = "?", m[16], u[256], when[32];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (ci && ci->client_addr) {
+		const struct sockaddr *sa = ci->client_addr;
+
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, client,
+				  sizeof(client));
+		else if (sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, client,
+				  sizeof(client));
+	}
+	log_safe(m, sizeof(m), method);
+	log_safe(u, sizeof(u), url);
+	gmtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	pthread_mutex_lock(&srv->log_lock);
+	if (srv->log)
+		fprintf(srv->log, "%s %s %s %s %u %zu %.3f\n", when, client, m, u, reply_status,
+			reply_bytes, (mono_ns() - started) / 1e9);
+	pthread_mutex_unlock(&srv->log_lock);
+}
+
+static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, const char *url,
+				const char *method);
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
 			      const char *method, const char *version, const char *upload_data,
@@ -569,6 +630,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 {
 	static int first_call;
 	struct server *srv = cls;
+	enum MHD_Result ret;
+	uint64_t started = mono_ns();
 
 	if (!*req_cls) { /* the headers: answer once the request is whole */
 		*req_cls = &first_call;
@@ -578,6 +641,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	reply_status = 0;
+	reply_bytes = 0;
+	ret = dispatch(srv, c, url, method);
+	if (srv->log_path)
+		log_request(srv, c, method, url, started);
+	return ret;
+}
+
+static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, const char *url,
+				const char *method)
+{
 	if (!authorized(srv, c))
 		return text(c, MHD_HTTP_UNAUTHORIZED, "a bearer token is required\n");
 	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
@@ -616,11 +690,20 @@ int server_start(const struct server_options *o, struct server **out, char *why,
 	srv->listen_fd = -1;
 	srv->version = o->version;
 	pthread_mutex_init(&srv->lock, NULL);
+	pthread_mutex_init(&srv->log_lock, NULL);
 	pthread_cond_init(&srv->published, NULL);
 	err = parse_listen(o->listen ? o->listen : SERVER_DEFAULT_LISTEN, &ss, &len, why,
 			   why_len);
 	if (!err && o->token_file)
 		err = read_token(o->token_file, srv->token, &srv->token_len, why, why_len);
+	if (!err && o->log_file) {
+		char reason[4400];
+
+		err = outfile_append(o->log_file, &srv->log, reason, sizeof(reason));
+		if (err)
+			snprintf(why, why_len, "cannot open the log: %.400s", reason);
+		srv->log_path = o->log_file;
+	}
 	if (err)
 		goto fail;
 	srv->listen_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -669,6 +752,8 @@ int server_start(const struct server_options *o, struct server **out, char *why,
 fail:
 	if (srv->listen_fd >= 0)
 		close(srv->listen_fd);
+	if (srv->log)
+		fclose(srv->log);
 	explicit_bzero(srv->token, sizeof(srv->token));
 	free(srv);
 	return err;
@@ -677,6 +762,28 @@ fail:
 const char *server_address(const struct server *srv)
 {
 	return srv->address;
+}
+
+int server_reopen_log(struct server *srv, char *why, size_t why_len)
+{
+	char reason[4400];
+	FILE *f, *old;
+	int err;
+
+	if (!srv->log_path)
+		return 0;
+	err = outfile_append(srv->log_path, &f, reason, sizeof(reason));
+	if (err) {
+		snprintf(why, why_len, "cannot open the log again: %.400s", reason);
+		return err;
+	}
+	pthread_mutex_lock(&srv->log_lock);
+	old = srv->log;
+	srv->log = f;
+	pthread_mutex_unlock(&srv->log_lock);
+	if (old)
+		fclose(old);
+	return 0;
 }
 
 void server_stop(struct server *srv)
@@ -693,6 +800,9 @@ void server_stop(struct server *srv)
 		shared_unref(srv->latest);
 	pthread_cond_destroy(&srv->published);
 	pthread_mutex_destroy(&srv->lock);
+	if (srv->log)
+		fclose(srv->log);
+	pthread_mutex_destroy(&srv->log_lock);
 	explicit_bzero(srv->token, sizeof(srv->token));
 	free(srv);
 }

@@ -25,6 +25,7 @@ struct server_options {
 	const char *listen;	/* ADDR:PORT; NULL for SERVER_DEFAULT_LISTEN */
 	const char *token_file; /* bearer token required when set */
 	const char *version;	/* tracer_build_info's */
+	const char *log_file;	/* --log: a line per request appended there, or NULL */
 };
 
 struct server;
@@ -44,6 +45,10 @@ const char *server_address(const struct server *srv);
  * it builds one and gives it (ownership passes; NULL when it could not). */
 bool server_wants_snapshot(struct server *srv);
 void server_publish(struct server *srv, struct snapshot *snap, double build_seconds);
+
+/* SIGHUP: the log file opened again by its name (after a rotation); the
+ * old one stays when it cannot be. 0, or a negative errno with why. */
+int server_reopen_log(struct server *srv, char *why, size_t why_len);
 
 /* Stops serving: waiting requests get 503, connections are closed. */
 void server_stop(struct server *srv);

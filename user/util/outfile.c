@@ -295,3 +295,40 @@ int outfile_write(const char *path, const void *buf, size_t len, char *why, size
 	}
 	return outfile_commit(o, why, why_len);
 }
+
+int outfile_append(const char *path, FILE **out, char *why, size_t why_len)
+{
+	struct stat st;
+	FILE *f;
+	int fd, err;
+
+	*out = NULL;
+	err = outfile_check(path, why, why_len);
+	if (err)
+		return err;
+	/* O_NONBLOCK: a FIFO put there since the check does not hang us */
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC |
+				O_NONBLOCK,
+		  0600);
+	if (fd < 0) {
+		err = -errno;
+		snprintf(why, why_len, "%s: %s", path, strerror(errno));
+		return err;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		snprintf(why, why_len, "%s: not a regular file", path);
+		return -EPERM;
+	}
+	fcntl(fd, F_SETFL, O_WRONLY | O_APPEND);
+	f = fdopen(fd, "a");
+	if (!f) {
+		err = -errno;
+		close(fd);
+		snprintf(why, why_len, "%s: %s", path, strerror(-err));
+		return err;
+	}
+	setvbuf(f, NULL, _IOLBF, 0);
+	*out = f;
+	return 0;
+}

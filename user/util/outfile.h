@@ -35,6 +35,11 @@ int outfile_commit(struct outfile *o, char *why, size_t why_len);
 /* Drops the file unnamed; frees o. */
 void outfile_discard(struct outfile *o);
 
+/* A log (tracer serve --log): path opened for appending, under the same
+ * rules (never through a link, a regular file only, another's file in a
+ * sticky directory refused; created 0600). A line-buffered stream. */
+int outfile_append(const char *path, FILE **out, char *why, size_t why_len);
+
 /* All of it for a buffer. */
 int outfile_write(const char *path, const void *buf, size_t len, char *why, size_t why_len);
 
