@@ -1034,7 +1034,7 @@ static void test_pprof_labels(void **state)
 	const unsigned char *p, *end;
 	struct pb_field fl;
 	/* per sample: its label pairs as key indices and values */
-	uint64_t pairs[16][3][2], bytes[16];
+	uint64_t pairs[16][4][2], bytes[16];
 	int nsamples = 0, npairs[16] = {0};
 
 	assert_int_equal(pprof_write(s, f), 0);
@@ -1067,6 +1067,8 @@ static void test_pprof_labels(void **state)
 					struct pb_field lf;
 					int n = npairs[nsamples]++;
 
+					assert_true(n < 4); /* domain, pid, comm, cgroup */
+
 					pairs[nsamples][n][0] = pairs[nsamples][n][1] = 0;
 					while (pb_next(&l, sf.p + sf.len, &lf))
 						pairs[nsamples][n][lf.num - 1] = lf.v;
@@ -1089,10 +1091,13 @@ static void test_pprof_labels(void **state)
 		}
 		strcat(labels, "\n");
 	}
-	assert_string_equal(labels, "200: domain=libc pid=100 comm=redis-server\n"
+	/* each process's cgroup too, where it has one */
+	assert_string_equal(labels, "200: domain=libc pid=100 comm=redis-server "
+				    "cgroup=/system.slice/redis.service\n"
 				    "64: domain=libc pid=300 comm=worker\n"
-				    "100: domain=libc pid=100 comm=redis-server\n"
-				    "1000: domain=python pid=200 comm=python3\n");
+				    "100: domain=libc pid=100 comm=redis-server "
+				    "cgroup=/system.slice/redis.service\n"
+				    "1000: domain=python pid=200 comm=python3 cgroup=/docker/abc\n");
 	for (size_t i = 0; i < nstrings; i++)
 		free(strings[i]);
 	free(gz);
