@@ -245,3 +245,51 @@ def test_attach_follow_traces_children_each_on_its_own():
     check_native(docs[0], from_start=True)  # followed from its fork
     assert docs[0]["started_after"] and not docs[0]["exited"]
     assert of_process(report, sh.pid) is not None
+
+
+def test_serve_all_metrics_per_process(tmp_path):
+    """tracer serve -a: /metrics has each process's own series (pid, comm,
+    cgroup), promtool accepts them, and each agrees with that process's
+    statistics in /snapshot."""
+    import re
+    import urllib.request
+    promtool = shutil.which("promtool")
+    if not promtool:
+        pytest.skip("needs promtool (Debian's prometheus)")
+    with native() as a, native() as b:
+        p = subprocess.Popen([TRACER, "serve", "-a", "--comm", "native", "-v", "--listen",
+                              "127.0.0.1:0"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            base = None
+            for line in p.stderr:
+                m = re.search(r"(http://\S+?)/ ", line)
+                base = base or (m.group(1) if m else None)
+                if "tracing" in line and "processes" in line:
+                    break
+            assert base, "no address"
+            a.run("go\n")
+            b.run("go\n")
+            metrics = urllib.request.urlopen(base + "/metrics", timeout=30).read().decode()
+            snap = urllib.request.urlopen(base + "/snapshot", timeout=30).read()
+        finally:
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=30)
+    path = tmp_path / "m.txt"
+    path.write_text(metrics)
+    check = subprocess.run([promtool, "check", "metrics"], input=metrics, text=True,
+                           capture_output=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    (tmp_path / "s.snap").write_bytes(snap)
+    for w in (a, b):
+        series = re.findall(r'^tracer_traced_bytes\{pid="%d",comm="native"(?:,cgroup="[^"]*")?\} '
+                            r'(\d+)$' % w.pid, metrics, re.M)
+        assert len(series) == 1, metrics
+        doc = subprocess.run([TRACER, "stats", str(tmp_path / "s.snap"), "--pid", str(w.pid),
+                              "--format", "json", "-t", "0"], capture_output=True, text=True)
+        assert doc.returncode == 0, doc.stderr
+        report = __import__("json").loads(doc.stdout)
+        proc = of_process(report, w.pid)
+        assert int(series[0]) == proc["traced_memory"]["all"]["current"]
+        assert int(series[0]) >= sum(s * c for s, c in EXPECTED.values())
+        check_native(proc)

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model/delta.h"
@@ -100,8 +101,13 @@ static void put_value(FILE *out, const char *v)
 struct writer {
 	FILE *out;
 	const struct snapshot *s;
+	/* the labels of the samples being written: one process's (the
+	 * target's, or one of several), or none (unlabelled: a snapshot of
+	 * several processes' figures that are not any one's) */
+	bool unlabelled;
 	char pid[16];
 	char comm[SNAPSHOT_COMM_LEN];
+	const char *cgroup; /* "" or NULL: unknown */
 };
 
 static void family(struct writer *w, const char *name, const char *type, const char *help)
@@ -112,12 +118,21 @@ static void family(struct writer *w, const char *name, const char *type, const c
 /* name{pid="..",comm=".."[,cgroup=".."][,key="value"]}: cgroup when known */
 static void labels(struct writer *w, const char *name, const char *key, const char *value)
 {
+	if (w->unlabelled) {
+		fputs(name, w->out);
+		if (key) {
+			fprintf(w->out, "{%s=\"", key);
+			put_value(w->out, value);
+			fputs("\"}", w->out);
+		}
+		return;
+	}
 	fprintf(w->out, "%s{pid=\"%s\",comm=\"", name, w->pid);
 	put_value(w->out, w->comm);
 	fputc('"', w->out);
-	if (w->s->target.cgroup[0]) {
+	if (w->cgroup && w->cgroup[0]) {
 		fputs(",cgroup=\"", w->out);
-		put_value(w->out, w->s->target.cgroup);
+		put_value(w->out, w->cgroup);
 		fputc('"', w->out);
 	}
 	if (key) {
@@ -126,6 +141,38 @@ static void labels(struct writer *w, const char *name, const char *key, const ch
 		fputc('"', w->out);
 	}
 	fputc('}', w->out);
+}
+
+/* The labels of process i of a snapshot of several. */
+static void process_labels(struct writer *w, uint32_t i)
+{
+	const struct snapshot_process *p = &w->s->processes[i];
+	const char *comm = snapshot_string(w->s, p->comm);
+
+	w->unlabelled = false;
+	snprintf(w->pid, sizeof(w->pid), "%d", (int)p->pid);
+	snprintf(w->comm, sizeof(w->comm), "%s", comm ? comm : "");
+	w->cgroup = snapshot_string(w->s, p->cgroup);
+}
+
+/* One family with a sample per traced process: the target's figure, or
+ * each process's of several (values[i]; then the writer is left
+ * unlabelled). */
+static void each_process(struct writer *w, const char *name, const char *type,
+			 const char *help, uint64_t target_value, const uint64_t *values)
+{
+	family(w, name, type, help);
+	if (!w->s->nprocesses) {
+		labels(w, name, NULL, NULL);
+		fprintf(w->out, " %llu\n", (unsigned long long)target_value);
+		return;
+	}
+	for (uint32_t i = 0; i < w->s->nprocesses; i++) {
+		process_labels(w, i);
+		labels(w, name, NULL, NULL);
+		fprintf(w->out, " %llu\n", (unsigned long long)values[i]);
+	}
+	w->unlabelled = true;
 }
 
 static void per_process(struct writer *w, const char *name, const char *type, const char *help,
@@ -179,29 +226,60 @@ int metrics_write(const struct snapshot *s, const struct metrics_info *info, FIL
 	uint64_t lost = sum_of(s, KIND_LOST), failed = sum_of(s, KIND_FAILED_ALLOCS);
 	uint64_t untraced = sum_of(s, KIND_UNTRACED_FREES);
 
+	uint64_t *v = calloc(5 * (size_t)(s->nprocesses + 1), sizeof(*v));
+	uint64_t *current = v, *peak = current + s->nprocesses + 1,
+		 *blocks = peak + s->nprocesses + 1, *allocs = blocks + s->nprocesses + 1,
+		 *frees = allocs + s->nprocesses + 1;
+
+	if (!v)
+		return -ENOMEM;
 	snprintf(w.pid, sizeof(w.pid), "%d", (int)s->target.pid);
 	snapshot_comm(s, w.comm);
+	w.cgroup = s->target.cgroup;
+	/* several processes: each one's figures under its own labels, the
+	 * rest (the tracer's) unlabelled */
+	for (uint32_t i = 0; i < s->nprocesses; i++) {
+		current[i] = s->processes[i].traced_current;
+		peak[i] = s->processes[i].traced_peak;
+		allocs[i] = s->processes[i].alloc_events;
+		frees[i] = s->processes[i].free_events;
+	}
+	for (uint64_t i = 0; i < s->ntraces && s->nprocesses; i++)
+		if (s->traces[i].process < s->nprocesses)
+			blocks[s->traces[i].process]++;
 
-	per_process(&w, "tracer_traced_bytes", "gauge",
-		    "Bytes in the live blocks traced now, every domain.", s->traced_current);
-	per_process(&w, "tracer_traced_peak_bytes", "gauge",
-		    "The highest tracer_traced_bytes reached since tracing began (or SIGUSR2).",
-		    s->traced_peak);
+	each_process(&w, "tracer_traced_bytes", "gauge",
+		     "Bytes in the live blocks traced now, every domain.", s->traced_current,
+		     current);
+	each_process(&w, "tracer_traced_peak_bytes", "gauge",
+		     "The highest tracer_traced_bytes reached since tracing began (or SIGUSR2).",
+		     s->traced_peak, peak);
 	if (s->domain_memory_known) {
 		family(&w, "tracer_traced_class_bytes", "gauge",
 		       "Bytes traced now by class of domain: python (tracemalloc's "
 		       "get_traced_memory()) or native.");
-		for (int k = 0; k < SNAPSHOT_NCLASSES; k++) {
-			labels(&w, "tracer_traced_class_bytes", "class",
-			       snapshot_class_name((enum snapshot_domain_class)k));
-			fprintf(out, " %llu\n", (unsigned long long)s->domain_memory[k].current);
+		for (uint32_t i = 0; i < (s->nprocesses ? s->nprocesses : 1); i++) {
+			const struct snapshot_domain_memory *dm = s->domain_memory;
+
+			if (s->nprocesses) {
+				process_labels(&w, i);
+				dm = s->processes[i].domain_memory;
+			}
+			for (int k = 0; k < SNAPSHOT_NCLASSES; k++) {
+				labels(&w, "tracer_traced_class_bytes", "class",
+				       snapshot_class_name((enum snapshot_domain_class)k));
+				fprintf(out, " %llu\n", (unsigned long long)dm[k].current);
+			}
 		}
+		w.unlabelled = s->nprocesses > 0;
 	}
-	per_process(&w, "tracer_live_blocks", "gauge", "Live blocks traced now.", s->ntraces);
-	per_process(&w, "tracer_allocations_total", "counter",
-		    "Allocation events traced since tracing began.", s->alloc_events);
-	per_process(&w, "tracer_frees_total", "counter",
-		    "Frees of traced blocks since tracing began.", s->free_events);
+	each_process(&w, "tracer_live_blocks", "gauge", "Live blocks traced now.", s->ntraces,
+		     blocks);
+	each_process(&w, "tracer_allocations_total", "counter",
+		     "Allocation events traced since tracing began.", s->alloc_events, allocs);
+	each_process(&w, "tracer_frees_total", "counter",
+		     "Frees of traced blocks since tracing began.", s->free_events, frees);
+	free(v);
 	per_process(&w, "tracer_failed_allocations_total", "counter",
 		    "Allocations that returned NULL (nothing to trace).", failed);
 	per_process(&w, "tracer_untraced_frees_total", "counter",
