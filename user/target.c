@@ -78,22 +78,6 @@ int target_traceable(pid_t pid, char *why, size_t len)
 	return 0;
 }
 
-pid_t target_tgid_of(pid_t tid)
-{
-	char path[64], buf[256];
-	pid_t tgid = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", tid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	while (fgets(buf, sizeof(buf), f))
-		if (sscanf(buf, "Tgid: %d", &tgid) == 1)
-			break;
-	fclose(f);
-	return tgid > 0 ? tgid : 0;
-}
 
 bool target_alive(pid_t pid)
 {
@@ -175,6 +159,11 @@ static pid_t status_last_number(pid_t pid, const char *name)
 	}
 	fclose(f);
 	return v;
+}
+
+pid_t target_tgid_of(pid_t tid)
+{
+	return status_last_number(tid, "Tgid");
 }
 
 pid_t target_ns_pid(pid_t pid)

@@ -15,18 +15,9 @@ import pytest
 from helpers import (SOURCES, TRACER, Tracer, Workload, by_line, children, of_process, site, trace,
                      workload)
 
-SRC = "native.c"
+from test_native import EXPECTED  # native.c's phases: (size per block, live blocks)
 
-# (site, size per block, live blocks) in native.c's phases
-EXPECTED = {
-    "malloc": (4096, 1000),
-    "calloc": (1000, 200),
-    "realloc": (65536, 1),
-    "memalign": (1000, 100),
-    "freed": (300, 250),
-    "thread": (512, 800),
-    "deep": (2048, 10),
-}
+SRC = "native.c"
 
 
 def check_native(doc, from_start=False):
