@@ -53,20 +53,23 @@ MUSL_BINS := $(if $(shell command -v musl-gcc),$(BUILD)/workloads/native-musl)
 # C++'s new and (sized) delete served by it
 JEMALLOC_BINS := $(if $(wildcard /usr/include/jemalloc/jemalloc.h),\
                  $(BUILD)/workloads/jemalloc_api $(BUILD)/workloads/cxx-jemalloc)
+# linked against mimalloc, where its headers are installed: its own API
+MIMALLOC_BINS := $(if $(wildcard /usr/include/mimalloc.h),$(BUILD)/workloads/mimalloc_api)
 # Rust workloads, where rustc is installed
 RUSTC     ?= rustc
 RUST_BINS := $(if $(shell command -v $(RUSTC)),$(patsubst tests/workloads/%.rs,$(BUILD)/workloads/%,\
              $(wildcard tests/workloads/*.rs)))
 # nofp.c is built as distributions build: -O2 without frame pointers
 WL_C      := $(filter-out tests/workloads/py_embed.c tests/workloads/nofp.c \
-             tests/workloads/jemalloc_api.c,$(wildcard tests/workloads/*.c))
+             tests/workloads/jemalloc_api.c tests/workloads/mimalloc_api.c,\
+             $(wildcard tests/workloads/*.c))
 WL_CXX    := $(filter-out tests/workloads/cxx_o2.cc,$(wildcard tests/workloads/*.cc))
 WL_BINS   := $(patsubst tests/workloads/%.c,$(BUILD)/workloads/%,$(WL_C)) \
              $(patsubst tests/workloads/%.cc,$(BUILD)/workloads/%,$(WL_CXX)) \
              $(BUILD)/workloads/native-static $(BUILD)/workloads/inline-O2 \
              $(BUILD)/workloads/nofp $(BUILD)/workloads/nofp-nodebug \
              $(BUILD)/workloads/bench_mix-nofp $(BUILD)/workloads/cxx_o2 \
-             $(RUST_BINS) $(MUSL_BINS) $(JEMALLOC_BINS)
+             $(RUST_BINS) $(MUSL_BINS) $(JEMALLOC_BINS) $(MIMALLOC_BINS)
 
 .PHONY: all test unit integration fuzz fuzz-quick fuzz-run fuzz-corpus demo bench snapshot-perf \
 	clean deps install deb deb-chroot
@@ -123,6 +126,8 @@ $(BUILD)/workloads/native-static: tests/workloads/native.c | $(BUILD)/workloads
 	$(CC) $(WL_FLAGS) -static $< -o $@
 $(BUILD)/workloads/jemalloc_api: tests/workloads/jemalloc_api.c | $(BUILD)/workloads
 	$(CC) $(WL_FLAGS) $< -o $@ -ljemalloc
+$(BUILD)/workloads/mimalloc_api: tests/workloads/mimalloc_api.c | $(BUILD)/workloads
+	$(CC) $(WL_FLAGS) $< -o $@ -lmimalloc
 $(BUILD)/workloads/cxx-jemalloc: tests/workloads/cxx.cc | $(BUILD)/workloads
 	g++ $(WL_FLAGS) $< -o $@ -ljemalloc
 $(BUILD)/workloads/native-musl: tests/workloads/native.c | $(BUILD)/workloads

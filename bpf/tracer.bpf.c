@@ -1033,6 +1033,34 @@ static __always_inline __u32 libc_call_domain(__u32 tgid, __u64 ret, const struc
 	return TRACER_DOMAIN_LIBC;
 }
 
+/* xallocx's return: the block at ptr, resized in place when its real size
+ * (ret) reaches the size asked for, is that size now; else it is as it
+ * was. Its traceback stays its allocation's. */
+static __always_inline void resized(__u32 tgid, __u32 proc, __u64 ptr, __u64 size, __u64 ret)
+{
+	struct tracer_alloc_info *info;
+	struct tracer_site_stats *site;
+	struct tracer_proc_stats *st;
+	struct tracer_slot *slot;
+	__s64 delta;
+
+	if (!ptr || ret < size)
+		return;
+	info = trace_find(TRACER_KEY(proc, ptr), &slot);
+	if (!info)
+		return; /* a block from before the attach: still not traced */
+	delta = (__s64)size - (__s64)info->size;
+	info->size = size;
+	st = proc_stats(tgid, true);
+	if (!st || finalizing(st))
+		return;
+	peak_catch_up(st);
+	site = site_of(TRACER_KEY(proc, ptr), info, false);
+	if (site)
+		site_change(site, st, 0, delta);
+	add_current(st, info->domain, delta);
+}
+
 /* Return of an allocator: the outermost call records its block. */
 static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 {
@@ -1055,6 +1083,10 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 
 	if (p->kind == TRACER_KIND_IGNORE)
 		return 0;
+	if (p->kind == TRACER_KIND_RESIZE) {
+		resized(tgid, proc, p->oldptr, p->size, ret);
+		return 0;
+	}
 	if (p->kind == TRACER_KIND_MEMALIGN) {
 		addr = 0;
 		if (ret == 0 && bpf_probe_read_user(&addr, sizeof(addr), (void *)p->memptr))
@@ -1128,6 +1160,13 @@ SEC("uprobe")
 int BPF_KPROBE(calloc_enter, __u64 nmemb, __u64 size)
 {
 	return alloc_enter(ctx, TRACER_DOMAIN_LIBC, TRACER_KIND_MALLOC, nmemb * size, 0, 0);
+}
+
+/* jemalloc's xallocx(ptr, size, extra, flags): a resize in place */
+SEC("uprobe")
+int BPF_KPROBE(xallocx_enter, __u64 ptr, __u64 size)
+{
+	return alloc_enter(ctx, TRACER_DOMAIN_LIBC, TRACER_KIND_RESIZE, size, ptr, 0);
 }
 
 SEC("uprobe")

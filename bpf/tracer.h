@@ -43,6 +43,8 @@ enum tracer_alloc_kind {
 	TRACER_KIND_MMAP = 3,	  /* mmap: MAP_FAILED (-1) is the failure */
 	TRACER_KIND_IGNORE = 4,	  /* a call to match with its return, not a block
 				   * (mmap of a file) */
+	TRACER_KIND_RESIZE = 5,	  /* xallocx: oldptr resized in place to size when
+				   * the returned real size reaches it */
 };
 
 /* How to find and walk a CPython process's frames from a probe; filled by

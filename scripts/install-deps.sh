@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(make gcc g++ clang llvm libbpf-dev bpftool libelf-dev libdw-dev libdebuginfod-dev libiberty-dev zlib1g-dev
       libcapstone-dev libcmocka-dev pkg-config python3 python3-pytest
       golang-go util-linux debootstrap dwz libc6-dbg
-      libjemalloc-dev libgoogle-perftools4 musl-tools
+      libjemalloc-dev libmimalloc-dev libgoogle-perftools4 musl-tools
       libmicrohttpd-dev prometheus dpkg-dev man-db
       libncurses-dev tmux xxd chromium)
 missing=()

@@ -74,8 +74,32 @@ static const struct probe_spec specs[] = {
      * size, or the block and size, where malloc and realloc have them */
     {"mallocx", ALLOC_RETURNS, R1, PROG(malloc_enter)},
     {"rallocx", ALLOC_RETURNS, R2, PROG(realloc_enter)},
+    {"xallocx", ALLOC_RETURNS, R2, PROG(xallocx_enter)},
     {"sdallocx", FREE_ONLY, R1, PROG(free_enter_prog)},
     {"dallocx", FREE_ONLY, R1, PROG(free_enter_prog)},
+    /* mimalloc's own API (a program linked against it calls these, not
+     * malloc): the size first where malloc has it (the _aligned variants'
+     * alignment comes after it), the block first where realloc and free
+     * have it; count * size as calloc (mi_mallocn does not zero: the same
+     * bytes), mi_reallocn as reallocarray */
+    {"mi_malloc", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"mi_zalloc", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"mi_malloc_aligned", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"mi_zalloc_aligned", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"mi_calloc", ALLOC_RETURNS, R2, PROG(calloc_enter)},
+    {"mi_mallocn", ALLOC_RETURNS, R2, PROG(calloc_enter)},
+    {"mi_calloc_aligned", ALLOC_RETURNS, R2, PROG(calloc_enter)},
+    {"mi_realloc", ALLOC_RETURNS, R2, PROG(realloc_enter)},
+    {"mi_reallocf", ALLOC_RETURNS, R2, PROG(realloc_enter)},
+    {"mi_realloc_aligned", ALLOC_RETURNS, R2, PROG(realloc_enter)},
+    {"mi_reallocn", ALLOC_RETURNS, R3, PROG(reallocarray_enter)},
+    {"mi_new", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"mi_new_nothrow", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"mi_new_aligned", ALLOC_RETURNS, R1, PROG(malloc_enter)},
+    {"mi_free", FREE_ONLY, R1, PROG(free_enter_prog)},
+    {"mi_free_size", FREE_ONLY, R1, PROG(free_enter_prog)},
+    {"mi_free_aligned", FREE_ONLY, R1, PROG(free_enter_prog)},
+    {"mi_free_size_aligned", FREE_ONLY, R1, PROG(free_enter_prog)},
     /* C++ operator delete, every variant, where an allocator library
      * (jemalloc, tcmalloc) defines its own: sized delete never reaches its
      * free. libstdc++'s calls free, probed already (ALLOCATOR_ONLY). */
@@ -376,7 +400,8 @@ static enum probes_class spec_class(struct tracer_bpf *skel, const struct probe_
 	switch (s->shape & SHAPE_MASK) {
 	case ALLOC_RETURNS:
 		return prog == skel->progs.realloc_enter || prog == skel->progs.reallocarray_enter ||
-				       prog == skel->progs.py_realloc_enter
+				       prog == skel->progs.py_realloc_enter ||
+				       prog == skel->progs.xallocx_enter
 			   ? PROBES_FREEING
 			   : PROBES_ALLOCATING;
 	case FREE_ONLY:

@@ -40,8 +40,29 @@ def test_jemalloc_api():
     src = "jemalloc_api.c"
     lines = by_line(report, src)
     assert lines == {site(src, "mallocx"): (100 * 1000, 100),
-                     site(src, "rallocx"): (20 * 50000, 20)}
+                     site(src, "rallocx"): (20 * 50000, 20),
+                     # mallocx'd at 40000, shrunk in place to 20000 (and
+                     # not grown to 1 GiB)
+                     site(src, "xallocx"): (10 * 20000, 10)}
     # every block allocated, and the 100 freed by sdallocx and dallocx
+    assert report["notes"]["frees_of_untraced_blocks"] == 0
+
+
+def test_mimalloc_api():
+    """A program linked against mimalloc calls its API, not malloc: every
+    entry point of it is probed, exact per line."""
+    report = trace(["--", need_workload("mimalloc_api")])
+    src = "mimalloc_api.c"
+    lines = by_line(report, src)
+    assert lines == {site(src, "mi_malloc"): (100 * 1000, 100),
+                     site(src, "mi_zalloc"): (30 * 200, 30),
+                     site(src, "mi_calloc"): (40 * 300, 40),
+                     site(src, "mi_malloc_aligned"): (25 * 500, 25),
+                     site(src, "mi_mallocn"): (10 * 800, 10),
+                     site(src, "mi_realloc"): (20 * 50000, 20),
+                     site(src, "mi_reallocn"): (5 * 6000, 5)}, lines
+    # every block freed by mi_free, mi_free_size and mi_free_aligned was
+    # traced, and every one of them went
     assert report["notes"]["frees_of_untraced_blocks"] == 0
 
 
