@@ -269,6 +269,20 @@ void collect_close(struct collector *c)
 	memset(c, 0, sizeof(*c));
 }
 
+int collect_index_process(struct tracer_bpf *skel, pid_t pid)
+{
+	__u32 key = (__u32)pid;
+	__u32 idx = __sync_fetch_and_add(&skel->bss->next_proc_index, 1);
+
+	if (idx >= TRACER_MAX_PROCS)
+		return -ENOSPC;
+	/* BPF may have indexed it since (a fork, an exec): that one stays */
+	if (bpf_map_update_elem(bpf_map__fd(skel->maps.traced_pids), &key, &idx, BPF_NOEXIST) &&
+	    errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
 struct collect_proc *collect_find_process(struct collector *c, pid_t pid)
 {
 	for (size_t i = 0; i < c->nprocs; i++)
@@ -471,7 +485,7 @@ void collect_refresh(struct collector *c)
 		symbolize_refresh(c->procs[i].sym);
 }
 
-static void read_counters(struct collector *c, struct tracer_counters *sum)
+void collect_read_counters(struct collector *c, struct tracer_counters *sum)
 {
 	int ncpu = libbpf_num_possible_cpus(), i, k;
 	struct tracer_counters *per;
@@ -1114,7 +1128,7 @@ static int set_counters(struct collector *c, struct snapshot *snap,
 {
 	struct tracer_counters cnt;
 
-	read_counters(c, &cnt);
+	collect_read_counters(c, &cnt);
 	for (int k = 0; k < TRACER_CNT_MAX; k++)
 		if (snapshot_set_counter(snap, counter_names[k], cnt.c[k]))
 			return -ENOMEM;

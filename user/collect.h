@@ -119,6 +119,13 @@ struct snapshot *collect_snapshot(struct collector *c);
  * current traced memory. */
 void collect_reset_peak(struct collector *c);
 
+/* Every counter of tracer.h, summed over the CPUs. */
+void collect_read_counters(struct collector *c, struct tracer_counters *sum);
+
+/* Gives process pid an index in allocation keys (traced_pids), unless it
+ * has one: 0, -ENOSPC when none is left, or -errno. */
+int collect_index_process(struct tracer_bpf *skel, pid_t pid);
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t collect_now_ns(void);
 

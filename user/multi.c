@@ -166,20 +166,6 @@ static bool in_traced_pids(struct multi *m, pid_t pid)
 	return !bpf_map_lookup_elem(bpf_map__fd(m->skel->maps.traced_pids), &key, &idx);
 }
 
-static int index_process(struct multi *m, pid_t pid)
-{
-	__u32 key = (__u32)pid;
-	__u32 idx = __sync_fetch_and_add(&m->skel->bss->next_proc_index, 1);
-
-	if (idx >= TRACER_MAX_PROCS)
-		return -ENOSPC;
-	/* BPF may have indexed it since (a fork, an exec): that one stays */
-	if (bpf_map_update_elem(bpf_map__fd(m->skel->maps.traced_pids), &key, &idx, BPF_NOEXIST) &&
-	    errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 /* The allocators a CPython process's tables hold, once it is recognised
  * (a stripped build names none of them). */
 static void python_probes(struct multi *m, struct collect_proc *p)
@@ -234,7 +220,7 @@ static int trace_process(struct multi *m, pid_t pid, uint32_t flags,
 	struct collect_proc *p;
 	int err;
 
-	if (!in_traced_pids(m, pid) && (err = index_process(m, pid)))
+	if (!in_traced_pids(m, pid) && (err = collect_index_process(m->skel, pid)))
 		return err;
 	p = collect_process(m->collect, pid);
 	if (!p)
@@ -357,18 +343,10 @@ static int read_notices(struct multi *m, struct notice **out, size_t *n)
 
 static uint64_t notices_lost(struct multi *m)
 {
-	int ncpu = libbpf_num_possible_cpus();
-	struct tracer_counters *per;
-	uint64_t sum = 0;
-	__u32 zero = 0;
+	struct tracer_counters sum;
 
-	if (ncpu <= 0 || !(per = calloc((size_t)ncpu, sizeof(*per))))
-		return 0;
-	if (!bpf_map_lookup_elem(bpf_map__fd(m->skel->maps.counters), &zero, per))
-		for (int i = 0; i < ncpu; i++)
-			sum += per[i].c[TRACER_CNT_NOTICES_LOST];
-	free(per);
-	return sum;
+	collect_read_counters(m->collect, &sum);
+	return sum.c[TRACER_CNT_NOTICES_LOST];
 }
 
 /* A process BPF noticed: newly traced (fork, exec), exec'd, or it loaded

@@ -494,15 +494,6 @@ static pid_t attach_pid_of(const struct session *s, pid_t pid)
 	return s->o->follow ? -1 : s->pid;
 }
 
-static int add_traced_pid(struct session *s, pid_t pid)
-{
-	__u32 key = (uint32_t)pid;
-	__u32 idx = __sync_fetch_and_add(&s->skel->bss->next_proc_index, 1);
-
-	return bpf_map_update_elem(bpf_map__fd(s->skel->maps.traced_pids), &key, &idx, BPF_ANY)
-		   ? -errno
-		   : 0;
-}
 
 /* The needed libraries of the launched command (the dynamic linker's
  * search, needed_of), probed when they define allocator functions
@@ -967,12 +958,12 @@ int session_run(const struct session_options *o)
 		s.pid = launch.pid;
 		s.skel->bss->target_tgid = (__u32)s.pid;
 		if (o->follow)
-			add_traced_pid(&s, s.pid);
+			collect_index_process(s.skel, s.pid);
 		n = python_frames_open(s.skel, s.pid, &s.py) ? -ENOMEM
 							      : attach_launch(&s, o->follow ? -1 : s.pid);
 	} else {
 		if (o->follow)
-			add_traced_pid(&s, s.pid);
+			collect_index_process(s.skel, s.pid);
 		/* Python's walker first: configured before any probe can record
 		 * an allocation of a thread running Python */
 		if (python_frames_open(s.skel, s.pid, &s.py)) {

@@ -360,6 +360,11 @@ void format_traceback(FILE *out, const struct stats_frame *frames, uint32_t n, i
  * file name in another encoding, say) becomes U+FFFD. */
 void format_json_string(FILE *out, const char *str)
 {
+	format_json_escaped(out, str, false);
+}
+
+void format_json_escaped(FILE *out, const char *str, bool in_script)
+{
 	const unsigned char *s = (const unsigned char *)str;
 
 	fputc('"', out);
@@ -378,7 +383,8 @@ void format_json_string(FILE *out, const char *str)
 			fputs("\\n", out);
 		else if (c == '\t')
 			fputs("\\t", out);
-		else if (c < 0x20 || c == 0x7f)
+		else if (c < 0x20 || c == 0x7f ||
+			 (in_script && (c == '<' || c == '>' || c == '&')))
 			fprintf(out, "\\u%04x", c);
 		else if (is_control(s, n) || (n == 3 && s[0] == 0xe2 && s[1] == 0x80 &&
 					      (s[2] == 0xa8 || s[2] == 0xa9)))

@@ -51,5 +51,8 @@ void format_text(FILE *out, const char *s);
 /* A JSON string literal with its quotes: control characters (as
  * format_text's, and U+2028/U+2029) as \uXXXX, invalid UTF-8 as U+FFFD. */
 void format_json_string(FILE *out, const char *s);
+/* The same; in_script also writes <, > and & as \uXXXX, so that the string
+ * can stand in a page's <script> (no "</script>" can end it). */
+void format_json_escaped(FILE *out, const char *s, bool in_script);
 
 #endif

@@ -42,37 +42,10 @@ extern unsigned int html_page_html_len, html_style_css_len, html_flame_js_len;
 
 void html_json_string(FILE *out, const char *str)
 {
-	const unsigned char *s = (const unsigned char *)str;
-
-	if (!s) {
+	if (str)
+		format_json_escaped(out, str, true);
+	else
 		fputs("null", out);
-		return;
-	}
-	fputc('"', out);
-	while (*s) {
-		unsigned char c = *s;
-		int n = utf8_sequence(s);
-
-		if (!n) {
-			fputs("\\ufffd", out);
-			s++;
-			continue;
-		}
-		if (c == '"' || c == '\\')
-			fprintf(out, "\\%c", c);
-		else if (c == '\n')
-			fputs("\\n", out);
-		else if (c == '\t')
-			fputs("\\t", out);
-		else if (c < 0x20 || c == 0x7f || c == '<' || c == '>' || c == '&')
-			fprintf(out, "\\u%04x", c);
-		else if (n == 3 && c == 0xe2 && s[1] == 0x80 && (s[2] == 0xa8 || s[2] == 0xa9))
-			fprintf(out, "\\u%04x", s[2] == 0xa8 ? 0x2028 : 0x2029);
-		else
-			fwrite(s, 1, (size_t)n, out);
-		s += n;
-	}
-	fputc('"', out);
 }
 
 /* -- frame labels --------------------------------------------------------- */
