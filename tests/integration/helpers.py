@@ -304,6 +304,20 @@ def children(pid):
         return [int(x) for x in f.read().split()]
 
 
+def serve_address(process, ready="tracing pid"):
+    """The http://ADDR:PORT that a `tracer serve -v` Popen'd with a stderr
+    pipe says it serves on, once a later line containing ready has come
+    (its probes are in place); None when it ended before."""
+    base = None
+    for line in process.stderr:
+        m = re.search(r"serving on (http://\S+?)/ ", line)
+        if m:
+            base = m.group(1)
+        if base and ready in line:
+            return base
+    return None
+
+
 def trace(args, **kw):
     """The JSON report of the tracer launched on a workload that runs to
     its end: trace(["-n", "5", "--", workload("native")]). kw: as Tracer's."""

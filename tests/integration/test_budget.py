@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from helpers import ROOT, TRACER, run_tracer, workload
+from helpers import ROOT, TRACER, run_tracer, workload, serve_address
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import bench_budget  # noqa: E402
@@ -46,13 +46,7 @@ def test_serve_says_what_the_figures_cover(tmp_path, budget):
                           budget, "--", wl, "30"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
-        base = None
-        for line in p.stderr:
-            m = re.search(r"serving on (http://\S+?)/ ", line)
-            if m:
-                base = m.group(1)
-            if "budget: window" in line and base:
-                break
+        base = serve_address(p, "budget: window")
         assert base, "tracer serve did not start"
         # a few periods of windows
         seen = 0

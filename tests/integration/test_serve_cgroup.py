@@ -2,7 +2,6 @@
 labelled with that cgroup's path in /metrics (every per-process family)
 and in the heap profile's samples, as the real go tool pprof reads them."""
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -10,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from helpers import TRACER, pprof_raw_samples, workload
+from helpers import TRACER, pprof_raw_samples, workload, serve_address
 
 GO = shutil.which("go")
 
@@ -49,13 +48,7 @@ def test_cgroup_label_in_metrics_and_pprof(tmp_path, cgroup):
     p = subprocess.Popen([TRACER, "serve", "-v", "--listen", "127.0.0.1:0", "-p", str(wl.pid)],
                          stderr=subprocess.PIPE, text=True)
     try:
-        base = None
-        for line in p.stderr:
-            m = re.search(r"serving on (http://\S+?)/ ", line)
-            if m:
-                base = m.group(1)
-            if "tracing pid" in line:
-                break
+        base = serve_address(p, "tracing pid")
         assert base
         text = urllib.request.urlopen(base + "/metrics", timeout=30).read().decode()
         want = '{pid="%d",comm="requests",cgroup="%s"}' % (wl.pid, label)

@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 
-from helpers import TRACER, workload
+from helpers import TRACER, workload, serve_address
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ 127\.0\.0\.1 (\S+) (\S+) (\d{3}) (\d+) "
                   r"\d+\.\d{3}$")
@@ -21,13 +21,7 @@ def start(args):
     p = subprocess.Popen([TRACER, "serve", "-v", "--listen", "127.0.0.1:0"] + args +
                          ["--", workload("requests"), "60"], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True)
-    base = None
-    for line in p.stderr:
-        m = re.search(r"serving on (http://\S+?)/ ", line)
-        if m:
-            base = m.group(1)
-        if "tracing pid" in line:
-            break
+    base = serve_address(p, "tracing pid")
     assert base, "tracer serve did not start"
     return p, base
 

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from helpers import (SOURCES, TRACER, Tracer, Workload, by_line, children, of_process, site, trace,
-                     workload)
+from helpers import (SOURCES, TRACER, Tracer, Workload, by_line, children, of_process,
+                     serve_address, site, trace, workload)
 
 from test_native import EXPECTED  # native.c's phases: (size per block, live blocks)
 
@@ -252,12 +252,7 @@ def test_serve_all_metrics_per_process(tmp_path):
                               "127.0.0.1:0"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         try:
-            base = None
-            for line in p.stderr:
-                m = re.search(r"(http://\S+?)/ ", line)
-                base = base or (m.group(1) if m else None)
-                if "tracing" in line and "processes" in line:
-                    break
+            base = serve_address(p, "processes with")  # "tracing N processes with"
             assert base, "no address"
             a.run("go\n")
             b.run("go\n")
