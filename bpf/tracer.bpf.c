@@ -77,9 +77,19 @@ __u32 target_tgid = 0;
 /* Its index in allocation keys: a new one at each exec (traced_exec), so
  * that the blocks of the image it replaced are told from its own. */
 __u32 target_index = 0;
-/* --follow: the index the next traced process gets; session.c gives the
- * first ones, the fork tracepoint the rest. */
+/* --follow: the next index never given out (index_process, and user
+ * space's collect_index_process); those of processes gone come back through
+ * free_indexes. */
 __u32 next_proc_index = 0;
+/* Each index's generation: odd from the moment it is given out until the
+ * process holds it in traced_pids, even after. User space frees an index
+ * (its blocks, its sites) and queues it again only once it has seen it held
+ * by none at two sweeps in a row with one even generation, which no index
+ * in flight or given out since has (collect_sweep_gone). */
+__u32 index_gen[TRACER_MAX_PROCS] = {};
+/* Indexes user space asked for and found none (proc_index_give): counted
+ * with TRACER_CNT_PROCS_FULL. */
+__u64 procs_full_in_user_space = 0;
 /* One traced process (the common case) keeps its figures in a global: no
  * lookup on the probe path; session.c reads it. --follow keeps them in
  * procs. */
@@ -248,6 +258,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } traced_pids SEC(".maps");
+
+/* Indexes swept by user space, to be given out again; only user space
+ * pushes (BPF pops). */
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, TRACER_MAX_PROCS);
+	__type(value, __u32);
+} free_indexes SEC(".maps");
 
 /* -a: the processes user space should look at (enum tracer_notice) */
 struct {
@@ -528,9 +546,21 @@ static __always_inline bool wanted_now(__u32 tgid)
  * image): false when none is left or the table is full (counted). */
 static __always_inline bool index_process(__u32 tgid, __u64 flags)
 {
-	__u32 idx = __sync_fetch_and_add(&next_proc_index, 1);
+	__u32 idx, *gen;
+	int err;
 
-	if (idx >= TRACER_MAX_PROCS || bpf_map_update_elem(&traced_pids, &tgid, &idx, flags)) {
+	if (bpf_map_pop_elem(&free_indexes, &idx))
+		idx = __sync_fetch_and_add(&next_proc_index, 1);
+	if (idx >= TRACER_MAX_PROCS) {
+		count(TRACER_CNT_PROCS_FULL, 1);
+		return false;
+	}
+	gen = &index_gen[idx & (TRACER_MAX_PROCS - 1)]; /* a power of two */
+	__sync_fetch_and_add(gen, 1); /* odd: in flight */
+	err = bpf_map_update_elem(&traced_pids, &tgid, &idx, flags);
+	/* even: held, or (not inserted) left for the sweep to take back */
+	__sync_fetch_and_add(gen, 1);
+	if (err) {
 		count(TRACER_CNT_PROCS_FULL, 1);
 		return false;
 	}
@@ -1507,14 +1537,10 @@ static __always_inline void image_replaced(__u32 tgid)
 {
 	struct tracer_proc_stats *st;
 
-	if (!filter_pids) {
-		if (target_index + 1 < TRACER_MAX_PROCS)
-			target_index++;
-		else
-			count(TRACER_CNT_PROCS_FULL, 1);
-	} else {
+	if (!filter_pids)
+		target_index = TRACER_NEXT_TARGET_INDEX(target_index);
+	else
 		index_process(tgid, BPF_EXIST);
-	}
 	__sync_fetch_and_add(&loader_changes, 1);
 	__sync_fetch_and_add(&execs, 1);
 	/* exec has ended every other thread of the process: nothing races */

@@ -96,6 +96,9 @@ struct tracer_py_stack {
 #define TRACER_KEY_ADDR_BITS 47
 /* the key's top bit is TRACER_SLOT_BUSY: indexes stay below it */
 #define TRACER_MAX_PROCS (1u << (63 - TRACER_KEY_ADDR_BITS))
+/* Without --follow, the one process's index moves on at each exec (and
+ * budget window) and wraps: user space frees the half behind it. */
+#define TRACER_NEXT_TARGET_INDEX(i) (((i) + 1) % TRACER_MAX_PROCS)
 #define TRACER_KEY(proc, addr) ((addr) | ((__u64)(proc) << TRACER_KEY_ADDR_BITS))
 #define TRACER_KEY_ADDR(key) ((key) & ((1ull << TRACER_KEY_ADDR_BITS) - 1))
 #define TRACER_KEY_PROC(key) ((__u32)((key) >> TRACER_KEY_ADDR_BITS))

@@ -14,6 +14,7 @@
 
 #include "budget.h"
 #include "collect.h"
+#include "proc_index.h"
 #include "target.h"
 #include "util/util.h"
 
@@ -372,22 +373,20 @@ static void drop_window_live_set(struct budget *b)
 	struct tracer_bpf *skel = b->skel;
 
 	if (!b->follow) {
-		if (skel->bss->target_index + 1 < TRACER_MAX_PROCS)
-			skel->bss->target_index++;
+		skel->bss->target_index = TRACER_NEXT_TARGET_INDEX(skel->bss->target_index);
 		skel->bss->target_stats.current = 0;
 		for (int k = 0; k < TRACER_NCLASSES; k++)
 			skel->bss->target_stats.classes[k].current = 0;
 	} else {
 		int fd = bpf_map__fd(skel->maps.traced_pids), sfd = bpf_map__fd(skel->maps.procs);
-		__u32 key, next, idx, *prev = NULL;
+		__u32 key, next, *prev = NULL;
 		struct tracer_proc_stats st;
 
 		while (!bpf_map_get_next_key(fd, prev, &next)) {
 			key = next;
 			prev = &key;
-			idx = __atomic_fetch_add(&skel->bss->next_proc_index, 1, __ATOMIC_RELAXED);
-			if (idx < TRACER_MAX_PROCS)
-				bpf_map_update_elem(fd, &key, &idx, BPF_EXIST);
+			/* none left: it keeps its blocks (counted) */
+			proc_index_give(skel, (pid_t)key, BPF_EXIST);
 			if (!bpf_map_lookup_elem(sfd, &key, &st)) {
 				st.current = 0;
 				for (int k = 0; k < TRACER_NCLASSES; k++)

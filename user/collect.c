@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "collect.h"
+#include "proc_index.h"
 #include "target.h"
 #include "util/hash.h"
 #include "util/progress.h"
@@ -80,46 +81,14 @@ int collect_open(struct collector *c, struct tracer_bpf *skel, pid_t pid,
 
 static void sweep_stacks(struct collector *c);
 
-/* Which key indexes belong to no process any more: without --follow all
- * but the target's; with it those no tgid holds in traced_pids, among the
- * indexes given out before the last sweep (a newer one may not be in the
- * map yet). One bit an index. */
-static uint8_t *gone_indexes(struct collector *c, uint32_t *limit)
+static bool index_gone(const uint8_t *gone, uint64_t key)
 {
-	uint8_t *gone = malloc(TRACER_MAX_PROCS / 8);
-	int fd = bpf_map__fd(c->skel->maps.traced_pids);
-	__u32 key, next, idx, *prev = NULL;
-
-	if (!gone)
-		return NULL;
-	memset(gone, 0xff, TRACER_MAX_PROCS / 8);
-	if (!c->follow) {
-		idx = __atomic_load_n(&c->skel->bss->target_index, __ATOMIC_RELAXED);
-		gone[idx / 8] &= (uint8_t)~(1u << (idx % 8));
-		*limit = idx;
-		return gone;
-	}
-	*limit = c->swept_next_index;
-	c->swept_next_index = __atomic_load_n(&c->skel->bss->next_proc_index, __ATOMIC_RELAXED);
-	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		key = next;
-		prev = &key;
-		if (!bpf_map_lookup_elem(fd, &key, &idx) && idx < TRACER_MAX_PROCS)
-			gone[idx / 8] &= (uint8_t)~(1u << (idx % 8));
-	}
-	return gone;
-}
-
-static bool index_gone(const uint8_t *gone, uint32_t limit, uint64_t key)
-{
-	uint32_t idx = TRACER_KEY_PROC(key);
-
-	return idx < limit && (gone[idx / 8] >> (idx % 8)) & 1;
+	return proc_index_is_gone(gone, TRACER_KEY_PROC(key));
 }
 
 /* The sites of processes gone go with their blocks: found first, then
  * deleted (a hash map's walk restarts at a deleted key). */
-static void sweep_gone_sites(struct collector *c, const uint8_t *gone, uint32_t limit)
+static void sweep_gone_sites(struct collector *c, const uint8_t *gone)
 {
 	int fd = bpf_map__fd(c->skel->maps.sites);
 	struct tracer_sites_key key, next, *prev = NULL, *dead = NULL;
@@ -128,7 +97,7 @@ static void sweep_gone_sites(struct collector *c, const uint8_t *gone, uint32_t 
 	while (!bpf_map_get_next_key(fd, prev, &next)) {
 		key = next;
 		prev = &key;
-		if (!index_gone(gone, limit, TRACER_KEY(key.proc, 0)))
+		if (!proc_index_is_gone(gone, key.proc))
 			continue;
 		if (array_reserve((void **)&dead, &cap, sizeof(*dead), n + 1))
 			break; /* the rest at the next sweep */
@@ -145,11 +114,11 @@ void collect_sweep_gone(struct collector *c)
 			  __atomic_load_n(&c->skel->bss->exits, __ATOMIC_RELAXED) +
 			  __atomic_load_n(&c->skel->bss->window_drops, __ATOMIC_RELAXED);
 	int fd = bpf_map__fd(c->skel->maps.allocs);
-	uint32_t nbuckets = bpf_map__max_entries(c->skel->maps.allocs), limit;
+	uint32_t nbuckets = bpf_map__max_entries(c->skel->maps.allocs);
 	uint64_t freed = 0, freed_overflow = 0;
 	uint8_t *gone;
 
-	if (events == c->swept_at_events)
+	if (events == c->swept_at_events && !c->indexes.pending)
 		return;
 	if (!c->table) {
 		size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -162,13 +131,10 @@ void collect_sweep_gone(struct collector *c)
 			return;
 		c->table = m;
 	}
-	gone = gone_indexes(c, &limit);
+	gone = proc_index_gone(&c->indexes, c->skel, c->follow);
 	if (!gone)
 		return;
-	/* done, unless indexes were given out since the last sweep: those are
-	 * for the next one */
-	if (!c->follow || limit == c->swept_next_index)
-		c->swept_at_events = events;
+	c->swept_at_events = events; /* and c->indexes.pending calls for another */
 	for (uint32_t b = 0; b < nbuckets; b++)
 		for (int j = 0; j < TRACER_BUCKET_SLOTS; j++) {
 			__u64 *k = &c->table[b].s[j].key;
@@ -177,7 +143,7 @@ void collect_sweep_gone(struct collector *c)
 			/* the probes claim a free slot (0) and free a live one with
 			 * a compare-and-swap: so does this, on keys no probe can
 			 * free any more */
-			if (key && !(key & TRACER_SLOT_BUSY) && index_gone(gone, limit, key) &&
+			if (key && !(key & TRACER_SLOT_BUSY) && index_gone(gone, key) &&
 			    __atomic_compare_exchange_n(k, &key, 0, false, __ATOMIC_RELAXED,
 							__ATOMIC_RELAXED))
 				freed++;
@@ -188,7 +154,7 @@ void collect_sweep_gone(struct collector *c)
 
 		while (!bpf_map_get_next_key(ofd, prev, &next)) {
 			key = next;
-			if (index_gone(gone, limit, key) && !bpf_map_delete_elem(ofd, &key)) {
+			if (index_gone(gone, key) && !bpf_map_delete_elem(ofd, &key)) {
 				freed_overflow++;
 				prev = NULL; /* from the start again */
 				continue;
@@ -196,7 +162,8 @@ void collect_sweep_gone(struct collector *c)
 			prev = &key;
 		}
 	}
-	sweep_gone_sites(c, gone, limit);
+	sweep_gone_sites(c, gone);
+	proc_index_recycle(&c->indexes, c->skel, gone);
 	__atomic_sub_fetch(&c->skel->bss->overflow_used, freed_overflow, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&c->skel->bss->live_traces, freed + freed_overflow, __ATOMIC_RELAXED);
 	c->swept_blocks += freed + freed_overflow;
@@ -264,6 +231,7 @@ void collect_close(struct collector *c)
 	}
 	free(c->exited);
 	free(c->target.cgroup);
+	proc_index_free(&c->indexes);
 	if (c->table)
 		munmap(c->table, c->table_bytes);
 	memset(c, 0, sizeof(*c));
@@ -271,16 +239,10 @@ void collect_close(struct collector *c)
 
 int collect_index_process(struct tracer_bpf *skel, pid_t pid)
 {
-	__u32 key = (__u32)pid;
-	__u32 idx = __sync_fetch_and_add(&skel->bss->next_proc_index, 1);
-
-	if (idx >= TRACER_MAX_PROCS)
-		return -ENOSPC;
 	/* BPF may have indexed it since (a fork, an exec): that one stays */
-	if (bpf_map_update_elem(bpf_map__fd(skel->maps.traced_pids), &key, &idx, BPF_NOEXIST) &&
-	    errno != EEXIST)
-		return -errno;
-	return 0;
+	int err = proc_index_give(skel, pid, BPF_NOEXIST);
+
+	return err == -EEXIST ? 0 : err;
 }
 
 struct collect_proc *collect_find_process(struct collector *c, pid_t pid)
@@ -501,6 +463,8 @@ void collect_read_counters(struct collector *c, struct tracer_counters *sum)
 		for (i = 0; i < ncpu; i++)
 			for (k = 0; k < TRACER_CNT_MAX; k++)
 				sum->c[k] += per[i].c[k];
+	sum->c[TRACER_CNT_PROCS_FULL] +=
+		__atomic_load_n(&c->skel->bss->procs_full_in_user_space, __ATOMIC_RELAXED);
 	free(per);
 }
 
@@ -719,7 +683,9 @@ static pid_t *proc_of_index(struct collector *c, uint32_t *n)
 	__u32 key, next, idx, *prev = NULL;
 	pid_t *map;
 
-	*n = c->skel->bss->next_proc_index;
+	*n = __atomic_load_n(&c->skel->bss->next_proc_index, __ATOMIC_RELAXED);
+	if (*n > TRACER_MAX_PROCS)
+		*n = TRACER_MAX_PROCS;
 	map = calloc(*n + 1, sizeof(*map));
 	if (!map)
 		return NULL;

@@ -16,6 +16,7 @@
 #include "stacks.h"
 #include "symbolize.h"
 #include "tracer.h"
+#include "proc_index.h"
 #include "tracer.skel.h"
 #include "unwind/maps.h"
 
@@ -32,7 +33,7 @@ struct collector {
 	struct tracer_bucket *table;
 	size_t table_bytes;
 	uint64_t swept_at_events; /* execs + exits then */
-	uint32_t swept_next_index; /* next_proc_index then */
+	struct proc_indexes indexes; /* their reuse (--follow) */
 	uint64_t swept_blocks;	   /* in all */
 	pid_t pid;		  /* the target (the launched command with --follow) */
 	struct python_frames *py; /* the target's Python frames; may be NULL */

@@ -313,3 +313,24 @@ def test_follow_many_children_memory_stays_bounded():
     assert report["notes"]["blocks_of_execd_or_exited_images"] == 10000 * 10
     assert report["losses"]["process_table_full"] == 0
     assert rss - rss_small < 8 * 1024, (rss_small, rss)
+
+
+def test_follow_gives_indexes_of_exited_children_again():
+    """More processes than allocation keys have indexes for (65,536): those
+    of children gone come back, so a child forked after 70,000 others is
+    traced, exactly, and none is counted as finding the table full."""
+    p = subprocess.Popen([TRACER, "--format", "json", "-t", "0", "--follow", "--",
+                          workload("spawner"), "70000", "last"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=240)
+    last = int(next(l.split()[1] for l in out.splitlines() if l.startswith("last ")))
+    os.kill(last, signal.SIGKILL)
+    assert p.returncode == 0, err
+    report = json.loads(out.splitlines()[-1])
+    assert report["losses"]["process_table_full"] == 0
+    assert report["notes"]["blocks_of_execd_or_exited_images"] == 70000 * 10
+    assert report["events"]["allocations"] >= 70000 * 10 + 5 + 7
+    assert by_line(report, "spawner.c") == {site("spawner.c", "parent"): (5 * 3000, 5),
+                                            site("spawner.c", "last"): (7 * 4000, 7)}
+    rows = {r["target"]["pid"]: r for r in report["processes"]}
+    assert by_line(rows[last], "spawner.c") == {site("spawner.c", "last"): (7 * 4000, 7)}
