@@ -47,4 +47,31 @@ if { [ ! -x "$forky/usr/bin/python3.15" ] ||
 		rm -rf "$forky"
 	fi
 fi
+
+# A fresh Debian 12 for the package's install test (test_packaging's
+# deb_chroot_test.sh): a minimal base, the libraries tracer links
+# (packaging/runtime-deps, the .deb's Depends; the test makes the base again
+# if they move apart) and man-db. Optional too: without it that test skips.
+bookworm=${TRACER_BOOKWORM_ROOT:-/var/lib/tracer/bookworm}
+case "$bookworm" in
+/?*/?*) ;;
+*)
+	echo "install-deps: TRACER_BOOKWORM_ROOT must be a path two levels deep at least" >&2
+	exit 2
+	;;
+esac
+if [ ! -x "$bookworm/usr/bin/dpkg" ] && [ "$(id -u)" -eq 0 ]; then
+	runtime=$(grep -v '^#' "$(dirname "$0")/../packaging/runtime-deps" | paste -sd,)
+	echo "install-deps: debootstrap bookworm with $runtime,man-db into $bookworm" >&2
+	rm -rf "$bookworm.new"
+	mkdir -p "$(dirname "$bookworm")"
+	if debootstrap --variant=minbase --include="$runtime,man-db" bookworm "$bookworm.new" \
+		http://deb.debian.org/debian >/tmp/tracer-bookworm.log 2>&1; then
+		rm -rf "$bookworm" && mv "$bookworm.new" "$bookworm"
+	else
+		echo "install-deps: no Debian 12 chroot (see /tmp/tracer-bookworm.log);" \
+			"the package's install test will skip" >&2
+		rm -rf "$bookworm.new"
+	fi
+fi
 exit 0

@@ -6,11 +6,14 @@ the package of every library the binary needs."""
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
+import urllib.request
 
 import pytest
 
-from helpers import ROOT, TRACER, run_tracer
+from helpers import ROOT, TRACER, Workload, run_tracer, serve_address, workload
 
 
 def option_table():
@@ -174,3 +177,41 @@ def test_deb_installs_in_a_fresh_debian_12():
                        timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "installed, ran and removed in a fresh Debian 12." in p.stderr
+    # the base install-deps makes holds what the package depends on
+    depends = subprocess.run(["dpkg-deb", "-f", os.path.join(ROOT, "build", deb), "Depends"],
+                             capture_output=True, text=True, check=True).stdout
+    listed = open(os.path.join(ROOT, "packaging/runtime-deps")).read().splitlines()
+    assert {d.split()[0] for d in depends.split(",")} == \
+        {l for l in listed if l and not l.startswith("#")}
+    assert "debootstrap bookworm" not in p.stderr  # it was not made again
+
+
+def test_shipped_defaults_serve_every_process_within_budget():
+    """The defaults file tracer.service reads, as systemd splits it: serve -a
+    within its budget, a process started after it among the ones /metrics
+    shows, the budget's ratio what the file says."""
+    args = subprocess.run(["bash", "-c", '. "$1"; printf "%s\\n" $TRACER_ARGS', "-",
+                           os.path.join(ROOT, "packaging/default-tracer")],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert args[:1] == ["-a"] and "--budget" in args, args
+    p = subprocess.Popen([TRACER, "serve"] + args + ["-v", "--listen", "127.0.0.1:0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = serve_address(p, "processes with")  # "tracing N processes with"
+        assert base, "no address"
+        with Workload([workload("native"), "wait"]) as w:
+            w.run("go\n")
+            deadline = time.time() + 30
+            while True:
+                metrics = urllib.request.urlopen(base + "/metrics", timeout=30).read().decode()
+                if re.search(r'^tracer_traced_bytes\{pid="%d",' % w.pid, metrics, re.M) or \
+                        time.time() > deadline:
+                    break
+                time.sleep(0.2)
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)
+    assert p.returncode == 0
+    assert re.search(r'^tracer_traced_bytes\{pid="%d",comm="native"' % w.pid, metrics, re.M), \
+        metrics
+    assert re.search(r"^tracer_budget_ratio 0\.02$", metrics, re.M), metrics
