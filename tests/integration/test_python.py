@@ -11,10 +11,12 @@ import shutil
 import signal
 import struct
 import subprocess
+import time
 
 import pytest
 
-from helpers import SOURCES, Tracer, Workload, by_line, run_tracer, site, statistics_at, trace
+from helpers import (SOURCES, Tracer, Workload, by_line, run_tracer, site, statistics_at, trace,
+                     workload)
 
 WORKLOAD = os.path.join(SOURCES, "py_sites.py")
 PYENV = os.path.expanduser("~/.pyenv/versions")
@@ -460,6 +462,29 @@ def test_unknown_python_version_warns_once_and_stays_native(forky):
         # the 200 bytearray buffers of 20001 bytes reach libc malloc
         assert sum(s["count"] for s in report["statistics"] if s["size"] >= 20001) >= 1
         assert report["traced_memory"]["current"] >= 200 * 20001, report["traced_memory"]
+
+
+def test_interpreter_mapped_to_be_read_is_not_one():
+    """A C program that maps an interpreter's ELF to read it (as a debugger
+    or a tracer does) runs no CPython: no warning, its own native lines
+    exact. Each interpreter present: a static one (Debian's python3.11) and
+    a shared libpython (pyenv's)."""
+    files = [f for f in ["/usr/bin/python3.11"] +
+             sorted(glob.glob(os.path.join(PYENV, "3.12.*/lib/libpython3.12.so.1.0")))
+             if os.path.exists(f)]
+    if not files:
+        pytest.skip("no CPython binary to map")
+    for path in files:
+        with Workload([workload("maps_elf"), path]) as w:
+            with Tracer([], attach=w.pid) as t:
+                w.run("\n")
+                # past the retries (50, 20 ms apart) for an interpreter not
+                # initialised yet, after which one taken for CPython is
+                # said not to match
+                time.sleep(3)
+                t.signal()
+        assert warnings(t.stderr_lines) == [], (path, t.stderr_lines)
+        assert by_line(t.report, "maps_elf.c") == {site("maps_elf.c", "after"): (10 * 1000, 10)}
 
 
 # Blocks grown by realloc in LTO builds (Debian's python3.11, forky's

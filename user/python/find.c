@@ -103,6 +103,17 @@ static void read_debug_offsets(struct target_mem *mem, const struct python_targe
 		f->co_filename = -2; /* the process contradicts itself: trust neither */
 }
 
+/* Whether the file of mapping m is loaded as code (some mapping of it is
+ * executable), not a file the process maps to read (a debugger's, a
+ * tracer's, libelf's own mmap of an interpreter's ELF). */
+static bool mapped_as_code(const struct target_maps *maps, const struct target_mapping *m)
+{
+	for (size_t i = 0; i < maps->n; i++)
+		if (maps->m[i].exec && maps->m[i].dev == m->dev && maps->m[i].ino == m->ino)
+			return true;
+	return false;
+}
+
 int python_find(struct target_mem *mem, struct python_target *out)
 {
 	pid_t pid = mem->pid;
@@ -122,7 +133,7 @@ int python_find(struct target_mem *mem, struct python_target *out)
 		uint32_t hex;
 		char file[PATH_MAX + 64];
 
-		if (!m->path || m->offset != 0)
+		if (!m->path || m->offset != 0 || !mapped_as_code(&maps, m))
 			continue;
 		target_file_path(pid, m, file, sizeof(file));
 		if (elfsym_open(file, &f))
