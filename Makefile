@@ -72,7 +72,7 @@ WL_BINS   := $(patsubst tests/workloads/%.c,$(BUILD)/workloads/%,$(WL_C)) \
              $(RUST_BINS) $(MUSL_BINS) $(JEMALLOC_BINS) $(MIMALLOC_BINS)
 
 .PHONY: all test unit integration fuzz fuzz-quick fuzz-run fuzz-corpus demo bench snapshot-perf \
-	clean deps install deb deb-chroot
+	clean deps install deb deb-chroot soak
 .SECONDARY:
 all: $(BUILD)/tracer $(WL_BINS)
 
@@ -244,6 +244,12 @@ snapshot-perf: $(PURE_OBJS)
 bench: deps
 	$(MAKE) all
 	bash scripts/bench.sh
+
+# tracer serve -a for SOAK_SECONDS (600) under process churn: memory bounded,
+# scrapes valid, a long-lived process exact (scripts/soak.py). Not a test.
+soak: deps
+	$(MAKE) all
+	flock /tmp/tracer-integration.lock /usr/bin/python3 scripts/soak.py --seconds $(or $(SOAK_SECONDS),600)
 
 # Installing: the binary, its man page, the systemd unit (tracer serve with
 # $$TRACER_ARGS from $(SYSCONFDIR)/default/tracer, installed only where none
