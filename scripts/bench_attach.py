@@ -9,9 +9,11 @@ the same command untraced.
 import argparse
 import glob
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -71,20 +73,33 @@ def main():
                      statistics.median(r[1] for r in runs)))
     # -a on a host with a few hundred processes: 300 idle C processes
     # (sleep maps libc) beside the machine's own
-    idle = [subprocess.Popen(["sleep", "600"]) for _ in range(300)]
+    # in groups of 10, 20, 70 and 200, each its own comm (the name of the
+    # link it was started by)
+    names = tempfile.mkdtemp(prefix="tracer-bench.")
+    idle = []
+    for group, n in (("idle-a", 10), ("idle-b", 20), ("idle-c", 70), ("idle-d", 200)):
+        os.symlink(shutil.which("sleep"), os.path.join(names, group))
+        idle += [subprocess.Popen([os.path.join(names, group), "600"]) for _ in range(n)]
     try:
         nproc = len([d for d in os.listdir("/proc") if d.isdigit()])
         runs = [attach_once([NATIVE, "wait"], ["-a"]) for _ in range(a.reps)]
         rows.append(("-a, %d processes (a link per file)" % nproc,
                      statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)))
-        runs = [attach_once([NATIVE, "wait"], ["-a", "--comm", "sleep", "--comm", "native"])
-                for _ in range(a.reps)]
-        rows.append(("-a --comm sleep: 301 processes (a link per process)",
-                     statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)))
+        # a link per process: the kernel's exit cost grows with the cube
+        # of the processes kept (each consumer removed walks every traced
+        # mm's chain of consumers, for each probed offset)
+        comms = ["--comm", "native"]
+        for group, kept in (("idle-a", 10), ("idle-b", 30), ("idle-c", 100), ("idle-d", 300)):
+            comms += ["--comm", group]
+            runs = [attach_once([NATIVE, "wait"], ["-a"] + comms) for _ in range(a.reps)]
+            rows.append(("-a --comm: %d processes (a link per process)" % (kept + 1),
+                         statistics.median(r[0] for r in runs),
+                         statistics.median(r[1] for r in runs)))
     finally:
         for p in idle:
             p.kill()
             p.wait()
+        shutil.rmtree(names)
     print("# attach and detach: medians of %d runs; %s; kernel %s" % (
         a.reps, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.uname().release))
     print("| target | attach (s) | exit after the report (s) |")
