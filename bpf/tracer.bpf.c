@@ -343,6 +343,8 @@ struct pending {
 	/* the key of the thread's last allocation: freed before its next
 	 * one, it was a temporary allocation (tracer.h) */
 	__u64 last_key;
+	__u64 old_size; /* mremap: the length of the pages at oldptr */
+	__u64 flags;	/* mremap: its MREMAP_* flags */
 	__u32 depth;  /* nesting of allocator calls; 0 = idle */
 	__u32 domain;
 	__u32 kind;
@@ -666,7 +668,7 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 		return 0;
 	if (!traced_proc(bpf_get_current_pid_tgid() >> 32, &proc))
 		return 0;
-	hit(proc, kind != TRACER_KIND_REALLOC);
+	hit(proc, kind != TRACER_KIND_REALLOC && kind != TRACER_KIND_MREMAP);
 	p = thread_pending();
 	if (!p)
 		return 0;
@@ -1091,6 +1093,306 @@ static __always_inline void resized(__u32 tgid, __u32 proc, __u64 ptr, __u64 siz
 	add_current(st, info->domain, delta);
 }
 
+/* The mmap domain's blocks: pages the program mapped itself, [start, start
+ * + size), size as asked for (the kernel maps whole pages). A munmap or an
+ * mremap names a range that may begin inside a block and span several:
+ * the block holding an address is the one that starts there, else it is
+ * found from the kernel's mapping there, whose start is a block's start or,
+ * where the kernel merged blocks next to each other, that of the first of
+ * them: walked from there. */
+#define TRACER_PAGE 4096ull
+#define PAGE_UP(n) (((n) + TRACER_PAGE - 1) & ~(TRACER_PAGE - 1))
+#define MMAP_WALK 64   /* blocks walked in one merged mapping */
+#define MMAP_PIECES 16 /* blocks one munmap or mremap changes */
+#define MREMAP_FIXED 2
+#define MREMAP_DONTUNMAP 4
+#define EBUSY 16
+
+/* The mmap domain's block of process proc at addr, or NULL. */
+static __always_inline struct tracer_alloc_info *mapped_block(__u32 proc, __u64 addr)
+{
+	struct tracer_slot *slot;
+	struct tracer_alloc_info *info = trace_find(TRACER_KEY(proc, addr), &slot);
+
+	return info && info->domain == TRACER_DOMAIN_MMAP ? info : NULL;
+}
+
+static long vma_start_of(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+	*(__u64 *)data = vma->vm_start;
+	return 0;
+}
+
+struct block_walk {
+	__u64 addr; /* to find */
+	__u64 pos;  /* the block walked */
+	__u64 found;
+	__u32 proc;
+};
+
+static long block_walk_step(__u32 i, void *data)
+{
+	struct block_walk *w = data;
+	struct tracer_alloc_info *info = mapped_block(w->proc, w->pos);
+
+	if (!info)
+		return 1;
+	if (w->pos + PAGE_UP(info->size) > w->addr) {
+		w->found = w->pos;
+		return 1;
+	}
+	w->pos += PAGE_UP(info->size);
+	return 0;
+}
+
+/* The start of process proc's block that holds addr, 0: none (counted
+ * when the kernel's mappings could not be read). Before the call that
+ * changes them: the kernel's mapping at addr is still there. */
+static __always_inline __u64 block_holding(__u32 proc, __u64 addr)
+{
+	struct block_walk w = {.addr = addr, .proc = proc};
+	__u64 start = 0;
+	long err;
+
+	if (mapped_block(proc, addr))
+		return addr;
+	err = bpf_find_vma(bpf_get_current_task_btf(), addr, vma_start_of, &start, 0);
+	if (err) {
+		if (err == -EBUSY)
+			count(TRACER_CNT_MMAP_UNFOLLOWED, 1);
+		return 0;
+	}
+	w.pos = start;
+	bpf_loop(MMAP_WALK, block_walk_step, &w, 0);
+	return w.found;
+}
+
+/* Takes the trace at key out of the table, its figures left to the
+ * caller; whether it was there. */
+static __always_inline bool trace_drop(__u64 key)
+{
+	struct tracer_slot *slot;
+
+	if (!trace_find(key, &slot))
+		return false;
+	if (slot) {
+		if (__sync_val_compare_and_swap(&slot->key, key, 0) != key)
+			return false; /* another thread took it first */
+	} else {
+		if (bpf_map_delete_elem(&allocs_overflow, &key))
+			return false;
+		__sync_fetch_and_add(&overflow_used, -1);
+	}
+	__sync_fetch_and_add(&live_traces, -1);
+	return true;
+}
+
+/* Stores piece (a block's traceback, time and domain, with its size) at
+ * key; false when the table is full (counted). The kernel gave these pages:
+ * a block traced there already was unmapped unseen, and goes. */
+static __always_inline bool piece_store(__u64 key, const struct tracer_alloc_info *piece,
+					struct tracer_proc_stats *st)
+{
+	struct tracer_alloc_info old;
+	struct tracer_site_stats *site;
+	int stored = trace_store(key, piece, &old);
+
+	if (stored < 0) {
+		count(TRACER_CNT_ALLOCS_FULL, 1);
+		count(TRACER_CNT_ALLOCS_FULL_BYTES, piece->size);
+		return false;
+	}
+	if (stored && st) {
+		site = site_of(key, &old, false);
+		if (site)
+			site_change(site, st, -1, -(__s64)old.size);
+		add_current(st, old.domain, -(__s64)old.size);
+	}
+	return true;
+}
+
+/* Cuts the pages [lo, hi) out of process proc's block at start: its head
+ * or its tail goes, or the whole block; a hole in its middle splits it in
+ * two blocks (counted), both with its traceback. moving: the pages cut are
+ * not freed but moved (mremap): the block leaves its site's live count
+ * only when all of it moves. *was receives the block as it was. Returns
+ * the end of its pages, where a next block may start; 0 when it is gone. */
+static __always_inline __u64 block_cut(__u32 tgid, __u32 proc, __u64 start, __u64 lo, __u64 hi,
+				       bool moving, struct tracer_alloc_info *was)
+{
+	struct tracer_alloc_info *info = mapped_block(proc, start), piece;
+	struct tracer_site_stats *site = NULL;
+	struct tracer_proc_stats *st;
+	__u64 key = TRACER_KEY(proc, start), end, cut;
+	__s64 blocks = 0;
+
+	if (!info)
+		return 0;
+	piece = *info;
+	*was = piece;
+	end = start + piece.size;
+	if (lo < start)
+		lo = start;
+	if (hi > end)
+		hi = end;
+	if (lo >= hi)
+		return start + PAGE_UP(piece.size);
+	st = proc_stats(tgid, false);
+	if (lo == start && hi == end && !moving) {
+		forget(key, st, false);
+		return start + PAGE_UP(piece.size);
+	}
+	if (st) {
+		peak_catch_up(st);
+		site = site_of(key, &piece, false);
+	}
+	if (lo == start && hi == end) { /* all of it moves */
+		if (!trace_drop(key))
+			return 0;
+		cut = piece.size;
+		blocks = -1;
+	} else if (lo == start) { /* its head: the rest is a block at hi */
+		if (!trace_drop(key))
+			return 0;
+		cut = hi - start;
+		piece.size = end - hi;
+		if (!piece_store(TRACER_KEY(proc, hi), &piece, st)) {
+			cut = end - start;
+			blocks = -1;
+		}
+	} else if (hi == end) { /* its tail */
+		cut = end - lo;
+		info->size = lo - start;
+	} else { /* a hole: the head stays, the tail is a block of its own */
+		cut = end - lo;
+		info->size = lo - start;
+		piece.size = end - hi;
+		count(TRACER_CNT_MMAP_SPLITS, 1);
+		if (piece_store(TRACER_KEY(proc, hi), &piece, st)) {
+			cut = hi - lo;
+			blocks = 1;
+		}
+	}
+	if (st) {
+		if (site)
+			site_change(site, st, blocks, -(__s64)cut);
+		add_current(st, TRACER_DOMAIN_MMAP, -(__s64)cut);
+		if (blocks < 0 && !moving)
+			__sync_fetch_and_add(&st->frees, 1);
+	}
+	return PAGE_UP(end);
+}
+
+/* The pages [lo, hi) of process proc leave its blocks: from the block at
+ * first (0: the one holding lo), through the blocks next to it. */
+struct range_cut {
+	__u64 lo, hi;
+	__u64 pos;   /* where the next block starts */
+	__u64 first; /* the block holding lo, 0: looked up */
+	struct tracer_alloc_info was; /* the first block cut, as it was */
+	__u32 tgid, proc;
+	bool moving;
+	bool found; /* was is set */
+};
+
+static long range_cut_step(__u32 i, void *data)
+{
+	struct range_cut *r = data;
+	struct tracer_alloc_info was;
+	__u64 start, next;
+
+	if (r->pos >= r->hi)
+		return 1;
+	start = i == 0 && r->first ? r->first : block_holding(r->proc, r->pos);
+	if (!start)
+		return 1;
+	next = block_cut(r->tgid, r->proc, start, r->lo, r->hi, r->moving, &was);
+	if (!r->found) {
+		r->was = was;
+		r->found = true;
+	}
+	if (!next || next <= r->pos)
+		return 1;
+	r->pos = next;
+	return 0;
+}
+
+/* Global functions (these and mmap_remap) are verified once, on their
+ * own, not along every path of the programs that call them: with them
+ * inline, mremap's return was more than the verifier explores. */
+__noinline int range_cut(struct range_cut *r)
+{
+	struct range_cut c; /* bpf_loop's context is on the stack */
+
+	if (!r)
+		return 0;
+	c = *r;
+	c.pos = c.lo;
+	bpf_loop(MMAP_PIECES, range_cut_step, &c, 0);
+	*r = c;
+	return c.found;
+}
+
+/* mremap's return: the pages [old, old + old_size) moved to ret, resized
+ * to size (in place when ret is old); the block they were in keeps the
+ * rest. The moved pages keep their block's traceback. With MREMAP_FIXED,
+ * what was mapped at ret is gone; with MREMAP_DONTUNMAP the old pages stay
+ * mapped, and the new ones are a new block of this call: returns 1 when
+ * the caller is to record it. */
+struct remap {
+	__u64 old, old_size, size, flags;
+	__u64 block; /* the start of the block holding old (at mremap's entry), 0: none */
+	__u64 ret;
+	__u32 tgid, proc;
+};
+
+__noinline int mmap_remap(struct remap *a)
+{
+	struct range_cut src = {}, dst = {};
+	struct tracer_site_stats *site;
+	struct tracer_proc_stats *st;
+	struct tracer_alloc_info piece;
+	__u64 key;
+
+	if (!a || a->ret == (__u64)-1)
+		return 0; /* MAP_FAILED: nothing moved */
+	src.lo = a->old;
+	src.hi = a->old + PAGE_UP(a->old_size);
+	src.first = a->block;
+	src.tgid = dst.tgid = a->tgid;
+	src.proc = dst.proc = a->proc;
+	src.moving = true;
+	dst.lo = a->ret;
+	dst.hi = a->ret + PAGE_UP(a->size);
+	key = TRACER_KEY(a->proc, a->ret);
+	st = proc_stats(a->tgid, true);
+	if (finalizing(st))
+		return 0;
+	if (a->flags & MREMAP_DONTUNMAP) {
+		if (a->flags & MREMAP_FIXED)
+			range_cut(&dst);
+		return a->block != 0;
+	}
+	if (!a->block)
+		return 0; /* not a block: a file's mapping, or one from before attach */
+	range_cut(&src);
+	if ((a->flags & MREMAP_FIXED) && a->ret != a->old)
+		range_cut(&dst);
+	if (!src.found)
+		return 0;
+	piece = src.was;
+	piece.size = a->size;
+	st = proc_stats(a->tgid, false);
+	if (!piece_store(key, &piece, st) || !st)
+		return 0;
+	peak_catch_up(st);
+	site = site_of(key, &piece, false);
+	if (site)
+		site_change(site, st, 1, (__s64)a->size);
+	add_current(st, TRACER_DOMAIN_MMAP, (__s64)a->size);
+	return 0;
+}
+
 /* Return of an allocator: the outermost call records its block. */
 static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 {
@@ -1107,7 +1409,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 		count(TRACER_CNT_RETURN_UNMATCHED, 1);
 		return 0;
 	}
-	hit(proc, p->kind != TRACER_KIND_REALLOC);
+	hit(proc, p->kind != TRACER_KIND_REALLOC && p->kind != TRACER_KIND_MREMAP);
 	if (--p->depth)
 		return 0;
 
@@ -1328,26 +1630,54 @@ int BPF_KPROBE(mmap_enter, __u64 addr, __u64 length, __u64 prot, __u64 flags)
 	return alloc_enter(ctx, TRACER_DOMAIN_MMAP, kind, length, 0, 0);
 }
 
-/* munmap(addr, length) at the start of a block of the mmap domain: the
- * block goes (a part unmapped takes it all: its remainder is not tracked
- * apart). Anything else (a file's mapping, an allocator's own chunks) is
- * not ours. */
+/* munmap(addr, length): the pages go from the mmap domain's blocks they
+ * were in (block_cut). Anything else (a file's mapping, an allocator's own
+ * chunks) is not ours. At the entry: the kernel's mappings are as they were. */
 SEC("uprobe")
-int BPF_KPROBE(munmap_enter, __u64 addr)
+int BPF_KPROBE(munmap_enter, __u64 addr, __u64 length)
 {
-	struct tracer_proc_stats *st;
-	struct tracer_alloc_info *info;
-	struct tracer_slot *slot;
-	__u32 tgid, proc;
-	__u64 key;
+	struct range_cut r = {.lo = addr, .hi = addr + PAGE_UP(length)};
 
-	if (!addr || !recording(&tgid, &proc))
+	if (!addr || !length || (addr & (TRACER_PAGE - 1)) || !recording(&r.tgid, &r.proc))
 		return 0;
-	key = TRACER_KEY(proc, addr);
-	info = trace_find(key, &slot);
-	st = proc_stats(tgid, false);
-	if (info && info->domain == TRACER_DOMAIN_MMAP && !finalizing(st))
-		forget(key, st, false);
+	if (finalizing(proc_stats(r.tgid, false)))
+		return 0;
+	range_cut(&r);
+	return 0;
+}
+
+/* The calling thread's outermost call in flight, when it is the one that
+ * entered at sp (not one nested in an allocator's, nor none). */
+static __always_inline struct pending *outermost_at(__u64 sp)
+{
+	struct pending *p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0, 0);
+
+	return p && p->depth == 1 && p->outer_sp == sp ? p : NULL;
+}
+
+/* mremap(old, old_size, new_size, flags, new): as mmap's, a call from libc's
+ * own code (its realloc of a large block, when not inside a probed one)
+ * is not the program's. The block holding old is found now, while the
+ * kernel's mapping there is as it was; its return moves it (remapped). */
+SEC("uprobe")
+int BPF_KPROBE(mremap_enter, __u64 old, __u64 old_size, __u64 new_size, __u64 flags)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx), ip = bpf_get_func_ip(ctx), ret = 0;
+	__u32 kind = TRACER_KIND_MREMAP, proc;
+	struct pending *p;
+
+	if (cookie && !bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx)) &&
+	    ret >= ip - (cookie >> 32) && ret < ip + (__u32)cookie)
+		kind = TRACER_KIND_IGNORE;
+	alloc_enter(ctx, TRACER_DOMAIN_MMAP, kind, new_size, old, 0);
+	if (kind != TRACER_KIND_MREMAP || !traced_proc(bpf_get_current_pid_tgid() >> 32, &proc))
+		return 0;
+	p = outermost_at(PT_REGS_SP(ctx));
+	if (!p || p->kind != TRACER_KIND_MREMAP)
+		return 0;
+	p->old_size = old_size;
+	p->flags = flags;
+	p->memptr = old && !(old & (TRACER_PAGE - 1)) ? block_holding(proc, old) : 0;
 	return 0;
 }
 
@@ -1355,6 +1685,41 @@ SEC("uretprobe")
 int BPF_KRETPROBE(alloc_return, __u64 ret)
 {
 	return alloc_exit(ctx, ret);
+}
+
+/* mremap's return, a program of its own: alloc_return's paths and these
+ * together are more than the verifier explores. */
+SEC("uretprobe")
+int BPF_KRETPROBE(mremap_return, __u64 ret)
+{
+	struct remap a = {.ret = ret};
+	struct pending *p;
+	__u32 tgid, proc;
+
+	if (!recording(&tgid, &proc))
+		return 0;
+	a.tgid = tgid;
+	a.proc = proc;
+	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0, 0);
+	if (!p || !p->depth) {
+		count(TRACER_CNT_RETURN_UNMATCHED, 1);
+		return 0;
+	}
+	hit(proc, false);
+	if (--p->depth || p->kind != TRACER_KIND_MREMAP)
+		return 0;
+	a.old = p->oldptr;
+	a.old_size = p->old_size;
+	a.size = p->size;
+	a.flags = p->flags;
+	a.block = p->memptr;
+	if (!mmap_remap(&a) || between_windows)
+		return 0;
+	/* MREMAP_DONTUNMAP: the pages at ret are a new block of this call */
+	p->last_key = TRACER_KEY(proc, ret);
+	record(ctx, tgid, TRACER_KEY(proc, ret), p->size, TRACER_DOMAIN_MMAP, PT_REGS_IP(ctx),
+	       PT_REGS_SP(ctx));
+	return 0;
 }
 
 SEC("uprobe")

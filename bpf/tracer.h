@@ -45,6 +45,8 @@ enum tracer_alloc_kind {
 				   * (mmap of a file) */
 	TRACER_KIND_RESIZE = 5,	  /* xallocx: oldptr resized in place to size when
 				   * the returned real size reaches it */
+	TRACER_KIND_MREMAP = 6,	  /* mremap: the pages at oldptr move to the address
+				   * returned, or MAP_FAILED */
 };
 
 /* How to find and walk a CPython process's frames from a probe; filled by
@@ -384,6 +386,12 @@ enum tracer_counter {
 	TRACER_CNT_LOADER_STOP_LOST,
 	TRACER_CNT_SITES_FULL, /* sites map full: allocation kept out of per-site figures */
 	TRACER_CNT_NOTICES_LOST, /* -a: proc_notices full: user space rescans every process */
+	/* the mmap domain: a munmap (or mremap) of a hole in a block's middle
+	 * splits it in two, both with the block's traceback */
+	TRACER_CNT_MMAP_SPLITS,
+	/* a munmap or mremap inside a block not followed: the kernel's
+	 * mappings could not be looked up then (the address space was busy) */
+	TRACER_CNT_MMAP_UNFOLLOWED,
 	TRACER_CNT_MAX,
 };
 

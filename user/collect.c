@@ -32,6 +32,8 @@ static const char *const counter_names[TRACER_CNT_MAX] = {
     [TRACER_CNT_LOADER_STOP_LOST] = "objects loaded without a stop (probed late)",
     [TRACER_CNT_SITES_FULL] = "sites table full (allocations left out of per-site figures)",
     [TRACER_CNT_NOTICES_LOST] = "process notices lost (every process looked at again)",
+    [TRACER_CNT_MMAP_SPLITS] = "mapped blocks split by an unmap in their middle",
+    [TRACER_CNT_MMAP_UNFOLLOWED] = "unmaps inside mapped blocks not followed (address space busy)",
 };
 _Static_assert(ARRAY_SIZE(counter_names) == TRACER_CNT_MAX, "every counter has a name");
 

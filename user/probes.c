@@ -121,7 +121,10 @@ static const struct probe_spec specs[] = {
      * allocator's call (its own chunks) a call only deepens the stash */
     {"mmap", ALLOC_RETURNS | TEXT_COOKIE, R3 | PLACEMENT_RCX, PROG(mmap_enter)},
     {"mmap64", ALLOC_RETURNS | TEXT_COOKIE, R3 | PLACEMENT_RCX, PROG(mmap_enter)},
-    {"munmap", FREE_ONLY, R1, PROG(munmap_enter)},
+    {"munmap", FREE_ONLY, R2, PROG(munmap_enter)},
+    /* its return moves the block (the old address, both lengths, the
+     * flags); libc's own calls (its realloc's) are told apart as mmap's */
+    {"mremap", ALLOC_RETURNS | TEXT_COOKIE, R3 | PLACEMENT_RCX, PROG(mremap_enter)},
     /* CPython (from .symtab where the build keeps it) */
     /* their programs read no ctx (rdi): _PyMem_RawMalloc's `mov %rax,%rdi`
      * before its `jmp malloc` leaves that jmp to probe */
@@ -386,13 +389,16 @@ static int attach_with_return_cookie(struct tracer_bpf *skel, struct probes *p,
 				     struct bpf_program *prog, pid_t pid, const char *path,
 				     uint64_t off, uint64_t cookie, enum probes_class cls)
 {
-	int err = attach(p, skel->progs.alloc_return, pid, path, off, true, cls);
+	/* mremap's return has a program of its own */
+	struct bpf_program *ret = prog == skel->progs.mremap_enter ? skel->progs.mremap_return
+								  : skel->progs.alloc_return;
+	int err = attach(p, ret, pid, path, off, true, cls);
 
 	return err ? err : attach_cookie(p, prog, pid, path, off, cookie, false, cls);
 }
 
 /* The class of a row's probes (enum probes_class): a realloc frees too, so
- * it stays with the frees. */
+ * it stays with the frees, as an mremap, which moves blocks. */
 static enum probes_class spec_class(struct tracer_bpf *skel, const struct probe_spec *s)
 {
 	struct bpf_program *prog = spec_prog(skel, s);
@@ -401,7 +407,8 @@ static enum probes_class spec_class(struct tracer_bpf *skel, const struct probe_
 	case ALLOC_RETURNS:
 		return prog == skel->progs.realloc_enter || prog == skel->progs.reallocarray_enter ||
 				       prog == skel->progs.py_realloc_enter ||
-				       prog == skel->progs.xallocx_enter
+				       prog == skel->progs.xallocx_enter ||
+				       prog == skel->progs.mremap_enter
 			   ? PROBES_FREEING
 			   : PROBES_ALLOCATING;
 	case FREE_ONLY:

@@ -5,7 +5,9 @@ import os
 
 import pytest
 
-from helpers import Tracer, by_line, site, trace, workload
+import json
+
+from helpers import Tracer, by_line, children, run_tracer, site, trace, workload
 
 TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4"
 
@@ -73,3 +75,72 @@ def test_glibc_cxx_delete_costs_no_extra_probe():
         pass
     assert not [l for l in t.stderr_lines if "probe _Zdl" in l and "libstdc++" in l]
     check_cxx(t.report)
+
+
+def stats_json(path, *args):
+    return json.loads(run_tracer(["stats", path, "--format", "json", "-t", "0"] +
+                                 list(args)).stdout)
+
+
+def mapped_ranges(pid):
+    """/proc/PID/maps' ranges, those next to each other joined."""
+    out = []
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if out and out[-1][1] == lo:
+                out[-1][1] = hi
+            else:
+                out.append([lo, hi])
+    return out
+
+
+def test_mmap_domain_follows_munmap_and_mremap(tmp_path):
+    """The mmap domain's blocks as munmap cuts them (head, tail, a hole
+    that splits a block) and mremap moves them (grown, shrunk, onto a
+    mapping with MREMAP_FIXED, copied with MREMAP_DONTUNMAP, a part moved
+    out of a block's middle): the traced bytes are the bytes the workload
+    keeps mapped, exactly, each under the line that mapped them. glibc's
+    realloc of a large block (its own mremap) stays a libc block."""
+    snap = str(tmp_path / "mapper.snap")
+    src = "mapper.c"
+    with Tracer(["-o", snap, "--", workload("mapper"), "blocks"]) as t:
+        t.expect("ready")
+        t.say("go\n")
+        kept = []
+        while True:
+            line = t.read_until("")
+            if line == "done":
+                break
+            word, addr, length = line.split()
+            assert word == "block", line
+            kept.append((int(addr, 16), int(length)))
+        (pid,) = children(t.process.pid)
+        # what the workload keeps is really mapped
+        ranges = mapped_ranges(pid)
+        for addr, length in kept:
+            assert any(lo <= addr and addr + length <= hi for lo, hi in ranges), \
+                (hex(addr), length)
+        t.signal()
+    page = 4096
+    mmap = stats_json(snap, "--domain", "mmap")
+    assert by_line(mmap, src) == {
+        site(src, "mapped"): (4 << 20, 4),
+        site(src, "head"): (48 * page, 1),
+        site(src, "tail"): (48 * page, 1),
+        site(src, "hole"): (48 * page, 2),  # split in two by the hole
+        site(src, "grown"): (128 * page, 1),
+        site(src, "shrunk"): (32 * page, 1),
+        site(src, "fixed_target"): (192 * page, 1),  # its head replaced
+        site(src, "fixed_src"): (64 * page, 1),  # moved there, grown
+        site(src, "dontunmap_src"): (16 * page, 1),
+        site(src, "dontunmap"): (16 * page, 1),  # the copy: a block of mremap
+        site(src, "partial"): (80 * page, 3),  # head, tail, the part moved
+    }, by_line(mmap, src)
+    assert sum(s["size"] for s in mmap["statistics"]) == sum(n for _, n in kept)
+    # glibc's realloc: one libc block of the size asked, nothing in mmap's
+    libc = stats_json(snap, "--domain", "libc")
+    assert by_line(libc, src) == {site(src, "realloc_big"): (4 << 20, 1)}
+    assert t.report["notes"]["mmap_blocks_split"] == 2
+    assert t.report["losses"]["mmap_unmaps_not_followed"] == 0
+    assert t.report["notes"]["frees_of_untraced_blocks"] == 0
