@@ -275,6 +275,16 @@ struct {
 	__type(value, __u32);
 } proc_notices SEC(".maps");
 
+/* --follow, -a: processes that left at their exit, as they were then
+ * (tracer.h); user/collect.c deletes each once it has its row. LRU: the
+ * note of a process user space saw alive (and so never reads) goes first. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct tracer_exit_note);
+} exit_notes SEC(".maps");
+
 /* several -p: the processes given, which keep their blocks at their exit
  * as one -p does (a report of what it held, leaks) */
 struct {
@@ -1917,6 +1927,33 @@ static __always_inline void image_replaced(__u32 tgid)
 		st->classes[k].current = 0;
 }
 
+/* What the exiting process p (the current task) was: its comm, pid in its
+ * namespace, start and command line (its memory is still its own here). */
+static __always_inline void exit_note(struct task_struct *p, __u32 tgid)
+{
+	struct tracer_exit_note note = {};
+	struct pid *pid = BPF_CORE_READ(p, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct mm_struct *mm = BPF_CORE_READ(p, mm);
+	__u64 start, end, len;
+	struct upid up = {};
+
+	bpf_get_current_comm(note.comm, sizeof(note.comm));
+	note.start_ns = BPF_CORE_READ(p, start_boottime);
+	if (level < 32 && !bpf_core_read(&up, sizeof(up), &pid->numbers[level]))
+		note.ns_pid = (__u32)up.nr;
+	if (mm) {
+		start = BPF_CORE_READ(mm, arg_start);
+		end = BPF_CORE_READ(mm, arg_end);
+		len = end > start ? end - start : 0;
+		if (len > TRACER_EXIT_ARGS)
+			len = TRACER_EXIT_ARGS;
+		if (len && !bpf_probe_read_user(note.args, len, (void *)start))
+			note.args_len = (__u32)len;
+	}
+	bpf_map_update_elem(&exit_notes, &tgid, &note, BPF_ANY);
+}
+
 /* --follow: a traced process other than the command leaves at its exit,
  * with the blocks it still held (they stay in the table under an index no
  * process has: user space reports none of them, and reads its figures
@@ -1932,6 +1969,7 @@ int BPF_PROG(traced_exit, struct task_struct *p)
 	if (bpf_map_delete_elem(&traced_pids, &tgid) == 0) {
 		__sync_fetch_and_add(&exits, 1);
 		bpf_map_delete_elem(&py_configs, &tgid); /* its walker goes with it */
+		exit_note(p, tgid);
 	}
 	return 0;
 }

@@ -348,6 +348,19 @@ enum tracer_notice {
 #define TRACER_MAX_FILTERS 16 /* --comm and --cgroup values each */
 #define TRACER_COMM_LEN 16
 
+/* What a process that left at its exit (traced_exit) was, as the kernel
+ * has it then (exit_notes' value): user space may never have seen it
+ * alive (it lived less than one of its loop turns), and still gives it a
+ * row. */
+#define TRACER_EXIT_ARGS 256 /* of its command line, a power of two */
+struct tracer_exit_note {
+	char comm[TRACER_COMM_LEN];
+	__u64 start_ns; /* its start, ns of CLOCK_BOOTTIME */
+	__u32 ns_pid;	/* its pid in its own pid namespace */
+	__u32 args_len; /* bytes in args */
+	char args[TRACER_EXIT_ARGS]; /* its arguments, each ended by a NUL, cut there */
+};
+
 /* --budget: probe hits of one traced process (bpf proc_hits): of the
  * probes attached within windows only (allocations) and of the others
  * (frees, and reallocs, which free) */

@@ -357,6 +357,34 @@ static void keep_exited_row(struct collector *c, struct collect_proc *p,
 		e->st.classes[k].current = 0;
 }
 
+/* multi or --follow: the row of process pid, which left before user space
+ * ever saw it alive, from what BPF noted at its exit (exit_notes: its comm,
+ * command line, pid in its namespace and start); its figures st. */
+static void keep_short_lived_row(struct collector *c, pid_t pid, const struct tracer_proc_stats *st)
+{
+	struct tracer_exit_note note;
+	struct collect_proc p = {.pid = pid};
+	__u32 key = (__u32)pid;
+	char buf[TRACER_EXIT_ARGS + 1];
+
+	/* -a and several -p hear of every process they trace after the start */
+	if (c->multi)
+		p.flags |= SNAPSHOT_PROCESS_STARTED_AFTER;
+	if (!bpf_map_lookup_elem(bpf_map__fd(c->skel->maps.exit_notes), &key, &note)) {
+		memcpy(p.comm, note.comm, sizeof(p.comm));
+		p.comm[sizeof(p.comm) - 1] = '\0';
+		p.ns_pid = (pid_t)note.ns_pid;
+		p.start_time = target_boot_to_epoch(note.start_ns);
+		if (target_join_args(note.args, note.args_len < sizeof(note.args) ? note.args_len
+										   : sizeof(note.args),
+				     buf, sizeof(buf)))
+			p.command = strdup(buf);
+		else if (p.comm[0])
+			p.command = strdup(p.comm); /* no arguments: its comm, as target_command */
+	}
+	keep_exited_row(c, &p, st);
+}
+
 /* --follow: what children that exited leave behind, once they have left
  * (traced_exit): their symbolizer (and CPython frames), and their figures
  * in the procs map, whose events and peak are kept in c->gone (multi:
@@ -364,6 +392,7 @@ static void keep_exited_row(struct collector *c, struct collect_proc *p,
 static void forget_exited(struct collector *c)
 {
 	int pfd = bpf_map__fd(c->skel->maps.procs), tfd = bpf_map__fd(c->skel->maps.traced_pids);
+	int nfd = bpf_map__fd(c->skel->maps.exit_notes);
 	struct tracer_proc_stats st, *last = NULL;
 	__u32 key, next, idx, *prev = NULL;
 	pid_t *last_pid = NULL;
@@ -419,12 +448,21 @@ static void forget_exited(struct collector *c)
 			free(p->cgroup);
 		}
 	}
+	/* a process never seen alive (it lived less than a loop turn): its
+	 * row as BPF noted it at its exit */
+	for (size_t j = 0; j < nlast; j++)
+		if (!collect_find_process(c, last_pid[j]))
+			keep_short_lived_row(c, last_pid[j], &last[j]);
 	for (i = 0; i < c->nprocs; i++)
 		if (!dead[i])
 			c->procs[kept++] = c->procs[i];
 	c->nprocs = kept;
 	free(dead);
 out:
+	for (size_t j = 0; j < nlast; j++) {
+		key = (__u32)last_pid[j];
+		bpf_map_delete_elem(nfd, &key);
+	}
 	free(last);
 	free(last_pid);
 }

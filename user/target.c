@@ -97,18 +97,27 @@ bool target_alive(pid_t pid)
 	return alive;
 }
 
+size_t target_join_args(const char *args, size_t n, char *buf, size_t len)
+{
+	size_t i;
+
+	if (n >= len)
+		n = len - 1;
+	while (n > 0 && args[n - 1] == '\0')
+		n--;
+	for (i = 0; i < n; i++)
+		buf[i] = args[i] ? args[i] : ' ';
+	buf[n] = '\0';
+	return n;
+}
+
 int target_command(pid_t pid, char *buf, size_t len)
 {
-	ssize_t n = read_proc(pid, "cmdline", buf, len), i;
+	ssize_t n = read_proc(pid, "cmdline", buf, len);
 
 	if (n < 0)
 		return (int)n;
-	while (n > 0 && buf[n - 1] == '\0')
-		n--;
-	for (i = 0; i < n; i++)
-		if (buf[i] == '\0')
-			buf[i] = ' ';
-	buf[n] = '\0';
+	n = (ssize_t)target_join_args(buf, (size_t)n, buf, len);
 	if (n == 0) { /* a kernel thread or a zombie: its comm */
 		n = read_proc(pid, "comm", buf, len);
 		if (n < 0)
@@ -189,7 +198,6 @@ uint64_t target_start_time(pid_t pid)
 {
 	char path[64], buf[1024], *p;
 	unsigned long long ticks = 0;
-	struct timespec now, up;
 	FILE *f;
 	int i;
 
@@ -206,9 +214,16 @@ uint64_t target_start_time(pid_t pid)
 		p = strchr(p + 1, ' ');
 	if (!p || sscanf(p + 1, "%llu", &ticks) != 1)
 		return 0;
+	return target_boot_to_epoch(ticks * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK)));
+}
+
+uint64_t target_boot_to_epoch(uint64_t ns)
+{
+	struct timespec now, up;
+
 	clock_gettime(CLOCK_REALTIME, &now);
 	clock_gettime(CLOCK_BOOTTIME, &up);
-	return (uint64_t)(now.tv_sec - up.tv_sec) + ticks / (uint64_t)sysconf(_SC_CLK_TCK);
+	return (uint64_t)(now.tv_sec - up.tv_sec) + ns / 1000000000ull;
 }
 
 char *target_maps_text(pid_t pid, size_t *len)

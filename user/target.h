@@ -31,8 +31,13 @@ pid_t target_tgid_of(pid_t tid);
 int target_traceable(pid_t pid, char *why, size_t len);
 /* The command line with arguments joined by spaces (comm if empty). */
 int target_command(pid_t pid, char *buf, size_t len);
+/* args (n bytes of a command line, each argument ended by a NUL) joined
+ * by spaces in buf, which holds len bytes (len > 0): its length. */
+size_t target_join_args(const char *args, size_t n, char *buf, size_t len);
 /* Start time in seconds since the epoch, 0 if unknown. */
 uint64_t target_start_time(pid_t pid);
+/* A start time of ns on CLOCK_BOOTTIME in seconds since the epoch. */
+uint64_t target_boot_to_epoch(uint64_t ns);
 /* The kernel's short name (comm), NUL-terminated; 0 or -errno. */
 int target_comm(pid_t pid, char *buf, size_t len);
 /* Its pid in its own (innermost) pid namespace, and its parent's pid; 0

@@ -279,3 +279,62 @@ def test_serve_all_metrics_per_process(tmp_path):
         assert int(series[0]) == proc["traced_memory"]["all"]["current"]
         assert int(series[0]) >= sum(s * c for s, c in EXPECTED.values())
         check_native(proc)
+
+
+def short_lived_pids(read_line, n):
+    """{child index: pid} from shortlived's "child I PID" lines, up to its
+    "done"."""
+    pids = {}
+    while True:
+        line = read_line()
+        if line == "done":
+            assert len(pids) == n, pids
+            return pids
+        word, i, pid = line.split()
+        assert word == "child", line
+        pids[int(i)] = int(pid)
+
+
+def check_short_lived(report, pids, started_after):
+    """Each of shortlived's children, which lived well under a loop turn of
+    the tracer, has its own row, exited, with its exact figures: i + 1
+    blocks of i + 1 KiB held at its exit after one of 100 B freed."""
+    for i, pid in pids.items():
+        doc = of_process(report, pid)
+        assert doc is not None, (i, pid, [d["target"] for d in report["processes"]])
+        assert doc["exited"] and doc["started_after"] == started_after, doc["target"]
+        kib = (i + 1) * 1024
+        assert doc["events"] == {"allocations": i + 2, "frees": 1}, (i, doc["events"])
+        tm = doc["traced_memory"]
+        assert (tm["all"]["current"], tm["all"]["peak"]) == (0, (i + 1) * kib), (i, tm)
+        assert doc["target"]["comm"] == "shortlived", doc["target"]
+        assert doc["target"]["ns_pid"] == pid
+        # the odd ones exec'd themselves: their own command line
+        command = doc["target"]["command"]
+        if i % 2:
+            assert command == "shortlived child %d" % i, command
+        else:
+            assert command.endswith("shortlived %d" % len(pids)), command
+        assert doc["target"]["start_time"] > 0
+
+
+def test_follow_short_lived_children_have_rows():
+    """--follow: children that lived less than one loop turn of the
+    tracer, each in its own exited row with its exact figures (BPF notes
+    what it was at its exit)."""
+    with Tracer(["--follow", "--", workload("shortlived"), "6"]) as t:
+        pids = short_lived_pids(lambda: t.read_until(""), 6)
+    check_short_lived(t.report, pids, started_after=False)
+    # and they are what the header sums: the parent's 3 blocks and stdout's buffer
+    assert t.report["events"]["allocations"] == 3 + 1 + sum(i + 2 for i in pids)
+
+
+def test_all_short_lived_processes_have_rows():
+    """-a: the same children, of a process started after the tracer."""
+    with tracing(["-a"]) as t:
+        out = subprocess.run([workload("shortlived"), "6"], capture_output=True, text=True,
+                             timeout=30, check=True).stdout.splitlines()
+        lines = iter(out)
+        pids = short_lived_pids(lambda: next(lines), 6)
+        report = report_now(t)
+    check_short_lived(report, pids, started_after=True)
