@@ -117,6 +117,15 @@ int main(int argc, char **argv)
 		s->domain_memory_known = n > 0;
 		s->domain_memory[SNAPSHOT_CLASS_PYTHON] = (struct snapshot_domain_memory){48, 96};
 		s->domain_memory[SNAPSHOT_CLASS_NATIVE] = (struct snapshot_domain_memory){48, 48};
+		/* the last two traced within a budget (its section) */
+		if (n >= 3)
+			s->budget = (struct snapshot_budget){.on = true,
+							     .ratio = 0.05,
+							     .coverage = 0.3,
+							     .overhead = 0.046,
+							     .hit_cost_s = 5e-7,
+							     .frees_windowed = n == 4,
+							     .windows = 12};
 		snprintf(path, sizeof(path), "%s/seed-%d.snap", argv[1], n);
 		/* the fourth with mappings and frame addresses too, the last
 		 * three with trace ages and sites, the last of several

@@ -71,6 +71,13 @@ def test_serve_says_what_the_figures_cover(tmp_path, budget):
         assert 0 < metric(text, "tracer_live_blocks") <= MAX_LIVE, text
         # the frees alone cost ~4 % here: kept at 10 %, windowed at 0.5 %
         assert metric(text, "tracer_budget_frees_windowed") == (budget == "0.5%")
+        # /snapshot keeps it too: tracer stats says what it covered
+        snap = tmp_path / "serve.snap"
+        snap.write_bytes(urllib.request.urlopen(base + "/snapshot", timeout=30).read())
+        b = __import__("json").loads(run_tracer(["stats", str(snap), "--format", "json",
+                                                 "-t", "1"]).stdout)["budget"]
+        assert b["ratio"] == pytest.approx(ratio) and 0 < b["coverage"] < 0.6, b
+        assert b["frees_windowed"] == (budget == "0.5%") and b["windows"] >= 2, b
         if GO:
             heap = tmp_path / "heap.pb.gz"
             heap.write_bytes(urllib.request.urlopen(base + "/debug/pprof/heap",
@@ -95,6 +102,30 @@ def test_the_report_header_says_it_too():
     r = run_tracer(["--budget", "2", "--format", "json", "-t", "1", "--", wl, "3"])
     b = __import__("json").loads(r.stdout)["budget"]
     assert b["ratio"] == 0.02 and 0 < b["coverage"] < 1 and b["alloc_scaled"] is False
+
+
+BUDGET_LINE = r"^budget [\d.]+%: allocations traced in windows, .*$"
+
+
+def test_snapshot_file_keeps_the_coverage(tmp_path):
+    """-o's snapshot file keeps what the figures cover: tracer stats prints
+    the live report's coverage line, and its JSON the same budget."""
+    wl = workload("requests")
+    snap = str(tmp_path / "budget.snap")
+    live = run_tracer(["--budget", "2", "-t", "1", "-o", snap, "--", wl, "3"]).stdout
+    line = re.search(BUDGET_LINE, live, re.M)
+    assert line, live
+    offline = run_tracer(["stats", snap, "-t", "1"]).stdout
+    assert re.findall(BUDGET_LINE, offline, re.M) == [line.group(0)], offline
+    b = __import__("json").loads(run_tracer(["stats", snap, "--format", "json", "-t",
+                                             "1"]).stdout)["budget"]
+    assert b["ratio"] == 0.02 and 0 < b["coverage"] < 1 and b["windows"] >= 1, b
+    assert "%.1f%% of the time (%d windows)" % (b["coverage"] * 100, b["windows"]) in \
+        line.group(0)
+    # a snapshot traced without a budget says nothing of one
+    plain = str(tmp_path / "plain.snap")
+    run_tracer(["-t", "1", "-o", plain, "--", wl, "1"])
+    assert not re.search(BUDGET_LINE, run_tracer(["stats", plain]).stdout, re.M)
 
 
 @pytest.mark.parametrize("bad", ["0", "abc", "101", "5%%", "-1", ""])

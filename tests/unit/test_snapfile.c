@@ -817,6 +817,73 @@ static void test_sites_and_ages_sections(void **state)
 	snapshot_free(s);
 }
 
+/* --budget's coverage (section 16): kept exactly by a round trip, absent
+ * without a budget, skipped by a reader that does not know it (the figures
+ * then cover all the time), refused out of range. */
+static void test_budget_section(void **state)
+{
+	struct snapshot *s = sample(), *t;
+	unsigned char *buf, *p;
+	size_t len;
+	uint32_t nsec;
+	uint64_t nan_bits = 0x7ff8000000000000ull;
+
+	assert_int_equal(snapfile_encode(s, (void **)&buf, &len), 0);
+	assert_null(section(buf, 16));
+	nsec = get32(buf + 12);
+	free(buf);
+
+	s->budget = (struct snapshot_budget){.on = true,
+					     .ratio = 0.01,
+					     .coverage = 0.0553,
+					     .overhead = 0.0093,
+					     .hit_cost_s = 4.2e-7,
+					     .frees_windowed = true,
+					     .windows = 37};
+	assert_int_equal(snapfile_encode(s, (void **)&buf, &len), 0);
+	assert_int_equal(get32(buf + 12), nsec + 1);
+	assert_int_equal(get32(buf + 8), 1); /* one process: still version 1 */
+	p = section(buf, 16);
+	assert_non_null(p);
+	t = decode_ok(buf, len);
+	assert_true(t->budget.on);
+	assert_true(t->budget.ratio == 0.01 && t->budget.coverage == 0.0553);
+	assert_true(t->budget.overhead == 0.0093 && t->budget.hit_cost_s == 4.2e-7);
+	assert_true(t->budget.frees_windowed);
+	assert_int_equal(t->budget.windows, 37);
+	assert_same_stats(s, t, STATS_KEY_TRACEBACK, false);
+	snapshot_free(t);
+
+	/* out of range: a coverage above 1, a NaN budget, an unknown flag */
+	put64(p + 8, 0x3ff8000000000000ull); /* 1.5 */
+	reseal(buf, len);
+	expect_reject(buf, len, "budget record out of range");
+	put64(p + 8, 0x3fa0000000000000ull); /* 0.03125 */
+	put64(p, nan_bits);
+	reseal(buf, len);
+	expect_reject(buf, len, "budget record out of range");
+	put64(p, 0x3f847ae147ae147bull); /* 0.01 */
+	put32(p + 40, 2);
+	reseal(buf, len);
+	expect_reject(buf, len, "budget record out of range");
+	put32(p + 40, 0);
+	reseal(buf, len);
+	t = decode_ok(buf, len);
+	assert_true(t->budget.coverage == 0.03125 && !t->budget.frees_windowed);
+	snapshot_free(t);
+
+	/* a reader older than the section skips it: no budget */
+	for (uint32_t i = 0; i < get32(buf + 12); i++)
+		if (get32(entry(buf, (int)i)) == 16)
+			put32(entry(buf, (int)i), 96);
+	reseal(buf, len);
+	t = decode_ok(buf, len);
+	assert_false(t->budget.on);
+	snapshot_free(t);
+	free(buf);
+	snapshot_free(s);
+}
+
 static void test_expand_name(void **state)
 {
 	char out[64];
@@ -849,6 +916,7 @@ int main(void)
 	    cmocka_unit_test(test_domain_memory_section),
 	    cmocka_unit_test(test_mappings_sections),
 	    cmocka_unit_test(test_sites_and_ages_sections),
+	    cmocka_unit_test(test_budget_section),
 	    cmocka_unit_test(test_expand_name),
 	};
 

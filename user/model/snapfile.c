@@ -46,6 +46,8 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 		if (s->sites_known)
 			ids[nsec++] = SEC_SITE_PROCESSES;
 	}
+	if (s->budget.on)
+		ids[nsec++] = SEC_BUDGET;
 
 	len[SEC_META] = META_SIZE;
 	len[SEC_STRINGS] = 4;
@@ -64,6 +66,7 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 	len[SEC_PROCESSES] = (size_t)s->nprocesses * PROCESS_RECORD;
 	len[SEC_TRACE_PROCESSES] = (size_t)s->ntraces * PROCESS_INDEX_RECORD;
 	len[SEC_SITE_PROCESSES] = (size_t)s->nsites * PROCESS_INDEX_RECORD;
+	len[SEC_BUDGET] = BUDGET_SIZE;
 
 	pos = HEADER_SIZE + nsec * ENTRY_SIZE;
 	for (k = 0; k < nsec; k++) {
@@ -205,6 +208,16 @@ int snapfile_encode(const struct snapshot *s, void **out, size_t *outlen)
 			for (i = 0, p = buf + off[SEC_SITE_PROCESSES]; i < s->nsites;
 			     i++, p += PROCESS_INDEX_RECORD)
 				put32(p, s->sites[i].process);
+	}
+
+	if (s->budget.on) {
+		p = buf + off[SEC_BUDGET];
+		put64(p, double_bits(s->budget.ratio));
+		put64(p + 8, double_bits(s->budget.coverage));
+		put64(p + 16, double_bits(s->budget.overhead));
+		put64(p + 24, double_bits(s->budget.hit_cost_s));
+		put64(p + 32, s->budget.windows);
+		put32(p + 40, s->budget.frees_windowed ? BUDGET_FREES_WINDOWED : 0);
 	}
 
 	put32(buf + CRC_OFFSET, (uint32_t)crc32_z(crc32(0, NULL, 0), buf, total));

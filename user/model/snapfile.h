@@ -65,6 +65,15 @@
  *     SITE_PROCESSES (id 15): count times u32, the process of each site, in
  *                 the order and number of SITES; required with PROCESSES
  *                 when there are sites
+ *   optional in either version:
+ *     BUDGET      (id 16), written when traced within --budget: 48 bytes
+ *                 (budget f64, coverage f64, overhead f64, hit cost in
+ *                 seconds f64: IEEE 754 binary64 bits as u64; windows u64;
+ *                 flags u32, 1 the frees windowed too, any other bit
+ *                 refused; reserved u32 zero); budget in (0, 1], coverage
+ *                 in [0, 1], overhead and hit cost not negative, each
+ *                 finite; a file without it was traced without a budget
+ *                 (or is older), its figures cover all the time
  *
  * Every index is checked against its table, every length against its
  * section, before anything is used. Unknown section ids are skipped (a
@@ -74,7 +83,8 @@
  * FRAME_ADDRESSES skips them, and a file without them loads with no
  * mappings and every frame without one; one older than TRACE_AGES and
  * SITES skips them, and a file without them loads with no ages
- * (snapshot.ages_known false) and no sites (sites_known false). Versions
+ * (snapshot.ages_known false) and no sites (sites_known false); one older
+ * than BUDGET skips it, and says nothing of the coverage. Versions
  * 1 and 2 are read; a higher version is refused (so a reader older than
  * PROCESSES refuses a file of several processes rather than merge them). */
 #ifndef TRACER_SNAPFILE_H

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 static const unsigned char snapfile_magic[8] = {0x89, 'T', 'R', 'S', 'N', 'A', 'P', '\n'};
 
@@ -21,6 +22,8 @@ static const unsigned char snapfile_magic[8] = {0x89, 'T', 'R', 'S', 'N', 'A', '
 #define SITE_RECORD 56u
 #define PROCESS_RECORD 104u
 #define PROCESS_INDEX_RECORD 4u
+#define BUDGET_SIZE 48u
+#define BUDGET_FREES_WINDOWED 1u /* the budget's flags */
 
 enum section_id {
 	SEC_META = 1,
@@ -41,7 +44,9 @@ enum section_id {
 	SEC_PROCESSES,
 	SEC_TRACE_PROCESSES,
 	SEC_SITE_PROCESSES,
-	SEC_KNOWN_MAX = SEC_SITE_PROCESSES,
+	/* optional again, in either version */
+	SEC_BUDGET,
+	SEC_KNOWN_MAX = SEC_BUDGET,
 };
 
 static const char *const snapfile_section_names[] = {
@@ -60,6 +65,7 @@ static const char *const snapfile_section_names[] = {
     [SEC_PROCESSES] = "processes",
     [SEC_TRACE_PROCESSES] = "trace processes",
     [SEC_SITE_PROCESSES] = "site processes",
+    [SEC_BUDGET] = "budget",
 };
 
 /* ---- little-endian access ---- */
@@ -84,6 +90,23 @@ static inline uint32_t get32(const unsigned char *p)
 static inline uint64_t get64(const unsigned char *p)
 {
 	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+/* A double as its IEEE 754 binary64 bits, and back. */
+static inline uint64_t double_bits(double v)
+{
+	uint64_t b;
+
+	memcpy(&b, &v, sizeof(b));
+	return b;
+}
+
+static inline double bits_double(uint64_t b)
+{
+	double v;
+
+	memcpy(&v, &b, sizeof(v));
+	return v;
 }
 
 static inline size_t align8(size_t n)

@@ -585,6 +585,39 @@ static int decode_domain_memory(struct decoder *d)
 	return 0;
 }
 
+/* --budget's coverage, when the file has it (a file without it was not
+ * traced within a budget, or was written before the section existed). */
+static int decode_budget(struct decoder *d)
+{
+	const unsigned char *p = d->sec[SEC_BUDGET].p;
+	struct snapshot_budget b = {.on = true};
+	uint32_t flags;
+
+	if (!d->sec[SEC_BUDGET].present)
+		return 0;
+	if (d->sec[SEC_BUDGET].len < BUDGET_SIZE)
+		return fail(d->err, d->errlen, "corrupt: budget section of %" PRIu64 " bytes",
+			    d->sec[SEC_BUDGET].len);
+	b.ratio = bits_double(get64(p));
+	b.coverage = bits_double(get64(p + 8));
+	b.overhead = bits_double(get64(p + 16));
+	b.hit_cost_s = bits_double(get64(p + 24));
+	b.windows = get64(p + 32);
+	flags = get32(p + 40);
+	/* each a share or a cost: finite, in range (the negated tests are
+	 * true of a NaN too) */
+	if (!(b.ratio > 0 && b.ratio <= 1) || !(b.coverage >= 0 && b.coverage <= 1) ||
+	    !(b.overhead >= 0 && b.overhead <= 1e6) || !(b.hit_cost_s >= 0 && b.hit_cost_s <= 1) ||
+	    (flags & ~BUDGET_FREES_WINDOWED) || get32(p + 44))
+		return fail(d->err, d->errlen,
+			    "corrupt: budget record out of range (budget %g, coverage %g, overhead "
+			    "%g, hit cost %g s, flags %#x)",
+			    b.ratio, b.coverage, b.overhead, b.hit_cost_s, flags);
+	b.frees_windowed = flags & BUDGET_FREES_WINDOWED;
+	d->s->budget = b;
+	return 0;
+}
+
 /* Each trace's age, when the file has them: as many as traces. */
 static int decode_trace_ages(struct decoder *d)
 {
@@ -713,8 +746,9 @@ int snapfile_decode(const void *data, size_t len, struct snapshot **out, char *e
 	    !(rc = decode_mappings(&d)) &&
 	    !(rc = decode_frames(&d)) && !(rc = decode_tracebacks(&d)) &&
 	    !(rc = decode_traces(&d)) && !(rc = decode_counters(&d)) &&
-	    !(rc = decode_domain_memory(&d)) && !(rc = decode_trace_ages(&d)))
-		rc = decode_sites(&d);
+	    !(rc = decode_domain_memory(&d)) && !(rc = decode_trace_ages(&d)) &&
+	    !(rc = decode_sites(&d)))
+		rc = decode_budget(&d);
 	free(d.string_map);
 	free(d.frame_map);
 	free(d.tb_map);
