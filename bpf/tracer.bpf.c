@@ -1378,16 +1378,14 @@ __noinline int mmap_remap(struct remap *a)
 	st = proc_stats(a->tgid, true);
 	if (finalizing(st))
 		return 0;
-	if (a->flags & MREMAP_DONTUNMAP) {
-		if (a->flags & MREMAP_FIXED)
-			range_cut(&dst);
+	/* what was mapped at the new address is gone, whatever moved there */
+	if ((a->flags & MREMAP_FIXED) && a->ret != a->old)
+		range_cut(&dst);
+	if (a->flags & MREMAP_DONTUNMAP)
 		return a->block != 0;
-	}
 	if (!a->block)
 		return 0; /* not a block: a file's mapping, or one from before attach */
 	range_cut(&src);
-	if ((a->flags & MREMAP_FIXED) && a->ret != a->old)
-		range_cut(&dst);
 	if (!src.found)
 		return 0;
 	piece = src.was;
@@ -1619,27 +1617,6 @@ int BPF_KPROBE(py_site_enter)
 	return 0;
 }
 
-/* mmap(addr, length, prot, flags, fd, offset) called by the program (not
- * by its allocator: a call inside a probed allocator only deepens the
- * stash): anonymous memory is a block of the mmap domain, of the length
- * asked for; a file's mapping is not memory the program allocates. */
-#define TRACER_MAP_ANONYMOUS 0x20
-SEC("uprobe")
-int BPF_KPROBE(mmap_enter, __u64 addr, __u64 length, __u64 prot, __u64 flags)
-{
-	/* where libc's code is around this probe (probes.c's TEXT_COOKIE): a
-	 * call from there is libc's own (a thread's stack, its allocator's
-	 * arenas), not the program's */
-	__u64 cookie = bpf_get_attach_cookie(ctx), ip = bpf_get_func_ip(ctx), ret = 0;
-	__u32 kind = flags & TRACER_MAP_ANONYMOUS ? TRACER_KIND_MMAP : TRACER_KIND_IGNORE;
-
-	if (cookie && kind == TRACER_KIND_MMAP &&
-	    !bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx)) &&
-	    ret >= ip - (cookie >> 32) && ret < ip + (__u32)cookie)
-		kind = TRACER_KIND_IGNORE;
-	return alloc_enter(ctx, TRACER_DOMAIN_MMAP, kind, length, 0, 0);
-}
-
 /* munmap(addr, length): the pages go from the mmap domain's blocks they
  * were in (block_cut). Anything else (a file's mapping, an allocator's own
  * chunks) is not ours. At the entry: the kernel's mappings are as they were. */
@@ -1665,20 +1642,52 @@ static __always_inline struct pending *outermost_at(__u64 sp)
 	return p && p->depth == 1 && p->outer_sp == sp ? p : NULL;
 }
 
-/* mremap(old, old_size, new_size, flags, new): as mmap's, a call from libc's
- * own code (its realloc of a large block, when not inside a probed one)
- * is not the program's. The block holding old is found now, while the
- * kernel's mapping there is as it was; its return moves it (remapped). */
+/* Whether the probed function (mmap's, mremap's) was called from libc's
+ * own code (probes.c's TEXT_COOKIE: where libc's text is around the probe,
+ * on the function's first instruction, so [sp] is the return address): a
+ * thread's stack, its allocator's arenas, glibc's realloc of a block it
+ * mapped, not the program's memory. */
+static __always_inline bool libc_own_call(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx), ip = bpf_get_func_ip(ctx), ret = 0;
+
+	return cookie && !bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx)) &&
+	       ret >= ip - (cookie >> 32) && ret < ip + (__u32)cookie;
+}
+
+/* mmap(addr, length, prot, flags, fd, offset) called by the program (not
+ * by its allocator: a call inside a probed allocator only deepens the
+ * stash): anonymous memory is a block of the mmap domain, of the length
+ * asked for; a file's mapping is not memory the program allocates. With
+ * MAP_FIXED, whatever was mapped there goes first, as by munmap: cut now,
+ * while the kernel's mappings are as they were. */
+#define TRACER_MAP_FIXED 0x10
+#define TRACER_MAP_ANONYMOUS 0x20
+SEC("uprobe")
+int BPF_KPROBE(mmap_enter, __u64 addr, __u64 length, __u64 prot, __u64 flags)
+{
+	bool own = libc_own_call(ctx);
+	__u32 kind = (flags & TRACER_MAP_ANONYMOUS) && !own ? TRACER_KIND_MMAP : TRACER_KIND_IGNORE;
+	struct range_cut r = {.lo = addr, .hi = addr + PAGE_UP(length)};
+
+	alloc_enter(ctx, TRACER_DOMAIN_MMAP, kind, length, 0, 0);
+	if (!(flags & TRACER_MAP_FIXED) || own || !addr || !length || (addr & (TRACER_PAGE - 1)) ||
+	    !outermost_at(PT_REGS_SP(ctx)) || !recording(&r.tgid, &r.proc) ||
+	    finalizing(proc_stats(r.tgid, false)))
+		return 0;
+	range_cut(&r);
+	return 0;
+}
+
+/* mremap(old, old_size, new_size, flags, new): libc's own calls are told
+ * apart as mmap's. The block holding old is found now, while the kernel's
+ * mapping there is as it was; its return moves it (mmap_remap). */
 SEC("uprobe")
 int BPF_KPROBE(mremap_enter, __u64 old, __u64 old_size, __u64 new_size, __u64 flags)
 {
-	__u64 cookie = bpf_get_attach_cookie(ctx), ip = bpf_get_func_ip(ctx), ret = 0;
-	__u32 kind = TRACER_KIND_MREMAP, proc;
+	__u32 kind = libc_own_call(ctx) ? TRACER_KIND_IGNORE : TRACER_KIND_MREMAP, proc;
 	struct pending *p;
 
-	if (cookie && !bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx)) &&
-	    ret >= ip - (cookie >> 32) && ret < ip + (__u32)cookie)
-		kind = TRACER_KIND_IGNORE;
 	alloc_enter(ctx, TRACER_DOMAIN_MMAP, kind, new_size, old, 0);
 	if (kind != TRACER_KIND_MREMAP || !traced_proc(bpf_get_current_pid_tgid() >> 32, &proc))
 		return 0;

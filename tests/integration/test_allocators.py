@@ -99,9 +99,11 @@ def test_mmap_domain_follows_munmap_and_mremap(tmp_path):
     """The mmap domain's blocks as munmap cuts them (head, tail, a hole
     that splits a block) and mremap moves them (grown, shrunk, onto a
     mapping with MREMAP_FIXED, copied with MREMAP_DONTUNMAP, a part moved
-    out of a block's middle): the traced bytes are the bytes the workload
-    keeps mapped, exactly, each under the line that mapped them. glibc's
-    realloc of a large block (its own mremap) stays a libc block."""
+    out of a block's middle), and as a MAP_FIXED mmap or a file's page
+    moved with MREMAP_FIXED replace their pages: the traced bytes are the
+    bytes the workload keeps mapped, exactly, each under the line that
+    mapped them. glibc's realloc of a large block (its own mremap) stays a
+    libc block."""
     snap = str(tmp_path / "mapper.snap")
     src = "mapper.c"
     with Tracer(["-o", snap, "--", workload("mapper"), "blocks"]) as t:
@@ -136,11 +138,14 @@ def test_mmap_domain_follows_munmap_and_mremap(tmp_path):
         site(src, "dontunmap_src"): (16 * page, 1),
         site(src, "dontunmap"): (16 * page, 1),  # the copy: a block of mremap
         site(src, "partial"): (80 * page, 3),  # head, tail, the part moved
+        site(src, "overmapped"): (48 * page, 2),  # a MAP_FIXED mapping in its middle
+        site(src, "fixed_map"): (16 * page, 1),
+        site(src, "file_target"): (31 * page, 1),  # a file's page moved onto its head
     }, by_line(mmap, src)
     assert sum(s["size"] for s in mmap["statistics"]) == sum(n for _, n in kept)
     # glibc's realloc: one libc block of the size asked, nothing in mmap's
     libc = stats_json(snap, "--domain", "libc")
     assert by_line(libc, src) == {site(src, "realloc_big"): (4 << 20, 1)}
-    assert t.report["notes"]["mmap_blocks_split"] == 2
+    assert t.report["notes"]["mmap_blocks_split"] == 3
     assert t.report["losses"]["mmap_unmaps_not_followed"] == 0
     assert t.report["notes"]["frees_of_untraced_blocks"] == 0

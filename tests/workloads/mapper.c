@@ -98,6 +98,23 @@ __attribute__((noinline)) static void remap_buffers(void)
 	keep(piece, 32 * P);
 }
 
+/* mapped over: an anonymous MAP_FIXED mapping in a block's middle (a
+ * hole, and a block of its own), and a file's page moved onto a block's
+ * head with MREMAP_FIXED (not a block) */
+__attribute__((noinline)) static void map_over(int fd)
+{
+	char *over = mmap(NULL, 64 * P, RW, ANON, -1, 0);	/* SITE:overmapped */
+	char *target = mmap(NULL, 32 * P, RW, ANON, -1, 0); /* SITE:file_target */
+	char *file = mmap(NULL, P, PROT_READ, MAP_PRIVATE, fd, 0);
+
+	mmap(over + 16 * P, 16 * P, RW, ANON | MAP_FIXED, -1, 0); /* SITE:fixed_map */
+	keep(over, 16 * P);
+	keep(over + 16 * P, 16 * P);
+	keep(over + 32 * P, 32 * P);
+	mremap(file, P, P, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+	keep(target + P, 31 * P);
+}
+
 /* glibc's realloc of a block it mapped: its own mremap, a libc block */
 __attribute__((noinline)) static void realloc_big(void)
 {
@@ -122,6 +139,7 @@ int main(int argc, char **argv)
 	map_buffers();
 	cut_buffers();
 	remap_buffers();
+	map_over(fd);
 	realloc_big();
 	file = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0); /* a file: not a block */
 	for (int i = 0; i < 4; i++)
