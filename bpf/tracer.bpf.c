@@ -1158,7 +1158,7 @@ static long block_walk_step(__u32 i, void *data)
 /* The start of process proc's block that holds addr, 0: none (counted
  * when the kernel's mappings could not be read). Before the call that
  * changes them: the kernel's mapping at addr is still there. */
-static __always_inline __u64 block_holding(__u32 proc, __u64 addr)
+__noinline __u64 block_holding(__u32 proc, __u64 addr)
 {
 	struct block_walk w = {.addr = addr, .proc = proc};
 	__u64 start = 0;
@@ -1227,19 +1227,33 @@ static __always_inline bool piece_store(__u64 key, const struct tracer_alloc_inf
  * not freed but moved (mremap): the block leaves its site's live count
  * only when all of it moves. *was receives the block as it was. Returns
  * the end of its pages, where a next block may start; 0 when it is gone. */
-static __always_inline __u64 block_cut(__u32 tgid, __u32 proc, __u64 start, __u64 lo, __u64 hi,
-				       bool moving, struct tracer_alloc_info *was)
+struct cut {
+	__u64 start, lo, hi;
+	struct tracer_alloc_info was;
+	__u32 tgid, proc;
+	__u32 moving;
+};
+
+__noinline __u64 block_cut(struct cut *c)
 {
-	struct tracer_alloc_info *info = mapped_block(proc, start), piece;
+	struct tracer_alloc_info *info, piece;
 	struct tracer_site_stats *site = NULL;
 	struct tracer_proc_stats *st;
-	__u64 key = TRACER_KEY(proc, start), end, cut;
+	__u64 key, end, cut, start, lo, hi;
+	__u32 tgid, proc;
 	__s64 blocks = 0;
+	bool moving;
 
+	if (!c)
+		return 0;
+	start = c->start, lo = c->lo, hi = c->hi, tgid = c->tgid, proc = c->proc;
+	moving = c->moving;
+	key = TRACER_KEY(proc, start);
+	info = mapped_block(proc, start);
 	if (!info)
 		return 0;
 	piece = *info;
-	*was = piece;
+	c->was = piece;
 	end = start + piece.size;
 	if (lo < start)
 		lo = start;
@@ -1308,17 +1322,18 @@ struct range_cut {
 static long range_cut_step(__u32 i, void *data)
 {
 	struct range_cut *r = data;
-	struct tracer_alloc_info was;
-	__u64 start, next;
+	struct cut c = {.lo = r->lo, .hi = r->hi, .tgid = r->tgid, .proc = r->proc,
+			.moving = r->moving};
+	__u64 next;
 
 	if (r->pos >= r->hi)
 		return 1;
-	start = i == 0 && r->first ? r->first : block_holding(r->proc, r->pos);
-	if (!start)
+	c.start = i == 0 && r->first ? r->first : block_holding(r->proc, r->pos);
+	if (!c.start)
 		return 1;
-	next = block_cut(r->tgid, r->proc, start, r->lo, r->hi, r->moving, &was);
+	next = block_cut(&c);
 	if (!r->found) {
-		r->was = was;
+		r->was = c.was;
 		r->found = true;
 	}
 	if (!next || next <= r->pos)
@@ -1347,8 +1362,8 @@ __noinline int range_cut(struct range_cut *r)
  * to size (in place when ret is old); the block they were in keeps the
  * rest. The moved pages keep their block's traceback. With MREMAP_FIXED,
  * what was mapped at ret is gone; with MREMAP_DONTUNMAP the old pages stay
- * mapped, and the new ones are a new block of this call: returns 1 when
- * the caller is to record it. */
+ * mapped, and the new ones are a block of their own with the same
+ * traceback (its site's live count goes up by one, as at a split). */
 struct remap {
 	__u64 old, old_size, size, flags;
 	__u64 block; /* the start of the block holding old (at mremap's entry), 0: none */
@@ -1359,6 +1374,7 @@ struct remap {
 __noinline int mmap_remap(struct remap *a)
 {
 	struct range_cut src = {}, dst = {};
+	struct tracer_alloc_info *info;
 	struct tracer_site_stats *site;
 	struct tracer_proc_stats *st;
 	struct tracer_alloc_info piece;
@@ -1381,14 +1397,20 @@ __noinline int mmap_remap(struct remap *a)
 	/* what was mapped at the new address is gone, whatever moved there */
 	if ((a->flags & MREMAP_FIXED) && a->ret != a->old)
 		range_cut(&dst);
-	if (a->flags & MREMAP_DONTUNMAP)
-		return a->block != 0;
 	if (!a->block)
 		return 0; /* not a block: a file's mapping, or one from before attach */
-	range_cut(&src);
-	if (!src.found)
-		return 0;
-	piece = src.was;
+	if (a->flags & MREMAP_DONTUNMAP) {
+		/* the old pages stay: the new ones are a block of their own */
+		info = mapped_block(a->proc, a->block);
+		if (!info)
+			return 0;
+		piece = *info;
+	} else {
+		range_cut(&src);
+		if (!src.found)
+			return 0;
+		piece = src.was;
+	}
 	piece.size = a->size;
 	st = proc_stats(a->tgid, false);
 	if (!piece_store(key, &piece, st) || !st)
@@ -1732,12 +1754,7 @@ int BPF_KRETPROBE(mremap_return, __u64 ret)
 	a.size = p->size;
 	a.flags = p->flags;
 	a.block = p->memptr;
-	if (!mmap_remap(&a) || between_windows)
-		return 0;
-	/* MREMAP_DONTUNMAP: the pages at ret are a new block of this call */
-	p->last_key = TRACER_KEY(proc, ret);
-	record(ctx, tgid, TRACER_KEY(proc, ret), p->size, TRACER_DOMAIN_MMAP, PT_REGS_IP(ctx),
-	       PT_REGS_SP(ctx));
+	mmap_remap(&a);
 	return 0;
 }
 

@@ -89,7 +89,7 @@ __attribute__((noinline)) static void remap_buffers(void)
 	mremap(src, 16 * P, 64 * P, MREMAP_MAYMOVE | MREMAP_FIXED, target);
 	keep(target, 64 * P);
 	keep(target + 64 * P, 192 * P);
-	copy = mremap(du, 16 * P, 16 * P, MREMAP_MAYMOVE | MREMAP_DONTUNMAP); /* SITE:dontunmap */
+	copy = mremap(du, 16 * P, 16 * P, MREMAP_MAYMOVE | MREMAP_DONTUNMAP);
 	keep(du, 16 * P);
 	keep(copy, 16 * P);
 	piece = mremap(partial + 16 * P, 16 * P, 32 * P, MREMAP_MAYMOVE);
