@@ -1439,7 +1439,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 		count(TRACER_CNT_RETURN_UNMATCHED, 1);
 		return 0;
 	}
-	hit(proc, p->kind != TRACER_KIND_REALLOC && p->kind != TRACER_KIND_MREMAP);
+	hit(proc, p->kind != TRACER_KIND_REALLOC);
 	if (--p->depth)
 		return 0;
 
