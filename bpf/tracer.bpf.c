@@ -355,6 +355,10 @@ struct pending {
 	__u64 last_key;
 	__u64 old_size; /* mremap: the length of the pages at oldptr */
 	__u64 flags;	/* mremap: its MREMAP_* flags */
+	/* py_malloc_inner's stash: the return address its call site's probe
+	 * (py_call_return) is at; 0 for a stash whose return probe is a
+	 * uretprobe */
+	__u64 call_ret;
 	__u32 depth;  /* nesting of allocator calls; 0 = idle */
 	__u32 domain;
 	__u32 kind;
@@ -381,6 +385,20 @@ struct {
 	__type(key, struct tracer_site_key);
 	__type(value, __u32); /* the domain */
 } py_alloc_sites SEC(".maps");
+
+/* Return addresses of the direct calls of a CPython allocator whose own
+ * entry has no instruction a return probe could sit on without being
+ * single-stepped (3.11's _PyObject_Malloc: `lea; sub $0x18,%rsp`): its
+ * return is caught at each call site instead (py_call_return), and its
+ * entry probe (py_malloc_inner) stashes a call only from one of these.
+ * user/python/alloc.c adds them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 10); /* fixed; beyond it alloc.c warns */
+	__type(key, struct tracer_site_key);
+	__type(value, __u32); /* unused */
+} py_call_returns SEC(".maps");
 
 /* tgid -> how to walk its CPython frames: user/python/frames.c adds it (the
  * walker fills in tss_key once the interpreter has created it). */
@@ -697,6 +715,50 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 	p->memptr = memptr;
 	p->domain = domain;
 	p->kind = kind;
+	p->call_ret = 0;
+	p->depth = 1;
+	return 0;
+}
+
+/* Entry of an allocator probed past its frame's making, without a return
+ * probe of its own (py_call_returns): the call is stashed when it comes
+ * from a call site whose return probe reads its result; within another
+ * traced call it is that call's (its return records); from anywhere else
+ * it is counted, not traced. */
+static __always_inline int inner_enter(struct pt_regs *ctx, __u32 kind, __u64 size)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx), ret = 0;
+	__u64 sp = PT_REGS_SP(ctx) + ((cookie >> TRACER_COOKIE_SP_SHIFT) & TRACER_COOKIE_SP_MASK);
+	struct tracer_site_key k = {};
+	struct pending *p;
+	__u32 proc;
+
+	if (probe_only)
+		return 0;
+	k.tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!traced_proc(k.tgid, &proc))
+		return 0;
+	hit(proc, kind != TRACER_KIND_REALLOC);
+	p = thread_pending();
+	if (!p)
+		return 0;
+	p->site_sp = 0;
+	if (p->depth && sp <= p->outer_sp)
+		return 0;
+	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp))
+		ret = 0;
+	k.addr = ret;
+	if (!ret || !bpf_map_lookup_elem(&py_call_returns, &k)) {
+		count(TRACER_CNT_PY_RETURN_UNCAUGHT, 1);
+		return 0;
+	}
+	p->outer_sp = sp;
+	p->size = size;
+	p->oldptr = 0;
+	p->memptr = 0;
+	p->domain = TRACER_DOMAIN_PYTHON;
+	p->kind = kind;
+	p->call_ret = ret;
 	p->depth = 1;
 	return 0;
 }
@@ -1423,8 +1485,11 @@ __noinline int mmap_remap(struct remap *a)
 	return 0;
 }
 
-/* Return of an allocator: the outermost call records its block. */
-static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
+/* Return of an allocator: the outermost call records its block. At a
+ * uretprobe (call_ret 0) the IP is the caller's return address; at a call
+ * site's probe (py_call_return) it is call_ret, and the call is the one
+ * py_malloc_inner stashed for that site at this stack depth, or none. */
+static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret, __u64 call_ret)
 {
 	struct tracer_proc_stats *st;
 	struct pending *p;
@@ -1435,7 +1500,14 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 	if (!recording(&tgid, &proc))
 		return 0;
 	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0, 0);
-	if (!p || !p->depth) {
+	if (call_ret) {
+		/* not stashed (nested in a traced call, or counted), or another
+		 * call's stash: nothing to do */
+		if (!p || !p->depth || p->call_ret != call_ret ||
+		    p->outer_sp + 8 != PT_REGS_SP(ctx))
+			return 0;
+		p->call_ret = 0;
+	} else if (!p || !p->depth) {
 		count(TRACER_CNT_RETURN_UNMATCHED, 1);
 		return 0;
 	}
@@ -1473,14 +1545,15 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret)
 
 	/* At a return probe the IP is the caller's return address: frame 0. */
 	if (p->domain == TRACER_DOMAIN_LIBC)
-		p->domain = libc_call_domain(tgid, PT_REGS_IP(ctx), p, old_traced, old_domain);
+		p->domain = libc_call_domain(tgid, call_ret ? call_ret : PT_REGS_IP(ctx), p,
+					     old_traced, old_domain);
 	/* read back from the map: to the verifier an unknown value, as before
 	 * libc_call_domain, so that its paths join before record() instead of
 	 * each walking record()'s (and the Python walker's) own */
 	domain = *(volatile __u32 *)&p->domain;
 	p->last_key = TRACER_KEY(proc, addr);
-	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain, PT_REGS_IP(ctx),
-	       PT_REGS_SP(ctx));
+	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain,
+	       call_ret ? call_ret : PT_REGS_IP(ctx), PT_REGS_SP(ctx));
 	return 0;
 }
 
@@ -1614,6 +1687,13 @@ int py_realloc_enter(struct pt_regs *ctx)
 			   entry_arg(ctx, 1), 0);
 }
 
+/* _PyObject_Malloc past its frame's making (inner_enter) */
+SEC("uprobe")
+int py_malloc_inner(struct pt_regs *ctx)
+{
+	return inner_enter(ctx, TRACER_KIND_MALLOC, entry_arg(ctx, 1));
+}
+
 SEC("uprobe")
 int py_free_enter(struct pt_regs *ctx)
 {
@@ -1725,7 +1805,18 @@ int BPF_KPROBE(mremap_enter, __u64 old, __u64 old_size, __u64 new_size, __u64 fl
 SEC("uretprobe")
 int BPF_KRETPROBE(alloc_return, __u64 ret)
 {
-	return alloc_exit(ctx, ret);
+	return alloc_exit(ctx, ret, 0);
+}
+
+/* A direct call's return of an allocator probed by py_malloc_inner: at or
+ * a few instructions past its return address (the cookie: how many bytes),
+ * where rax, rsp and rbp are still as the call left them. */
+SEC("uprobe")
+int py_call_return(struct pt_regs *ctx)
+{
+	__u64 call_ret = bpf_get_func_ip(ctx) - bpf_get_attach_cookie(ctx);
+
+	return alloc_exit(ctx, PT_REGS_RC(ctx), call_ret ? call_ret : 1);
 }
 
 /* mremap's return, a program of its own: alloc_return's paths and these

@@ -22,6 +22,10 @@
  * rdx, rcx, r8, r9) that holds argument register i's entry value. 0: each
  * in its own. */
 #define TRACER_ARGS_MOVED (1ull << 31)
+/* py_malloc_inner's cookie also holds, from bit 32, the bytes its probe
+ * point's prologue moved rsp by (the return address is at sp + that). */
+#define TRACER_COOKIE_SP_SHIFT 32
+#define TRACER_COOKIE_SP_MASK 0xffffull
 #define TRACER_DOMAIN_NATIVE TRACER_DOMAIN_LIBC /* the lowest of tracer's own */
 
 /* Traced memory is kept per class of domain as well as for all domains:
@@ -405,6 +409,9 @@ enum tracer_counter {
 	/* a munmap or mremap inside a block not followed: the kernel's
 	 * mappings could not be looked up then (the address space was busy) */
 	TRACER_CNT_MMAP_UNFOLLOWED,
+	/* a CPython allocator whose return is caught at its call sites
+	 * (py_malloc_inner) was called from elsewhere: not traced */
+	TRACER_CNT_PY_RETURN_UNCAUGHT,
 	TRACER_CNT_MAX,
 };
 

@@ -34,6 +34,7 @@ static const char *const counter_names[TRACER_CNT_MAX] = {
     [TRACER_CNT_NOTICES_LOST] = "process notices lost (every process looked at again)",
     [TRACER_CNT_MMAP_SPLITS] = "mapped blocks split by an unmap in their middle",
     [TRACER_CNT_MMAP_UNFOLLOWED] = "unmaps inside mapped blocks not followed (address space busy)",
+    [TRACER_CNT_PY_RETURN_UNCAUGHT] = "python allocations from an unknown call site",
 };
 _Static_assert(ARRAY_SIZE(counter_names) == TRACER_CNT_MAX, "every counter has a name");
 

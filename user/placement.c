@@ -14,6 +14,10 @@
 /* Functions larger than this are not read whole: their probe stays at the entry. */
 #define FUNC_MAX_BYTES (4u << 20)
 #define X86_MAX_INSN 15
+/* The largest frame a moved entry probe passes (placement_file_frame). */
+#define STACK_SUB_MAX 4096
+/* How far past a call's return address its return probe may move. */
+#define AFTER_CALL_MAX_INSNS 6
 
 /* The rules of arch/x86/kernel/uprobes.c (6.18): branch_setup_xol_ops()
  * emulates nop (0x90 with any prefix but rep: that is pause), jmp/call rel and
@@ -75,6 +79,19 @@ static bool reg_protected(uint16_t r, unsigned keep)
 static bool is_push(const cs_insn *in)
 {
 	return in->id == X86_INS_PUSH || in->id == X86_INS_PUSHFQ;
+}
+
+/* `sub $imm,%rsp` (a frame being made): imm, else 0. Only an entry probe
+ * that is told the adjustment may pass one (placement_file_frame). */
+static uint32_t stack_sub(const cs_insn *in)
+{
+	const cs_x86 *x = &in->detail->x86;
+
+	if (in->id != X86_INS_SUB || x->op_count != 2 || x->operands[0].type != X86_OP_REG ||
+	    x->operands[0].reg != X86_REG_RSP || x->operands[1].type != X86_OP_IMM ||
+	    x->operands[1].imm <= 0 || x->operands[1].imm > STACK_SUB_MAX)
+		return 0;
+	return (uint32_t)x->operands[1].imm;
 }
 
 static bool in_group(const cs_insn *in, uint8_t group)
@@ -216,7 +233,7 @@ static bool branch_into(csh h, cs_insn *in, const uint8_t *code, size_t size, ui
 }
 
 static int decode(const uint8_t *code, size_t size, bool may_move, unsigned keep, bool follow,
-		  struct placement *out)
+		  bool frame, struct placement *out)
 {
 	uint8_t holders[6];
 	const uint8_t *p = code;
@@ -252,8 +269,12 @@ static int decode(const uint8_t *code, size_t size, bool may_move, unsigned keep
 		goto done;
 
 	for (i = 1; i < PROLOGUE_MAX_INSNS; i++) {
-		if (is_control_flow(in) ||
-		    !(follow ? follows_regs(h, in, keep, holders, &n) : keeps_regs(h, in, keep, &n)))
+		if (is_control_flow(in))
+			goto done;
+		if (frame && (n = stack_sub(in)))
+			; /* rsp moves by n: the program is told (stack_adjust) */
+		else if (!(follow ? follows_regs(h, in, keep, holders, &n)
+				  : keeps_regs(h, in, keep, &n)))
 			goto done;
 		pushed += n;
 		here = addr;
@@ -291,25 +312,86 @@ done:
 
 int placement_decode(const uint8_t *code, size_t size, struct placement *out)
 {
-	return decode(code, size, true, PLACEMENT_ALL_ARGS, false, out);
+	return decode(code, size, true, PLACEMENT_ALL_ARGS, false, false, out);
 }
 
 int placement_decode_keep(const uint8_t *code, size_t size, unsigned keep, struct placement *out)
 {
-	return decode(code, size, true, keep & PLACEMENT_ALL_ARGS, false, out);
+	return decode(code, size, true, keep & PLACEMENT_ALL_ARGS, false, false, out);
 }
 
 int placement_decode_follow(const uint8_t *code, size_t size, unsigned keep,
 			    struct placement *out)
 {
-	return decode(code, size, true, keep & PLACEMENT_ALL_ARGS, true, out);
+	return decode(code, size, true, keep & PLACEMENT_ALL_ARGS, true, false, out);
+}
+
+/* Whether in writes rax (the value returned), rsp or rbp (a part of one). */
+static bool writes_result(csh h, const cs_insn *in)
+{
+	static const uint16_t regs[] = {X86_REG_RAX, X86_REG_EAX, X86_REG_AX, X86_REG_AL,
+					X86_REG_AH, X86_REG_RSP, X86_REG_ESP, X86_REG_SP,
+					X86_REG_SPL, X86_REG_RBP, X86_REG_EBP, X86_REG_BP,
+					X86_REG_BPL};
+	cs_regs rd, wr;
+	uint8_t nrd, nwr;
+
+	if (cs_regs_access(h, in, rd, &nrd, wr, &nwr) != CS_ERR_OK)
+		return true;
+	for (uint8_t i = 0; i < nwr; i++)
+		for (size_t j = 0; j < sizeof(regs) / sizeof(regs[0]); j++)
+			if (wr[i] == regs[j])
+				return true;
+	return false;
+}
+
+int placement_after_call(const uint8_t *code, size_t size, struct placement *out)
+{
+	const uint8_t *p = code;
+	size_t left = size;
+	uint64_t addr = 0, here = 0;
+	cs_insn *in;
+	csh h;
+	int err = -EINVAL;
+
+	memset(out, 0, sizeof(*out));
+	if (!size)
+		return -EINVAL;
+	if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
+		return -ENOMEM;
+	cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
+	in = cs_malloc(h);
+	if (!in) {
+		cs_close(&h);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < AFTER_CALL_MAX_INSNS; i++) {
+		here = addr;
+		if (!cs_disasm_iter(h, &p, &left, &addr, in))
+			break;
+		if (!i) {
+			describe(in, out); /* the return address: where it falls back to */
+			out->entry_emulated = out->emulated;
+			err = 0;
+		}
+		if (insn_emulated(in)) {
+			out->offset = here;
+			describe(in, out);
+			break;
+		}
+		if (is_control_flow(in) || writes_result(h, in))
+			break;
+	}
+	cs_free(in, 1);
+	cs_close(&h);
+	return err;
 }
 
 bool placement_insn_emulated(const uint8_t *code, size_t len)
 {
 	struct placement pl;
 
-	return !decode(code, len, false, PLACEMENT_ALL_ARGS, false, &pl) && pl.emulated;
+	return !decode(code, len, false, PLACEMENT_ALL_ARGS, false, false, &pl) && pl.emulated;
 }
 
 int placement_file(const char *path, uint64_t file_offset, uint64_t size, struct placement *out)
@@ -318,22 +400,34 @@ int placement_file(const char *path, uint64_t file_offset, uint64_t size, struct
 }
 
 static int file_decode(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
-		       bool follow, struct placement *out);
+		       bool follow, bool frame, struct placement *out);
 
 int placement_file_keep(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
 			struct placement *out)
 {
-	return file_decode(path, file_offset, size, keep, false, out);
+	return file_decode(path, file_offset, size, keep, false, false, out);
 }
 
 int placement_file_follow(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
 			  struct placement *out)
 {
-	return file_decode(path, file_offset, size, keep, true, out);
+	return file_decode(path, file_offset, size, keep, true, false, out);
+}
+
+int placement_decode_frame(const uint8_t *code, size_t size, unsigned keep,
+			   struct placement *out)
+{
+	return decode(code, size, true, keep & PLACEMENT_ALL_ARGS, true, true, out);
+}
+
+int placement_file_frame(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
+			 struct placement *out)
+{
+	return file_decode(path, file_offset, size, keep, true, true, out);
 }
 
 static int file_decode(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
-		       bool follow, struct placement *out)
+		       bool follow, bool frame, struct placement *out)
 {
 	bool whole = size && size <= FUNC_MAX_BYTES;
 	size_t want = whole ? size : X86_MAX_INSN;
@@ -355,7 +449,7 @@ static int file_decode(const char *path, uint64_t file_offset, uint64_t size, un
 	/* Only a whole function may move the probe; a short read keeps the entry. */
 	if (!err)
 		err = n > 0 ? decode(buf, (size_t)n, whole && (size_t)n == want,
-				     keep & PLACEMENT_ALL_ARGS, follow, out)
+				     keep & PLACEMENT_ALL_ARGS, follow, frame, out)
 			    : -EIO;
 	free(buf);
 	return err;

@@ -61,6 +61,23 @@ int placement_decode_follow(const uint8_t *code, size_t size, unsigned keep,
 int placement_file_follow(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
 			  struct placement *out);
 
+/* The same for an entry probe with no return probe on it, which may pass
+ * the `sub $n,%rsp` that makes a frame as well: out->stack_adjust counts
+ * those bytes too (the return address is at sp + stack_adjust). */
+int placement_decode_frame(const uint8_t *code, size_t size, unsigned keep,
+			   struct placement *out);
+int placement_file_frame(const char *path, uint64_t file_offset, uint64_t size, unsigned keep,
+			 struct placement *out);
+
+/* Where a probe that reads a call's result (rax) may sit, for the call
+ * whose return address is code[0] (size bytes readable from there): the
+ * first emulated instruction of the straight line that follows, before
+ * anything writes rax, rsp or rbp, at most a few instructions on; else the
+ * return address itself (out->emulated false). The caller checks that no
+ * branch lands between the return address and out->offset. 0, -EINVAL
+ * (nothing decodes there) or -ENOMEM. */
+int placement_after_call(const uint8_t *code, size_t size, struct placement *out);
+
 /* The same for the function at file_offset (size bytes) of the file at path;
  * size 0 (an assembler symbol without a size) yields the entry. */
 int placement_file(const char *path, uint64_t file_offset, uint64_t size, struct placement *out);

@@ -1,3 +1,4 @@
+#include <bpf/bpf.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include "placement.h"
 #include "probes.h"
 #include "python/alloc.h"
+#include "python/sites.h"
 #include "target.h"
 #include "util/util.h"
 
@@ -307,7 +309,7 @@ static int flush(struct probes *p)
 			struct probes_link *l;
 			int fd = -1;
 
-			if (q->retprobe != (round == 0))
+			if (q->returning != (round == 0))
 				continue;
 			if (!(p->detached & PROBES_CLASS_BIT(q->cls)))
 				fd = uprobe_multi_link(q->prog, q->pid, q->path, q->offsets,
@@ -326,6 +328,7 @@ static int flush(struct probes *p)
 				l = &p->links[p->n++];
 				*l = (struct probes_link){.fd = fd,
 							  .retprobe = q->retprobe,
+							  .returning = q->returning,
 							  .cls = q->cls,
 							  .prog = q->prog,
 							  .pid = q->pid,
@@ -342,10 +345,11 @@ static int flush(struct probes *p)
 }
 
 /* Queues prog at off of path, with cookie for its program (the links are
- * made by flush): one queue a program, a kind and a file. */
-static int attach_cookie(struct probes *p, struct bpf_program *prog, pid_t pid,
-			 const char *path, uint64_t off, uint64_t cookie, bool retprobe,
-			 enum probes_class cls)
+ * made by flush): one queue a program, a kind and a file. returning: it
+ * catches returns (flush makes those first). */
+static int attach_queue(struct probes *p, struct bpf_program *prog, pid_t pid,
+			const char *path, uint64_t off, uint64_t cookie, bool retprobe,
+			bool returning, enum probes_class cls)
 {
 	struct probes_pending *q = NULL;
 	size_t i;
@@ -354,7 +358,8 @@ static int attach_cookie(struct probes *p, struct bpf_program *prog, pid_t pid,
 		return -ENOENT; /* a row without a program: test_probes fails on it */
 	for (i = 0; i < p->npending; i++)
 		if (p->pending[i].prog == prog && p->pending[i].retprobe == retprobe &&
-		    p->pending[i].cls == cls && p->pending[i].pid == pid &&
+		    p->pending[i].returning == returning && p->pending[i].cls == cls &&
+		    p->pending[i].pid == pid &&
 		    !strcmp(p->pending[i].path, path))
 			q = &p->pending[i];
 	if (!q) {
@@ -362,8 +367,11 @@ static int attach_cookie(struct probes *p, struct bpf_program *prog, pid_t pid,
 				  p->npending + 1))
 			return -ENOMEM;
 		q = &p->pending[p->npending];
-		*q = (struct probes_pending){
-		    .prog = prog, .retprobe = retprobe, .cls = cls, .pid = pid};
+		*q = (struct probes_pending){.prog = prog,
+					     .retprobe = retprobe,
+					     .returning = returning,
+					     .cls = cls,
+					     .pid = pid};
 		q->path = strdup(path);
 		if (!q->path)
 			return -ENOMEM;
@@ -375,6 +383,13 @@ static int attach_cookie(struct probes *p, struct bpf_program *prog, pid_t pid,
 	q->cookies[q->n] = cookie;
 	q->offsets[q->n++] = off;
 	return 0;
+}
+
+static int attach_cookie(struct probes *p, struct bpf_program *prog, pid_t pid,
+			 const char *path, uint64_t off, uint64_t cookie, bool retprobe,
+			 enum probes_class cls)
+{
+	return attach_queue(p, prog, pid, path, off, cookie, retprobe, retprobe, cls);
 }
 
 static int attach(struct probes *p, struct bpf_program *prog, pid_t pid, const char *path,
@@ -665,6 +680,131 @@ int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 	return 1;
 }
 
+/* The file offset of addr in the mapping of path that holds it: 0, or
+ * -ENOENT. */
+static int file_offset_of(const struct target_maps *maps, uint64_t addr, uint64_t *off)
+{
+	const struct target_mapping *m = target_maps_find(maps, addr);
+
+	if (!m || !m->exec || !m->path)
+		return -ENOENT;
+	*off = addr - m->start + m->offset;
+	return 0;
+}
+
+int probes_python_entry_stepped(pid_t pid, uint64_t fn, uint64_t size, int kind)
+{
+	const struct probe_spec *spec = python_spec(kind);
+	struct target_maps maps;
+	struct placement ret, inner;
+	char path[4200];
+	uint64_t off;
+	int stepped = 0;
+
+	if (!spec || !size || target_read_maps(pid, &maps))
+		return 0;
+	if (!file_offset_of(&maps, fn, &off)) {
+		target_file_path(pid, target_maps_find(&maps, fn), path, sizeof(path));
+		stepped = !placement_file_follow(path, off, size, spec->reads, &ret) &&
+			  !(ret.emulated && ret.stack_adjust == 0) &&
+			  !placement_file_frame(path, off, size, spec->reads, &inner) &&
+			  inner.emulated && inner.offset;
+	}
+	target_maps_free(&maps);
+	return stepped;
+}
+
+int probes_attach_python_calls(struct tracer_bpf *skel, struct probes *p, pid_t pid,
+			       pid_t attach_pid, uint64_t fn, uint64_t size,
+			       const struct python_calls *calls, struct probes_calls_result *res,
+			       bool verbose)
+{
+	const struct probe_spec *spec = python_spec(PYTHON_ALLOC_MALLOC);
+	int fd = bpf_map__fd(skel->maps.py_call_returns), err;
+	const struct target_mapping *m;
+	struct target_maps maps;
+	struct placement pl;
+	char path[4200];
+	uint64_t off, at;
+	__u32 one = 1;
+
+	memset(res, 0, sizeof(*res));
+	if (!spec || !size)
+		return -EINVAL;
+	err = target_read_maps(pid, &maps);
+	if (err)
+		return err;
+	m = target_maps_find(&maps, fn);
+	if (!m || !m->exec || !m->path) {
+		target_maps_free(&maps);
+		return -ENOENT;
+	}
+	target_file_path(pid, m, path, sizeof(path));
+	off = fn - m->start + m->offset;
+	if (probed(p, attach_pid, path, off)) {
+		target_maps_free(&maps);
+		return 0;
+	}
+	/* worth it only where the entry probe lands on an emulated
+	 * instruction past the frame's making */
+	if (placement_file_frame(path, off, size, spec->reads, &pl) || !pl.emulated ||
+	    !pl.offset || pl.stack_adjust > TRACER_COOKIE_SP_MASK) {
+		target_maps_free(&maps);
+		return -EAGAIN;
+	}
+	/* the returns first: a call stashed at the entry is one whose return
+	 * is caught */
+	for (size_t i = 0; i < calls->n && !err; i++) {
+		const struct python_call *c = &calls->v[i];
+		struct tracer_site_key key = {.addr = c->addr, .tgid = (__u32)pid};
+		uint64_t coff;
+
+		if (file_offset_of(&maps, c->addr, &coff)) {
+			res->lost++;
+			continue;
+		}
+		if (c->tail) {
+			err = attach_with_return_cookie(skel, p, spec_prog(skel, spec), attach_pid,
+							path, coff, 0, PROBES_ALLOCATING);
+			res->tails++;
+			continue;
+		}
+		if (bpf_map_update_elem(fd, &key, &one, BPF_ANY)) {
+			res->lost++; /* its calls are counted (python_return_uncaught) */
+			continue;
+		}
+		err = attach_queue(p, skel->progs.py_call_return, attach_pid, path,
+				   coff + c->probe, c->probe, false, true, PROBES_ALLOCATING);
+		res->calls++;
+		res->stepped += !c->emulated;
+	}
+	target_maps_free(&maps);
+	if (!err)
+		err = flush(p);
+	at = off + pl.offset;
+	if (!err)
+		err = attach_cookie(p, skel->progs.py_malloc_inner, attach_pid, path, at,
+				    args_cookie(&pl) |
+					(uint64_t)pl.stack_adjust << TRACER_COOKIE_SP_SHIFT,
+				    false, PROBES_ALLOCATING);
+	if (!err)
+		err = flush(p);
+	if (!err)
+		err = remember(p, attach_pid, path, off);
+	if (err)
+		return err;
+	res->placed = pl.offset;
+	if (verbose)
+		fprintf(stderr,
+			"tracer: probe CPython malloc (from its allocator table) %s+0x%llx, at +%llu "
+			"(%s, past its frame: its returns at its %zu call sites, %zu single-stepped, "
+			"%zu tail jumps on the jmp)\n",
+			path, (unsigned long long)off, (unsigned long long)pl.offset, pl.insn,
+			res->calls, res->stepped, res->tails);
+	p->functions++;
+	return 1;
+}
+
 int probes_attach_site(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 		       uint64_t addr, bool verbose)
 {
@@ -742,7 +882,7 @@ static void *detach_some(void *arg)
 	for (size_t i = d->first; i < d->p->n; i += d->stride) {
 		struct probes_link *l = &d->p->links[i];
 
-		if (l->retprobe == d->retprobes && (d->mask & PROBES_CLASS_BIT(l->cls)) &&
+		if (l->returning == d->retprobes && (d->mask & PROBES_CLASS_BIT(l->cls)) &&
 		    l->fd >= 0) {
 			close(l->fd);
 			l->fd = -1;
@@ -824,7 +964,7 @@ int probes_window(struct probes *p, unsigned mask, bool attach)
 			struct probes_link *l = &p->links[i];
 			int fd;
 
-			if (l->retprobe != (round == 0) || !(mask & PROBES_CLASS_BIT(l->cls)) ||
+			if (l->returning != (round == 0) || !(mask & PROBES_CLASS_BIT(l->cls)) ||
 			    l->fd >= 0)
 				continue;
 			fd = uprobe_multi_link(l->prog, l->pid, l->path, l->offsets, l->cookies,

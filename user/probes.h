@@ -37,6 +37,9 @@ struct probes {
 	struct probes_link {
 		int fd; /* -1 while its class is detached */
 		bool retprobe;
+		/* it catches returns (a uretprobe, or a call site's probe of
+		 * its result): made before the entries, removed after them */
+		bool returning;
 		enum probes_class cls;
 		struct bpf_program *prog;
 		pid_t pid;
@@ -47,7 +50,7 @@ struct probes {
 	/* probes queued for one link each (probes.c's flush) */
 	struct probes_pending {
 		struct bpf_program *prog;
-		bool retprobe;
+		bool retprobe, returning;
 		enum probes_class cls;
 		pid_t pid;
 		char *path;
@@ -69,6 +72,29 @@ struct probes {
 	size_t files;	      /* files that define at least one */
 	char failed_at[4200]; /* where an attach failed: "path+0xoff" */
 };
+
+/* CPython's obj malloc whose entry has no instruction its return probe
+ * could sit on without a single step (3.11's _PyObject_Malloc): its entry
+ * probed past its frame's making (py_malloc_inner), its returns at its call
+ * sites (python/sites.h's calls: py_call_return, registered in
+ * py_call_returns; its tail jumps with entry and return probes on the jmp).
+ * 1, 0 when that function is probed already, -EAGAIN when its entry does not
+ * gain by it (probe it with probes_attach_python), or a negative errno. */
+struct python_calls;
+/* Whether CPython's allocator at fn (size bytes, kind as for
+ * probes_attach_python) would be single-stepped where its return probe can
+ * sit, and not past its frame: 1, else 0. */
+int probes_python_entry_stepped(pid_t pid, uint64_t fn, uint64_t size, int kind);
+struct probes_calls_result {
+	uint64_t placed;      /* bytes past the entry */
+	size_t calls, tails;  /* call sites and tail jumps probed */
+	size_t stepped;	      /* call sites whose probe is single-stepped */
+	size_t lost;	      /* sites not registered: their calls are counted */
+};
+int probes_attach_python_calls(struct tracer_bpf *skel, struct probes *p, pid_t pid,
+			       pid_t attach_pid, uint64_t fn, uint64_t size,
+			       const struct python_calls *calls, struct probes_calls_result *res,
+			       bool verbose);
 
 /* Attaches to the functions defined in the file at path (as the target sees
  * it) for process pid (-1: every process, filtered in BPF). Returns the

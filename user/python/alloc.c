@@ -336,6 +336,47 @@ static int unhook_tables(struct python_alloc *a)
 	return err;
 }
 
+/* A malloc of the obj or mem table single-stepped where its return probe
+ * can sit (3.11's _PyObject_Malloc: `lea; sub $0x18,%rsp` before its
+ * first emulated instruction, a ~10 us trap a call in a VM): its returns
+ * are caught at its direct call sites instead (python/sites.h). 1 when
+ * probed so, 0 when already probed, else negative: probe it as any other. */
+static int probe_by_call_sites(const struct python_alloc *a, const struct python_target *t,
+			       struct tracer_bpf *skel, struct probes *p, pid_t attach_pid,
+			       uint64_t fn, uint64_t size, bool verbose)
+{
+	struct probes_calls_result res;
+	struct python_calls calls;
+	int err;
+
+	if (!probes_python_entry_stepped(a->pid, fn, size, PYTHON_ALLOC_MALLOC))
+		return -EAGAIN;
+	err = python_calls_find(t->path, t->bias, fn, &calls);
+	if (err) {
+		if (verbose)
+			fprintf(stderr,
+				"tracer: CPython's malloc at 0x%llx: its call sites not found (%s): "
+				"probed on its entry\n",
+				(unsigned long long)fn, strerror(-err));
+		return err;
+	}
+	err = probes_attach_python_calls(skel, p, a->pid, attach_pid, fn, size, &calls, &res,
+					 verbose);
+	if (err > 0 && res.lost)
+		fprintf(stderr,
+			"tracer: warning: %zu of the %zu sites that call CPython's malloc at 0x%llx "
+			"could not be probed: their allocations are counted as "
+			"python_return_uncaught\n",
+			res.lost, calls.n, (unsigned long long)fn);
+	if (err > 0 && verbose && calls.moved_back)
+		fprintf(stderr,
+			"tracer: %zu of those call sites keep their probe on the return address (a "
+			"branch lands past it)\n",
+			calls.moved_back);
+	python_calls_free(&calls);
+	return err;
+}
+
 /* The functions the tables hold, each probed once: the raw domain's free
  * is libc's, probed as such, but for a hook's (tracemalloc's free serves
  * all three tables: left out, no free of pymalloc's would be seen). */
@@ -364,9 +405,15 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
 				continue; /* probed once, as the raw domain's */
 			if (k == PYTHON_ALLOC_FREE && d == PYTHON_ALLOC_RAW && libc_free)
 				continue;
-			err = probes_attach_python(skel, p, a->pid, attach_pid, a->fn[d][k],
-						   sizes[d * (PYTHON_ALLOC_FREE + 1) + k], k,
-						   verbose);
+			err = -EAGAIN;
+			if (k == PYTHON_ALLOC_MALLOC && d != PYTHON_ALLOC_RAW)
+				err = probe_by_call_sites(a, t, skel, p, attach_pid, a->fn[d][k],
+							  sizes[d * (PYTHON_ALLOC_FREE + 1) + k],
+							  verbose);
+			if (err < 0)
+				err = probes_attach_python(skel, p, a->pid, attach_pid, a->fn[d][k],
+							   sizes[d * (PYTHON_ALLOC_FREE + 1) + k],
+							   k, verbose);
 			if (err < 0)
 				fprintf(stderr,
 					"tracer: warning: cannot probe CPython's allocator at "

@@ -4,7 +4,9 @@
 #include <string.h>
 
 #include "elfsym.h"
+#include "placement.h"
 #include "python/sites.h"
+#include "util/util.h"
 
 /* How far back from a call the guard may be: the inlined raw function's
  * body between them is a handful of instructions (moves of its arguments,
@@ -300,4 +302,183 @@ void python_sites_free(struct python_sites *s)
 {
 	free(s->v);
 	memset(s, 0, sizeof(*s));
+}
+
+/* A direct branch's target (jmp, jcc, call, loop and jrcxz with a
+ * displacement; an optional bnd or ds prefix, a REX): true and *target. */
+static bool direct_target(const cs_insn *in, uint64_t *target)
+{
+	const uint8_t *b = in->bytes;
+	size_t i = 0, n = in->size;
+	int32_t rel;
+
+	while (i < n && (b[i] == 0xf2 || b[i] == 0x3e || b[i] == 0x2e))
+		i++;
+	if (i < n && (b[i] & 0xf0) == 0x40)
+		i++;
+	if (i >= n)
+		return false;
+	if ((b[i] == 0xe8 || b[i] == 0xe9) && n - i == 5) {
+		memcpy(&rel, b + i + 1, 4);
+	} else if ((b[i] == 0xeb || (b[i] >= 0x70 && b[i] <= 0x7f) ||
+		    (b[i] >= 0xe0 && b[i] <= 0xe3)) &&
+		   n - i == 2) {
+		rel = (int8_t)b[i + 1];
+	} else if (b[i] == 0x0f && i + 1 < n && b[i + 1] >= 0x80 && b[i + 1] <= 0x8f &&
+		   n - i == 6) {
+		memcpy(&rel, b + i + 2, 4);
+	} else {
+		return false;
+	}
+	*target = in->address + n + (uint64_t)(int64_t)rel;
+	return true;
+}
+
+static int add_call(struct python_calls *out, const struct python_call *c)
+{
+	if (out->n >= PYTHON_CALLS_MAX)
+		return -E2BIG;
+	if (array_reserve((void **)&out->v, &out->cap, sizeof(*out->v), out->n + 1))
+		return -ENOMEM;
+	out->v[out->n++] = *c;
+	return 0;
+}
+
+int python_calls_scan(const uint8_t *code, size_t size, uint64_t vaddr, uint64_t fn,
+		      struct python_calls *out, uint64_t **targets, size_t *ntargets,
+		      size_t *cap)
+{
+	const uint8_t *p = code;
+	size_t left = size;
+	uint64_t addr = vaddr;
+	cs_insn *insn;
+	csh h;
+	int err = 0;
+
+	if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
+		return -ENOMEM;
+	insn = cs_malloc(h);
+	if (!insn)
+		err = -ENOMEM;
+	while (!err && left) {
+		uint64_t target, t2;
+		bool mem, call;
+
+		if (!cs_disasm_iter(h, &p, &left, &addr, insn)) {
+			p++, left--, addr++; /* not code: resynchronise */
+			continue;
+		}
+		if (!direct_target(insn, &target))
+			continue;
+		if (array_reserve((void **)targets, cap, sizeof(**targets), *ntargets + 1)) {
+			err = -ENOMEM;
+			break;
+		}
+		(*targets)[(*ntargets)++] = target;
+		if (target != fn || !branch_of(insn, &t2, &mem, &call) || mem)
+			continue;
+		if (call) {
+			struct placement pl;
+			struct python_call c = {.addr = addr};
+
+			/* p is the return address's byte: what follows the call */
+			if (!left || placement_after_call(p, left < 64 ? left : 64, &pl))
+				continue; /* nothing decodes after it: never returns */
+			c.probe = (uint32_t)pl.offset;
+			c.emulated = pl.emulated;
+			c.ret_emulated = pl.entry_emulated;
+			err = add_call(out, &c);
+		} else {
+			struct python_call c = {.addr = insn->address, .tail = true, .emulated = true};
+
+			err = add_call(out, &c);
+		}
+	}
+	if (insn)
+		cs_free(insn, 1);
+	cs_close(&h);
+	return err;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* A call's return probe moved past its return address stays there only
+ * where no direct branch lands in (addr, addr + probe]: a path that joins
+ * there would run the probe without the call (or the call without it). */
+static void settle(struct python_calls *c, uint64_t *targets, size_t n)
+{
+	qsort(targets, n, sizeof(*targets), cmp_u64);
+	for (size_t i = 0; i < c->n; i++) {
+		struct python_call *k = &c->v[i];
+		size_t lo = 0, hi = n;
+
+		if (k->tail || !k->probe)
+			continue;
+		while (lo < hi) { /* the first target above addr */
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (targets[mid] <= k->addr)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo < n && targets[lo] <= k->addr + k->probe) {
+			k->probe = 0;
+			k->emulated = k->ret_emulated;
+			c->moved_back++;
+		}
+	}
+}
+
+struct calls_state {
+	uint64_t fn;
+	struct python_calls *out;
+	uint64_t *targets;
+	size_t ntargets, cap;
+};
+
+static int find_fn_calls(const char *name, uint64_t vaddr, const uint8_t *code, size_t size,
+			 void *arg)
+{
+	struct calls_state *st = arg;
+
+	if (is_plt(name))
+		return 0;
+	return python_calls_scan(code, size, vaddr, st->fn, st->out, &st->targets, &st->ntargets,
+				 &st->cap);
+}
+
+int python_calls_find(const char *path, uint64_t bias, uint64_t fn, struct python_calls *out)
+{
+	struct calls_state st = {.fn = fn - bias, .out = out};
+	struct elfsym_file *f;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	err = elfsym_open(path, &f);
+	if (err)
+		return err;
+	err = elfsym_code_sections(f, find_fn_calls, &st);
+	elfsym_close(f);
+	if (!err)
+		settle(out, st.targets, st.ntargets);
+	free(st.targets);
+	if (err) {
+		python_calls_free(out);
+		return err;
+	}
+	for (size_t i = 0; i < out->n; i++)
+		out->v[i].addr += bias;
+	return 0;
+}
+
+void python_calls_free(struct python_calls *c)
+{
+	free(c->v);
+	memset(c, 0, sizeof(*c));
 }

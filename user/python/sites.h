@@ -71,4 +71,45 @@ int python_sites_find(const char *path, uint64_t bias, const uint64_t guard[PYTH
 
 void python_sites_free(struct python_sites *s);
 
+/* The direct calls and tail jumps, in one CPython file, of one of its
+ * allocators whose return probe cannot sit on its entry without being
+ * single-stepped (3.11's _PyObject_Malloc): each call's return is caught
+ * at the call site instead, by a probe at or a few bytes past its return
+ * address (user/placement.c's placement_after_call), moved only where no
+ * direct branch of the file lands in between; each tail jump gets the
+ * function's own entry and return probes (on the jmp, which the kernel
+ * emulates, where [rsp] is the return address). */
+struct python_call {
+	uint64_t addr;	/* call: its return address; tail: the jmp */
+	uint32_t probe; /* call: where its return probe sits, bytes past addr */
+	bool tail;
+	bool emulated;	   /* the probed instruction is emulated */
+	bool ret_emulated; /* ... the one at the return address */
+};
+
+struct python_calls {
+	struct python_call *v;
+	size_t n, cap;
+	size_t moved_back; /* calls kept at their return address: a branch lands past it */
+};
+
+/* At most this many sites are taken: a function called from more places
+ * keeps its probes on its entry. */
+#define PYTHON_CALLS_MAX 512
+
+/* Adds to out the calls of and jumps to fn (an address in the code's
+ * address space) in code[0..size), whose first byte is at vaddr; *targets
+ * (*ntargets, *cap) collects every direct branch's target, for
+ * python_calls_settle. 0, -E2BIG (more than PYTHON_CALLS_MAX) or -ENOMEM. */
+int python_calls_scan(const uint8_t *code, size_t size, uint64_t vaddr, uint64_t fn,
+		      struct python_calls *out, uint64_t **targets, size_t *ntargets,
+		      size_t *cap);
+
+/* The calls of the function at fn in the CPython file at path, loaded at
+ * bias (fn and the sites' addresses in the process). 0, -E2BIG, -ENOEXEC,
+ * -ENOMEM or -errno. */
+int python_calls_find(const char *path, uint64_t bias, uint64_t fn, struct python_calls *out);
+
+void python_calls_free(struct python_calls *c);
+
 #endif

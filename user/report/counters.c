@@ -62,6 +62,9 @@ static const struct known_counter known[] = {
      "objects loaded without a stop (their allocators probed late)"},
     {"sites table full (allocations left out of per-site figures)", "sites_table_full",
      COUNTER_LOSS, "allocations left out of the per-site figures (sites table full)"},
+    {"python allocations from an unknown call site", "python_return_uncaught", COUNTER_LOSS,
+     "Python allocations not traced (an allocator whose return is caught at its call "
+     "sites, called from elsewhere)"},
     {"process notices lost (every process looked at again)", "process_notices_lost",
      COUNTER_NOTE, "process notices lost (-a: every process looked at again)"},
     {"unmaps inside mapped blocks not followed (address space busy)", "mmap_unmaps_not_followed",
