@@ -847,6 +847,17 @@ bool probes_code_dealloc_row(struct tracer_bpf *skel, struct probes_row *row)
 	return true;
 }
 
+bool probes_python_calls_row(struct tracer_bpf *skel, size_t i, struct probes_row *row)
+{
+	if (i > 1)
+		return false;
+	row->function = i ? "(the call sites of CPython's malloc: its returns)"
+			  : "(CPython's malloc past its frame's making)";
+	row->prog = i ? skel->progs.py_call_return : skel->progs.py_malloc_inner;
+	row->returns = false;
+	return true;
+}
+
 bool probes_site_row(struct tracer_bpf *skel, struct probes_row *row)
 {
 	row->function = "(CPython's inlined allocator tail jumps)";

@@ -145,6 +145,9 @@ bool probes_row(struct tracer_bpf *skel, size_t i, struct probes_row *row);
  * probes_attach_code_dealloc's. */
 bool probes_site_row(struct tracer_bpf *skel, struct probes_row *row);
 bool probes_code_dealloc_row(struct tracer_bpf *skel, struct probes_row *row);
+/* ... and probes_attach_python_calls's: row i (0: the entry past the
+ * frame, 1: the call sites' returns); false past the last. */
+bool probes_python_calls_row(struct tracer_bpf *skel, size_t i, struct probes_row *row);
 /* The row whose program and shape CPython's allocator slot kind takes
  * (PYTHON_ALLOC_MALLOC ... PYTHON_ALLOC_FREE); false for any other kind. */
 bool probes_python_row(struct tracer_bpf *skel, int kind, struct probes_row *row);

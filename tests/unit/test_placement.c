@@ -730,9 +730,68 @@ static void test_libc_free_moved_probe(void **state)
 	check_same_args(LIBC, "free", call_libc_free, 65, 0);
 }
 
+/* 3.11's _PyObject_Malloc: lea -0x1(%rsi),%rax; sub $0x18,%rsp;
+ * cmp $0x1ff,%rax; ja: the entry and return probe stays on the lea, an
+ * entry probe alone goes to the ja, told that rsp moved by 0x18. */
+static void test_frame_for_entry_only(void **state)
+{
+	static const uint8_t c[] = {0x48, 0x8d, 0x46, 0xff, 0x48, 0x83, 0xec, 0x18, 0x48,
+				    0x3d, 0xff, 0x01, 0x00, 0x00, 0x0f, 0x87, 0xca, 0x00,
+				    0x00, 0x00, 0xc3};
+	static const uint8_t big[] = {0x48, 0x81, 0xec, 0x08, 0x20, 0x00, 0x00, 0x74, 0x00, 0xc3};
+	struct placement pl;
+
+	assert_int_equal(placement_decode_follow(c, sizeof(c), PLACEMENT_RSI, &pl), 0);
+	assert_int_equal(pl.offset, 0);
+	assert_false(pl.emulated);
+	assert_int_equal(placement_decode_frame(c, sizeof(c), PLACEMENT_RSI, &pl), 0);
+	assert_int_equal(pl.offset, 14);
+	assert_true(pl.emulated);
+	assert_int_equal(pl.stack_adjust, 0x18);
+	/* a frame larger than STACK_SUB_MAX keeps the entry */
+	assert_int_equal(placement_decode_frame(big, sizeof(big), PLACEMENT_RSI, &pl), 0);
+	assert_int_equal(pl.offset, 0);
+}
+
+/* After a call: test %rax,%rax; je -> the je; mov %rax,%r12; test; jne ->
+ * the jne; mov %rax,%rbp (rbp, which the stack walk reads) or a write of
+ * eax before any emulated instruction -> the return address itself. */
+static void test_after_call(void **state)
+{
+	static const uint8_t test_je[] = {0x48, 0x85, 0xc0, 0x74, 0x10};
+	static const uint8_t mov_test_jne[] = {0x49, 0x89, 0xc4, 0x48, 0x85, 0xc0, 0x75, 0x10};
+	static const uint8_t mov_rbp[] = {0x48, 0x89, 0xc5, 0x48, 0x85, 0xed, 0x74, 0x10};
+	static const uint8_t xor_eax[] = {0x31, 0xc0, 0x74, 0x10};
+	static const uint8_t jmp_first[] = {0xeb, 0x10};
+	static const uint8_t ret_first[] = {0x48, 0x85, 0xc0, 0xc3, 0x74, 0x10};
+	struct placement pl;
+
+	assert_int_equal(placement_after_call(test_je, sizeof(test_je), &pl), 0);
+	assert_int_equal(pl.offset, 3);
+	assert_true(pl.emulated);
+	assert_int_equal(placement_after_call(mov_test_jne, sizeof(mov_test_jne), &pl), 0);
+	assert_int_equal(pl.offset, 6);
+	assert_true(pl.emulated);
+	assert_int_equal(placement_after_call(mov_rbp, sizeof(mov_rbp), &pl), 0);
+	assert_int_equal(pl.offset, 0);
+	assert_false(pl.emulated);
+	assert_int_equal(placement_after_call(xor_eax, sizeof(xor_eax), &pl), 0);
+	assert_int_equal(pl.offset, 0);
+	assert_false(pl.emulated);
+	assert_int_equal(placement_after_call(jmp_first, sizeof(jmp_first), &pl), 0);
+	assert_int_equal(pl.offset, 0);
+	assert_true(pl.emulated);
+	assert_int_equal(placement_after_call(ret_first, sizeof(ret_first), &pl), 0);
+	assert_int_equal(pl.offset, 0);
+	assert_false(pl.emulated);
+	assert_int_equal(placement_after_call(test_je, 0, &pl), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_frame_for_entry_only),
+	    cmocka_unit_test(test_after_call),
 	    cmocka_unit_test(test_free_shape),
 	    cmocka_unit_test(test_push_at_entry),
 	    cmocka_unit_test(test_endbr64_then_push),

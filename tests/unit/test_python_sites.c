@@ -169,6 +169,49 @@ static void test_forky_python314(void **state)
 	check_build(&b);
 }
 
+/* 3.11.2's _PyObject_Malloc (0x4fb450), as objdump shows its callers: 20
+ * calls and 3 tail jumps; the call returning to 0x510974 (test %rax,%rax;
+ * je) has its probe on the je, the one returning to 0x5616cb (mov
+ * %rax,%rbp) stays on its return address. */
+static void test_debian_python311_malloc_calls(void **state)
+{
+	const char *path = "/usr/bin/python3.11";
+	struct python_calls out;
+	struct elfsym_file *f;
+	struct elfsym sym;
+	size_t tails = 0, calls = 0, seen = 0;
+	bool known;
+
+	if (access(path, R_OK) || elfsym_open(path, &f))
+		skip();
+	known = !elfsym_lookup(f, "PyMem_RawRealloc", &sym) && sym.vaddr == 0x4f75c0;
+	elfsym_close(f);
+	if (!known)
+		skip();
+	assert_int_equal(python_calls_find(path, 0, 0x4fb450, &out), 0);
+	for (size_t i = 0; i < out.n; i++) {
+		if (out.v[i].tail) {
+			tails++;
+			continue;
+		}
+		calls++;
+		if (out.v[i].addr == 0x510974) {
+			assert_int_equal(out.v[i].probe, 3);
+			assert_true(out.v[i].emulated);
+			seen++;
+		}
+		if (out.v[i].addr == 0x5616cb) {
+			assert_int_equal(out.v[i].probe, 0);
+			assert_false(out.v[i].emulated);
+			seen++;
+		}
+	}
+	assert_int_equal(calls, 20);
+	assert_int_equal(tails, 3);
+	assert_int_equal(seen, 2);
+	python_calls_free(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -176,6 +219,7 @@ int main(void)
 	    cmocka_unit_test(test_no_guard_no_site),
 	    cmocka_unit_test(test_debian_python311),
 	    cmocka_unit_test(test_forky_python314),
+	    cmocka_unit_test(test_debian_python311_malloc_calls),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
