@@ -326,13 +326,15 @@ int placement_decode_follow(const uint8_t *code, size_t size, unsigned keep,
 	return decode(code, size, true, keep & PLACEMENT_ALL_ARGS, true, false, out);
 }
 
-/* Whether in writes rax (the value returned), rsp or rbp (a part of one). */
+/* Whether in writes rax (the value returned) or rsp (a part of one). rbp
+ * may change: a function that writes it after a call has saved its
+ * caller's (it is callee-saved), where its CFI says, which is what the
+ * stack walk reads from the return address on, not the register. */
 static bool writes_result(csh h, const cs_insn *in)
 {
-	static const uint16_t regs[] = {X86_REG_RAX, X86_REG_EAX, X86_REG_AX, X86_REG_AL,
-					X86_REG_AH, X86_REG_RSP, X86_REG_ESP, X86_REG_SP,
-					X86_REG_SPL, X86_REG_RBP, X86_REG_EBP, X86_REG_BP,
-					X86_REG_BPL};
+	static const uint16_t regs[] = {X86_REG_RAX, X86_REG_EAX, X86_REG_AX,  X86_REG_AL,
+					X86_REG_AH,  X86_REG_RSP, X86_REG_ESP, X86_REG_SP,
+					X86_REG_SPL};
 	cs_regs rd, wr;
 	uint8_t nrd, nwr;
 

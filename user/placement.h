@@ -72,7 +72,7 @@ int placement_file_frame(const char *path, uint64_t file_offset, uint64_t size, 
 /* Where a probe that reads a call's result (rax) may sit, for the call
  * whose return address is code[0] (size bytes readable from there): the
  * first emulated instruction of the straight line that follows, before
- * anything writes rax, rsp or rbp, at most a few instructions on; else the
+ * anything writes rax or rsp, at most a few instructions on; else the
  * return address itself (out->emulated false). The caller checks that no
  * branch lands between the return address and out->offset. 0, -EINVAL
  * (nothing decodes there) or -ENOMEM. */

@@ -777,6 +777,11 @@ int probes_attach_python_calls(struct tracer_bpf *skel, struct probes *p, pid_t 
 				   coff + c->probe, c->probe, false, true, PROBES_ALLOCATING);
 		res->calls++;
 		res->stepped += !c->emulated;
+		if (verbose && !c->emulated)
+			fprintf(stderr,
+				"tracer: CPython malloc's call site returning to %s+0x%llx: its "
+				"probe is single-stepped\n",
+				path, (unsigned long long)coff);
 	}
 	target_maps_free(&maps);
 	if (!err)

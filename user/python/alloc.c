@@ -360,6 +360,10 @@ static int probe_by_call_sites(const struct python_alloc *a, const struct python
 				(unsigned long long)fn, strerror(-err));
 		return err;
 	}
+	if (!calls.n) { /* not called directly: nothing to gain */
+		python_calls_free(&calls);
+		return -EAGAIN;
+	}
 	err = probes_attach_python_calls(skel, p, a->pid, attach_pid, fn, size, &calls, &res,
 					 verbose);
 	if (err > 0 && res.lost)
@@ -406,7 +410,9 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
 			if (k == PYTHON_ALLOC_FREE && d == PYTHON_ALLOC_RAW && libc_free)
 				continue;
 			err = -EAGAIN;
-			if (k == PYTHON_ALLOC_MALLOC && d != PYTHON_ALLOC_RAW)
+			/* CPython's own functions only: a hook's are called
+			 * through the tables, from no call site */
+			if (k == PYTHON_ALLOC_MALLOC && d != PYTHON_ALLOC_RAW && libc_free)
 				err = probe_by_call_sites(a, t, skel, p, attach_pid, a->fn[d][k],
 							  sizes[d * (PYTHON_ALLOC_FREE + 1) + k],
 							  verbose);
