@@ -350,6 +350,10 @@ struct pending {
 	 * raw allocator to libc's; the entry that follows at that stack
 	 * pointer is in the Python domain. 0: none */
 	__u64 site_sp;
+	/* py_raw_tail_*'s mark also gives the size CPython's raw function was
+	 * asked for (it asks libc for 1 byte where that is 0) */
+	__u64 site_size;
+	__u32 site_sized;
 	/* the key of the thread's last allocation: freed before its next
 	 * one, it was a temporary allocation (tracer.h) */
 	__u64 last_key;
@@ -701,9 +705,13 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 	if (!p)
 		return 0;
 	if (p->site_sp) { /* py_site_enter's mark is for the call it jumps to */
-		if (p->site_sp == sp && domain == TRACER_DOMAIN_LIBC)
+		if (p->site_sp == sp && domain == TRACER_DOMAIN_LIBC) {
 			domain = TRACER_DOMAIN_PYTHON;
+			if (p->site_sized)
+				size = p->site_size;
+		}
 		p->site_sp = 0;
+		p->site_sized = 0;
 	}
 	if (p->depth && sp <= p->outer_sp) {
 		p->depth++;
@@ -1716,6 +1724,7 @@ int BPF_KPROBE(py_site_enter)
 	if (!p)
 		return 0;
 	p->site_sp = PT_REGS_SP(ctx);
+	p->site_sized = 0;
 	return 0;
 }
 
@@ -1755,6 +1764,45 @@ static __always_inline bool libc_own_call(struct pt_regs *ctx)
 
 	return cookie && !bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx)) &&
 	       ret >= ip - (cookie >> 32) && ret < ip + (__u32)cookie;
+}
+
+/* CPython's raw malloc, calloc or realloc where it is only a tail jump to
+ * libc's (user/python/sites.h's python_raw_tail: no call, no frame, every
+ * way out a jmp to that function): libc's entry, next, at this stack
+ * pointer, is its call, in the Python domain, of the size asked for here.
+ * One entry probe, no return probe: libc's catches the return. */
+static __always_inline int raw_tail_enter(struct pt_regs *ctx, __u64 size)
+{
+	struct pending *p;
+	__u32 proc;
+
+	if (probe_only || !traced_proc(bpf_get_current_pid_tgid() >> 32, &proc))
+		return 0;
+	p = thread_pending();
+	if (!p)
+		return 0;
+	p->site_sp = PT_REGS_SP(ctx);
+	p->site_size = size;
+	p->site_sized = 1;
+	return 0;
+}
+
+SEC("uprobe")
+int py_raw_tail_malloc(struct pt_regs *ctx)
+{
+	return raw_tail_enter(ctx, entry_arg(ctx, 1));
+}
+
+SEC("uprobe")
+int py_raw_tail_calloc(struct pt_regs *ctx)
+{
+	return raw_tail_enter(ctx, entry_arg(ctx, 1) * entry_arg(ctx, 2));
+}
+
+SEC("uprobe")
+int py_raw_tail_realloc(struct pt_regs *ctx)
+{
+	return raw_tail_enter(ctx, entry_arg(ctx, 2));
 }
 
 /* mmap(addr, length, prot, flags, fd, offset) called by the program (not

@@ -680,6 +680,36 @@ int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 	return 1;
 }
 
+int probes_attach_python_raw_tail(struct tracer_bpf *skel, struct probes *p, pid_t pid,
+				  pid_t attach_pid, uint64_t fn, uint64_t size, int kind,
+				  bool verbose)
+{
+	const struct probe_spec *spec = python_spec(kind);
+	struct bpf_program *prog = kind == PYTHON_ALLOC_MALLOC   ? skel->progs.py_raw_tail_malloc
+				   : kind == PYTHON_ALLOC_CALLOC ? skel->progs.py_raw_tail_calloc
+				   : kind == PYTHON_ALLOC_REALLOC
+				       ? skel->progs.py_raw_tail_realloc
+				       : NULL;
+	char path[4200];
+	uint64_t off, placed = 0;
+	int n;
+
+	if (!spec || !prog || !size)
+		return -EINVAL;
+	n = attach_placed(skel, p, pid, attach_pid, fn, size, spec->reads, prog, false,
+			  spec_class(skel, spec), path, sizeof(path), &off, &placed);
+	if (n <= 0)
+		return n;
+	if (verbose)
+		fprintf(stderr,
+			"tracer: probe CPython raw %s (from its allocator table) %s+0x%llx, at +%llu "
+			"(a tail jump to libc's: its entry only)\n",
+			python_slots[kind].slot, path, (unsigned long long)off,
+			(unsigned long long)placed);
+	p->functions++;
+	return 1;
+}
+
 /* The file offset of addr in the mapping of path that holds it: 0, or
  * -ENOENT. */
 static int file_offset_of(const struct target_maps *maps, uint64_t addr, uint64_t *off)
@@ -854,11 +884,22 @@ bool probes_code_dealloc_row(struct tracer_bpf *skel, struct probes_row *row)
 
 bool probes_python_calls_row(struct tracer_bpf *skel, size_t i, struct probes_row *row)
 {
-	if (i > 1)
+	static const char *const names[] = {
+	    "(CPython's malloc past its frame's making)",
+	    "(the call sites of CPython's malloc: its returns)",
+	    "(CPython's raw malloc, a tail jump to libc's)",
+	    "(CPython's raw calloc, a tail jump to libc's)",
+	    "(CPython's raw realloc, a tail jump to libc's)",
+	};
+	struct bpf_program *progs[] = {skel->progs.py_malloc_inner, skel->progs.py_call_return,
+				       skel->progs.py_raw_tail_malloc,
+				       skel->progs.py_raw_tail_calloc,
+				       skel->progs.py_raw_tail_realloc};
+
+	if (i >= sizeof(progs) / sizeof(progs[0]))
 		return false;
-	row->function = i ? "(the call sites of CPython's malloc: its returns)"
-			  : "(CPython's malloc past its frame's making)";
-	row->prog = i ? skel->progs.py_call_return : skel->progs.py_malloc_inner;
+	row->function = names[i];
+	row->prog = progs[i];
 	row->returns = false;
 	return true;
 }

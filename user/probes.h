@@ -80,6 +80,14 @@ struct probes {
  * py_call_returns; its tail jumps with entry and return probes on the jmp).
  * 1, 0 when that function is probed already, -EAGAIN when its entry does not
  * gain by it (probe it with probes_attach_python), or a negative errno. */
+/* CPython's raw malloc, calloc or realloc (kind) at fn that only
+ * tail-jumps to libc's (python/sites.h's python_raw_tail): an entry probe
+ * that marks libc's call beneath it as CPython's (py_raw_tail_*), libc's
+ * probes catch its return. 1, 0 when probed already, or a negative errno. */
+int probes_attach_python_raw_tail(struct tracer_bpf *skel, struct probes *p, pid_t pid,
+				  pid_t attach_pid, uint64_t fn, uint64_t size, int kind,
+				  bool verbose);
+
 struct python_calls;
 /* Whether CPython's allocator at fn (size bytes, kind as for
  * probes_attach_python) would be single-stepped where its return probe can
@@ -145,8 +153,9 @@ bool probes_row(struct tracer_bpf *skel, size_t i, struct probes_row *row);
  * probes_attach_code_dealloc's. */
 bool probes_site_row(struct tracer_bpf *skel, struct probes_row *row);
 bool probes_code_dealloc_row(struct tracer_bpf *skel, struct probes_row *row);
-/* ... and probes_attach_python_calls's: row i (0: the entry past the
- * frame, 1: the call sites' returns); false past the last. */
+/* ... and probes_attach_python_calls's and _raw_tail's: row i (0: the
+ * entry past the frame, 1: the call sites' returns, 2-4: the raw malloc,
+ * calloc and realloc's tail jumps); false past the last. */
 bool probes_python_calls_row(struct tracer_bpf *skel, size_t i, struct probes_row *row);
 /* The row whose program and shape CPython's allocator slot kind takes
  * (PYTHON_ALLOC_MALLOC ... PYTHON_ALLOC_FREE); false for any other kind. */

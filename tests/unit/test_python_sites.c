@@ -212,6 +212,30 @@ static void test_debian_python311_malloc_calls(void **state)
 	python_calls_free(&out);
 }
 
+/* 3.11.2's raw functions, sized by their FDEs: each only tail-jumps to
+ * libc's (calloc's zero path jumps back to its jmp); _PyObject_Malloc,
+ * or a raw function asked about another kind, does not. */
+static void test_debian_python311_raw_tails(void **state)
+{
+	const char *path = "/usr/bin/python3.11";
+	struct elfsym_file *f;
+	struct elfsym sym;
+	bool known;
+
+	if (access(path, R_OK) || elfsym_open(path, &f))
+		skip();
+	known = !elfsym_lookup(f, "PyMem_RawRealloc", &sym) && sym.vaddr == 0x4f75c0;
+	elfsym_close(f);
+	if (!known)
+		skip();
+	assert_true(python_raw_tail(path, 0, 0x4f7350, 0x14, PYTHON_SITE_MALLOC));
+	assert_true(python_raw_tail(path, 0, 0x4f76c0, 0x21, PYTHON_SITE_CALLOC));
+	assert_true(python_raw_tail(path, 0, 0x4f75e0, 0x17, PYTHON_SITE_REALLOC));
+	assert_false(python_raw_tail(path, 0, 0x4f7350, 0x14, PYTHON_SITE_CALLOC));
+	assert_false(python_raw_tail(path, 0, 0x4f7350, 0x10, PYTHON_SITE_MALLOC));
+	assert_false(python_raw_tail(path, 0, 0x4fb450, 0xee, PYTHON_SITE_MALLOC));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -220,6 +244,7 @@ int main(void)
 	    cmocka_unit_test(test_debian_python311),
 	    cmocka_unit_test(test_forky_python314),
 	    cmocka_unit_test(test_debian_python311_malloc_calls),
+	    cmocka_unit_test(test_debian_python311_raw_tails),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -410,6 +410,15 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
 			if (k == PYTHON_ALLOC_FREE && d == PYTHON_ALLOC_RAW && libc_free)
 				continue;
 			err = -EAGAIN;
+			/* a raw function that only jumps to libc's: libc's
+			 * probes catch its return */
+			if (d == PYTHON_ALLOC_RAW && k != PYTHON_ALLOC_FREE && libc_free &&
+			    python_raw_tail(t->path, t->bias, a->fn[d][k],
+					    sizes[d * (PYTHON_ALLOC_FREE + 1) + k],
+					    (enum python_site_kind)(k - PYTHON_ALLOC_MALLOC)))
+				err = probes_attach_python_raw_tail(
+				    skel, p, a->pid, attach_pid, a->fn[d][k],
+				    sizes[d * (PYTHON_ALLOC_FREE + 1) + k], k, verbose);
 			/* CPython's own functions only: a hook's are called
 			 * through the tables, from no call site */
 			if (k == PYTHON_ALLOC_MALLOC && d != PYTHON_ALLOC_RAW && libc_free)

@@ -482,3 +482,86 @@ void python_calls_free(struct python_calls *c)
 	free(c->v);
 	memset(c, 0, sizeof(*c));
 }
+
+#define RAW_TAIL_MAX_BYTES 256
+
+static bool writes_rsp(csh h, const cs_insn *in)
+{
+	cs_regs rd, wr;
+	uint8_t nrd, nwr;
+
+	if (cs_regs_access(h, in, rd, &nrd, wr, &nwr) != CS_ERR_OK)
+		return true;
+	for (uint8_t i = 0; i < nwr; i++)
+		if (wr[i] == X86_REG_RSP || wr[i] == X86_REG_ESP || wr[i] == X86_REG_SP ||
+		    wr[i] == X86_REG_SPL)
+			return true;
+	return false;
+}
+
+static bool is_callee(const struct find_state *st, uint64_t target, bool mem)
+{
+	for (size_t i = 0; i < st->in.ncallees; i++)
+		if (st->callees[i].addr == target && st->callees[i].slot == mem)
+			return true;
+	return false;
+}
+
+bool python_raw_tail(const char *path, uint64_t bias, uint64_t fn, uint64_t size,
+		     enum python_site_kind kind)
+{
+	struct find_state st = {0};
+	uint8_t code[RAW_TAIL_MAX_BYTES];
+	uint64_t start = fn - bias, addr = start, slots[4];
+	struct elfsym_file *f;
+	const uint8_t *p = code;
+	size_t left = size;
+	bool ok = false, tail = false;
+	cs_insn *in = NULL;
+	csh h;
+	int n;
+
+	if (kind >= PYTHON_SITE_NKINDS || !size || size > sizeof(code) || elfsym_open(path, &f))
+		return false;
+	n = elfsym_import_slots(f, libc_names[kind], slots, 4);
+	for (int i = 0; i < n; i++)
+		st.callees[st.in.ncallees++] =
+		    (struct python_sites_callee){.addr = slots[i], .kind = kind, .slot = true};
+	if (elfsym_code_sections(f, find_stubs, &st) || elfsym_read(f, start, code, size)) {
+		elfsym_close(f);
+		return false;
+	}
+	elfsym_close(f);
+	if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
+		return false;
+	cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
+	in = cs_malloc(h);
+	/* every instruction of the function (its FDE's range, which leaves
+	 * out the padding after it): none may leave it but by a jmp to libc's
+	 * function, nor fall off its end */
+	ok = in != NULL;
+	while (ok && left) {
+		uint64_t target;
+		bool mem, call, last_jmp;
+
+		if (!cs_disasm_iter(h, &p, &left, &addr, in) || in_group(in, CS_GRP_CALL) ||
+		    in_group(in, CS_GRP_RET) || in_group(in, CS_GRP_INT) ||
+		    in_group(in, CS_GRP_IRET) || in->id == X86_INS_SYSCALL ||
+		    in->id == X86_INS_UD2 || in->id == X86_INS_HLT || writes_rsp(h, in)) {
+			ok = false;
+			break;
+		}
+		last_jmp = in->id == X86_INS_JMP;
+		if (branch_of(in, &target, &mem, &call) && !call && is_callee(&st, target, mem))
+			tail = true;
+		else if (in_group(in, CS_GRP_JUMP) &&
+			 (!direct_target(in, &target) || target < start || target >= start + size))
+			ok = false; /* indirect, or out of the function elsewhere */
+		if (!left && !last_jmp)
+			ok = false; /* it would run off its end */
+	}
+	if (in)
+		cs_free(in, 1);
+	cs_close(&h);
+	return ok && tail;
+}

@@ -113,3 +113,13 @@ int python_calls_find(const char *path, uint64_t bias, uint64_t fn, struct pytho
 void python_calls_free(struct python_calls *c);
 
 #endif
+
+/* Whether CPython's raw function of kind at fn (size bytes, an address in
+ * the process of the file at path, loaded at bias) only tail-jumps to
+ * libc's function of that kind: no call, no return, no write of rsp, every
+ * branch within it or a jmp to that function's PLT stub (or through its
+ * GOT slot), and no way to run off its end (3.11's and 3.14's
+ * _PyMem_RawMalloc: `test; mov $1; cmovne; mov %rax,%rdi; jmp malloc`).
+ * Its probe then need not catch the return: libc's does. */
+bool python_raw_tail(const char *path, uint64_t bias, uint64_t fn, uint64_t size,
+		     enum python_site_kind kind);
