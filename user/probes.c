@@ -757,6 +757,7 @@ int probes_attach_python_calls(struct tracer_bpf *skel, struct probes *p, pid_t 
 	char path[4200];
 	uint64_t off, at;
 	__u32 one = 1;
+	bool already;
 
 	memset(res, 0, sizeof(*res));
 	if (!spec || !size)
@@ -771,16 +772,26 @@ int probes_attach_python_calls(struct tracer_bpf *skel, struct probes *p, pid_t 
 	}
 	target_file_path(pid, m, path, sizeof(path));
 	off = fn - m->start + m->offset;
-	if (probed(p, attach_pid, path, off)) {
-		target_maps_free(&maps);
-		return 0;
-	}
+	already = probed(p, attach_pid, path, off);
 	/* worth it only where the entry probe lands on an emulated
 	 * instruction past the frame's making */
-	if (placement_file_frame(path, off, size, spec->reads, &pl) || !pl.emulated ||
-	    !pl.offset || pl.stack_adjust > TRACER_COOKIE_SP_MASK) {
+	if (!already && (placement_file_frame(path, off, size, spec->reads, &pl) ||
+			 !pl.emulated || !pl.offset || pl.stack_adjust > TRACER_COOKIE_SP_MASK)) {
 		target_maps_free(&maps);
 		return -EAGAIN;
+	}
+	if (already) {
+		/* probed for another process (--follow, -a: one probe for all):
+		 * this one's call sites still go into py_call_returns, under
+		 * its tgid */
+		for (size_t i = 0; i < calls->n; i++) {
+			struct tracer_site_key key = {.addr = calls->v[i].addr, .tgid = (__u32)pid};
+
+			if (!calls->v[i].tail && bpf_map_update_elem(fd, &key, &one, BPF_ANY))
+				res->lost++;
+		}
+		target_maps_free(&maps);
+		return 0;
 	}
 	/* the returns first: a call stashed at the entry is one whose return
 	 * is caught */

@@ -366,7 +366,7 @@ static int probe_by_call_sites(const struct python_alloc *a, const struct python
 	}
 	err = probes_attach_python_calls(skel, p, a->pid, attach_pid, fn, size, &calls, &res,
 					 verbose);
-	if (err > 0 && res.lost)
+	if (err >= 0 && res.lost)
 		fprintf(stderr,
 			"tracer: warning: %zu of the %zu sites that call CPython's malloc at 0x%llx "
 			"could not be probed: their allocations are counted as "
