@@ -767,3 +767,22 @@ def test_follow_forked_pool_workers_get_python_lines(minor):
     assert 240 <= count <= 256, count
     assert 120 * 10000 <= size <= 120 * (10001 + 64) + 4 * 4096, size
     assert report["losses"]["python_frames_unresolved"] == 0
+
+
+TM_AFTER = os.path.join(SOURCES, "py_tm_after.py")
+
+
+@pytest.mark.parametrize("minor", ["debian", "3.11"])
+def test_allocator_table_changed_while_tracing_is_said(minor):
+    """tracemalloc.start() after the attach swaps CPython's allocator tables
+    for its hooks, which the tracer never probed: one warning says so. A
+    workload that leaves them alone gets none."""
+    python = python_or_debian(minor)
+    said = lambda err: [l for l in err if "allocator table" in l and "changed while tracing" in l]
+    with attached(python, workload=TM_AFTER, args=()) as run:
+        assert run.report is not None, run.stderr_lines
+        assert len(said(run.stderr_lines)) == 1, run.stderr_lines
+        assert "warning" in said(run.stderr_lines)[0]
+    with attached(python) as run:
+        assert run.report is not None, run.stderr_lines
+        assert said(run.stderr_lines) == [], run.stderr_lines

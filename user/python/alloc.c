@@ -578,6 +578,8 @@ static int settle_state(struct python_alloc *a, bool hook)
 	return 0;
 }
 
+static int read_tables(const struct python_alloc *a, uint64_t out[PYTHON_ALLOC_NDOMAINS][5]);
+
 int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		       struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 		       bool hook, bool verbose)
@@ -608,8 +610,10 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		return -EINVAL;
 	probe_allocators(a, t, skel, p, attach_pid, verbose);
 	register_sites(a, t, skel, p, attach_pid, verbose);
-	if (!hook || a->state == PYTHON_ALLOC_OTHER_HOOK)
+	if (!hook || a->state == PYTHON_ALLOC_OTHER_HOOK) {
+		a->tracing_read = !read_tables(a, a->tracing);
 		return 0;
+	}
 	err = hook_tables(a);
 	if (err) {
 		fprintf(stderr, "tracer: --hook-pymalloc: %s\n",
@@ -623,6 +627,41 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 			"tracer: --hook-pymalloc: CPython's object and mem allocators in process "
 			"%d now call the raw allocator; restored when tracing ends\n",
 			pid);
+	a->tracing_read = !read_tables(a, a->tracing);
+	return 0;
+}
+
+/* The tables' contents now; 0 or -errno. */
+static int read_tables(const struct python_alloc *a, uint64_t out[PYTHON_ALLOC_NDOMAINS][5])
+{
+	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++) {
+		int err = target_mem_read(a->mem, a->table[d], out[d], sizeof(out[d]));
+
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int python_alloc_check(struct python_alloc *a)
+{
+	static const char *const names[PYTHON_ALLOC_NDOMAINS] = {"raw", "mem", "obj"};
+	uint64_t now[PYTHON_ALLOC_NDOMAINS][5];
+
+	if (!a->tracing_read || a->change_said || read_tables(a, now))
+		return 0;
+	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++) {
+		if (!memcmp(now[d], a->tracing[d], sizeof(now[d])))
+			continue;
+		fprintf(stderr,
+			"tracer: warning: CPython's %s allocator table in process %d changed while "
+			"tracing (tracemalloc.start() or stop(), PyMem_SetAllocator): functions "
+			"it holds now are not probed, and blocks made through them may count "
+			"in another domain than tracemalloc's (or not at all) from then on\n",
+			names[d], a->pid);
+		a->change_said = true;
+		return 1;
+	}
 	return 0;
 }
 

@@ -44,6 +44,10 @@ struct python_alloc {
 	uint64_t fn[PYTHON_ALLOC_NDOMAINS][5]; /* their contents when found */
 	enum python_alloc_state state;
 	bool hooked;
+	/* the tables as tracing began (after the hook): a change since is said
+	 * once (python_alloc_check) */
+	uint64_t tracing[PYTHON_ALLOC_NDOMAINS][5];
+	bool tracing_read, change_said;
 };
 
 /* Once CPython t is recognised in process pid: finds its allocator tables,
@@ -61,6 +65,11 @@ struct python_alloc {
 int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		       struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 		       bool hook, bool verbose);
+/* While tracing: whether the tables changed since python_alloc_setup
+ * (tracemalloc.start() or stop(), PyMem_SetAllocator). The functions they
+ * hold then are not probed and their blocks' domain is not what
+ * tracemalloc's would be: said once on stderr. Returns 1 when changed. */
+int python_alloc_check(struct python_alloc *a);
 /* Undoes the hook if python_alloc_setup made it, where the slots still hold
  * our values (changed since: left alone), saying which. */
 void python_alloc_restore(struct python_alloc *a);
