@@ -238,7 +238,11 @@ static int report(struct session *s)
 
 	if (s->multi) /* the processes noticed since the last turn, named */
 		multi_poll(&s->many, now_s());
-	python_alloc_check(&s->pyalloc); /* a change since the last turn, said before */
+	/* a change since the last turn, said before the report; not for a
+	 * launched command, whose interpreter sets its tables (PYTHONMALLOC)
+	 * after the tracer first reads them */
+	if (!s->o->argv)
+		python_alloc_check(&s->pyalloc);
 	snap = collect_snapshot(&s->collect);
 	if (!snap) {
 		fprintf(stderr, "tracer: cannot take a snapshot: out of memory\n");
@@ -810,7 +814,8 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 			collect_refresh(&s->collect);
 			collect_sweep_gone(&s->collect);
 			python_frames_poll(s->py);
-			python_alloc_check(&s->pyalloc);
+			if (!launch)
+				python_alloc_check(&s->pyalloc);
 			next_refresh = t + 0.25;
 		}
 		if (s->python_alloc_err || python_allocators(s))
