@@ -232,6 +232,21 @@ static bool branch_into(csh h, cs_insn *in, const uint8_t *code, size_t size, ui
 	return false;
 }
 
+/* A decoder with instruction details, and an instruction to decode into;
+ * -ENOMEM when capstone cannot make them. */
+static int decoder_open(csh *h, cs_insn **in)
+{
+	if (cs_open(CS_ARCH_X86, CS_MODE_64, h) != CS_ERR_OK)
+		return -ENOMEM;
+	cs_option(*h, CS_OPT_DETAIL, CS_OPT_ON);
+	*in = cs_malloc(*h);
+	if (!*in) {
+		cs_close(h);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 static int decode(const uint8_t *code, size_t size, bool may_move, unsigned keep, bool follow,
 		  bool frame, struct placement *out)
 {
@@ -246,14 +261,8 @@ static int decode(const uint8_t *code, size_t size, bool may_move, unsigned keep
 
 	if (!size)
 		return -EINVAL;
-	if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
+	if (decoder_open(&h, &in))
 		return -ENOMEM;
-	cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
-	in = cs_malloc(h);
-	if (!in) {
-		cs_close(&h);
-		return -ENOMEM;
-	}
 	memset(out, 0, sizeof(*out));
 	for (i = 0; i < 6; i++) {
 		holders[i] = (uint8_t)(1u << i);
@@ -359,14 +368,8 @@ int placement_after_call(const uint8_t *code, size_t size, struct placement *out
 	memset(out, 0, sizeof(*out));
 	if (!size)
 		return -EINVAL;
-	if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
+	if (decoder_open(&h, &in))
 		return -ENOMEM;
-	cs_option(h, CS_OPT_DETAIL, CS_OPT_ON);
-	in = cs_malloc(h);
-	if (!in) {
-		cs_close(&h);
-		return -ENOMEM;
-	}
 	for (int i = 0; i < AFTER_CALL_MAX_INSNS; i++) {
 		here = addr;
 		if (!cs_disasm_iter(h, &p, &left, &addr, in))
