@@ -27,7 +27,10 @@ MAX_LIVE = 512 + 13
 
 @pytest.mark.parametrize("budget", [5, 1])
 def test_achieved_overhead_within_a_factor_of_the_budget(budget):
-    runs = [bench_budget.run_pair(budget, 5) for _ in range(3)]
+    # 8 s a run, as make bench measures: over 5 s, a 1 % difference in
+    # requests per CPU second was within the machine's noise (one run of the
+    # whole suite measured 0.19 % and 0.51 % for a budget of 1 %)
+    runs = [bench_budget.run_pair(budget, 8) for _ in range(3)]
     achieved = statistics.median(r["overhead"] for r in runs)
     assert all(r["coverage"] < 0.5 for r in runs), runs  # the budget did bite
     assert budget / 100 / 1.5 <= achieved <= budget / 100 * 1.5, (achieved, runs)
