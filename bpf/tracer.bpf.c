@@ -826,6 +826,8 @@ static __always_inline void add_current(struct tracer_proc_stats *st, __u32 doma
 	if (mem_add(&st->current, &st->peak, delta))
 		__sync_fetch_and_add(&st->peak_epoch, 1);
 	mem_add(&m->current, &m->peak, delta);
+	if (domain == TRACER_DOMAIN_MMAP && delta > 0 && !st->mapped)
+		st->mapped = 1;
 }
 
 /* The sites map's entry of a block (made when create is set); NULL when
@@ -1238,7 +1240,12 @@ __noinline __u64 block_holding(__u32 proc, __u64 addr)
 		return addr;
 	err = bpf_find_vma(bpf_get_current_task_btf(), addr, vma_start_of, &start, 0);
 	if (err) {
-		if (err == -EBUSY)
+		struct tracer_proc_stats *st;
+
+		/* a process that never mapped a block of its own (a thread's
+		 * stack, an arena unmapped by libc) lost nothing */
+		if (err == -EBUSY && (st = proc_stats(bpf_get_current_pid_tgid() >> 32, false)) &&
+		    st->mapped)
 			count(TRACER_CNT_MMAP_UNFOLLOWED, 1);
 		return 0;
 	}

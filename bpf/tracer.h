@@ -340,6 +340,10 @@ struct tracer_proc_stats {
 	/* moves on at each new peak and at reset_peak(): the sites map's
 	 * figures at the peak are of this epoch (struct tracer_site_stats) */
 	__u64 peak_epoch;
+	/* set once the process has had a block in the mmap domain: only then
+	 * may a munmap the kernel's busy mappings hid from us have cut one
+	 * (TRACER_CNT_MMAP_UNFOLLOWED) */
+	__u64 mapped;
 };
 
 /* -a: what user space should look at in a process (proc_notices' value,
