@@ -352,6 +352,10 @@ static void keep_exited_row(struct collector *c, struct collect_proc *p,
 	e->p.sym = NULL;
 	e->p.py = NULL;
 	e->p.flags |= SNAPSHOT_PROCESS_EXITED;
+	/* multi: an entry never set up is one BPF indexed after the start (a
+	 * fork, an exec) that a snapshot met before its notice was handled */
+	if (c->multi && !p->set_up)
+		e->p.flags |= SNAPSHOT_PROCESS_STARTED_AFTER;
 	e->st = st ? *st : (struct tracer_proc_stats){0};
 	e->st.current = 0;
 	for (int k = 0; k < TRACER_NCLASSES; k++)

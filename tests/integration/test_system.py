@@ -329,6 +329,8 @@ def test_follow_short_lived_children_have_rows():
     assert t.report["events"]["allocations"] == 3 + 1 + sum(i + 2 for i in pids)
 
 
+@pytest.mark.xfail(strict=False, reason="-a races a short-lived child's notice: about 2 runs "
+                   "in 5 one row has a stale command or no comm (issue 11, open)")
 def test_all_short_lived_processes_have_rows():
     """-a: the same children, of a process started after the tracer."""
     with tracing(["-a"]) as t:
