@@ -407,28 +407,37 @@ int unwind_table_build_elf(Elf *elf, struct unwind_table *out)
 	return finish(&list, plts, nplts, err, out);
 }
 
-int unwind_table_build(const char *path, struct unwind_table *out)
+/* The ELF file at path, a regular file only (a target's files are
+ * hostile: no FIFO to block on): *fd and its Elf (NULL when it is none). */
+static int open_elf(const char *path, int *fd, Elf **elf)
 {
 	struct stat st;
+
+	*elf = NULL;
+	*fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (*fd < 0)
+		return -errno;
+	if (fstat(*fd, &st) || !S_ISREG(st.st_mode)) {
+		close(*fd);
+		return -ENOEXEC;
+	}
+	elf_version(EV_CURRENT);
+	*elf = elf_begin(*fd, ELF_C_READ, NULL);
+	return 0;
+}
+
+int unwind_table_build(const char *path, struct unwind_table *out)
+{
 	Elf *elf;
 	int fd, err;
 
 	memset(out, 0, sizeof(*out));
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return -ENOEXEC;
-	}
-	elf_version(EV_CURRENT);
-	elf = elf_begin(fd, ELF_C_READ, NULL);
-	if (!elf) {
-		close(fd);
-		return -ENOEXEC;
-	}
-	err = elf_kind(elf) == ELF_K_ELF ? unwind_table_build_elf(elf, out) : -ENOEXEC;
-	elf_end(elf);
+	err = open_elf(path, &fd, &elf);
+	if (err)
+		return err;
+	err = elf && elf_kind(elf) == ELF_K_ELF ? unwind_table_build_elf(elf, out) : -ENOEXEC;
+	if (elf)
+		elf_end(elf);
 	close(fd);
 	return err;
 }
@@ -467,20 +476,13 @@ static int fde_sizes(Elf *elf, const uint64_t *vaddrs, uint64_t *sizes, size_t n
 
 int unwind_function_sizes(const char *path, const uint64_t *vaddrs, uint64_t *sizes, size_t n)
 {
-	struct stat st;
 	Elf *elf;
 	int fd, err;
 
 	memset(sizes, 0, n * sizeof(*sizes));
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return -ENOEXEC;
-	}
-	elf_version(EV_CURRENT);
-	elf = elf_begin(fd, ELF_C_READ, NULL);
+	err = open_elf(path, &fd, &elf);
+	if (err)
+		return err;
 	err = elf && elf_kind(elf) == ELF_K_ELF ? fde_sizes(elf, vaddrs, sizes, n) : -ENOEXEC;
 	if (elf)
 		elf_end(elf);
