@@ -362,31 +362,46 @@ static void keep_exited_row(struct collector *c, struct collect_proc *p,
 		e->st.classes[k].current = 0;
 }
 
-/* multi or --follow: the row of process pid, which left before user space
- * ever saw it alive, from what BPF noted at its exit (exit_notes: its comm,
- * command line, pid in its namespace and start); its figures st. */
-static void keep_short_lived_row(struct collector *c, pid_t pid, const struct tracer_proc_stats *st)
+/* What BPF noted of process pid at its exit (exit_notes: its comm,
+ * command line, pid in its namespace and start) becomes what p says of it:
+ * the last word, where user space read /proc when it first met pid (before
+ * it exec'd, or once it had gone). Whether there was a note. */
+static bool take_exit_note(struct collector *c, pid_t pid, struct collect_proc *p)
 {
 	struct tracer_exit_note note;
-	struct collect_proc p = {.pid = pid};
 	__u32 key = (__u32)pid;
 	char buf[TRACER_EXIT_ARGS + 1];
+	char *command = NULL;
+
+	if (bpf_map_lookup_elem(bpf_map__fd(c->skel->maps.exit_notes), &key, &note))
+		return false;
+	memcpy(p->comm, note.comm, sizeof(p->comm));
+	p->comm[sizeof(p->comm) - 1] = '\0';
+	p->ns_pid = (pid_t)note.ns_pid;
+	p->start_time = target_boot_to_epoch(note.start_ns);
+	if (target_join_args(note.args, note.args_len < sizeof(note.args) ? note.args_len
+									   : sizeof(note.args),
+			     buf, sizeof(buf)))
+		command = strdup(buf);
+	else if (p->comm[0])
+		command = strdup(p->comm); /* no arguments: its comm, as target_command */
+	if (command) {
+		free(p->command);
+		p->command = command;
+	}
+	return true;
+}
+
+/* multi or --follow: the row of process pid, which left before user space
+ * ever saw it alive, from what BPF noted at its exit; its figures st. */
+static void keep_short_lived_row(struct collector *c, pid_t pid, const struct tracer_proc_stats *st)
+{
+	struct collect_proc p = {.pid = pid};
 
 	/* -a and several -p hear of every process they trace after the start */
 	if (c->multi)
 		p.flags |= SNAPSHOT_PROCESS_STARTED_AFTER;
-	if (!bpf_map_lookup_elem(bpf_map__fd(c->skel->maps.exit_notes), &key, &note)) {
-		memcpy(p.comm, note.comm, sizeof(p.comm));
-		p.comm[sizeof(p.comm) - 1] = '\0';
-		p.ns_pid = (pid_t)note.ns_pid;
-		p.start_time = target_boot_to_epoch(note.start_ns);
-		if (target_join_args(note.args, note.args_len < sizeof(note.args) ? note.args_len
-										   : sizeof(note.args),
-				     buf, sizeof(buf)))
-			p.command = strdup(buf);
-		else if (p.comm[0])
-			p.command = strdup(p.comm); /* no arguments: its comm, as target_command */
-	}
+	take_exit_note(c, pid, &p);
 	keep_exited_row(c, &p, st);
 }
 
@@ -447,6 +462,7 @@ static void forget_exited(struct collector *c)
 		if (p->py && !shared)
 			python_frames_close(p->py);
 		if (c->rows) {
+			take_exit_note(c, p->pid, p);
 			keep_exited_row(c, p, figures);
 		} else {
 			free(p->command);

@@ -295,9 +295,9 @@ def short_lived_pids(read_line, n):
         pids[int(i)] = int(pid)
 
 
-def check_short_lived(report, pids, started_after):
-    """Each of shortlived's children, which lived well under a loop turn of
-    the tracer, has its own row, exited, with its exact figures: i + 1
+def check_short_lived(report, pids, started_after, parent_args=None):
+    """Each of shortlived's children (run with parent_args, by default the
+    count alone) has its own row, exited, with its exact figures: i + 1
     blocks of i + 1 KiB held at its exit after one of 100 B freed."""
     for i, pid in pids.items():
         doc = of_process(report, pid)
@@ -314,7 +314,7 @@ def check_short_lived(report, pids, started_after):
         if i % 2:
             assert command == "shortlived child %d" % i, command
         else:
-            assert command.endswith("shortlived %d" % len(pids)), command
+            assert command.endswith("shortlived " + (parent_args or str(len(pids)))), command
         assert doc["target"]["start_time"] > 0
 
 
@@ -329,8 +329,6 @@ def test_follow_short_lived_children_have_rows():
     assert t.report["events"]["allocations"] == 3 + 1 + sum(i + 2 for i in pids)
 
 
-@pytest.mark.xfail(strict=False, reason="-a races a short-lived child's notice: about 2 runs "
-                   "in 5 one row has a stale command or no comm (issue 11, open)")
 def test_all_short_lived_processes_have_rows():
     """-a: the same children, of a process started after the tracer."""
     with tracing(["-a"]) as t:
@@ -340,3 +338,17 @@ def test_all_short_lived_processes_have_rows():
         pids = short_lived_pids(lambda: next(lines), 6)
         report = report_now(t)
     check_short_lived(report, pids, started_after=True)
+
+
+def test_all_process_seen_before_its_exec_is_what_it_exec_d():
+    """-a: children the tracer set up while they slept (their parent's
+    command then), which exec and exit before its next loop turn: each row
+    says what the process was at its exit (BPF's note), not what /proc said
+    when the tracer first met it."""
+    with tracing(["-a"]) as t:
+        out = subprocess.run([workload("shortlived"), "4", "300"], capture_output=True,
+                             text=True, timeout=30, check=True).stdout.splitlines()
+        lines = iter(out)
+        pids = short_lived_pids(lambda: next(lines), 4)
+        report = report_now(t)
+    check_short_lived(report, pids, started_after=True, parent_args="4 300")

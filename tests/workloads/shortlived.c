@@ -4,12 +4,15 @@
  * ones exec themselves first ("shortlived child I"), so that their command
  * is their own. Then the parent keeps 3 blocks of 5000 B.
  *
- *   shortlived N   prints each child's pid ("child I PID"), then "done"
+ *   shortlived N [PAUSE_MS]   prints each child's pid ("child I PID"),
+ *                             then "done"; each child first sleeps
+ *                             PAUSE_MS (a tracer sees it before its exec)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 void *keep[64]; /* not static: the stores (and mallocs) stay */
@@ -26,18 +29,22 @@ static void child(long i)
 int main(int argc, char **argv)
 {
 	long n = argc > 1 ? strtol(argv[1], NULL, 10) : 4;
+	long pause_ms = argc > 2 ? strtol(argv[2], NULL, 10) : 0;
 	char arg[32], self[4096];
 	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
 
 	if (argc > 2 && !strcmp(argv[1], "child"))
 		child(strtol(argv[2], NULL, 10));
-	if (n < 1 || n > 63 || len < 0)
+	if (n < 1 || n > 63 || pause_ms < 0 || pause_ms > 10000 || len < 0)
 		return 2;
 	self[len] = '\0';
 	for (long i = 0; i < n; i++) {
 		pid_t pid = fork();
 
 		if (pid == 0) {
+			struct timespec pause = {pause_ms / 1000, pause_ms % 1000 * 1000000};
+
+			nanosleep(&pause, NULL);
 			if (i % 2) {
 				snprintf(arg, sizeof(arg), "%ld", i);
 				execl(self, "shortlived", "child", arg, (char *)NULL);
