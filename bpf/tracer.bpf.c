@@ -2100,7 +2100,7 @@ static __always_inline void image_replaced(__u32 tgid)
 }
 
 /* What the exiting process p (the current task) was: its comm, pid in its
- * namespace, start and command line (its memory is still its own here). */
+ * namespace, start, cgroup and command line (its memory is still its own here). */
 static __always_inline void exit_note(struct task_struct *p, __u32 tgid)
 {
 	struct tracer_exit_note note = {};
@@ -2112,6 +2112,7 @@ static __always_inline void exit_note(struct task_struct *p, __u32 tgid)
 
 	bpf_get_current_comm(note.comm, sizeof(note.comm));
 	note.start_ns = BPF_CORE_READ(p, start_boottime);
+	note.cgroup_id = bpf_get_current_cgroup_id();
 	if (level < 32 && !bpf_core_read(&up, sizeof(up), &pid->numbers[level]))
 		note.ns_pid = (__u32)up.nr;
 	if (mm) {

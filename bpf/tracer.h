@@ -364,6 +364,7 @@ enum tracer_notice {
 struct tracer_exit_note {
 	char comm[TRACER_COMM_LEN];
 	__u64 start_ns; /* its start, ns of CLOCK_BOOTTIME */
+	__u64 cgroup_id; /* its cgroup v2's (the inode of its directory) */
 	__u32 ns_pid;	/* its pid in its own pid namespace */
 	__u32 args_len; /* bytes in args */
 	char args[TRACER_EXIT_ARGS]; /* its arguments, each ended by a NUL, cut there */
@@ -416,6 +417,10 @@ enum tracer_counter {
 	/* a CPython allocator whose return is caught at its call sites
 	 * (py_malloc_inner) was called from elsewhere: not traced */
 	TRACER_CNT_PY_RETURN_UNCAUGHT,
+	/* -a with filters, several -p: a process BPF began tracing (a fork,
+	 * an exec) that exited before user space attached its probes (set by
+	 * user space: collector.gone_before_probed) */
+	TRACER_CNT_GONE_BEFORE_PROBED,
 	TRACER_CNT_MAX,
 };
 

@@ -35,6 +35,7 @@ static const char *const counter_names[TRACER_CNT_MAX] = {
     [TRACER_CNT_MMAP_SPLITS] = "mapped blocks split by an unmap in their middle",
     [TRACER_CNT_MMAP_UNFOLLOWED] = "unmaps inside mapped blocks not followed (address space busy)",
     [TRACER_CNT_PY_RETURN_UNCAUGHT] = "python allocations from an unknown call site",
+    [TRACER_CNT_GONE_BEFORE_PROBED] = "processes gone before their probes were attached",
 };
 _Static_assert(ARRAY_SIZE(counter_names) == TRACER_CNT_MAX, "every counter has a name");
 
@@ -362,8 +363,8 @@ static void keep_exited_row(struct collector *c, struct collect_proc *p,
 		e->st.classes[k].current = 0;
 }
 
-/* What BPF noted of process pid at its exit (exit_notes: its comm,
- * command line, pid in its namespace and start) becomes what p says of it:
+/* What BPF noted of process pid at its exit (exit_notes: its comm, command
+ * line, pid in its namespace, start and cgroup) becomes what p says of it:
  * the last word, where user space read /proc when it first met pid (before
  * it exec'd, or once it had gone). Whether there was a note. */
 static bool take_exit_note(struct collector *c, pid_t pid, struct collect_proc *p)
@@ -388,6 +389,11 @@ static bool take_exit_note(struct collector *c, pid_t pid, struct collect_proc *
 	if (command) {
 		free(p->command);
 		p->command = command;
+	}
+	if (!cgroup_path(&c->cgroups, note.cgroup_id, buf, sizeof(buf)) &&
+	    (command = strdup(buf))) {
+		free(p->cgroup);
+		p->cgroup = command;
 	}
 	return true;
 }
@@ -526,6 +532,7 @@ void collect_read_counters(struct collector *c, struct tracer_counters *sum)
 				sum->c[k] += per[i].c[k];
 	sum->c[TRACER_CNT_PROCS_FULL] +=
 		__atomic_load_n(&c->skel->bss->procs_full_in_user_space, __ATOMIC_RELAXED);
+	sum->c[TRACER_CNT_GONE_BEFORE_PROBED] += c->gone_before_probed;
 	free(per);
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cgroup.h"
 #include "model/snapshot.h"
 #include "python/frames.h"
 #include "resolve.h"
@@ -34,6 +35,10 @@ struct collector {
 	size_t table_bytes;
 	uint64_t swept_at_events; /* execs + exits then */
 	struct proc_indexes indexes; /* their reuse (--follow) */
+	struct cgroup_names cgroups; /* of exit notes */
+	/* multi with per-process probes: processes that exited before theirs
+	 * were attached (multi.c counts them) */
+	uint64_t gone_before_probed;
 	uint64_t swept_blocks;	   /* in all */
 	pid_t pid;		  /* the target (the launched command with --follow) */
 	struct python_frames *py; /* the target's Python frames; may be NULL */

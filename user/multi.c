@@ -9,68 +9,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "multi.h"
 #include "python/alloc.h"
 #include "python/frames.h"
 #include "target.h"
 #include "util/util.h"
 
-#define CGROUP2_MAGIC 0x63677270 /* CGROUP2_SUPER_MAGIC */
-
-/* Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup, or in a hybrid
- * setup (v1 controllers beside it) /sys/fs/cgroup/unified, as the mount
- * table says. */
-static void cgroup2_root(char *buf, size_t len)
-{
-	char dev[256], dir[PATH_MAX], type[64];
-	FILE *f = fopen("/proc/self/mounts", "re");
-
-	snprintf(buf, len, "/sys/fs/cgroup");
-	if (!f)
-		return;
-	while (fscanf(f, "%255s %4095s %63s %*[^\n]", dev, dir, type) == 3)
-		if (!strcmp(type, "cgroup2") && !strchr(dir, '\\')) {
-			snprintf(buf, len, "%s", dir);
-			break;
-		}
-	fclose(f);
-}
 /* -a: the process tables (BPF's traced_pids and procs) */
 #define MULTI_MAX_PROCS 16384
 
 pid_t multi_attach_pid(const struct multi *m, pid_t pid)
 {
 	return m->per_process_links ? pid : -1;
-}
-
-/* --cgroup PATH: its id (the inode of its directory in the cgroup v2
- * file system) and level (its depth below the root). */
-static int cgroup_id(const char *path, uint64_t *id, uint32_t *level, char *why, size_t len)
-{
-	char root[PATH_MAX], dir[2 * PATH_MAX];
-	struct statfs fs;
-	struct stat st;
-	const char *p;
-
-	cgroup2_root(root, sizeof(root));
-	if (statfs(root, &fs) || fs.f_type != CGROUP2_MAGIC) {
-		snprintf(why, len, "no cgroup v2 file system mounted (%s is not one)", root);
-		return -ENOTSUP;
-	}
-	snprintf(dir, sizeof(dir), "%s%s", root, path);
-	if (lstat(dir, &st) || !S_ISDIR(st.st_mode)) {
-		snprintf(why, len, "no cgroup %s (%s)", path, strerror(errno ? errno : ENOTDIR));
-		return -ENOENT;
-	}
-	*id = st.st_ino;
-	*level = 0;
-	for (p = path; *p; p++)
-		if (*p == '/' && p[1] && p[1] != '/')
-			++*level;
-	return 0;
 }
 
 int multi_configure(struct multi *m, const struct session_options *o, struct tracer_bpf *skel)
@@ -356,8 +309,17 @@ static void handle_notice(struct multi *m, pid_t pid, __u32 what)
 	struct collect_proc *p = collect_find_process(m->collect, pid);
 	uint32_t late = m->per_process_links ? SNAPSHOT_PROCESS_ATTACHED_LATE : 0;
 
-	if (!in_traced_pids(m, pid) || !target_alive(pid))
-		return; /* gone already, or no longer traced */
+	if (!in_traced_pids(m, pid) || !target_alive(pid)) {
+		struct tracer_exit_note note;
+		__u32 key = (__u32)pid;
+
+		/* gone already (BPF noted its exit), or no longer traced: one
+		 * only the probes attached for it would have seen is lost */
+		if (m->per_process_links && (!p || !p->set_up) &&
+		    !bpf_map_lookup_elem(bpf_map__fd(m->skel->maps.exit_notes), &key, &note))
+			m->collect->gone_before_probed++;
+		return;
+	}
 	if (!p || !p->set_up) { /* an entry a snapshot made: not set up yet */
 		struct collect_proc *parent = NULL;
 		struct python_frames *parent_py = NULL;

@@ -147,7 +147,9 @@ def test_comm_filter_leaves_others_unprobed():
         assert uprobed(mine.pid) and not uprobed(other.pid)
 
 
-def test_cgroup_filter():
+@contextlib.contextmanager
+def own_cgroup():
+    """A new cgroup v2 ("/tracer-test-PID"): (its directory, its path)."""
     with open("/proc/self/mounts") as f:
         roots = [l.split()[1] for l in f if l.split()[2] == "cgroup2"]
     if not roots:
@@ -157,20 +159,7 @@ def test_cgroup_filter():
     path = os.path.join(root, name)
     os.mkdir(path)
     try:
-        with contextlib.ExitStack() as stack:
-            inside = stack.enter_context(native())
-            outside = stack.enter_context(native())
-            with open(os.path.join(path, "cgroup.procs"), "w") as f:
-                f.write(str(inside.pid))
-            with tracing(["-a", "--cgroup", "/" + name]) as t:
-                inside.run("go\n")
-                outside.run("go\n")
-                report = report_now(t)
-            assert [d["target"]["pid"] for d in report["processes"]] == [inside.pid]
-            doc = of_process(report, inside.pid)
-            check_native(doc)
-            assert doc["target"]["cgroup"] == "/" + name
-            assert not uprobed(outside.pid)
+        yield path, "/" + name
     finally:
         for _ in range(50):
             try:
@@ -178,6 +167,64 @@ def test_cgroup_filter():
                 break
             except OSError:
                 time.sleep(0.1)
+
+
+def test_cgroup_filter():
+    with own_cgroup() as (path, name), contextlib.ExitStack() as stack:
+        inside = stack.enter_context(native())
+        outside = stack.enter_context(native())
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write(str(inside.pid))
+        with tracing(["-a", "--cgroup", name]) as t:
+            inside.run("go\n")
+            outside.run("go\n")
+            report = report_now(t)
+        assert [d["target"]["pid"] for d in report["processes"]] == [inside.pid]
+        doc = of_process(report, inside.pid)
+        check_native(doc)
+        assert doc["target"]["cgroup"] == name
+        assert not uprobed(outside.pid)
+
+
+def run_short_lived_in(path, n):
+    """shortlived n started in the cgroup at path: its pid, {child: pid}."""
+    def join():
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    p = subprocess.Popen([workload("shortlived"), str(n)], stdout=subprocess.PIPE, text=True,
+                         preexec_fn=join)
+    out, _ = p.communicate(timeout=30)
+    assert p.returncode == 0
+    lines = iter(out.splitlines())
+    return p.pid, short_lived_pids(lambda: next(lines), n)
+
+
+def test_short_lived_processes_have_rows_with_their_cgroup():
+    """-a: children in a cgroup of their own that lived less than a loop
+    turn of the tracer: their rows say the cgroup BPF noted at their exit
+    (no /proc/PID/cgroup was left to read)."""
+    with own_cgroup() as (path, name):
+        with tracing(["-a"]) as t:
+            _, pids = run_short_lived_in(path, 6)
+            report = report_now(t)
+        check_short_lived(report, pids, started_after=True)
+        for pid in pids.values():
+            assert of_process(report, pid)["target"]["cgroup"] == name
+
+
+def test_cgroup_filter_counts_processes_gone_before_probed():
+    """-a --cgroup probes each process that joins when user space has
+    seen it: children that lived less than a loop turn were never probed.
+    None is lost silently: each has its row, or is counted."""
+    with own_cgroup() as (path, name):
+        with tracing(["-a", "--cgroup", name]) as t:
+            parent, pids = run_short_lived_in(path, 6)
+            report = report_now(t)
+    rows = {d["target"]["pid"] for d in report.get("processes", [])}
+    unseen = [pid for pid in [parent, *pids.values()] if pid not in rows]
+    assert unseen, "every child was probed in time: this test proves nothing here"
+    assert report["losses"]["processes_gone_before_probed"] == len(unseen), (unseen, rows)
 
 
 def test_cgroup_that_does_not_exist_is_bad_input():

@@ -69,6 +69,10 @@ static const struct known_counter known[] = {
      COUNTER_NOTE, "process notices lost (-a: every process looked at again)"},
     {"unmaps inside mapped blocks not followed (address space busy)", "mmap_unmaps_not_followed",
      COUNTER_LOSS, "munmaps or mremaps inside mapped blocks not followed (address space busy)"},
+    {"processes gone before their probes were attached", "processes_gone_before_probed",
+     COUNTER_LOSS,
+     "processes that exited before their probes were attached (-a with filters, -p: "
+     "they lived less than a loop turn)"},
     {"threads let go with a stop of the tracer pending", "threads_left_with_a_stop",
      COUNTER_LOSS,
      "threads let go with a stop of the tracer pending (their process may stop: kill -CONT)"},
