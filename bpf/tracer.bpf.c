@@ -826,8 +826,6 @@ static __always_inline void add_current(struct tracer_proc_stats *st, __u32 doma
 	if (mem_add(&st->current, &st->peak, delta))
 		__sync_fetch_and_add(&st->peak_epoch, 1);
 	mem_add(&m->current, &m->peak, delta);
-	if (domain == TRACER_DOMAIN_MMAP && delta > 0 && !st->mapped)
-		st->mapped = 1;
 }
 
 /* The sites map's entry of a block (made when create is set); NULL when
@@ -1557,6 +1555,8 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret, __u64 call
 	}
 	if (between_windows)
 		return 0; /* --budget: a realloc between windows only frees */
+	if (p->kind == TRACER_KIND_MMAP && st)
+		st->mapped = 1; /* a block of its own: munmaps it loses count */
 
 	/* At a return probe the IP is the caller's return address: frame 0. */
 	if (p->domain == TRACER_DOMAIN_LIBC)
