@@ -4,6 +4,7 @@ several -p, --follow per process; each process with its own exact
 statistics, and what it costs a process outside the filters."""
 import contextlib
 import glob
+import json
 import os
 import shutil
 import signal
@@ -221,10 +222,19 @@ def test_cgroup_filter_counts_processes_gone_before_probed():
         with tracing(["-a", "--cgroup", name]) as t:
             parent, pids = run_short_lived_in(path, 6)
             report = report_now(t)
-    rows = {d["target"]["pid"] for d in report.get("processes", [])}
+    rows = {d["target"]["pid"] for d in report["processes"]}
     unseen = [pid for pid in [parent, *pids.values()] if pid not in rows]
     assert unseen, "every child was probed in time: this test proves nothing here"
     assert report["losses"]["processes_gone_before_probed"] == len(unseen), (unseen, rows)
+
+
+def test_all_with_no_process_matching_has_an_empty_processes_array():
+    """A consumer of -a's JSON reads processes whatever matched."""
+    p = subprocess.run([TRACER, "-a", "--comm", "no-such-comm", "-d", "1", "--format", "json"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["processes"] == [] and doc["target"]["pid"] == 0
 
 
 def test_cgroup_that_does_not_exist_is_bad_input():

@@ -112,7 +112,7 @@ struct snapshot_counter {
 };
 
 struct snapshot_target {
-	int32_t pid;
+	int32_t pid; /* 0: many processes (-a, several -p), each in processes */
 	uint32_t command;    /* string index: the command line or comm */
 	uint64_t start_time; /* target start, seconds since the epoch (0 unknown) */
 	uint32_t host;	     /* string index: hostname */

@@ -654,7 +654,8 @@ int report_snapshot(FILE *out, const struct snapshot *s, const struct report_opt
 	if (o->format == REPORT_JSON) {
 		json_header(out, s);
 		json_stats(out, s, &l, o, false);
-		if (s->nprocesses)
+		/* pid 0: of many processes (-a, several -p), even of none yet */
+		if (s->nprocesses || s->target.pid == 0)
 			err = json_processes(out, s, o);
 		fputs("}\n", out);
 	} else {
