@@ -363,6 +363,10 @@ struct pending {
 	 * (py_call_return) is at; 0 for a stash whose return probe is a
 	 * uretprobe */
 	__u64 call_ret;
+	/* the key of the thread's last allocation until CPython initialises
+	 * it as an object (py_new_reference): there it has its traceback
+	 * already. 0: none */
+	__u64 fresh_key;
 	__u32 depth;  /* nesting of allocator calls; 0 = idle */
 	__u32 domain;
 	__u32 kind;
@@ -1567,6 +1571,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret, __u64 call
 	 * each walking record()'s (and the Python walker's) own */
 	domain = *(volatile __u32 *)&p->domain;
 	p->last_key = TRACER_KEY(proc, addr);
+	p->fresh_key = p->last_key;
 	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain,
 	       call_ret ? call_ret : PT_REGS_IP(ctx), PT_REGS_SP(ctx));
 	return 0;
@@ -1810,6 +1815,90 @@ SEC("uprobe")
 int py_raw_tail_realloc(struct pt_regs *ctx)
 {
 	return raw_tail_enter(ctx, entry_arg(ctx, 2));
+}
+
+/* A register of the interrupted code by its number (user/python/newref.h's
+ * order), each read at a constant offset into ctx. */
+static __always_inline __u64 newref_reg(struct pt_regs *ctx, __u32 r)
+{
+	__u64 v[15] = {ctx->ax, ctx->bx, ctx->cx, ctx->dx, ctx->si, ctx->di, ctx->bp, ctx->r8,
+		       ctx->r9, ctx->r10, ctx->r11, ctx->r12, ctx->r13, ctx->r14, ctx->r15};
+
+	return r < 15 ? v[r] : 0;
+}
+
+/* PyTypeObject.tp_flags (3.8-3.14) and the bits that say what lies below
+ * an object in its block */
+#define PY_TYPE_FLAGS 168
+#define PY_TPFLAGS_HAVE_GC (1ull << 14)
+#define PY_TPFLAGS_PREHEADER ((1ull << 3) | (1ull << 4)) /* 3.12+ MANAGED_WEAKREF | _DICT */
+#define PY_GC_HEAD 16
+
+/* CPython initialises the object op (_Py_NewReference, or a copy of it
+ * inlined: user/python/newref.h), at the check of tracemalloc's hook; the
+ * cookie says where op is (register, low byte; displacement, high 32
+ * bits). tracemalloc gives the object's block, when traced, the traceback
+ * of now (bpo-35053): an object taken from a free list moves to the line
+ * that takes it. So does its trace here, between the sites' live figures.
+ * A block just allocated by this thread has the traceback of now already:
+ * the walk is skipped. */
+SEC("uprobe")
+int py_new_reference(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx), op, type, flags, block, key, stack;
+	struct tracer_alloc_info *info, at;
+	struct tracer_site_stats *site;
+	struct tracer_proc_stats *st;
+	struct tracer_py_config *cfg;
+	struct tracer_slot *slot;
+	struct pending *p;
+	__u32 tgid, proc;
+
+	if (!recording(&tgid, &proc) || between_windows)
+		return 0;
+	hit(proc, true);
+	op = newref_reg(ctx, cookie & 0xff) + (__u64)(__s64)(__s32)(cookie >> 32);
+	key = 0;
+	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0, 0);
+	if (bpf_probe_read_user(&type, sizeof(type), (void *)(op + 8)) ||
+	    bpf_probe_read_user(&flags, sizeof(flags), (void *)(type + PY_TYPE_FLAGS)))
+		return 0;
+	cfg = bpf_map_lookup_elem(&py_configs, &tgid);
+	if (!cfg)
+		return 0;
+	block = op;
+	if (flags & PY_TPFLAGS_HAVE_GC)
+		block -= PY_GC_HEAD;
+	if (cfg->obj_preheader && (flags & PY_TPFLAGS_PREHEADER))
+		block -= cfg->obj_preheader;
+	key = TRACER_KEY(proc, block);
+	if (p && p->fresh_key == key) {
+		p->fresh_key = 0;
+		return 0;
+	}
+	info = trace_find(key, &slot);
+	if (!info || TRACER_CLASS_OF(info->domain) != TRACER_CLASS_PYTHON)
+		return 0;
+	stack = py_capture(tgid);
+	/* looked up again: a pointer held across the walk doubles what the
+	 * verifier explores of it */
+	info = trace_find(key, &slot);
+	if (!info || info->py_stack == stack)
+		return 0;
+	st = proc_stats(tgid, false);
+	if (!st || finalizing(st))
+		return 0;
+	at = *info;
+	info->py_stack = stack;
+	peak_catch_up(st);
+	site = site_of(key, &at, false);
+	if (site)
+		site_change(site, st, -1, -(__s64)at.size);
+	at.py_stack = stack;
+	site = site_of(key, &at, true);
+	if (site)
+		site_change(site, st, 1, (__s64)at.size);
+	return 0;
 }
 
 /* mmap(addr, length, prot, flags, fd, offset) called by the program (not

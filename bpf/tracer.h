@@ -72,6 +72,12 @@ struct tracer_py_config {
 	__u32 code_firsttraceable; /* code -> _co_firsttraceable (3.11+); 0: none */
 	__u32 code_tag_mask;	   /* low bits to clear in a code reference (3.14: 3) */
 	__u32 code_ident;	   /* code -> co_filename; co_name follows: the identity */
+	/* 3.12+: an object of a type with Py_TPFLAGS_MANAGED_DICT or _WEAKREF
+	 * has a pre-header of two pointers below its GC header (what
+	 * tracemalloc's free-list re-attribution subtracts); 0: none (3.8-3.11
+	 * subtract the GC header only) */
+	__u32 obj_preheader;
+	__u32 pad2;
 };
 
 /* One Python frame as captured: the code object and the instruction

@@ -867,6 +867,52 @@ int probes_attach_site(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid
 	return n;
 }
 
+int probes_attach_new_references(struct tracer_bpf *skel, struct probes *p, pid_t pid,
+				 pid_t attach_pid, const uint64_t *addr, const uint64_t *cookie,
+				 size_t n, bool verbose)
+{
+	struct target_maps maps;
+	char path[4200];
+	size_t made = 0;
+	int err;
+
+	err = target_read_maps(pid, &maps);
+	if (err)
+		return err;
+	for (size_t i = 0; i < n && !err; i++) {
+		const struct target_mapping *m = target_maps_find(&maps, addr[i]);
+		uint64_t off;
+
+		if (!m || !m->exec || !m->path)
+			continue;
+		target_file_path(pid, m, path, sizeof(path));
+		off = addr[i] - m->start + m->offset;
+		if (probed(p, attach_pid, path, off))
+			continue;
+		err = attach_cookie(p, skel->progs.py_new_reference, attach_pid, path, off,
+				    cookie[i], false, PROBES_ALLOCATING);
+		if (!err)
+			err = remember(p, attach_pid, path, off);
+		if (!err)
+			made++;
+	}
+	target_maps_free(&maps);
+	if (!err)
+		err = flush(p);
+	if (!err && verbose)
+		fprintf(stderr, "tracer: probe CPython's object initialisations at %zu places\n",
+			made);
+	return err ? err : (int)made;
+}
+
+bool probes_new_reference_row(struct tracer_bpf *skel, struct probes_row *row)
+{
+	row->function = "(CPython's object initialisations)";
+	row->prog = skel->progs.py_new_reference;
+	row->returns = false;
+	return true;
+}
+
 int probes_attach_code_dealloc(struct tracer_bpf *skel, struct probes *p, pid_t pid,
 			       pid_t attach_pid, uint64_t addr, bool verbose)
 {

@@ -126,6 +126,12 @@ int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
  * spot already is probed, or a negative errno. */
 int probes_attach_site(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 		       uint64_t addr, bool verbose);
+/* py_new_reference at each of the n code addresses addr of process pid
+ * (python/newref.h's checks), with its cookie: how many were made, or a
+ * negative errno. */
+int probes_attach_new_references(struct tracer_bpf *skel, struct probes *p, pid_t pid,
+				 pid_t attach_pid, const uint64_t *addr, const uint64_t *cookie,
+				 size_t n, bool verbose);
 /* py_code_dealloc on PyCode_Type's tp_dealloc at addr in process pid: 1,
  * 0 when probed already, or a negative errno. */
 int probes_attach_code_dealloc(struct tracer_bpf *skel, struct probes *p, pid_t pid,
@@ -157,6 +163,7 @@ bool probes_code_dealloc_row(struct tracer_bpf *skel, struct probes_row *row);
  * entry past the frame, 1: the call sites' returns, 2-4: the raw malloc,
  * calloc and realloc's tail jumps); false past the last. */
 bool probes_python_calls_row(struct tracer_bpf *skel, size_t i, struct probes_row *row);
+bool probes_new_reference_row(struct tracer_bpf *skel, struct probes_row *row);
 /* The row whose program and shape CPython's allocator slot kind takes
  * (PYTHON_ALLOC_MALLOC ... PYTHON_ALLOC_FREE); false for any other kind. */
 bool probes_python_row(struct tracer_bpf *skel, int kind, struct probes_row *row);

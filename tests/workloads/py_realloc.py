@@ -26,6 +26,7 @@ malloc.
 """
 import array
 import ctypes
+import gc
 import io
 import json
 import sys
@@ -104,7 +105,26 @@ def raw_malloc():
     keep.append(api.PyMem_RawMalloc(30000))  # SITE:raw_malloc
 
 
+# An object taken from a free list (a list, tuple, dict, float freed
+# earlier and kept by CPython for reuse) has, in tracemalloc, the traceback
+# of the line that takes it (bpo-35053), not of its first allocation.
+def dict_of_lists():
+    keep.append({str(i): [i] for i in range(10000)})  # SITE:dict_of_lists
+
+
+def bytearray_join():
+    parts = [bytes([i % 256]) * (i % 97) for i in range(2000)]  # SITE:join_parts
+    keep.append(bytearray(b", ").join(parts))  # SITE:bytearray_join
+
+
+def free_list_reuse():
+    spare = [[] for _ in range(40)]  # SITE:free_list_first
+    del spare
+    keep.append([[] for _ in range(40)])  # SITE:free_list_reused
+
+
 def main(blocks):
+    gc.collect()  # as at the start, where tracing starts in attach modes
     grow_bytearray()
     grow_list()
     grow_bytesio()
@@ -112,12 +132,17 @@ def main(blocks):
     grow_array()
     grow_early(blocks)
     raw_malloc()
+    dict_of_lists()
+    bytearray_join()
+    free_list_reuse()
 
 
 def statistics():
     import tracemalloc
+    snapshot = tracemalloc.take_snapshot()
+    tracemalloc.stop()  # what follows (a list from a free list) is not the workload's
     out = []
-    for st in tracemalloc.take_snapshot().statistics("lineno"):
+    for st in snapshot.statistics("lineno"):
         f = st.traceback[0]
         if f.filename == __file__:
             out.append([f.lineno, st.size, st.count])
@@ -125,27 +150,33 @@ def statistics():
 
 
 if __name__ == "__main__":
-    mode = sys.argv[1:]
-    if mode == ["ref", "launch"]:
+    # a tuple, compared with constants: no list, which would come from the
+    # free list and take a line of its own in one mode and not the other
+    mode = tuple(sys.argv[1:])
+    if mode == ("ref", "launch"):
         import tracemalloc
         tracemalloc.start(1)
+    # free lists emptied where tracing starts (launch: the tracer's began
+    # earlier): an object taken from one moves to the line that takes it
+    # when its block is traced (bpo-35053), for both or for neither
+    gc.collect()
     blocks = early()
-    if mode == ["ref", "attach"]:
+    if mode == ("ref", "attach"):
         import tracemalloc
         tracemalloc.start(1)
-    elif mode == ["attach"]:
+    elif mode == ("attach",):
         print("ready", flush=True)
         sys.stdin.readline()
-    elif mode == ["attach-tm"]:
+    elif mode == ("attach-tm",):
         import tracemalloc
         tracemalloc.start(1)
         print("ready", flush=True)
         sys.stdin.readline()
         tracemalloc.stop()
     main(blocks)
-    if mode[:1] == ["ref"]:
+    if mode and mode[0] == "ref":
         print(json.dumps(statistics()), flush=True)
-    elif mode in (["attach"], ["attach-tm"]):
+    elif mode == ("attach",) or mode == ("attach-tm",):
         print("done", flush=True)
         sys.stdin.readline()
     else:

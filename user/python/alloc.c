@@ -7,6 +7,7 @@
 
 #include "elfsym.h"
 #include "python/alloc.h"
+#include "python/newref.h"
 #include "python/sites.h"
 #include "target.h"
 #include "unwind/table.h"
@@ -518,6 +519,66 @@ static void register_sites(const struct python_alloc *a, const struct python_tar
 	python_sites_free(&s);
 }
 
+/* Where CPython initialises an object (python/newref.h) gets
+ * py_new_reference: an object taken from a free list moves to the line
+ * that takes it, as tracemalloc moves it. What cannot be found is said:
+ * such objects keep the line of their first allocation. */
+static void register_new_references(const struct python_alloc *a, const struct python_target *t,
+				    struct tracer_bpf *skel, struct probes *p, pid_t attach_pid,
+				    bool verbose)
+{
+	struct python_newref_sites s;
+	uint64_t *addr, *cookie;
+	int err, made;
+
+	/* 3.13+ calls tracemalloc through its reference tracer: the scanner
+	 * finds those checks, but their figures are not yet proven equal to
+	 * tracemalloc's (README) */
+	if (t->minor >= 13) {
+		if (verbose)
+			fprintf(stderr,
+				"tracer: CPython 3.%d: an object taken from a free list keeps the "
+				"line it was allocated at (tracemalloc gives it the line that "
+				"takes it)\n",
+				t->minor);
+		return;
+	}
+	err = python_newref_find(t->path, t->bias, t->minor, &s);
+	if (err) {
+		fprintf(stderr,
+			"tracer: warning: cannot find where CPython initialises objects in %s "
+			"(%s): an object taken from a free list keeps the line it was "
+			"allocated at, where tracemalloc gives it the line that takes it\n",
+			t->path, strerror(-err));
+		return;
+	}
+	addr = calloc(s.n + 1, sizeof(*addr));
+	cookie = calloc(s.n + 1, sizeof(*cookie));
+	if (!addr || !cookie) {
+		made = -ENOMEM;
+	} else {
+		for (size_t i = 0; i < s.n; i++) {
+			addr[i] = s.v[i].addr;
+			cookie[i] = (uint64_t)s.v[i].reg | (uint64_t)(uint32_t)s.v[i].disp << 32;
+		}
+		made = probes_attach_new_references(skel, p, a->pid, attach_pid, addr, cookie, s.n,
+						    verbose);
+	}
+	if (verbose)
+		fprintf(stderr,
+			"tracer: CPython initialises objects at %zu places in %s (%zu checks of "
+			"tracemalloc's hook not followed)\n",
+			s.n, t->path, s.unresolved);
+	if (made < 0)
+		fprintf(stderr,
+			"tracer: warning: cannot probe where CPython initialises objects (%s): an "
+			"object taken from a free list keeps the line it was allocated at\n",
+			strerror(-made));
+	free(addr);
+	free(cookie);
+	python_newref_free(&s);
+}
+
 /* Says what the tables hold when they are not CPython's defaults and
  * settles the hook: 0, or -EINVAL after the line saying why it is
  * refused. */
@@ -610,6 +671,7 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		return -EINVAL;
 	probe_allocators(a, t, skel, p, attach_pid, verbose);
 	register_sites(a, t, skel, p, attach_pid, verbose);
+	register_new_references(a, t, skel, p, attach_pid, verbose);
 	if (!hook || a->state == PYTHON_ALLOC_OTHER_HOOK) {
 		a->tracing_read = !read_tables(a, a->tracing);
 		return 0;

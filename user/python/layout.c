@@ -223,6 +223,8 @@ int python_layout_config(const struct python_target *t, struct tracer_py_config 
 	cfg->tss_key_addr = t->runtime + l->tss_key - 4;
 	cfg->pthread_specific = GLIBC_PTHREAD_SPECIFIC;
 	cfg->tss_key = -1;
+	/* 3.12's _PyType_PreHeaderSize: the managed dict and weakref pointers */
+	cfg->obj_preheader = t->minor >= 12 ? 16 : 0;
 	/* the walker masks frame fields into its 128-byte read of a frame, and
 	 * reads these pairs in one go each (bpf/python.bpf.h) */
 	if (!field_fits(cfg->fr_previous, 8) || !field_fits(cfg->fr_code, 8) ||
