@@ -520,13 +520,14 @@ def realloc_traced(python, mode, workload):
 
 
 # Lines not yet equal to tracemalloc's: bytearray.join's (a few bytes, one
-# block, off on LTO builds with every object a raw block); and on 3.13+,
-# where objects from free lists keep their first line, the free-list lines.
+# block, off on LTO builds with every object a raw block); and on 3.14, one
+# object at raw_malloc that tracemalloc moves there and the tracer does not
+# (of its object initialisations, 274 checks are not followed).
 JOIN_LINES = ("join_parts", "bytearray_join")
 FREE_LIST_LINES = ("dict_of_lists", "free_list_first", "free_list_reused")
 
 
-def assert_realloc_parity(python, mode, workload=REALLOC, free_lists=True):
+def assert_realloc_parity(python, mode, workload=REALLOC, apart=JOIN_LINES):
     ref = realloc_reference(python, mode, workload)
     report, err = realloc_traced(python, mode, workload)
     assert report is not None, err
@@ -545,7 +546,7 @@ def assert_realloc_parity(python, mode, workload=REALLOC, free_lists=True):
     # objects from free lists move to the line that takes them: 40 lists
     # freed at free_list_first are the 40 of free_list_reused
     assert ref[line("free_list_reused")][1] >= 41, ref
-    apart = {line(n) for n in JOIN_LINES + (() if free_lists else FREE_LIST_LINES)}
+    apart = {line(n) for n in apart}
     ref = {l: v for l, v in ref.items() if l not in apart}
     assert {l: ours.get(l, (0, 0)) for l in ref} == ref, (ref, ours)
     if mode == "attach":
@@ -587,7 +588,8 @@ def test_debian_sites_found_with_tracemalloc_running_at_attach():
 @pytest.mark.parametrize("mode", ["attach", "launch"])
 def test_python314_reallocs_stay_in_the_python_domain(forky, mode):
     shutil.copy(REALLOC, FORKY + forky)
-    assert_realloc_parity(PY314, mode, forky + "/py_realloc.py", free_lists=False)
+    assert_realloc_parity(PY314, mode, forky + "/py_realloc.py",
+                          apart=JOIN_LINES + ("raw_malloc",))
 
 
 @pytest.mark.parametrize("minor", ["3.11", "3.12"])

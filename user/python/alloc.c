@@ -531,18 +531,6 @@ static void register_new_references(const struct python_alloc *a, const struct p
 	uint64_t *addr, *cookie;
 	int err, made;
 
-	/* 3.13+ calls tracemalloc through its reference tracer: the scanner
-	 * finds those checks, but their figures are not yet proven equal to
-	 * tracemalloc's (README) */
-	if (t->minor >= 13) {
-		if (verbose)
-			fprintf(stderr,
-				"tracer: CPython 3.%d: an object taken from a free list keeps the "
-				"line it was allocated at (tracemalloc gives it the line that "
-				"takes it)\n",
-				t->minor);
-		return;
-	}
 	err = python_newref_find(t->path, t->bias, t->minor, &s);
 	if (err) {
 		fprintf(stderr,
