@@ -628,6 +628,7 @@ static int settle_state(struct python_alloc *a, bool hook)
 }
 
 static int read_tables(const struct python_alloc *a, uint64_t out[PYTHON_ALLOC_NDOMAINS][5]);
+static bool pymalloc_hidden(const struct python_target *t, pid_t pid);
 
 int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		       struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
@@ -659,7 +660,11 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		return -EINVAL;
 	probe_allocators(a, t, skel, p, attach_pid, verbose);
 	register_sites(a, t, skel, p, attach_pid, verbose);
-	register_new_references(a, t, skel, p, attach_pid, verbose);
+	/* where pymalloc is hidden, a block its inlined free gave back is
+	 * still traced: an object made there later would move that stale
+	 * trace to its line */
+	if (hook || !pymalloc_hidden(t, pid))
+		register_new_references(a, t, skel, p, attach_pid, verbose);
 	if (!hook || a->state == PYTHON_ALLOC_OTHER_HOOK) {
 		a->tracing_read = !read_tables(a, a->tracing);
 		return 0;
@@ -737,7 +742,10 @@ void python_alloc_restore(struct python_alloc *a)
 			a->pid);
 }
 
-void python_alloc_warn_if_hidden(const struct python_target *t, pid_t pid)
+/* Whether the process's pymalloc runs inlined where its probes do not see
+ * it (a stripped or LTO build with CPython's own tables, not PYTHONMALLOC=
+ * malloc): its blocks are partly seen, partly not, and their frees too. */
+static bool pymalloc_hidden(const struct python_target *t, pid_t pid)
 {
 	struct python_alloc tables;
 	struct elfsym_file *f;
@@ -746,15 +754,20 @@ void python_alloc_warn_if_hidden(const struct python_target *t, pid_t pid)
 
 	/* PYTHONMALLOC=malloc routes every object allocation to libc */
 	if (target_environ_has(pid, "PYTHONMALLOC=malloc"))
-		return;
+		return false;
 	/* tables left hooked or tracemalloc's call functions that are seen */
 	if (!find_tables(t, pid, &tables) && tables_state(&tables) != PYTHON_ALLOC_DEFAULT)
-		return;
+		return false;
 	if (elfsym_open(t->path, &f))
-		return;
+		return false;
 	hidden = elfsym_lookup(f, "_PyObject_Malloc", &sym) != 0;
 	elfsym_close(f);
-	if (hidden)
+	return hidden;
+}
+
+void python_alloc_warn_if_hidden(const struct python_target *t, pid_t pid)
+{
+	if (pymalloc_hidden(t, pid))
 		fprintf(
 		    stderr,
 		    "tracer: warning: CPython in process %d hides pymalloc (stripped or LTO "
