@@ -257,8 +257,9 @@ static long py_watch_code(__u32 i, void *ctx)
 }
 
 /* Captures the Python stack of the calling thread; returns its key in
- * py_stacks, or 0 when the thread runs no Python code. */
-static __always_inline __u64 py_capture(__u32 tgid)
+ * py_stacks, or 0 when the thread runs no Python code. A stack that cannot
+ * be read counts unreadable (what its caller loses then). */
+static __always_inline __u64 py_capture(__u32 tgid, enum tracer_counter unreadable)
 {
 	struct tracer_py_config *c;
 	struct tracer_py_stack *st;
@@ -302,7 +303,7 @@ static __always_inline __u64 py_capture(__u32 tgid)
 	w.hash = 0x2545f4914f6cdd1dull;
 	bpf_loop(TRACER_PY_MAX_WALK, py_walk_step, &w, 0);
 	if (w.unreadable)
-		count(TRACER_CNT_PY_UNREADABLE, 1);
+		count(unreadable, 1);
 	w.hash = mix64(w.hash ^ st->total);
 	if (w.hash == 0)
 		w.hash = 1;
@@ -323,7 +324,7 @@ static __always_inline __u64 py_capture(__u32 tgid)
 	}
 	return w.hash;
 unreadable:
-	count(TRACER_CNT_PY_UNREADABLE, 1);
+	count(unreadable, 1);
 	return 0;
 }
 

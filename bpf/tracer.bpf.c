@@ -1072,7 +1072,7 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 	__u64 stack;
 	int stored;
 
-	info.py_stack = py_capture(tgid);
+	info.py_stack = py_capture(tgid, TRACER_CNT_PY_UNREADABLE);
 	if (capture_stack && (!info.py_stack || native_with_python)) {
 		stack = native_capture(ctx, tgid, ip, sp);
 		if (stack)
@@ -1879,12 +1879,12 @@ int py_new_reference(struct pt_regs *ctx)
 	info = trace_find(key, &slot);
 	if (!info || TRACER_CLASS_OF(info->domain) != TRACER_CLASS_PYTHON)
 		return 0;
-	stack = py_capture(tgid);
+	stack = py_capture(tgid, TRACER_CNT_FREE_LIST_UNREADABLE);
 	/* looked up again: a pointer held across the walk doubles what the
 	 * verifier explores of it */
 	info = trace_find(key, &slot);
-	if (!info || info->py_stack == stack)
-		return 0;
+	if (!info || info->py_stack == stack || !stack)
+		return 0; /* unchanged, or frames unreadable (counted): left where it was */
 	st = proc_stats(tgid, false);
 	if (!st || finalizing(st))
 		return 0;

@@ -427,6 +427,9 @@ enum tracer_counter {
 	 * an exec) that exited before user space attached its probes (set by
 	 * user space: collector.gone_before_probed) */
 	TRACER_CNT_GONE_BEFORE_PROBED,
+	/* an object taken from a free list whose thread's frames could not be
+	 * read: its block keeps its line (tracemalloc would move it) */
+	TRACER_CNT_FREE_LIST_UNREADABLE,
 	TRACER_CNT_MAX,
 };
 

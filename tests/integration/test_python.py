@@ -105,7 +105,9 @@ def assert_parity(ref, ours):
 @pytest.mark.parametrize("minor", VERSIONS)
 def test_parity_with_tracemalloc(minor):
     python = pyenv_python(minor)
-    ref = reference(python, launched=True)
+    # 3.8 inlines _Py_NewReference everywhere: its objects from free lists
+    # keep their first line (said), as for a tracemalloc the program starts
+    ref = reference(python, launched=minor != "3.8")
     report = traced(python).report
     ours = workload_lines(report)
     assert_parity(ref, ours)

@@ -10,7 +10,7 @@
 /* How far the scanner follows a check: from the flag's load to its test
  * and branch, and from the branch to the hook's call (moves of op and the
  * hook's other arguments, a jump to the cold part of the function). */
-#define LOAD_TO_BRANCH 4
+#define LOAD_TO_BRANCH 16
 #define PATH_INSNS 12
 #define PATH_JUMPS 2
 

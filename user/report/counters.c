@@ -30,6 +30,8 @@ static const struct known_counter known[] = {
      "Python stacks unreadable (native frames only)"},
     {"python stack table full", "python_stack_table_full", COUNTER_LOSS,
      "Python stacks lost (Python stack table full: native frames only)"},
+    {"free-list objects not moved (frames unreadable)", "free_list_frames_unreadable",
+     COUNTER_LOSS, "objects from free lists left at their first line (frames unreadable)"},
     {"python frames unresolved", "python_frames_unresolved", COUNTER_LOSS,
      "Python stacks unresolved (code objects freed before they were read)"},
     {"reallocs of untraced blocks, domain unknown (libc)", "realloc_domain_unknown",
