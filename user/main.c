@@ -80,6 +80,9 @@ static const char usage[] =
     "      --hook-pymalloc    with -p: point CPython's object and mem allocators at its\n"
     "                         raw allocator while tracing (the one write into a target,\n"
     "                         undone at detach), so that every block reaches a probe\n"
+    "      --python-free-lists  an object CPython takes from a free list moves to\n"
+    "                         the line that takes it, as in tracemalloc: one probe\n"
+    "                         hit per object made (README: Python)\n"
     "      --native           Python tracebacks start with the C frames that lead\n"
     "                         from the interpreter to the allocator\n"
     "      --keep-allocator-frames  keep the frames of allocator plumbing (Rust's alloc\n"
@@ -261,6 +264,7 @@ enum {
 	OPT_DOMAIN,
 	OPT_EXCLUDE_DOMAIN,
 	OPT_HOOK_PYMALLOC,
+	OPT_PYTHON_FREE_LISTS,
 	OPT_DEBUG_DIR,
 	OPT_LISTEN,
 	OPT_TOKEN_FILE,
@@ -303,6 +307,7 @@ static const struct option longopts[] = {
     {"native", no_argument, NULL, OPT_NATIVE},
     {"keep-allocator-frames", no_argument, NULL, OPT_KEEP_ALLOCATOR_FRAMES},
     {"hook-pymalloc", no_argument, NULL, OPT_HOOK_PYMALLOC},
+    {"python-free-lists", no_argument, NULL, OPT_PYTHON_FREE_LISTS},
     {"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
     {"peak", no_argument, NULL, OPT_PEAK},
     {"sort", required_argument, NULL, OPT_SORT},
@@ -597,6 +602,9 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			break;
 		case OPT_HOOK_PYMALLOC:
 			o->hook_pymalloc = true;
+			break;
+		case OPT_PYTHON_FREE_LISTS:
+			o->python_free_lists = true;
 			break;
 		case OPT_DEBUG_DIR: {
 			struct stat st;

@@ -132,7 +132,7 @@ static void python_probes(struct multi *m, struct collect_proc *p)
 		return;
 	p->python_probed = true;
 	python_alloc_setup(&alloc, t, m->skel, m->probes, p->pid, multi_attach_pid(m, p->pid),
-			   false, m->o->verbose);
+			   false, m->o->python_free_lists, m->o->verbose);
 }
 
 /* The objects process pid maps now, probed (those probed for it, or for

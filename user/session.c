@@ -750,7 +750,8 @@ static int python_allocators(struct session *s)
 	if (s->o->argv)
 		watch_code_objects(s, t);
 	return python_alloc_setup(&s->pyalloc, t, s->skel, &s->probes, s->pid,
-				  s->o->follow ? -1 : s->pid, s->o->hook_pymalloc, s->o->verbose);
+				  s->o->follow ? -1 : s->pid, s->o->hook_pymalloc,
+				  s->o->python_free_lists, s->o->verbose);
 }
 
 static void python_unhook(struct session *s)
@@ -1059,6 +1060,13 @@ int session_run(const struct session_options *o)
 	budget_start(s.budget, s.pid);
 	err = wait_loop(&s, launched ? &launch : NULL, &exit_status);
 	s.release_at_report = launched && released;
+	/* said once tracing ends: an interpreter may be recognised late (one
+	 * not yet initialised at the attach, a command's exec) */
+	if (o->python_free_lists && !s.python_alloc_done)
+		fprintf(stderr,
+			"tracer: warning: --python-free-lists: process %d ran no CPython that "
+			"tracer knows: nothing was moved\n",
+			s.pid);
 	if (!err && !o->consumer)
 		err = report(&s);
 	if (o->verbose && s.collect.swept_blocks)

@@ -57,6 +57,7 @@ struct session_options {
 	bool probe_only;     /* --probe-only: the floor, nothing recorded */
 	bool python_malloc;  /* --python-malloc: launch with PYTHONMALLOC=malloc */
 	bool hook_pymalloc;  /* --hook-pymalloc: point pymalloc's tables at raw */
+	bool python_free_lists; /* --python-free-lists: objects from free lists move */
 	bool native;	     /* --native: C frames then Python frames, merged */
 	bool keep_allocator_frames; /* --keep-allocator-frames: no plumbing left out */
 	double budget;	     /* --budget: the cost allowed / own CPU time; 0: unbounded */

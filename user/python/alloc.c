@@ -632,7 +632,7 @@ static bool pymalloc_hidden(const struct python_target *t, pid_t pid);
 
 int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		       struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
-		       bool hook, bool verbose)
+		       bool hook, bool free_lists, bool verbose)
 {
 	int err = find_tables(t, pid, a);
 
@@ -644,7 +644,13 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 				pid, strerror(-err));
 			return -EINVAL;
 		}
-		if (verbose)
+		if (free_lists)
+			fprintf(stderr,
+				"tracer: warning: --python-free-lists: CPython's allocator tables "
+				"not found in process %d (%s): objects taken from free lists keep "
+				"the line they were allocated at\n",
+				pid, strerror(-err));
+		else if (verbose)
 			fprintf(stderr, "tracer: CPython's allocator tables not found (%s)\n",
 				strerror(-err));
 		return 0;
@@ -660,11 +666,26 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		return -EINVAL;
 	probe_allocators(a, t, skel, p, attach_pid, verbose);
 	register_sites(a, t, skel, p, attach_pid, verbose);
-	/* where pymalloc is hidden, a block its inlined free gave back is
+	/* off by default: a probe hit for every object made, where what stays
+	 * at its first line is bounded by the free lists' capacity (README).
+	 * Where pymalloc is hidden, a block its inlined free gave back is
 	 * still traced: an object made there later would move that stale
 	 * trace to its line */
-	if (hook || !pymalloc_hidden(t, pid))
+	if (!free_lists) {
+		if (verbose)
+			fprintf(stderr,
+				"tracer: CPython: an object taken from a free list keeps the line "
+				"it was allocated at (--python-free-lists moves it)\n");
+	} else if (!hook && pymalloc_hidden(t, pid)) {
+		fprintf(stderr,
+			"tracer: warning: --python-free-lists: CPython in process %d hides "
+			"pymalloc: objects taken from free lists keep the line they were "
+			"allocated at (launch with --python-malloc or attach with "
+			"--hook-pymalloc)\n",
+			pid);
+	} else {
 		register_new_references(a, t, skel, p, attach_pid, verbose);
+	}
 	if (!hook || a->state == PYTHON_ALLOC_OTHER_HOOK) {
 		a->tracing_read = !read_tables(a, a->tracing);
 		return 0;
