@@ -57,16 +57,9 @@ def command(python):
     return list(python) if isinstance(python, (list, tuple)) else [python]
 
 
-def reference(python, workload=WORKLOAD, launched=False):
-    """tracemalloc's lineno statistics of workload: started by the workload
-    before its allocations, or (launched) with the interpreter
-    (PYTHONTRACEMALLOC), as the tracer traces a program it launches: an
-    object CPython takes from a free list moves to the line that takes it
-    when its block is traced (bpo-35053), and a launched program's free
-    lists hold blocks from before its first line."""
-    env = dict(os.environ, PYTHONTRACEMALLOC="1") if launched else None
+def reference(python, workload=WORKLOAD):
     out = subprocess.run(command(python) + [workload, "ref", "1"], capture_output=True,
-                         text=True, check=True, timeout=120, env=env).stdout
+                         text=True, check=True, timeout=120).stdout
     return {line: (size, count) for line, size, count in json.loads(out)}
 
 
@@ -105,9 +98,7 @@ def assert_parity(ref, ours):
 @pytest.mark.parametrize("minor", VERSIONS)
 def test_parity_with_tracemalloc(minor):
     python = pyenv_python(minor)
-    # 3.8 inlines _Py_NewReference everywhere: its objects from free lists
-    # keep their first line (said), as for a tracemalloc the program starts
-    ref = reference(python, launched=minor != "3.8")
+    ref = reference(python)
     report = traced(python).report
     ours = workload_lines(report)
     assert_parity(ref, ours)
@@ -141,7 +132,7 @@ def test_debian_python_warns_and_sees_large_blocks():
 
 
 def test_debian_python_malloc_gives_tracemalloc_counts():
-    ref = reference(debian_python(), launched=True)
+    ref = reference(debian_python())
     run = traced(DEBIAN, extra=["--python-malloc"])
     assert warnings(run.stderr_lines) == []
     assert_parity(ref, workload_lines(run.report))
@@ -191,7 +182,7 @@ def test_domain_python_is_what_tracemalloc_counts():
     big = site("py_sites.py", "big")
     assert workload_lines(py)[big] == (200 * 20001 + 200 * 56, 400)
     assert big not in workload_lines(libc)
-    assert_parity(reference(python, launched=True), workload_lines(py))
+    assert_parity(reference(python), workload_lines(py))
     # each run is its own process: compare the shares, not the bytes
     total = lambda r: sum(s["size"] for s in r["statistics"])
     assert abs(total(py) + total(libc) - total(both)) <= 0.05 * total(both)
@@ -507,38 +498,70 @@ def test_interpreter_mapped_to_be_read_is_not_one():
 REALLOC = os.path.join(SOURCES, "py_realloc.py")
 
 
-def realloc_reference(python, mode, workload):
-    out = subprocess.run(command(python) + [workload, "ref", mode], capture_output=True,
+def realloc_reference(python, mode, workload, free_lists=False):
+    flag = ["free-lists"] if free_lists else []
+    out = subprocess.run(command(python) + [workload, "ref", mode] + flag, capture_output=True,
                          text=True, check=True, timeout=120).stdout
     return {line: (size, count) for line, size, count in json.loads(out)}
 
 
-def realloc_traced(python, mode, workload):
-    """The tracer's report (--domain python) on py_realloc.py: attached with
-    --hook-pymalloc once its early blocks exist, or launching it with
-    --python-malloc; and its stderr lines."""
+def realloc_traced(python, mode, workload, free_lists=False):
+    """The tracer's report (--domain python, -v) on py_realloc.py: attached
+    with --hook-pymalloc once its early blocks exist, or launching it with
+    --python-malloc; and its stderr lines. With free_lists, the workload's
+    free-list lines and the tracer's --python-free-lists."""
+    extra, flag = (["--python-free-lists"], ["free-lists"]) if free_lists else ([], [])
     if mode == "attach":
-        with attached(python, ["--hook-pymalloc", "--domain", "python"],
-                      workload=workload) as run:
+        with attached(python, ["--hook-pymalloc", "--domain", "python"] + extra,
+                      workload=workload, args=["attach"] + flag) as run:
             return run.report, run.stderr_lines
-    with Tracer(["-n", "1", "--python-malloc", "--domain", "python", "--"] + command(python) +
-                [workload, "launch"]) as t:
+    with Tracer(["-n", "1", "-v", "--python-malloc", "--domain", "python"] + extra +
+                ["--"] + command(python) + [workload, "launch"] + flag) as t:
         t.expect("ready")
         t.signal(signal.SIGINT)
     return t.report, t.stderr_lines
 
 
 # Lines not yet equal to tracemalloc's: bytearray.join's (a few bytes, one
-# block, off on LTO builds with every object a raw block); and on 3.14, one
-# object at raw_malloc that tracemalloc moves there and the tracer does not
-# (of its object initialisations, 274 checks are not followed).
+# block, off on LTO builds with every object a raw block).
 JOIN_LINES = ("join_parts", "bytearray_join")
+# Lines whose objects come from free lists: tracemalloc moves them to the
+# line that takes them (bpo-35053), the tracer with --python-free-lists
 FREE_LIST_LINES = ("dict_of_lists", "free_list_first", "free_list_reused")
+NEWREF_PROBED = re.compile(r"probe CPython's object initialisations at (\d+) places")
+NEWREF_OFF = "keeps the line it was allocated at (--python-free-lists moves it)"
 
 
-def assert_realloc_parity(python, mode, workload=REALLOC, apart=JOIN_LINES):
-    ref = realloc_reference(python, mode, workload)
-    report, err = realloc_traced(python, mode, workload)
+def assert_newref_probes(err, free_lists):
+    """With --python-free-lists the object initialisations are probed (-v
+    says where); without, none is, and -v says their objects stay."""
+    probed = [int(m.group(1)) for m in map(NEWREF_PROBED.search, err) if m]
+    if free_lists:
+        assert len(probed) == 1 and probed[0] > 0, err
+        assert not [l for l in err if NEWREF_OFF in l], err
+    else:
+        assert probed == [], err
+        assert len([l for l in err if NEWREF_OFF in l]) == 1, err
+
+
+def assert_free_lists(ref, ours, err, free_lists):
+    """With --python-free-lists: the free-list lines are tracemalloc's;
+    without: the 40 lists reused at free_list_reused stay at the line that
+    first made them."""
+    reused = site("py_realloc.py", "free_list_reused")
+    assert ref[reused][1] >= 41, ref  # 40 lists and the list of them
+    assert_newref_probes(err, free_lists)
+    if free_lists:
+        for name in FREE_LIST_LINES:
+            l = site("py_realloc.py", name)
+            assert ours.get(l, (0, 0)) == ref.get(l, (0, 0)), (name, ref.get(l), ours.get(l))
+    else:
+        assert ref[reused][1] - ours.get(reused, (0, 0))[1] >= 40, (ref[reused], ours.get(reused))
+
+
+def assert_realloc_parity(python, mode, workload=REALLOC, apart=JOIN_LINES, free_lists=False):
+    ref = realloc_reference(python, mode, workload, free_lists)
+    report, err = realloc_traced(python, mode, workload, free_lists)
     assert report is not None, err
     line = lambda name: site("py_realloc.py", name)
     # the workload grows what it says (tracemalloc's figures) ...
@@ -552,10 +575,11 @@ def assert_realloc_parity(python, mode, workload=REALLOC, apart=JOIN_LINES):
     # exactly; libc's realloc of a libc block from before the attach (not
     # tracemalloc's) stays out of it
     ours = workload_lines(report, workload)
-    # objects from free lists move to the line that takes them: 40 lists
-    # freed at free_list_first are the 40 of free_list_reused
-    assert ref[line("free_list_reused")][1] >= 41, ref
-    apart = {line(n) for n in apart}
+    if free_lists:
+        assert_free_lists(ref, ours, err, free_lists)
+    else:  # the workload's lines whose objects no free list held
+        assert_newref_probes(err, free_lists)
+    apart = {site("py_realloc.py", n) for n in apart}
     ref = {l: v for l, v in ref.items() if l not in apart}
     assert {l: ours.get(l, (0, 0)) for l in ref} == ref, (ref, ours)
     if mode == "attach":
@@ -565,9 +589,10 @@ def assert_realloc_parity(python, mode, workload=REALLOC, apart=JOIN_LINES):
         assert report["traced_memory"]["native"]["current"] >= 64000, report["traced_memory"]
 
 
+@pytest.mark.parametrize("free_lists", [False, True], ids=["", "free_lists"])
 @pytest.mark.parametrize("mode", ["attach", "launch"])
-def test_debian_reallocs_stay_in_the_python_domain(mode):
-    assert_realloc_parity(debian_python(), mode)
+def test_debian_reallocs_stay_in_the_python_domain(mode, free_lists):
+    assert_realloc_parity(debian_python(), mode, free_lists=free_lists)
 
 
 def test_debian_sites_found_with_tracemalloc_running_at_attach():
@@ -594,28 +619,51 @@ def test_debian_sites_found_with_tracemalloc_running_at_attach():
 
 # launch: chroot maps the host's libc and then execs the chroot's python3.14,
 # whose own libc its dynamic linker loads: probed at the exec and loader stops
+# With --python-free-lists, one object at raw_malloc that tracemalloc moves
+# there and the tracer does not (of 3.14's object initialisations, 274
+# checks are not followed).
+@pytest.mark.parametrize("free_lists", [False, True], ids=["", "free_lists"])
 @pytest.mark.parametrize("mode", ["attach", "launch"])
-def test_python314_reallocs_stay_in_the_python_domain(forky, mode):
+def test_python314_reallocs_stay_in_the_python_domain(forky, mode, free_lists):
     shutil.copy(REALLOC, FORKY + forky)
-    assert_realloc_parity(PY314, mode, forky + "/py_realloc.py",
-                          apart=JOIN_LINES + ("raw_malloc",))
+    assert_realloc_parity(PY314, mode, forky + "/py_realloc.py", free_lists=free_lists,
+                          apart=JOIN_LINES + (("raw_malloc",) if free_lists else ()))
 
 
-@pytest.mark.parametrize("minor", ["3.11", "3.12"])
-def test_free_lists_move_objects_as_tracemalloc_does(minor):
-    """pyenv's CPython (a shared libpython, pymalloc probed), attached: the
-    lines that take objects from free lists have tracemalloc's figures
-    (before, the 40 reused lists stayed at the line that first made them)."""
+@pytest.mark.parametrize("minor,free_lists", [("3.11", True), ("3.12", True), ("3.12", False)],
+                         ids=["3.11-free_lists", "3.12-free_lists", "3.12"])
+def test_free_lists_move_objects_as_tracemalloc_does(minor, free_lists):
+    """pyenv's CPython (a shared libpython, pymalloc probed), attached: with
+    --python-free-lists the lines that take objects from free lists have
+    tracemalloc's figures; without it no object initialisation is probed
+    (none of its cost) and the 40 reused lists stay at the line that first
+    made them."""
     python = pyenv_python(minor)
-    ref = realloc_reference(python, "attach", REALLOC)
-    with attached(python, ["--domain", "python"], workload=REALLOC) as run:
+    ref = realloc_reference(python, "attach", REALLOC, free_lists=True)
+    extra = ["--domain", "python"] + (["--python-free-lists"] if free_lists else [])
+    with attached(python, extra, workload=REALLOC, args=("attach", "free-lists")) as run:
         report, err = run.report, run.stderr_lines
     assert report is not None, err
-    ours = workload_lines(report, REALLOC)
-    for name in FREE_LIST_LINES:
-        l = site("py_realloc.py", name)
-        assert ours.get(l, (0, 0)) == ref.get(l, (0, 0)), (name, ref.get(l), ours.get(l))
-    assert ref[site("py_realloc.py", "free_list_reused")][1] >= 41, ref
+    assert warnings(err) == [], err
+    assert_free_lists(ref, workload_lines(report, REALLOC), err, free_lists)
+
+
+def test_free_lists_said_where_they_cannot_move():
+    """--python-free-lists where it cannot work, said in one warning line:
+    Debian's python3.11 attached without --hook-pymalloc (pymalloc inlined
+    and unprobed), and a process that runs no CPython."""
+    with attached(debian_python(), ["--domain", "python", "--python-free-lists"],
+                  workload=REALLOC, args=("attach", "free-lists")) as run:
+        err = run.stderr_lines
+    said = [l for l in warnings(err) if "--python-free-lists" in l]
+    assert len(said) == 1 and "hides pymalloc" in said[0], err
+    assert not [m for m in map(NEWREF_PROBED.search, err) if m], err
+    with Workload([workload("maps_elf"), "/bin/true"]) as w:
+        with Tracer(["--python-free-lists"], attach=w.pid) as t:
+            w.run("\n")
+            t.signal()
+    said = [l for l in warnings(t.stderr_lines) if "--python-free-lists" in l]
+    assert len(said) == 1 and "no CPython" in said[0], t.stderr_lines
 
 
 # A class whose __init__ allocates: from 3.13 a shim frame (_Py_InitCleanup)
@@ -725,7 +773,7 @@ def test_launched_python_reports_what_it_held_at_finalization():
     not what is left after shutdown; what shutdown did is counted."""
     python = debian_python()  # static: recognised at its exec, before any Python code
     out = subprocess.run([python, EXIT, "ref"], capture_output=True, text=True, check=True,
-                         timeout=120, env=dict(os.environ, PYTHONTRACEMALLOC="1")).stdout
+                         timeout=120).stdout
     ref = {line: (size, count) for line, size, count in json.loads(out)}
     report = trace(["--python-malloc", "--", python, EXIT])
     ours = workload_lines(report, EXIT)

@@ -23,6 +23,10 @@ malloc.
                                     the early blocks) or at the start (MODE
                                     launch), then print its lineno statistics
                                     for this file as JSON
+
+A last argument free-lists adds objects that CPython takes from its free
+lists (the tracer moves them with --python-free-lists), and empties the free
+lists where tracing starts.
 """
 import array
 import ctypes
@@ -123,8 +127,9 @@ def free_list_reuse():
     keep.append([[] for _ in range(40)])  # SITE:free_list_reused
 
 
-def main(blocks):
-    gc.collect()  # as at the start, where tracing starts in attach modes
+def main(blocks, free_lists):
+    if free_lists:
+        gc.collect()  # as at the start, where tracing starts in attach modes
     grow_bytearray()
     grow_list()
     grow_bytesio()
@@ -132,9 +137,10 @@ def main(blocks):
     grow_array()
     grow_early(blocks)
     raw_malloc()
-    dict_of_lists()
-    bytearray_join()
-    free_list_reuse()
+    if free_lists:
+        dict_of_lists()
+        bytearray_join()
+        free_list_reuse()
 
 
 def statistics():
@@ -152,14 +158,16 @@ def statistics():
 if __name__ == "__main__":
     # a tuple, compared with constants: no list, which would come from the
     # free list and take a line of its own in one mode and not the other
-    mode = tuple(sys.argv[1:])
+    free_lists = sys.argv[-1] == "free-lists"
+    mode = tuple(sys.argv[1:-1] if free_lists else sys.argv[1:])
     if mode == ("ref", "launch"):
         import tracemalloc
         tracemalloc.start(1)
     # free lists emptied where tracing starts (launch: the tracer's began
     # earlier): an object taken from one moves to the line that takes it
     # when its block is traced (bpo-35053), for both or for neither
-    gc.collect()
+    if free_lists:
+        gc.collect()
     blocks = early()
     if mode == ("ref", "attach"):
         import tracemalloc
@@ -173,7 +181,7 @@ if __name__ == "__main__":
         print("ready", flush=True)
         sys.stdin.readline()
         tracemalloc.stop()
-    main(blocks)
+    main(blocks, free_lists)
     if mode and mode[0] == "ref":
         print(json.dumps(statistics()), flush=True)
     elif mode == ("attach",) or mode == ("attach-tm",):
