@@ -527,7 +527,8 @@ def realloc_traced(python, mode, workload, free_lists=False):
 JOIN_LINES = ("join_parts", "bytearray_join")
 # Lines whose objects come from free lists: tracemalloc moves them to the
 # line that takes them (bpo-35053), the tracer with --python-free-lists
-FREE_LIST_LINES = ("dict_of_lists", "free_list_first", "free_list_reused")
+FREE_LIST_LINES = ("dict_of_lists", "free_list_first", "free_list_reused", "churn_freed",
+                   "churn_kept")
 NEWREF_PROBED = re.compile(r"probe CPython's object initialisations at (\d+) places")
 NEWREF_OFF = "keeps the line it was allocated at (--python-free-lists moves it)"
 
@@ -546,8 +547,8 @@ def assert_newref_probes(err, free_lists):
 
 def assert_free_lists(ref, ours, err, free_lists):
     """With --python-free-lists: the free-list lines are tracemalloc's;
-    without: the 40 lists reused at free_list_reused stay at the line that
-    first made them."""
+    without: the 40 lists reused at free_list_reused, and the 1000 kept by
+    the churn, stay at the line that first made them."""
     reused = site("py_realloc.py", "free_list_reused")
     assert ref[reused][1] >= 41, ref  # 40 lists and the list of them
     assert_newref_probes(err, free_lists)
@@ -556,6 +557,11 @@ def assert_free_lists(ref, ours, err, free_lists):
             l = site("py_realloc.py", name)
             assert ours.get(l, (0, 0)) == ref.get(l, (0, 0)), (name, ref.get(l), ours.get(l))
     else:
+        # not bounded by the free list's 80 lists: every kept list of the
+        # churn but the first took the block of the one freed before it
+        # (left: that list and keep's item array)
+        kept = site("py_realloc.py", "churn_kept")
+        assert ref[kept][1] >= 1000 and ours.get(kept, (0, 0))[1] <= 2, (ref[kept], ours.get(kept))
         assert ref[reused][1] - ours.get(reused, (0, 0))[1] >= 40, (ref[reused], ours.get(reused))
 
 
