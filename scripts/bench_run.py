@@ -38,7 +38,10 @@ BASELINE = None  # --baseline: another tracer build, for the baseline-n* rows
 RUN_TIMEOUT = 600
 
 CONFIGS = ["untraced", "floor", "tracer-n1", "tracer-n16", "memleak-bpfcc", "heaptrack",
-           "tracemalloc-n1", "tracemalloc-n16"]
+           "tracemalloc-n1", "tracemalloc-n16", "freelists-n1"]
+# the Python rows' tracer-n1 with --python-free-lists (objects from free lists
+# moved to the line that takes them: a probe hit per object made)
+FREE_LISTS = ["--python-free-lists"]
 
 
 class Skip(Exception):
@@ -147,13 +150,15 @@ def tracer_argv(nframe, probe_only, cmd, extra=(), binary=None):
     return argv + ["--"] + cmd
 
 
-def run_tracer(cmd, nframe, probe_only, binary=None):
+def run_tracer(cmd, nframe, probe_only, binary=None, extra=()):
     helptext = tracer_help()
     if helptext is None:
         raise Skip("build/tracer not built")
     if probe_only and "--probe-only" not in helptext:
         raise Skip("tracer has no --probe-only")
-    res, p = run(tracer_argv(nframe, probe_only, cmd, binary=binary))
+    if extra and extra[0] not in helptext:
+        raise Skip("tracer has no %s" % extra[0])
+    res, p = run(tracer_argv(nframe, probe_only, cmd, extra, binary=binary))
     docs = json_docs(p.stdout)
     if docs:
         res.update(tracer_figures(docs[-1]))
@@ -567,6 +572,8 @@ def run_hooked(config, cmd):
         return run_attached(cmd, ["-n", "1", "--probe-only"] + hook)
     if config.startswith("tracer-n"):
         return run_attached(cmd, ["-n", config[len("tracer-n"):]] + hook)
+    if config == "freelists-n1":
+        return run_attached(cmd, ["-n", "1"] + hook + FREE_LISTS)
     if config.startswith("baseline-n"):
         return run_attached(cmd, ["-n", config[len("baseline-n"):]] + hook, binary=BASELINE)
     if config.startswith("tracemalloc-n"):
@@ -614,6 +621,8 @@ def run_config(config, cmd, is_py):
             finally:
                 shutil.rmtree(d, ignore_errors=True)
         return None  # memleak needs a workload that waits for it; tracemalloc is Python's
+    if config == "freelists-n1":
+        return run_tracer(cmd, 1, False, extra=FREE_LISTS) if is_py else None
     if config == "untraced":
         return run(cmd)[0]
     if config == "floor":
@@ -709,6 +718,30 @@ def table(results, wl_list, configs, reps):
         lines.append("not run: %s: %s" % (why, ", ".join(where)))
     for why in NOT_PRESENT:
         lines.append("not run: %s" % why)
+    return "\n".join(lines)
+
+
+def free_lists_table(results, wl_list):
+    """The Python rows' tracer-n1 next to freelists-n1 (--python-free-lists),
+    side by side: the ratio of their medians."""
+    rows = [("workload", "tracer-n1 ms", "freelists-n1 ms", "ratio")]
+    for name, _, is_py in wl_list:
+        r = results.get(name, {})
+        med = {}
+        for c in ("tracer-n1", "freelists-n1"):
+            ok = [x["elapsed_ns"] for x in r.get(c, []) if isinstance(x, dict)]
+            if ok:
+                med[c] = statistics.median(ok)
+        if len(med) < 2:
+            continue
+        rows.append((name, "%.1f" % (med["tracer-n1"] / 1e6), "%.1f" % (med["freelists-n1"] / 1e6),
+                     "%.2fx" % (med["freelists-n1"] / med["tracer-n1"])))
+    if len(rows) == 1:
+        return None
+    widths = [max(len(x[i]) for x in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(x[i].ljust(widths[i]) if i == 0 else x[i].rjust(widths[i])
+                       for i in range(len(x))) for x in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
@@ -814,6 +847,13 @@ def main():
     print("# lost: events lost (tracer's count);")
     print("# events: allocator calls the workload made (*: as counted by the tracer at nframe 1)")
     print(table(results, wl_list, configs, a.reps))
+    fl = free_lists_table(results, wl_list)
+    if fl:
+        print()
+        print("# --python-free-lists: tracer-n1 with objects from free lists moved to the line")
+        print("# that takes them (a probe hit per object made); a launched py-deb3.11 (pymalloc")
+        print("# inlined, unprobed) does not move them (a warning), its -hook row does")
+        print(fl)
     if not a.timing_only:
         cost = os.path.join(BUILD, "uprobe_cost")
         if os.access(cost, os.X_OK):
