@@ -44,6 +44,13 @@ CONFIGS = ["untraced", "floor", "tracer-n1", "tracer-n16", "memleak-bpfcc", "hea
 FREE_LISTS = ["--python-free-lists"]
 
 
+def free_lists_row(cmd):
+    """Whether freelists-n1 runs on this Python row: pyenv's 3.12, Debian's
+    3.11 and forky's 3.14 (each run costs seconds; one of each kind)."""
+    exe = " ".join(cmd[:3])
+    return "/3.12." in exe or "/usr/bin/python3.11" in exe or "python3.14" in exe
+
+
 class Skip(Exception):
     """A configuration that cannot run here; said once in the table."""
 
@@ -573,7 +580,7 @@ def run_hooked(config, cmd):
     if config.startswith("tracer-n"):
         return run_attached(cmd, ["-n", config[len("tracer-n"):]] + hook)
     if config == "freelists-n1":
-        return run_attached(cmd, ["-n", "1"] + hook + FREE_LISTS)
+        return run_attached(cmd, ["-n", "1"] + hook + FREE_LISTS) if free_lists_row(cmd) else None
     if config.startswith("baseline-n"):
         return run_attached(cmd, ["-n", config[len("baseline-n"):]] + hook, binary=BASELINE)
     if config.startswith("tracemalloc-n"):
@@ -622,7 +629,7 @@ def run_config(config, cmd, is_py):
                 shutil.rmtree(d, ignore_errors=True)
         return None  # memleak needs a workload that waits for it; tracemalloc is Python's
     if config == "freelists-n1":
-        return run_tracer(cmd, 1, False, extra=FREE_LISTS) if is_py else None
+        return run_tracer(cmd, 1, False, extra=FREE_LISTS) if is_py and free_lists_row(cmd) else None
     if config == "untraced":
         return run(cmd)[0]
     if config == "floor":
