@@ -534,10 +534,12 @@ static void register_new_references(const struct python_alloc *a, const struct p
 	err = python_newref_find(t->path, t->bias, t->minor, &s);
 	if (err) {
 		fprintf(stderr,
-			"tracer: warning: cannot find where CPython initialises objects in %s "
-			"(%s): an object taken from a free list keeps the line it was "
-			"allocated at, where tracemalloc gives it the line that takes it\n",
-			t->path, strerror(-err));
+			"tracer: warning: --python-free-lists: cannot find where CPython "
+			"initialises objects in %s (%s): an object taken from a free list "
+			"keeps the line it was allocated at, where tracemalloc gives it the "
+			"line that takes it\n",
+			t->path,
+			err == -ENOENT ? "no check of tracemalloc's hook found" : strerror(-err));
 		return;
 	}
 	addr = calloc(s.n + 1, sizeof(*addr));
