@@ -338,7 +338,8 @@ static bool tracing_only(int c)
 	       c == 'i' || c == OPT_FOLLOW || c == OPT_KEEP_EXITED ||
 	       c == OPT_MAX_ALLOCS || c == OPT_MAX_STACKS || c == OPT_PROBE_ONLY ||
 	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == OPT_KEEP_ALLOCATOR_FRAMES ||
-	       c == OPT_HOOK_PYMALLOC || c == OPT_DEBUG_DIR || c == OPT_BUDGET || c == 'v';
+	       c == OPT_HOOK_PYMALLOC || c == OPT_PYTHON_FREE_LISTS || c == OPT_DEBUG_DIR ||
+	       c == OPT_BUDGET || c == 'v';
 }
 
 /* Options of reports, which tracer serve serves rather than prints. */

@@ -195,6 +195,8 @@ def test_bad_files_get_one_line_and_status_2(series, tmp_path):
                           (["stats", "/nonexistent.snap"], "No such file"),
                           (["compare", snap(series, 1)], "two snapshot files"),
                           (["stats", snap(series, 1), "-n", "3"], "applies to tracing"),
+                          (["stats", snap(series, 1), "--python-free-lists"],
+                           "--python-free-lists applies to tracing"),
                           (["stats", snap(series, 1), "--address", "zz"], "invalid address"),
                           (["compare", snap(series, 1), snap(series, 1), "--address", "1"],
                            "--address applies to"),
