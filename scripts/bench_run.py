@@ -38,14 +38,15 @@ BASELINE = None  # --baseline: another tracer build, for the baseline-n* rows
 RUN_TIMEOUT = 600
 
 CONFIGS = ["untraced", "floor", "tracer-n1", "tracer-n16", "memleak-bpfcc", "heaptrack",
-           "tracemalloc-n1", "tracemalloc-n16", "freelists-n1"]
-# the Python rows' tracer-n1 with --python-free-lists (objects from free lists
-# moved to the line that takes them: a probe hit per object made)
-FREE_LISTS = ["--python-free-lists"]
+           "tracemalloc-n1", "tracemalloc-n16", "no-freelists-n1"]
+# the Python rows' tracer-n1 with --no-python-free-lists (objects from free
+# lists not moved to the line that takes them, as tracer-n1 moves them: a
+# probe hit per object made)
+NO_FREE_LISTS = ["--no-python-free-lists"]
 
 
 def free_lists_row(cmd):
-    """Whether freelists-n1 runs on this Python row: pyenv's 3.12, Debian's
+    """Whether no-freelists-n1 runs on this Python row: pyenv's 3.12, Debian's
     3.11 and forky's 3.14 (each run costs seconds; one of each kind)."""
     exe = " ".join(cmd[:3])
     return "/3.12." in exe or "/usr/bin/python3.11" in exe or "python3.14" in exe
@@ -579,8 +580,8 @@ def run_hooked(config, cmd):
         return run_attached(cmd, ["-n", "1", "--probe-only"] + hook)
     if config.startswith("tracer-n"):
         return run_attached(cmd, ["-n", config[len("tracer-n"):]] + hook)
-    if config == "freelists-n1":
-        return run_attached(cmd, ["-n", "1"] + hook + FREE_LISTS) if free_lists_row(cmd) else None
+    if config == "no-freelists-n1":
+        return run_attached(cmd, ["-n", "1"] + hook + NO_FREE_LISTS) if free_lists_row(cmd) else None
     if config.startswith("baseline-n"):
         return run_attached(cmd, ["-n", config[len("baseline-n"):]] + hook, binary=BASELINE)
     if config.startswith("tracemalloc-n"):
@@ -628,8 +629,8 @@ def run_config(config, cmd, is_py):
             finally:
                 shutil.rmtree(d, ignore_errors=True)
         return None  # memleak needs a workload that waits for it; tracemalloc is Python's
-    if config == "freelists-n1":
-        return run_tracer(cmd, 1, False, extra=FREE_LISTS) if is_py and free_lists_row(cmd) else None
+    if config == "no-freelists-n1":
+        return run_tracer(cmd, 1, False, extra=NO_FREE_LISTS) if is_py and free_lists_row(cmd) else None
     if config == "untraced":
         return run(cmd)[0]
     if config == "floor":
@@ -729,20 +730,20 @@ def table(results, wl_list, configs, reps):
 
 
 def free_lists_table(results, wl_list):
-    """The Python rows' tracer-n1 next to freelists-n1 (--python-free-lists),
-    side by side: the ratio of their medians."""
-    rows = [("workload", "tracer-n1 ms", "freelists-n1 ms", "ratio")]
+    """The Python rows' tracer-n1 next to no-freelists-n1
+    (--no-python-free-lists), side by side: the ratio of their medians."""
+    rows = [("workload", "no-freelists-n1 ms", "tracer-n1 ms", "ratio")]
     for name, _, is_py in wl_list:
         r = results.get(name, {})
         med = {}
-        for c in ("tracer-n1", "freelists-n1"):
+        for c in ("tracer-n1", "no-freelists-n1"):
             ok = [x["elapsed_ns"] for x in r.get(c, []) if isinstance(x, dict)]
             if ok:
                 med[c] = statistics.median(ok)
         if len(med) < 2:
             continue
-        rows.append((name, "%.1f" % (med["tracer-n1"] / 1e6), "%.1f" % (med["freelists-n1"] / 1e6),
-                     "%.2fx" % (med["freelists-n1"] / med["tracer-n1"])))
+        rows.append((name, "%.1f" % (med["no-freelists-n1"] / 1e6), "%.1f" % (med["tracer-n1"] / 1e6),
+                     "%.2fx" % (med["tracer-n1"] / med["no-freelists-n1"])))
     if len(rows) == 1:
         return None
     widths = [max(len(x[i]) for x in rows) for i in range(len(rows[0]))]
@@ -857,9 +858,9 @@ def main():
     fl = free_lists_table(results, wl_list)
     if fl:
         print()
-        print("# --python-free-lists: tracer-n1 with objects from free lists moved to the line")
-        print("# that takes them (a probe hit per object made); a launched py-deb3.11 (pymalloc")
-        print("# inlined, unprobed) does not move them (a warning), its -hook row does")
+        print("# objects from free lists moved to the line that takes them (tracer-n1, the")
+        print("# default: a probe hit per object made) against --no-python-free-lists; a launched")
+        print("# py-deb3.11 (pymalloc inlined, unprobed) does not move them, its -hook row does")
         print(fl)
     if not a.timing_only:
         cost = os.path.join(BUILD, "uprobe_cost")

@@ -81,8 +81,10 @@ static const char usage[] =
     "                         raw allocator while tracing (the one write into a target,\n"
     "                         undone at detach), so that every block reaches a probe\n"
     "      --python-free-lists  an object CPython takes from a free list moves to\n"
-    "                         the line that takes it, as in tracemalloc: one probe\n"
-    "                         hit per object made (README: Python)\n"
+    "                         the line that takes it, as in tracemalloc (the\n"
+    "                         default; asked for, said where it cannot be done)\n"
+    "      --no-python-free-lists  it keeps the line its block was first allocated\n"
+    "                         at: no probe hit per object made (README: Python)\n"
     "      --native           Python tracebacks start with the C frames that lead\n"
     "                         from the interpreter to the allocator\n"
     "      --keep-allocator-frames  keep the frames of allocator plumbing (Rust's alloc\n"
@@ -265,6 +267,7 @@ enum {
 	OPT_EXCLUDE_DOMAIN,
 	OPT_HOOK_PYMALLOC,
 	OPT_PYTHON_FREE_LISTS,
+	OPT_NO_PYTHON_FREE_LISTS,
 	OPT_DEBUG_DIR,
 	OPT_LISTEN,
 	OPT_TOKEN_FILE,
@@ -308,6 +311,7 @@ static const struct option longopts[] = {
     {"keep-allocator-frames", no_argument, NULL, OPT_KEEP_ALLOCATOR_FRAMES},
     {"hook-pymalloc", no_argument, NULL, OPT_HOOK_PYMALLOC},
     {"python-free-lists", no_argument, NULL, OPT_PYTHON_FREE_LISTS},
+    {"no-python-free-lists", no_argument, NULL, OPT_NO_PYTHON_FREE_LISTS},
     {"debug-dir", required_argument, NULL, OPT_DEBUG_DIR},
     {"peak", no_argument, NULL, OPT_PEAK},
     {"sort", required_argument, NULL, OPT_SORT},
@@ -338,7 +342,8 @@ static bool tracing_only(int c)
 	       c == 'i' || c == OPT_FOLLOW || c == OPT_KEEP_EXITED ||
 	       c == OPT_MAX_ALLOCS || c == OPT_MAX_STACKS || c == OPT_PROBE_ONLY ||
 	       c == OPT_PYTHON_MALLOC || c == OPT_NATIVE || c == OPT_KEEP_ALLOCATOR_FRAMES ||
-	       c == OPT_HOOK_PYMALLOC || c == OPT_PYTHON_FREE_LISTS || c == OPT_DEBUG_DIR ||
+	       c == OPT_HOOK_PYMALLOC || c == OPT_PYTHON_FREE_LISTS ||
+	       c == OPT_NO_PYTHON_FREE_LISTS || c == OPT_DEBUG_DIR ||
 	       c == OPT_BUDGET || c == 'v';
 }
 
@@ -605,7 +610,10 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 			o->hook_pymalloc = true;
 			break;
 		case OPT_PYTHON_FREE_LISTS:
-			o->python_free_lists = true;
+			o->python_free_lists = PYTHON_FREE_LISTS_ASKED;
+			break;
+		case OPT_NO_PYTHON_FREE_LISTS:
+			o->python_free_lists = PYTHON_FREE_LISTS_OFF;
 			break;
 		case OPT_DEBUG_DIR: {
 			struct stat st;
@@ -812,6 +820,7 @@ int main(int argc, char **argv)
 	struct cli cli = {
 	    .cmd = CMD_TRACE,
 	    .trace = {.nframe = 1,
+	      .python_free_lists = PYTHON_FREE_LISTS_ON,
 		      .max_allocs = SESSION_DEFAULT_MAX_ALLOCS,
 		      .max_stacks = SESSION_DEFAULT_MAX_STACKS,
 		      .report = {.format = REPORT_TEXT, .key = STATS_KEY_LINENO, .top = 10}},

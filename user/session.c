@@ -1062,7 +1062,7 @@ int session_run(const struct session_options *o)
 	s.release_at_report = launched && released;
 	/* said once tracing ends: an interpreter may be recognised late (one
 	 * not yet initialised at the attach, a command's exec) */
-	if (o->python_free_lists && !s.python_alloc_done)
+	if (o->python_free_lists == PYTHON_FREE_LISTS_ASKED && !s.python_alloc_done)
 		fprintf(stderr,
 			"tracer: warning: --python-free-lists: process %d ran no CPython that "
 			"tracer knows: nothing was moved\n",

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "model/filter.h"
+#include "python/free_lists.h"
 #include "report/report.h"
 
 #define SESSION_DEFAULT_MAX_ALLOCS (1u << 20)
@@ -57,7 +58,9 @@ struct session_options {
 	bool probe_only;     /* --probe-only: the floor, nothing recorded */
 	bool python_malloc;  /* --python-malloc: launch with PYTHONMALLOC=malloc */
 	bool hook_pymalloc;  /* --hook-pymalloc: point pymalloc's tables at raw */
-	bool python_free_lists; /* --python-free-lists: objects from free lists move */
+	/* objects from free lists move (by default; --python-free-lists asks,
+	 * --no-python-free-lists does not) */
+	enum python_free_lists python_free_lists;
 	bool native;	     /* --native: C frames then Python frames, merged */
 	bool keep_allocator_frames; /* --keep-allocator-frames: no plumbing left out */
 	double budget;	     /* --budget: the cost allowed / own CPU time; 0: unbounded */

@@ -57,9 +57,16 @@ def command(python):
     return list(python) if isinstance(python, (list, tuple)) else [python]
 
 
-def reference(python, workload=WORKLOAD):
+def reference(python, workload=WORKLOAD, launched=False):
+    """tracemalloc's lineno statistics of workload: started by the workload
+    before its allocations, or (launched) with the interpreter
+    (PYTHONTRACEMALLOC), as the tracer traces a program it launches: an
+    object CPython takes from a free list moves to the line that takes it
+    when its block is traced (bpo-35053), and a launched program's free
+    lists hold blocks from before its first line."""
+    env = dict(os.environ, PYTHONTRACEMALLOC="1") if launched else None
     out = subprocess.run(command(python) + [workload, "ref", "1"], capture_output=True,
-                         text=True, check=True, timeout=120).stdout
+                         text=True, check=True, timeout=120, env=env).stdout
     return {line: (size, count) for line, size, count in json.loads(out)}
 
 
@@ -98,7 +105,9 @@ def assert_parity(ref, ours):
 @pytest.mark.parametrize("minor", VERSIONS)
 def test_parity_with_tracemalloc(minor):
     python = pyenv_python(minor)
-    ref = reference(python)
+    # 3.8 inlines _Py_NewReference everywhere: its objects from free lists
+    # keep their first line (said), as for a tracemalloc the program starts
+    ref = reference(python, launched=minor != "3.8")
     report = traced(python).report
     ours = workload_lines(report)
     assert_parity(ref, ours)
@@ -132,7 +141,7 @@ def test_debian_python_warns_and_sees_large_blocks():
 
 
 def test_debian_python_malloc_gives_tracemalloc_counts():
-    ref = reference(debian_python())
+    ref = reference(debian_python(), launched=True)
     run = traced(DEBIAN, extra=["--python-malloc"])
     assert warnings(run.stderr_lines) == []
     assert_parity(ref, workload_lines(run.report))
@@ -182,7 +191,7 @@ def test_domain_python_is_what_tracemalloc_counts():
     big = site("py_sites.py", "big")
     assert workload_lines(py)[big] == (200 * 20001 + 200 * 56, 400)
     assert big not in workload_lines(libc)
-    assert_parity(reference(python), workload_lines(py))
+    assert_parity(reference(python, launched=True), workload_lines(py))
     # each run is its own process: compare the shares, not the bytes
     total = lambda r: sum(s["size"] for s in r["statistics"])
     assert abs(total(py) + total(libc) - total(both)) <= 0.05 * total(both)
@@ -509,8 +518,10 @@ def realloc_traced(python, mode, workload, free_lists=False):
     """The tracer's report (--domain python, -v) on py_realloc.py: attached
     with --hook-pymalloc once its early blocks exist, or launching it with
     --python-malloc; and its stderr lines. With free_lists, the workload's
-    free-list lines and the tracer's --python-free-lists."""
-    extra, flag = (["--python-free-lists"], ["free-lists"]) if free_lists else ([], [])
+    free-list lines and the tracer's --python-free-lists (else
+    --no-python-free-lists)."""
+    extra, flag = ((["--python-free-lists"], ["free-lists"]) if free_lists
+                   else (["--no-python-free-lists"], []))
     if mode == "attach":
         with attached(python, ["--hook-pymalloc", "--domain", "python"] + extra,
                       workload=workload, args=["attach"] + flag) as run:
@@ -526,16 +537,17 @@ def realloc_traced(python, mode, workload, free_lists=False):
 # block, off on LTO builds with every object a raw block).
 JOIN_LINES = ("join_parts", "bytearray_join")
 # Lines whose objects come from free lists: tracemalloc moves them to the
-# line that takes them (bpo-35053), the tracer with --python-free-lists
+# line that takes them (bpo-35053), the tracer by default
 FREE_LIST_LINES = ("dict_of_lists", "free_list_first", "free_list_reused", "churn_freed",
                    "churn_kept")
 NEWREF_PROBED = re.compile(r"probe CPython's object initialisations at (\d+) places")
-NEWREF_OFF = "keeps the line it was allocated at (--python-free-lists moves it)"
+NEWREF_OFF = "keeps the line it was allocated at (--no-python-free-lists)"
 
 
 def assert_newref_probes(err, free_lists):
-    """With --python-free-lists the object initialisations are probed (-v
-    says where); without, none is, and -v says their objects stay."""
+    """Moving objects from free lists, the object initialisations are
+    probed (-v says where); with --no-python-free-lists none is, and -v
+    says their objects stay."""
     probed = [int(m.group(1)) for m in map(NEWREF_PROBED.search, err) if m]
     if free_lists:
         assert len(probed) == 1 and probed[0] > 0, err
@@ -546,9 +558,10 @@ def assert_newref_probes(err, free_lists):
 
 
 def assert_free_lists(ref, ours, err, free_lists):
-    """With --python-free-lists: the free-list lines are tracemalloc's;
-    without: the 40 lists reused at free_list_reused, and the 1000 kept by
-    the churn, stay at the line that first made them."""
+    """Moving objects from free lists: the free-list lines are
+    tracemalloc's; with --no-python-free-lists the 40 lists reused at
+    free_list_reused, and the 1000 kept by the churn, stay at the line
+    that first made them."""
     reused = site("py_realloc.py", "free_list_reused")
     assert ref[reused][1] >= 41, ref  # 40 lists and the list of them
     assert_newref_probes(err, free_lists)
@@ -636,17 +649,19 @@ def test_python314_reallocs_stay_in_the_python_domain(forky, mode, free_lists):
                           apart=JOIN_LINES + (("raw_malloc",) if free_lists else ()))
 
 
-@pytest.mark.parametrize("minor,free_lists", [("3.11", True), ("3.12", True), ("3.12", False)],
-                         ids=["3.11-free_lists", "3.12-free_lists", "3.12"])
-def test_free_lists_move_objects_as_tracemalloc_does(minor, free_lists):
-    """pyenv's CPython (a shared libpython, pymalloc probed), attached: with
-    --python-free-lists the lines that take objects from free lists have
-    tracemalloc's figures; without it no object initialisation is probed
-    (none of its cost) and the 40 reused lists stay at the line that first
-    made them."""
+@pytest.mark.parametrize("minor,flag", [("3.11", "--python-free-lists"), ("3.12", None),
+                                        ("3.12", "--no-python-free-lists")],
+                         ids=["3.11-asked", "3.12-default", "3.12-off"])
+def test_free_lists_move_objects_as_tracemalloc_does(minor, flag):
+    """pyenv's CPython (a shared libpython, pymalloc probed), attached: by
+    default (or asked for) the lines that take objects from free lists have
+    tracemalloc's figures; with --no-python-free-lists no object
+    initialisation is probed (none of its cost) and the 40 reused lists
+    stay at the line that first made them."""
     python = pyenv_python(minor)
+    free_lists = flag != "--no-python-free-lists"
     ref = realloc_reference(python, "attach", REALLOC, free_lists=True)
-    extra = ["--domain", "python"] + (["--python-free-lists"] if free_lists else [])
+    extra = ["--domain", "python"] + ([flag] if flag else [])
     with attached(python, extra, workload=REALLOC, args=("attach", "free-lists")) as run:
         report, err = run.report, run.stderr_lines
     assert report is not None, err
@@ -657,7 +672,8 @@ def test_free_lists_move_objects_as_tracemalloc_does(minor, free_lists):
 def test_free_lists_said_where_they_cannot_move():
     """--python-free-lists where it cannot work, said in one warning line:
     Debian's python3.11 attached without --hook-pymalloc (pymalloc inlined
-    and unprobed), and a process that runs no CPython."""
+    and unprobed), and a process that runs no CPython. Not asked for (the
+    default), neither is a warning."""
     with attached(debian_python(), ["--domain", "python", "--python-free-lists"],
                   workload=REALLOC, args=("attach", "free-lists")) as run:
         err = run.stderr_lines
@@ -670,6 +686,15 @@ def test_free_lists_said_where_they_cannot_move():
             t.signal()
     said = [l for l in warnings(t.stderr_lines) if "--python-free-lists" in l]
     assert len(said) == 1 and "no CPython" in said[0], t.stderr_lines
+    with attached(debian_python(), ["--domain", "python"], workload=REALLOC,
+                  args=("attach", "free-lists")) as run:
+        err = run.stderr_lines
+    assert [l for l in warnings(err) if "free-lists" in l] == [], err
+    with Workload([workload("maps_elf"), "/bin/true"]) as w:
+        with Tracer([], attach=w.pid) as t:
+            w.run("\n")
+            t.signal()
+    assert [l for l in warnings(t.stderr_lines) if "free-lists" in l] == [], t.stderr_lines
 
 
 # A class whose __init__ allocates: from 3.13 a shim frame (_Py_InitCleanup)
@@ -779,7 +804,7 @@ def test_launched_python_reports_what_it_held_at_finalization():
     not what is left after shutdown; what shutdown did is counted."""
     python = debian_python()  # static: recognised at its exec, before any Python code
     out = subprocess.run([python, EXIT, "ref"], capture_output=True, text=True, check=True,
-                         timeout=120).stdout
+                         timeout=120, env=dict(os.environ, PYTHONTRACEMALLOC="1")).stdout
     ref = {line: (size, count) for line, size, count in json.loads(out)}
     report = trace(["--python-malloc", "--", python, EXIT])
     ours = workload_lines(report, EXIT)

@@ -13,6 +13,10 @@ import threading
 import time
 
 N = 100
+# bytes made by repetition: a call (bytes(n)) would take its argument tuple
+# from a free list, which tracemalloc moves to the line (bpo-35053), and
+# which of the threads' lines keeps one depends on how they interleave
+ZERO = b"\0"
 keep = []
 ptrs = [0] * (4 * N)
 barrier = threading.Barrier(8 + 1 + 4)
@@ -25,7 +29,7 @@ def t0():
     out = [None] * N
     barrier.wait()
     for i in range(N):
-        out[i] = bytes(1000)  # SITE:t0
+        out[i] = ZERO * 1000  # SITE:t0
     keep.append(out)
 
 
@@ -33,7 +37,7 @@ def t1():
     out = [None] * N
     barrier.wait()
     for i in range(N):
-        out[i] = bytes(1100)  # SITE:t1
+        out[i] = ZERO * 1100  # SITE:t1
     keep.append(out)
 
 
@@ -41,7 +45,7 @@ def t2():
     out = [None] * N
     barrier.wait()
     for i in range(N):
-        out[i] = bytes(1200)  # SITE:t2
+        out[i] = ZERO * 1200  # SITE:t2
     keep.append(out)
 
 
@@ -49,7 +53,7 @@ def t3():
     out = [None] * N
     barrier.wait()
     for i in range(N):
-        out[i] = bytes(1300)  # SITE:t3
+        out[i] = ZERO * 1300  # SITE:t3
     keep.append(out)
 
 
@@ -57,7 +61,7 @@ def t4():
     out = [None] * N
     barrier.wait()
     for i in range(N):
-        out[i] = bytes(1400)  # SITE:t4
+        out[i] = ZERO * 1400  # SITE:t4
     keep.append(out)
 
 
@@ -65,7 +69,7 @@ def t5():
     out = [None] * N
     barrier.wait()
     for i in range(N):
-        out[i] = bytes(1500)  # SITE:t5
+        out[i] = ZERO * 1500  # SITE:t5
     keep.append(out)
 
 
@@ -73,7 +77,7 @@ def t6():
     out = [None] * N
     barrier.wait()
     for i in range(N):
-        out[i] = bytes(1600)  # SITE:t6
+        out[i] = ZERO * 1600  # SITE:t6
     keep.append(out)
 
 
@@ -81,7 +85,7 @@ def t7():
     out = [None] * N
     barrier.wait()
     for i in range(N):
-        out[i] = bytes(1700)  # SITE:t7
+        out[i] = ZERO * 1700  # SITE:t7
     keep.append(out)
 
 

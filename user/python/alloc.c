@@ -634,7 +634,7 @@ static bool pymalloc_hidden(const struct python_target *t, pid_t pid);
 
 int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		       struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
-		       bool hook, bool free_lists, bool verbose)
+		       bool hook, enum python_free_lists free_lists, bool verbose)
 {
 	int err = find_tables(t, pid, a);
 
@@ -646,7 +646,7 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 				pid, strerror(-err));
 			return -EINVAL;
 		}
-		if (free_lists)
+		if (free_lists == PYTHON_FREE_LISTS_ASKED)
 			fprintf(stderr,
 				"tracer: warning: --python-free-lists: CPython's allocator tables "
 				"not found in process %d (%s): objects taken from free lists keep "
@@ -668,23 +668,30 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		return -EINVAL;
 	probe_allocators(a, t, skel, p, attach_pid, verbose);
 	register_sites(a, t, skel, p, attach_pid, verbose);
-	/* off by default: a probe hit for every object made, where what stays
-	 * at its first line is bounded by the free lists' capacity (README).
-	 * Where pymalloc is hidden, a block its inlined free gave back is
-	 * still traced: an object made there later would move that stale
-	 * trace to its line */
-	if (!free_lists) {
+	/* on by default, though it costs a probe hit for every object made:
+	 * without it a block reused from a free list keeps the line of its
+	 * first allocation, however often it is reused (README). Where
+	 * pymalloc is hidden, a block its inlined free gave back is still
+	 * traced: an object made there later would move that stale trace to
+	 * its line */
+	if (free_lists == PYTHON_FREE_LISTS_OFF) {
 		if (verbose)
 			fprintf(stderr,
 				"tracer: CPython: an object taken from a free list keeps the line "
-				"it was allocated at (--python-free-lists moves it)\n");
+				"it was allocated at (--no-python-free-lists)\n");
 	} else if (!hook && pymalloc_hidden(t, pid)) {
-		fprintf(stderr,
-			"tracer: warning: --python-free-lists: CPython in process %d hides "
-			"pymalloc: objects taken from free lists keep the line they were "
-			"allocated at (launch with --python-malloc or attach with "
-			"--hook-pymalloc)\n",
-			pid);
+		if (free_lists == PYTHON_FREE_LISTS_ASKED)
+			fprintf(stderr,
+				"tracer: warning: --python-free-lists: CPython in process %d hides "
+				"pymalloc: objects taken from free lists keep the line they were "
+				"allocated at (launch with --python-malloc or attach with "
+				"--hook-pymalloc)\n",
+				pid);
+		else if (verbose)
+			fprintf(stderr,
+				"tracer: CPython in process %d: objects taken from free lists keep "
+				"the line they were allocated at (its pymalloc is not probed)\n",
+				pid);
 	} else {
 		register_new_references(a, t, skel, p, attach_pid, verbose);
 	}

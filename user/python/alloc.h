@@ -14,6 +14,7 @@
 
 #include "probes.h"
 #include "python/find.h"
+#include "python/free_lists.h"
 
 enum python_alloc_domain {
 	PYTHON_ALLOC_RAW,
@@ -64,7 +65,7 @@ struct python_alloc {
  * must stay open until python_alloc_restore. */
 int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		       struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
-		       bool hook, bool free_lists, bool verbose);
+		       bool hook, enum python_free_lists free_lists, bool verbose);
 /* While tracing: whether the tables changed since python_alloc_setup
  * (tracemalloc.start() or stop(), PyMem_SetAllocator). The functions they
  * hold then are not probed and their blocks' domain is not what
