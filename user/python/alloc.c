@@ -534,8 +534,8 @@ static void register_new_references(const struct python_alloc *a, const struct p
 	err = python_newref_find(t->path, t->bias, t->minor, &s);
 	if (err) {
 		fprintf(stderr,
-			"tracer: warning: --python-free-lists: cannot find where CPython "
-			"initialises objects in %s (%s): an object taken from a free list "
+			"tracer: warning: cannot find where CPython initialises objects in "
+			"%s (%s): an object taken from a free list "
 			"keeps the line it was allocated at, where tracemalloc gives it the "
 			"line that takes it\n",
 			t->path,
