@@ -363,10 +363,10 @@ struct pending {
 	 * (py_call_return) is at; 0 for a stash whose return probe is a
 	 * uretprobe */
 	__u64 call_ret;
-	/* the key of the thread's last allocation until CPython initialises
-	 * it as an object (py_new_reference): there it has its traceback
-	 * already. 0: none */
-	__u64 fresh_key;
+	/* the thread's last allocation, [fresh_block, + fresh_size), until
+	 * CPython initialises an object in it (py_new_reference): there it
+	 * has its traceback already. fresh_size 0: none */
+	__u64 fresh_block, fresh_size;
 	__u32 depth;  /* nesting of allocator calls; 0 = idle */
 	__u32 domain;
 	__u32 kind;
@@ -1571,7 +1571,8 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret, __u64 call
 	 * each walking record()'s (and the Python walker's) own */
 	domain = *(volatile __u32 *)&p->domain;
 	p->last_key = TRACER_KEY(proc, addr);
-	p->fresh_key = p->last_key;
+	p->fresh_block = addr;
+	p->fresh_size = p->size;
 	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain,
 	       call_ret ? call_ret : PT_REGS_IP(ctx), PT_REGS_SP(ctx));
 	return 0;
@@ -1860,6 +1861,12 @@ int py_new_reference(struct pt_regs *ctx)
 	op = newref_reg(ctx, cookie & 0xff) + (__u64)(__s64)(__s32)(cookie >> 32);
 	key = 0;
 	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0, 0);
+	/* an object in the block the thread just allocated (after its GC
+	 * header and pre-header): before any read */
+	if (p && op - p->fresh_block < p->fresh_size) {
+		p->fresh_size = 0;
+		return 0;
+	}
 	if (bpf_probe_read_user(&type, sizeof(type), (void *)(op + 8)) ||
 	    bpf_probe_read_user(&flags, sizeof(flags), (void *)(type + PY_TYPE_FLAGS)))
 		return 0;
@@ -1872,10 +1879,6 @@ int py_new_reference(struct pt_regs *ctx)
 	if (cfg->obj_preheader && (flags & PY_TPFLAGS_PREHEADER))
 		block -= cfg->obj_preheader;
 	key = TRACER_KEY(proc, block);
-	if (p && p->fresh_key == key) {
-		p->fresh_key = 0;
-		return 0;
-	}
 	info = trace_find(key, &slot);
 	if (!info || TRACER_CLASS_OF(info->domain) != TRACER_CLASS_PYTHON)
 		return 0;
