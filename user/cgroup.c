@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cgroup.h"
@@ -118,32 +119,57 @@ static void copy_printable(char *out, size_t len, const char *path)
 	out[n] = '\0';
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 int cgroup_path(struct cgroup_names *names, uint64_t id, char *out, size_t len)
 {
 	char root[PATH_MAX];
 	struct walk w = {.id = id};
+	struct cgroup_name *slot;
 	struct stat st;
-	int dfd;
+	double t = now_s();
+	int dfd, found;
 
+	if (!id)
+		return -ENOENT;
 	for (size_t i = 0; i < CGROUP_NAMES_CACHED; i++)
-		if (names->cached[i].id == id && id) {
+		if (names->cached[i].id == id) {
+			if (!names->cached[i].found)
+				return -ENOENT;
 			copy_printable(out, len, names->cached[i].path);
 			return 0;
 		}
+	if (t - names->window >= 1) {
+		names->window = t;
+		names->walks = 0;
+	}
+	if (names->walks >= CGROUP_WALKS_PER_SECOND)
+		return -EAGAIN;
+	names->walks++;
 	cgroup2_root(root, sizeof(root));
 	dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return -ENOENT;
 	if (!fstat(dfd, &st) && (uint64_t)st.st_ino == id) {
 		close(dfd);
-		w.path[0] = '\0';
-	} else if (!walk_below(dfd, &w, 1)) {
-		return -ENOENT;
+		found = 1;
+	} else {
+		found = walk_below(dfd, &w, 1);
 	}
-	names->cached[names->next].id = id;
-	copy_printable(names->cached[names->next].path, sizeof(names->cached[0].path),
-		       w.path[0] ? w.path : "/");
-	copy_printable(out, len, names->cached[names->next].path);
+	/* a cgroup not found is remembered too: it is gone for good */
+	slot = &names->cached[names->next];
 	names->next = (names->next + 1) % CGROUP_NAMES_CACHED;
+	slot->id = id;
+	slot->found = found;
+	copy_printable(slot->path, sizeof(slot->path), w.path[0] ? w.path : "/");
+	if (!found)
+		return -ENOENT;
+	copy_printable(out, len, slot->path);
 	return 0;
 }

@@ -4,6 +4,7 @@
 #ifndef TRACER_CGROUP_H
 #define TRACER_CGROUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,14 +19,22 @@ int cgroup_id(const char *path, uint64_t *id, uint32_t *level, char *why, size_t
 struct cgroup_names {
 	struct cgroup_name {
 		uint64_t id;
+		bool found;
 		char path[256];
 	} cached[CGROUP_NAMES_CACHED];
 	size_t next;
+	/* walks made in the second from window (CLOCK_MONOTONIC seconds) */
+	double window;
+	unsigned walks;
 };
 
 /* The path of cgroup id into out (of len > 0 bytes; printable ASCII, cut
- * to fit), walking the hierarchy when names has not met it: 0, or
- * -ENOENT (no such cgroup now: it went with its last process). */
+ * to fit), walking the hierarchy when names has not met it, at most
+ * CGROUP_WALKS_PER_SECOND times a second (processes in cgroups made and
+ * removed as fast as they run would have the tracer walk without end): 0,
+ * -ENOENT (no such cgroup: it went with its last process) or -EAGAIN (not
+ * met, and too many walks this second). */
+#define CGROUP_WALKS_PER_SECOND 8
 int cgroup_path(struct cgroup_names *names, uint64_t id, char *out, size_t len);
 
 #endif
