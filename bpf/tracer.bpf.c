@@ -1597,6 +1597,9 @@ static __always_inline int free_enter(__u64 ptr)
 	if (p && p->last_key == key) {
 		temporary = true;
 		p->last_key = 0;
+		/* a block freed before it held an object (a buffer): what
+		 * comes to its memory later is not fresh */
+		p->fresh_size = 0;
 	}
 	forget(key, st, temporary);
 	return 0;
