@@ -16,7 +16,7 @@
 /* bounds of a walk: whoever may make cgroups (a delegated user) controls
  * how many and how deep */
 #define CGROUP_WALK_DEPTH 32
-#define CGROUP_WALK_DIRS 65536
+#define CGROUP_WALK_DIRS 16384
 
 /* Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup, or in a hybrid
  * setup (v1 controllers beside it) /sys/fs/cgroup/unified, as the mount
@@ -65,6 +65,7 @@ int cgroup_id(const char *path, uint64_t *id, uint32_t *level, char *why, size_t
 struct walk {
 	uint64_t id;
 	size_t dirs;
+	bool cut; /* a directory not looked into: not found is not gone */
 	char path[PATH_MAX]; /* below the root, "" for the root itself */
 };
 
@@ -79,28 +80,39 @@ static int walk_below(int dfd, struct walk *w, int depth)
 
 	if (!d) {
 		close(dfd);
+		w->cut = true;
 		return 0;
 	}
-	while (!found && (e = readdir(d)) && w->dirs < CGROUP_WALK_DIRS) {
+	while (!found && (e = readdir(d))) {
 		struct stat st;
 		int sub;
 
 		if (e->d_type != DT_DIR || !strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
+		if (w->dirs >= CGROUP_WALK_DIRS) {
+			w->cut = true;
+			break;
+		}
 		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode))
 			continue;
 		w->dirs++;
-		if (base + 1 + strlen(e->d_name) >= sizeof(w->path))
+		if (base + 1 + strlen(e->d_name) >= sizeof(w->path)) {
+			w->cut = true;
 			continue;
+		}
 		snprintf(w->path + base, sizeof(w->path) - base, "/%s", e->d_name);
 		if ((uint64_t)st.st_ino == w->id) {
 			found = 1;
 			break;
 		}
-		if (depth < CGROUP_WALK_DEPTH &&
-		    (sub = openat(dirfd(d), e->d_name,
-				  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) >= 0)
+		if (depth >= CGROUP_WALK_DEPTH) {
+			w->cut = true;
+		} else if ((sub = openat(dirfd(d), e->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
 			found = walk_below(sub, w, depth + 1);
+		} else {
+			w->cut = true;
+		}
 		if (!found)
 			w->path[base] = '\0';
 	}
@@ -127,17 +139,34 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-int cgroup_path(struct cgroup_names *names, uint64_t id, char *out, size_t len)
+int cgroup_path(struct cgroup_names *names, uint64_t id, const char *known, char *out,
+		size_t len)
 {
 	char root[PATH_MAX];
 	struct walk w = {.id = id};
 	struct cgroup_name *slot;
+	struct statfs fs;
 	struct stat st;
 	double t = now_s();
 	int dfd, found;
 
 	if (!id)
 		return -ENOENT;
+	cgroup2_root(root, sizeof(root));
+	if (statfs(root, &fs) || fs.f_type != CGROUP2_MAGIC)
+		return -ENOENT; /* a v1 hierarchy's inodes are not v2 ids */
+	dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -ENOENT;
+	/* the path read while it lived, if it is still the cgroup's */
+	found = known && known[0] == '/' &&
+		!fstatat(dfd, known[1] ? known + 1 : ".", &st, AT_SYMLINK_NOFOLLOW) &&
+		S_ISDIR(st.st_mode) && (uint64_t)st.st_ino == id;
+	close(dfd);
+	if (found) {
+		copy_printable(out, len, known);
+		return 0;
+	}
 	for (size_t i = 0; i < CGROUP_NAMES_CACHED; i++)
 		if (names->cached[i].id == id) {
 			if (!names->cached[i].found)
@@ -152,17 +181,18 @@ int cgroup_path(struct cgroup_names *names, uint64_t id, char *out, size_t len)
 	if (names->walks >= CGROUP_WALKS_PER_SECOND)
 		return -EAGAIN;
 	names->walks++;
-	cgroup2_root(root, sizeof(root));
 	dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return -ENOENT;
+		return -EAGAIN;
 	if (!fstat(dfd, &st) && (uint64_t)st.st_ino == id) {
 		close(dfd);
 		found = 1;
 	} else {
 		found = walk_below(dfd, &w, 1);
 	}
-	/* a cgroup not found is remembered too: it is gone for good */
+	if (!found && w.cut)
+		return -EAGAIN; /* not all looked at: maybe later */
+	/* a cgroup not found by a whole walk is remembered too: it is gone */
 	slot = &names->cached[names->next];
 	names->next = (names->next + 1) % CGROUP_NAMES_CACHED;
 	slot->id = id;

@@ -29,12 +29,14 @@ struct cgroup_names {
 };
 
 /* The path of cgroup id into out (of len > 0 bytes; printable ASCII, cut
- * to fit), walking the hierarchy when names has not met it, at most
+ * to fit): known (a path read before, may be NULL) when it still is id's,
+ * else walking the hierarchy when names has not met id, at most
  * CGROUP_WALKS_PER_SECOND times a second (processes in cgroups made and
  * removed as fast as they run would have the tracer walk without end): 0,
  * -ENOENT (no such cgroup: it went with its last process) or -EAGAIN (not
- * met, and too many walks this second). */
-#define CGROUP_WALKS_PER_SECOND 8
-int cgroup_path(struct cgroup_names *names, uint64_t id, char *out, size_t len);
+ * met, and too many walks this second, or a walk cut short). */
+#define CGROUP_WALKS_PER_SECOND 4
+int cgroup_path(struct cgroup_names *names, uint64_t id, const char *known, char *out,
+		size_t len);
 
 #endif

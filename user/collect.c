@@ -365,36 +365,51 @@ static void keep_exited_row(struct collector *c, struct collect_proc *p,
 }
 
 /* What BPF noted of process pid at its exit (exit_notes: its comm, command
- * line, pid in its namespace, start and cgroup) becomes what p says of it:
- * the last word, where user space read /proc when it first met pid (before
- * it exec'd, or once it had gone). Whether there was a note. */
+ * line, pid in its namespace, start and cgroup) becomes what p says of it,
+ * where user space read /proc when it first met pid (before it exec'd, or
+ * once it had gone), but never for worse: the note's arguments are cut at
+ * TRACER_EXIT_ARGS, and absent where the kernel let its memory go before
+ * the exit tracepoint (before ~6.16) or a page was not resident. A note
+ * of an earlier process with the same pid (its start differs) is not
+ * taken. Whether one was. */
 static bool take_exit_note(struct collector *c, pid_t pid, struct collect_proc *p)
 {
 	struct tracer_exit_note note;
 	__u32 key = (__u32)pid;
 	char buf[TRACER_EXIT_ARGS + 1];
-	char *command = NULL;
+	uint64_t start;
+	char *s = NULL;
+	size_t n;
 
 	if (bpf_map_lookup_elem(bpf_map__fd(c->skel->maps.exit_notes), &key, &note))
 		return false;
-	memcpy(p->comm, note.comm, sizeof(p->comm));
-	p->comm[sizeof(p->comm) - 1] = '\0';
-	p->ns_pid = (pid_t)note.ns_pid;
-	p->start_time = target_boot_to_epoch(note.start_ns);
-	if (target_join_args(note.args, note.args_len < sizeof(note.args) ? note.args_len
-									   : sizeof(note.args),
-			     buf, sizeof(buf)))
-		command = strdup(buf);
-	else if (p->comm[0])
-		command = strdup(p->comm); /* no arguments: its comm, as target_command */
-	if (command) {
-		free(p->command);
-		p->command = command;
+	start = note.start_ns ? target_boot_to_epoch(note.start_ns) : 0;
+	if (p->start_time && start && (start > p->start_time + 2 || start + 2 < p->start_time))
+		return false;
+	if (start)
+		p->start_time = start;
+	if (note.comm[0]) {
+		memcpy(p->comm, note.comm, sizeof(p->comm));
+		p->comm[sizeof(p->comm) - 1] = '\0';
 	}
-	if (!cgroup_path(&c->cgroups, note.cgroup_id, buf, sizeof(buf)) &&
-	    (command = strdup(buf))) {
+	if (note.ns_pid)
+		p->ns_pid = (pid_t)note.ns_pid;
+	n = note.args_len < sizeof(note.args) ? note.args_len : sizeof(note.args);
+	if (target_join_args(note.args, n, buf, sizeof(buf))) {
+		/* the command it exec'd, unless the one read is it, whole */
+		if (!p->command || strncmp(p->command, buf, strlen(buf)))
+			s = strdup(buf);
+	} else if (!p->command && p->comm[0]) {
+		s = strdup(p->comm); /* no arguments: its comm, as target_command */
+	}
+	if (s) {
+		free(p->command);
+		p->command = s;
+	}
+	if (!cgroup_path(&c->cgroups, note.cgroup_id, p->cgroup, buf, sizeof(buf)) &&
+	    (!p->cgroup || strcmp(p->cgroup, buf)) && (s = strdup(buf))) {
 		free(p->cgroup);
-		p->cgroup = command;
+		p->cgroup = s;
 	}
 	return true;
 }
@@ -471,6 +486,8 @@ static void forget_exited(struct collector *c)
 		if (c->rows) {
 			take_exit_note(c, p->pid, p);
 			keep_exited_row(c, p, figures);
+			key = (__u32)p->pid;
+			bpf_map_delete_elem(nfd, &key); /* taken: not for a later pid */
 		} else {
 			free(p->command);
 			free(p->cgroup);

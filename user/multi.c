@@ -310,14 +310,19 @@ static void handle_notice(struct multi *m, pid_t pid, __u32 what)
 	uint32_t late = m->per_process_links ? SNAPSHOT_PROCESS_ATTACHED_LATE : 0;
 
 	if (!in_traced_pids(m, pid) || !target_alive(pid)) {
+		int nfd = bpf_map__fd(m->skel->maps.exit_notes);
 		struct tracer_exit_note note;
 		__u32 key = (__u32)pid;
 
 		/* gone already (BPF noted its exit), or no longer traced: one
-		 * only the probes attached for it would have seen is lost */
-		if (m->per_process_links && (!p || !p->set_up) &&
-		    !bpf_map_lookup_elem(bpf_map__fd(m->skel->maps.exit_notes), &key, &note))
+		 * only the probes attached for it would have seen is lost; its
+		 * note, which no row takes, goes (not for a later pid) */
+		if (m->per_process_links && (!p || !p->set_up) && !target_alive(pid) &&
+		    !bpf_map_lookup_elem(nfd, &key, &note)) {
 			m->collect->gone_before_probed++;
+			if (!p)
+				bpf_map_delete_elem(nfd, &key);
+		}
 		return;
 	}
 	if (!p || !p->set_up) { /* an entry a snapshot made: not set up yet */
