@@ -1865,10 +1865,15 @@ int py_new_reference(struct pt_regs *ctx)
 	key = 0;
 	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0, 0);
 	/* an object in the block the thread just allocated (after its GC
-	 * header and pre-header): before any read */
-	if (p && op - p->fresh_block < p->fresh_size) {
+	 * header and pre-header): before any read. Whatever this object is,
+	 * the block stays fresh no longer: one is made right after its
+	 * allocation, and a block that had none was a buffer */
+	if (p) {
+		__u64 fresh = op - p->fresh_block < p->fresh_size;
+
 		p->fresh_size = 0;
-		return 0;
+		if (fresh)
+			return 0;
 	}
 	if (bpf_probe_read_user(&type, sizeof(type), (void *)(op + 8)) ||
 	    bpf_probe_read_user(&flags, sizeof(flags), (void *)(type + PY_TYPE_FLAGS)))

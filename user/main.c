@@ -820,7 +820,7 @@ int main(int argc, char **argv)
 	struct cli cli = {
 	    .cmd = CMD_TRACE,
 	    .trace = {.nframe = 1,
-	      .python_free_lists = PYTHON_FREE_LISTS_ON,
+		      .python_free_lists = PYTHON_FREE_LISTS_ON,
 		      .max_allocs = SESSION_DEFAULT_MAX_ALLOCS,
 		      .max_stacks = SESSION_DEFAULT_MAX_STACKS,
 		      .report = {.format = REPORT_TEXT, .key = STATS_KEY_LINENO, .top = 10}},

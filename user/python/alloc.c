@@ -525,7 +525,7 @@ static void register_sites(const struct python_alloc *a, const struct python_tar
  * such objects keep the line of their first allocation. */
 static void register_new_references(const struct python_alloc *a, const struct python_target *t,
 				    struct tracer_bpf *skel, struct probes *p, pid_t attach_pid,
-				    bool verbose)
+				    bool asked, bool verbose)
 {
 	struct python_newref_sites s;
 	uint64_t *addr, *cookie;
@@ -533,13 +533,17 @@ static void register_new_references(const struct python_alloc *a, const struct p
 
 	err = python_newref_find(t->path, t->bias, t->minor, &s);
 	if (err) {
-		fprintf(stderr,
-			"tracer: warning: cannot find where CPython initialises objects in "
-			"%s (%s): an object taken from a free list "
-			"keeps the line it was allocated at, where tracemalloc gives it the "
-			"line that takes it\n",
-			t->path,
-			err == -ENOENT ? "no check of tracemalloc's hook found" : strerror(-err));
+		/* said when asked for (--python-free-lists), else with -v: 3.8
+		 * would say it at every run, and for every process of -a */
+		if (asked || verbose)
+			fprintf(stderr,
+				"tracer: %scannot find where CPython initialises objects in "
+				"%s (%s): an object taken from a free list keeps the line it "
+				"was allocated at, where tracemalloc gives it the line that "
+				"takes it\n",
+				asked ? "warning: --python-free-lists: " : "", t->path,
+				err == -ENOENT ? "no check of tracemalloc's hook found"
+					       : strerror(-err));
 		return;
 	}
 	addr = calloc(s.n + 1, sizeof(*addr));
@@ -693,7 +697,8 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 				"the line they were allocated at (its pymalloc is not probed)\n",
 				pid);
 	} else {
-		register_new_references(a, t, skel, p, attach_pid, verbose);
+		register_new_references(a, t, skel, p, attach_pid,
+					free_lists == PYTHON_FREE_LISTS_ASKED, verbose);
 	}
 	if (!hook || a->state == PYTHON_ALLOC_OTHER_HOOK) {
 		a->tracing_read = !read_tables(a, a->tracing);
