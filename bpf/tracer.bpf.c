@@ -363,10 +363,10 @@ struct pending {
 	 * (py_call_return) is at; 0 for a stash whose return probe is a
 	 * uretprobe */
 	__u64 call_ret;
-	/* the thread's last allocation, [fresh_block, + fresh_size), until
-	 * CPython initialises an object in it (py_new_reference): there it
-	 * has its traceback already. fresh_size 0: none */
-	__u64 fresh_block, fresh_size;
+	/* the size of the thread's last allocation (at last_key) until CPython
+	 * initialises an object (py_new_reference): one in that block has its
+	 * traceback already. 0: none (also whenever last_key is cleared) */
+	__u64 fresh_size;
 	__u32 depth;  /* nesting of allocator calls; 0 = idle */
 	__u32 domain;
 	__u32 kind;
@@ -1571,7 +1571,6 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret, __u64 call
 	 * each walking record()'s (and the Python walker's) own */
 	domain = *(volatile __u32 *)&p->domain;
 	p->last_key = TRACER_KEY(proc, addr);
-	p->fresh_block = addr;
 	p->fresh_size = p->size;
 	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain,
 	       call_ret ? call_ret : PT_REGS_IP(ctx), PT_REGS_SP(ctx));
@@ -1869,7 +1868,7 @@ int py_new_reference(struct pt_regs *ctx)
 	 * the block stays fresh no longer: one is made right after its
 	 * allocation, and a block that had none was a buffer */
 	if (p) {
-		__u64 fresh = op - p->fresh_block < p->fresh_size;
+		__u64 fresh = op - TRACER_KEY_ADDR(p->last_key) < p->fresh_size;
 
 		p->fresh_size = 0;
 		if (fresh)

@@ -7,6 +7,7 @@
 
 #include "elfsym.h"
 #include "python/newref.h"
+#include "util/util.h"
 
 /* How far the scanner follows a check: from the flag's load to its test
  * and branch, and from the branch to the hook's call (moves of op and the
@@ -216,15 +217,8 @@ call:
 
 static int add(struct python_newref_sites *out, const struct python_newref_site *s)
 {
-	if (out->n == out->cap) {
-		size_t cap = out->cap ? 2 * out->cap : 64;
-		struct python_newref_site *v = realloc(out->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		out->v = v;
-		out->cap = cap;
-	}
+	if (array_reserve((void **)&out->v, &out->cap, sizeof(*out->v), out->n + 1))
+		return -ENOMEM;
 	out->v[out->n++] = *s;
 	return 0;
 }

@@ -114,15 +114,8 @@ static bool guarded(csh h, cs_insn *in, const struct recent *ring, size_t n, siz
 
 static int add(struct python_sites *out, uint64_t addr, enum python_site_kind kind, bool tail)
 {
-	if (out->n == out->cap) {
-		size_t cap = out->cap ? 2 * out->cap : 64;
-		struct python_site *v = realloc(out->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		out->v = v;
-		out->cap = cap;
-	}
+	if (array_reserve((void **)&out->v, &out->cap, sizeof(*out->v), out->n + 1))
+		return -ENOMEM;
 	out->v[out->n++] = (struct python_site){.addr = addr, .kind = kind, .tail = tail};
 	if (tail)
 		out->tails++;
