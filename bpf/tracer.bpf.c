@@ -1300,39 +1300,49 @@ static __always_inline bool piece_store(__u64 key, const struct tracer_alloc_inf
 	return true;
 }
 
-/* Cuts the pages [lo, hi) out of process proc's block at start: its head
- * or its tail goes, or the whole block; a hole in its middle splits it in
- * two blocks (counted), both with its traceback. moving: the pages cut are
- * not freed but moved (mremap): the block leaves its site's live count
- * only when all of it moves. *was receives the block as it was. Returns
- * the end of its pages, where a next block may start; 0 when it is gone. */
-struct cut {
-	__u64 start, lo, hi;
-	struct tracer_alloc_info was;
+/* The pages [lo, hi) of process proc leave its blocks: from the block at
+ * first (0: the one holding lo), through the blocks next to it. */
+struct range_cut {
+	__u64 lo, hi;
+	__u64 pos;   /* where the next block starts */
+	__u64 first; /* the block holding lo, 0: looked up */
+	struct tracer_alloc_info was; /* the first block cut, as it was */
 	__u32 tgid, proc;
-	__u32 moving;
+	bool moving;
+	bool found; /* was is set */
 };
 
-__noinline __u64 block_cut(struct cut *c)
+/* Cuts r's pages out of process proc's block at start: its head or its
+ * tail goes, or the whole block; a hole in its middle splits it in two
+ * blocks (counted), both with its traceback. r->moving: the pages cut are
+ * not freed but moved (mremap): the block leaves its site's live count
+ * only when all of it moves. The first block cut is kept in r->was, as it
+ * was. Returns the end of its pages, where a next block may start; 0 when
+ * it is gone. r is the caller's (bpf_loop's context), not a copy: the
+ * verifier bounds the stack of the whole chain of calls and callbacks. */
+__noinline __u64 block_cut(struct range_cut *r, __u64 start)
 {
 	struct tracer_alloc_info *info, piece;
 	struct tracer_site_stats *site = NULL;
 	struct tracer_proc_stats *st;
-	__u64 key, end, cut, start, lo, hi;
+	__u64 key, end, cut, lo, hi;
 	__u32 tgid, proc;
 	__s64 blocks = 0;
 	bool moving;
 
-	if (!c)
+	if (!r)
 		return 0;
-	start = c->start, lo = c->lo, hi = c->hi, tgid = c->tgid, proc = c->proc;
-	moving = c->moving;
+	lo = r->lo, hi = r->hi, tgid = r->tgid, proc = r->proc;
+	moving = r->moving;
 	key = TRACER_KEY(proc, start);
 	info = mapped_block(proc, start);
 	if (!info)
 		return 0;
 	piece = *info;
-	c->was = piece;
+	if (!r->found) {
+		r->was = piece;
+		r->found = true;
+	}
 	end = start + piece.size;
 	if (lo < start)
 		lo = start;
@@ -1386,55 +1396,33 @@ __noinline __u64 block_cut(struct cut *c)
 	return PAGE_UP(end);
 }
 
-/* The pages [lo, hi) of process proc leave its blocks: from the block at
- * first (0: the one holding lo), through the blocks next to it. */
-struct range_cut {
-	__u64 lo, hi;
-	__u64 pos;   /* where the next block starts */
-	__u64 first; /* the block holding lo, 0: looked up */
-	struct tracer_alloc_info was; /* the first block cut, as it was */
-	__u32 tgid, proc;
-	bool moving;
-	bool found; /* was is set */
-};
-
 static long range_cut_step(__u32 i, void *data)
 {
 	struct range_cut *r = data;
-	struct cut c = {.lo = r->lo, .hi = r->hi, .tgid = r->tgid, .proc = r->proc,
-			.moving = r->moving};
-	__u64 next;
+	__u64 start, next;
 
 	if (r->pos >= r->hi)
 		return 1;
-	c.start = i == 0 && r->first ? r->first : block_holding(r->proc, r->pos);
-	if (!c.start)
+	start = i == 0 && r->first ? r->first : block_holding(r->proc, r->pos);
+	if (!start)
 		return 1;
-	next = block_cut(&c);
-	if (!r->found) {
-		r->was = c.was;
-		r->found = true;
-	}
+	next = block_cut(r, start);
 	if (!next || next <= r->pos)
 		return 1;
 	r->pos = next;
 	return 0;
 }
 
-/* Global functions (these and mmap_remap) are verified once, on their
- * own, not along every path of the programs that call them: with them
- * inline, mremap's return was more than the verifier explores. */
-__noinline int range_cut(struct range_cut *r)
+/* Inline, so that r (on the caller's stack, as bpf_loop's context must be)
+ * is not copied: block_cut and block_holding, global functions, are
+ * verified once, on their own, not along every path of the programs that
+ * call them (with them inline, mremap's return was more than the verifier
+ * explores). */
+static __always_inline bool range_cut(struct range_cut *r)
 {
-	struct range_cut c; /* bpf_loop's context is on the stack */
-
-	if (!r)
-		return 0;
-	c = *r;
-	c.pos = c.lo;
-	bpf_loop(MMAP_PIECES, range_cut_step, &c, 0);
-	*r = c;
-	return c.found;
+	r->pos = r->lo;
+	bpf_loop(MMAP_PIECES, range_cut_step, r, 0);
+	return r->found;
 }
 
 /* mremap's return: the pages [old, old + old_size) moved to ret, resized
@@ -1452,30 +1440,28 @@ struct remap {
 
 __noinline int mmap_remap(struct remap *a)
 {
-	struct range_cut src = {}, dst = {};
+	/* one range at a time, the destination's first: the verifier bounds
+	 * the stack of a call chain with bpf_loop's callbacks in it */
+	struct range_cut r = {};
 	struct tracer_alloc_info *info;
 	struct tracer_site_stats *site;
 	struct tracer_proc_stats *st;
-	struct tracer_alloc_info piece;
 	__u64 key;
 
 	if (!a || a->ret == (__u64)-1)
 		return 0; /* MAP_FAILED: nothing moved */
-	src.lo = a->old;
-	src.hi = a->old + PAGE_UP(a->old_size);
-	src.first = a->block;
-	src.tgid = dst.tgid = a->tgid;
-	src.proc = dst.proc = a->proc;
-	src.moving = true;
-	dst.lo = a->ret;
-	dst.hi = a->ret + PAGE_UP(a->size);
 	key = TRACER_KEY(a->proc, a->ret);
 	st = proc_stats(a->tgid, true);
 	if (finalizing(st))
 		return 0;
+	r.tgid = a->tgid;
+	r.proc = a->proc;
 	/* what was mapped at the new address is gone, whatever moved there */
-	if ((a->flags & MREMAP_FIXED) && a->ret != a->old)
-		range_cut(&dst);
+	if ((a->flags & MREMAP_FIXED) && a->ret != a->old) {
+		r.lo = a->ret;
+		r.hi = a->ret + PAGE_UP(a->size);
+		range_cut(&r);
+	}
 	if (!a->block)
 		return 0; /* not a block: a file's mapping, or one from before attach */
 	if (a->flags & MREMAP_DONTUNMAP) {
@@ -1483,19 +1469,23 @@ __noinline int mmap_remap(struct remap *a)
 		info = mapped_block(a->proc, a->block);
 		if (!info)
 			return 0;
-		piece = *info;
+		r.was = *info;
 	} else {
-		range_cut(&src);
-		if (!src.found)
+		r.lo = a->old;
+		r.hi = a->old + PAGE_UP(a->old_size);
+		r.first = a->block;
+		r.moving = true;
+		r.found = false;
+		range_cut(&r);
+		if (!r.found)
 			return 0;
-		piece = src.was;
 	}
-	piece.size = a->size;
+	r.was.size = a->size;
 	st = proc_stats(a->tgid, false);
-	if (!piece_store(key, &piece, st) || !st)
+	if (!piece_store(key, &r.was, st) || !st)
 		return 0;
 	peak_catch_up(st);
-	site = site_of(key, &piece, false);
+	site = site_of(key, &r.was, false);
 	if (site)
 		site_change(site, st, 1, (__s64)a->size);
 	add_current(st, TRACER_DOMAIN_MMAP, (__s64)a->size);
