@@ -80,11 +80,6 @@ struct py_walk {
 	struct tracer_py_stack *st;
 	__u64 frame;
 	__u64 hash;
-	bool unreadable;
-	__u64 win_base;	 /* address of win[0]; 0: nothing read */
-	__u32 win_len;	 /* bytes read there */
-	bool started;	 /* a complete frame was seen: the frames above it are too */
-	bool ident_read; /* buf->code holds this frame's code identity */
 };
 
 /* One step of the chain: returns 1 to stop. */
@@ -97,7 +92,7 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 
 	if (!f)
 		return 1;
-	if (!w->win_base || f < w->win_base || f - w->win_base > w->win_len - PY_READ) {
+	if (!w->buf->win_base || f < w->buf->win_base || f - w->buf->win_base > w->buf->win_len - PY_READ) {
 		/* the window ending with this frame (3.11+, whose frames live
 		 * in the data stack); before 3.11, or where memory below is not
 		 * mapped, the frame alone */
@@ -114,17 +109,17 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 			base = page;
 		if (c->code_adaptive && f > PY_WINDOW &&
 		    !bpf_probe_read_user(w->buf->win, PY_WINDOW, (void *)base)) {
-			w->win_base = base;
-			w->win_len = PY_WINDOW;
+			w->buf->win_base = base;
+			w->buf->win_len = PY_WINDOW;
 		} else if (!bpf_probe_read_user(w->buf->win, PY_READ, (void *)f)) {
-			w->win_base = f;
-			w->win_len = PY_READ;
+			w->buf->win_base = f;
+			w->buf->win_len = PY_READ;
 		} else {
-			w->unreadable = true;
+			w->buf->unreadable = true;
 			return 1;
 		}
 	}
-	buf = w->buf->win + py_window_off(f, w->win_base);
+	buf = w->buf->win + py_window_off(f, w->buf->win_base);
 	previous = py_u64_at(buf, c->fr_previous);
 	code = py_u64_at(buf, c->fr_code) & ~(__u64)c->code_tag_mask;
 	if (c->fr_owner)
@@ -133,7 +128,7 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 	if (c->owner_skip_min && owner >= c->owner_skip_min)
 		return 0; /* a shim frame of the C stack */
 	if (!code) {
-		w->unreadable = true;
+		w->buf->unreadable = true;
 		return 0;
 	}
 	if (c->code_adaptive) {
@@ -151,23 +146,23 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 	 * an __init__ called by a class (_Py_InitCleanup, index 0, first
 	 * traceable 4): only a frame at index 0 or below is read again there.
 	 * One read gets the code object's identity and _co_firsttraceable. */
-	if (c->code_firsttraceable && (!w->started || instr <= 0)) {
+	if (c->code_firsttraceable && (!w->buf->started || instr <= 0)) {
 		__u32 span = py_read_len(c->code_firsttraceable - c->code_ident + 4);
 
-		w->ident_read = false;
+		w->buf->ident_read = false;
 		if (bpf_probe_read_user(w->buf->code, span, (void *)(code + c->code_ident))) {
-			w->unreadable = true;
+			w->buf->unreadable = true;
 		} else {
-			w->ident_read = true;
+			w->buf->ident_read = true;
 			if (owner != c->owner_generator &&
 			    instr < (__s32)py_u32_at(w->buf->code,
 						     c->code_firsttraceable - c->code_ident)) {
-				w->ident_read = false; /* it was this frame's */
+				w->buf->ident_read = false; /* it was this frame's */
 				return 0;
 			}
 		}
 	}
-	w->started = true;
+	w->buf->started = true;
 	if (w->st->total < TRACER_PY_MAX_WALK)
 		w->st->total++;
 	/* beyond nframe a frame is only counted (total_nframe) */
@@ -175,13 +170,13 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 		__u32 n = w->st->nframe;
 		__u64 id[2] = {};
 
-		if (w->ident_read) {
+		if (w->buf->ident_read) {
 			id[0] = *(__u64 *)w->buf->code;
 			id[1] = *(__u64 *)(w->buf->code + 8);
 		} else if (bpf_probe_read_user(id, sizeof(id), (void *)(code + c->code_ident))) {
-			w->unreadable = true;
+			w->buf->unreadable = true;
 		}
-		w->ident_read = false;
+		w->buf->ident_read = false;
 		ident = id[0] ^ (id[1] << 1);
 
 		if (n < TRACER_MAX_NFRAME) {
@@ -259,7 +254,7 @@ static long py_watch_code(__u32 i, void *ctx)
 /* Captures the Python stack of the calling thread; returns its key in
  * py_stacks, or 0 when the thread runs no Python code. A stack that cannot
  * be read counts unreadable (what its caller loses then). */
-static __always_inline __u64 py_capture(__u32 tgid, enum tracer_counter unreadable)
+__noinline __u64 py_capture(__u32 tgid, __u32 unreadable)
 {
 	struct tracer_py_config *c;
 	struct tracer_py_stack *st;
@@ -301,8 +296,13 @@ static __always_inline __u64 py_capture(__u32 tgid, enum tracer_counter unreadab
 	w.st = st;
 	w.frame = frame;
 	w.hash = 0x2545f4914f6cdd1dull;
+	w.buf->win_base = 0;
+	w.buf->win_len = 0;
+	w.buf->started = 0;
+	w.buf->ident_read = 0;
+	w.buf->unreadable = 0;
 	bpf_loop(TRACER_PY_MAX_WALK, py_walk_step, &w, 0);
-	if (w.unreadable)
+	if (w.buf->unreadable)
 		count(unreadable, 1);
 	w.hash = mix64(w.hash ^ st->total);
 	if (w.hash == 0)

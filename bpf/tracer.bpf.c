@@ -467,6 +467,14 @@ _Static_assert(!(PY_READ & (PY_READ - 1)) && !(PY_WINDOW & (PY_WINDOW - 1)),
 struct py_frame_buf {
 	__u8 win[PY_WINDOW + PY_READ]; /* frames: a window, or one frame */
 	__u8 code[PY_READ];	       /* a code object from co_filename to _co_firsttraceable */
+	/* the walk's state that takes few values (py_walk): here, in a map,
+	 * not on the stack, where the verifier would tell every combination
+	 * of them apart at each step of bpf_loop's callback */
+	__u64 win_base;	 /* address of win[0]; 0: nothing read */
+	__u32 win_len;	 /* bytes read there */
+	__u8 started;	 /* a complete frame was seen: the frames above it are too */
+	__u8 ident_read; /* code holds this frame's code identity */
+	__u8 unreadable;
 };
 
 struct {
@@ -1058,23 +1066,35 @@ static __always_inline int trace_store(__u64 key, const struct tracer_alloc_info
 }
 
 /* Records a live block: its call site (frame 0: ip, with the caller's
- * stack pointer sp there), its Python stack, its native stack when that is
- * what its traceback will show; then its process's figures, looked up
- * only here: a pointer the caller held across the walks would double what
- * the verifier explores of them (NULL or not, with --follow) past its
- * limit. The caller has made the process's entry (proc_stats). */
-static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, __u64 size,
-				   __u32 domain, __u64 ip, __u64 sp)
+ * stack pointer sp and rbp bp there), its Python stack, its native stack
+ * when that is what its traceback will show; then its process's figures,
+ * looked up only here: a pointer the caller held across the walks would
+ * double what the verifier explores of them (NULL or not, with --follow)
+ * past its limit. The caller has made the process's entry (proc_stats).
+ */
+struct record_args {
+	__u64 key, size, ip, sp, bp;
+	__u32 tgid, domain;
+};
+
+static __always_inline int record(const struct record_args *a)
 {
-	struct tracer_alloc_info info = {.size = size, .domain = domain, .site = ip}, old;
+	struct tracer_alloc_info info = {}, old;
 	struct tracer_site_stats *site;
 	struct tracer_proc_stats *st;
-	__u64 stack;
+	__u64 key, size, stack;
+	__u32 tgid, domain;
 	int stored;
 
+	if (!a)
+		return 0;
+	key = a->key, size = a->size, tgid = a->tgid, domain = a->domain;
+	info.size = size;
+	info.domain = domain;
+	info.site = a->ip;
 	info.py_stack = py_capture(tgid, TRACER_CNT_PY_UNREADABLE);
 	if (capture_stack && (!info.py_stack || native_with_python)) {
-		stack = native_capture(ctx, tgid, ip, sp);
+		stack = native_capture(tgid, a->ip, a->sp, a->bp);
 		if (stack)
 			info.site = stack;
 	}
@@ -1083,11 +1103,11 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 	if (stored < 0) {
 		count(TRACER_CNT_ALLOCS_FULL, 1);
 		count(TRACER_CNT_ALLOCS_FULL_BYTES, size);
-		return;
+		return 0;
 	}
 	st = proc_stats(tgid, false);
 	if (!st)
-		return;
+		return 0;
 	peak_catch_up(st);
 	if (stored) { /* the block replaced leaves its site */
 		site = site_of(key, &old, false);
@@ -1109,6 +1129,7 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 		add_current(st, domain, (__s64)size);
 	}
 	__sync_fetch_and_add(&st->allocs, 1);
+	return 0;
 }
 
 /* Whether the process's interpreter has begun finalising: its live set is
@@ -1277,27 +1298,51 @@ static __always_inline bool trace_drop(__u64 key)
 }
 
 /* Stores piece (a block's traceback, time and domain, with its size) at
- * key; false when the table is full (counted). The kernel gave these pages:
- * a block traced there already was unmapped unseen, and goes. */
-static __always_inline bool piece_store(__u64 key, const struct tracer_alloc_info *piece,
-					struct tracer_proc_stats *st)
+ * key, for process tgid; 0 when the table is full (counted). The kernel
+ * gave these pages: a block traced there already was unmapped unseen, and
+ * goes. added: the piece is memory new to the mmap domain, and a block
+ * new to its site (not one cut from a block counted there). A global
+ * function: verified once, not along each path of block_cut's and
+ * mmap_remap's, with a frame of its own. */
+__noinline int piece_store(__u64 key, const struct tracer_alloc_info *piece, __u32 tgid,
+			   int added)
 {
 	struct tracer_alloc_info old;
 	struct tracer_site_stats *site;
-	int stored = trace_store(key, piece, &old);
+	struct tracer_proc_stats *st;
+	int stored;
 
+	if (!piece)
+		return 0;
+	stored = trace_store(key, piece, &old);
 	if (stored < 0) {
 		count(TRACER_CNT_ALLOCS_FULL, 1);
 		count(TRACER_CNT_ALLOCS_FULL_BYTES, piece->size);
-		return false;
+		return 0;
 	}
+	st = proc_stats(tgid, false);
 	if (stored && st) {
 		site = site_of(key, &old, false);
 		if (site)
 			site_change(site, st, -1, -(__s64)old.size);
 		add_current(st, old.domain, -(__s64)old.size);
 	}
-	return true;
+	if (added && st) {
+		peak_catch_up(st);
+		site = site_of(key, piece, false);
+		if (site)
+			site_change(site, st, 1, (__s64)piece->size);
+		add_current(st, TRACER_DOMAIN_MMAP, (__s64)piece->size);
+	}
+	return 1;
+}
+
+/* A whole block of process tgid unmapped: a global function, with its own
+ * frame (the verifier bounds the stack of the whole chain of calls). */
+__noinline int forget_block(__u64 key, __u32 tgid)
+{
+	forget(key, proc_stats(tgid, false), false);
+	return 0;
 }
 
 /* The pages [lo, hi) of process proc leave its blocks: from the block at
@@ -1350,11 +1395,11 @@ __noinline __u64 block_cut(struct range_cut *r, __u64 start)
 		hi = end;
 	if (lo >= hi)
 		return start + PAGE_UP(piece.size);
-	st = proc_stats(tgid, false);
 	if (lo == start && hi == end && !moving) {
-		forget(key, st, false);
+		forget_block(key, tgid);
 		return start + PAGE_UP(piece.size);
 	}
+	st = proc_stats(tgid, false);
 	if (st) {
 		peak_catch_up(st);
 		site = site_of(key, &piece, false);
@@ -1369,7 +1414,7 @@ __noinline __u64 block_cut(struct range_cut *r, __u64 start)
 			return 0;
 		cut = hi - start;
 		piece.size = end - hi;
-		if (!piece_store(TRACER_KEY(proc, hi), &piece, st)) {
+		if (!piece_store(TRACER_KEY(proc, hi), &piece, tgid, 0)) {
 			cut = end - start;
 			blocks = -1;
 		}
@@ -1381,7 +1426,7 @@ __noinline __u64 block_cut(struct range_cut *r, __u64 start)
 		info->size = lo - start;
 		piece.size = end - hi;
 		count(TRACER_CNT_MMAP_SPLITS, 1);
-		if (piece_store(TRACER_KEY(proc, hi), &piece, st)) {
+		if (piece_store(TRACER_KEY(proc, hi), &piece, tgid, 0)) {
 			cut = hi - lo;
 			blocks = 1;
 		}
@@ -1425,55 +1470,45 @@ static __always_inline bool range_cut(struct range_cut *r)
 	return r->found;
 }
 
-/* mremap's return: the pages [old, old + old_size) moved to ret, resized
- * to size (in place when ret is old); the block they were in keeps the
- * rest. The moved pages keep their block's traceback. With MREMAP_FIXED,
- * what was mapped at ret is gone; with MREMAP_DONTUNMAP the old pages stay
- * mapped, and the new ones are a block of their own with the same
- * traceback (its site's live count goes up by one, as at a split). */
-struct remap {
-	__u64 old, old_size, size, flags;
-	__u64 block; /* the start of the block holding old (at mremap's entry), 0: none */
-	__u64 ret;
-	__u32 tgid, proc;
-};
-
-__noinline int mmap_remap(struct remap *a)
+/* mremap's return, for the call a (mremap_enter's: oldptr, old_size, size,
+ * flags; memptr the start of the block holding oldptr, 0: none): the pages
+ * [oldptr, oldptr + old_size) moved to ret, resized to size (in place when
+ * ret is oldptr); the block they were in keeps the rest. The moved pages
+ * keep their block's traceback. With MREMAP_FIXED, what was mapped at ret
+ * is gone; with MREMAP_DONTUNMAP the old pages stay mapped, and the new
+ * ones are a block of their own with the same traceback (its site's live
+ * count goes up by one, as at a split). */
+__noinline int mmap_remap(const struct pending *a, __u64 ret, __u32 tgid, __u32 proc)
 {
 	/* one range at a time, the destination's first: the verifier bounds
 	 * the stack of a call chain with bpf_loop's callbacks in it */
 	struct range_cut r = {};
 	struct tracer_alloc_info *info;
-	struct tracer_site_stats *site;
-	struct tracer_proc_stats *st;
-	__u64 key;
 
-	if (!a || a->ret == (__u64)-1)
+	if (!a || ret == (__u64)-1)
 		return 0; /* MAP_FAILED: nothing moved */
-	key = TRACER_KEY(a->proc, a->ret);
-	st = proc_stats(a->tgid, true);
-	if (finalizing(st))
+	if (finalizing(proc_stats(tgid, true)))
 		return 0;
-	r.tgid = a->tgid;
-	r.proc = a->proc;
+	r.tgid = tgid;
+	r.proc = proc;
 	/* what was mapped at the new address is gone, whatever moved there */
-	if ((a->flags & MREMAP_FIXED) && a->ret != a->old) {
-		r.lo = a->ret;
-		r.hi = a->ret + PAGE_UP(a->size);
+	if ((a->flags & MREMAP_FIXED) && ret != a->oldptr) {
+		r.lo = ret;
+		r.hi = ret + PAGE_UP(a->size);
 		range_cut(&r);
 	}
-	if (!a->block)
+	if (!a->memptr)
 		return 0; /* not a block: a file's mapping, or one from before attach */
 	if (a->flags & MREMAP_DONTUNMAP) {
 		/* the old pages stay: the new ones are a block of their own */
-		info = mapped_block(a->proc, a->block);
+		info = mapped_block(proc, a->memptr);
 		if (!info)
 			return 0;
 		r.was = *info;
 	} else {
-		r.lo = a->old;
-		r.hi = a->old + PAGE_UP(a->old_size);
-		r.first = a->block;
+		r.lo = a->oldptr;
+		r.hi = a->oldptr + PAGE_UP(a->old_size);
+		r.first = a->memptr;
 		r.moving = true;
 		r.found = false;
 		range_cut(&r);
@@ -1481,14 +1516,7 @@ __noinline int mmap_remap(struct remap *a)
 			return 0;
 	}
 	r.was.size = a->size;
-	st = proc_stats(a->tgid, false);
-	if (!piece_store(key, &r.was, st) || !st)
-		return 0;
-	peak_catch_up(st);
-	site = site_of(key, &r.was, false);
-	if (site)
-		site_change(site, st, 1, (__s64)a->size);
-	add_current(st, TRACER_DOMAIN_MMAP, (__s64)a->size);
+	piece_store(TRACER_KEY(proc, ret), &r.was, tgid, 1);
 	return 0;
 }
 
@@ -1503,6 +1531,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret, __u64 call
 	__u64 addr = ret;
 	__u32 tgid, proc, domain, old_domain = 0;
 	bool old_traced = false;
+	struct record_args rec;
 
 	if (!recording(&tgid, &proc))
 		return 0;
@@ -1562,8 +1591,14 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret, __u64 call
 	domain = *(volatile __u32 *)&p->domain;
 	p->last_key = TRACER_KEY(proc, addr);
 	p->fresh_size = p->size;
-	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain,
-	       call_ret ? call_ret : PT_REGS_IP(ctx), PT_REGS_SP(ctx));
+	rec.key = TRACER_KEY(proc, addr);
+	rec.size = p->size;
+	rec.ip = call_ret ? call_ret : PT_REGS_IP(ctx);
+	rec.sp = PT_REGS_SP(ctx);
+	rec.bp = PT_REGS_FP(ctx);
+	rec.tgid = tgid;
+	rec.domain = domain;
+	record(&rec);
 	return 0;
 }
 
@@ -1968,14 +2003,11 @@ int py_call_return(struct pt_regs *ctx)
 SEC("uretprobe")
 int BPF_KRETPROBE(mremap_return, __u64 ret)
 {
-	struct remap a = {.ret = ret};
 	struct pending *p;
 	__u32 tgid, proc;
 
 	if (!recording(&tgid, &proc))
 		return 0;
-	a.tgid = tgid;
-	a.proc = proc;
 	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0, 0);
 	if (!p || !p->depth) {
 		count(TRACER_CNT_RETURN_UNMATCHED, 1);
@@ -1984,12 +2016,7 @@ int BPF_KRETPROBE(mremap_return, __u64 ret)
 	hit(proc, false);
 	if (--p->depth || p->kind != TRACER_KIND_MREMAP)
 		return 0;
-	a.old = p->oldptr;
-	a.old_size = p->old_size;
-	a.size = p->size;
-	a.flags = p->flags;
-	a.block = p->memptr;
-	mmap_remap(&a);
+	mmap_remap(p, ret, tgid, proc);
 	return 0;
 }
 
@@ -2021,7 +2048,10 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 	key = TRACER_KEY(proc, ptr);
 	bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
 	/* the caller's state once returned: sp past the return address */
-	record(ctx, tgid, key, size, domain, ret, PT_REGS_SP(ctx) + 8);
+	struct record_args rec = {.key = key, .size = size, .ip = ret, .sp = PT_REGS_SP(ctx) + 8,
+				  .bp = PT_REGS_FP(ctx), .tgid = tgid, .domain = domain};
+
+	record(&rec);
 	return 0;
 }
 

@@ -85,9 +85,13 @@ static double now_s(void)
 	return collect_now_ns() / 1e9;
 }
 
+/* libbpf says nothing, but its warnings with $TRACER_DEBUG, and everything
+ * (each program's verifier statistics among it) with
+ * $TRACER_VERIFIER_STATS: what a change to bpf/ costs at every load. */
 static int libbpf_quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	if (level == LIBBPF_WARN && getenv("TRACER_DEBUG"))
+	if (getenv("TRACER_VERIFIER_STATS") ||
+	    (level == LIBBPF_WARN && getenv("TRACER_DEBUG")))
 		return vfprintf(stderr, fmt, ap);
 	return 0;
 }
@@ -461,6 +465,9 @@ static int setup_bpf(struct session *s)
 	bpf_object__for_each_program(prog, s->skel->obj)
 		if (bpf_program__type(prog) == BPF_PROG_TYPE_KPROBE)
 			bpf_program__set_expected_attach_type(prog, 48 /* BPF_TRACE_UPROBE_MULTI */);
+	if (getenv("TRACER_VERIFIER_STATS"))
+		bpf_object__for_each_program(prog, s->skel->obj)
+			bpf_program__set_log_level(prog, 4 /* statistics */);
 	err = tracer_bpf__load(s->skel);
 	if (err) {
 		fprintf(stderr, "tracer: cannot load the BPF programs: %s\n", strerror(-err));
