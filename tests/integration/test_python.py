@@ -533,8 +533,14 @@ def realloc_traced(python, mode, workload, free_lists=False):
     return t.report, t.stderr_lines
 
 
-# Lines not yet equal to tracemalloc's: bytearray.join's (a few bytes, one
-# block, off on LTO builds with every object a raw block).
+# Lines not yet equal to tracemalloc's: bytearray.join's on LTO builds
+# with every object a raw block (--hook-pymalloc, --python-malloc), one
+# block apart. The tracer keeps the separator's 3-byte buffer live: CPython's
+# inlined realloc of NULL calls pymalloc's malloc (the realloc slot stays
+# pymalloc's, for the blocks from before the attach), and its free, by the
+# free that LTO inlined behind its guard, reaches no probe. tracemalloc
+# has there the 48-byte argument tuple of bytearray(), which the tracer
+# does not move from its free list.
 JOIN_LINES = ("join_parts", "bytearray_join")
 # Lines whose objects come from free lists: tracemalloc moves them to the
 # line that takes them (bpo-35053), the tracer by default
