@@ -92,7 +92,8 @@ static long py_walk_step(__u32 i, struct py_walk *w)
 
 	if (!f)
 		return 1;
-	if (!w->buf->win_base || f < w->buf->win_base || f - w->buf->win_base > w->buf->win_len - PY_READ) {
+	if (!w->buf->win_base || f < w->buf->win_base ||
+	    f - w->buf->win_base > w->buf->win_len - PY_READ) {
 		/* the window ending with this frame (3.11+, whose frames live
 		 * in the data stack); before 3.11, or where memory below is not
 		 * mapped, the frame alone */

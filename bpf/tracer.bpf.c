@@ -1066,35 +1066,23 @@ static __always_inline int trace_store(__u64 key, const struct tracer_alloc_info
 }
 
 /* Records a live block: its call site (frame 0: ip, with the caller's
- * stack pointer sp and rbp bp there), its Python stack, its native stack
- * when that is what its traceback will show; then its process's figures,
- * looked up only here: a pointer the caller held across the walks would
- * double what the verifier explores of them (NULL or not, with --follow)
- * past its limit. The caller has made the process's entry (proc_stats).
- */
-struct record_args {
-	__u64 key, size, ip, sp, bp;
-	__u32 tgid, domain;
-};
-
-static __always_inline int record(const struct record_args *a)
+ * stack pointer sp there), its Python stack, its native stack when that is
+ * what its traceback will show; then its process's figures, looked up
+ * only here: a pointer the caller held across the walks would double what
+ * the verifier explores of them (NULL or not, with --follow) past its
+ * limit. The caller has made the process's entry (proc_stats). */
+static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, __u64 size,
+				   __u32 domain, __u64 ip, __u64 sp)
 {
-	struct tracer_alloc_info info = {}, old;
+	struct tracer_alloc_info info = {.size = size, .domain = domain, .site = ip}, old;
 	struct tracer_site_stats *site;
 	struct tracer_proc_stats *st;
-	__u64 key, size, stack;
-	__u32 tgid, domain;
+	__u64 stack;
 	int stored;
 
-	if (!a)
-		return 0;
-	key = a->key, size = a->size, tgid = a->tgid, domain = a->domain;
-	info.size = size;
-	info.domain = domain;
-	info.site = a->ip;
 	info.py_stack = py_capture(tgid, TRACER_CNT_PY_UNREADABLE);
 	if (capture_stack && (!info.py_stack || native_with_python)) {
-		stack = native_capture(tgid, a->ip, a->sp, a->bp);
+		stack = native_capture(ctx, tgid, ip, sp);
 		if (stack)
 			info.site = stack;
 	}
@@ -1103,11 +1091,11 @@ static __always_inline int record(const struct record_args *a)
 	if (stored < 0) {
 		count(TRACER_CNT_ALLOCS_FULL, 1);
 		count(TRACER_CNT_ALLOCS_FULL_BYTES, size);
-		return 0;
+		return;
 	}
 	st = proc_stats(tgid, false);
 	if (!st)
-		return 0;
+		return;
 	peak_catch_up(st);
 	if (stored) { /* the block replaced leaves its site */
 		site = site_of(key, &old, false);
@@ -1129,7 +1117,6 @@ static __always_inline int record(const struct record_args *a)
 		add_current(st, domain, (__s64)size);
 	}
 	__sync_fetch_and_add(&st->allocs, 1);
-	return 0;
 }
 
 /* Whether the process's interpreter has begun finalising: its live set is
@@ -1531,7 +1518,6 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret, __u64 call
 	__u64 addr = ret;
 	__u32 tgid, proc, domain, old_domain = 0;
 	bool old_traced = false;
-	struct record_args rec;
 
 	if (!recording(&tgid, &proc))
 		return 0;
@@ -1591,14 +1577,8 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret, __u64 call
 	domain = *(volatile __u32 *)&p->domain;
 	p->last_key = TRACER_KEY(proc, addr);
 	p->fresh_size = p->size;
-	rec.key = TRACER_KEY(proc, addr);
-	rec.size = p->size;
-	rec.ip = call_ret ? call_ret : PT_REGS_IP(ctx);
-	rec.sp = PT_REGS_SP(ctx);
-	rec.bp = PT_REGS_FP(ctx);
-	rec.tgid = tgid;
-	rec.domain = domain;
-	record(&rec);
+	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain,
+	       call_ret ? call_ret : PT_REGS_IP(ctx), PT_REGS_SP(ctx));
 	return 0;
 }
 
@@ -2048,10 +2028,7 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 	key = TRACER_KEY(proc, ptr);
 	bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
 	/* the caller's state once returned: sp past the return address */
-	struct record_args rec = {.key = key, .size = size, .ip = ret, .sp = PT_REGS_SP(ctx) + 8,
-				  .bp = PT_REGS_FP(ctx), .tgid = tgid, .domain = domain};
-
-	record(&rec);
+	record(ctx, tgid, key, size, domain, ret, PT_REGS_SP(ctx) + 8);
 	return 0;
 }
 

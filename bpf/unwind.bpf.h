@@ -324,11 +324,11 @@ unreadable:
 }
 
 /* The native stack from the allocator's return at ip, the stack pointer
- * there sp and rbp bp as the probe found it (the caller's: the callee has
+ * there sp and rbp as the probe found it (the caller's: the callee has
  * restored it, or not yet touched it at an entry): its key in
  * native_stacks (TRACER_SITE_STACK set), or 0 when there is none to keep
  * (no table for the process yet, or the table of stacks is full: counted). */
-static __always_inline __u64 native_capture(__u32 tgid, __u64 ip, __u64 sp, __u64 bp)
+static __always_inline __u64 native_capture(struct pt_regs *ctx, __u32 tgid, __u64 ip, __u64 sp)
 {
 	struct unwind_walk w = {.pc = ip, .bp_known = true};
 	struct tracer_native_stack *st;
@@ -349,7 +349,7 @@ static __always_inline __u64 native_capture(__u32 tgid, __u64 ip, __u64 sp, __u6
 	st->pcs[0] = ip;
 	w.st = st;
 	w.sp = sp;
-	w.bp = bp;
+	w.bp = PT_REGS_FP(ctx);
 	w.hash = mix64(0x9e3779b97f4a7c15ull ^ ip);
 	w.end = TRACER_END_NFRAME;
 	if (native_nframe > 1)
