@@ -1072,7 +1072,7 @@ static __always_inline int trace_store(__u64 key, const struct tracer_alloc_info
  * the verifier explores of them (NULL or not, with --follow) past its
  * limit. The caller has made the process's entry (proc_stats). */
 static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, __u64 size,
-				   __u32 domain, __u64 ip, __u64 sp)
+				   __u32 domain, __u64 ip, __u64 sp, bool tracking)
 {
 	struct tracer_alloc_info info = {.size = size, .domain = domain, .site = ip}, old;
 	struct tracer_site_stats *site;
@@ -1098,6 +1098,11 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 		return;
 	peak_catch_up(st);
 	if (stored) { /* the block replaced leaves its site */
+		/* an allocator gave out an address still traced: its free was
+		 * not seen (PyTraceMalloc_Track of a block libc gave us is the
+		 * same block, moved to the extension's domain) */
+		if (!tracking)
+			count(TRACER_CNT_FREES_UNSEEN, 1);
 		site = site_of(key, &old, false);
 		if (site)
 			site_change(site, st, -1, -(__s64)old.size);
@@ -1578,7 +1583,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret, __u64 call
 	p->last_key = TRACER_KEY(proc, addr);
 	p->fresh_size = p->size;
 	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain,
-	       call_ret ? call_ret : PT_REGS_IP(ctx), PT_REGS_SP(ctx));
+	       call_ret ? call_ret : PT_REGS_IP(ctx), PT_REGS_SP(ctx), false);
 	return 0;
 }
 
@@ -2028,7 +2033,7 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 	key = TRACER_KEY(proc, ptr);
 	bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
 	/* the caller's state once returned: sp past the return address */
-	record(ctx, tgid, key, size, domain, ret, PT_REGS_SP(ctx) + 8);
+	record(ctx, tgid, key, size, domain, ret, PT_REGS_SP(ctx) + 8, true);
 	return 0;
 }
 

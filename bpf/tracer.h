@@ -430,6 +430,11 @@ enum tracer_counter {
 	/* an object taken from a free list whose thread's frames could not be
 	 * read: its block keeps its line (tracemalloc would move it) */
 	TRACER_CNT_FREE_LIST_UNREADABLE,
+	/* a block still traced at an address an allocator gave out again: its
+	 * free reached no probe (on LTO CPython under --hook-pymalloc, a
+	 * pymalloc block the inlined realloc of NULL made, freed by the
+	 * inlined pymalloc free); it counted as live until then */
+	TRACER_CNT_FREES_UNSEEN,
 	TRACER_CNT_MAX,
 };
 

@@ -37,6 +37,7 @@ static const char *const counter_names[TRACER_CNT_MAX] = {
     [TRACER_CNT_PY_RETURN_UNCAUGHT] = "python allocations from an unknown call site",
     [TRACER_CNT_GONE_BEFORE_PROBED] = "processes gone before their probes were attached",
     [TRACER_CNT_FREE_LIST_UNREADABLE] = "free-list objects not moved (frames unreadable)",
+    [TRACER_CNT_FREES_UNSEEN] = "frees no probe saw (the address given out again)",
 };
 _Static_assert(ARRAY_SIZE(counter_names) == TRACER_CNT_MAX, "every counter has a name");
 

@@ -32,6 +32,8 @@ static const struct known_counter known[] = {
      "Python stacks lost (Python stack table full: native frames only)"},
     {"free-list objects not moved (frames unreadable)", "free_list_frames_unreadable",
      COUNTER_LOSS, "objects from free lists left at their first line (frames unreadable)"},
+    {"frees no probe saw (the address given out again)", "frees_unseen", COUNTER_LOSS,
+     "blocks freed where no probe saw it (live in the figures until their address came back)"},
     {"python frames unresolved", "python_frames_unresolved", COUNTER_LOSS,
      "Python stacks unresolved (code objects freed before they were read)"},
     {"reallocs of untraced blocks, domain unknown (libc)", "realloc_domain_unknown",
