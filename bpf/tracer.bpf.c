@@ -81,6 +81,9 @@ __u32 target_index = 0;
  * space's collect_index_process); those of processes gone come back through
  * free_indexes. */
 __u32 next_proc_index = 0;
+/* The indexes given out are below this (session.c: TRACER_MAX_PROCS, or
+ * fewer with $TRACER_PROC_INDEXES, for tests of their reuse) */
+const volatile __u32 proc_index_limit = TRACER_MAX_PROCS;
 /* Each index's generation: odd from the moment it is given out until the
  * process holds it in traced_pids, even after. User space frees an index
  * (its blocks, its sites) and queues it again only once it has seen it held
@@ -597,7 +600,7 @@ static __always_inline bool index_process(__u32 tgid, __u64 flags)
 
 	if (bpf_map_pop_elem(&free_indexes, &idx))
 		idx = __sync_fetch_and_add(&next_proc_index, 1);
-	if (idx >= TRACER_MAX_PROCS) {
+	if (idx >= TRACER_MAX_PROCS || idx >= proc_index_limit) {
 		count(TRACER_CNT_PROCS_FULL, 1);
 		return false;
 	}

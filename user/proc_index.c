@@ -26,10 +26,10 @@ int proc_index_give(struct tracer_bpf *skel, pid_t pid, uint64_t flags)
 	if (bpf_map_lookup_and_delete_elem(bpf_map__fd(skel->maps.free_indexes), NULL, &idx)) {
 		idx = TRACER_MAX_PROCS;
 		if (__atomic_load_n(&skel->bss->next_proc_index, __ATOMIC_RELAXED) <
-		    TRACER_MAX_PROCS)
+		    skel->rodata->proc_index_limit)
 			idx = __atomic_fetch_add(&skel->bss->next_proc_index, 1, __ATOMIC_RELAXED);
 	}
-	if (idx >= TRACER_MAX_PROCS) {
+	if (idx >= TRACER_MAX_PROCS || idx >= skel->rodata->proc_index_limit) {
 		__atomic_fetch_add(&skel->bss->procs_full_in_user_space, 1, __ATOMIC_RELAXED);
 		return -ENOSPC;
 	}
@@ -88,8 +88,8 @@ uint8_t *proc_index_gone(struct proc_indexes *pi, struct tracer_bpf *skel, bool 
 	/* the indexes given out before the last sweep: a newer one may not
 	 * have its odd generation yet */
 	given = __atomic_load_n(&skel->bss->next_proc_index, __ATOMIC_RELAXED);
-	if (given > TRACER_MAX_PROCS)
-		given = TRACER_MAX_PROCS;
+	if (given > skel->rodata->proc_index_limit)
+		given = skel->rodata->proc_index_limit;
 	limit = pi->settled;
 	pi->settled = given;
 	pi->pending = limit != given;

@@ -4,6 +4,8 @@ import json
 import os
 import signal
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -315,22 +317,54 @@ def test_follow_many_children_memory_stays_bounded():
     assert rss - rss_small < 8 * 1024, (rss_small, rss)
 
 
+CHILDREN, INDEXES = 6000, 4096
+
+
 def test_follow_gives_indexes_of_exited_children_again():
-    """More processes than allocation keys have indexes for (65,536): those
-    of children gone come back, so a child forked after 70,000 others is
-    traced, exactly, and none is counted as finding the table full."""
+    """More processes than allocation keys have indexes for: those of
+    children gone come back, so a child forked after 6,000 others is traced,
+    exactly, and none is counted as finding the table full. The indexes
+    are limited to 4,096 ($TRACER_PROC_INDEXES; 65,536 by default, which
+    70,000 children took 70 s to show, by the same code)."""
     p = subprocess.Popen([TRACER, "--format", "json", "-t", "0", "--follow", "--",
-                          workload("spawner"), "70000", "last"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = p.communicate(timeout=240)
-    last = int(next(l.split()[1] for l in out.splitlines() if l.startswith("last ")))
-    os.kill(last, signal.SIGKILL)
+                          workload("spawner"), str(CHILDREN), "last"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, TRACER_PROC_INDEXES=str(INDEXES)))
+    # the tracer would end when every process it follows has, the last child
+    # after 60 s: it reports at a SIGINT once the spawner has ended (and
+    # sweeps, every 0.25 s, have taken its children's indexes back)
+    watchdog = threading.Timer(240, p.kill)
+    watchdog.start()
+    try:
+        lines = []
+        while not lines or not lines[-1].startswith("spawned "):
+            line = p.stdout.readline()
+            assert line, ("the spawner did not end", lines, p.stderr.read())
+            lines.append(line)
+        last = int(next(l.split()[1] for l in lines if l.startswith("last ")))
+        time.sleep(1)
+        p.send_signal(signal.SIGINT)
+        # the report, a line; then the last child, which holds the pipe open
+        out = "".join(lines) + p.stdout.readline()
+        os.kill(last, signal.SIGKILL)
+        rest, err = p.communicate(timeout=240)
+        out += rest
+    finally:
+        watchdog.cancel()
     assert p.returncode == 0, err
     report = json.loads(out.splitlines()[-1])
     assert report["losses"]["process_table_full"] == 0
-    assert report["notes"]["blocks_of_execd_or_exited_images"] == 70000 * 10
-    assert report["events"]["allocations"] >= 70000 * 10 + 5 + 7
+    assert report["notes"]["blocks_of_execd_or_exited_images"] == CHILDREN * 10
+    assert report["events"]["allocations"] >= CHILDREN * 10 + 5 + 7
     assert by_line(report, "spawner.c") == {site("spawner.c", "parent"): (5 * 3000, 5),
                                             site("spawner.c", "last"): (7 * 4000, 7)}
     rows = {r["target"]["pid"]: r for r in report["processes"]}
     assert by_line(rows[last], "spawner.c") == {site("spawner.c", "last"): (7 * 4000, 7)}
+
+
+@pytest.mark.parametrize("value", ["0", "65537", "4k", ""])
+def test_bad_index_limit_is_refused(value):
+    p = subprocess.run([TRACER, "-t", "0", "--follow", "--", "/bin/true"], capture_output=True,
+                       text=True, timeout=60, env=dict(os.environ, TRACER_PROC_INDEXES=value))
+    assert p.returncode == 2, p
+    assert p.stderr.count("\n") == 1 and "TRACER_PROC_INDEXES" in p.stderr, p.stderr
