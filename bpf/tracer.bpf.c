@@ -600,7 +600,7 @@ static __always_inline bool index_process(__u32 tgid, __u64 flags)
 
 	if (bpf_map_pop_elem(&free_indexes, &idx))
 		idx = __sync_fetch_and_add(&next_proc_index, 1);
-	if (idx >= TRACER_MAX_PROCS || idx >= proc_index_limit) {
+	if (idx >= proc_index_limit) { /* at most TRACER_MAX_PROCS */
 		count(TRACER_CNT_PROCS_FULL, 1);
 		return false;
 	}

@@ -403,6 +403,16 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 
 	if (tracing && env && *env && parse_nframe(env, &o->nframe))
 		return 2;
+	/* tests: the reuse of process indexes without 65,536 processes */
+	env = getenv("TRACER_PROC_INDEXES");
+	if (tracing && env) {
+		if (parse_long(env, 1, TRACER_MAX_PROCS, &v)) {
+			fprintf(stderr, "tracer: TRACER_PROC_INDEXES must be a count of 1 to %u: %.64s\n",
+				TRACER_MAX_PROCS, env);
+			return 2;
+		}
+		o->proc_indexes = (uint32_t)v;
+	}
 	/* tracing stops at the command; stats and compare take options anywhere */
 	/* ':' first: a missing value is told from an unknown option, each
 	 * said in one line here rather than getopt's and the whole usage */
@@ -823,6 +833,7 @@ int main(int argc, char **argv)
 		      .python_free_lists = PYTHON_FREE_LISTS_ON,
 		      .max_allocs = SESSION_DEFAULT_MAX_ALLOCS,
 		      .max_stacks = SESSION_DEFAULT_MAX_STACKS,
+		      .proc_indexes = TRACER_MAX_PROCS,
 		      .report = {.format = REPORT_TEXT, .key = STATS_KEY_LINENO, .top = 10}},
 	};
 	int rc;

@@ -24,12 +24,12 @@ int proc_index_give(struct tracer_bpf *skel, pid_t pid, uint64_t flags)
 	int err = 0;
 
 	if (bpf_map_lookup_and_delete_elem(bpf_map__fd(skel->maps.free_indexes), NULL, &idx)) {
-		idx = TRACER_MAX_PROCS;
+		idx = skel->rodata->proc_index_limit;
 		if (__atomic_load_n(&skel->bss->next_proc_index, __ATOMIC_RELAXED) <
 		    skel->rodata->proc_index_limit)
 			idx = __atomic_fetch_add(&skel->bss->next_proc_index, 1, __ATOMIC_RELAXED);
 	}
-	if (idx >= TRACER_MAX_PROCS || idx >= skel->rodata->proc_index_limit) {
+	if (idx >= skel->rodata->proc_index_limit) { /* at most TRACER_MAX_PROCS */
 		__atomic_fetch_add(&skel->bss->procs_full_in_user_space, 1, __ATOMIC_RELAXED);
 		return -ENOSPC;
 	}

@@ -427,18 +427,7 @@ static int setup_bpf(struct session *s)
 	s->skel->rodata->keep_exited = o->keep_exited;
 	s->skel->rodata->count_hits = o->budget > 0;
 	s->skel->rodata->filter_pids = o->follow || s->multi;
-	if (getenv("TRACER_PROC_INDEXES")) { /* tests: reuse without 65,536 processes */
-		const char *v = getenv("TRACER_PROC_INDEXES");
-		char *end;
-		unsigned long n = strtoul(v, &end, 10);
-
-		if (!*v || *end || n < 1 || n > TRACER_MAX_PROCS) {
-			fprintf(stderr, "tracer: TRACER_PROC_INDEXES must be a count of 1 to %u: %.64s\n",
-				TRACER_MAX_PROCS, v);
-			return 2;
-		}
-		s->skel->rodata->proc_index_limit = (__u32)n;
-	}
+	s->skel->rodata->proc_index_limit = o->proc_indexes;
 	if (s->multi && multi_configure(&s->many, o, s->skel))
 		return 2;
 	s->skel->rodata->capture_stack = o->nframe > 1;

@@ -55,6 +55,7 @@ struct session_options {
 	double interval;     /* -i seconds, 0 = report at the end only */
 	uint32_t max_allocs; /* --max-allocs */
 	uint32_t max_stacks; /* --max-stacks */
+	uint32_t proc_indexes; /* process indexes given out ($TRACER_PROC_INDEXES, tests) */
 	bool probe_only;     /* --probe-only: the floor, nothing recorded */
 	bool python_malloc;  /* --python-malloc: launch with PYTHONMALLOC=malloc */
 	bool hook_pymalloc;  /* --hook-pymalloc: point pymalloc's tables at raw */
