@@ -215,8 +215,9 @@ class Tracer(_Piped):
     only then closes the workload's stdin, so that a signalled report sees
     the blocks the workload still holds; waits for the tracer's exit; and
     with check asserts that there was a report and status 0. Every wait ends
-    after timeout seconds. Then: report (None without one), stderr_lines,
-    stderr, returncode. An exception in the block kills the tracer."""
+    after timeout seconds. Then: report (None without one), last_report (the
+    last stdout line that starts with "{": with -i, the one printed at the
+    end), stderr_lines, stderr, returncode. An exception in the block kills the tracer."""
 
     def __init__(self, args, attach=None, check=True, timeout=60, ready=None):
         self.args = ["--format", "json", "-t", "0"] + list(args)
@@ -228,6 +229,7 @@ class Tracer(_Piped):
         self.check = check
         self.timeout = timeout
         self.report = None
+        self.last_report = None
         self.returncode = None
 
     def __enter__(self):
@@ -281,6 +283,8 @@ class Tracer(_Piped):
             self.end_input()
             self.returncode = self.process.wait(timeout=self.timeout)
             self.err.rest(self.timeout)
+            reports = [l for l in self.out.rest(self.timeout) if l.startswith("{")]
+            self.last_report = json.loads(reports[-1]) if reports else None
         finally:
             self._stop()
         if self.check:

@@ -64,7 +64,11 @@ def series(tmp_path_factory):
         after2 = snapshot_after_now(d)
         t.end_input()  # the workload ends: the final report, the last file
     last = series_numbers(d)[-1]
-    return {"dir": d, "after1": after1, "after2": after2, "last": last, "final": t.report,
+    # the report printed at the workload's end, from the snapshot the last
+    # file holds (a report printed just after "done" may have read the maps
+    # while phase 2 still ran)
+    return {"dir": d, "after1": after1, "after2": after2, "last": last,
+            "final": t.last_report,
             "address": address}
 
 
@@ -101,10 +105,6 @@ def test_stats_of_the_last_file_is_the_live_report(series, key, cumulative):
         shutil.rmtree(d)
     live = series["final"]
     if key == "lineno" and not cumulative:
-        # the report read is the first after phase 2 (-i prints one each
-        # 0.2 s), the file the last: the same blocks, older by then
-        for a, b in zip(from_file["statistics"], live["statistics"]):
-            assert a.pop("max_age_ns") >= b.pop("max_age_ns")
         assert from_file["statistics"] == live["statistics"]
         assert from_file["traced_memory"] == live["traced_memory"]
         assert from_file["losses"] == live["losses"]
