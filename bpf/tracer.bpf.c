@@ -1834,14 +1834,15 @@ int py_raw_tail_realloc(struct pt_regs *ctx)
 }
 
 /* A register of the interrupted code by its number (user/python/newref.h's
- * order), each read at a constant offset into ctx. */
+ * order, then rsp), each read at a constant offset into ctx. */
 static __always_inline __u64 newref_reg(struct pt_regs *ctx, __u32 r)
 {
-	__u64 v[15] = {ctx->ax, ctx->bx, ctx->cx, ctx->dx, ctx->si, ctx->di, ctx->bp, ctx->r8,
-		       ctx->r9, ctx->r10, ctx->r11, ctx->r12, ctx->r13, ctx->r14, ctx->r15};
+	__u64 v[16] = {ctx->ax, ctx->bx, ctx->cx,  ctx->dx,  ctx->si,  ctx->di,  ctx->bp,  ctx->r8,
+		       ctx->r9, ctx->r10, ctx->r11, ctx->r12, ctx->r13, ctx->r14, ctx->r15, ctx->sp};
 
-	return r < 15 ? v[r] : 0;
+	return r < 16 ? v[r] : 0;
 }
+#define NEWREF_COOKIE_INDIRECT 0x100 /* user/python/newref.h */
 
 /* PyTypeObject.tp_flags (3.8-3.14) and the bits that say what lies below
  * an object in its block */
@@ -1853,8 +1854,9 @@ static __always_inline __u64 newref_reg(struct pt_regs *ctx, __u32 r)
 /* CPython initialises the object op (_Py_NewReference, or a copy of it
  * inlined: user/python/newref.h), at the check of tracemalloc's hook; the
  * cookie says where op is (register, low byte; displacement, high 32
- * bits). tracemalloc gives the object's block, when traced, the traceback
- * of now (bpo-35053): an object taken from a free list moves to the line
+ * bits; with NEWREF_COOKIE_INDIRECT, the 8 bytes at that address).
+ * tracemalloc gives the object's block, when traced, the traceback of now
+ * (bpo-35053): an object taken from a free list moves to the line
  * that takes it. So does its trace here, between the sites' live figures.
  * A block just allocated by this thread has the traceback of now already:
  * the walk is skipped. */
@@ -1874,6 +1876,9 @@ int py_new_reference(struct pt_regs *ctx)
 		return 0;
 	hit(proc, true);
 	op = newref_reg(ctx, cookie & 0xff) + (__u64)(__s64)(__s32)(cookie >> 32);
+	/* op in a stack slot (LTO keeps it there across calls) */
+	if ((cookie & NEWREF_COOKIE_INDIRECT) && bpf_probe_read_user(&op, sizeof(op), (void *)op))
+		return 0;
 	key = 0;
 	p = bpf_task_storage_get(&pendings, bpf_get_current_task_btf(), 0, 0);
 	/* an object in the block the thread just allocated (after its GC

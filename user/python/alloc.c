@@ -553,15 +553,16 @@ static void register_new_references(const struct python_alloc *a, const struct p
 	} else {
 		for (size_t i = 0; i < s.n; i++) {
 			addr[i] = s.v[i].addr;
-			cookie[i] = (uint64_t)s.v[i].reg | (uint64_t)(uint32_t)s.v[i].disp << 32;
+			cookie[i] = (uint64_t)s.v[i].reg | (s.v[i].indirect ? NEWREF_COOKIE_INDIRECT : 0) |
+				    (uint64_t)(uint32_t)s.v[i].disp << 32;
 		}
 		made = probes_attach_new_references(skel, p, a->pid, attach_pid, addr, cookie, s.n,
 						    verbose);
 	}
 	if (verbose)
 		fprintf(stderr,
-			"tracer: CPython initialises objects at %zu places in %s (%zu checks of "
-			"tracemalloc's hook not followed)\n",
+			"tracer: CPython initialises objects at %zu places in %s (and at %zu "
+			"where the object could not be located: not probed)\n",
 			s.n, t->path, s.unresolved);
 	if (made < 0)
 		fprintf(stderr,

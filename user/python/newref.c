@@ -105,17 +105,44 @@ static bool decode_at(csh h, const struct code *c, uint64_t addr, cs_insn *in)
 	return cs_disasm_iter(h, &p, &left, &addr, in);
 }
 
+/* What a check's path is: the hook's call for a new object, with op
+ * placed (a site); the hook's call for a new object where op could not be
+ * placed (a check not followed); or something else (tracemalloc's own
+ * functions test the flag too, and 3.13+'s reference tracer is called with
+ * PyRefTracer_DESTROY as well). */
+enum path {
+	PATH_SITE,
+	PATH_LOST,
+	PATH_OTHER,
+};
+
+/* Whether in writes memory (a store, a push). */
+static bool stores(const cs_insn *in)
+{
+	const cs_x86 *x = &in->detail->x86;
+
+	if (in->id == X86_INS_PUSH || in->id == X86_INS_CALL)
+		return true;
+	for (uint8_t i = 0; i < x->op_count; i++)
+		if (x->operands[i].type == X86_OP_MEM && (x->operands[i].access & CS_AC_WRITE))
+			return true;
+	return false;
+}
+
 /* From the hook's path at addr, whose registers are those at the branch:
  * where op is when the hook is called (the last `mov %reg,%rdi` or `lea
- * disp(%reg),%rdi` before the call, with reg untouched before it; rdi itself
- * when nothing writes it). flag_reg: the register the flag was loaded into
- * (3.13+ calls through it). false when the path is not the hook's. */
-static bool follow(csh h, const struct code *c, uint64_t addr, const struct python_newref_in *in,
-		   x86_reg flag_reg, cs_insn *insn, struct python_newref_site *out)
+ * disp(%reg),%rdi` before the call, with reg untouched before it; or `mov
+ * disp(%reg),%rdi`, op in memory nothing stored to before it, reg maybe
+ * rsp; rdi itself when nothing writes it). flag_reg: the register the flag
+ * was loaded into (3.13+ calls through it). */
+static enum path follow(csh h, const struct code *c, uint64_t addr,
+			const struct python_newref_in *in, x86_reg flag_reg, cs_insn *insn,
+			struct python_newref_site *out)
 {
 	x86_reg src = X86_REG_RDI;
 	int32_t disp = 0;
-	bool moved = false, create = in->hook != 0;
+	bool moved = false, indirect = false, lost = false, create = in->hook != 0;
+	bool rsp_written = false, stored = false;
 	uint64_t target;
 	int jumps = 0;
 	bool cmp_flag = false; /* 3.13+: `cmp $fn,%flag_reg` (GCC's guess of the tracer) */
@@ -127,14 +154,14 @@ static bool follow(csh h, const struct code *c, uint64_t addr, const struct pyth
 		const cs_x86 *x;
 
 		if (!decode_at(h, c, addr, insn))
-			return false;
+			return PATH_OTHER;
 		x = &insn->detail->x86;
 		addr = insn->address + insn->size;
 		if (insn->id == X86_INS_JMP && direct_target(insn, &target)) {
 			if (in->hook && target == in->hook)
 				goto call; /* a tail call */
 			if (++jumps > PATH_JUMPS)
-				return false;
+				return PATH_OTHER;
 			addr = target;
 			continue;
 		}
@@ -142,14 +169,13 @@ static bool follow(csh h, const struct code *c, uint64_t addr, const struct pyth
 			if (in->hook) {
 				if (direct_target(insn, &target) && target == in->hook)
 					goto call;
-				return false;
+				return PATH_OTHER;
 			}
 			/* 3.13+: through the pointer loaded, with CREATE */
 			if (x->op_count == 1 && x->operands[0].type == X86_OP_REG &&
-			    full(h, x->operands[0].reg) == flag_reg && create &&
-			    !written[reg_index(flag_reg)])
+			    full(h, x->operands[0].reg) == flag_reg && !written[reg_index(flag_reg)])
 				goto call;
-			return false;
+			return PATH_OTHER;
 		}
 		if (cmp_flag && (insn->id == X86_INS_JNE || insn->id == X86_INS_JE) &&
 		    direct_target(insn, &target)) {
@@ -158,7 +184,7 @@ static bool follow(csh h, const struct code *c, uint64_t addr, const struct pyth
 			cmp_flag = false;
 			if (insn->id == X86_INS_JNE) {
 				if (++jumps > PATH_JUMPS)
-					return false;
+					return PATH_OTHER;
 				addr = target;
 			}
 			continue;
@@ -170,7 +196,7 @@ static bool follow(csh h, const struct code *c, uint64_t addr, const struct pyth
 			continue;
 		if (insn->id == X86_INS_RET || insn->id == X86_INS_UD2 ||
 		    cs_insn_group(h, insn, CS_GRP_JUMP) || cs_insn_group(h, insn, CS_GRP_INT))
-			return false;
+			return PATH_OTHER;
 		if (!in->hook && insn->id == X86_INS_XOR && x->op_count == 2 &&
 		    x->operands[0].type == X86_OP_REG && x->operands[1].type == X86_OP_REG &&
 		    x->operands[0].reg == x->operands[1].reg &&
@@ -179,40 +205,53 @@ static bool follow(csh h, const struct code *c, uint64_t addr, const struct pyth
 		else if (!in->hook && writes(h, insn, X86_REG_RSI))
 			create = false;
 		if (writes(h, insn, X86_REG_RDI)) {
+			const cs_x86_op *o = &x->operands[1];
+			x86_reg r = X86_REG_INVALID;
+
+			lost = true;
 			if ((insn->id == X86_INS_MOV || insn->id == X86_INS_LEA) && x->op_count == 2 &&
 			    x->operands[0].type == X86_OP_REG && x->operands[0].reg == X86_REG_RDI) {
-				const cs_x86_op *o = &x->operands[1];
-				x86_reg r = X86_REG_INVALID;
+				bool mem = o->type == X86_OP_MEM && o->mem.index == X86_REG_INVALID &&
+					   o->mem.segment == X86_REG_INVALID;
 
+				indirect = false;
 				if (insn->id == X86_INS_MOV && o->type == X86_OP_REG) {
 					r = o->reg;
 					disp = 0;
-				} else if (insn->id == X86_INS_LEA && o->type == X86_OP_MEM &&
-					   o->mem.index == X86_REG_INVALID && o->mem.segment == X86_REG_INVALID) {
+				} else if (insn->id == X86_INS_LEA && mem) {
 					r = o->mem.base;
 					disp = (int32_t)o->mem.disp;
+				} else if (insn->id == X86_INS_MOV && mem && o->size == 8 && !stored) {
+					r = o->mem.base;
+					disp = (int32_t)o->mem.disp;
+					indirect = true;
 				}
-				if (reg_index(r) < 0 || written[reg_index(r)] || r == X86_REG_RSP)
-					return false;
-				src = r;
-				moved = true;
-			} else {
-				return false;
+				if (r == X86_REG_RSP ? indirect && !rsp_written
+						     : reg_index(r) >= 0 && !written[reg_index(r)]) {
+					src = r;
+					moved = true;
+					lost = false;
+				}
 			}
 		}
+		if (writes(h, insn, X86_REG_RSP))
+			rsp_written = true;
+		if (stores(insn))
+			stored = true;
 		for (int i = 0; i < NEWREF_NREGS; i++)
 			if (!written[i] && writes(h, insn, regs[i]))
 				written[i] = true;
 	}
-	return false;
+	return PATH_OTHER;
 call:
-	if (!moved && written[reg_index(X86_REG_RDI)])
-		return false;
 	if (!create)
-		return false;
-	out->reg = (enum python_newref_reg)reg_index(src);
+		return PATH_OTHER; /* 3.13+: not PyRefTracer_CREATE */
+	if (lost || (!moved && written[reg_index(X86_REG_RDI)]))
+		return PATH_LOST;
+	out->reg = src == X86_REG_RSP ? NEWREF_RSP : (enum python_newref_reg)reg_index(src);
 	out->disp = disp;
-	return true;
+	out->indirect = indirect;
+	return PATH_SITE;
 }
 
 static int add(struct python_newref_sites *out, const struct python_newref_site *s)
@@ -238,18 +277,17 @@ static x86_reg deref_of(csh h, const cs_insn *in, x86_reg base, int64_t disp)
 /* A check at the load: `mov flag(%rip),%reg` ... `test %reg,%reg; jcc`, or
  * `cmpl $0,flag(%rip)` ... `jcc`, with nothing between that writes the
  * register (a shared library's: `mov slot(%rip),%ptr` ... `mov
- * disp(%ptr),%reg` first). Its site, or false; *resolved says whether it
- * was a check (a false one is a check not followed). */
-static bool check_at(csh h, const struct code *c, const cs_insn *load,
-		     const struct python_newref_in *in, cs_insn *insn,
-		     struct python_newref_site *site, bool *resolved)
+ * disp(%ptr),%reg` first), then its path (enum path; PATH_OTHER for a load
+ * that is no check). */
+static enum path check_at(csh h, const struct code *c, const cs_insn *load,
+			  const struct python_newref_in *in, cs_insn *insn,
+			  struct python_newref_site *site)
 {
 	const cs_x86 *x = &load->detail->x86;
 	x86_reg reg = X86_REG_INVALID, ptr = X86_REG_INVALID;
 	uint64_t addr = load->address + load->size, taken;
 	bool tested = false;
 
-	*resolved = false;
 	if (load->id == X86_INS_MOV && x->op_count == 2 && x->operands[0].type == X86_OP_REG) {
 		reg = full(h, x->operands[0].reg);
 		if (in->deref) {
@@ -260,13 +298,13 @@ static bool check_at(csh h, const struct code *c, const cs_insn *load,
 		   x->operands[1].type == X86_OP_IMM && x->operands[1].imm == 0) {
 		tested = true;
 	} else {
-		return false;
+		return PATH_OTHER;
 	}
 	for (int k = 0; k < LOAD_TO_BRANCH + (in->deref ? 2 : 0); k++) {
 		const cs_x86 *y;
 
 		if (!decode_at(h, c, addr, insn))
-			return false;
+			return PATH_OTHER;
 		y = &insn->detail->x86;
 		addr = insn->address + insn->size;
 		if (ptr != X86_REG_INVALID) {
@@ -277,7 +315,7 @@ static bool check_at(csh h, const struct code *c, const cs_insn *load,
 			}
 			if (writes(h, insn, ptr) || cs_insn_group(h, insn, CS_GRP_JUMP) ||
 			    cs_insn_group(h, insn, CS_GRP_CALL) || cs_insn_group(h, insn, CS_GRP_RET))
-				return false;
+				return PATH_OTHER;
 			continue;
 		}
 		if (!tested) {
@@ -291,20 +329,19 @@ static bool check_at(csh h, const struct code *c, const cs_insn *load,
 			if (reg == X86_REG_INVALID || writes(h, insn, reg) ||
 			    cs_insn_group(h, insn, CS_GRP_JUMP) || cs_insn_group(h, insn, CS_GRP_CALL) ||
 			    cs_insn_group(h, insn, CS_GRP_RET))
-				return false;
+				return PATH_OTHER;
 			continue; /* e.g. the refcount's store, scheduled between */
 		}
 		if (insn->id != X86_INS_JNE && insn->id != X86_INS_JE)
-			return false;
+			return PATH_OTHER;
 		if (!direct_target(insn, &taken))
-			return false;
+			return PATH_OTHER;
 		site->addr = insn->address;
-		*resolved = true;
 		/* the hook's path: taken when the flag is set (jne), else the
 		 * fall-through */
 		return follow(h, c, insn->id == X86_INS_JNE ? taken : addr, in, reg, insn, site);
 	}
-	return false;
+	return PATH_OTHER;
 }
 
 int python_newref_scan(const uint8_t *code, size_t size, uint64_t vaddr,
@@ -327,7 +364,7 @@ int python_newref_scan(const uint8_t *code, size_t size, uint64_t vaddr,
 		err = -ENOMEM;
 	while (!err && left) {
 		struct python_newref_site site;
-		bool resolved;
+		enum path path;
 
 		if (!cs_disasm_iter(h, &p, &left, &addr, insn)) {
 			p++, left--, addr++; /* not code: resynchronise */
@@ -335,9 +372,10 @@ int python_newref_scan(const uint8_t *code, size_t size, uint64_t vaddr,
 		}
 		if (rip_target(insn) != in->flag)
 			continue;
-		if (check_at(h, &c, insn, in, other, &site, &resolved))
+		path = check_at(h, &c, insn, in, other, &site);
+		if (path == PATH_SITE)
 			err = add(out, &site);
-		else if (resolved)
+		else if (path == PATH_LOST)
 			out->unresolved++;
 	}
 	if (insn)

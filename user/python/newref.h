@@ -24,21 +24,29 @@
 enum python_newref_reg {
 	NEWREF_RAX, NEWREF_RBX, NEWREF_RCX, NEWREF_RDX, NEWREF_RSI, NEWREF_RDI, NEWREF_RBP,
 	NEWREF_R8, NEWREF_R9, NEWREF_R10, NEWREF_R11, NEWREF_R12, NEWREF_R13, NEWREF_R14,
-	NEWREF_R15, NEWREF_NREGS
+	NEWREF_R15, NEWREF_NREGS,
+	NEWREF_RSP = NEWREF_NREGS /* only as the base of an op in memory */
 };
 
 /* One check: the conditional branch taken (or not) to the hook's call,
- * where op is reg + disp. */
+ * where op is reg + disp, or (indirect) the 8 bytes there: LTO keeps op in
+ * a stack slot across some calls, loaded into rdi just for the hook's. */
 struct python_newref_site {
 	uint64_t addr;
 	enum python_newref_reg reg;
 	int32_t disp;
+	bool indirect;
 };
+
+/* A probe's cookie: the register (low byte), NEWREF_COOKIE_INDIRECT, the
+ * displacement (high 32 bits); bpf/tracer.bpf.c's py_new_reference. */
+#define NEWREF_COOKIE_INDIRECT 0x100
 
 struct python_newref_sites {
 	struct python_newref_site *v;
 	size_t n, cap;
-	size_t unresolved; /* checks whose op the scanner could not place */
+	size_t unresolved; /* checks whose op the scanner could not place (of
+			    * paths that call the hook for a new object) */
 };
 
 /* What the scanner looks for, at link-time addresses: the flag the check
