@@ -373,6 +373,9 @@ struct pending {
 	__u32 depth;  /* nesting of allocator calls; 0 = idle */
 	__u32 domain;
 	__u32 kind;
+	/* the call is pymalloc's (TRACER_COOKIE_POOLED), small, and no libc
+	 * call beneath it so far: its block lies in a pool */
+	__u32 pooled;
 };
 
 struct {
@@ -410,6 +413,18 @@ struct {
 	__type(key, struct tracer_site_key);
 	__type(value, __u32); /* unused */
 } py_call_returns SEC(".maps");
+
+/* Trace key -> the mark of a block pymalloc made where its frees may run
+ * unprobed (TRACER_COOKIE_POOLED); user space checks them against pymalloc's
+ * pools at each report and deletes those stale (the trace freed, or
+ * another at the key). Full: counted (TRACER_CNT_POOL_MARKS_FULL). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 18);
+	__type(key, __u64);
+	__type(value, struct tracer_pool_mark);
+} pool_marks SEC(".maps");
 
 /* tgid -> how to walk its CPython frames: user/python/frames.c adds it (the
  * walker fills in tss_key once the interpreter has created it). */
@@ -709,6 +724,7 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 {
 	struct pending *p;
 	__u64 sp = PT_REGS_SP(ctx);
+	bool libc = domain == TRACER_DOMAIN_LIBC;
 	__u32 proc;
 
 	if (probe_only)
@@ -730,6 +746,8 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 	}
 	if (p->depth && sp <= p->outer_sp) {
 		p->depth++;
+		if (libc)
+			p->pooled = 0; /* pymalloc gave the call to libc */
 		return 0;
 	}
 	p->outer_sp = sp;
@@ -740,6 +758,8 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 	p->kind = kind;
 	p->call_ret = 0;
 	p->depth = 1;
+	p->pooled = !libc && size <= PYMALLOC_SMALL &&
+		    (bpf_get_attach_cookie(ctx) & TRACER_COOKIE_POOLED);
 	return 0;
 }
 
@@ -783,6 +803,7 @@ static __always_inline int inner_enter(struct pt_regs *ctx, __u32 kind, __u64 si
 	p->kind = kind;
 	p->call_ret = ret;
 	p->depth = 1;
+	p->pooled = size <= PYMALLOC_SMALL && (cookie & TRACER_COOKIE_POOLED);
 	return 0;
 }
 
@@ -1075,12 +1096,12 @@ static __always_inline int trace_store(__u64 key, const struct tracer_alloc_info
  * the verifier explores of them (NULL or not, with --follow) past its
  * limit. The caller has made the process's entry (proc_stats). */
 static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, __u64 size,
-				   __u32 domain, __u64 ip, __u64 sp, bool tracking)
+				   __u32 domain, __u64 ip, __u64 sp, bool tracking, bool pooled)
 {
 	struct tracer_alloc_info info = {.size = size, .domain = domain, .site = ip}, old;
 	struct tracer_site_stats *site;
 	struct tracer_proc_stats *st;
-	__u64 stack;
+	__u64 stack, ns;
 	int stored;
 
 	info.py_stack = py_capture(tgid, TRACER_CNT_PY_UNREADABLE);
@@ -1089,12 +1110,19 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 		if (stack)
 			info.site = stack;
 	}
-	info.time = TRACER_TIME(bpf_ktime_get_ns());
+	ns = bpf_ktime_get_ns();
+	info.time = TRACER_TIME(ns);
 	stored = trace_store(key, &info, &old);
 	if (stored < 0) {
 		count(TRACER_CNT_ALLOCS_FULL, 1);
 		count(TRACER_CNT_ALLOCS_FULL_BYTES, size);
 		return;
+	}
+	if (pooled) {
+		struct tracer_pool_mark mark = {.size = size, .ns = ns, .tgid = tgid};
+
+		if (bpf_map_update_elem(&pool_marks, &key, &mark, BPF_ANY))
+			count(TRACER_CNT_POOL_MARKS_FULL, 1);
 	}
 	st = proc_stats(tgid, false);
 	if (!st)
@@ -1586,7 +1614,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret, __u64 call
 	p->last_key = TRACER_KEY(proc, addr);
 	p->fresh_size = p->size;
 	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain,
-	       call_ret ? call_ret : PT_REGS_IP(ctx), PT_REGS_SP(ctx), false);
+	       call_ret ? call_ret : PT_REGS_IP(ctx), PT_REGS_SP(ctx), false, p->pooled);
 	return 0;
 }
 
@@ -2041,7 +2069,7 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 	key = TRACER_KEY(proc, ptr);
 	bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
 	/* the caller's state once returned: sp past the return address */
-	record(ctx, tgid, key, size, domain, ret, PT_REGS_SP(ctx) + 8, true);
+	record(ctx, tgid, key, size, domain, ret, PT_REGS_SP(ctx) + 8, true, false);
 	return 0;
 }
 
@@ -2147,6 +2175,34 @@ int BPF_KPROBE(python_starting)
 }
 
 /* --follow: children of traced processes are traced too. */
+/* Run by user space (BPF_PROG_TEST_RUN) for a marked block it found free
+ * in pymalloc's pools: the mark goes, unless made again since (a new block
+ * at the address); and the free that the inlined pymalloc free made is
+ * applied as a probe would have, if the trace is still the one marked (its
+ * size, and its time that of the mark). */
+SEC("syscall")
+int forget_pool_free(struct tracer_pool_free *arg)
+{
+	struct tracer_pool_mark *mark;
+	struct tracer_alloc_info *info;
+	struct tracer_slot *slot;
+	__u64 key = arg->key, ns = arg->ns, size;
+
+	arg->forgotten = 0;
+	mark = bpf_map_lookup_elem(&pool_marks, &key);
+	if (!mark || mark->ns != ns)
+		return 0;
+	size = mark->size;
+	bpf_map_delete_elem(&pool_marks, &key);
+	info = trace_find(key, &slot);
+	if (!info || info->time != TRACER_TIME(ns) || info->size != size)
+		return 0; /* freed where a probe saw it, or another block since */
+	forget(key, proc_stats(arg->tgid, false), false);
+	count(TRACER_CNT_POOL_FREES_FOUND, 1);
+	arg->forgotten = 1;
+	return 0;
+}
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)
 {

@@ -22,6 +22,29 @@
  * rdx, rcx, r8, r9) that holds argument register i's entry value. 0: each
  * in its own. */
 #define TRACER_ARGS_MOVED (1ull << 31)
+/* Set in the cookie of a probe on pymalloc's own functions (_PyObject_Malloc,
+ * _PyObject_Calloc, _PyObject_Realloc) where copies of its free are inlined
+ * without a probe (LTO builds): a block of up to PYMALLOC_SMALL bytes it
+ * returns, with no libc call beneath, lies in one of its pools, and gets a
+ * mark (pool_marks) by which user space finds it free there. */
+#define TRACER_COOKIE_POOLED (1ull << 30)
+#define PYMALLOC_SMALL 512 /* SMALL_REQUEST_THRESHOLD, 3.8-3.14 */
+/* pool_marks' value: the block's size and the time of its allocation, ns
+ * (its trace's time is TRACER_TIME of it), and its process. */
+struct tracer_pool_mark {
+	__u64 size;
+	__u64 ns;
+	__u32 tgid;
+	__u32 pad;
+};
+/* The argument of the forget_pool_free program (BPF_PROG_TEST_RUN): a
+ * block user space found free in pymalloc's pools, as its mark was read. */
+struct tracer_pool_free {
+	__u64 key;
+	__u64 ns;
+	__u32 tgid;
+	__u32 forgotten; /* out: 1 when its trace went */
+};
 /* py_malloc_inner's cookie also holds, from bit 32, the bytes its probe
  * point's prologue moved rsp by (the return address is at sp + that). */
 #define TRACER_COOKIE_SP_SHIFT 32
@@ -435,6 +458,12 @@ enum tracer_counter {
 	 * pymalloc block the inlined realloc of NULL made, freed by the
 	 * inlined pymalloc free); it counted as live until then */
 	TRACER_CNT_FREES_UNSEEN,
+	/* pymalloc blocks its inlined free gave back, found free in its pools
+	 * by user space at a report: they counted as live until then */
+	TRACER_CNT_POOL_FREES_FOUND,
+	/* pool_marks full: a pymalloc block not marked, whose free by the
+	 * inlined free would not be found */
+	TRACER_CNT_POOL_MARKS_FULL,
 	TRACER_CNT_MAX,
 };
 

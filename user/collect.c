@@ -12,6 +12,7 @@
 #include "proc_index.h"
 #include "target.h"
 #include "util/hash.h"
+#include "pool_frees.h"
 #include "util/progress.h"
 #include "util/util.h"
 
@@ -38,6 +39,8 @@ static const char *const counter_names[TRACER_CNT_MAX] = {
     [TRACER_CNT_GONE_BEFORE_PROBED] = "processes gone before their probes were attached",
     [TRACER_CNT_FREE_LIST_UNREADABLE] = "free-list objects not moved (frames unreadable)",
     [TRACER_CNT_FREES_UNSEEN] = "frees no probe saw (the address given out again)",
+    [TRACER_CNT_POOL_FREES_FOUND] = "frees no probe saw (found in pymalloc's pools)",
+    [TRACER_CNT_POOL_MARKS_FULL] = "pymalloc blocks not marked (pool marks table full)",
 };
 _Static_assert(ARRAY_SIZE(counter_names) == TRACER_CNT_MAX, "every counter has a name");
 
@@ -1256,6 +1259,9 @@ struct snapshot *collect_snapshot(struct collector *c)
 	if (!snap)
 		return NULL;
 	collect_refresh(c);
+	/* before anything is read: the blocks pymalloc's inlined free gave
+	 * back leave the figures as their frees would have */
+	pool_frees_apply(c->skel);
 	python_frames_poll(c->py);
 	for (size_t i = 0; c->multi && i < c->nprocs; i++)
 		python_frames_poll(c->procs[i].py); /* a shared one: polled again, cheap */

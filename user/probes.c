@@ -603,7 +603,7 @@ int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, 
 static int attach_placed(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 			 uint64_t addr, uint64_t size, unsigned reads, struct bpf_program *prog,
 			 bool returns, enum probes_class cls, char *path, size_t pathlen,
-			 uint64_t *off, uint64_t *placed)
+			 uint64_t *off, uint64_t *placed, uint64_t cookie_bits)
 {
 	const struct target_mapping *m;
 	struct target_maps maps;
@@ -634,6 +634,7 @@ static int attach_placed(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 	}
 	if (placed)
 		*placed = at - *off;
+	cookie |= cookie_bits;
 	if (returns)
 		err = attach_with_return_cookie(skel, p, prog, attach_pid, path, at, cookie, cls);
 	else
@@ -651,11 +652,11 @@ static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t
 		     char *path, size_t pathlen, uint64_t *off)
 {
 	return attach_placed(skel, p, pid, attach_pid, addr, 0, 0, prog, returns, cls, path,
-			     pathlen, off, NULL);
+			     pathlen, off, NULL, 0);
 }
 
 int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
-			 uint64_t fn, uint64_t size, int kind, bool verbose)
+			 uint64_t fn, uint64_t size, int kind, bool pooled, bool verbose)
 {
 	const struct probe_spec *spec = python_spec(kind);
 	char path[4200];
@@ -668,7 +669,7 @@ int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 	 * prologue against: the probe stays on its entry. */
 	n = attach_placed(skel, p, pid, attach_pid, fn, size, spec->reads, spec_prog(skel, spec),
 			  (spec->shape & SHAPE_MASK) == ALLOC_RETURNS, spec_class(skel, spec), path,
-			  sizeof(path), &off, &placed);
+			  sizeof(path), &off, &placed, pooled ? TRACER_COOKIE_POOLED : 0);
 	if (n <= 0)
 		return n;
 	if (verbose)
@@ -697,7 +698,7 @@ int probes_attach_python_raw_tail(struct tracer_bpf *skel, struct probes *p, pid
 	if (!spec || !prog || !size)
 		return -EINVAL;
 	n = attach_placed(skel, p, pid, attach_pid, fn, size, spec->reads, prog, false,
-			  spec_class(skel, spec), path, sizeof(path), &off, &placed);
+			  spec_class(skel, spec), path, sizeof(path), &off, &placed, 0);
 	if (n <= 0)
 		return n;
 	if (verbose)
@@ -747,8 +748,9 @@ int probes_python_entry_stepped(pid_t pid, uint64_t fn, uint64_t size, int kind)
 int probes_attach_python_calls(struct tracer_bpf *skel, struct probes *p, pid_t pid,
 			       pid_t attach_pid, uint64_t fn, uint64_t size,
 			       const struct python_calls *calls, struct probes_calls_result *res,
-			       bool verbose)
+			       bool pooled, bool verbose)
 {
+	uint64_t bits = pooled ? TRACER_COOKIE_POOLED : 0;
 	const struct probe_spec *spec = python_spec(PYTHON_ALLOC_MALLOC);
 	int fd = bpf_map__fd(skel->maps.py_call_returns), err;
 	const struct target_mapping *m;
@@ -806,7 +808,7 @@ int probes_attach_python_calls(struct tracer_bpf *skel, struct probes *p, pid_t 
 		}
 		if (c->tail) {
 			err = attach_with_return_cookie(skel, p, spec_prog(skel, spec), attach_pid,
-							path, coff, 0, PROBES_ALLOCATING);
+							path, coff, bits, PROBES_ALLOCATING);
 			res->tails++;
 			continue;
 		}
@@ -830,7 +832,7 @@ int probes_attach_python_calls(struct tracer_bpf *skel, struct probes *p, pid_t 
 	at = off + pl.offset;
 	if (!err)
 		err = attach_cookie(p, skel->progs.py_malloc_inner, attach_pid, path, at,
-				    args_cookie(&pl) |
+				    args_cookie(&pl) | bits |
 					(uint64_t)pl.stack_adjust << TRACER_COOKIE_SP_SHIFT,
 				    false, PROBES_ALLOCATING);
 	if (!err)

@@ -344,7 +344,7 @@ static int unhook_tables(struct python_alloc *a)
  * probed so, 0 when already probed, else negative: probe it as any other. */
 static int probe_by_call_sites(const struct python_alloc *a, const struct python_target *t,
 			       struct tracer_bpf *skel, struct probes *p, pid_t attach_pid,
-			       uint64_t fn, uint64_t size, bool verbose)
+			       uint64_t fn, uint64_t size, bool pooled, bool verbose)
 {
 	struct probes_calls_result res;
 	struct python_calls calls;
@@ -366,7 +366,7 @@ static int probe_by_call_sites(const struct python_alloc *a, const struct python
 		return -EAGAIN;
 	}
 	err = probes_attach_python_calls(skel, p, a->pid, attach_pid, fn, size, &calls, &res,
-					 verbose);
+					 pooled, verbose);
 	if (err >= 0 && res.lost)
 		fprintf(stderr,
 			"tracer: warning: %zu of the %zu sites that call CPython's malloc at 0x%llx "
@@ -382,6 +382,21 @@ static int probe_by_call_sites(const struct python_alloc *a, const struct python
 	return err;
 }
 
+/* Whether pymalloc's free is inlined into its callers, where no probe
+ * sees it: an LTO build, whose _PyObject_Free has no symbol left. */
+static bool free_inlined(const struct python_target *t)
+{
+	struct elfsym_file *f;
+	struct elfsym sym;
+	bool inlined;
+
+	if (elfsym_open(t->path, &f))
+		return false;
+	inlined = elfsym_lookup(f, "_PyObject_Free", &sym) != 0;
+	elfsym_close(f);
+	return inlined;
+}
+
 /* The functions the tables hold, each probed once: the raw domain's free
  * is libc's, probed as such, but for a hook's (tracemalloc's free serves
  * all three tables: left out, no free of pymalloc's would be seen). */
@@ -392,6 +407,8 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
 	enum { N = PYTHON_ALLOC_NDOMAINS * (PYTHON_ALLOC_FREE + 1) };
 	uint64_t vaddrs[N], sizes[N];
 	bool libc_free = a->state == PYTHON_ALLOC_DEFAULT || a->state == PYTHON_ALLOC_LEFT_HOOKED;
+	/* CPython's own pymalloc, its free inlined where no probe is */
+	bool pooled = libc_free && free_inlined(t);
 
 	/* Their sizes, from the FDEs that start at them: a stripped build has
 	 * no symbols, and placement needs the whole function (an address in
@@ -425,11 +442,12 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
 			if (k == PYTHON_ALLOC_MALLOC && d != PYTHON_ALLOC_RAW && libc_free)
 				err = probe_by_call_sites(a, t, skel, p, attach_pid, a->fn[d][k],
 							  sizes[d * (PYTHON_ALLOC_FREE + 1) + k],
-							  verbose);
+							  pooled, verbose);
 			if (err < 0)
-				err = probes_attach_python(skel, p, a->pid, attach_pid, a->fn[d][k],
-							   sizes[d * (PYTHON_ALLOC_FREE + 1) + k],
-							   k, verbose);
+				err = probes_attach_python(
+				    skel, p, a->pid, attach_pid, a->fn[d][k],
+				    sizes[d * (PYTHON_ALLOC_FREE + 1) + k], k,
+				    pooled && d != PYTHON_ALLOC_RAW && k != PYTHON_ALLOC_FREE, verbose);
 			if (err < 0)
 				fprintf(stderr,
 					"tracer: warning: cannot probe CPython's allocator at "

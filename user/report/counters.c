@@ -34,6 +34,12 @@ static const struct known_counter known[] = {
      COUNTER_LOSS, "objects from free lists left at their first line (frames unreadable)"},
     {"frees no probe saw (the address given out again)", "frees_unseen", COUNTER_LOSS,
      "blocks freed where no probe saw it (live in the figures until their address came back)"},
+    {"frees no probe saw (found in pymalloc's pools)", "frees_found_in_pools", COUNTER_LOSS,
+     "pymalloc blocks freed where no probe saw it, found free in its pools at a report (live "
+     "in the figures until then)"},
+    {"pymalloc blocks not marked (pool marks table full)", "pool_marks_full", COUNTER_LOSS,
+     "pymalloc blocks whose free no probe may see, not marked to be looked for in its pools "
+     "(table full)"},
     {"python frames unresolved", "python_frames_unresolved", COUNTER_LOSS,
      "Python stacks unresolved (code objects freed before they were read)"},
     {"reallocs of untraced blocks, domain unknown (libc)", "realloc_domain_unknown",
