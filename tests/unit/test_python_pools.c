@@ -1,0 +1,132 @@
+/* python/pools.c on a real interpreter's pymalloc: a CPython child makes
+ * small bytes objects (no GC header: each object is its block) of two size
+ * classes, prints their addresses, drops every other one of the first
+ * class and all of the second (whose pools then empty), and waits; the
+ * blocks it keeps are found allocated, those it dropped free. Also: an
+ * address nothing is mapped at is free, a block outside any pool (a large
+ * object libc holds) is left as it is. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "python/pools.h"
+
+#define N 600
+
+/* Each bytes object of length len is a block of 33 + len bytes. */
+static const char script[] =
+    "import sys\n"
+    "kept = [bytes([i % 251]) * 40 for i in range(600)]\n"
+    "gone = [bytes([i % 251]) * 300 for i in range(600)]\n"
+    "big = bytes(100000)\n"
+    "print(' '.join(hex(id(b)) for b in kept))\n"
+    "print(' '.join(hex(id(b)) for b in gone))\n"
+    "print(hex(id(big)), flush=True)\n"
+    "del kept[::2], gone[:]\n"
+    "print('dropped', flush=True)\n"
+    "sys.stdin.readline()\n";
+
+struct child {
+	pid_t pid;
+	FILE *out;
+	int in;
+};
+
+static bool spawn(const char *python, struct child *c)
+{
+	int to[2], from[2];
+
+	if (access(python, X_OK) || pipe(to) || pipe(from))
+		return false;
+	c->pid = fork();
+	if (c->pid == 0) {
+		dup2(to[0], 0);
+		dup2(from[1], 1);
+		close(to[1]);
+		close(from[0]);
+		execl(python, python, "-c", script, (char *)NULL);
+		_exit(127);
+	}
+	close(to[0]);
+	close(from[1]);
+	c->in = to[1];
+	c->out = fdopen(from[0], "r");
+	return c->pid > 0 && c->out;
+}
+
+static size_t read_addresses(FILE *f, uint64_t *v, size_t max)
+{
+	char *line = NULL, *save = NULL;
+	size_t cap = 0, n = 0;
+
+	if (getline(&line, &cap, f) > 0)
+		for (char *t = strtok_r(line, " \n", &save); t && n < max;
+		     t = strtok_r(NULL, " \n", &save))
+			v[n++] = strtoull(t, NULL, 16);
+	free(line);
+	return n;
+}
+
+static void test_debian_python311_pools(void **state)
+{
+	static uint64_t kept[N], gone[N], big;
+	static struct pymalloc_block blocks[2 * N + 2];
+	char *line = NULL;
+	size_t cap = 0, n = 0, nfree;
+	struct target_mem mem;
+	struct child c = {0};
+
+	if (!spawn("/usr/bin/python3.11", &c))
+		skip();
+	assert_int_equal(read_addresses(c.out, kept, N), N);
+	assert_int_equal(read_addresses(c.out, gone, N), N);
+	assert_int_equal(read_addresses(c.out, &big, 1), 1);
+	assert_true(getline(&line, &cap, c.out) > 0 && !strcmp(line, "dropped\n"));
+	free(line);
+	assert_int_equal(target_mem_open(c.pid, &mem), 0);
+	for (size_t i = 0; i < N; i++) {
+		blocks[n++] = (struct pymalloc_block){.addr = kept[i], .size = 33 + 40};
+		blocks[n++] = (struct pymalloc_block){.addr = gone[i], .size = 33 + 300};
+	}
+	/* nothing mapped there: an arena given back */
+	blocks[n++] = (struct pymalloc_block){.addr = 0x10000, .size = 64};
+	/* libc's block: no pool header before it */
+	blocks[n++] = (struct pymalloc_block){.addr = big, .size = 400};
+	nfree = pymalloc_find_free(&mem, blocks, n);
+	for (size_t i = 0; i < n; i++) {
+		const struct pymalloc_block *b = &blocks[i];
+		bool expect = b->addr == 0x10000;
+
+		for (size_t k = 0; k < N; k++) {
+			if (b->addr == gone[k])
+				expect = true;
+			if (b->addr == kept[k])
+				expect = k % 2 == 0; /* del kept[::2] */
+		}
+		if (b->free != expect)
+			fail_msg("block %#llx (%llu bytes): free %d, expected %d",
+				 (unsigned long long)b->addr, (unsigned long long)b->size, b->free,
+				 expect);
+	}
+	assert_int_equal(nfree, N / 2 + N + 1);
+	target_mem_close(&mem);
+	close(c.in);
+	waitpid(c.pid, NULL, 0);
+	fclose(c.out);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_debian_python311_pools),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
