@@ -20,9 +20,14 @@ malloc.
                                     growth, "ready", wait for a line
   python py_realloc.py ref MODE     the same under tracemalloc, started where
                                     the tracer attaches (MODE attach: after
-                                    the early blocks) or at the start (MODE
-                                    launch), then print its lineno statistics
-                                    for this file as JSON
+                                    the early blocks and the first line read)
+                                    or at the start (MODE launch), with the
+                                    same lines printed and read, then print
+                                    its lineno statistics for this file as
+                                    JSON (the last line): taken where the
+                                    tracer reports, after the same calls, so
+                                    that an object they take from a free list
+                                    moves in both
 
 A last argument free-lists adds objects that CPython takes from its free
 lists (the tracer moves them with --python-free-lists), and empties the free
@@ -182,6 +187,8 @@ if __name__ == "__main__":
         gc.collect()
     blocks = early()
     if mode == ("ref", "attach"):
+        print("ready", flush=True)
+        sys.stdin.readline()
         import tracemalloc
         tracemalloc.start(1)
     elif mode == ("attach",):
@@ -194,11 +201,10 @@ if __name__ == "__main__":
         sys.stdin.readline()
         tracemalloc.stop()
     main(blocks, free_lists)
-    if mode and mode[0] == "ref":
-        print(json.dumps(statistics()), flush=True)
-    elif mode == ("attach",) or mode == ("attach-tm",):
+    if mode in (("attach",), ("attach-tm",), ("ref", "attach")):
         print("done", flush=True)
-        sys.stdin.readline()
     else:
         print("ready", flush=True)
-        sys.stdin.readline()
+    sys.stdin.readline()  # SITE:wait
+    if mode and mode[0] == "ref":
+        print(json.dumps(statistics()), flush=True)
