@@ -382,19 +382,26 @@ static int probe_by_call_sites(const struct python_alloc *a, const struct python
 	return err;
 }
 
+/* Whether the file at path is readable and has no symbol name (a
+ * stripped or LTO build's pymalloc functions). */
+static bool lacks_symbol(const char *path, const char *name)
+{
+	struct elfsym_file *f;
+	struct elfsym sym;
+	bool lacks;
+
+	if (elfsym_open(path, &f))
+		return false;
+	lacks = elfsym_lookup(f, name, &sym) != 0;
+	elfsym_close(f);
+	return lacks;
+}
+
 /* Whether pymalloc's free is inlined into its callers, where no probe
  * sees it: an LTO build, whose _PyObject_Free has no symbol left. */
 static bool free_inlined(const struct python_target *t)
 {
-	struct elfsym_file *f;
-	struct elfsym sym;
-	bool inlined;
-
-	if (elfsym_open(t->path, &f))
-		return false;
-	inlined = elfsym_lookup(f, "_PyObject_Free", &sym) != 0;
-	elfsym_close(f);
-	return inlined;
+	return lacks_symbol(t->path, "_PyObject_Free");
 }
 
 /* The functions the tables hold, each probed once: the raw domain's free
@@ -802,9 +809,6 @@ void python_alloc_restore(struct python_alloc *a)
 static bool pymalloc_hidden(const struct python_target *t, pid_t pid)
 {
 	struct python_alloc tables;
-	struct elfsym_file *f;
-	struct elfsym sym;
-	bool hidden;
 
 	/* PYTHONMALLOC=malloc routes every object allocation to libc */
 	if (target_environ_has(pid, "PYTHONMALLOC=malloc"))
@@ -812,11 +816,7 @@ static bool pymalloc_hidden(const struct python_target *t, pid_t pid)
 	/* tables left hooked or tracemalloc's call functions that are seen */
 	if (!find_tables(t, pid, &tables) && tables_state(&tables) != PYTHON_ALLOC_DEFAULT)
 		return false;
-	if (elfsym_open(t->path, &f))
-		return false;
-	hidden = elfsym_lookup(f, "_PyObject_Malloc", &sym) != 0;
-	elfsym_close(f);
-	return hidden;
+	return lacks_symbol(t->path, "_PyObject_Malloc");
 }
 
 void python_alloc_warn_if_hidden(const struct python_target *t, pid_t pid)
