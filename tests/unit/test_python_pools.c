@@ -1,4 +1,5 @@
-/* python/pools.c on a real interpreter's pymalloc: a CPython child makes
+/* python/pools.c on a real interpreter's pymalloc (Debian's 3.11, forky's
+ * 3.14 where present): a CPython child makes
  * small bytes objects (no GC header: each object is its block) of two size
  * classes, prints their addresses, drops every other one of the first
  * class and all of the second (whose pools then empty), and waits; the
@@ -40,11 +41,21 @@ struct child {
 	int in;
 };
 
-static bool spawn(const char *python, struct child *c)
+/* argv: the interpreter's command line (a chroot's), "-c" and the script
+ * follow; file: what must exist for it to run. */
+static bool spawn(const char *file, char *const *argv, struct child *c)
 {
-	int to[2], from[2];
+	char *args[8];
+	int to[2], from[2], n = 0;
 
-	if (access(python, X_OK) || pipe(to) || pipe(from))
+	while (argv[n] && n < 5) {
+		args[n] = argv[n];
+		n++;
+	}
+	args[n++] = "-c";
+	args[n++] = (char *)script;
+	args[n] = NULL;
+	if (access(file, X_OK) || pipe(to) || pipe(from))
 		return false;
 	c->pid = fork();
 	if (c->pid == 0) {
@@ -52,7 +63,7 @@ static bool spawn(const char *python, struct child *c)
 		dup2(from[1], 1);
 		close(to[1]);
 		close(from[0]);
-		execl(python, python, "-c", script, (char *)NULL);
+		execv(args[0], args);
 		_exit(127);
 	}
 	close(to[0]);
@@ -75,7 +86,7 @@ static size_t read_addresses(FILE *f, uint64_t *v, size_t max)
 	return n;
 }
 
-static void test_debian_python311_pools(void **state)
+static void check_pools(const char *file, char *const *argv)
 {
 	static uint64_t kept[N], gone[N], big;
 	static struct pymalloc_block blocks[2 * N + 2];
@@ -84,7 +95,7 @@ static void test_debian_python311_pools(void **state)
 	struct target_mem mem;
 	struct child c = {0};
 
-	if (!spawn("/usr/bin/python3.11", &c))
+	if (!spawn(file, argv, &c))
 		skip();
 	assert_int_equal(read_addresses(c.out, kept, N), N);
 	assert_int_equal(read_addresses(c.out, gone, N), N);
@@ -123,10 +134,27 @@ static void test_debian_python311_pools(void **state)
 	fclose(c.out);
 }
 
+static void test_debian_python311_pools(void **state)
+{
+	char *const argv[] = {"/usr/bin/python3.11", NULL};
+
+	check_pools(argv[0], argv);
+}
+
+/* forky's python3.14 in its chroot (scripts/install-deps.sh makes it) */
+static void test_forky_python314_pools(void **state)
+{
+	char *const argv[] = {"/usr/sbin/chroot", "/var/lib/tracer/forky", "/usr/bin/python3.14",
+			      NULL};
+
+	check_pools("/var/lib/tracer/forky/usr/bin/python3.14", argv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_debian_python311_pools),
+	    cmocka_unit_test(test_forky_python314_pools),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
