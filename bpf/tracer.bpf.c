@@ -69,6 +69,9 @@ const volatile __u32 filter_cgroup_levels[TRACER_MAX_FILTERS] = {};
 
 /* Globals. */
 __u64 live_traces = 0;	 /* traces stored; user space takes off those it sweeps */
+/* user space set a probe that marks pymalloc's blocks (pool_marks): frees
+ * take their marks away */
+__u32 pool_marking = 0;
 __u64 overflow_used = 0; /* of which in allocs_overflow; session.c reads it */
 /* The one traced process without --follow (its uprobes are attached to it
  * alone; this also keeps out a child that inherited the breakpoints);
@@ -373,8 +376,9 @@ struct pending {
 	__u32 depth;  /* nesting of allocator calls; 0 = idle */
 	__u32 domain;
 	__u32 kind;
-	/* the call is pymalloc's (TRACER_COOKIE_POOLED), small, and no libc
-	 * call beneath it so far: its block lies in a pool */
+	/* the call is pymalloc's (TRACER_COOKIE_POOLED), of 1-512 bytes, and
+	 * no other allocator's call beneath it so far: its block lies in a
+	 * pool of 2^pooled bytes (0: not pymalloc's) */
 	__u32 pooled;
 };
 
@@ -416,12 +420,13 @@ struct {
 
 /* Trace key -> the mark of a block pymalloc made where its frees may run
  * unprobed (TRACER_COOKIE_POOLED); user space checks them against pymalloc's
- * pools at each report and deletes those stale (the trace freed, or
- * another at the key). Full: counted (TRACER_CNT_POOL_MARKS_FULL). */
+ * pools at each report (forget_pool_free). A free a probe sees takes its
+ * mark away; user space those of processes gone. Full: counted
+ * (TRACER_CNT_POOL_MARKS_FULL). session.c sizes it as the allocs table. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 1 << 18);
+	__uint(max_entries, 1 << 20);
 	__type(key, __u64);
 	__type(value, struct tracer_pool_mark);
 } pool_marks SEC(".maps");
@@ -712,6 +717,15 @@ static __always_inline struct pending *thread_pending(void)
 	return p;
 }
 
+/* The log2 of the pool a pymalloc call's block of size bytes will lie in,
+ * from its probe's cookie; 0 when not pymalloc's or not small. */
+static __always_inline __u32 pool_bits(__u64 cookie, __u64 size)
+{
+	if (!(cookie & TRACER_COOKIE_POOLED) || size == 0 || size > PYMALLOC_SMALL)
+		return 0;
+	return (cookie & TRACER_COOKIE_SMALL_POOLS) ? 12 : 14;
+}
+
 /* Entry of an allocator: the outermost call of the thread stashes its
  * arguments; nested calls only deepen (a tail call, realloc -> jmp malloc,
  * enters at the same stack pointer). A stash whose outer frame lies below
@@ -746,8 +760,9 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 	}
 	if (p->depth && sp <= p->outer_sp) {
 		p->depth++;
-		if (libc)
-			p->pooled = 0; /* pymalloc gave the call to libc */
+		/* pymalloc gave the call to another allocator */
+		if (!(bpf_get_attach_cookie(ctx) & TRACER_COOKIE_POOLED))
+			p->pooled = 0;
 		return 0;
 	}
 	p->outer_sp = sp;
@@ -758,8 +773,7 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 	p->kind = kind;
 	p->call_ret = 0;
 	p->depth = 1;
-	p->pooled = !libc && size <= PYMALLOC_SMALL &&
-		    (bpf_get_attach_cookie(ctx) & TRACER_COOKIE_POOLED);
+	p->pooled = libc ? 0 : pool_bits(bpf_get_attach_cookie(ctx), size);
 	return 0;
 }
 
@@ -803,7 +817,7 @@ static __always_inline int inner_enter(struct pt_regs *ctx, __u32 kind, __u64 si
 	p->kind = kind;
 	p->call_ret = ret;
 	p->depth = 1;
-	p->pooled = size <= PYMALLOC_SMALL && (cookie & TRACER_COOKIE_POOLED);
+	p->pooled = pool_bits(cookie, size);
 	return 0;
 }
 
@@ -980,6 +994,29 @@ static __always_inline struct tracer_alloc_info *trace_find(__u64 key, struct tr
 	return overflow_used ? bpf_map_lookup_elem(&allocs_overflow, &key) : NULL;
 }
 
+/* The figures of a block whose trace (at, under key) was just given up:
+ * its bytes leave the class they were counted in, and its site. */
+static __always_inline void trace_gone(__u64 key, struct tracer_proc_stats *st,
+				       const struct tracer_alloc_info *at, bool temporary)
+{
+	struct tracer_site_stats *site;
+
+	__sync_fetch_and_add(&live_traces, -1);
+	if (!st)
+		return;
+	peak_catch_up(st);
+	site = site_of(key, at, false);
+	if (site) {
+		if (temporary) {
+			__sync_fetch_and_add(&site->temp_count, 1);
+			__sync_fetch_and_add(&site->temp_bytes, at->size);
+		}
+		site_change(site, st, -1, -(__s64)at->size);
+	}
+	add_current(st, at->domain, -(__s64)at->size);
+	__sync_fetch_and_add(&st->frees, 1);
+}
+
 /* Forgets the block at key; returns whether it was traced, with its domain
  * in *was (realloc: libc's realloc of a Python block yields a Python block).
  * temporary: the thread frees the block it allocated last. */
@@ -987,10 +1024,9 @@ static __always_inline bool forget_domain(__u64 key, struct tracer_proc_stats *s
 					  bool temporary)
 {
 	struct tracer_alloc_info *info, at;
-	struct tracer_site_stats *site;
 	struct tracer_slot *slot;
-	__u64 size, *last;
-	__u32 zero = 0, domain;
+	__u32 zero = 0;
+	__u64 *last;
 
 	last = bpf_map_lookup_elem(&last_freed, &zero);
 	info = trace_find(key, &slot);
@@ -1004,8 +1040,6 @@ static __always_inline bool forget_domain(__u64 key, struct tracer_proc_stats *s
 	if (last)
 		*last = key;
 	at = *info; /* read before the slot is given up */
-	size = at.size;
-	domain = at.domain; /* its bytes leave the class they were counted in */
 	if (slot) {
 		if (__sync_val_compare_and_swap(&slot->key, key, 0) != key)
 			return false; /* another thread freed it first */
@@ -1014,21 +1048,10 @@ static __always_inline bool forget_domain(__u64 key, struct tracer_proc_stats *s
 			return false;
 		__sync_fetch_and_add(&overflow_used, -1);
 	}
-	__sync_fetch_and_add(&live_traces, -1);
-	if (st) {
-		peak_catch_up(st);
-		site = site_of(key, &at, false);
-		if (site) {
-			if (temporary) {
-				__sync_fetch_and_add(&site->temp_count, 1);
-				__sync_fetch_and_add(&site->temp_bytes, size);
-			}
-			site_change(site, st, -1, -(__s64)size);
-		}
-		add_current(st, domain, -(__s64)size);
-		__sync_fetch_and_add(&st->frees, 1);
-	}
-	*was = domain;
+	if (pool_marking)
+		bpf_map_delete_elem(&pool_marks, &key);
+	trace_gone(key, st, &at, temporary);
+	*was = at.domain;
 	return true;
 }
 
@@ -1096,7 +1119,7 @@ static __always_inline int trace_store(__u64 key, const struct tracer_alloc_info
  * the verifier explores of them (NULL or not, with --follow) past its
  * limit. The caller has made the process's entry (proc_stats). */
 static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, __u64 size,
-				   __u32 domain, __u64 ip, __u64 sp, bool tracking, bool pooled)
+				   __u32 domain, __u64 ip, __u64 sp, bool tracking, __u32 pooled)
 {
 	struct tracer_alloc_info info = {.size = size, .domain = domain, .site = ip}, old;
 	struct tracer_site_stats *site;
@@ -1112,18 +1135,23 @@ static __always_inline void record(struct pt_regs *ctx, __u32 tgid, __u64 key, _
 	}
 	ns = bpf_ktime_get_ns();
 	info.time = TRACER_TIME(ns);
+	/* the mark first: forget_pool_free, seeing the mark of before, can
+	 * only find the trace of before */
+	if (pooled) {
+		struct tracer_pool_mark mark = {
+		    .size = size, .ns = ns, .tgid = tgid, .pool_bits = pooled};
+
+		if (bpf_map_update_elem(&pool_marks, &key, &mark, BPF_ANY))
+			count(TRACER_CNT_POOL_MARKS_FULL, 1);
+	}
 	stored = trace_store(key, &info, &old);
 	if (stored < 0) {
 		count(TRACER_CNT_ALLOCS_FULL, 1);
 		count(TRACER_CNT_ALLOCS_FULL_BYTES, size);
 		return;
 	}
-	if (pooled) {
-		struct tracer_pool_mark mark = {.size = size, .ns = ns, .tgid = tgid};
-
-		if (bpf_map_update_elem(&pool_marks, &key, &mark, BPF_ANY))
-			count(TRACER_CNT_POOL_MARKS_FULL, 1);
-	}
+	if (stored && !pooled && pool_marking)
+		bpf_map_delete_elem(&pool_marks, &key); /* the mark of the block replaced */
 	st = proc_stats(tgid, false);
 	if (!st)
 		return;
@@ -1614,7 +1642,8 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret, __u64 call
 	p->last_key = TRACER_KEY(proc, addr);
 	p->fresh_size = p->size;
 	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain,
-	       call_ret ? call_ret : PT_REGS_IP(ctx), PT_REGS_SP(ctx), false, p->pooled);
+	       call_ret ? call_ret : PT_REGS_IP(ctx), PT_REGS_SP(ctx), false,
+	       *(volatile __u32 *)&p->pooled);
 	return 0;
 }
 
@@ -2069,7 +2098,7 @@ int BPF_KPROBE(py_track_enter, __u32 domain, __u64 ptr, __u64 size)
 	key = TRACER_KEY(proc, ptr);
 	bpf_probe_read_user(&ret, sizeof(ret), (void *)PT_REGS_SP(ctx));
 	/* the caller's state once returned: sp past the return address */
-	record(ctx, tgid, key, size, domain, ret, PT_REGS_SP(ctx) + 8, true, false);
+	record(ctx, tgid, key, size, domain, ret, PT_REGS_SP(ctx) + 8, true, 0);
 	return 0;
 }
 
@@ -2175,32 +2204,59 @@ int BPF_KPROBE(python_starting)
 }
 
 /* --follow: children of traced processes are traced too. */
-/* Run by user space (BPF_PROG_TEST_RUN) for a marked block it found free
- * in pymalloc's pools: the mark goes, unless made again since (a new block
- * at the address); and the free that the inlined pymalloc free made is
- * applied as a probe would have, if the trace is still the one marked (its
- * size, and its time that of the mark). */
-SEC("syscall")
-int forget_pool_free(struct tracer_pool_free *arg)
+/* Run by user space (BPF_PROG_TEST_RUN) for a marked block: the mark as
+ * it read it (its time), and whether it found the block free in its pool.
+ * A mark made again since (a new block at the address) is left alone; one
+ * whose trace is gone, or of another block, or of a process index no
+ * longer the process's (an exec) goes; and a block found free is
+ * forgotten as its free would have been, unless its process is finalising
+ * (its live set stays as it was then). The trace is claimed (its key made
+ * busy) before its size and time are compared, so that a probe storing a
+ * new block at the key in between is not forgotten. A raw_tp program: run
+ * with arguments on any kernel, not sleepable. */
+SEC("raw_tp")
+int forget_pool_free(__u64 *arg)
 {
+	__u64 key = arg[TRACER_POOL_ARG_KEY], ns = arg[TRACER_POOL_ARG_NS];
+	__u32 tgid = (__u32)arg[TRACER_POOL_ARG_TGID], proc;
+	struct tracer_proc_stats *st;
 	struct tracer_pool_mark *mark;
-	struct tracer_alloc_info *info;
+	struct tracer_alloc_info at;
 	struct tracer_slot *slot;
-	__u64 key = arg->key, ns = arg->ns, size;
+	__u64 size;
 
-	arg->forgotten = 0;
 	mark = bpf_map_lookup_elem(&pool_marks, &key);
 	if (!mark || mark->ns != ns)
-		return 0;
+		return TRACER_POOL_KEPT;
 	size = mark->size;
+	if (!traced_proc(tgid, &proc) || proc != TRACER_KEY_PROC(key) ||
+	    !trace_find(key, &slot) || !slot) {
+		bpf_map_delete_elem(&pool_marks, &key);
+		return TRACER_POOL_STALE; /* (a trace in the overflow map is left alone) */
+	}
+	if (!arg[TRACER_POOL_ARG_FREE] && (slot->info.time != TRACER_TIME(ns) ||
+					   slot->info.size != size)) {
+		bpf_map_delete_elem(&pool_marks, &key);
+		return TRACER_POOL_STALE;
+	}
+	if (!arg[TRACER_POOL_ARG_FREE])
+		return TRACER_POOL_KEPT;
+	st = proc_stats(tgid, false);
+	if (st && st->finalized)
+		return TRACER_POOL_KEPT;
+	if (__sync_val_compare_and_swap(&slot->key, key, key | TRACER_SLOT_BUSY) != key)
+		return TRACER_POOL_KEPT; /* freed or replaced right now */
+	at = slot->info;
+	if (at.time != TRACER_TIME(ns) || at.size != size) {
+		__sync_val_compare_and_swap(&slot->key, key | TRACER_SLOT_BUSY, key);
+		bpf_map_delete_elem(&pool_marks, &key);
+		return TRACER_POOL_STALE;
+	}
+	__sync_val_compare_and_swap(&slot->key, key | TRACER_SLOT_BUSY, 0);
 	bpf_map_delete_elem(&pool_marks, &key);
-	info = trace_find(key, &slot);
-	if (!info || info->time != TRACER_TIME(ns) || info->size != size)
-		return 0; /* freed where a probe saw it, or another block since */
-	forget(key, proc_stats(arg->tgid, false), false);
+	trace_gone(key, st, &at, false);
 	count(TRACER_CNT_POOL_FREES_FOUND, 1);
-	arg->forgotten = 1;
-	return 0;
+	return TRACER_POOL_FORGOTTEN;
 }
 
 SEC("tp_btf/sched_process_fork")

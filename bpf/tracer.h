@@ -24,26 +24,38 @@
 #define TRACER_ARGS_MOVED (1ull << 31)
 /* Set in the cookie of a probe on pymalloc's own functions (_PyObject_Malloc,
  * _PyObject_Calloc, _PyObject_Realloc) where copies of its free are inlined
- * without a probe (LTO builds): a block of up to PYMALLOC_SMALL bytes it
- * returns, with no libc call beneath, lies in one of its pools, and gets a
- * mark (pool_marks) by which user space finds it free there. */
+ * without a probe (LTO builds): a block of 1 to PYMALLOC_SMALL bytes it
+ * returns, with no other allocator's call beneath, lies in one of its
+ * pools, and gets a mark (pool_marks) by which user space finds it free
+ * there. TRACER_COOKIE_SMALL_POOLS: the build's pools are 4 KiB (3.8, 3.9),
+ * else 16 KiB. */
 #define TRACER_COOKIE_POOLED (1ull << 30)
+#define TRACER_COOKIE_SMALL_POOLS (1ull << 29)
 #define PYMALLOC_SMALL 512 /* SMALL_REQUEST_THRESHOLD, 3.8-3.14 */
 /* pool_marks' value: the block's size and the time of its allocation, ns
- * (its trace's time is TRACER_TIME of it), and its process. */
+ * (its trace's time is TRACER_TIME of it), its process, and log2 of its
+ * pool's size. */
 struct tracer_pool_mark {
 	__u64 size;
 	__u64 ns;
 	__u32 tgid;
-	__u32 pad;
+	__u32 pool_bits;
 };
-/* The argument of the forget_pool_free program (BPF_PROG_TEST_RUN): a
- * block user space found free in pymalloc's pools, as its mark was read. */
-struct tracer_pool_free {
-	__u64 key;
-	__u64 ns;
-	__u32 tgid;
-	__u32 forgotten; /* out: 1 when its trace went */
+/* forget_pool_free's arguments (BPF_PROG_TEST_RUN of a raw_tp program: an
+ * array of u64): a marked block as user space read its mark, and whether
+ * it found the block free in its pool (else it only asks whether the mark
+ * is stale). Its return value: enum tracer_pool_verdict. */
+enum tracer_pool_arg {
+	TRACER_POOL_ARG_KEY,
+	TRACER_POOL_ARG_NS,
+	TRACER_POOL_ARG_TGID,
+	TRACER_POOL_ARG_FREE,
+	TRACER_POOL_NARGS,
+};
+enum tracer_pool_verdict {
+	TRACER_POOL_KEPT = 0,	   /* the mark stays: the block may be live */
+	TRACER_POOL_FORGOTTEN = 1, /* free: its trace went, as by its free */
+	TRACER_POOL_STALE = 2,	   /* the mark went: its trace is gone or another */
 };
 /* py_malloc_inner's cookie also holds, from bit 32, the bytes its probe
  * point's prologue moved rsp by (the return address is at sp + that). */

@@ -26,8 +26,8 @@ static int by_tgid(const void *a, const void *b)
  * miss some: those wait for the next report). */
 static struct marked *read_marks(int fd, size_t *n)
 {
-	uint64_t keys[BATCH];
-	struct tracer_pool_mark values[BATCH];
+	static uint64_t keys[BATCH];
+	static struct tracer_pool_mark values[BATCH];
 	struct marked *all = NULL;
 	size_t cap = 0;
 	__u32 batch, count;
@@ -57,52 +57,56 @@ static struct marked *read_marks(int fd, size_t *n)
 	return all;
 }
 
-/* The blocks of one process found free: each forgotten by the BPF
- * program, which checks that the mark and the trace are still the ones
- * read. */
-static size_t apply_process(int prog, struct marked *m, size_t n)
+/* forget_pool_free on one mark: enum tracer_pool_verdict, or -1. */
+static int run_verdict(int prog, const struct marked *m, bool found_free)
 {
-	struct pymalloc_block *blocks = calloc(n, sizeof(*blocks));
+	__u64 args[TRACER_POOL_NARGS] = {
+	    [TRACER_POOL_ARG_KEY] = m->key,
+	    [TRACER_POOL_ARG_NS] = m->mark.ns,
+	    [TRACER_POOL_ARG_TGID] = m->mark.tgid,
+	    [TRACER_POOL_ARG_FREE] = found_free,
+	};
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = args, .ctx_size_in = sizeof(args));
+
+	if (bpf_prog_test_run_opts(prog, &opts))
+		return -1;
+	return (int)opts.retval;
+}
+
+/* The marks of one process, looked for in its pools: each block found
+ * free is forgotten, each whose pool could not be made out asked about
+ * (its mark may be stale). The marks of a process gone go. */
+static size_t apply_process(int fd, int prog, struct marked *m, size_t n)
+{
+	pid_t pid = (pid_t)m[0].mark.tgid;
+	struct pymalloc_block *blocks;
 	struct target_mem mem;
 	size_t forgotten = 0;
+	long nfree;
 
-	if (!blocks)
+	if (!target_alive(pid) || target_mem_open(pid, &mem)) {
+		for (size_t i = 0; i < n; i++)
+			bpf_map_delete_elem(fd, &m[i].key);
 		return 0;
-	if (target_mem_open((pid_t)m[0].mark.tgid, &mem)) {
-		free(blocks);
-		return 0; /* gone: its traces go with it */
+	}
+	blocks = calloc(n, sizeof(*blocks));
+	if (!blocks) {
+		target_mem_close(&mem);
+		return 0;
 	}
 	for (size_t i = 0; i < n; i++)
 		blocks[i] = (struct pymalloc_block){.addr = TRACER_KEY_ADDR(m[i].key),
-						    .size = m[i].mark.size};
-	if (pymalloc_find_free(&mem, blocks, n)) {
-		/* blocks are sorted by address now: find each one's mark */
-		for (size_t i = 0; i < n; i++) {
-			struct tracer_pool_free arg;
-			LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &arg,
-				    .ctx_size_in = sizeof(arg));
-			const struct pymalloc_block *b = NULL;
-			size_t lo = 0, hi = n;
-			uint64_t addr = TRACER_KEY_ADDR(m[i].key);
-
-			while (lo < hi) {
-				size_t mid = lo + (hi - lo) / 2;
-
-				if (blocks[mid].addr < addr)
-					lo = mid + 1;
-				else
-					hi = mid;
-			}
-			if (lo < n && blocks[lo].addr == addr)
-				b = &blocks[lo];
-			if (!b || !b->free)
-				continue;
-			arg = (struct tracer_pool_free){
-			    .key = m[i].key, .ns = m[i].mark.ns, .tgid = m[i].mark.tgid};
-			if (!bpf_prog_test_run_opts(prog, &opts) && arg.forgotten)
+						    .size = m[i].mark.size,
+						    .pool_bits = m[i].mark.pool_bits,
+						    .tag = (uint32_t)i};
+	nfree = pymalloc_find_free(&mem, blocks, n);
+	/* exiting meanwhile: its memory says nothing any more */
+	if (nfree >= 0 && target_alive(pid))
+		for (size_t i = 0; i < n; i++)
+			if ((blocks[i].free || blocks[i].unknown) &&
+			    run_verdict(prog, &m[blocks[i].tag], blocks[i].free) ==
+				TRACER_POOL_FORGOTTEN)
 				forgotten++;
-		}
-	}
 	target_mem_close(&mem);
 	free(blocks);
 	return forgotten;
@@ -125,7 +129,7 @@ size_t pool_frees_apply(struct tracer_bpf *skel)
 	for (size_t i = 0, j; i < n; i = j) {
 		for (j = i + 1; j < n && m[j].mark.tgid == m[i].mark.tgid; j++)
 			;
-		forgotten += apply_process(prog, m + i, j - i);
+		forgotten += apply_process(fd, prog, m + i, j - i);
 	}
 	free(m);
 	return forgotten;

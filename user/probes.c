@@ -656,7 +656,7 @@ static int attach_at(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t
 }
 
 int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
-			 uint64_t fn, uint64_t size, int kind, bool pooled, bool verbose)
+			 uint64_t fn, uint64_t size, int kind, uint64_t pool_cookie, bool verbose)
 {
 	const struct probe_spec *spec = python_spec(kind);
 	char path[4200];
@@ -669,7 +669,7 @@ int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, p
 	 * prologue against: the probe stays on its entry. */
 	n = attach_placed(skel, p, pid, attach_pid, fn, size, spec->reads, spec_prog(skel, spec),
 			  (spec->shape & SHAPE_MASK) == ALLOC_RETURNS, spec_class(skel, spec), path,
-			  sizeof(path), &off, &placed, pooled ? TRACER_COOKIE_POOLED : 0);
+			  sizeof(path), &off, &placed, pool_cookie);
 	if (n <= 0)
 		return n;
 	if (verbose)
@@ -748,9 +748,9 @@ int probes_python_entry_stepped(pid_t pid, uint64_t fn, uint64_t size, int kind)
 int probes_attach_python_calls(struct tracer_bpf *skel, struct probes *p, pid_t pid,
 			       pid_t attach_pid, uint64_t fn, uint64_t size,
 			       const struct python_calls *calls, struct probes_calls_result *res,
-			       bool pooled, bool verbose)
+			       uint64_t pool_cookie, bool verbose)
 {
-	uint64_t bits = pooled ? TRACER_COOKIE_POOLED : 0;
+	uint64_t bits = pool_cookie;
 	const struct probe_spec *spec = python_spec(PYTHON_ALLOC_MALLOC);
 	int fd = bpf_map__fd(skel->maps.py_call_returns), err;
 	const struct target_mapping *m;

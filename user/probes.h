@@ -102,7 +102,7 @@ struct probes_calls_result {
 int probes_attach_python_calls(struct tracer_bpf *skel, struct probes *p, pid_t pid,
 			       pid_t attach_pid, uint64_t fn, uint64_t size,
 			       const struct python_calls *calls, struct probes_calls_result *res,
-			       bool pooled, bool verbose);
+			       uint64_t pool_cookie, bool verbose);
 
 /* Attaches to the functions defined in the file at path (as the target sees
  * it) for process pid (-1: every process, filtered in BPF). Returns the
@@ -117,12 +117,13 @@ int probes_attach_process(struct tracer_bpf *skel, struct probes *p, pid_t pid, 
  * (pyalloc.h): fn is the address in process pid, size its size in bytes (0:
  * unknown, the probe stays at its entry; else it may move past the
  * prologue as for a named function); kind is the table slot
- * (PYTHON_ALLOC_MALLOC ... PYTHON_ALLOC_FREE); pooled: fn is pymalloc's, whose
- * frees run inlined where no probe is (its small blocks get marks:
- * TRACER_COOKIE_POOLED). Returns 1 when probed, 0 when that entry point
- * already is, or a negative errno. */
+ * (PYTHON_ALLOC_MALLOC ... PYTHON_ALLOC_FREE); pool_cookie: 0, or (fn is
+ * pymalloc's, whose frees run inlined where no probe is: its small blocks
+ * get marks) TRACER_COOKIE_POOLED with TRACER_COOKIE_SMALL_POOLS for 4 KiB
+ * pools. Returns 1 when probed, 0 when that entry point already is, or a
+ * negative errno. */
 int probes_attach_python(struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
-			 uint64_t fn, uint64_t size, int kind, bool pooled, bool verbose);
+			 uint64_t fn, uint64_t size, int kind, uint64_t pool_cookie, bool verbose);
 /* py_site_enter on the tail jump at addr in process pid, where CPython's
  * inlined raw allocator jumps to libc's (python/sites.h): 1, 0 when that
  * spot already is probed, or a negative errno. */

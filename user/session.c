@@ -439,6 +439,8 @@ static int setup_bpf(struct session *s)
 	bpf_map__set_max_entries(s->skel->maps.allocs, s->skel->rodata->alloc_buckets);
 	bpf_map__set_max_entries(s->skel->maps.allocs_overflow,
 				 o->probe_only ? 1 : o->max_allocs / 4 + 64);
+	/* a mark per small pymalloc block at most: one per trace */
+	bpf_map__set_max_entries(s->skel->maps.pool_marks, o->probe_only ? 1 : o->max_allocs);
 	if (o->nframe > 1 && !o->probe_only) {
 		uint32_t rows, pages;
 

@@ -420,6 +420,8 @@ int target_mem_read(struct target_mem *m, uint64_t addr, void *buf, size_t len)
 	n = pread(m->fd, buf, len, (off_t)addr);
 	if (n < 0)
 		return -errno;
+	if (n == 0 && len)
+		return -ESRCH; /* no memory at all: the process is exiting */
 	return (size_t)n == len ? 0 : -EIO;
 }
 

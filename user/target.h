@@ -73,7 +73,9 @@ struct target_mem {
 };
 int target_mem_open(pid_t pid, struct target_mem *m);
 void target_mem_close(struct target_mem *m);
-/* Reads exactly len bytes at addr: 0, -EIO when fewer exist, or -errno. */
+/* Reads exactly len bytes at addr: 0, -EIO when fewer exist (nothing
+ * mapped there: -EIO too), -ESRCH when the process has no memory left (it
+ * is exiting), or -errno. */
 int target_mem_read(struct target_mem *m, uint64_t addr, void *buf, size_t len);
 /* One aligned 8-byte store. */
 int target_mem_write_u64(struct target_mem *m, uint64_t addr, uint64_t v);

@@ -1,11 +1,12 @@
 /* python/pools.c on a real interpreter's pymalloc (Debian's 3.11, forky's
- * 3.14 where present): a CPython child makes
- * small bytes objects (no GC header: each object is its block) of two size
- * classes, prints their addresses, drops every other one of the first
- * class and all of the second (whose pools then empty), and waits; the
- * blocks it keeps are found allocated, those it dropped free. Also: an
- * address nothing is mapped at is free, a block outside any pool (a large
- * object libc holds) is left as it is. */
+ * 3.14 where present): a CPython child makes small bytes objects (no GC
+ * header: each object is its block) of two size classes few other objects
+ * use, prints their addresses, drops every other one of the first class
+ * and all of the second (whose pools then empty), and waits; the blocks it
+ * keeps are found allocated, those it dropped free, also when asked about
+ * with a smaller size (a realloc that shrank a block in place: pymalloc
+ * keeps it in its class). Also: an address nothing is mapped at is free, a
+ * block outside any pool (a large object libc holds) unknown, not free. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,7 +26,7 @@
 /* Each bytes object of length len is a block of 33 + len bytes. */
 static const char script[] =
     "import sys\n"
-    "kept = [bytes([i % 251]) * 40 for i in range(600)]\n"
+    "kept = [bytes([i % 251]) * 367 for i in range(600)]\n"
     "gone = [bytes([i % 251]) * 300 for i in range(600)]\n"
     "big = bytes(100000)\n"
     "print(' '.join(hex(id(b)) for b in kept))\n"
@@ -91,7 +92,8 @@ static void check_pools(const char *file, char *const *argv)
 	static uint64_t kept[N], gone[N], big;
 	static struct pymalloc_block blocks[2 * N + 2];
 	char *line = NULL;
-	size_t cap = 0, n = 0, nfree;
+	size_t cap = 0, n = 0;
+	long nfree;
 	struct target_mem mem;
 	struct child c = {0};
 
@@ -104,13 +106,17 @@ static void check_pools(const char *file, char *const *argv)
 	free(line);
 	assert_int_equal(target_mem_open(c.pid, &mem), 0);
 	for (size_t i = 0; i < N; i++) {
-		blocks[n++] = (struct pymalloc_block){.addr = kept[i], .size = 33 + 40};
-		blocks[n++] = (struct pymalloc_block){.addr = gone[i], .size = 33 + 300};
+		/* a block of 400 (its class's size) asked for with 400 bytes, or
+		 * with 320 after shrinking in place (a class of its own: 320) */
+		blocks[n++] = (struct pymalloc_block){
+		    .addr = kept[i], .size = i % 3 ? 33 + 367 : 320, .pool_bits = 14};
+		blocks[n++] =
+		    (struct pymalloc_block){.addr = gone[i], .size = 33 + 300, .pool_bits = 14};
 	}
 	/* nothing mapped there: an arena given back */
-	blocks[n++] = (struct pymalloc_block){.addr = 0x10000, .size = 64};
+	blocks[n++] = (struct pymalloc_block){.addr = 0x10000, .size = 64, .pool_bits = 14};
 	/* libc's block: no pool header before it */
-	blocks[n++] = (struct pymalloc_block){.addr = big, .size = 400};
+	blocks[n++] = (struct pymalloc_block){.addr = big, .size = 400, .pool_bits = 14};
 	nfree = pymalloc_find_free(&mem, blocks, n);
 	for (size_t i = 0; i < n; i++) {
 		const struct pymalloc_block *b = &blocks[i];
@@ -126,6 +132,7 @@ static void check_pools(const char *file, char *const *argv)
 			fail_msg("block %#llx (%llu bytes): free %d, expected %d",
 				 (unsigned long long)b->addr, (unsigned long long)b->size, b->free,
 				 expect);
+		assert_int_equal(b->unknown, b->addr == big);
 	}
 	assert_int_equal(nfree, N / 2 + N + 1);
 	target_mem_close(&mem);

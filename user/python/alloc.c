@@ -344,7 +344,7 @@ static int unhook_tables(struct python_alloc *a)
  * probed so, 0 when already probed, else negative: probe it as any other. */
 static int probe_by_call_sites(const struct python_alloc *a, const struct python_target *t,
 			       struct tracer_bpf *skel, struct probes *p, pid_t attach_pid,
-			       uint64_t fn, uint64_t size, bool pooled, bool verbose)
+			       uint64_t fn, uint64_t size, uint64_t pool_cookie, bool verbose)
 {
 	struct probes_calls_result res;
 	struct python_calls calls;
@@ -366,7 +366,7 @@ static int probe_by_call_sites(const struct python_alloc *a, const struct python
 		return -EAGAIN;
 	}
 	err = probes_attach_python_calls(skel, p, a->pid, attach_pid, fn, size, &calls, &res,
-					 pooled, verbose);
+					 pool_cookie, verbose);
 	if (err >= 0 && res.lost)
 		fprintf(stderr,
 			"tracer: warning: %zu of the %zu sites that call CPython's malloc at 0x%llx "
@@ -397,11 +397,25 @@ static bool lacks_symbol(const char *path, const char *name)
 	return lacks;
 }
 
-/* Whether pymalloc's free is inlined into its callers, where no probe
- * sees it: an LTO build, whose _PyObject_Free has no symbol left. */
-static bool free_inlined(const struct python_target *t)
+/* The cookie bits of the probes on pymalloc's functions whose blocks get
+ * marks (tracer.h's TRACER_COOKIE_POOLED): where pymalloc's free is
+ * inlined into its callers, where no probe sees it (an LTO build, whose
+ * _PyObject_Free has no symbol left), of a version whose pools the tracer
+ * knows (3.8-3.14), pymalloc being the allocator (not PYTHONMALLOC's
+ * others: mimalloc, malloc, the debug hooks). 0 otherwise. */
+static uint64_t pool_marks_cookie(const struct python_alloc *a, const struct python_target *t)
 {
-	return lacks_symbol(t->path, "_PyObject_Free");
+	static const char *const others[] = {"PYTHONMALLOC=malloc", "PYTHONMALLOC=malloc_debug",
+					     "PYTHONMALLOC=debug", "PYTHONMALLOC=mimalloc",
+					     "PYTHONMALLOC=mimalloc_debug"};
+
+	if (t->major != 3 || t->minor < 8 || t->minor > 14 ||
+	    !lacks_symbol(t->path, "_PyObject_Free"))
+		return 0;
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+		if (target_environ_has(a->pid, others[i]))
+			return 0;
+	return TRACER_COOKIE_POOLED | (t->minor < 10 ? TRACER_COOKIE_SMALL_POOLS : 0);
 }
 
 /* The functions the tables hold, each probed once: the raw domain's free
@@ -415,7 +429,10 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
 	uint64_t vaddrs[N], sizes[N];
 	bool libc_free = a->state == PYTHON_ALLOC_DEFAULT || a->state == PYTHON_ALLOC_LEFT_HOOKED;
 	/* CPython's own pymalloc, its free inlined where no probe is */
-	bool pooled = libc_free && free_inlined(t);
+	uint64_t pool_cookie = libc_free ? pool_marks_cookie(a, t) : 0;
+
+	if (pool_cookie) /* before the probes that mark: frees take marks away */
+		__atomic_store_n(&skel->bss->pool_marking, 1, __ATOMIC_RELAXED);
 
 	/* Their sizes, from the FDEs that start at them: a stripped build has
 	 * no symbols, and placement needs the whole function (an address in
@@ -449,12 +466,13 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
 			if (k == PYTHON_ALLOC_MALLOC && d != PYTHON_ALLOC_RAW && libc_free)
 				err = probe_by_call_sites(a, t, skel, p, attach_pid, a->fn[d][k],
 							  sizes[d * (PYTHON_ALLOC_FREE + 1) + k],
-							  pooled, verbose);
+							  pool_cookie, verbose);
 			if (err < 0)
 				err = probes_attach_python(
 				    skel, p, a->pid, attach_pid, a->fn[d][k],
 				    sizes[d * (PYTHON_ALLOC_FREE + 1) + k], k,
-				    pooled && d != PYTHON_ALLOC_RAW && k != PYTHON_ALLOC_FREE, verbose);
+				    d != PYTHON_ALLOC_RAW && k != PYTHON_ALLOC_FREE ? pool_cookie : 0,
+				    verbose);
 			if (err < 0)
 				fprintf(stderr,
 					"tracer: warning: cannot probe CPython's allocator at "

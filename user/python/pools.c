@@ -1,13 +1,13 @@
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "python/pools.h"
 
-#define ALIGNMENT 16	/* pymalloc's, on 64-bit 3.8-3.14 */
-#define NCLASSES 32	/* size classes: 512 / ALIGNMENT */
+#define ALIGNMENT 16	 /* pymalloc's, on 64-bit 3.8-3.14 */
+#define NCLASSES 32	 /* size classes: 512 / ALIGNMENT */
 #define POOL_OVERHEAD 48 /* the header, rounded up to ALIGNMENT */
-#define LARGE_POOL 16384 /* 3.10+ (USE_LARGE_POOLS) */
-#define SMALL_POOL 4096	 /* 3.8, 3.9 */
+#define MAX_POOL_BITS 14
 
 /* struct pool_header (Objects/obmalloc.c, Include/internal/pycore_obmalloc.h) */
 struct pool_header {
@@ -19,102 +19,137 @@ struct pool_header {
 };
 _Static_assert(sizeof(struct pool_header) == POOL_OVERHEAD, "the pool header's layout");
 
-/* One pool read: its address and size, and its bytes (the header first). */
-struct pool {
-	uint64_t addr;
-	uint32_t size;	/* 0: none could be made out */
-	bool gone;	/* nothing readable where it would be */
-	uint8_t *bytes; /* read once a block needs its free list */
-	struct pool_header h;
+enum pool_state {
+	POOL_READ,    /* bytes and header consistent */
+	POOL_GONE,    /* nothing mapped there */
+	POOL_UNKNOWN, /* unreadable otherwise, or not a pool we make out */
 };
 
-static bool header_valid(const struct pool_header *h, uint32_t pool_size)
+/* One pool read whole, at one moment. */
+struct pool {
+	uint64_t addr;
+	uint32_t size;
+	enum pool_state state;
+	struct pool_header h;
+	uint32_t bs;			    /* its block size */
+	uint8_t bytes[1u << MAX_POOL_BITS]; /* the pool, header first */
+};
+
+/* The header as pymalloc leaves it: set up for its class (maxnextoffset
+ * never changes after), blocks carved up to nextoffset, at most that many
+ * in use, its free list's head one of the carved blocks or none. */
+static bool header_valid(const struct pool *p)
 {
+	const struct pool_header *h = &p->h;
 	uint32_t bs;
 
 	if (h->szidx >= NCLASSES)
 		return false;
 	bs = (h->szidx + 1) * ALIGNMENT;
-	/* set when the pool is set up for its class, never changed after */
-	return h->maxnextoffset == pool_size - bs && h->nextoffset <= pool_size &&
-	       h->count <= (pool_size - POOL_OVERHEAD) / bs;
-}
+	if (h->maxnextoffset != p->size - bs || h->nextoffset > p->size ||
+	    h->nextoffset < POOL_OVERHEAD + 2 * bs || (h->nextoffset - POOL_OVERHEAD) % bs ||
+	    h->count > (h->nextoffset - POOL_OVERHEAD) / bs)
+		return false;
+	if (h->freeblock) {
+		uint64_t off = h->freeblock - p->addr;
 
-/* The pool holding addr: a large pool's header if one is there, else a
- * small one's. */
-static void pool_find(struct target_mem *mem, uint64_t addr, struct pool *p)
-{
-	static const uint32_t sizes[] = {LARGE_POOL, SMALL_POOL};
-	bool readable = false;
-
-	free(p->bytes);
-	memset(p, 0, sizeof(*p));
-	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-		uint64_t base = addr & ~(uint64_t)(sizes[i] - 1);
-
-		if (target_mem_read(mem, base, &p->h, sizeof(p->h)))
-			continue;
-		readable = true;
-		if (header_valid(&p->h, sizes[i])) {
-			p->addr = base;
-			p->size = sizes[i];
-			return;
-		}
-	}
-	p->addr = addr & ~(uint64_t)(LARGE_POOL - 1);
-	p->gone = !readable; /* its arena given back */
-}
-
-/* Whether block b is on the pool's free list (the list bounded by the
- * blocks a pool holds; a link out of the pool ends it). */
-static bool on_free_list(struct target_mem *mem, struct pool *p, uint64_t b, bool *unknown)
-{
-	uint64_t at = p->h.freeblock;
-	uint32_t bs = (p->h.szidx + 1) * ALIGNMENT;
-
-	if (!p->bytes) {
-		p->bytes = malloc(p->size);
-		if (!p->bytes || target_mem_read(mem, p->addr, p->bytes, p->size)) {
-			free(p->bytes);
-			p->bytes = NULL;
-			*unknown = true;
-			return false;
-		}
-	}
-	for (uint32_t steps = 0; at && steps <= p->size / ALIGNMENT; steps++) {
-		uint64_t off = at - p->addr;
-
-		if (at < p->addr || off < POOL_OVERHEAD || off > p->size - bs ||
+		if (h->freeblock < p->addr || off < POOL_OVERHEAD || off >= h->nextoffset ||
 		    (off - POOL_OVERHEAD) % bs)
 			return false;
-		if (at == b)
-			return true;
-		memcpy(&at, p->bytes + off, sizeof(at));
 	}
-	return false;
+	return true;
 }
 
-static bool block_free(struct target_mem *mem, struct pool *p, const struct pymalloc_block *b)
+/* The free list walked in full in the pool's bytes: every link a carved
+ * block, none twice (bounded by their number), ending in NULL after
+ * exactly the carved blocks not in use. Whether block off is on it goes to
+ * *listed. */
+static bool free_list_consistent(const struct pool *p, uint64_t off, bool *listed)
+{
+	uint32_t carved = (p->h.nextoffset - POOL_OVERHEAD) / p->bs;
+	uint32_t want = carved - p->h.count, seen = 0;
+	uint64_t at = p->h.freeblock;
+
+	*listed = false;
+	while (at) {
+		uint64_t o = at - p->addr;
+
+		if (at < p->addr || o < POOL_OVERHEAD || o >= p->h.nextoffset ||
+		    (o - POOL_OVERHEAD) % p->bs || ++seen > want)
+			return false;
+		if (o == off)
+			*listed = true;
+		memcpy(&at, p->bytes + o, sizeof(at));
+	}
+	return seen == want;
+}
+
+/* The pool of pool_bits holding addr, read whole. */
+static int pool_read(struct target_mem *mem, uint64_t addr, uint32_t pool_bits, struct pool *p)
+{
+	int err;
+
+	p->size = 1u << pool_bits;
+	p->addr = addr & ~(uint64_t)(p->size - 1);
+	p->state = POOL_UNKNOWN;
+	err = target_mem_read(mem, p->addr, p->bytes, p->size);
+	if (err == -ESRCH)
+		return err;
+	if (err) {
+		if (err == -EIO)
+			p->state = POOL_GONE; /* its arena given back */
+		return 0;
+	}
+	memcpy(&p->h, p->bytes, sizeof(p->h));
+	if (!header_valid(p))
+		return 0;
+	p->bs = (p->h.szidx + 1) * ALIGNMENT;
+	p->state = POOL_READ;
+	return 0;
+}
+
+/* Whether the pool's class can hold a block asked for with size bytes: its
+ * own, or a larger one it stayed in when a realloc shrank it in place
+ * (pymalloc keeps a block that shrinks to more than 3/4 of its class). */
+static bool class_holds(uint32_t bs, uint64_t size)
+{
+	uint64_t own = ((size - 1) / ALIGNMENT + 1) * ALIGNMENT;
+
+	return size <= bs && (own == bs || 4 * size > 3 * (uint64_t)bs);
+}
+
+static void judge(const struct pool *p, struct pymalloc_block *b)
 {
 	uint64_t off = b->addr - p->addr;
-	uint32_t bs;
-	bool unknown = false, listed;
+	bool listed;
 
-	if (p->gone)
-		return true;
-	if (!p->size)
-		return false; /* not a pool we can read: left as it is */
-	if (p->h.count == 0)
-		return true; /* the pool is empty */
-	if (b->size == 0 || p->h.szidx != (b->size - 1) / ALIGNMENT)
-		return true; /* set up since for another size class */
-	bs = (p->h.szidx + 1) * ALIGNMENT;
-	if (off < POOL_OVERHEAD || (off - POOL_OVERHEAD) % bs)
-		return false; /* not a block of this pool */
-	if (off >= p->h.nextoffset)
-		return true; /* not handed out since the pool was set up */
-	listed = on_free_list(mem, p, b->addr, &unknown);
-	return listed && !unknown;
+	b->free = b->unknown = false;
+	if (p->state == POOL_GONE) {
+		b->free = true;
+		return;
+	}
+	if (p->state != POOL_READ || b->size == 0 || b->size > NCLASSES * ALIGNMENT ||
+	    off < POOL_OVERHEAD || off >= p->size) {
+		b->unknown = true;
+		return;
+	}
+	if (p->h.count == 0 || !class_holds(p->bs, b->size)) {
+		b->free = true; /* empty, or set up since for another class */
+		return;
+	}
+	if ((off - POOL_OVERHEAD) % p->bs) {
+		b->unknown = true; /* not a block of this pool */
+		return;
+	}
+	if (off >= p->h.nextoffset) {
+		b->free = true; /* not handed out since the pool was set up */
+		return;
+	}
+	if (!free_list_consistent(p, off, &listed)) {
+		b->unknown = true; /* changing as it was read */
+		return;
+	}
+	b->free = listed;
 }
 
 static int by_addr(const void *a, const void *b)
@@ -124,24 +159,37 @@ static int by_addr(const void *a, const void *b)
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
-size_t pymalloc_find_free(struct target_mem *mem, struct pymalloc_block *blocks, size_t n)
+long pymalloc_find_free(struct target_mem *mem, struct pymalloc_block *blocks, size_t n)
 {
-	struct pool p = {0};
+	struct pool *p = malloc(sizeof(*p));
 	bool have = false;
-	size_t nfree = 0;
+	long nfree = 0;
 
+	if (!p)
+		return -ENOMEM;
 	qsort(blocks, n, sizeof(*blocks), by_addr);
 	for (size_t i = 0; i < n; i++) {
 		struct pymalloc_block *b = &blocks[i];
+		uint32_t bits = b->pool_bits;
 
-		if (!have || b->addr < p.addr || b->addr >= p.addr + (p.size ? p.size : SMALL_POOL) ||
-		    (!p.size && !p.gone)) {
-			pool_find(mem, b->addr, &p);
+		if (bits < 12 || bits > MAX_POOL_BITS) {
+			b->free = false;
+			b->unknown = true;
+			continue;
+		}
+		if (!have || p->size != 1u << bits || b->addr < p->addr ||
+		    b->addr - p->addr >= p->size) {
+			if (pool_read(mem, b->addr, bits, p)) {
+				for (size_t k = 0; k < n; k++)
+					blocks[k].free = false;
+				free(p);
+				return -ESRCH;
+			}
 			have = true;
 		}
-		b->free = block_free(mem, &p, b);
+		judge(p, b);
 		nfree += b->free;
 	}
-	free(p.bytes);
+	free(p);
 	return nfree;
 }

@@ -17,18 +17,25 @@
 
 #include "target.h"
 
-/* A block pymalloc returned for a request of size bytes (1-512). */
+/* A block pymalloc returned for a request of size bytes (1-512), in a pool
+ * of 2^pool_bits bytes (12: 3.8, 3.9; 14: 3.10 on). */
 struct pymalloc_block {
 	uint64_t addr;
 	uint64_t size;
-	bool free; /* out */
+	uint32_t pool_bits;
+	uint32_t tag;  /* the caller's */
+	bool free;     /* out: free in its pool */
+	bool unknown;  /* out: its pool could not be made out */
 };
 
-/* Sets each block's free: its pool is gone (the arena given back), empty,
- * set up since for another size class, or shows it never handed out since
- * or on its free list. A block whose pool header cannot be made out stays
- * not free. Sorts blocks by address; reads each pool holding some once.
- * Returns how many are free. */
-size_t pymalloc_find_free(struct target_mem *mem, struct pymalloc_block *blocks, size_t n);
+/* Sets each block's free: its pool is gone (nothing mapped there: the
+ * arena given back), empty, set up since for a size class that cannot
+ * hold it, or shows it not handed out since its set-up or on its free
+ * list. A pool read whole is believed only if consistent: its free list,
+ * walked in full, ends where its header says. Otherwise the block is
+ * unknown (not free). Sorts blocks by address; reads each pool holding
+ * some once. Returns how many are free; -ESRCH when the process has no
+ * memory left (exiting: nothing is free). */
+long pymalloc_find_free(struct target_mem *mem, struct pymalloc_block *blocks, size_t n);
 
 #endif
