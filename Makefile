@@ -157,11 +157,12 @@ $(BUILD) $(BUILD)/tests $(BUILD)/workloads $(BUILD)/fuzz:
 # the snapshot loader (seeded with valid files), the /proc/PID/maps
 # parser (seeded with real maps), the unwind table builder (seeded with
 # small executables and their .eh_frame), the ELF symbol reader, and
-# CPython's code objects and line tables (seeded from real interpreters). `make fuzz` runs each for FUZZ_SECONDS;
+# CPython's code objects and line tables (seeded from real interpreters), and
+# pymalloc's pools (seeded with a pool in use). `make fuzz` runs each for FUZZ_SECONDS;
 # `make test` runs them briefly (FUZZ_QUICK_SECONDS).
 FUZZ_SECONDS       ?= 300
 FUZZ_QUICK_SECONDS ?= 15
-FUZZ_TARGETS := snapfile maps unwind symbols pycode
+FUZZ_TARGETS := snapfile maps unwind symbols pycode pools
 FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
 FUZZ_SRCS    := $(wildcard user/model/*.c user/report/*.c user/util/*.c) $(HTML_ASSETS_C)
 FUZZ_FLAGS   := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iuser -fsanitize=fuzzer,address,undefined \
@@ -182,6 +183,9 @@ PYCODE_SRCS  := user/python/code.c user/python/layout.c user/util/hash.c
 $(BUILD)/fuzz/fuzz_pycode: tests/fuzz/fuzz_pycode.c $(PYCODE_SRCS) user/python/code.h \
 		user/python/layout.h | $(BUILD)/fuzz
 	$(CLANG) $(FUZZ_FLAGS) -Ibpf $< $(PYCODE_SRCS) -o $@
+$(BUILD)/fuzz/fuzz_pools: tests/fuzz/fuzz_pools.c user/python/pools.c user/python/pools.h \
+		| $(BUILD)/fuzz
+	$(CLANG) $(FUZZ_FLAGS) $< user/python/pools.c -o $@
 $(BUILD)/fuzz/seed_snapfile: tests/fuzz/seed_snapfile.c $(FUZZ_SRCS) | $(BUILD)/fuzz
 	$(CC) $(CFLAGS) $< $(FUZZ_SRCS) -o $@ -lz
 
@@ -193,7 +197,8 @@ $(BUILD)/fuzz/seed_snapfile: tests/fuzz/seed_snapfile.c $(FUZZ_SRCS) | $(BUILD)/
 # line tables and code objects of every CPython here (seed_pycode.sh)
 fuzz-corpus: $(BUILD)/fuzz/seed_snapfile
 	rm -rf $(BUILD)/fuzz/corpus-* && mkdir -p $(BUILD)/fuzz/corpus-snapfile $(BUILD)/fuzz/corpus-maps \
-		$(BUILD)/fuzz/corpus-unwind $(BUILD)/fuzz/corpus-symbols $(BUILD)/fuzz/corpus-pycode
+		$(BUILD)/fuzz/corpus-unwind $(BUILD)/fuzz/corpus-symbols $(BUILD)/fuzz/corpus-pycode \
+		$(BUILD)/fuzz/corpus-pools
 	for f in inline native demo; do $(CC) -O2 -g -fno-omit-frame-pointer tests/workloads/$$f.c \
 		-pthread -o $(BUILD)/fuzz/corpus-symbols/$$f; done
 	bash tests/fuzz/seed_unwind.sh $(CC) $(BUILD)/fuzz/corpus-unwind
@@ -202,6 +207,7 @@ fuzz-corpus: $(BUILD)/fuzz/seed_snapfile
 	for p in $$(pgrep -d ' ' -f 'python|systemd|sshd' | cut -d' ' -f1-8); do \
 		cat /proc/$$p/maps > $(BUILD)/fuzz/corpus-maps/$$p 2>/dev/null || true; done
 	bash tests/fuzz/seed_pycode.sh $(BUILD)/fuzz/corpus-pycode
+	python3 tests/fuzz/seed_pools.py $(BUILD)/fuzz/corpus-pools
 
 fuzz-run: $(FUZZ_BINS) fuzz-corpus
 	@set -e; for t in $(FUZZ_TARGETS); do \
