@@ -761,7 +761,7 @@ static __always_inline int alloc_enter(struct pt_regs *ctx, __u32 domain, __u32 
 	if (p->depth && sp <= p->outer_sp) {
 		p->depth++;
 		/* pymalloc gave the call to another allocator */
-		if (!(bpf_get_attach_cookie(ctx) & TRACER_COOKIE_POOLED))
+		if (p->pooled && !(bpf_get_attach_cookie(ctx) & TRACER_COOKIE_POOLED))
 			p->pooled = 0;
 		return 0;
 	}
@@ -1642,8 +1642,7 @@ static __always_inline int alloc_exit(struct pt_regs *ctx, __u64 ret, __u64 call
 	p->last_key = TRACER_KEY(proc, addr);
 	p->fresh_size = p->size;
 	record(ctx, tgid, TRACER_KEY(proc, addr), p->size, domain,
-	       call_ret ? call_ret : PT_REGS_IP(ctx), PT_REGS_SP(ctx), false,
-	       *(volatile __u32 *)&p->pooled);
+	       call_ret ? call_ret : PT_REGS_IP(ctx), PT_REGS_SP(ctx), false, p->pooled);
 	return 0;
 }
 
@@ -2203,7 +2202,6 @@ int BPF_KPROBE(python_starting)
 	return 0;
 }
 
-/* --follow: children of traced processes are traced too. */
 /* Run by user space (BPF_PROG_TEST_RUN) for a marked block: the mark as
  * it read it (its time), and whether it found the block free in its pool.
  * A mark made again since (a new block at the address) is left alone; one
@@ -2230,17 +2228,13 @@ int forget_pool_free(__u64 *arg)
 		return TRACER_POOL_KEPT;
 	size = mark->size;
 	if (!traced_proc(tgid, &proc) || proc != TRACER_KEY_PROC(key) ||
-	    !trace_find(key, &slot) || !slot) {
-		bpf_map_delete_elem(&pool_marks, &key);
-		return TRACER_POOL_STALE; /* (a trace in the overflow map is left alone) */
-	}
-	if (!arg[TRACER_POOL_ARG_FREE] && (slot->info.time != TRACER_TIME(ns) ||
-					   slot->info.size != size)) {
-		bpf_map_delete_elem(&pool_marks, &key);
-		return TRACER_POOL_STALE;
-	}
-	if (!arg[TRACER_POOL_ARG_FREE])
+	    !trace_find(key, &slot) || !slot) /* (a trace in the overflow map is left alone) */
+		goto stale;
+	if (!arg[TRACER_POOL_ARG_FREE]) {
+		if (slot->info.time != TRACER_TIME(ns) || slot->info.size != size)
+			goto stale;
 		return TRACER_POOL_KEPT;
+	}
 	st = proc_stats(tgid, false);
 	if (st && st->finalized)
 		return TRACER_POOL_KEPT;
@@ -2249,16 +2243,19 @@ int forget_pool_free(__u64 *arg)
 	at = slot->info;
 	if (at.time != TRACER_TIME(ns) || at.size != size) {
 		__sync_val_compare_and_swap(&slot->key, key | TRACER_SLOT_BUSY, key);
-		bpf_map_delete_elem(&pool_marks, &key);
-		return TRACER_POOL_STALE;
+		goto stale;
 	}
 	__sync_val_compare_and_swap(&slot->key, key | TRACER_SLOT_BUSY, 0);
 	bpf_map_delete_elem(&pool_marks, &key);
 	trace_gone(key, st, &at, false);
 	count(TRACER_CNT_POOL_FREES_FOUND, 1);
 	return TRACER_POOL_FORGOTTEN;
+stale:
+	bpf_map_delete_elem(&pool_marks, &key);
+	return TRACER_POOL_STALE;
 }
 
+/* --follow: children of traced processes are traced too. */
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(follow_fork, struct task_struct *parent, struct task_struct *child)
 {

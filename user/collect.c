@@ -9,10 +9,10 @@
 #include <unistd.h>
 
 #include "collect.h"
+#include "pool_frees.h"
 #include "proc_index.h"
 #include "target.h"
 #include "util/hash.h"
-#include "pool_frees.h"
 #include "util/progress.h"
 #include "util/util.h"
 

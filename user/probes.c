@@ -750,7 +750,6 @@ int probes_attach_python_calls(struct tracer_bpf *skel, struct probes *p, pid_t 
 			       const struct python_calls *calls, struct probes_calls_result *res,
 			       uint64_t pool_cookie, bool verbose)
 {
-	uint64_t bits = pool_cookie;
 	const struct probe_spec *spec = python_spec(PYTHON_ALLOC_MALLOC);
 	int fd = bpf_map__fd(skel->maps.py_call_returns), err;
 	const struct target_mapping *m;
@@ -808,7 +807,7 @@ int probes_attach_python_calls(struct tracer_bpf *skel, struct probes *p, pid_t 
 		}
 		if (c->tail) {
 			err = attach_with_return_cookie(skel, p, spec_prog(skel, spec), attach_pid,
-							path, coff, bits, PROBES_ALLOCATING);
+							path, coff, pool_cookie, PROBES_ALLOCATING);
 			res->tails++;
 			continue;
 		}
@@ -832,7 +831,7 @@ int probes_attach_python_calls(struct tracer_bpf *skel, struct probes *p, pid_t 
 	at = off + pl.offset;
 	if (!err)
 		err = attach_cookie(p, skel->progs.py_malloc_inner, attach_pid, path, at,
-				    args_cookie(&pl) | bits |
+				    args_cookie(&pl) | pool_cookie |
 					(uint64_t)pl.stack_adjust << TRACER_COOKIE_SP_SHIFT,
 				    false, PROBES_ALLOCATING);
 	if (!err)

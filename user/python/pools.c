@@ -19,20 +19,24 @@ struct pool_header {
 };
 _Static_assert(sizeof(struct pool_header) == POOL_OVERHEAD, "the pool header's layout");
 
+#define MAX_BLOCKS (((1u << MAX_POOL_BITS) - POOL_OVERHEAD) / ALIGNMENT)
+
 enum pool_state {
 	POOL_READ,    /* bytes and header consistent */
 	POOL_GONE,    /* nothing mapped there */
 	POOL_UNKNOWN, /* unreadable otherwise, or not a pool we make out */
 };
 
-/* One pool read whole, at one moment. */
+/* One pool read whole, at one moment, and its free list walked once. */
 struct pool {
 	uint64_t addr;
 	uint32_t size;
 	enum pool_state state;
 	struct pool_header h;
-	uint32_t bs;			    /* its block size */
-	uint8_t bytes[1u << MAX_POOL_BITS]; /* the pool, header first */
+	uint32_t bs;			      /* its block size */
+	bool list_ok;			      /* its free list ends where the header says */
+	uint8_t listed[(MAX_BLOCKS + 7) / 8]; /* blocks on the free list, by index */
+	uint8_t bytes[1u << MAX_POOL_BITS];   /* the pool, header first */
 };
 
 /* The header as pymalloc leaves it: set up for its class (maxnextoffset
@@ -60,25 +64,25 @@ static bool header_valid(const struct pool *p)
 	return true;
 }
 
-/* The free list walked in full in the pool's bytes: every link a carved
- * block, none twice (bounded by their number), ending in NULL after
- * exactly the carved blocks not in use. Whether block off is on it goes to
- * *listed. */
-static bool free_list_consistent(const struct pool *p, uint64_t off, bool *listed)
+/* The free list walked in full in the pool's bytes, its blocks noted in
+ * p->listed: every link a carved block, none twice (bounded by their
+ * number), ending in NULL after exactly the carved blocks not in use. */
+static bool free_list_walk(struct pool *p)
 {
 	uint32_t carved = (p->h.nextoffset - POOL_OVERHEAD) / p->bs;
 	uint32_t want = carved - p->h.count, seen = 0;
 	uint64_t at = p->h.freeblock;
 
-	*listed = false;
+	memset(p->listed, 0, sizeof(p->listed));
 	while (at) {
 		uint64_t o = at - p->addr;
+		uint32_t i;
 
 		if (at < p->addr || o < POOL_OVERHEAD || o >= p->h.nextoffset ||
 		    (o - POOL_OVERHEAD) % p->bs || ++seen > want)
 			return false;
-		if (o == off)
-			*listed = true;
+		i = (uint32_t)(o - POOL_OVERHEAD) / p->bs;
+		p->listed[i / 8] |= (uint8_t)(1u << (i % 8));
 		memcpy(&at, p->bytes + o, sizeof(at));
 	}
 	return seen == want;
@@ -104,6 +108,7 @@ static int pool_read(struct target_mem *mem, uint64_t addr, uint32_t pool_bits, 
 	if (!header_valid(p))
 		return 0;
 	p->bs = (p->h.szidx + 1) * ALIGNMENT;
+	p->list_ok = free_list_walk(p);
 	p->state = POOL_READ;
 	return 0;
 }
@@ -121,7 +126,7 @@ static bool class_holds(uint32_t bs, uint64_t size)
 static void judge(const struct pool *p, struct pymalloc_block *b)
 {
 	uint64_t off = b->addr - p->addr;
-	bool listed;
+	uint32_t i;
 
 	b->free = b->unknown = false;
 	if (p->state == POOL_GONE) {
@@ -145,11 +150,12 @@ static void judge(const struct pool *p, struct pymalloc_block *b)
 		b->free = true; /* not handed out since the pool was set up */
 		return;
 	}
-	if (!free_list_consistent(p, off, &listed)) {
+	if (!p->list_ok) {
 		b->unknown = true; /* changing as it was read */
 		return;
 	}
-	b->free = listed;
+	i = (uint32_t)(off - POOL_OVERHEAD) / p->bs;
+	b->free = p->listed[i / 8] >> (i % 8) & 1;
 }
 
 static int by_addr(const void *a, const void *b)
