@@ -97,8 +97,11 @@ static void check_pools(const char *file, char *const *argv)
 	struct target_mem mem;
 	struct child c = {0};
 
-	if (!spawn(file, argv, &c))
+	if (!spawn(file, argv, &c)) {
+		fprintf(stderr, "skipped: %s is not here (scripts/install-deps.sh puts it there)\n",
+			file);
 		skip();
+	}
 	assert_int_equal(read_addresses(c.out, kept, N), N);
 	assert_int_equal(read_addresses(c.out, gone, N), N);
 	assert_int_equal(read_addresses(c.out, &big, 1), 1);
