@@ -41,6 +41,7 @@ static const char *const counter_names[TRACER_CNT_MAX] = {
     [TRACER_CNT_FREES_UNSEEN] = "frees no probe saw (the address given out again)",
     [TRACER_CNT_POOL_FREES_FOUND] = "frees no probe saw (found in pymalloc's pools)",
     [TRACER_CNT_POOL_MARKS_FULL] = "pymalloc blocks not marked (pool marks table full)",
+    [TRACER_CNT_POOL_CHECKS_FAILED] = "pymalloc pool checks failed",
 };
 _Static_assert(ARRAY_SIZE(counter_names) == TRACER_CNT_MAX, "every counter has a name");
 
@@ -555,6 +556,7 @@ void collect_read_counters(struct collector *c, struct tracer_counters *sum)
 	sum->c[TRACER_CNT_PROCS_FULL] +=
 		__atomic_load_n(&c->skel->bss->procs_full_in_user_space, __ATOMIC_RELAXED);
 	sum->c[TRACER_CNT_GONE_BEFORE_PROBED] += c->gone_before_probed;
+	sum->c[TRACER_CNT_POOL_CHECKS_FAILED] += c->pool_checks_failed;
 	free(per);
 }
 
@@ -1261,7 +1263,7 @@ struct snapshot *collect_snapshot(struct collector *c)
 	collect_refresh(c);
 	/* before anything is read: the blocks pymalloc's inlined free gave
 	 * back leave the figures as their frees would have */
-	pool_frees_apply(c->skel);
+	pool_frees_apply(c->skel, &c->pool_checks_failed);
 	python_frames_poll(c->py);
 	for (size_t i = 0; c->multi && i < c->nprocs; i++)
 		python_frames_poll(c->procs[i].py); /* a shared one: polled again, cheap */

@@ -7,12 +7,15 @@
 #define TRACER_POOL_FREES_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "tracer.h"
 #include "tracer.skel.h"
 
 /* Applies the frees found now; cheap when nothing is marked. Returns how
- * many blocks it forgot. */
-size_t pool_frees_apply(struct tracer_bpf *skel);
+ * many blocks it forgot; adds to *failed the marked blocks it could not
+ * check (TRACER_CNT_POOL_CHECKS_FAILED): their marks stay for the next
+ * report. */
+size_t pool_frees_apply(struct tracer_bpf *skel, uint64_t *failed);
 
 #endif

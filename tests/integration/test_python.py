@@ -675,6 +675,7 @@ def test_debian_hooked_frees_no_probe_sees_are_counted():
     assert report["losses"]["frees_unseen"] == n - 1, report["losses"]
     assert report["losses"]["frees_found_in_pools"] == 1, report["losses"]
     assert report["losses"]["pool_marks_full"] == 0, report["losses"]
+    assert report["losses"]["pool_checks_failed"] == 0, report["losses"]
     assert site("py_unseen_frees.py", "separator") not in workload_lines(report, UNSEEN), \
         report
 
