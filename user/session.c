@@ -260,11 +260,10 @@ static int report_now(struct session *s)
 
 	if (s->multi) /* the processes noticed since the last turn, named */
 		multi_poll(&s->many, now_s());
-	/* a change since the last turn, said before the report; not for a
-	 * launched command, whose interpreter sets its tables (PYTHONMALLOC)
-	 * after the tracer first reads them */
-	if (!s->o->argv)
-		python_alloc_check(&s->pyalloc);
+	/* a change since the last turn, followed before the report; not said
+	 * for a launched command, whose interpreter sets its tables
+	 * (PYTHONMALLOC) after the tracer first reads them */
+	python_alloc_check(&s->pyalloc, !s->o->argv);
 	snap = collect_snapshot(&s->collect);
 	if (!snap) {
 		fprintf(stderr, "tracer: cannot take a snapshot: out of memory\n");
@@ -843,8 +842,7 @@ static int wait_loop(struct session *s, struct target_launch *launch, int *exit_
 			collect_refresh(&s->collect);
 			collect_sweep_gone(&s->collect);
 			python_frames_poll(s->py);
-			if (!launch)
-				python_alloc_check(&s->pyalloc);
+			python_alloc_check(&s->pyalloc, !launch);
 			next_refresh = t + 0.25;
 		}
 		if (s->python_alloc_err || python_allocators(s))

@@ -744,8 +744,14 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		register_new_references(a, t, skel, p, attach_pid,
 					free_lists == PYTHON_FREE_LISTS_ASKED, verbose);
 	}
+	a->target = t;
+	a->skel = skel;
+	a->probes = p;
+	a->attach_pid = attach_pid;
+	a->verbose = verbose;
 	if (!hook || a->state == PYTHON_ALLOC_OTHER_HOOK) {
 		a->tracing_read = !read_tables(a, a->tracing);
+		memcpy(a->followed, a->tracing, sizeof(a->followed));
 		return 0;
 	}
 	err = hook_tables(a);
@@ -762,6 +768,7 @@ int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 			"%d now call the raw allocator; restored when tracing ends\n",
 			pid);
 	a->tracing_read = !read_tables(a, a->tracing);
+	memcpy(a->followed, a->tracing, sizeof(a->followed));
 	return 0;
 }
 
@@ -777,26 +784,47 @@ static int read_tables(const struct python_alloc *a, uint64_t out[PYTHON_ALLOC_N
 	return 0;
 }
 
-int python_alloc_check(struct python_alloc *a)
+int python_alloc_check(struct python_alloc *a, bool warn)
 {
-	static const char *const names[PYTHON_ALLOC_NDOMAINS] = {"raw", "mem", "obj"};
 	uint64_t now[PYTHON_ALLOC_NDOMAINS][5];
+	struct python_alloc seen;
+	bool started;
 
-	if (!a->tracing_read || a->change_said || read_tables(a, now))
+	if (!a->tracing_read || !a->target || read_tables(a, now) ||
+	    !memcmp(now, a->followed, sizeof(now)))
 		return 0;
-	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++) {
-		if (!memcmp(now[d], a->tracing[d], sizeof(now[d])))
-			continue;
+	seen = *a;
+	memcpy(seen.fn, now, sizeof(seen.fn));
+	seen.state = tables_state(&seen);
+	/* probed as at an attach while they hold these (the functions probed
+	 * already are left as they are): tracemalloc's hooks around the
+	 * allocators probed beneath, which become nested calls */
+	probe_allocators(&seen, a->target, a->skel, a->probes, a->attach_pid, a->verbose);
+	memcpy(a->followed, now, sizeof(now));
+	started = seen.state == PYTHON_ALLOC_TRACEMALLOC;
+	if (started && !a->hooks_probed) {
+		a->hooks_probed = true;
 		fprintf(stderr,
-			"tracer: warning: CPython's %s allocator table in process %d changed while "
-			"tracing (tracemalloc.start() or stop(), PyMem_SetAllocator): functions "
-			"it holds now are not probed, and blocks made through them may count "
-			"in another domain than tracemalloc's (or not at all) from then on\n",
-			names[d], a->pid);
+			"tracer: process %d started tracemalloc: its hooks in the allocator tables "
+			"are probed now, so that a block counts once and what tracemalloc allocates "
+			"for itself not at all (until then, up to 0.25 s, it counted)\n",
+			a->pid);
+	} else if (!started && memcmp(now, a->tracing, sizeof(now)) && warn && !a->change_said) {
 		a->change_said = true;
-		return 1;
+		fprintf(stderr,
+			"tracer: process %d changed its allocator tables while traced "
+			"(PyMem_SetAllocator): the functions they hold now are probed as CPython's "
+			"allocators (blocks made through them until then, up to 0.25 s, were "
+			"not)\n",
+			a->pid);
+	} else if (a->verbose) {
+		fprintf(stderr, "tracer: process %d's allocator tables changed%s: followed\n",
+			a->pid,
+			started ? " (tracemalloc started)"
+			: !memcmp(now, a->tracing, sizeof(now)) ? " back to what they held as tracing began"
+								: "");
 	}
-	return 0;
+	return 1;
 }
 
 void python_alloc_restore(struct python_alloc *a)

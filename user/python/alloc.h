@@ -45,10 +45,20 @@ struct python_alloc {
 	uint64_t fn[PYTHON_ALLOC_NDOMAINS][5]; /* their contents when found */
 	enum python_alloc_state state;
 	bool hooked;
-	/* the tables as tracing began (after the hook): a change since is said
-	 * once (python_alloc_check) */
+	/* the tables as tracing began (after the hook), and as last followed:
+	 * a change that is not tracemalloc starting or stopping is said once
+	 * (python_alloc_check) */
 	uint64_t tracing[PYTHON_ALLOC_NDOMAINS][5];
+	uint64_t followed[PYTHON_ALLOC_NDOMAINS][5];
 	bool tracing_read, change_said;
+	/* what python_alloc_check probes a tracemalloc started later with
+	 * (borrowed from python_alloc_setup's caller) */
+	const struct python_target *target;
+	struct tracer_bpf *skel;
+	struct probes *probes;
+	pid_t attach_pid;
+	bool verbose;
+	bool hooks_probed; /* tracemalloc's hooks, started while tracing */
 };
 
 /* Once CPython t is recognised in process pid: finds its allocator tables,
@@ -66,11 +76,16 @@ struct python_alloc {
 int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		       struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 		       bool hook, enum python_free_lists free_lists, bool verbose);
-/* While tracing: whether the tables changed since python_alloc_setup
- * (tracemalloc.start() or stop(), PyMem_SetAllocator). The functions they
- * hold then are not probed and their blocks' domain is not what
- * tracemalloc's would be: said once on stderr. Returns 1 when changed. */
-int python_alloc_check(struct python_alloc *a);
+/* While tracing: follows the tables' changes since the last call. The
+ * functions they hold now are probed as at an attach (those probed already
+ * stay). tracemalloc.start() puts its hooks around what they held: probed,
+ * the allocators beneath run nested, so that a block counts once and what
+ * tracemalloc allocates for itself inside them not at all; said once on
+ * stderr. Its stop() puts back what they held. Any other change (an
+ * extension's PyMem_SetAllocator) is said once with warn (not for a
+ * launched interpreter, which sets its tables after the tracer first reads
+ * them). Returns 1 when the tables changed. */
+int python_alloc_check(struct python_alloc *a, bool warn);
 /* Undoes the hook if python_alloc_setup made it, where the slots still hold
  * our values (changed since: left alone), saying which. */
 void python_alloc_restore(struct python_alloc *a);
