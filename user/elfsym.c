@@ -280,7 +280,8 @@ int elfsym_code_sections(struct elfsym_file *f,
 	return err;
 }
 
-int elfsym_exec_segment(struct elfsym_file *f, uint64_t off, uint64_t *lo, uint64_t *hi)
+/* The executable PT_LOAD segment holding file offset off: 0 or -ENOENT. */
+static int exec_phdr(struct elfsym_file *f, uint64_t off, GElf_Phdr *out)
 {
 	size_t n;
 
@@ -293,10 +294,30 @@ int elfsym_exec_segment(struct elfsym_file *f, uint64_t off, uint64_t *lo, uint6
 		    !(ph.p_flags & PF_X))
 			continue;
 		if (off >= ph.p_offset && off - ph.p_offset < ph.p_filesz) {
-			*lo = ph.p_offset;
-			*hi = ph.p_offset + ph.p_filesz;
+			*out = ph;
 			return 0;
 		}
 	}
 	return -ENOENT;
+}
+
+int elfsym_exec_vaddr(struct elfsym_file *f, uint64_t off, uint64_t *vaddr)
+{
+	GElf_Phdr ph;
+
+	if (exec_phdr(f, off, &ph))
+		return -ENOENT;
+	*vaddr = ph.p_vaddr + (off - ph.p_offset);
+	return 0;
+}
+
+int elfsym_exec_segment(struct elfsym_file *f, uint64_t off, uint64_t *lo, uint64_t *hi)
+{
+	GElf_Phdr ph;
+
+	if (exec_phdr(f, off, &ph))
+		return -ENOENT;
+	*lo = ph.p_offset;
+	*hi = ph.p_offset + ph.p_filesz;
+	return 0;
 }

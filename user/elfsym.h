@@ -47,6 +47,10 @@ int elfsym_import_slots(struct elfsym_file *f, const char *name, uint64_t *slots
  * that holds offset off; 0, or -ENOENT. */
 int elfsym_exec_segment(struct elfsym_file *f, uint64_t off, uint64_t *lo, uint64_t *hi);
 
+/* The link-time address of file offset off in the executable segment that
+ * holds it; 0, or -ENOENT. */
+int elfsym_exec_vaddr(struct elfsym_file *f, uint64_t off, uint64_t *vaddr);
+
 /* Calls cb for every section of code (SHT_PROGBITS, SHF_EXECINSTR) with its
  * name, link-time address and bytes, which stay valid until elfsym_close,
  * until cb returns non-zero; returns that, or 0. */

@@ -2,13 +2,16 @@
 tracer killed with SIGKILL, and a process whose tables hold tracemalloc's
 hooks (-X tracemalloc), on Debian's python3.11 (stripped, LTO), pyenv's
 3.12 and forky's python3.14 (stripped, LTO, in a chroot)."""
+import os
 import signal
+import subprocess
 import time
 
 import pytest
 
-from helpers import Tracer, Workload, run_tracer, site
+from helpers import SOURCES, Tracer, Workload, by_line, run_tracer, site
 from test_python import (PY314, WORKLOAD, allocator_tables, assert_parity, attached, command,
+                         pyenv_python, warnings,
                          debian_python, forky, python_or_debian, read_slots, reference,
                          workload_lines)
 
@@ -168,3 +171,32 @@ def test_sigpipe_does_not_end_the_tracer():
         assert mem != raw and obj != raw
         assert sum("allocator tables restored" in l for l in t.stderr_lines) == 1
         w.say("\n")
+
+
+MIDWAY = os.path.join(SOURCES, "py_table_midway.c")
+
+
+def test_a_table_slot_where_no_function_starts_is_not_probed(tmp_path):
+    """The tables are the process's to write: a slot that points where no
+    function starts (no FDE starts there; a probe could sit inside an
+    instruction, and under --follow in every process mapping the file) is
+    left unprobed, said in one warning, and the other allocators are traced
+    as ever. py_table_midway embeds pyenv's 3.12 with its raw calloc slot at
+    the second of two instructions of its own, without CFI."""
+    config = pyenv_python("3.12") + "-config"
+    flags = subprocess.run([config, "--includes", "--ldflags", "--embed"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    binary = str(tmp_path / "py_table_midway")
+    subprocess.run(["cc", "-O2", "-o", binary, MIDWAY] + flags, check=True)
+    with Workload([binary]) as w:
+        with Tracer(["--domain", "python"], attach=w.pid) as t:
+            w.run("\n")
+            t.signal(signal.SIGINT)
+    said = warnings(t.stderr_lines)
+    assert len(said) == 1 and "raw allocator table" in said[0], t.stderr_lines
+    # nothing of the program's own file probed (libc and libpython are)
+    assert not [l for l in t.stderr_lines if "probe" in l and binary in l], t.stderr_lines
+    # the program's 100 bytearrays (object and buffer each) and their list,
+    # at their line
+    size, count = by_line(t.report, "<string>", exact=True)[2]
+    assert 201 <= count <= 202 and size >= 100 * (1001 + 56), (size, count)

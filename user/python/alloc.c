@@ -418,6 +418,58 @@ static uint64_t pool_marks_cookie(const struct python_alloc *a, const struct pyt
 	return TRACER_COOKIE_POOLED | (t->minor < 10 ? TRACER_COOKIE_SMALL_POOLS : 0);
 }
 
+static const char *const domain_names[PYTHON_ALLOC_NDOMAINS] = {"raw", "mem", "obj"};
+
+/* The sizes of the functions at addrs[0..n) in process pid, from the FDEs
+ * that start there in the files mapped at them (one read of each file's
+ * CFI); 0 where none starts, or the address is in no file's code. */
+static void function_sizes(pid_t pid, const uint64_t *addrs, uint64_t *sizes, size_t n)
+{
+	enum { MAX = PYTHON_ALLOC_NDOMAINS * (PYTHON_ALLOC_FREE + 1) };
+	char paths[MAX][PATH_MAX + 64];
+	uint64_t vaddrs[MAX], vs[MAX], got[MAX];
+	struct target_maps maps;
+	size_t idx[MAX];
+
+	memset(sizes, 0, n * sizeof(*sizes));
+	if (n > MAX || target_read_maps(pid, &maps))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const struct target_mapping *m = target_maps_find(&maps, addrs[i]);
+		struct elfsym_file *f;
+
+		paths[i][0] = 0;
+		if (!m || !m->exec || !m->path)
+			continue;
+		target_file_path(pid, m, paths[i], sizeof(paths[i]));
+		if (elfsym_open(paths[i], &f)) {
+			paths[i][0] = 0;
+			continue;
+		}
+		if (elfsym_exec_vaddr(f, addrs[i] - m->start + m->offset, &vaddrs[i]))
+			paths[i][0] = 0;
+		elfsym_close(f);
+	}
+	target_maps_free(&maps);
+	/* each file once, with the addresses in it */
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+
+		if (!paths[i][0] || sizes[i])
+			continue;
+		for (size_t j = i; j < n; j++)
+			if (!strcmp(paths[j], paths[i])) {
+				idx[k] = j;
+				vs[k++] = vaddrs[j];
+			}
+		if (!unwind_function_sizes(paths[i], vs, got, k))
+			for (size_t j = 0; j < k; j++)
+				sizes[idx[j]] = got[j];
+		for (size_t j = 0; j < k; j++)
+			paths[idx[j]][0] = 0; /* done */
+	}
+}
+
 /* The functions the tables hold, each probed once: the raw domain's free
  * is libc's, probed as such, but for a hook's (tracemalloc's free serves
  * all three tables: left out, no free of pymalloc's would be seen). */
@@ -426,7 +478,7 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
 			     bool verbose)
 {
 	enum { N = PYTHON_ALLOC_NDOMAINS * (PYTHON_ALLOC_FREE + 1) };
-	uint64_t vaddrs[N], sizes[N];
+	uint64_t sizes[N];
 	bool libc_free = a->state == PYTHON_ALLOC_DEFAULT || a->state == PYTHON_ALLOC_LEFT_HOOKED;
 	/* CPython's own pymalloc, its free inlined where no probe is */
 	uint64_t pool_cookie = libc_free ? pool_marks_cookie(a, t) : 0;
@@ -434,14 +486,10 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
 	if (pool_cookie) /* before the probes that mark: frees take marks away */
 		__atomic_store_n(&skel->bss->pool_marking, 1, __ATOMIC_RELAXED);
 
-	/* Their sizes, from the FDEs that start at them: a stripped build has
-	 * no symbols, and placement needs the whole function (an address in
-	 * another file than the interpreter's gets no FDE: its entry). */
-	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++)
-		for (int k = 0; k <= PYTHON_ALLOC_FREE; k++)
-			vaddrs[d * (PYTHON_ALLOC_FREE + 1) + k] = a->fn[d][k] - t->bias;
-	if (unwind_function_sizes(t->path, vaddrs, sizes, N))
-		memset(sizes, 0, sizeof(sizes));
+	/* Their sizes, from the FDEs that start at them in the files they lie
+	 * in: a stripped build has no symbols, and placement needs the whole
+	 * function */
+	function_sizes(a->pid, &a->fn[0][0], sizes, N);
 	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++) {
 		for (int k = PYTHON_ALLOC_MALLOC; k <= PYTHON_ALLOC_FREE; k++) {
 			int err;
@@ -451,6 +499,17 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
 				continue; /* probed once, as the raw domain's */
 			if (k == PYTHON_ALLOC_FREE && d == PYTHON_ALLOC_RAW && libc_free)
 				continue;
+			/* the tables are the process's to write: a probe where no
+			 * function starts could sit inside an instruction, in every
+			 * process that maps the file (--follow) */
+			if (!sizes[d * (PYTHON_ALLOC_FREE + 1) + k]) {
+				fprintf(stderr,
+					"tracer: warning: CPython's %s allocator table in process %d "
+					"holds 0x%llx, where no function starts (no FDE): not "
+					"probed\n",
+					domain_names[d], a->pid, (unsigned long long)a->fn[d][k]);
+				continue;
+			}
 			err = -EAGAIN;
 			/* a raw function that only jumps to libc's: libc's
 			 * probes catch its return */
