@@ -45,7 +45,8 @@ MODEL_BINS  := $(patsubst %,$(BUILD)/tests/%,$(MODEL_TESTS))
 # resolve.c with the test's own symbolizer in place of symbolize.o
 RESOLVE_BIN := $(BUILD)/tests/test_resolve
 TRACE_BINS  := $(filter-out $(MODEL_BINS) $(RESOLVE_BIN),$(UNIT_BINS))
-# py_embed.c links a libpython that only the tests' chroot has: they build it
+# py_embed.c links a libpython that only the tests' chroot has, py_table_midway.c
+# pyenv's: the tests build them
 # native.c linked against musl's C library (and dynamic linker), where
 # musl-gcc is installed
 MUSL_BINS := $(if $(shell command -v musl-gcc),$(BUILD)/workloads/native-musl)
@@ -60,7 +61,8 @@ RUSTC     ?= rustc
 RUST_BINS := $(if $(shell command -v $(RUSTC)),$(patsubst tests/workloads/%.rs,$(BUILD)/workloads/%,\
              $(wildcard tests/workloads/*.rs)))
 # nofp.c is built as distributions build: -O2 without frame pointers
-WL_C      := $(filter-out tests/workloads/py_embed.c tests/workloads/nofp.c \
+WL_C      := $(filter-out tests/workloads/py_embed.c tests/workloads/py_table_midway.c \
+             tests/workloads/nofp.c \
              tests/workloads/jemalloc_api.c tests/workloads/mimalloc_api.c,\
              $(wildcard tests/workloads/*.c))
 WL_CXX    := $(filter-out tests/workloads/cxx_o2.cc,$(wildcard tests/workloads/*.cc))
