@@ -476,10 +476,11 @@ enum tracer_counter {
 	/* pool_marks full: a pymalloc block not marked, whose free by the
 	 * inlined free would not be found */
 	TRACER_CNT_POOL_MARKS_FULL,
-	/* a marked pymalloc block whose pool a report could not check (its
-	 * process's memory unreadable, no memory for the check, or the kernel
-	 * refused forget_pool_free's test run): it stays in the figures until
-	 * a later report can (set by user space: pool_frees.c) */
+	/* marked pymalloc blocks whose pool the last report could not check
+	 * (its process's memory unreadable, the pool not made out, no memory
+	 * for the check, or the kernel refused forget_pool_free's test run):
+	 * they stay in the figures until a later report can (set by user
+	 * space at each report, not summed: pool_frees.c) */
 	TRACER_CNT_POOL_CHECKS_FAILED,
 	TRACER_CNT_MAX,
 };

@@ -1263,6 +1263,7 @@ struct snapshot *collect_snapshot(struct collector *c)
 	collect_refresh(c);
 	/* before anything is read: the blocks pymalloc's inlined free gave
 	 * back leave the figures as their frees would have */
+	c->pool_checks_failed = 0; /* this report's: a block still unchecked counts again */
 	pool_frees_apply(c->skel, &c->pool_checks_failed);
 	python_frames_poll(c->py);
 	for (size_t i = 0; c->multi && i < c->nprocs; i++)

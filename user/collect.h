@@ -39,7 +39,7 @@ struct collector {
 	/* multi with per-process probes: processes that exited before theirs
 	 * were attached (multi.c counts them) */
 	uint64_t gone_before_probed;
-	uint64_t pool_checks_failed; /* pool_frees_apply's */
+	uint64_t pool_checks_failed; /* pool_frees_apply's, at the last snapshot */
 	uint64_t swept_blocks;	   /* in all */
 	pid_t pid;		  /* the target (the launched command with --follow) */
 	struct python_frames *py; /* the target's Python frames; may be NULL */

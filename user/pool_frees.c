@@ -23,13 +23,14 @@ static int by_tgid(const void *a, const void *b)
 	return x->mark.tgid < y->mark.tgid ? -1 : x->mark.tgid > y->mark.tgid;
 }
 
-/* How many marks the map holds (after a read that failed). */
-static size_t count_marks(int fd)
+/* How many marks the map holds (after a read that failed): at most max,
+ * since a walk whose key BPF deletes meanwhile starts again at the first. */
+static size_t count_marks(int fd, size_t max)
 {
 	uint64_t key, next;
 	size_t n = 0;
 
-	for (int err = bpf_map_get_next_key(fd, NULL, &next); !err;
+	for (int err = bpf_map_get_next_key(fd, NULL, &next); !err && n < max;
 	     err = bpf_map_get_next_key(fd, &key, &next)) {
 		key = next;
 		n++;
@@ -138,7 +139,8 @@ static size_t apply_process(int fd, int prog, struct marked *m, size_t n, uint64
 			verdict = run_verdict(prog, &m[blocks[i].tag], blocks[i].free);
 			if (verdict == TRACER_POOL_FORGOTTEN)
 				forgotten++;
-			else if (verdict < 0)
+			/* not run, or its pool not made out (still traced) */
+			else if (verdict < 0 || (blocks[i].unknown && verdict == TRACER_POOL_KEPT))
 				(*failed)++;
 		}
 	} else if (nfree != -ESRCH && target_alive(pid)) {
@@ -162,7 +164,7 @@ size_t pool_frees_apply(struct tracer_bpf *skel, uint64_t *failed)
 		return 0; /* nothing marked */
 	m = read_marks(fd, &n, &incomplete);
 	if (incomplete) { /* those not read wait for the next report */
-		size_t left = count_marks(fd);
+		size_t left = count_marks(fd, bpf_map__max_entries(skel->maps.pool_marks));
 
 		*failed += left > n ? left - n : 0;
 	}

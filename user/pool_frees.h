@@ -14,8 +14,8 @@
 
 /* Applies the frees found now; cheap when nothing is marked. Returns how
  * many blocks it forgot; adds to *failed the marked blocks it could not
- * check (TRACER_CNT_POOL_CHECKS_FAILED): their marks stay for the next
- * report. */
+ * check (TRACER_CNT_POOL_CHECKS_FAILED: their pool unreadable or not made
+ * out, the check not run): their marks stay for the next report. */
 size_t pool_frees_apply(struct tracer_bpf *skel, uint64_t *failed);
 
 #endif

@@ -980,3 +980,43 @@ def test_tracemalloc_started_and_stopped_while_traced_is_followed(minor, request
     assert warnings(t.stderr_lines) == [], t.stderr_lines
     if extra:  # the hook undone: tracemalloc's stop put ours back first
         assert any("allocator tables restored" in l for l in t.stderr_lines), t.stderr_lines
+
+
+@pytest.mark.parametrize("minor", ["3.12", "debian"])
+def test_tracemalloc_running_at_the_attach_and_stopped_is_followed(minor):
+    """tracemalloc runs when the tracer attaches (its hooks are probed) and
+    the program stops it: CPython's own allocators, back in the tables,
+    are probed then, so that what follows is traced as at an attach without
+    tracemalloc (pymalloc's objects on pyenv's 3.12; on Debian's 3.11, its
+    pymalloc inlined, the blocks that reach libc)."""
+    python = python_or_debian(minor)
+    parse = lambda line: {l: (s, c) for l, s, c in json.loads(line.split(" ", 1)[1])}
+    after = parse(subprocess.run(command(python) + [TOGGLE, "ref"], capture_output=True,
+                                 text=True, check=True, timeout=120).stdout.splitlines()[-1])
+    with Workload(command(python) + [TOGGLE, "running"]) as w:
+        with Tracer(["-n", "1", "--domain", "python"], attach=w.pid) as t:
+            w.say("\n")
+            w.expect("mid")
+            t.signal(signal.SIGUSR1)
+            mid = json.loads(t.out.until(lambda l: l.startswith("{"), 10))
+            w.say("\n")
+            ref = parse(w.read_until("ref "))
+            w.expect("stopped")
+            said = t.err.until(lambda l: "stopped tracemalloc" in l, 10)
+            w.say("\n")
+            w.expect("done")
+            t.signal(signal.SIGINT)
+        w.say("\n")
+    assert said is not None and "probed now" in said, t.stderr_lines
+    assert warnings(t.stderr_lines) == [], t.stderr_lines
+    line = lambda name: site("py_tracemalloc_toggle.py", name)
+    # the lines made after the attach: tracemalloc's figures, through its
+    # hooks (pymalloc's hidden functions beneath them on Debian's)
+    ours = workload_lines(mid, TOGGLE)
+    for name in ("bytearrays", "dicts", "str"):
+        assert ours.get(line(name)) == ref[line(name)], (name, ref, ours)
+    # the 5 MB bytearray: its buffer from libc, its object from pymalloc
+    # (seen on pyenv's, inlined on Debian's)
+    size, count = after[line("after_stop")]
+    expect = (size, count) if minor != "debian" else (5000001, 1)
+    assert workload_lines(t.report, TOGGLE).get(line("after_stop")) == expect, t.report

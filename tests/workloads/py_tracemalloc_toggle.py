@@ -11,6 +11,10 @@ there), stop() puts back what they held.
                                     and tracemalloc's lineno statistics for
                                     this file as JSON, stop it, allocate
                                     again, print "done", wait for a line
+  python py_tracemalloc_toggle.py running
+                                    the same with tracemalloc running from the
+                                    start (no "started"), and after its stop
+                                    print "stopped", wait for a line
   python py_tracemalloc_toggle.py ref
                                     the same allocations under tracemalloc
                                     from the start: print "ref " and its
@@ -44,16 +48,23 @@ if sys.argv[1:] == ["ref"]:
     after_it_stopped()
     print("ref " + json.dumps(lineno_statistics(tracemalloc.take_snapshot())), flush=True)
     sys.exit(0)
+running = sys.argv[1:] == ["running"]
+if running:
+    tracemalloc.start(1)
 print("ready", flush=True)
 sys.stdin.readline()
-tracemalloc.start(1)
-print("started", flush=True)
-sys.stdin.readline()  # SITE:started
+if not running:
+    tracemalloc.start(1)
+    print("started", flush=True)
+    sys.stdin.readline()  # SITE:started
 while_tracemalloc_runs()
 print("mid", flush=True)
 sys.stdin.readline()  # SITE:mid
 print("ref " + json.dumps(lineno_statistics(tracemalloc.take_snapshot())), flush=True)
 tracemalloc.stop()
+if running:
+    print("stopped", flush=True)
+    sys.stdin.readline()  # SITE:stopped
 after_it_stopped()
 print("done", flush=True)
 sys.stdin.readline()

@@ -422,8 +422,9 @@ static const char *const domain_names[PYTHON_ALLOC_NDOMAINS] = {"raw", "mem", "o
 
 /* The sizes of the functions at addrs[0..n) in process pid, from the FDEs
  * that start there in the files mapped at them (one read of each file's
- * CFI); 0 where none starts, or the address is in no file's code. */
-static void function_sizes(pid_t pid, const uint64_t *addrs, uint64_t *sizes, size_t n)
+ * CFI); 0 where none starts, or the address is in no file's code. 0, or
+ * -errno when the process's mappings or a file's CFI could not be read. */
+static int function_sizes(pid_t pid, const uint64_t *addrs, uint64_t *sizes, size_t n)
 {
 	enum { MAX = PYTHON_ALLOC_NDOMAINS * (PYTHON_ALLOC_FREE + 1) };
 	char paths[MAX][PATH_MAX + 64];
@@ -431,9 +432,14 @@ static void function_sizes(pid_t pid, const uint64_t *addrs, uint64_t *sizes, si
 	struct target_maps maps;
 	size_t idx[MAX];
 
+	int err;
+
 	memset(sizes, 0, n * sizeof(*sizes));
-	if (n > MAX || target_read_maps(pid, &maps))
-		return;
+	if (n > MAX)
+		return -EINVAL;
+	err = target_read_maps(pid, &maps);
+	if (err)
+		return err;
 	for (size_t i = 0; i < n; i++) {
 		const struct target_mapping *m = target_maps_find(&maps, addrs[i]);
 		struct elfsym_file *f;
@@ -462,12 +468,15 @@ static void function_sizes(pid_t pid, const uint64_t *addrs, uint64_t *sizes, si
 				idx[k] = j;
 				vs[k++] = vaddrs[j];
 			}
-		if (!unwind_function_sizes(paths[i], vs, got, k))
-			for (size_t j = 0; j < k; j++)
-				sizes[idx[j]] = got[j];
-		for (size_t j = 0; j < k; j++)
+		err = unwind_function_sizes(paths[i], vs, got, k);
+		if (err)
+			return err;
+		for (size_t j = 0; j < k; j++) {
+			sizes[idx[j]] = got[j];
 			paths[idx[j]][0] = 0; /* done */
+		}
 	}
+	return 0;
 }
 
 /* The functions the tables hold, each probed once: the raw domain's free
@@ -479,6 +488,7 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
 {
 	enum { N = PYTHON_ALLOC_NDOMAINS * (PYTHON_ALLOC_FREE + 1) };
 	uint64_t sizes[N];
+	int err;
 	bool libc_free = a->state == PYTHON_ALLOC_DEFAULT || a->state == PYTHON_ALLOC_LEFT_HOOKED;
 	/* CPython's own pymalloc, its free inlined where no probe is */
 	uint64_t pool_cookie = libc_free ? pool_marks_cookie(a, t) : 0;
@@ -489,7 +499,14 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
 	/* Their sizes, from the FDEs that start at them in the files they lie
 	 * in: a stripped build has no symbols, and placement needs the whole
 	 * function */
-	function_sizes(a->pid, &a->fn[0][0], sizes, N);
+	err = function_sizes(a->pid, &a->fn[0][0], sizes, N);
+	if (err) {
+		fprintf(stderr,
+			"tracer: warning: cannot tell where the functions CPython's allocator "
+			"tables hold in process %d start (%s): not probed\n",
+			a->pid, strerror(-err));
+		return;
+	}
 	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++) {
 		for (int k = PYTHON_ALLOC_MALLOC; k <= PYTHON_ALLOC_FREE; k++) {
 			int err;
@@ -843,46 +860,75 @@ static int read_tables(const struct python_alloc *a, uint64_t out[PYTHON_ALLOC_N
 	return 0;
 }
 
+/* Probes what the tables hold now (python_alloc_check), in their state. */
+static void follow(struct python_alloc *a, uint64_t now[PYTHON_ALLOC_NDOMAINS][5],
+		   enum python_alloc_state state)
+{
+	struct python_alloc seen = *a;
+
+	memcpy(seen.fn, now, sizeof(seen.fn));
+	seen.state = state;
+	probe_allocators(&seen, a->target, a->skel, a->probes, a->attach_pid, a->verbose);
+}
+
 int python_alloc_check(struct python_alloc *a, bool warn)
 {
+	size_t size = sizeof(uint64_t) * PYTHON_ALLOC_NDOMAINS * 5;
 	uint64_t now[PYTHON_ALLOC_NDOMAINS][5];
+	enum python_alloc_state state;
 	struct python_alloc seen;
-	bool started;
 
 	if (!a->tracing_read || !a->target || read_tables(a, now) ||
-	    !memcmp(now, a->followed, sizeof(now)))
+	    !memcmp(now, a->followed, size))
 		return 0;
 	seen = *a;
-	memcpy(seen.fn, now, sizeof(seen.fn));
-	seen.state = tables_state(&seen);
-	/* probed as at an attach while they hold these (the functions probed
-	 * already are left as they are): tracemalloc's hooks around the
-	 * allocators probed beneath, which become nested calls */
-	probe_allocators(&seen, a->target, a->skel, a->probes, a->attach_pid, a->verbose);
-	memcpy(a->followed, now, sizeof(now));
-	started = seen.state == PYTHON_ALLOC_TRACEMALLOC;
-	if (started && !a->hooks_probed) {
-		a->hooks_probed = true;
+	memcpy(seen.fn, now, size);
+	state = tables_state(&seen);
+	/* Each of tracemalloc's two changes is followed once, to the functions
+	 * first seen (the same again when it starts again): what a process
+	 * writes there is probed, and under --follow in every process mapping
+	 * the file. Its start puts its hooks around what the tables held; its
+	 * stop, where it ran at the attach, puts back CPython's own. */
+	if (state == PYTHON_ALLOC_TRACEMALLOC && !a->hooks_followed) {
+		follow(a, now, state);
+		a->hooks_followed = true;
+		memcpy(a->hooks, now, size);
 		fprintf(stderr,
 			"tracer: process %d started tracemalloc: its hooks in the allocator tables "
 			"are probed now, so that a block counts once and what tracemalloc allocates "
 			"for itself not at all (until then, up to 0.25 s, it counted)\n",
 			a->pid);
-	} else if (!started && memcmp(now, a->tracing, sizeof(now)) && warn && !a->change_said) {
+	} else if (state == PYTHON_ALLOC_DEFAULT && a->state == PYTHON_ALLOC_TRACEMALLOC &&
+		   !a->defaults_followed) {
+		follow(a, now, state);
+		a->defaults_followed = true;
+		memcpy(a->defaults, now, size);
+		fprintf(stderr,
+			"tracer: process %d stopped tracemalloc: CPython's own allocators, back in "
+			"its tables, are probed now (until then, up to 0.25 s, their blocks were "
+			"not seen)\n",
+			a->pid);
+	} else if (!memcmp(now, a->tracing, size) ||
+		   (a->hooks_followed && !memcmp(now, a->hooks, size)) ||
+		   (a->defaults_followed && !memcmp(now, a->defaults, size))) {
+		if (a->verbose)
+			fprintf(stderr, "tracer: process %d's allocator tables changed back: "
+				"followed\n", a->pid);
+	} else if (memcmp(now, a->unfollowed, size)) {
+		/* said once it has held for a turn: tracemalloc writes the
+		 * three tables one after another */
+		memcpy(a->unfollowed, now, size);
+		return 0;
+	} else if (warn && !a->change_said) {
 		a->change_said = true;
 		fprintf(stderr,
-			"tracer: process %d changed its allocator tables while traced "
-			"(PyMem_SetAllocator): the functions they hold now are probed as CPython's "
-			"allocators (blocks made through them until then, up to 0.25 s, were "
-			"not)\n",
+			"tracer: warning: process %d changed its allocator tables while traced "
+			"(PyMem_SetAllocator, not tracemalloc's): the functions they hold now are "
+			"not probed, and blocks made through them may count in another domain "
+			"than tracemalloc's (or not at all)\n",
 			a->pid);
-	} else if (a->verbose) {
-		fprintf(stderr, "tracer: process %d's allocator tables changed%s: followed\n",
-			a->pid,
-			started ? " (tracemalloc started)"
-			: !memcmp(now, a->tracing, sizeof(now)) ? " back to what they held as tracing began"
-								: "");
 	}
+	memcpy(a->followed, now, size);
 	return 1;
 }
 

@@ -49,7 +49,10 @@ struct python_alloc {
 	 * a change that is not tracemalloc starting or stopping is said once
 	 * (python_alloc_check) */
 	uint64_t tracing[PYTHON_ALLOC_NDOMAINS][5];
-	uint64_t followed[PYTHON_ALLOC_NDOMAINS][5];
+	uint64_t followed[PYTHON_ALLOC_NDOMAINS][5];   /* as last looked at */
+	uint64_t hooks[PYTHON_ALLOC_NDOMAINS][5];      /* tracemalloc's, started since */
+	uint64_t defaults[PYTHON_ALLOC_NDOMAINS][5];   /* once it stopped, if it ran before */
+	uint64_t unfollowed[PYTHON_ALLOC_NDOMAINS][5]; /* another change, seen once */
 	bool tracing_read, change_said;
 	/* what python_alloc_check probes a tracemalloc started later with
 	 * (borrowed from python_alloc_setup's caller) */
@@ -58,7 +61,7 @@ struct python_alloc {
 	struct probes *probes;
 	pid_t attach_pid;
 	bool verbose;
-	bool hooks_probed; /* tracemalloc's hooks, started while tracing */
+	bool hooks_followed, defaults_followed;
 };
 
 /* Once CPython t is recognised in process pid: finds its allocator tables,
@@ -76,13 +79,14 @@ struct python_alloc {
 int python_alloc_setup(struct python_alloc *a, const struct python_target *t,
 		       struct tracer_bpf *skel, struct probes *p, pid_t pid, pid_t attach_pid,
 		       bool hook, enum python_free_lists free_lists, bool verbose);
-/* While tracing: follows the tables' changes since the last call. The
- * functions they hold now are probed as at an attach (those probed already
- * stay). tracemalloc.start() puts its hooks around what they held: probed,
- * the allocators beneath run nested, so that a block counts once and what
- * tracemalloc allocates for itself inside them not at all; said once on
- * stderr. Its stop() puts back what they held. Any other change (an
- * extension's PyMem_SetAllocator) is said once with warn (not for a
+/* While tracing: follows the tables' changes since the last call.
+ * tracemalloc.start() puts its hooks around what they held: probed (as at
+ * an attach while it runs), the allocators beneath run nested, so that a
+ * block counts once and what tracemalloc allocates for itself inside them
+ * not at all. Its stop() puts back what they held: CPython's own, probed
+ * then where tracemalloc ran at the attach. Each is followed once (said on
+ * stderr), to the functions first seen. Any other change (an extension's
+ * PyMem_SetAllocator) is not followed: said once with warn (not for a
  * launched interpreter, which sets its tables after the tracer first reads
  * them). Returns 1 when the tables changed. */
 int python_alloc_check(struct python_alloc *a, bool warn);

@@ -41,8 +41,8 @@ static const struct known_counter known[] = {
      "pymalloc blocks whose free no probe may see, not marked to be looked for in its pools "
      "(table full)"},
     {"pymalloc pool checks failed", "pool_checks_failed", COUNTER_LOSS,
-     "marked pymalloc blocks whose pool a report could not check (live in the figures until a "
-     "later report can)"},
+     "marked pymalloc blocks whose pool the last report could not check (live in the figures "
+     "until a later report can)"},
     {"python frames unresolved", "python_frames_unresolved", COUNTER_LOSS,
      "Python stacks unresolved (code objects freed before they were read)"},
     {"reallocs of untraced blocks, domain unknown (libc)", "realloc_domain_unknown",
