@@ -488,7 +488,7 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
 {
 	enum { N = PYTHON_ALLOC_NDOMAINS * (PYTHON_ALLOC_FREE + 1) };
 	uint64_t sizes[N];
-	int err;
+	int sized;
 	bool libc_free = a->state == PYTHON_ALLOC_DEFAULT || a->state == PYTHON_ALLOC_LEFT_HOOKED;
 	/* CPython's own pymalloc, its free inlined where no probe is */
 	uint64_t pool_cookie = libc_free ? pool_marks_cookie(a, t) : 0;
@@ -499,12 +499,12 @@ static void probe_allocators(const struct python_alloc *a, const struct python_t
 	/* Their sizes, from the FDEs that start at them in the files they lie
 	 * in: a stripped build has no symbols, and placement needs the whole
 	 * function */
-	err = function_sizes(a->pid, &a->fn[0][0], sizes, N);
-	if (err) {
+	sized = function_sizes(a->pid, &a->fn[0][0], sizes, N);
+	if (sized) {
 		fprintf(stderr,
 			"tracer: warning: cannot tell where the functions CPython's allocator "
 			"tables hold in process %d start (%s): not probed\n",
-			a->pid, strerror(-err));
+			a->pid, strerror(-sized));
 		return;
 	}
 	for (int d = 0; d < PYTHON_ALLOC_NDOMAINS; d++) {
@@ -860,15 +860,20 @@ static int read_tables(const struct python_alloc *a, uint64_t out[PYTHON_ALLOC_N
 	return 0;
 }
 
-/* Probes what the tables hold now (python_alloc_check), in their state. */
+/* Probes what the tables hold now, in their state, and keeps it in kept
+ * (python_alloc_check); says what it follows. */
 static void follow(struct python_alloc *a, uint64_t now[PYTHON_ALLOC_NDOMAINS][5],
-		   enum python_alloc_state state)
+		   enum python_alloc_state state, uint64_t kept[PYTHON_ALLOC_NDOMAINS][5],
+		   bool *done, const char *what)
 {
 	struct python_alloc seen = *a;
 
 	memcpy(seen.fn, now, sizeof(seen.fn));
 	seen.state = state;
 	probe_allocators(&seen, a->target, a->skel, a->probes, a->attach_pid, a->verbose);
+	memcpy(kept, now, sizeof(seen.fn));
+	*done = true;
+	fprintf(stderr, "tracer: process %d %s\n", a->pid, what);
 }
 
 int python_alloc_check(struct python_alloc *a, bool warn)
@@ -890,24 +895,15 @@ int python_alloc_check(struct python_alloc *a, bool warn)
 	 * the file. Its start puts its hooks around what the tables held; its
 	 * stop, where it ran at the attach, puts back CPython's own. */
 	if (state == PYTHON_ALLOC_TRACEMALLOC && !a->hooks_followed) {
-		follow(a, now, state);
-		a->hooks_followed = true;
-		memcpy(a->hooks, now, size);
-		fprintf(stderr,
-			"tracer: process %d started tracemalloc: its hooks in the allocator tables "
-			"are probed now, so that a block counts once and what tracemalloc allocates "
-			"for itself not at all (until then, up to 0.25 s, it counted)\n",
-			a->pid);
+		follow(a, now, state, a->hooks, &a->hooks_followed,
+		       "started tracemalloc: its hooks in the allocator tables are probed now, so "
+		       "that a block counts once and what tracemalloc allocates for itself not at "
+		       "all (until then, up to 0.25 s, it counted)");
 	} else if (state == PYTHON_ALLOC_DEFAULT && a->state == PYTHON_ALLOC_TRACEMALLOC &&
 		   !a->defaults_followed) {
-		follow(a, now, state);
-		a->defaults_followed = true;
-		memcpy(a->defaults, now, size);
-		fprintf(stderr,
-			"tracer: process %d stopped tracemalloc: CPython's own allocators, back in "
-			"its tables, are probed now (until then, up to 0.25 s, their blocks were "
-			"not seen)\n",
-			a->pid);
+		follow(a, now, state, a->defaults, &a->defaults_followed,
+		       "stopped tracemalloc: CPython's own allocators, back in its tables, are "
+		       "probed now (until then, up to 0.25 s, their blocks were not seen)");
 	} else if (!memcmp(now, a->tracing, size) ||
 		   (a->hooks_followed && !memcmp(now, a->hooks, size)) ||
 		   (a->defaults_followed && !memcmp(now, a->defaults, size))) {
