@@ -431,7 +431,6 @@ static int function_sizes(pid_t pid, const uint64_t *addrs, uint64_t *sizes, siz
 	uint64_t vaddrs[MAX], vs[MAX], got[MAX];
 	struct target_maps maps;
 	size_t idx[MAX];
-
 	int err;
 
 	memset(sizes, 0, n * sizeof(*sizes));
@@ -860,27 +859,21 @@ static int read_tables(const struct python_alloc *a, uint64_t out[PYTHON_ALLOC_N
 	return 0;
 }
 
-/* Probes what the tables hold now, in their state, and keeps it in kept
- * (python_alloc_check); says what it follows. */
-static void follow(struct python_alloc *a, uint64_t now[PYTHON_ALLOC_NDOMAINS][5],
-		   enum python_alloc_state state, uint64_t kept[PYTHON_ALLOC_NDOMAINS][5],
-		   bool *done, const char *what)
+/* Probes what the tables hold now (seen: a with their contents and
+ * state), keeps it in kept and says what it follows (python_alloc_check). */
+static void follow(struct python_alloc *a, const struct python_alloc *seen,
+		   uint64_t kept[PYTHON_ALLOC_NDOMAINS][5], bool *done, const char *what)
 {
-	struct python_alloc seen = *a;
-
-	memcpy(seen.fn, now, sizeof(seen.fn));
-	seen.state = state;
-	probe_allocators(&seen, a->target, a->skel, a->probes, a->attach_pid, a->verbose);
-	memcpy(kept, now, sizeof(seen.fn));
+	probe_allocators(seen, a->target, a->skel, a->probes, a->attach_pid, a->verbose);
+	memcpy(kept, seen->fn, sizeof(seen->fn));
 	*done = true;
 	fprintf(stderr, "tracer: process %d %s\n", a->pid, what);
 }
 
 int python_alloc_check(struct python_alloc *a, bool warn)
 {
-	size_t size = sizeof(uint64_t) * PYTHON_ALLOC_NDOMAINS * 5;
 	uint64_t now[PYTHON_ALLOC_NDOMAINS][5];
-	enum python_alloc_state state;
+	size_t size = sizeof(now);
 	struct python_alloc seen;
 
 	if (!a->tracing_read || !a->target || read_tables(a, now) ||
@@ -888,20 +881,20 @@ int python_alloc_check(struct python_alloc *a, bool warn)
 		return 0;
 	seen = *a;
 	memcpy(seen.fn, now, size);
-	state = tables_state(&seen);
+	seen.state = tables_state(&seen);
 	/* Each of tracemalloc's two changes is followed once, to the functions
 	 * first seen (the same again when it starts again): what a process
 	 * writes there is probed, and under --follow in every process mapping
 	 * the file. Its start puts its hooks around what the tables held; its
 	 * stop, where it ran at the attach, puts back CPython's own. */
-	if (state == PYTHON_ALLOC_TRACEMALLOC && !a->hooks_followed) {
-		follow(a, now, state, a->hooks, &a->hooks_followed,
+	if (seen.state == PYTHON_ALLOC_TRACEMALLOC && !a->hooks_followed) {
+		follow(a, &seen, a->hooks, &a->hooks_followed,
 		       "started tracemalloc: its hooks in the allocator tables are probed now, so "
 		       "that a block counts once and what tracemalloc allocates for itself not at "
 		       "all (until then, up to 0.25 s, it counted)");
-	} else if (state == PYTHON_ALLOC_DEFAULT && a->state == PYTHON_ALLOC_TRACEMALLOC &&
+	} else if (seen.state == PYTHON_ALLOC_DEFAULT && a->state == PYTHON_ALLOC_TRACEMALLOC &&
 		   !a->defaults_followed) {
-		follow(a, now, state, a->defaults, &a->defaults_followed,
+		follow(a, &seen, a->defaults, &a->defaults_followed,
 		       "stopped tracemalloc: CPython's own allocators, back in its tables, are "
 		       "probed now (until then, up to 0.25 s, their blocks were not seen)");
 	} else if (!memcmp(now, a->tracing, size) ||
